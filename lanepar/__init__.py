@@ -1,0 +1,62 @@
+"""lanepar: a lane executor for AI-agent tool batches, and a live profiler of it.
+
+The public names are re-exported here from their rooms; ``tests/test_public_api.py`` pins
+``__all__`` so nothing public disappears by accident.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .batch import BatchResult as BatchResult
+from .batch import TaskHandle as TaskHandle
+from .config import DEFAULT_LANES as DEFAULT_LANES
+from .config import LaneConfig as LaneConfig
+from .executor import LaneExecutor as LaneExecutor
+from .executor import current as current
+from .lane import TaskCancelledError as TaskCancelledError
+from .lane import TaskTimeoutError as TaskTimeoutError
+from .tools.registry import ToolCall as ToolCall
+from .tools.registry import registered_tools as registered_tools
+from .tools.registry import tool as tool
+from .trace.model import Sample as Sample
+from .trace.model import TaskRecord as TaskRecord
+from .trace.model import Trace as Trace
+from .trace.probe import phase as phase
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_LANES",
+    "BatchResult",
+    "LaneConfig",
+    "LaneExecutor",
+    "Sample",
+    "TaskCancelledError",
+    "TaskHandle",
+    "TaskRecord",
+    "TaskTimeoutError",
+    "ToolCall",
+    "Trace",
+    "__version__",
+    "current",
+    "load_ipython_extension",
+    "load_trace",
+    "phase",
+    "registered_tools",
+    "tool",
+]
+
+
+def load_trace(path: Any) -> Trace:
+    """Read a trace written by ``Trace.to_chrome_trace`` (or lanepar's own JSON) back."""
+    from .export.load import load_trace as _load
+
+    return _load(path)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext lanepar``: imported lazily so ``import lanepar`` stays light headless."""
+    from .jupyter.magics import load_ipython_extension as _load
+
+    _load(ipython)

@@ -1,0 +1,61 @@
+"""The small protocol a lane calls to run one body, and helpers the backends share."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import sniffio
+
+from ..trace.probe import TaskProbe
+
+
+class Backend(Protocol):
+    """How a body runs. ``slot`` is the lane worker running it (process backends keep one child
+    per slot); ``probe`` is None when tracing is off."""
+
+    async def run(
+        self,
+        slot: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        is_async: bool,
+        probe: TaskProbe | None,
+    ) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+    def close_now(self) -> None:
+        """Synchronous last-resort cleanup (kill children, stop threads) for abrupt exits."""
+        ...
+
+
+async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
+    """Await a ``concurrent.futures.Future`` on whichever loop anyio is running.
+
+    anyio has no public way to await a foreign future; asyncio's ``wrap_future`` is the cheapest
+    bridge, and on trio a done-callback re-enters the loop through its token.
+    """
+    if sniffio.current_async_library() == "asyncio":
+        return await asyncio.wrap_future(fut)
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+
+    def wake(_: object) -> None:
+        try:
+            token.run_sync_soon(done.set)
+        except trio.RunFinishedError:  # the loop ended first: nobody is waiting any more
+            pass
+
+    fut.add_done_callback(wake)
+    try:
+        await done.wait()
+    except BaseException:
+        fut.cancel()
+        raise
+    return fut.result()

@@ -1,0 +1,216 @@
+"""Process lanes: one child process per worker slot.
+
+A slot owns its child (instead of sharing a ``ProcessPoolExecutor``) so that cancelling or timing
+out one task kills exactly the process running it — a pool can only be torn down whole, which
+would break every sibling. Children are started lazily through ``forkserver`` (fork is unsafe in a
+process with threads, as every Jupyter kernel is) and ignore SIGINT: Ctrl-C is the parent's to
+handle. Bodies defined in ``__main__`` (a notebook) travel by value with cloudpickle.
+
+The child measures its own CPU (``process_time``) and wall time; its clock offset to the parent is
+estimated once per child with a ping (offset = child clock − midpoint of the round trip), and every
+timestamp is converted once, at this boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import anyio
+import cloudpickle
+
+from ..trace.probe import TaskProbe, run_sync_probed
+from .base import await_future
+
+_RESULT_OK = 0
+_RESULT_ERR = 1
+
+
+class WorkerDied(RuntimeError):
+    """The child process running a task exited before it answered."""
+
+
+def _dumps(obj: Any, fn: Callable[..., Any]) -> bytes:
+    if getattr(fn, "__module__", None) == "__main__" or getattr(fn, "__name__", "") == "<lambda>":
+        return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
+
+
+def _child_main(conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn.send_bytes(pickle.dumps(time.perf_counter_ns()))  # clock handshake
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        fn, args, kwargs, res_ns, max_segs, is_async = pickle.loads(data)
+        probe = TaskProbe(res_ns, max_segs)
+        body = fn
+        if is_async:
+            body = _run_coroutine
+            args = (fn, args, kwargs)
+            kwargs = {}
+        try:
+            value = run_sync_probed(probe, body, args, kwargs, clock=time.process_time_ns)
+            status = _RESULT_OK
+        except BaseException as e:  # the parent decides what an error means
+            value, status = e, _RESULT_ERR
+        segs = probe.builder.finish()
+        reply = (status, value, probe.started_ns, probe.finished_ns, probe.cpu_ns, segs,
+                 probe.phases, os.getpid())
+        try:
+            payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            err = RuntimeError(f"result of {getattr(fn, '__name__', fn)!r} cannot be pickled: {e}")
+            payload = pickle.dumps((_RESULT_ERR, err, *reply[2:]))
+        conn.send_bytes(payload)
+
+
+def _run_coroutine(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    return asyncio.run(fn(*args, **kwargs))
+
+
+class _Child:
+    def __init__(self, ctx: Any, name: str) -> None:
+        parent, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_child_main, args=(child,), name=name, daemon=True)
+        t0 = time.perf_counter_ns()
+        self.proc.start()
+        child.close()
+        self.conn: Connection = parent
+        if not parent.poll(60):
+            self.kill()
+            raise WorkerDied(f"{name}: child process did not start within 60 s")
+        child_t = pickle.loads(parent.recv_bytes())
+        t1 = time.perf_counter_ns()
+        # The handshake is sent as soon as the child runs, so the start-up cost skews the midpoint:
+        # bound it by the round trip instead and record the uncertainty.
+        self.offset_ns = child_t - t1 if child_t > t1 else 0
+        self.offset_uncertainty_ns = t1 - t0
+
+    def to_parent(self, t: int) -> int:
+        return t - self.offset_ns
+
+    async def call(self, payload: bytes, io: concurrent.futures.Executor) -> Any:
+        if len(payload) > 32_768:  # a big payload would block the loop on a full pipe
+            await await_future(io.submit(self.conn.send_bytes, payload))
+        else:
+            self.conn.send_bytes(payload)
+        while not self.conn.poll():
+            await anyio.wait_readable(self.conn.fileno())
+        try:
+            return pickle.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            code = self.proc.exitcode
+            self.kill()
+            raise WorkerDied(f"worker process {self.proc.pid} died (exit code {code})") from None
+
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+
+class ProcessBackend:
+    def __init__(self, lane: str, resolution_ns: int, max_segments: int) -> None:
+        self.lane = lane
+        self.resolution_ns = resolution_ns
+        self.max_segments = max_segments
+        self._children: dict[int, _Child] = {}
+        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        self._ctx = multiprocessing.get_context(method)
+        # Our own helper threads (start-up, big sends) so closing joins them: anyio's shared
+        # worker threads would linger after the executor is gone.
+        self._io: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def _get_io(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._io is None:
+            self._io = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix=f"lanepar-{self.lane}-io"
+            )
+        return self._io
+
+    async def _child(self, slot: int) -> _Child:
+        child = self._children.get(slot)
+        if child is not None and child.alive():
+            return child
+        if child is not None:
+            child.kill()
+        name = f"lanepar-{self.lane}-{slot}"
+        child = await await_future(self._get_io().submit(_Child, self._ctx, name))
+        self._children[slot] = child
+        return child
+
+    async def warm(self, slots: int) -> None:
+        """Start ``slots`` children ahead of time so the first batch does not pay start-up."""
+        for slot in range(slots):
+            await self._child(slot)
+
+    async def run(
+        self,
+        slot: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        is_async: bool,
+        probe: TaskProbe | None,
+    ) -> Any:
+        child = await self._child(slot)
+        payload = _dumps((fn, args, kwargs, self.resolution_ns, self.max_segments, is_async), fn)
+        try:
+            status, value, t0, t1, cpu, segs, phases, _pid = await child.call(payload, self._get_io())
+        except BaseException:
+            # Cancelled or timed out mid-task: the child's state is unknown, so it goes.
+            child.kill()
+            self._children.pop(slot, None)
+            raise
+        if probe is not None:
+            conv = child.to_parent
+            probe.started_ns, probe.finished_ns = conv(t0), conv(t1)
+            wall = t1 - t0
+            probe.cpu_ns = min(cpu, wall)
+            probe.wait_ns = wall - probe.cpu_ns
+            probe.builder.segs = [[k, conv(s), conv(e)] for k, s, e in segs]
+            if phases:
+                probe.phases = [(n, conv(s), conv(e)) for n, s, e in phases]
+        if status == _RESULT_ERR:
+            raise value
+        return value
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.proc.pid for c in self._children.values() if c.proc.pid is not None]
+
+    async def aclose(self) -> None:
+        self.close_now()
+
+    def close_now(self) -> None:
+        children, self._children = self._children, {}
+        for child in children.values():
+            try:
+                child.conn.close()  # EOF: an idle child exits by itself
+            except OSError:
+                pass
+        for child in children.values():
+            child.proc.join(0.5)
+            child.kill()
+        io, self._io = self._io, None
+        if io is not None:
+            io.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,160 @@
+"""Lane configuration and the default lanes.
+
+Validation lives here, at construction, because a bad limit discovered while a batch is running
+would lose work: every error names the field and the value that broke it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Literal, Union
+
+LaneKind = Literal["async", "thread", "process", "dask"]
+KINDS: tuple[str, ...] = ("async", "thread", "process", "dask")
+
+#: Upper bound of an adaptive (``max_concurrency="auto"``) lane when no ceiling is given.
+DEFAULT_AUTO_CEILING = 64
+
+Concurrency = Union[int, Literal["auto"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LaneConfig:
+    """How one lane runs its tasks.
+
+    ``priority``: lower numbers win when lanes compete for a shared ``max_total`` budget (0 is the
+    control lane). ``max_concurrency`` is honoured exactly — never clamped — because the seed
+    framework silently turned a user's 10 into 4 and nobody could see why a batch was slow.
+    ``max_concurrency="auto"`` makes the limit adaptive between ``min_concurrency`` and ``ceiling``.
+    """
+
+    min_concurrency: int = 1
+    max_concurrency: Concurrency = 4
+    kind: LaneKind = "async"
+    priority: int = 1
+    timeout_s: float | None = None
+    retries: int = 0
+    retry_backoff_s: float = 0.05
+    ceiling: int | None = None
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("min_concurrency", self.min_concurrency, low=0)
+        if self.max_concurrency != "auto":
+            _check_int("max_concurrency", self.max_concurrency, low=1)
+            if self.min_concurrency > self.max_concurrency:
+                raise ValueError(
+                    f"LaneConfig: min_concurrency={self.min_concurrency} is greater than "
+                    f"max_concurrency={self.max_concurrency}"
+                )
+        if self.ceiling is not None:
+            _check_int("ceiling", self.ceiling, low=max(1, self.min_concurrency))
+        if self.kind not in KINDS:
+            raise ValueError(f"LaneConfig: kind={self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.address is not None and self.kind != "dask":
+            raise ValueError(f"LaneConfig: address={self.address!r} only applies to kind='dask'")
+        _check_int("priority", self.priority, low=-(2**31))
+        _check_int("retries", self.retries, low=0)
+        if self.timeout_s is not None and not (
+            isinstance(self.timeout_s, (int, float)) and self.timeout_s > 0
+        ):
+            raise ValueError(f"LaneConfig: timeout_s={self.timeout_s!r} must be a positive number")
+        if not (isinstance(self.retry_backoff_s, (int, float)) and self.retry_backoff_s >= 0):
+            raise ValueError(f"LaneConfig: retry_backoff_s={self.retry_backoff_s!r} must be >= 0")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.max_concurrency == "auto"
+
+    @property
+    def limit_ceiling(self) -> int:
+        """The highest limit this lane may ever run at (its fixed limit, or the auto ceiling)."""
+        if isinstance(self.max_concurrency, int):
+            return self.max_concurrency
+        return self.ceiling if self.ceiling is not None else DEFAULT_AUTO_CEILING
+
+    @property
+    def initial_limit(self) -> int:
+        """The limit a lane starts at: adaptive lanes start low and probe upwards."""
+        if isinstance(self.max_concurrency, int):
+            return self.max_concurrency
+        return max(1, self.min_concurrency)
+
+    def replace(self, **changes: object) -> LaneConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _check_int(field: str, value: object, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"LaneConfig: {field}={value!r} must be an integer")
+    if value < low:
+        raise ValueError(f"LaneConfig: {field}={value} must be >= {low}")
+
+
+#: The seed framework's lanes, kept because agent prompts and users already think in them.
+DEFAULT_LANES: Mapping[str, LaneConfig] = {
+    "control": LaneConfig(min_concurrency=1, max_concurrency=4, priority=0),
+    "query": LaneConfig(min_concurrency=2, max_concurrency=16, priority=1),
+    "execute": LaneConfig(min_concurrency=1, max_concurrency=4, priority=2, kind="thread"),
+    "generate": LaneConfig(min_concurrency=1, max_concurrency=2, priority=3),
+}
+
+#: Tool name → lane, as in the seed. Anything unlisted goes to ``execute``.
+TOOL_LANES: Mapping[str, str] = {
+    "read": "query",
+    "glob": "query",
+    "ls": "query",
+    "grep": "query",
+    "list_files": "query",
+    "search": "query",
+    "hash": "query",
+    "bash": "execute",
+    "write": "execute",
+    "edit": "execute",
+    "execute": "execute",
+    "parse": "execute",
+    "generate": "generate",
+}
+DEFAULT_LANE = "execute"
+
+
+def validate_lanes(
+    lanes: Mapping[str, LaneConfig], max_total: int | None
+) -> dict[str, LaneConfig]:
+    """Check a whole lane table; reserved slots must fit inside a shared budget."""
+    if not lanes:
+        raise ValueError("lanes: at least one lane is needed")
+    out: dict[str, LaneConfig] = {}
+    for name, cfg in lanes.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"lanes: lane name {name!r} must be a non-empty string")
+        if not isinstance(cfg, LaneConfig):
+            raise ValueError(f"lanes[{name!r}]: expected a LaneConfig, got {type(cfg).__name__}")
+        out[name] = cfg
+    if max_total is not None:
+        _check_int("max_total", max_total, low=1)
+        reserved = sum(c.min_concurrency for c in out.values())
+        if reserved > max_total:
+            raise ValueError(
+                f"max_total={max_total} is smaller than the reserved slots of all lanes "
+                f"(sum of min_concurrency = {reserved})"
+            )
+    return out
+
+
+def parse_lane_limits(spec: str) -> dict[str, int]:
+    """Parse ``"query=16,execute=4"`` (magics and CLI) into a mapping, naming bad parts."""
+    limits: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"lane limit {part!r} is not of the form lane=N")
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"lane limit {part!r}: {value!r} is not an integer") from None
+        if n < 1:
+            raise ValueError(f"lane limit {part!r}: must be >= 1")
+        limits[name.strip()] = n
+    return limits

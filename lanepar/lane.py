@@ -1,0 +1,422 @@
+"""One lane: a priority queue and a fixed pool of workers that pull from it.
+
+No task is spawned per call and nothing polls: a worker sleeps on its own event only when the
+queue is empty and is woken by the submission that fills it. A worker runs bodies inline, so a
+call costs a heap pop and an ``await`` — the reason lanepar beats ``gather`` + ``Semaphore``,
+which creates a task and a future per call.
+
+Each worker owns a cancel scope around the job it runs: cancelling or timing out one job cancels
+that scope and the worker starts a fresh one, so no per-job scope is paid on the hot path.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from .backends.base import Backend
+from .config import LaneConfig
+from .trace.model import KIND_CODE, TaskRecord
+from .trace.probe import TaskProbe, activate, deactivate
+
+if TYPE_CHECKING:
+    from .budget import SharedBudget
+    from .executor import _Batch
+
+_pc = time.perf_counter_ns
+_seq = itertools.count()
+QUEUED = KIND_CODE["queued"]
+DISPATCH = KIND_CODE["dispatch"]
+
+#: A worker yields to the loop after this many jobs that never suspended, so a lane of instant
+#: coroutines cannot starve the other lanes.
+FAIRNESS_EVERY = 64
+
+
+class TaskTimeoutError(TimeoutError):
+    """A task ran longer than its lane's (or its call's) ``timeout_s``."""
+
+
+class TaskCancelledError(Exception):
+    """A task was cancelled (batch cancelled, ``fail_fast``, executor closing) before it finished."""
+
+
+class Job:
+    __slots__ = (
+        "args",
+        "args_summary",
+        "attempt",
+        "batch",
+        "fn",
+        "id",
+        "index",
+        "is_async",
+        "kwargs",
+        "name",
+        "submitted_ns",
+        "timeout_s",
+    )
+
+    def __init__(
+        self,
+        batch: _Batch,
+        index: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        is_async: bool,
+        name: str,
+        timeout_s: float | None,
+        job_id: int,
+        submitted_ns: int,
+    ) -> None:
+        self.batch = batch
+        self.index = index
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.is_async = is_async
+        self.name = name
+        self.timeout_s = timeout_s
+        self.id = job_id
+        self.submitted_ns = submitted_ns
+        self.attempt = 0
+        self.args_summary = ""
+
+
+class _Worker:
+    __slots__ = ("deadline", "free_at", "job", "scope", "slot", "wake")
+
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+        self.deadline = math.inf
+        self.job: Job | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.wake: anyio.Event | None = None
+        self.free_at = 0
+
+
+class Lane:
+    def __init__(
+        self,
+        name: str,
+        config: LaneConfig,
+        backend: Backend,
+        *,
+        recorder: Any = None,
+        budget: SharedBudget | None = None,
+        resolution_ns: int = 500_000,
+        max_segments: int = 64,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.backend = backend
+        self.recorder = recorder
+        self.budget = budget
+        self.resolution_ns = resolution_ns
+        self.max_segments = max_segments
+        self.limit = config.initial_limit
+        self.heap: list[tuple[int, int, Job]] = []
+        self.active = 0
+        self.peak_active = 0
+        self.workers: dict[int, _Worker] = {}
+        self._idle: list[_Worker] = []
+        self._tg: anyio.abc.TaskGroup | None = None
+        #: Called with (job, outcome, wall_ns) after each job: adaptive limits and auto mode learn.
+        self.observers: list[Callable[[Job, str, int, TaskRecord | None], None]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, tg: anyio.abc.TaskGroup) -> None:
+        self._tg = tg
+        self._ensure_workers()
+
+    def _ensure_workers(self) -> None:
+        if self._tg is None:
+            return
+        for slot in range(self.limit):
+            if slot not in self.workers:
+                w = _Worker(slot)
+                self.workers[slot] = w
+                self._tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
+
+    def set_limit(self, n: int) -> None:
+        """Apply a new limit now: new slots start at once, surplus slots retire after their job."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"lane {self.name!r}: concurrency {n!r} must be an integer >= 1")
+        self.limit = n
+        self._ensure_workers()
+        for w in list(self._idle):
+            if w.slot >= n and w.wake is not None:
+                self._idle.remove(w)
+                w.wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self.heap)
+
+    # -- submission ------------------------------------------------------------------------------
+    def push(self, jobs: Iterable[tuple[int, Job]]) -> None:
+        """Queue (priority, job) pairs in one step and wake as many idle workers as needed."""
+        heap = self.heap
+        before = len(heap)
+        if before == 0:
+            heap.extend((p, next(_seq), j) for p, j in jobs)
+            heapq.heapify(heap)
+        else:
+            for p, j in jobs:
+                heapq.heappush(heap, (p, next(_seq), j))
+        added = len(heap) - before
+        idle = self._idle
+        while idle and added > 0:
+            w = idle.pop()
+            if w.wake is not None:
+                w.wake.set()
+            added -= 1
+        if self.budget is not None:
+            self.budget.work_arrived(self)
+
+    def drop(self, batch: _Batch) -> list[Job]:
+        """Remove the queued jobs of a batch at once (cancellation must not wait for workers)."""
+        keep = [e for e in self.heap if e[2].batch is not batch]
+        dropped = [e[2] for e in self.heap if e[2].batch is batch]
+        if dropped:
+            heapq.heapify(keep)
+            self.heap = keep
+        return dropped
+
+    def cancel_running(self, batch: _Batch | None) -> None:
+        for w in self.workers.values():
+            if w.job is not None and (batch is None or w.job.batch is batch) and w.scope:
+                w.scope.cancel()
+
+    # -- workers ---------------------------------------------------------------------------------
+    async def _worker_main(self, w: _Worker) -> None:
+        try:
+            while True:
+                with anyio.CancelScope() as scope:
+                    w.scope = scope
+                    if await self._serve(w, scope):
+                        return
+                job, w.job = w.job, None
+                if job is not None:
+                    self._finish_interrupted(w, job, scope)
+        finally:
+            if self.workers.get(w.slot) is w:
+                del self.workers[w.slot]
+            if w in self._idle:
+                self._idle.remove(w)
+
+    async def _serve(self, w: _Worker, scope: anyio.CancelScope) -> bool:
+        """Run jobs until retired (True) or until this scope was cancelled (False)."""
+        budget = self.budget
+        since_yield = 0
+        w.free_at = _pc()
+        while True:
+            if w.slot >= self.limit:
+                return True
+            if scope.cancel_called:
+                return False
+            if not self.heap:
+                ev = w.wake = anyio.Event()
+                self._idle.append(w)
+                await ev.wait()
+                w.wake = None
+                since_yield = 0
+                continue
+            granted = 0
+            if budget is not None:
+                if not budget.try_acquire(self):
+                    await budget.acquire(self)
+                    since_yield = 0
+                granted = _pc()
+                if not self.heap or w.slot >= self.limit:
+                    budget.release(self)
+                    continue
+            job = heapq.heappop(self.heap)[2]
+            if job.batch.cancelled:
+                if budget is not None:
+                    budget.release(self)
+                self.record_unstarted(job, "cancelled")
+                job.batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
+                continue
+            w.job = job
+            self.active += 1
+            if self.active > self.peak_active:
+                self.peak_active = self.active
+            try:
+                await self._run(w, job, granted)
+            finally:
+                self.active -= 1
+                if budget is not None:
+                    budget.release(self)
+            w.job = None
+            w.free_at = _pc()
+            since_yield += 1
+            if since_yield >= FAIRNESS_EVERY:
+                since_yield = 0
+                await anyio.lowlevel.checkpoint()
+
+    async def _run(self, w: _Worker, job: Job, granted: int) -> None:
+        batch = job.batch
+        scope = w.scope
+        assert scope is not None
+        if job.timeout_s is not None:
+            w.deadline = scope.deadline = anyio.current_time() + job.timeout_s
+        rec = self.recorder
+        if rec is None:
+            try:
+                value = await self._call(w, job, None)
+            except Exception as e:
+                if await self._retry(w, job, e):
+                    return
+                batch.fail(job.index, e, "error")
+                outcome = "error"
+            else:
+                batch.succeed(job.index, value)
+                outcome = "ok"
+            finally:
+                if job.timeout_s is not None:
+                    w.deadline = scope.deadline = math.inf
+            if self.observers:
+                self._observe(job, outcome, 0, None)
+            return
+        free = max(job.submitted_ns, w.free_at, granted)
+        probe = TaskProbe(self.resolution_ns, self.max_segments)
+        if rec.live:
+            rec.running[job.id] = [job.id, self.name, job.name, job.args_summary, w.slot,
+                                   job.submitted_ns, _pc()]
+        error: Exception | None = None
+        try:
+            value = await self._call(w, job, probe)
+        except Exception as e:
+            if await self._retry(w, job, e):
+                rec.running.pop(job.id, None)
+                return
+            error = e
+        finally:
+            if job.timeout_s is not None:
+                w.deadline = scope.deadline = math.inf
+        rec.running.pop(job.id, None)
+        outcome = "ok" if error is None else "error"
+        record = self._record(job, w.slot, free, probe, outcome, error)
+        if error is None:
+            batch.succeed(job.index, value)
+        else:
+            batch.fail(job.index, error, "error")
+        if self.observers:
+            self._observe(job, outcome, record.wall_ns, record)
+
+    async def _call(self, w: _Worker, job: Job, probe: TaskProbe | None) -> Any:
+        if probe is None:
+            return await self.backend.run(w.slot, job.fn, job.args, job.kwargs, job.is_async, None)
+        token = activate(probe)
+        try:
+            return await self.backend.run(
+                w.slot, job.fn, job.args, job.kwargs, job.is_async, probe
+            )
+        finally:
+            deactivate(token)
+
+    async def _retry(self, w: _Worker, job: Job, error: Exception) -> bool:
+        """Opt-in retries with exponential backoff; the job keeps its slot meanwhile."""
+        if job.attempt >= self.config.retries or job.batch.cancelled:
+            return False
+        delay = self.config.retry_backoff_s * (2**job.attempt)
+        job.attempt += 1
+        if self.recorder is not None:
+            self.recorder.add_event(
+                "retry", lane=self.name, task=job.id, attempt=job.attempt, error=repr(error)
+            )
+        await anyio.sleep(delay)
+        await self._run(w, job, _pc())
+        return True
+
+    def _finish_interrupted(self, w: _Worker, job: Job, scope: anyio.CancelScope) -> None:
+        """The worker's scope was cancelled mid-job: a timeout if its deadline passed."""
+        timed_out = job.timeout_s is not None and anyio.current_time() >= w.deadline
+        outcome = "timeout" if timed_out else "cancelled"
+        exc: BaseException
+        if timed_out:
+            exc = TaskTimeoutError(f"{job.name} timed out after {job.timeout_s} s")
+        else:
+            exc = TaskCancelledError(f"{job.name} was cancelled")
+        if self.recorder is not None:
+            self.recorder.running.pop(job.id, None)
+            now = _pc()
+            probe = TaskProbe(self.resolution_ns, self.max_segments)
+            probe.started_ns = max(job.submitted_ns, w.free_at)
+            probe.finished_ns = now
+            probe.wait(probe.started_ns, now)
+            self._record(job, w.slot, probe.started_ns, probe, outcome, exc)
+        job.batch.fail(job.index, exc, outcome)
+        if self.observers:
+            self._observe(job, outcome, 0, None)
+
+    def record_unstarted(self, job: Job, outcome: str) -> None:
+        """A queued job dropped before it ran still shows in the trace (all queued)."""
+        if self.recorder is None:
+            return
+        now = _pc()
+        probe = TaskProbe(self.resolution_ns, self.max_segments)
+        probe.started_ns = probe.finished_ns = now
+        self._record(job, -1, now, probe, outcome, None)
+
+    def _record(
+        self,
+        job: Job,
+        slot: int,
+        free: int,
+        probe: TaskProbe,
+        outcome: str,
+        error: BaseException | None,
+    ) -> TaskRecord:
+        started = probe.started_ns or free
+        finished = probe.finished_ns or _pc()
+        if started < free:  # a body measured elsewhere (a child) cannot start before its slot
+            free = started
+        segs: list[Any] = []
+        if free > job.submitted_ns:
+            segs.append((QUEUED, job.submitted_ns, free))
+        if started > free:
+            segs.append((DISPATCH, free, started))
+        segs.extend(probe.builder.finish())
+        extra: dict[str, Any] | None = None
+        if error is not None or probe.phases or job.attempt:
+            extra = {}
+            if error is not None:
+                extra["error"] = f"{type(error).__name__}: {error}"[:300]
+            if probe.phases:
+                extra["phases"] = probe.phases
+            if job.attempt:
+                extra["attempts"] = job.attempt + 1
+        rec = TaskRecord(
+            id=job.id,
+            lane=self.name,
+            name=job.name,
+            args_summary=job.args_summary,
+            outcome=outcome,
+            submitted_ns=job.submitted_ns,
+            slot_free_ns=free,
+            started_ns=started,
+            finished_ns=finished,
+            cpu_ns=probe.cpu_ns,
+            wait_ns=probe.wait_ns,
+            slot=slot,
+            segments=segs,
+            extra=extra,
+        )
+        self.recorder.add(rec)
+        if job.batch.records is not None:
+            job.batch.records.append(rec)
+        return rec
+
+    def _observe(self, job: Job, outcome: str, wall_ns: int, rec: TaskRecord | None) -> None:
+        for obs in self.observers:
+            obs(job, outcome, wall_ns, rec)

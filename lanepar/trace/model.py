@@ -1,0 +1,290 @@
+"""The event model: task records, samples, and the trace that holds them.
+
+A finished task is packed into one ``bytes`` object (timestamps, totals and segment boundaries)
+because a recorder holding a million records must stay near 300 bytes a record; the properties
+unpack on demand. Segments of a task are contiguous (queued → dispatch → cpu/wait …), so a segment
+is stored as its kind and its end; its start is the previous end.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypedDict
+
+SEGMENT_KINDS: tuple[str, ...] = ("queued", "dispatch", "cpu", "wait")
+KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(SEGMENT_KINDS)}
+OUTCOMES: tuple[str, ...] = ("ok", "error", "cancelled", "timeout")
+
+_HEAD = struct.Struct("<8q")  # id, submitted, slot_free, started, finished, cpu, wait, slot
+_SEG = struct.Struct("<Bq")  # kind code, end offset from submitted (ns)
+
+Segment = tuple[str, int, int]
+
+
+class TaskRecord:
+    """One finished task, on the parent's ``time.perf_counter_ns()`` clock.
+
+    ``queued_ns`` is the wait for a free slot (capacity); ``dispatch_ns`` is the time from a free
+    slot to the body's first instruction (pure scheduler overhead); ``cpu_ns`` and ``wait_ns`` split
+    the body's wall time exactly, whatever the segment merging did to the picture.
+    """
+
+    __slots__ = ("_p", "_x", "args_summary", "lane", "name", "outcome")
+
+    def __init__(
+        self,
+        *,
+        id: int,
+        lane: str,
+        name: str,
+        args_summary: str,
+        outcome: str,
+        submitted_ns: int,
+        slot_free_ns: int,
+        started_ns: int,
+        finished_ns: int,
+        cpu_ns: int,
+        wait_ns: int,
+        slot: int,
+        segments: Iterable[tuple[int, int, int]] = (),
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.lane = lane
+        self.name = name
+        self.args_summary = args_summary
+        self.outcome = outcome
+        head = _HEAD.pack(
+            id, submitted_ns, slot_free_ns, started_ns, finished_ns, cpu_ns, wait_ns, slot
+        )
+        self._p = head + b"".join(_SEG.pack(k, end - submitted_ns) for k, _s, end in segments)
+        self._x = extra or None
+
+    # -- packed fields -----------------------------------------------------------------------
+    @property
+    def id(self) -> int:
+        return _HEAD.unpack_from(self._p)[0]  # type: ignore[no-any-return]
+
+    @property
+    def submitted_ns(self) -> int:
+        return _HEAD.unpack_from(self._p)[1]  # type: ignore[no-any-return]
+
+    @property
+    def slot_free_ns(self) -> int:
+        return _HEAD.unpack_from(self._p)[2]  # type: ignore[no-any-return]
+
+    @property
+    def started_ns(self) -> int:
+        return _HEAD.unpack_from(self._p)[3]  # type: ignore[no-any-return]
+
+    @property
+    def finished_ns(self) -> int:
+        return _HEAD.unpack_from(self._p)[4]  # type: ignore[no-any-return]
+
+    @property
+    def cpu_ns(self) -> int:
+        return _HEAD.unpack_from(self._p)[5]  # type: ignore[no-any-return]
+
+    @property
+    def wait_ns(self) -> int:
+        return _HEAD.unpack_from(self._p)[6]  # type: ignore[no-any-return]
+
+    @property
+    def slot(self) -> int:
+        """The worker slot (0-based, per lane) that ran the body: one timeline row each."""
+        return _HEAD.unpack_from(self._p)[7]  # type: ignore[no-any-return]
+
+    @property
+    def queued_ns(self) -> int:
+        h = _HEAD.unpack_from(self._p)
+        return h[2] - h[1]  # type: ignore[no-any-return]
+
+    @property
+    def dispatch_ns(self) -> int:
+        h = _HEAD.unpack_from(self._p)
+        return h[3] - h[2]  # type: ignore[no-any-return]
+
+    @property
+    def wall_ns(self) -> int:
+        """Body wall time: started → finished (excludes queueing and dispatch)."""
+        h = _HEAD.unpack_from(self._p)
+        return h[4] - h[3]  # type: ignore[no-any-return]
+
+    def fields(self) -> tuple[int, int, int, int, int, int, int, int]:
+        """All packed numbers at once (id, submitted, slot_free, started, finished, cpu, wait,
+        slot): exporters read thousands of records and one unpack beats eight."""
+        return _HEAD.unpack_from(self._p)  # type: ignore[return-value]
+
+    @property
+    def segments(self) -> list[Segment]:
+        sub = _HEAD.unpack_from(self._p)[1]
+        out: list[Segment] = []
+        start = sub
+        for code, off in _SEG.iter_unpack(self._p[_HEAD.size :]):
+            end = sub + off
+            out.append((SEGMENT_KINDS[code], start, end))
+            start = end
+        return out
+
+    # -- sparse extras -----------------------------------------------------------------------
+    @property
+    def error(self) -> str | None:
+        return self._x.get("error") if self._x else None
+
+    @property
+    def phases(self) -> list[tuple[str, int, int]]:
+        """Named phases a tool marked with ``lanepar.phase(name)``: (name, start_ns, end_ns)."""
+        return list(self._x.get("phases", ())) if self._x else []
+
+    @property
+    def worker(self) -> str | None:
+        """The remote worker that ran the task (Dask lanes), else None."""
+        return self._x.get("worker") if self._x else None
+
+    @property
+    def extra(self) -> Mapping[str, Any]:
+        return self._x or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        i, sub, free, start, fin, cpu, wait, slot = self.fields()
+        d: dict[str, Any] = {
+            "id": i,
+            "lane": self.lane,
+            "name": self.name,
+            "args": self.args_summary,
+            "outcome": self.outcome,
+            "submitted_ns": sub,
+            "slot_free_ns": free,
+            "started_ns": start,
+            "finished_ns": fin,
+            "cpu_ns": cpu,
+            "wait_ns": wait,
+            "slot": slot,
+            "segments": [[k, s, e] for k, s, e in self.segments],
+        }
+        if self._x:
+            d["extra"] = dict(self._x)
+        return d
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskRecord(id={self.id}, lane={self.lane!r}, name={self.name!r}, "
+            f"outcome={self.outcome!r}, wall={self.wall_ns / 1e6:.3f}ms, "
+            f"cpu={self.cpu_ns / 1e6:.3f}ms, wait={self.wait_ns / 1e6:.3f}ms)"
+        )
+
+
+class RunningTask(NamedTuple):
+    """A task that has been submitted but not finished, as seen by a live view."""
+
+    id: int
+    lane: str
+    name: str
+    args_summary: str
+    slot: int  # -1 while still queued
+    submitted_ns: int
+    started_ns: int  # 0 while still queued
+
+
+class Sample(NamedTuple):
+    """One sampler tick: per-core utilisation (0..1), process-tree CPU in cores, lane counts."""
+
+    t_ns: int
+    cores: tuple[float, ...]
+    proc_cpu: float
+    lanes: Mapping[str, tuple[int, int, int]]  # lane -> (active, pending, limit)
+
+
+class Delta(TypedDict):
+    """What a subscriber receives at most ``hz`` times a second: only what is new."""
+
+    tasks: list[TaskRecord]
+    running: list[RunningTask]
+    samples: list[Sample]
+    events: list[dict[str, Any]]
+    submitted: int
+    finished: int
+    dropped: int
+    now_ns: int
+
+
+class Trace:
+    """Tasks and samples of one batch (``BatchResult.trace``) or of a whole executor.
+
+    The heavy lifting lives in pure functions in ``lanepar.analysis`` and ``lanepar.export``;
+    the methods here are the doors users look for first.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskRecord],
+        samples: Sequence[Sample] = (),
+        *,
+        lanes: Mapping[str, Mapping[str, Any]] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        dropped: int = 0,
+        events: Sequence[Mapping[str, Any]] = (),
+        n_cores: int | None = None,
+    ) -> None:
+        self.tasks: list[TaskRecord] = list(tasks)
+        self.samples: list[Sample] = list(samples)
+        self.lanes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (lanes or {}).items()}
+        starts = [t.submitted_ns for t in self.tasks]
+        ends = [t.finished_ns for t in self.tasks]
+        self.start_ns = start_ns if start_ns is not None else min(starts, default=0)
+        self.end_ns = end_ns if end_ns is not None else max(ends, default=self.start_ns)
+        self.dropped = dropped
+        #: Scheduler events: auto-mode decisions, adaptive limit changes (dicts with "t_ns", "type").
+        self.events: list[dict[str, Any]] = [dict(e) for e in events]
+        if n_cores is None:
+            n_cores = len(self.samples[0].cores) if self.samples else 0
+        self.n_cores = n_cores
+
+    @property
+    def wall_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Trace {len(self.tasks)} tasks, {len(self.samples)} samples, "
+            f"{self.wall_ns / 1e9:.3f}s>"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        from ..analysis.summary import summarize
+
+        return summarize(self)
+
+    def to_chrome_trace(self, path: Any = None) -> dict[str, Any]:
+        """Write (when ``path`` is given) and return Perfetto / chrome://tracing JSON."""
+        from ..export.chrome import to_chrome_trace
+
+        return to_chrome_trace(self, path)
+
+    def to_html(self, path: Any = None) -> str:
+        """A self-contained HTML report (plotly.js inlined); written to ``path`` if given."""
+        from ..export.html import to_html
+
+        return to_html(self, path)
+
+    def replay(self, **kwargs: Any) -> dict[str, Any]:
+        """What-if: simulate these tasks under other lane limits and core counts."""
+        from ..analysis.replay import replay
+
+        return replay(self, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "dropped": self.dropped,
+            "n_cores": self.n_cores,
+            "lanes": self.lanes,
+            "events": self.events,
+            "tasks": [t.to_dict() for t in self.tasks],
+            "samples": [[s.t_ns, list(s.cores), s.proc_cpu, dict(s.lanes)] for s in self.samples],
+        }

@@ -1,0 +1,146 @@
+"""The recorder: the one place events are stored, and the fan-out to live subscribers.
+
+Records go into a bounded ring (a million by default) and the recorder counts what fell off, so a
+long-lived executor in a notebook never grows without bound. Subscribers get deltas — only what is
+new — from a background ticker at most ``hz`` times a second. A subscriber that raises is removed
+and logged, never allowed to break the run (the rule trio applies to its instruments).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .model import Delta, RunningTask, Sample, TaskRecord, Trace
+
+log = logging.getLogger("lanepar")
+
+Subscriber = Callable[[Delta], None]
+
+
+class Recorder:
+    """Bounded storage of task records, samples and scheduler events."""
+
+    def __init__(self, max_tasks: int = 1_000_000, max_samples: int = 200_000) -> None:
+        if max_tasks < 1:
+            raise ValueError(f"Recorder: max_tasks={max_tasks} must be >= 1")
+        self.max_tasks = max_tasks
+        self.tasks: collections.deque[TaskRecord] = collections.deque(maxlen=max_tasks)
+        self.samples: collections.deque[Sample] = collections.deque(maxlen=max_samples)
+        self.events: list[dict[str, Any]] = []
+        self.recorded = 0
+        self.submitted = 0
+        self._ids = itertools.count(1)
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        # Only kept while somebody listens: a headless run pays nothing for live views.
+        self.live = False
+        self.running: dict[int, list[Any]] = {}
+        self._new_tasks: list[TaskRecord] = []
+        self._new_samples: list[Sample] = []
+        self._new_events: list[dict[str, Any]] = []
+
+    # -- writers (the executor's loop thread, the sampler thread) ------------------------------
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def add(self, rec: TaskRecord) -> None:
+        self.tasks.append(rec)
+        self.recorded += 1
+        if self.live:
+            self._new_tasks.append(rec)
+
+    def add_sample(self, sample: Sample) -> None:
+        self.samples.append(sample)
+        if self.live:
+            self._new_samples.append(sample)
+
+    def add_event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        ev = {"t_ns": time.perf_counter_ns(), "type": kind, **fields}
+        self.events.append(ev)
+        if len(self.events) > 100_000:
+            del self.events[:50_000]
+        if self.live:
+            self._new_events.append(ev)
+        return ev
+
+    @property
+    def dropped(self) -> int:
+        return self.recorded - len(self.tasks)
+
+    # -- subscribers -----------------------------------------------------------------------
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(delta)`` with what is new, from a background thread; returns an
+        unsubscribe function."""
+        with self._lock:
+            self._subscribers.append(callback)
+            self.live = True
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+                self.live = bool(self._subscribers)
+
+        return unsubscribe
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._subscribers)
+
+    def flush(self) -> None:
+        """Hand every subscriber what arrived since the last flush (one delta, all kinds)."""
+        if not self._subscribers:
+            return
+        tasks, self._new_tasks = self._new_tasks, []
+        samples, self._new_samples = self._new_samples, []
+        events, self._new_events = self._new_events, []
+        running = [RunningTask(*r) for r in list(self.running.values())]
+        delta: Delta = {
+            "tasks": tasks,
+            "running": running,
+            "samples": samples,
+            "events": events,
+            "submitted": self.submitted,
+            "finished": self.recorded,
+            "dropped": self.dropped,
+            "now_ns": time.perf_counter_ns(),
+        }
+        for cb in list(self._subscribers):
+            try:
+                cb(delta)
+            except Exception:
+                log.exception("lanepar: subscriber %r raised; it is removed", cb)
+                with self._lock:
+                    if cb in self._subscribers:
+                        self._subscribers.remove(cb)
+                    self.live = bool(self._subscribers)
+
+    # -- readers -----------------------------------------------------------------------------
+    def snapshot(
+        self,
+        *,
+        since_id: int = 0,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        lanes: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Trace:
+        tasks = [t for t in list(self.tasks) if t.id > since_id] if since_id else list(self.tasks)
+        lo = start_ns if start_ns is not None else (tasks[0].submitted_ns if tasks else 0)
+        hi = end_ns if end_ns is not None else time.perf_counter_ns()
+        samples = [s for s in list(self.samples) if lo <= s.t_ns <= hi]
+        events = [e for e in list(self.events) if lo <= e["t_ns"] <= hi]
+        return Trace(
+            tasks,
+            samples,
+            lanes=lanes,
+            start_ns=lo,
+            end_ns=hi,
+            dropped=self.dropped if not since_id else 0,
+            events=events,
+        )

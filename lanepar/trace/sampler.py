@@ -1,0 +1,125 @@
+"""The core sampler: per-core utilisation, process-tree CPU and lane counts on the trace clock.
+
+It runs in its own daemon thread because a sampler on the event loop would stall exactly when the
+loop is blocked by CPU work — the case users most need to see. Per-core figures come from
+``/proc/stat`` deltas (``psutil.cpu_times(percpu=True)``), computed here instead of with
+``psutil.cpu_percent`` because that keeps global state another caller could reset. The child
+process list is refreshed once a second: walking ``/proc`` every tick would cost more than the
+whole 1 % budget.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import psutil
+
+from .model import Sample
+from .recorder import Recorder
+
+LaneCounts = Callable[[], Mapping[str, tuple[int, int, int]]]
+
+
+def _busy_idle(t: object) -> tuple[float, float]:
+    idle = getattr(t, "idle", 0.0) + getattr(t, "iowait", 0.0)
+    total = sum(t)  # type: ignore[call-overload]
+    # guest time is already counted inside user/nice on Linux
+    total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
+    return total - idle, total
+
+
+class Sampler:
+    """Samples at ``hz`` into a recorder and flushes the recorder's subscribers at ``flush_hz``."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        lane_counts: LaneCounts,
+        hz: float = 20.0,
+        flush_hz: float = 10.0,
+    ) -> None:
+        if hz < 0 or flush_hz <= 0:
+            raise ValueError(f"Sampler: hz={hz} must be >= 0 and flush_hz={flush_hz} > 0")
+        self.recorder = recorder
+        self.lane_counts = lane_counts
+        self.hz = hz
+        self.flush_hz = min(flush_hz, 10.0)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._proc = psutil.Process(os.getpid())
+        self._children: list[psutil.Process] = []
+        self._children_at = 0.0
+        self._prev_cores: list[tuple[float, float]] = []
+        self._prev_proc: dict[int, float] = {}
+        self._prev_t = 0.0
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._prime()
+        self._thread = threading.Thread(target=self._run, name="lanepar-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        th, self._thread = self._thread, None
+        if th is None:
+            return
+        self._stop.set()
+        th.join()
+        self.tick()  # a last sample and flush so the end of a run is never missing
+        self.recorder.flush()
+
+    def _prime(self) -> None:
+        self._prev_cores = [_busy_idle(t) for t in psutil.cpu_times(percpu=True)]
+        self._prev_proc = self._proc_times()
+        self._prev_t = time.perf_counter()
+
+    def _proc_times(self) -> dict[int, float]:
+        now = time.monotonic()
+        if now - self._children_at > 1.0:
+            try:
+                self._children = self._proc.children(recursive=True)
+            except psutil.Error:
+                self._children = []
+            self._children_at = now
+        out: dict[int, float] = {}
+        for p in (self._proc, *self._children):
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            out[p.pid] = t.user + t.system
+        return out
+
+    def tick(self) -> Sample:
+        """Take one sample now (also used directly by tests)."""
+        t_ns = time.perf_counter_ns()
+        cores_now = [_busy_idle(t) for t in psutil.cpu_times(percpu=True)]
+        cores: list[float] = []
+        for (b0, t0), (b1, t1) in zip(self._prev_cores, cores_now):
+            dt = t1 - t0
+            cores.append(min(1.0, max(0.0, (b1 - b0) / dt)) if dt > 0 else 0.0)
+        proc_now = self._proc_times()
+        wall = t_ns / 1e9 - self._prev_t
+        used = sum(v - self._prev_proc.get(pid, v) for pid, v in proc_now.items())
+        proc_cpu = max(0.0, used / wall) if wall > 0 else 0.0
+        self._prev_cores, self._prev_proc, self._prev_t = cores_now, proc_now, t_ns / 1e9
+        sample = Sample(t_ns, tuple(cores), proc_cpu, dict(self.lane_counts()))
+        self.recorder.add_sample(sample)
+        return sample
+
+    def _run(self) -> None:
+        period = 1.0 / self.hz if self.hz > 0 else 1.0 / self.flush_hz
+        flush_every = 1.0 / self.flush_hz
+        next_flush = time.perf_counter() + flush_every
+        while not self._stop.wait(period):
+            if self.hz > 0:
+                self.tick()
+            now = time.perf_counter()
+            if now >= next_flush:
+                next_flush = now + flush_every
+                self.recorder.flush()
