@@ -279,6 +279,8 @@ class Trace:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "format": "lanepar-trace",
+            "version": 1,
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
             "dropped": self.dropped,
