@@ -66,7 +66,10 @@ class _Batch:
         self.cancelled = False
         self.fail_fast = fail_fast
         self._on_fail_fast = on_fail_fast
-        self.records: list[TaskRecord] | None = [] if traced else None
+        # Indexed like the calls, so the trace comes out in submission order without a sort.
+        self.records: list[TaskRecord | None] | None = [None] * n if traced else None
+        self.submitted_ns = 0
+        self.end_ns = 0  # the last finish seen, for the trace window
         self.lanes: set[Lane] = set()
         # Sequential mode: the next job is queued only when the previous one ends.
         self.sequence: collections.deque[tuple[Lane, int, Job]] | None = None

@@ -57,7 +57,7 @@ class SharedBudget:
         for other in self.lanes:
             if other is lane or other.config.priority > lane.config.priority:
                 break
-            if self._waiters[other.name] and other.heap:
+            if self._waiters[other.name] and other.queue.n:
                 return True
         return False
 
@@ -86,6 +86,6 @@ class SharedBudget:
         """Hand free slots to waiting workers, highest-priority lane with work first."""
         for ln in self.lanes:
             waiters = self._waiters[ln.name]
-            while waiters and ln.heap and self._can_take(ln):
+            while waiters and ln.queue.n and self._can_take(ln):
                 self._take(ln)
                 waiters.popleft().set()

@@ -92,6 +92,7 @@ class LaneExecutor:
         self.last_result: BatchResult | None = None
         #: Hooks for policies (auto mode learns from traces): called with each finished batch.
         self.batch_observers: list[Callable[[BatchResult], None]] = []
+        self._resolved: dict[tuple[Any, ...], Resolved] = {}
         self._decider: Callable[[LaneExecutor, list[Resolved]], Decision] | None = None
 
     # -- construction helpers ----------------------------------------------------------------
@@ -120,7 +121,7 @@ class LaneExecutor:
         return dict(self._lanes)
 
     def lane_counts(self) -> dict[str, tuple[int, int, int]]:
-        return {n: (ln.active, len(ln.heap), ln.limit) for n, ln in list(self._lanes.items())}
+        return {n: (ln.active, ln.queue.n, ln.limit) for n, ln in list(self._lanes.items())}
 
     def lane_table(self) -> dict[str, dict[str, Any]]:
         """Each lane's configuration and live limit, as traces and reports store it."""
@@ -241,7 +242,7 @@ class LaneExecutor:
         if mode not in ("parallel", "sequential", "auto"):
             raise ValueError(f"mode={mode!r}: expected 'parallel', 'sequential' or 'auto'")
         calls = list(calls)
-        resolved = [resolve(c, self._lanes) for c in calls]
+        resolved = [self._resolve(c) for c in calls]
         decision: Decision | None = None
         if mode == "auto":
             decider = self._decider or (lambda _ex, rs: seed_rule([r.name for r in rs]))
@@ -256,7 +257,7 @@ class LaneExecutor:
             traced=self.tracing,
         )
         rec = self.recorder if self.tracing else None
-        now = _pc()
+        now = batch.submitted_ns = _pc()
         per_lane: dict[Lane, list[tuple[int, Job]]] = {}
         ordered: list[tuple[Lane, int, Job]] = []
         lanes = self._lanes
@@ -290,6 +291,17 @@ class LaneExecutor:
                 lane.push(items)
         return batch, decision, mode
 
+    def _resolve(self, call: ToolCall) -> Resolved:
+        # Agents send the same few tools over and over: resolve each (target, lane, name) once.
+        try:
+            key = (call.target, call.lane, call.name)
+            r = self._resolved.get(key)
+        except TypeError:  # an unhashable callable
+            return resolve(call, self._lanes)
+        if r is None:
+            r = self._resolved[key] = resolve(call, self._lanes)
+        return r
+
     def _cancel_batch(self, batch: _Batch) -> None:
         if batch.cancelled or batch.done.is_set():
             return
@@ -315,14 +327,14 @@ class LaneExecutor:
         trace = None
         if batch.records is not None:
             self._sampler.tick()
-            recs = sorted(batch.records, key=lambda r: r.id)
-            start = min((r.submitted_ns for r in recs), default=t0)
+            recs = [r for r in batch.records if r is not None]
+            start, end = (batch.submitted_ns, batch.end_ns) if recs else (t0, t1)
             trace = Trace(
                 recs,
                 [s for s in list(self.recorder.samples) if start <= s.t_ns <= t1 + 60_000_000],
                 lanes=self.lane_table(),
                 start_ns=start,
-                end_ns=max((r.finished_ns for r in recs), default=t1),
+                end_ns=end,
                 events=[e for e in list(self.recorder.events) if t0 <= e["t_ns"] <= t1],
                 n_cores=psutil.cpu_count() or 1,
             )
@@ -438,3 +450,4 @@ def _close_portal(sync_cm: Any, portal_cm: Any) -> None:
         sync_cm.__exit__(None, None, None)
     finally:
         portal_cm.__exit__(None, None, None)
+

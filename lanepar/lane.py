@@ -2,7 +2,7 @@
 
 No task is spawned per call and nothing polls: a worker sleeps on its own event only when the
 queue is empty and is woken by the submission that fills it. A worker runs bodies inline, so a
-call costs a heap pop and an ``await`` — the reason lanepar beats ``gather`` + ``Semaphore``,
+call costs a deque pop and an ``await`` — the reason lanepar beats ``gather`` + ``Semaphore``,
 which creates a task and a future per call.
 
 Each worker owns a cancel scope around the job it runs: cancelling or timing out one job cancels
@@ -11,8 +11,6 @@ that scope and the worker starts a fresh one, so no per-job scope is paid on the
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -23,15 +21,15 @@ import anyio.abc
 
 from .backends.base import Backend
 from .config import LaneConfig
+from .jobqueue import JobQueue
 from .trace.model import KIND_CODE, TaskRecord
-from .trace.probe import TaskProbe, activate, deactivate
+from .trace.probe import stepped, TaskProbe, activate, deactivate
 
 if TYPE_CHECKING:
     from .budget import SharedBudget
     from .executor import _Batch
 
 _pc = time.perf_counter_ns
-_seq = itertools.count()
 QUEUED = KIND_CODE["queued"]
 DISPATCH = KIND_CODE["dispatch"]
 
@@ -123,13 +121,15 @@ class Lane:
         self.resolution_ns = resolution_ns
         self.max_segments = max_segments
         self.limit = config.initial_limit
-        self.heap: list[tuple[int, int, Job]] = []
+        self.queue: JobQueue[Job] = JobQueue()
         self.active = 0
         self.peak_active = 0
         self.workers: dict[int, _Worker] = {}
         self._idle: list[_Worker] = []
         self._tg: anyio.abc.TaskGroup | None = None
         #: Called with (job, outcome, wall_ns) after each job: adaptive limits and auto mode learn.
+        # Async bodies on local lanes run right here, skipping the backend call on the hot path.
+        self.inline_async = config.kind in ("async", "thread")
         self.observers: list[Callable[[Job, str, int, TaskRecord | None], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -159,20 +159,12 @@ class Lane:
 
     @property
     def pending(self) -> int:
-        return len(self.heap)
+        return self.queue.n
 
     # -- submission ------------------------------------------------------------------------------
     def push(self, jobs: Iterable[tuple[int, Job]]) -> None:
         """Queue (priority, job) pairs in one step and wake as many idle workers as needed."""
-        heap = self.heap
-        before = len(heap)
-        if before == 0:
-            heap.extend((p, next(_seq), j) for p, j in jobs)
-            heapq.heapify(heap)
-        else:
-            for p, j in jobs:
-                heapq.heappush(heap, (p, next(_seq), j))
-        added = len(heap) - before
+        added = self.queue.push(jobs)
         idle = self._idle
         while idle and added > 0:
             w = idle.pop()
@@ -184,12 +176,7 @@ class Lane:
 
     def drop(self, batch: _Batch) -> list[Job]:
         """Remove the queued jobs of a batch at once (cancellation must not wait for workers)."""
-        keep = [e for e in self.heap if e[2].batch is not batch]
-        dropped = [e[2] for e in self.heap if e[2].batch is batch]
-        if dropped:
-            heapq.heapify(keep)
-            self.heap = keep
-        return dropped
+        return self.queue.remove_if(lambda j: j.batch is batch)
 
     def cancel_running(self, batch: _Batch | None) -> None:
         for w in self.workers.values():
@@ -223,7 +210,7 @@ class Lane:
                 return True
             if scope.cancel_called:
                 return False
-            if not self.heap:
+            if not self.queue.n:
                 ev = w.wake = anyio.Event()
                 self._idle.append(w)
                 await ev.wait()
@@ -236,10 +223,10 @@ class Lane:
                     await budget.acquire(self)
                     since_yield = 0
                 granted = _pc()
-                if not self.heap or w.slot >= self.limit:
+                if not self.queue.n or w.slot >= self.limit:
                     budget.release(self)
                     continue
-            job = heapq.heappop(self.heap)[2]
+            job = self.queue.pop()
             if job.batch.cancelled:
                 if budget is not None:
                     budget.release(self)
@@ -272,7 +259,12 @@ class Lane:
         rec = self.recorder
         if rec is None:
             try:
-                value = await self._call(w, job, None)
+                if job.is_async and self.inline_async:  # the hot path: no extra frames
+                    value = await job.fn(*job.args, **job.kwargs)
+                else:
+                    value = await self.backend.run(
+                        w.slot, job.fn, job.args, job.kwargs, job.is_async, None
+                    )
             except Exception as e:
                 if await self._retry(w, job, e):
                     return
@@ -293,17 +285,28 @@ class Lane:
             rec.running[job.id] = [job.id, self.name, job.name, job.args_summary, w.slot,
                                    job.submitted_ns, _pc()]
         error: Exception | None = None
+        token = activate(probe)
         try:
-            value = await self._call(w, job, probe)
+            if job.is_async and self.inline_async:
+                value = await stepped(job.fn(*job.args, **job.kwargs), probe)
+            else:
+                value = await self.backend.run(
+                    w.slot, job.fn, job.args, job.kwargs, job.is_async, probe
+                )
         except Exception as e:
+            deactivate(token)
+            token = None
             if await self._retry(w, job, e):
                 rec.running.pop(job.id, None)
                 return
             error = e
         finally:
+            if token is not None:
+                deactivate(token)
             if job.timeout_s is not None:
                 w.deadline = scope.deadline = math.inf
-        rec.running.pop(job.id, None)
+        if rec.live:
+            rec.running.pop(job.id, None)
         outcome = "ok" if error is None else "error"
         record = self._record(job, w.slot, free, probe, outcome, error)
         if error is None:
@@ -312,17 +315,6 @@ class Lane:
             batch.fail(job.index, error, "error")
         if self.observers:
             self._observe(job, outcome, record.wall_ns, record)
-
-    async def _call(self, w: _Worker, job: Job, probe: TaskProbe | None) -> Any:
-        if probe is None:
-            return await self.backend.run(w.slot, job.fn, job.args, job.kwargs, job.is_async, None)
-        token = activate(probe)
-        try:
-            return await self.backend.run(
-                w.slot, job.fn, job.args, job.kwargs, job.is_async, probe
-            )
-        finally:
-            deactivate(token)
 
     async def _retry(self, w: _Worker, job: Job, error: Exception) -> bool:
         """Opt-in retries with exponential backoff; the job keeps its slot meanwhile."""
@@ -381,12 +373,16 @@ class Lane:
         finished = probe.finished_ns or _pc()
         if started < free:  # a body measured elsewhere (a child) cannot start before its slot
             free = started
-        segs: list[Any] = []
-        if free > job.submitted_ns:
-            segs.append((QUEUED, job.submitted_ns, free))
-        if started > free:
-            segs.append((DISPATCH, free, started))
-        segs.extend(probe.builder.finish())
+        body = probe.finish()
+        if free > job.submitted_ns or started > free:
+            segs: list[Any] = []
+            if free > job.submitted_ns:
+                segs.append((QUEUED, job.submitted_ns, free))
+            if started > free:
+                segs.append((DISPATCH, free, started))
+            segs.extend(body)
+        else:
+            segs = body
         extra: dict[str, Any] | None = None
         if error is not None or probe.phases or job.attempt:
             extra = {}
@@ -396,25 +392,21 @@ class Lane:
                 extra["phases"] = probe.phases
             if job.attempt:
                 extra["attempts"] = job.attempt + 1
-        rec = TaskRecord(
-            id=job.id,
-            lane=self.name,
-            name=job.name,
-            args_summary=job.args_summary,
-            outcome=outcome,
-            submitted_ns=job.submitted_ns,
-            slot_free_ns=free,
-            started_ns=started,
-            finished_ns=finished,
-            cpu_ns=probe.cpu_ns,
-            wait_ns=probe.wait_ns,
-            slot=slot,
-            segments=segs,
-            extra=extra,
+        rec = TaskRecord.make(
+            self.name,
+            job.name,
+            job.args_summary,
+            outcome,
+            (job.id, job.submitted_ns, free, started, finished, probe.cpu_ns, probe.wait_ns, slot),
+            segs,
+            extra,
         )
         self.recorder.add(rec)
-        if job.batch.records is not None:
-            job.batch.records.append(rec)
+        batch = job.batch
+        if batch.records is not None:
+            batch.records[job.index] = rec
+            if finished > batch.end_ns:
+                batch.end_ns = finished
         return rec
 
     def _observe(self, job: Job, outcome: str, wall_ns: int, rec: TaskRecord | None) -> None:

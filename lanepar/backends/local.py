@@ -13,7 +13,7 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
-from ..trace.probe import Stepped, TaskProbe, run_sync_probed
+from ..trace.probe import stepped, TaskProbe, run_sync_probed
 from .base import await_future
 
 _POOL_CAP = 4096  # threads are created lazily; the lane's limit is what bounds them
@@ -43,7 +43,7 @@ class LocalBackend:
         if is_async:
             if probe is None:
                 return await fn(*args, **kwargs)
-            return await Stepped(fn(*args, **kwargs), probe)
+            return await stepped(fn(*args, **kwargs), probe)
         ctx = contextvars.copy_context()
         if probe is None:
             fut = self._get_pool().submit(ctx.run, fn, *args, **kwargs)

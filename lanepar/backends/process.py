@@ -68,7 +68,7 @@ def _child_main(conn: Connection) -> None:
             status = _RESULT_OK
         except BaseException as e:  # the parent decides what an error means
             value, status = e, _RESULT_ERR
-        segs = probe.builder.finish()
+        segs = probe.finish()
         reply = (status, value, probe.started_ns, probe.finished_ns, probe.cpu_ns, segs,
                  probe.phases, os.getpid())
         try:
@@ -187,7 +187,7 @@ class ProcessBackend:
             wall = t1 - t0
             probe.cpu_ns = min(cpu, wall)
             probe.wait_ns = wall - probe.cpu_ns
-            probe.builder.segs = [[k, conv(s), conv(e)] for k, s, e in segs]
+            probe.segs = [[k, conv(s), conv(e)] for k, s, e in segs]
             if phases:
                 probe.phases = [(n, conv(s), conv(e)) for n, s, e in phases]
         if status == _RESULT_ERR:

@@ -18,6 +18,7 @@ OUTCOMES: tuple[str, ...] = ("ok", "error", "cancelled", "timeout")
 
 _HEAD = struct.Struct("<8q")  # id, submitted, slot_free, started, finished, cpu, wait, slot
 _SEG = struct.Struct("<Bq")  # kind code, end offset from submitted (ns)
+_PACKERS: dict[int, struct.Struct] = {}  # one struct per segment count: a record is one pack()
 
 Segment = tuple[str, int, int]
 
@@ -59,6 +60,39 @@ class TaskRecord:
         )
         self._p = head + b"".join(_SEG.pack(k, end - submitted_ns) for k, _s, end in segments)
         self._x = extra or None
+
+    @classmethod
+    def make(
+        cls,
+        lane: str,
+        name: str,
+        args_summary: str,
+        outcome: str,
+        head: tuple[int, int, int, int, int, int, int, int],
+        segments: Sequence[Sequence[int]],
+        extra: dict[str, Any] | None,
+    ) -> TaskRecord:
+        """The executor's fast path: positional, no keyword parsing (tracing costs µs/task).
+
+        ``head`` is (id, submitted, slot_free, started, finished, cpu, wait, slot);
+        ``segments`` are (kind code, start, end) triples."""
+        self = cls.__new__(cls)
+        self.lane = lane
+        self.name = name
+        self.args_summary = args_summary
+        self.outcome = outcome
+        sub = head[1]
+        n = len(segments)
+        packer = _PACKERS.get(n)
+        if packer is None:
+            packer = _PACKERS[n] = struct.Struct("<8q" + "Bq" * n)
+        flat: list[int] = [*head]
+        for seg in segments:
+            flat.append(seg[0])
+            flat.append(seg[2] - sub)
+        self._p = packer.pack(*flat)
+        self._x = extra
+        return self
 
     # -- packed fields -----------------------------------------------------------------------
     @property

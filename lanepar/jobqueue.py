@@ -1,0 +1,72 @@
+"""A lane's queue: FIFO within a priority, lower priority numbers first.
+
+Buckets of deques instead of one heap, because nearly every batch uses a single priority: then a
+push is a ``deque.extend`` and a pop a ``popleft``, with no per-job tuple or sequence number.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+J = TypeVar("J")
+
+
+class JobQueue(Generic[J]):
+    __slots__ = ("_buckets", "_prios", "n")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, collections.deque[J]] = {}
+        self._prios: list[int] = []
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+    def push(self, items: Iterable[tuple[int, J]]) -> int:
+        """Add (priority, job) pairs keeping submission order within a priority; returns count."""
+        buckets = self._buckets
+        last: int | None = None
+        dq: collections.deque[J] | None = None
+        added = 0
+        for prio, job in items:
+            if prio != last or dq is None:
+                dq = buckets.get(prio)
+                if dq is None:
+                    dq = buckets[prio] = collections.deque()
+                    bisect.insort(self._prios, prio)
+                last = prio
+            dq.append(job)
+            added += 1
+        self.n += added
+        return added
+
+    def pop(self) -> J:
+        prio = self._prios[0]
+        dq = self._buckets[prio]
+        job = dq.popleft()
+        if not dq:
+            del self._buckets[prio]
+            self._prios.pop(0)
+        self.n -= 1
+        return job
+
+    def remove_if(self, pred: Callable[[J], bool]) -> list[J]:
+        """Take out every queued job matching ``pred`` at once (batch cancellation)."""
+        removed: list[J] = []
+        for prio in list(self._prios):
+            dq = self._buckets[prio]
+            keep = collections.deque(j for j in dq if not pred(j))
+            removed.extend(j for j in dq if pred(j))
+            if keep:
+                self._buckets[prio] = keep
+            else:
+                del self._buckets[prio]
+                self._prios.remove(prio)
+        self.n -= len(removed)
+        return removed
