@@ -1,0 +1,147 @@
+"""``summarize(trace)``: the numbers a user reads first after a batch.
+
+A pure function of the trace (no executor, no clock, no machine probing) so that a trace loaded
+from a file written on another machine summarises exactly as it did where it was recorded.
+Every key is present for an empty trace (zeros), because a dashboard must not special-case
+"nothing happened yet".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..trace.model import OUTCOMES, Sample, TaskRecord, Trace
+from .stats import mean, peak_overlap, percentile, union_length
+
+_S = 1e9
+_US = 1e3
+
+
+def summarize(trace: Trace) -> dict[str, Any]:
+    """Totals, speedup, latency percentiles, CPU use and a per-lane breakdown of ``trace``.
+
+    ``speedup`` is the sum of task body wall times over the batch wall time (how many tasks ran
+    at once, on average); ``ideal_speedup`` is what the lane limits allowed, ``min(tasks,
+    concurrency)`` where concurrency sums the ``max_concurrency`` of each lane used (falling
+    back to the lane's observed peak when the limit is unknown or adaptive without a number).
+    Percentiles use linear interpolation (see :func:`lanepar.analysis.stats.percentile`);
+    dispatch percentiles count only tasks that started (a dropped task has no dispatch).
+    """
+    tasks = trace.tasks
+    fields = [t.fields() for t in tasks]  # id, sub, free, start, fin, cpu, wait, slot
+
+    outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+    for t in tasks:
+        outcomes[t.outcome] = outcomes.get(t.outcome, 0) + 1
+
+    wall_ns = trace.end_ns - trace.start_ns
+    if wall_ns <= 0 and fields:
+        wall_ns = max(f[4] for f in fields) - min(f[1] for f in fields)
+    wall_ns = max(wall_ns, 0)
+    wall_s = wall_ns / _S
+
+    task_time_ns = sum(max(f[4] - f[3], 0) for f in fields)
+    cpu_ns = sum(f[5] for f in fields)
+    wait_ns = sum(f[6] for f in fields)
+    task_time_s = task_time_ns / _S
+    speedup = task_time_s / wall_s if wall_s > 0 else 0.0
+
+    per_lane = _per_lane(tasks, trace.lanes)
+    concurrency = sum(
+        info["max_concurrency"] if info["max_concurrency"] is not None else info["peak_active"]
+        for info in per_lane.values()
+    )
+    ideal = float(min(len(tasks), concurrency))
+    efficiency = speedup / ideal if ideal > 0 else 0.0
+
+    started = [f for f in fields if f[7] >= 0]
+    util = _cpu_use(trace, cpu_ns / _S, wall_s)
+
+    return {
+        "tasks": len(tasks),
+        "errors": len(tasks) - outcomes["ok"],
+        "outcomes": outcomes,
+        "wall_s": wall_s,
+        "task_time_s": task_time_s,
+        "speedup": speedup,
+        "ideal_speedup": ideal,
+        "efficiency": efficiency,
+        "concurrency": concurrency,
+        "cpu_s": cpu_ns / _S,
+        "wait_s": wait_ns / _S,
+        "queued_p50_us": percentile((f[2] - f[1] for f in fields), 50) / _US,
+        "queued_p99_us": percentile((f[2] - f[1] for f in fields), 99) / _US,
+        "dispatch_p50_us": percentile((f[3] - f[2] for f in started), 50) / _US,
+        "dispatch_p99_us": percentile((f[3] - f[2] for f in started), 99) / _US,
+        "wall_p50_ms": percentile((f[4] - f[3] for f in started), 50) / 1e6,
+        "wall_p99_ms": percentile((f[4] - f[3] for f in started), 99) / 1e6,
+        **util,
+        "per_lane": per_lane,
+        "dropped": trace.dropped,
+        "decisions": [dict(e) for e in trace.events if e.get("type") == "decision"],
+    }
+
+
+def _per_lane(
+    tasks: list[TaskRecord], lanes: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """One row per lane that ran tasks, in ``trace.lanes`` order then first appearance."""
+    by_lane: dict[str, list[TaskRecord]] = {}
+    for t in tasks:
+        by_lane.setdefault(t.lane, []).append(t)
+    order = [n for n in lanes if n in by_lane] + [n for n in by_lane if n not in lanes]
+    out: dict[str, dict[str, Any]] = {}
+    for name in order:
+        recs = by_lane[name]
+        fs = [t.fields() for t in recs]
+        bodies = [(f[3], f[4]) for f in fs if f[7] >= 0]
+        limit = lanes.get(name, {}).get("max_concurrency")
+        # bool is an int; an "auto" lane without a live number falls back to the observed peak.
+        known = isinstance(limit, int) and not isinstance(limit, bool) and limit > 0
+        out[name] = {
+            "tasks": len(recs),
+            "errors": sum(1 for t in recs if t.outcome != "ok"),
+            "peak_active": peak_overlap(bodies),
+            "max_concurrency": limit if known else None,
+            "busy_s": union_length(bodies) / _S,
+            "task_time_s": sum(max(e - s, 0) for s, e in bodies) / _S,
+            "cpu_s": sum(f[5] for f in fs) / _S,
+            "wait_s": sum(f[6] for f in fs) / _S,
+            "queued_p50_us": percentile((f[2] - f[1] for f in fs), 50) / _US,
+            "dispatch_p50_us": percentile((f[3] - f[2] for f in fs if f[7] >= 0), 50) / _US,
+            "dispatch_p99_us": percentile((f[3] - f[2] for f in fs if f[7] >= 0), 99) / _US,
+        }
+    return out
+
+
+def _cpu_use(trace: Trace, cpu_s: float, wall_s: float) -> dict[str, Any]:
+    """Machine and process CPU over the trace window.
+
+    Measured from samples inside the window when there are any; otherwise estimated from the
+    tasks' own CPU time, which undercounts work outside task bodies but is the honest best
+    guess for a trace recorded without the sampler.
+    """
+    inside: list[Sample] = [s for s in trace.samples if trace.start_ns <= s.t_ns <= trace.end_ns]
+    if inside:
+        width = max(len(s.cores) for s in inside)
+        per_core = [mean([s.cores[i] for s in inside if i < len(s.cores)]) for i in range(width)]
+        avg = mean([mean(list(s.cores)) for s in inside if s.cores])
+        return {
+            "cpu_util_source": "samples",
+            "cpu_util_avg": _clamp01(avg),
+            "cpu_util_per_core": [_clamp01(c) for c in per_core],
+            "proc_cpu_avg": mean([s.proc_cpu for s in inside]),
+        }
+    n = trace.n_cores
+    est = cpu_s / (wall_s * n) if wall_s > 0 and n > 0 else 0.0
+    return {
+        "cpu_util_source": "estimate" if wall_s > 0 and n > 0 else "none",
+        "cpu_util_avg": _clamp01(est),
+        "cpu_util_per_core": [],
+        "proc_cpu_avg": cpu_s / wall_s if wall_s > 0 else 0.0,
+    }
+
+
+def _clamp01(x: float) -> float:
+    return 0.0 if x != x else min(max(x, 0.0), 1.0)  # x != x: NaN from a hostile sample
