@@ -227,6 +227,19 @@ def test_bash_timeout_kills_the_process(tree: Path, backend: str) -> None:
         os.kill(pid, 0)
 
 
+def test_bash_killed_when_its_task_times_out_in_the_executor(tree: Path) -> None:
+    # A lane-level timeout cancels the body; the child must die with it, not outlive the task.
+    code = "import os, time; open('pid', 'w').write(str(os.getpid())); time.sleep(60)"
+    call = lp.ToolCall("bash", [sys.executable, "-c", code], root=str(tree)).options(timeout_s=2.0)
+    with lp.LaneExecutor() as ex:
+        b = ex.run_batch([call, lp.ToolCall("read", "a.txt", root=str(tree))])
+    assert isinstance(b.errors[0], lp.TaskTimeoutError)
+    assert b.results[1] == "alpha\nbeta\nalphabet\n"
+    pid = int((tree / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
 # -- generate ------------------------------------------------------------------------------
 def test_generate_is_labelled_simulated_deterministic_and_takes_its_latency() -> None:
     assert "SIMULATED" in (bt.generate.__doc__ or "")

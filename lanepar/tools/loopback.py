@@ -160,6 +160,10 @@ class LoopbackServer:
                 await writer.drain()
         except ConnectionError:
             pass
+        except asyncio.CancelledError:
+            # Only ``close()`` cancels handlers. Returning (not re-raising) matters on 3.11, whose
+            # ``start_server`` done-callback logs a cancelled handler task as an error.
+            pass
         finally:
             writer.close()
             self._handlers.discard(task)
