@@ -8,6 +8,7 @@ thread through an anyio blocking portal, so ``run_batch`` never touches the call
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import threading
 import time
@@ -189,7 +190,7 @@ class LaneExecutor:
             return
         if self._tg is not None:
             raise RuntimeError("this LaneExecutor is running on an event loop: use `async with`")
-        portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
+        portal_cm = anyio.from_thread.start_blocking_portal("asyncio", name="lanepar-loop")
         portal = portal_cm.__enter__()
         try:
             sync_cm = portal.wrap_async_context_manager(self._lifespan())
@@ -363,7 +364,7 @@ class LaneExecutor:
         assert self._portal is not None
         fut = self._portal.start_task_soon(batch.done.wait)
         try:
-            fut.result(timeout)
+            _wait_interruptibly(fut, timeout)
         except KeyboardInterrupt:
             self._portal.call(self._cancel_batch, batch)
             raise
@@ -404,7 +405,7 @@ class LaneExecutor:
         assert self._portal is not None
         fut = self._portal.start_task_soon(self._arun, list(calls), mode, fail_fast)
         try:
-            return fut.result()
+            return _wait_interruptibly(fut)
         except KeyboardInterrupt:
             fut.cancel()
             with contextlib.suppress(BaseException):
@@ -451,3 +452,16 @@ def _close_portal(sync_cm: Any, portal_cm: Any) -> None:
     finally:
         portal_cm.__exit__(None, None, None)
 
+
+
+def _wait_interruptibly(fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+    """``fut.result()`` in short slices: a simulated interrupt (``_thread.interrupt_main``, as
+    some front ends send) is only noticed between blocking calls, never inside one."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+        try:
+            return fut.result(timeout=max(0.0, left))
+        except concurrent.futures.TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise

@@ -275,7 +275,7 @@ class Lane:
                 outcome = "ok"
             finally:
                 if job.timeout_s is not None:
-                    w.deadline = scope.deadline = math.inf
+                    scope.deadline = math.inf
             if self.observers:
                 self._observe(job, outcome, 0, None)
             return
@@ -304,7 +304,7 @@ class Lane:
             if token is not None:
                 deactivate(token)
             if job.timeout_s is not None:
-                w.deadline = scope.deadline = math.inf
+                scope.deadline = math.inf
         if rec.live:
             rec.running.pop(job.id, None)
         outcome = "ok" if error is None else "error"
