@@ -181,14 +181,7 @@ class _Reader:
         extra: dict[str, Any] | None,
     ) -> TaskRecord:
         g = self.field
-        names = ("submitted_ns", "slot_free_ns", "started_ns", "finished_ns")
-        times = [self.integer(g(d, k, where), f"{where}.{k}") for k in names]
-        for i in range(1, len(times)):
-            if times[i] < times[i - 1]:
-                self.fail(
-                    where,
-                    f"{names[i]} {times[i]} is before {names[i - 1]} {times[i - 1]} (reversed)",
-                )
+        times = self.times(d, where)
         outcome = self.string(g(d, "outcome", where), f"{where}.outcome")
         if outcome not in OUTCOMES:
             self.fail(f"{where}.outcome", f"unknown outcome {outcome!r} (one of {OUTCOMES})")
@@ -211,6 +204,18 @@ class _Reader:
             segments=segments,
             extra=extra,
         )
+
+    def times(self, d: dict[str, Any], where: str) -> list[int]:
+        """submitted, slot_free, started, finished: integers, in that order."""
+        names = ("submitted_ns", "slot_free_ns", "started_ns", "finished_ns")
+        times = [self.integer(self.field(d, k, where), f"{where}.{k}") for k in names]
+        for i in range(1, len(times)):
+            if times[i] < times[i - 1]:
+                self.fail(
+                    where,
+                    f"{names[i]} {times[i]} is before {names[i - 1]} {times[i - 1]} (reversed)",
+                )
+        return times
 
     def extra(self, v: Any, where: str) -> dict[str, Any] | None:
         if v is None:
@@ -325,10 +330,10 @@ class _Reader:
 
         tasks = []
         for tid_, (w, args) in bodies.items():
-            free, start = args["slot_free_ns"], args["started_ns"]
+            sub, free, start, _fin = self.times(args, f"{w}.args")
             segs: list[tuple[int, int, int]] = []
-            if free > args["submitted_ns"]:
-                segs.append((KIND_CODE["queued"], args["submitted_ns"], free))
+            if free > sub:
+                segs.append((KIND_CODE["queued"], sub, free))
             if start > free:
                 segs.append((KIND_CODE["dispatch"], free, start))
             segs.extend(sorted(children.get(tid_, []), key=lambda s: (s[1], s[2])))
