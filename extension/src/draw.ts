@@ -1,0 +1,310 @@
+/**
+ * Canvas painting of the timeline and of the per-core strip.
+ *
+ * A canvas rather than SVG/DOM because a batch can hold tens of thousands of
+ * segments and every wheel tick repaints them all; painting skips whatever is
+ * off-screen and collapses sub-pixel segments of one colour into a single pixel
+ * column, so the cost follows the pixels, not the task count.
+ */
+
+import { formatTick, niceTicks } from './format';
+import { ILaneGroup } from './layout';
+import { ITask, ITraceModel, SegmentKind } from './model';
+
+export const COLORS: Record<SegmentKind, string> = {
+  queued: '#c7c7c7',
+  dispatch: '#ff7f0e',
+  cpu: '#d62728',
+  wait: '#1f77b4'
+};
+export const ERROR_MARK = '#b00000';
+
+export const GUTTER = 118;
+export const PAD_RIGHT = 12;
+export const AXIS_H = 22;
+export const LANE_H = 18;
+export const ROW_H = 16;
+
+/** The visible window: times [t0, t1] (relative ns) mapped onto [GUTTER, width - PAD_RIGHT]. */
+export interface IViewport {
+  t0: number;
+  t1: number;
+  width: number;
+}
+
+export interface ITheme {
+  fg: string;
+  fgDim: string;
+  grid: string;
+  stripe: string;
+  font: string;
+}
+
+export function plotWidth(vp: IViewport): number {
+  return Math.max(10, vp.width - GUTTER - PAD_RIGHT);
+}
+
+export function xOf(vp: IViewport, t: number): number {
+  return GUTTER + ((t - vp.t0) / (vp.t1 - vp.t0)) * plotWidth(vp);
+}
+
+export function tOf(vp: IViewport, x: number): number {
+  return vp.t0 + ((x - GUTTER) / plotWidth(vp)) * (vp.t1 - vp.t0);
+}
+
+export function timelineHeight(groups: ILaneGroup[]): number {
+  return AXIS_H + groups.reduce((h, g) => h + LANE_H + g.rows.length * ROW_H, 0) + 4;
+}
+
+/** Which row (if any) is at canvas y; the y of its top edge too. */
+export function rowAt(groups: ILaneGroup[], y: number): { group: ILaneGroup; row: number } | null {
+  let top = AXIS_H;
+  for (const g of groups) {
+    top += LANE_H;
+    const i = Math.floor((y - top) / ROW_H);
+    if (y >= top && i < g.rows.length) {
+      return { group: g, row: i };
+    }
+    top += g.rows.length * ROW_H;
+  }
+  return null;
+}
+
+function drawGrid(ctx: CanvasRenderingContext2D, vp: IViewport, theme: ITheme, h: number, labels: boolean): void {
+  const { step, ticks } = niceTicks(vp.t0, vp.t1, Math.max(2, plotWidth(vp) / 110));
+  ctx.strokeStyle = theme.grid;
+  ctx.lineWidth = 1;
+  ctx.fillStyle = theme.fgDim;
+  ctx.textBaseline = 'middle';
+  ctx.textAlign = 'center';
+  for (const t of ticks) {
+    const x = Math.round(xOf(vp, t)) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(x, labels ? AXIS_H - 4 : 0);
+    ctx.lineTo(x, h);
+    ctx.stroke();
+    if (labels) {
+      ctx.fillText(formatTick(t, step), x, AXIS_H / 2 - 2);
+    }
+  }
+  ctx.textAlign = 'left';
+}
+
+/**
+ * Paint one task: the queued span as a low thin bar (it overlaps the task that
+ * holds the slot meanwhile), then slot-holding segments at full height, then the
+ * outcome marks on top so a failure is never hidden by a neighbour.
+ */
+function drawTask(
+  ctx: CanvasRenderingContext2D,
+  vp: IViewport,
+  task: ITask,
+  y: number,
+  lastPx: Record<SegmentKind, number>,
+  pass: 'queued' | 'body'
+): void {
+  const h = ROW_H - 4;
+  const segs = task.segments.length
+    ? task.segments
+    : ([
+        ['queued', task.submitted, task.slotFree],
+        ['dispatch', task.slotFree, task.started],
+        [task.cpuNs > task.waitNs ? 'cpu' : 'wait', task.started, task.finished]
+      ] as [SegmentKind, number, number][]);
+  for (const [kind, s, e] of segs) {
+    if ((kind === 'queued') !== (pass === 'queued') || e < vp.t0 || s > vp.t1 || e <= s) {
+      continue;
+    }
+    const x0 = Math.max(GUTTER, xOf(vp, s));
+    const x1 = Math.min(vp.width - PAD_RIGHT, xOf(vp, e));
+    let px0 = Math.floor(x0);
+    const px1 = Math.max(px0 + 1, Math.ceil(x1));
+    if (px1 <= lastPx[kind]) {
+      continue; // this pixel column already carries this colour
+    }
+    px0 = Math.max(px0, lastPx[kind]);
+    lastPx[kind] = px1;
+    ctx.fillStyle = COLORS[kind];
+    if (kind === 'queued') {
+      ctx.fillRect(px0, y + 2 + h * 0.6, px1 - px0, h * 0.4);
+    } else {
+      ctx.fillRect(px0, y + 2, px1 - px0, h);
+    }
+  }
+}
+
+function drawOutcome(ctx: CanvasRenderingContext2D, vp: IViewport, task: ITask, y: number, theme: ITheme): void {
+  if (task.outcome === 'ok' || task.finished < vp.t0 || task.submitted > vp.t1) {
+    return;
+  }
+  const h = ROW_H - 4;
+  const from = task.slot >= 0 ? task.slotFree : task.submitted;
+  const x0 = Math.max(GUTTER - 1, xOf(vp, from));
+  const x1 = Math.min(vp.width - PAD_RIGHT + 1, Math.max(xOf(vp, task.finished), x0 + 2));
+  ctx.save();
+  if (task.outcome === 'cancelled') {
+    ctx.setLineDash([3, 2]);
+    ctx.strokeStyle = theme.fgDim;
+  } else {
+    ctx.strokeStyle = '#000';
+    if (task.outcome === 'timeout') {
+      ctx.setLineDash([4, 2]);
+    }
+  }
+  ctx.lineWidth = 1.5;
+  ctx.strokeRect(x0, y + 2, x1 - x0, h);
+  if (task.outcome !== 'cancelled') {
+    // A red triangle with a black rim at the end: visible even on a 1 px bar.
+    ctx.setLineDash([]);
+    ctx.fillStyle = ERROR_MARK;
+    ctx.beginPath();
+    ctx.moveTo(x1 - 1, y + 1);
+    ctx.lineTo(x1 + 5, y + 1);
+    ctx.lineTo(x1 - 1, y + 8);
+    ctx.closePath();
+    ctx.fill();
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = '#000';
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
+function laneCaption(g: ILaneGroup): string {
+  const i = g.info;
+  const lim =
+    i.min_concurrency !== undefined || i.max_concurrency !== undefined
+      ? ` ${i.min_concurrency ?? '?'}–${i.max_concurrency ?? '?'}`
+      : '';
+  return `${g.lane}  ${i.kind}${lim}${i.adaptive ? ' adaptive' : ''}`;
+}
+
+export function drawTimeline(
+  ctx: CanvasRenderingContext2D,
+  vp: IViewport,
+  groups: ILaneGroup[],
+  model: ITraceModel,
+  theme: ITheme,
+  hover: ITask | null
+): void {
+  const h = timelineHeight(groups);
+  ctx.clearRect(0, 0, vp.width, h);
+  ctx.font = `11px ${theme.font}`;
+  drawGrid(ctx, vp, theme, h, true);
+
+  // Scheduler events (auto-mode decisions, limit changes) as ticks on the axis.
+  ctx.fillStyle = theme.fg;
+  for (const ev of model.events) {
+    if (ev.t < vp.t0 || ev.t > vp.t1) {
+      continue;
+    }
+    const x = xOf(vp, ev.t);
+    ctx.beginPath();
+    ctx.moveTo(x, AXIS_H - 1);
+    ctx.lineTo(x - 4, AXIS_H - 7);
+    ctx.lineTo(x + 4, AXIS_H - 7);
+    ctx.closePath();
+    ctx.fill();
+  }
+
+  let y = AXIS_H;
+  for (const g of groups) {
+    ctx.fillStyle = theme.stripe;
+    ctx.fillRect(0, y, vp.width, LANE_H);
+    ctx.fillStyle = theme.fg;
+    ctx.font = `bold 11px ${theme.font}`;
+    ctx.fillText(laneCaption(g), 4, y + LANE_H / 2);
+    ctx.font = `11px ${theme.font}`;
+    y += LANE_H;
+    for (const row of g.rows) {
+      ctx.fillStyle = theme.fgDim;
+      ctx.fillText(row.label, 10, y + ROW_H / 2, GUTTER - 14);
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(GUTTER, y, plotWidth(vp), ROW_H);
+      ctx.clip();
+      for (const pass of ['queued', 'body'] as const) {
+        const lastPx: Record<SegmentKind, number> = { queued: -1, dispatch: -1, cpu: -1, wait: -1 };
+        for (const task of row.tasks) {
+          drawTask(ctx, vp, task, y, lastPx, pass);
+        }
+      }
+      ctx.restore();
+      for (const task of row.tasks) {
+        drawOutcome(ctx, vp, task, y, theme);
+      }
+      if (hover && row.tasks.includes(hover)) {
+        const from = hover.slot >= 0 ? hover.slotFree : hover.submitted;
+        const x0 = Math.max(GUTTER, xOf(vp, from));
+        const x1 = Math.min(vp.width - PAD_RIGHT, Math.max(xOf(vp, hover.finished), x0 + 2));
+        ctx.strokeStyle = theme.fg;
+        ctx.lineWidth = 1;
+        ctx.strokeRect(x0 - 1.5, y + 0.5, x1 - x0 + 3, ROW_H - 1);
+      }
+      y += ROW_H;
+    }
+  }
+}
+
+/** Height of one core's row: taller when there are few cores, never under 5 px. */
+export function coreRowHeight(nCores: number): number {
+  return Math.max(5, Math.min(14, Math.floor(96 / Math.max(1, nCores))));
+}
+
+export function coresHeight(model: ITraceModel): number {
+  const n = coreCount(model);
+  return n ? 16 + n * coreRowHeight(n) + 2 : 0;
+}
+
+export function coreCount(model: ITraceModel): number {
+  return model.samples.length ? Math.max(model.nCores, ...model.samples.map(s => s.cores.length)) : 0;
+}
+
+/**
+ * Per-core utilisation as a heat strip. A sample reports the utilisation over the
+ * interval that *ends* at its timestamp, so each cell spans from the previous sample.
+ */
+export function drawCores(ctx: CanvasRenderingContext2D, vp: IViewport, model: ITraceModel, theme: ITheme): void {
+  const n = coreCount(model);
+  const h = coresHeight(model);
+  ctx.clearRect(0, 0, vp.width, h);
+  if (!n) {
+    return;
+  }
+  ctx.font = `11px ${theme.font}`;
+  ctx.fillStyle = theme.fg;
+  ctx.textBaseline = 'middle';
+  ctx.fillText('core utilisation', 4, 8);
+  const rh = coreRowHeight(n);
+  const top = 16;
+  ctx.fillStyle = theme.stripe;
+  ctx.fillRect(GUTTER, top, plotWidth(vp), n * rh);
+  const samples = model.samples;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(GUTTER, top, plotWidth(vp), n * rh);
+  ctx.clip();
+  for (let i = 0; i < samples.length; i++) {
+    const s = samples[i];
+    const prev = i > 0 ? samples[i - 1].t : s.t - (samples.length > 1 ? samples[1].t - samples[0].t : 0);
+    if (s.t < vp.t0 || prev > vp.t1) {
+      continue;
+    }
+    const x0 = Math.floor(xOf(vp, prev));
+    const x1 = Math.max(x0 + 1, Math.ceil(xOf(vp, s.t)));
+    for (let c = 0; c < s.cores.length; c++) {
+      const u = Math.max(0, Math.min(1, s.cores[c]));
+      ctx.fillStyle = `rgba(214, 39, 40, ${(0.06 + 0.94 * u).toFixed(3)})`;
+      ctx.fillRect(x0, top + c * rh, x1 - x0, rh - (rh > 6 ? 1 : 0));
+    }
+  }
+  ctx.restore();
+  if (rh >= 9 || n <= 16) {
+    ctx.fillStyle = theme.fgDim;
+    ctx.font = `${Math.min(10, rh)}px ${theme.font}`;
+    for (let c = 0; c < n; c += rh >= 9 ? 1 : Math.ceil(9 / rh)) {
+      ctx.fillText(`cpu${c}`, 10, top + c * rh + rh / 2);
+    }
+  }
+  drawGrid(ctx, vp, theme, h, false);
+}
