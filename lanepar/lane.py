@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -128,6 +128,9 @@ class Lane:
         self._idle: list[_Worker] = []
         self._tg: anyio.abc.TaskGroup | None = None
         #: Called with (job, outcome, wall_ns) after each job: adaptive limits and auto mode learn.
+        # Backends with per-slot resources (a child process, a remote worker) set them up here,
+        # before a task's deadline starts.
+        self._prepare: Callable[[int], Awaitable[None]] | None = getattr(backend, "prepare", None)
         # Async bodies on local lanes run right here, skipping the backend call on the hot path.
         self.inline_async = config.kind in ("async", "thread")
         self.observers: list[Callable[[Job, str, int, TaskRecord | None], None]] = []
@@ -254,6 +257,8 @@ class Lane:
         batch = job.batch
         scope = w.scope
         assert scope is not None
+        if self._prepare is not None:
+            await self._prepare(w.slot)
         if job.timeout_s is not None:
             w.deadline = scope.deadline = anyio.current_time() + job.timeout_s
         rec = self.recorder

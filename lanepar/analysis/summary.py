@@ -41,7 +41,8 @@ def summarize(trace: Trace) -> dict[str, Any]:
     wall_ns = max(wall_ns, 0)
     wall_s = wall_ns / _S
 
-    task_time_ns = sum(max(f[4] - f[3], 0) for f in fields)
+    # A task that never got a slot (slot -1) has no body, whatever its timestamps say.
+    task_time_ns = sum(max(f[4] - f[3], 0) for f in fields if f[7] >= 0)
     cpu_ns = sum(f[5] for f in fields)
     wait_ns = sum(f[6] for f in fields)
     task_time_s = task_time_ns / _S

@@ -1,6 +1,7 @@
 """The event model: task records, samples, and the trace that holds them.
 
-A finished task is packed into one ``bytes`` object (timestamps, totals and segment boundaries)
+A finished task is packed into one ``bytes`` object (timestamps, totals, segment boundaries and
+the UTF-8 args summary)
 because a recorder holding a million records must stay near 300 bytes a record; the properties
 unpack on demand. Segments of a task are contiguous (queued → dispatch → cpu/wait …), so a segment
 is stored as its kind and its end; its start is the previous end.
@@ -16,9 +17,11 @@ SEGMENT_KINDS: tuple[str, ...] = ("queued", "dispatch", "cpu", "wait")
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(SEGMENT_KINDS)}
 OUTCOMES: tuple[str, ...] = ("ok", "error", "cancelled", "timeout")
 
-_HEAD = struct.Struct("<8q")  # id, submitted, slot_free, started, finished, cpu, wait, slot
+# id, submitted, slot_free, started, finished, cpu, wait, slot, number of segments
+_HEAD = struct.Struct("<7qiI")
 _SEG = struct.Struct("<Bq")  # kind code, end offset from submitted (ns)
 _PACKERS: dict[int, struct.Struct] = {}  # one struct per segment count: a record is one pack()
+_HS = _HEAD.size
 
 Segment = tuple[str, int, int]
 
@@ -31,7 +34,7 @@ class TaskRecord:
     the body's wall time exactly, whatever the segment merging did to the picture.
     """
 
-    __slots__ = ("_p", "_x", "args_summary", "lane", "name", "outcome")
+    __slots__ = ("_p", "_x", "lane", "name", "outcome")
 
     def __init__(
         self,
@@ -53,12 +56,14 @@ class TaskRecord:
     ) -> None:
         self.lane = lane
         self.name = name
-        self.args_summary = args_summary
         self.outcome = outcome
+        segs = list(segments)
         head = _HEAD.pack(
-            id, submitted_ns, slot_free_ns, started_ns, finished_ns, cpu_ns, wait_ns, slot
-        )
-        self._p = head + b"".join(_SEG.pack(k, end - submitted_ns) for k, _s, end in segments)
+            id, submitted_ns, slot_free_ns, started_ns, finished_ns, cpu_ns, wait_ns, slot,
+            len(segs),
+        )  # fmt: skip
+        body = b"".join(_SEG.pack(k, end - submitted_ns) for k, _s, end in segs)
+        self._p = head + body + args_summary.encode("utf-8", "replace")
         self._x = extra or None
 
     @classmethod
@@ -79,22 +84,27 @@ class TaskRecord:
         self = cls.__new__(cls)
         self.lane = lane
         self.name = name
-        self.args_summary = args_summary
         self.outcome = outcome
         sub = head[1]
         n = len(segments)
         packer = _PACKERS.get(n)
         if packer is None:
-            packer = _PACKERS[n] = struct.Struct("<8q" + "Bq" * n)
-        flat: list[int] = [*head]
+            packer = _PACKERS[n] = struct.Struct("<7qiI" + "Bq" * n)
+        flat: list[int] = [*head, n]
         for seg in segments:
             flat.append(seg[0])
             flat.append(seg[2] - sub)
-        self._p = packer.pack(*flat)
+        p = packer.pack(*flat)
+        self._p = p + args_summary.encode("utf-8", "replace") if args_summary else p
         self._x = extra
         return self
 
     # -- packed fields -----------------------------------------------------------------------
+    @property
+    def args_summary(self) -> str:
+        n = _HEAD.unpack_from(self._p)[8]
+        return self._p[_HS + n * _SEG.size :].decode("utf-8", "replace")
+
     @property
     def id(self) -> int:
         return _HEAD.unpack_from(self._p)[0]  # type: ignore[no-any-return]
@@ -147,14 +157,15 @@ class TaskRecord:
     def fields(self) -> tuple[int, int, int, int, int, int, int, int]:
         """All packed numbers at once (id, submitted, slot_free, started, finished, cpu, wait,
         slot): exporters read thousands of records and one unpack beats eight."""
-        return _HEAD.unpack_from(self._p)  # type: ignore[return-value]
+        return _HEAD.unpack_from(self._p)[:8]  # type: ignore[return-value]
 
     @property
     def segments(self) -> list[Segment]:
-        sub = _HEAD.unpack_from(self._p)[1]
+        h = _HEAD.unpack_from(self._p)
+        sub = h[1]
         out: list[Segment] = []
         start = sub
-        for code, off in _SEG.iter_unpack(self._p[_HEAD.size :]):
+        for code, off in _SEG.iter_unpack(self._p[_HS : _HS + h[8] * _SEG.size]):
             end = sub + off
             out.append((SEGMENT_KINDS[code], start, end))
             start = end

@@ -80,11 +80,13 @@ class TaskProbe:
             cpu = 0
         self.cpu_ns += cpu
         self.wait_ns += wall - cpu
+        if wall >= self.resolution:  # long enough to draw as it was
+            if self.p_start >= 0:
+                self._close_pending()
+            self._emit(CPU, t0, t0 + cpu)
+            self._emit(WAIT, t0 + cpu, t1)
+            return
         if self.p_start < 0:
-            if wall >= self.resolution:
-                self._emit(CPU, t0, t0 + cpu)
-                self._emit(WAIT, t0 + cpu, t1)
-                return
             self.p_start = t0
         self.p_end = t1
         self.p_cpu += cpu
@@ -97,10 +99,12 @@ class TaskProbe:
         if wall <= 0:
             return
         self.wait_ns += wall
+        if wall >= self.resolution:
+            if self.p_start >= 0:
+                self._close_pending()
+            self._emit(WAIT, t0, t1)
+            return
         if self.p_start < 0:
-            if wall >= self.resolution:
-                self._emit(WAIT, t0, t1)
-                return
             self.p_start = t0
         self.p_end = t1
         self.p_wait += wall
@@ -143,14 +147,19 @@ class TaskProbe:
                 merged.append([kind, a[1], b[2]])
         self.segs = merged
 
+    def _close_pending(self) -> None:
+        """A pending run too short to stand alone: its left neighbour takes it."""
+        if self.segs and self.segs[-1][2] >= self.p_start:
+            self.segs[-1][2] = self.p_end
+            self.p_start = self.p_end = -1
+            self.p_cpu = self.p_wait = 0
+        else:
+            self._flush()
+
     def finish(self) -> list[list[int]]:
-        """Close the pending run (too short to stand alone: its neighbour takes it)."""
+        """Close the pending run and return the segments."""
         if self.p_start >= 0:
-            if self.segs:
-                self.segs[-1][2] = self.p_end
-                self.p_start = self.p_end = -1
-            else:
-                self._flush()
+            self._close_pending()
         return self.segs
 
     def add_phase(self, name: str, start: int, end: int) -> None:

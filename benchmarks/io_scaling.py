@@ -1,0 +1,109 @@
+"""Parallel efficiency on real socket I/O: N tools against a loopback server with a fixed delay.
+
+Run: ``python benchmarks/io_scaling.py [--delay 0.05] [--concurrency 64] [--repeat 3] [--json]``.
+Each tool opens a TCP connection to a server on 127.0.0.1, sends a line and waits for the answer,
+which the server sends after ``--delay`` seconds. Efficiency = speedup / min(N, concurrency),
+where speedup = (N x the measured single-call time) / the parallel batch time. The same batch
+through asyncio gather + Semaphore runs in the same process as the peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+
+import lanepar as lp
+from lanepar.tools.loopback import LoopbackServer, fetch
+
+
+def _serve(conn: Connection, delay_s: float) -> None:
+    with LoopbackServer(delay_s=delay_s) as srv:
+        conn.send(srv.address)
+        conn.recv()  # until the benchmark says stop
+
+
+@contextlib.contextmanager
+def server_process(delay_s: float) -> Iterator[tuple[str, int]]:
+    """The server runs in its own process: in a thread of this one it would compete with the
+    client for the GIL and the benchmark would measure that instead of the executor."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve, args=(child, delay_s), daemon=True)
+    proc.start()
+    try:
+        yield parent.recv()
+    finally:
+        parent.send("stop")
+        proc.join(10)
+
+
+async def gather_batch(host: str, port: int, n: int, c: int) -> float:
+    sem = asyncio.Semaphore(c)
+
+    async def one(i: int) -> str:
+        async with sem:
+            return await fetch(host, port, f"req{i}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--delay", type=float, default=0.05)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    ns = [2, 4, 8, 16, 32, 64]
+    rows = []
+    lanes = {"query": lp.LaneConfig(min_concurrency=1, max_concurrency=a.concurrency)}
+    with server_process(a.delay) as (host, port), lp.LaneExecutor(lanes=lanes) as ex:
+        warm = ex.run_batch([lp.ToolCall("fetch", host, port) for _ in range(4)])
+        assert warm.ok, warm.errors
+        single = min(
+            ex.run_batch([lp.ToolCall("fetch", host, port)]).wall_s for _ in range(a.repeat + 2)
+        )
+        for n in ns:
+            calls = [lp.ToolCall("fetch", host, port, f"req{i}") for i in range(n)]
+            par = min(ex.run_batch(calls).wall_s for _ in range(a.repeat))
+            peer = min(
+                asyncio.run(gather_batch(host, port, n, a.concurrency)) for _ in range(a.repeat)
+            )
+            ideal = min(n, a.concurrency)
+            speedup = n * single / par
+            rows.append(
+                {
+                    "tools": n,
+                    "sequential_s": n * single,
+                    "lanepar_s": par,
+                    "speedup": speedup,
+                    "ideal": ideal,
+                    "efficiency": speedup / ideal,
+                    "gather_s": peer,
+                    "gather_efficiency": n * single / peer / ideal,
+                }
+            )
+    if a.json:
+        print(json.dumps({"delay_s": a.delay, "single_call_s": single, "rows": rows}, indent=2))
+        return 0
+    print(f"loopback delay {a.delay * 1000:.0f} ms, one call {single * 1000:.1f} ms, "
+          f"lane limit {a.concurrency}, best of {a.repeat}")
+    print(f"{'tools':>5} {'seq s':>8} {'lanepar s':>10} {'speedup':>8} {'ideal':>6} "
+          f"{'eff':>6} {'gather s':>9} {'gather eff':>10}")
+    for r in rows:
+        print(f"{r['tools']:>5} {r['sequential_s']:>8.3f} {r['lanepar_s']:>10.4f} "
+              f"{r['speedup']:>8.2f} {r['ideal']:>6} {r['efficiency']:>6.2f} "
+              f"{r['gather_s']:>9.4f} {r['gather_efficiency']:>10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""``lanepar demo``, ``lanepar bench`` and ``lanepar report``.
+
+The demo answers the question lanepar exists for — does running this tool batch in parallel pay,
+and if not, why — on real files that every machine has (the Python standard library's source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .batch import BatchResult
+from .executor import LaneExecutor
+from .trace.model import Delta
+
+
+class Progress:
+    """A one-line live progress display on stderr, fed by recorder deltas (≤ 10 Hz)."""
+
+    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self._lock = threading.Lock()
+
+    def __call__(self, delta: Delta) -> None:
+        with self._lock:
+            self.done += len(delta["tasks"])
+            self._draw(len(delta["running"]))
+
+    def _draw(self, running: int) -> None:
+        if not self.enabled:
+            return
+        width = 24
+        filled = int(width * min(1.0, self.done / max(1, self.total)))
+        bar = "#" * filled + "." * (width - filled)
+        self.stream.write(
+            f"\r{self.label:<11} [{bar}] {self.done}/{self.total} done, {running} running "
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 72 + "\r")
+            self.stream.flush()
+
+
+def _run_mode(ex: LaneExecutor, calls: Sequence[Any], mode: str) -> BatchResult:
+    progress = Progress(mode, len(calls))
+    unsubscribe = ex.subscribe(progress)
+    try:
+        return ex.run_batch(list(calls), mode=mode)  # type: ignore[arg-type]
+    finally:
+        unsubscribe()
+        progress.close()
+
+
+def demo(
+    root: Path | None,
+    n: int,
+    as_json: bool,
+    trace_path: Path | None,
+    report_path: Path | None,
+    out: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    from .tools.workload import default_root, demo_calls
+
+    root = root or default_root()
+    if not root.is_dir():
+        raise SystemExit(f"lanepar demo: --root {str(root)!r} is not a directory")
+    calls = demo_calls(root, n=n)
+    rows: list[dict[str, Any]] = []
+    results: dict[str, BatchResult] = {}
+    with LaneExecutor() as ex:
+        for mode in ("sequential", "parallel", "auto"):
+            b = _run_mode(ex, calls, mode)
+            results[mode] = b
+            rows.append(
+                {
+                    "mode": mode,
+                    "ran_as": b.mode,
+                    "wall_s": round(b.wall_s, 4),
+                    "tools": len(b.results),
+                    "errors": len(b.errors),
+                    "reason": b.decision.reason if b.decision else None,
+                }
+            )
+    seq = rows[0]["wall_s"]
+    for r in rows:
+        r["speedup"] = round(seq / r["wall_s"], 3) if r["wall_s"] > 0 else None
+    par = results["parallel"]
+    assert par.trace is not None
+    summary = par.trace.summary()
+    report: dict[str, Any] = {
+        "root": str(root),
+        "tools": len(calls),
+        "rows": rows,
+        "parallel_summary": _figures(summary),
+        "errors": {str(i): repr(e) for i, e in par.errors.items()},
+    }
+    if trace_path is not None:
+        par.trace.to_chrome_trace(trace_path)
+        report["trace"] = str(trace_path)
+    if report_path is not None:
+        par.trace.to_html(report_path)
+        report["report"] = str(report_path)
+    if as_json:
+        out(json.dumps(report, indent=2))
+    else:
+        _print_table(report, out)
+    return report
+
+
+def _figures(s: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "tasks", "errors", "wall_s", "task_time_s", "speedup", "ideal_speedup", "efficiency",
+        "cpu_s", "wait_s", "cpu_util_avg", "queued_p50_us", "dispatch_p50_us", "dispatch_p99_us",
+    )  # fmt: skip
+    return {k: s.get(k) for k in keys}
+
+
+def _print_table(report: dict[str, Any], out: Callable[[str], None]) -> None:
+    out(f"lanepar demo: {report['tools']} real tools over {report['root']}")
+    out("")
+    out(f"{'mode':<11} {'ran as':<11} {'wall s':>8} {'speedup':>8} {'tools':>6} {'errors':>7}")
+    for r in report["rows"]:
+        out(
+            f"{r['mode']:<11} {r['ran_as']:<11} {r['wall_s']:>8.3f} {r['speedup']:>7.2f}x "
+            f"{r['tools']:>6} {r['errors']:>7}"
+        )
+    auto = report["rows"][2]
+    if auto.get("reason"):
+        out(f"auto mode chose {auto['ran_as']}: {auto['reason']}")
+    s = report["parallel_summary"]
+    out("")
+    out("parallel run, from its trace:")
+    out(
+        f"  speedup {s['speedup']:.2f}x of ideal {s['ideal_speedup']}  "
+        f"(efficiency {s['efficiency']:.0%})"
+    )
+    out(
+        f"  CPU {s['cpu_s']:.3f} s, waiting {s['wait_s']:.3f} s, "
+        f"cores busy {s['cpu_util_avg']:.0%} on average"
+    )
+    out(
+        f"  dispatch p50 {s['dispatch_p50_us']:.0f} µs, p99 {s['dispatch_p99_us']:.0f} µs; "
+        f"queued p50 {s['queued_p50_us']:.0f} µs"
+    )
+    for i, e in report["errors"].items():
+        out(f"  tool {i} failed: {e}")
+    if "trace" in report:
+        out(f"Perfetto trace written to {report['trace']} (open it at ui.perfetto.dev)")
+    if "report" in report:
+        out(f"HTML report written to {report['report']}")
+
+
+def report_cmd(path: Path, html: Path | None, as_json: bool) -> dict[str, Any]:
+    from .export.load import load_trace
+
+    trace = load_trace(path)
+    figures = trace.summary()
+    if html is not None:
+        trace.to_html(html)
+    if as_json:
+        print(json.dumps(figures, indent=2, default=str))
+    else:
+        for k, v in _figures(figures).items():
+            print(f"{k:>16}: {v}")
+        if html is not None:
+            print(f"HTML report written to {html}")
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lanepar", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("demo", help="run a mixed real-tool batch three ways and compare")
+    d.add_argument("--root", type=Path, default=None, help="directory of files (default: stdlib)")
+    d.add_argument("--tools", type=int, default=30, help="batch size, 20-40 (default 30)")
+    d.add_argument("--json", action="store_true", help="print the table as JSON")
+    d.add_argument("--trace", type=Path, default=None, help="write a Perfetto trace JSON here")
+    d.add_argument("--report", type=Path, default=None, help="write an HTML report here")
+    r = sub.add_parser("report", help="summarise a saved trace (Perfetto JSON or lanepar JSON)")
+    r.add_argument("path", type=Path)
+    r.add_argument("--html", type=Path, default=None)
+    r.add_argument("--json", action="store_true")
+    b = sub.add_parser("bench", help="benchmarks: `lanepar bench scalability`")
+    b.add_argument("study", choices=["scalability"])
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    a = ap.parse_args(argv)
+    if a.cmd == "demo":
+        if not 1 <= a.tools <= 200:
+            ap.error("--tools must be between 1 and 200")
+        demo(a.root, a.tools, a.json, a.trace, a.report)
+    elif a.cmd == "report":
+        from .export.load import TraceFormatError
+
+        try:
+            report_cmd(a.path, a.html, a.json)
+        except (TraceFormatError, OSError) as e:
+            print(f"lanepar report: {e}", file=sys.stderr)
+            return 2
+    elif a.cmd == "bench":
+        from .bench import main as bench_main
+
+        return bench_main([a.study, *a.rest])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
