@@ -94,14 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps({"delay_s": a.delay, "single_call_s": single, "rows": rows}, indent=2))
         return 0
-    print(f"loopback delay {a.delay * 1000:.0f} ms, one call {single * 1000:.1f} ms, "
-          f"lane limit {a.concurrency}, best of {a.repeat}")
-    print(f"{'tools':>5} {'seq s':>8} {'lanepar s':>10} {'speedup':>8} {'ideal':>6} "
-          f"{'eff':>6} {'gather s':>9} {'gather eff':>10}")
+    print(
+        f"loopback delay {a.delay * 1000:.0f} ms, one call {single * 1000:.1f} ms, "
+        f"lane limit {a.concurrency}, best of {a.repeat}"
+    )
+    print(
+        f"{'tools':>5} {'seq s':>8} {'lanepar s':>10} {'speedup':>8} {'ideal':>6} "
+        f"{'eff':>6} {'gather s':>9} {'gather eff':>10}"
+    )
     for r in rows:
-        print(f"{r['tools']:>5} {r['sequential_s']:>8.3f} {r['lanepar_s']:>10.4f} "
-              f"{r['speedup']:>8.2f} {r['ideal']:>6} {r['efficiency']:>6.2f} "
-              f"{r['gather_s']:>9.4f} {r['gather_efficiency']:>10.2f}")
+        print(
+            f"{r['tools']:>5} {r['sequential_s']:>8.3f} {r['lanepar_s']:>10.4f} "
+            f"{r['speedup']:>8.2f} {r['ideal']:>6} {r['efficiency']:>6.2f} "
+            f"{r['gather_s']:>9.4f} {r['gather_efficiency']:>10.2f}"
+        )
     return 0
 
 

@@ -90,12 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         return 0
     m, s, d = out["memory"], out["sampler"], out["dispatch"]
-    print(f"record memory: {m['bytes_per_record']:.0f} bytes/record over {m['tasks']} tasks "
-          f"({m['segments_per_record']} segments, args {m['args_summary_example']!r}); target <= 300")
-    print(f"sampler: {s['sampler_cpu_pct_of_one_core']:.2f}% of one core at {s['hz']:.0f} Hz "
-          f"({s['us_per_sample']:.0f} µs/sample, {s['samples']} samples); target < 1%")
-    print(f"dispatch: p50 {d['dispatch_p50_us']:.1f} µs, p99 {d['dispatch_p99_us']:.1f} µs over "
-          f"{d['tasks']} tasks (2 ms I/O each, 16 at once); target p99 <= 100 µs")
+    print(
+        f"record memory: {m['bytes_per_record']:.0f} bytes/record over {m['tasks']} tasks "
+        f"({m['segments_per_record']} segments, args {m['args_summary_example']!r}); target <= 300"
+    )
+    print(
+        f"sampler: {s['sampler_cpu_pct_of_one_core']:.2f}% of one core at {s['hz']:.0f} Hz "
+        f"({s['us_per_sample']:.0f} µs/sample, {s['samples']} samples); target < 1%"
+    )
+    print(
+        f"dispatch: p50 {d['dispatch_p50_us']:.1f} µs, p99 {d['dispatch_p99_us']:.1f} µs over "
+        f"{d['tasks']} tasks (2 ms I/O each, 16 at once); target p99 <= 100 µs"
+    )
     return 0
 
 

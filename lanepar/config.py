@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Literal, Union
+from typing import Literal
 
 LaneKind = Literal["async", "thread", "process", "dask"]
 KINDS: tuple[str, ...] = ("async", "thread", "process", "dask")
@@ -16,7 +16,7 @@ KINDS: tuple[str, ...] = ("async", "thread", "process", "dask")
 #: Upper bound of an adaptive (``max_concurrency="auto"``) lane when no ceiling is given.
 DEFAULT_AUTO_CEILING = 64
 
-Concurrency = Union[int, Literal["auto"]]
+Concurrency = int | Literal["auto"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +119,7 @@ TOOL_LANES: Mapping[str, str] = {
 DEFAULT_LANE = "execute"
 
 
-def validate_lanes(
-    lanes: Mapping[str, LaneConfig], max_total: int | None
-) -> dict[str, LaneConfig]:
+def validate_lanes(lanes: Mapping[str, LaneConfig], max_total: int | None) -> dict[str, LaneConfig]:
     """Check a whole lane table; reserved slots must fit inside a shared budget."""
     if not lanes:
         raise ValueError("lanes: at least one lane is needed")

@@ -207,7 +207,8 @@ class LaneExecutor:
         if self._sync_cm is None:
             return
         self._sync_cm = self._portal_cm = self._portal = None
-        self._finalizer()  # closes once; a second call is a no-op
+        if self._finalizer is not None:
+            self._finalizer()  # closes once; a second call is a no-op
 
     @property
     def running(self) -> bool:
@@ -266,7 +267,13 @@ class LaneExecutor:
         for i, (call, r) in enumerate(zip(calls, resolved)):
             lane = lanes[routes.get(i, r.lane)]
             job = Job(
-                batch, i, r.fn, call.args, call.kwargs, r.is_async, r.name,
+                batch,
+                i,
+                r.fn,
+                call.args,
+                call.kwargs,
+                r.is_async,
+                r.name,
                 call.timeout_s if call.timeout_s is not None else lane.config.timeout_s,
                 rec.next_id() if rec is not None else 0,
                 now,
@@ -320,7 +327,11 @@ class LaneExecutor:
         """Cancel every batch in flight: queued tasks are dropped, running ones cancelled."""
         if self._tg is None:
             return
-        self._call_on_loop(lambda: [self._cancel_batch(b) for b in list(self._batches)])
+        self._call_on_loop(self._cancel_all)
+
+    def _cancel_all(self) -> None:
+        for batch in list(self._batches):
+            self._cancel_batch(batch)
 
     def _result(self, batch: _Batch, t0: int, mode: str, decision: Decision | None) -> BatchResult:
         self._batches.discard(batch)
@@ -382,9 +393,7 @@ class LaneExecutor:
             return await await_future(fut)  # type: ignore[no-any-return]
         return await self._arun(calls, mode, fail_fast)
 
-    async def _arun(
-        self, calls: Iterable[ToolCall], mode: str, fail_fast: bool
-    ) -> BatchResult:
+    async def _arun(self, calls: Iterable[ToolCall], mode: str, fail_fast: bool) -> BatchResult:
         t0 = _pc()
         batch, decision, chosen = self._submit(calls, mode, fail_fast)
         try:
@@ -451,7 +460,6 @@ def _close_portal(sync_cm: Any, portal_cm: Any) -> None:
         sync_cm.__exit__(None, None, None)
     finally:
         portal_cm.__exit__(None, None, None)
-
 
 
 def _wait_interruptibly(fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:

@@ -11,6 +11,7 @@ that scope and the worker starts a fresh one, so no per-job scope is paid on the
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,11 +24,11 @@ from .backends.base import Backend
 from .config import LaneConfig
 from .jobqueue import JobQueue
 from .trace.model import KIND_CODE, TaskRecord
-from .trace.probe import stepped, TaskProbe, activate, deactivate
+from .trace.probe import TaskProbe, activate, deactivate, stepped
 
 if TYPE_CHECKING:
     from .budget import SharedBudget
-    from .executor import _Batch
+    from .batch import _Batch
 
 _pc = time.perf_counter_ns
 QUEUED = KIND_CODE["queued"]
@@ -43,7 +44,7 @@ class TaskTimeoutError(TimeoutError):
 
 
 class TaskCancelledError(Exception):
-    """A task was cancelled (batch cancelled, ``fail_fast``, executor closing) before it finished."""
+    """A task was cancelled (batch cancelled, ``fail_fast``, executor closing) before it ended."""
 
 
 class Job:
@@ -234,7 +235,9 @@ class Lane:
                 if budget is not None:
                     budget.release(self)
                 self.record_unstarted(job, "cancelled")
-                job.batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
+                job.batch.fail(
+                    job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled"
+                )
                 continue
             w.job = job
             self.active += 1
@@ -287,10 +290,17 @@ class Lane:
         free = max(job.submitted_ns, w.free_at, granted)
         probe = TaskProbe(self.resolution_ns, self.max_segments)
         if rec.live:
-            rec.running[job.id] = [job.id, self.name, job.name, job.args_summary, w.slot,
-                                   job.submitted_ns, _pc()]
+            rec.running[job.id] = [
+                job.id,
+                self.name,
+                job.name,
+                job.args_summary,
+                w.slot,
+                job.submitted_ns,
+                _pc(),
+            ]
         error: Exception | None = None
-        token = activate(probe)
+        token: contextvars.Token[Any] | None = activate(probe)
         try:
             if job.is_async and self.inline_async:
                 value = await stepped(job.fn(*job.args, **job.kwargs), probe)
@@ -299,8 +309,9 @@ class Lane:
                     w.slot, job.fn, job.args, job.kwargs, job.is_async, probe
                 )
         except Exception as e:
-            deactivate(token)
-            token = None
+            if token is not None:
+                deactivate(token)
+                token = None
             if await self._retry(w, job, e):
                 rec.running.pop(job.id, None)
                 return

@@ -81,7 +81,9 @@ def test_set_concurrency_live_while_a_batch_runs() -> None:
     tasks=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4)), min_size=1, max_size=40),
 )
 def test_random_lane_configs_never_exceed_limits(limits: list[int], tasks: list[Any]) -> None:
-    lanes = {f"l{i}": lp.LaneConfig(min_concurrency=0, max_concurrency=m) for i, m in enumerate(limits)}
+    lanes = {
+        f"l{i}": lp.LaneConfig(min_concurrency=0, max_concurrency=m) for i, m in enumerate(limits)
+    }
     g = Gauge()
     calls = []
     for lane_i, ms in tasks:
@@ -155,7 +157,9 @@ def test_fail_fast_cancels_siblings() -> None:
 
     with lp.LaneExecutor() as ex:
         t0 = time.perf_counter()
-        b = ex.run_batch([lp.ToolCall(boom)] + [lp.ToolCall(long) for _ in range(8)], fail_fast=True)
+        b = ex.run_batch(
+            [lp.ToolCall(boom)] + [lp.ToolCall(long) for _ in range(8)], fail_fast=True
+        )
         elapsed = time.perf_counter() - t0
     assert elapsed < 2
     assert b.outcomes[0] == "error"
@@ -199,7 +203,9 @@ def test_retries_are_opt_in_with_backoff() -> None:
         "retrying": lp.LaneConfig(kind="thread", retries=2, retry_backoff_s=0.01),
     }
     with lp.LaneExecutor(lanes=lanes) as ex:
-        b = ex.run_batch([lp.ToolCall(flaky, "a", lane="plain"), lp.ToolCall(flaky, "b", lane="retrying")])
+        b = ex.run_batch(
+            [lp.ToolCall(flaky, "a", lane="plain"), lp.ToolCall(flaky, "b", lane="retrying")]
+        )
     assert attempts == {"a": 1, "b": 3}
     assert b.outcomes == ["error", "ok"]
     assert lp.DEFAULT_LANES["execute"].retries == 0  # the seed retried bash by default
@@ -248,7 +254,9 @@ def test_sync_bodies_never_run_on_the_loop() -> None:
         return n
 
     with lp.LaneExecutor() as ex:
-        b = ex.run_batch([lp.ToolCall(where, lane="query") for _ in range(4)] + [lp.ToolCall(ticker)])
+        b = ex.run_batch(
+            [lp.ToolCall(where, lane="query") for _ in range(4)] + [lp.ToolCall(ticker)]
+        )
     assert all(name.startswith("lanepar-query") for name in b.results[:4])
     assert b.results[4] == 10
     assert b.wall_s < 0.18  # four 50 ms sleeps ran side by side, not on the loop
@@ -304,7 +312,9 @@ async def test_async_use_on_the_callers_loop(anyio_backend: str) -> None:
         return x + 1
 
     async with lp.LaneExecutor() as ex:
-        b = await ex.arun_batch([lp.ToolCall(echo, i) for i in range(10)] + [lp.ToolCall(sync_echo, 1)])
+        b = await ex.arun_batch(
+            [lp.ToolCall(echo, i) for i in range(10)] + [lp.ToolCall(sync_echo, 1)]
+        )
         h = ex.submit(lp.ToolCall(echo, 21))
         assert await h == 42
     assert b.results == [i * 2 for i in range(10)] + [2]

@@ -107,7 +107,9 @@ def test_process_lane_measures_in_the_child_on_the_parent_clock() -> None:
     t_before = time.perf_counter_ns()
     rec, truth = _one({"p": lp.LaneConfig(kind="process")}, lp.ToolCall(process_tool, lane="p"))
     _assert_truthful(rec, truth, 50, 50)
-    assert t_before <= rec.submitted_ns <= rec.started_ns <= rec.finished_ns <= time.perf_counter_ns()
+    assert (
+        t_before <= rec.submitted_ns <= rec.started_ns <= rec.finished_ns <= time.perf_counter_ns()
+    )
     _assert_consistent(rec)
 
 
@@ -191,7 +193,9 @@ def test_process_lane_cancel_kills_its_child_and_nothing_is_left() -> None:
         return 1
 
     me = psutil.Process()
-    with lp.LaneExecutor(lanes={"p": lp.LaneConfig(kind="process", max_concurrency=2, timeout_s=0.5)}) as ex:
+    with lp.LaneExecutor(
+        lanes={"p": lp.LaneConfig(kind="process", max_concurrency=2, timeout_s=0.5)}
+    ) as ex:
         t0 = time.perf_counter()
         b = ex.run_batch([lp.ToolCall(sleeper, lane="p"), lp.ToolCall(process_tool, lane="p")])
         assert time.perf_counter() - t0 < 5

@@ -13,7 +13,7 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
-from ..trace.probe import stepped, TaskProbe, run_sync_probed
+from ..trace.probe import TaskProbe, run_sync_probed, stepped
 from .base import await_future
 
 _POOL_CAP = 4096  # threads are created lazily; the lane's limit is what bounds them

@@ -69,8 +69,16 @@ def _child_main(conn: Connection) -> None:
         except BaseException as e:  # the parent decides what an error means
             value, status = e, _RESULT_ERR
         segs = probe.finish()
-        reply = (status, value, probe.started_ns, probe.finished_ns, probe.cpu_ns, segs,
-                 probe.phases, os.getpid())
+        reply = (
+            status,
+            value,
+            probe.started_ns,
+            probe.finished_ns,
+            probe.cpu_ns,
+            segs,
+            probe.phases,
+            os.getpid(),
+        )
         try:
             payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:
@@ -119,13 +127,18 @@ class _Child:
             raise WorkerDied(f"worker process {self.proc.pid} died (exit code {code})") from None
 
     def alive(self) -> bool:
-        return self.proc.is_alive()
+        return bool(self.proc.is_alive())
 
     def kill(self) -> None:
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(5)
         self.conn.close()
+
+
+def _kill_started(fut: concurrent.futures.Future[_Child]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        fut.result().kill()
 
 
 class ProcessBackend:
@@ -154,9 +167,15 @@ class ProcessBackend:
         if child is not None:
             child.kill()
         name = f"lanepar-{self.lane}-{slot}"
-        child = await await_future(self._get_io().submit(_Child, self._ctx, name))
-        self._children[slot] = child
-        return child
+        fut = self._get_io().submit(_Child, self._ctx, name)
+        try:
+            started: _Child = await await_future(fut)
+        except BaseException:
+            # Cancelled while the child starts: it must not outlive us unseen.
+            fut.add_done_callback(_kill_started)
+            raise
+        self._children[slot] = started
+        return started
 
     async def prepare(self, slot: int) -> None:
         """Start this slot's child before the task's deadline starts: spawning is dispatch
@@ -180,7 +199,9 @@ class ProcessBackend:
         child = await self._child(slot)
         payload = _dumps((fn, args, kwargs, self.resolution_ns, self.max_segments, is_async), fn)
         try:
-            status, value, t0, t1, cpu, segs, phases, _pid = await child.call(payload, self._get_io())
+            status, value, t0, t1, cpu, segs, phases, _pid = await child.call(
+                payload, self._get_io()
+            )
         except BaseException:
             # Cancelled or timed out mid-task: the child's state is unknown, so it goes.
             child.kill()

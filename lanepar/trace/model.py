@@ -157,7 +157,7 @@ class TaskRecord:
     def fields(self) -> tuple[int, int, int, int, int, int, int, int]:
         """All packed numbers at once (id, submitted, slot_free, started, finished, cpu, wait,
         slot): exporters read thousands of records and one unpack beats eight."""
-        return _HEAD.unpack_from(self._p)[:8]  # type: ignore[return-value]
+        return _HEAD.unpack_from(self._p)[:8]
 
     @property
     def segments(self) -> list[Segment]:
@@ -280,7 +280,7 @@ class Trace:
         self.start_ns = start_ns if start_ns is not None else min(starts, default=0)
         self.end_ns = end_ns if end_ns is not None else max(ends, default=self.start_ns)
         self.dropped = dropped
-        #: Scheduler events: auto-mode decisions, adaptive limit changes (dicts with "t_ns", "type").
+        #: Scheduler events: auto-mode decisions, limit changes (dicts with "t_ns" and "type").
         self.events: list[dict[str, Any]] = [dict(e) for e in events]
         if n_cores is None:
             n_cores = len(self.samples[0].cores) if self.samples else 0
