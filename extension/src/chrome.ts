@@ -70,13 +70,16 @@ function threadKey(pid: number, tid: number): string {
 }
 
 /**
- * Where the exporter's relative clock (`ts` µs from the start) sits on the absolute
- * `perf_counter_ns` clock of the `*_ns` args. Given in `otherData.lanepar.start_ns`;
- * estimated from a task (its body starts at `ts`) when a file lost its metadata.
+ * Where the exporter's `ts` zero sits on the absolute `perf_counter_ns` clock of the
+ * `*_ns` args: `otherData.lanepar.origin_ns` (earlier than `start_ns` when something
+ * preceded the start, so that no `ts` is negative), else `start_ns`; estimated from a
+ * task (its body starts at `ts`) when a file lost its metadata.
  */
-function findStartNs(meta: Record<string, unknown>, tasks: IChromeEvent[]): number {
-  if (typeof meta.start_ns === 'number') {
-    return meta.start_ns;
+function findOriginNs(meta: Record<string, unknown>, tasks: IChromeEvent[]): number {
+  for (const k of ['origin_ns', 'start_ns']) {
+    if (typeof meta[k] === 'number') {
+      return meta[k] as number;
+    }
   }
   for (const e of tasks) {
     if (typeof e.args.started_ns === 'number') {
@@ -86,19 +89,30 @@ function findStartNs(meta: Record<string, unknown>, tasks: IChromeEvent[]): numb
   return 0;
 }
 
-function bodySegments(task: ITask, children: IChromeEvent[] | undefined): Segment[] {
-  const body: Segment[] = [];
-  for (const c of children ?? []) {
-    const mid = c.t + c.dur / 2;
-    if (mid >= task.started - SLACK_NS && mid <= task.finished + SLACK_NS) {
-      body.push([c.cat as 'cpu' | 'wait', c.t, c.t + c.dur]);
-    }
+/** Children of `task`: those tagged with its id, else (hand-written files) those inside its span. */
+function childrenOf(task: ITask, byId: Map<number, IChromeEvent[]>, onThread: IChromeEvent[] | undefined): IChromeEvent[] {
+  const tagged = byId.get(task.id);
+  if (tagged) {
+    return tagged;
   }
+  return (onThread ?? []).filter(c => {
+    const mid = c.t + c.dur / 2;
+    return c.args.id === undefined && mid >= task.slotFree - SLACK_NS && mid <= task.finished + SLACK_NS;
+  });
+}
+
+function bodySegments(task: ITask, children: IChromeEvent[]): Segment[] {
+  const body: Segment[] = children.map((c): Segment => [c.cat as 'cpu' | 'wait', c.t, c.t + c.dur]);
   body.sort((a, b) => a[1] - b[1]);
   if (body.length) {
-    // Snap the outer edges back onto the exact body bounds the µs rounding blurred.
-    body[0][1] = task.started;
-    body[body.length - 1][2] = task.finished;
+    // Snap the outer edges back onto the exact body bounds when only µs rounding moved them.
+    if (Math.abs(body[0][1] - task.started) <= SLACK_NS) {
+      body[0][1] = task.started;
+    }
+    const last = body[body.length - 1];
+    if (Math.abs(last[2] - task.finished) <= SLACK_NS) {
+      last[2] = task.finished;
+    }
     return body;
   }
   if (task.finished > task.started) {
@@ -109,63 +123,46 @@ function bodySegments(task: ITask, children: IChromeEvent[] | undefined): Segmen
   return [];
 }
 
-/** Convert Chrome Trace Event JSON written by lanepar into the viewer's model. */
-export function readChromeTrace(raw: unknown): ITraceModel {
-  if (!isChromeTrace(raw)) {
-    throw new TraceFormatError('not Chrome Trace Event JSON: no "traceEvents" array');
-  }
-  const rawEvents: unknown[] = Array.isArray(raw) ? raw : ((raw as Record<string, unknown>).traceEvents as unknown[]);
-  const other = !Array.isArray(raw) && isObject((raw as Record<string, unknown>).otherData)
-    ? ((raw as Record<string, unknown>).otherData as Record<string, unknown>)
-    : {};
-  const meta = isObject(other.lanepar) ? other.lanepar : {};
-  if (meta.format !== undefined && meta.format !== 'lanepar-trace') {
-    throw new TraceFormatError(`otherData.lanepar.format is ${JSON.stringify(meta.format)}`);
-  }
+class Index {
+  readonly byId = new Map<number, IChromeEvent[]>();
+  readonly byThread = new Map<string, IChromeEvent[]>();
 
-  const events = rawEvents.map(readEvent).filter((e): e is IChromeEvent => e !== null);
-  const taskEvents = events.filter(e => e.ph === 'X' && e.cat === 'task');
-  if (!taskEvents.length && !events.some(e => e.ph === 'C')) {
-    throw new TraceFormatError('no lanepar tasks (X events with cat "task") in this trace');
-  }
-  const startNs = findStartNs(meta, taskEvents);
-  const rel = (v: unknown, fallback: number): number =>
-    typeof v === 'number' ? v - startNs : fallback;
-
-  // Lane names by pid, for files whose task args lack "lane".
-  const processNames = new Map<number, string>();
-  // Children indexed by thread so that each task scans only its own row.
-  const slices = new Map<string, IChromeEvent[]>();
-  const phases = new Map<string, IChromeEvent[]>();
-  const dispatch = new Map<string, IChromeEvent[]>();
-  const queuedBegin = new Map<string, number>();
-  const queuedSpans = new Map<string, [number, number]>();
-  const samples: ISample[] = [];
-
-  const push = (m: Map<string, IChromeEvent[]>, e: IChromeEvent): void => {
-    const k = threadKey(e.pid, e.tid);
-    const list = m.get(k);
-    if (list) {
-      list.push(e);
-    } else {
-      m.set(k, [e]);
+  add(e: IChromeEvent): void {
+    const push = <K>(m: Map<K, IChromeEvent[]>, k: K): void => {
+      const list = m.get(k);
+      if (list) {
+        list.push(e);
+      } else {
+        m.set(k, [e]);
+      }
+    };
+    if (typeof e.args.id === 'number') {
+      push(this.byId, e.args.id);
     }
-  };
+    push(this.byThread, threadKey(e.pid, e.tid));
+  }
 
+  of(task: ITask, pid: number, tid: number): IChromeEvent[] {
+    return childrenOf(task, this.byId, this.byThread.get(threadKey(pid, tid)));
+  }
+}
+
+/** Counter events (`C`) of one timestamp merged into one sample, as the sampler wrote them. */
+function readSamples(events: IChromeEvent[]): ISample[] {
+  const byT = new Map<number, ISample>();
+  const at = (t: number): ISample => {
+    let s = byT.get(t);
+    if (!s) {
+      s = { t, cores: [], procCpu: NaN, lanes: {} };
+      byT.set(t, s);
+    }
+    return s;
+  };
   for (const e of events) {
-    if (e.ph === 'M' && e.name === 'process_name' && typeof e.args.name === 'string') {
-      processNames.set(e.pid, e.args.name);
-    } else if (e.ph === 'X' && (e.cat === 'cpu' || e.cat === 'wait')) {
-      push(slices, e);
-    } else if (e.ph === 'X' && e.cat === 'phase') {
-      push(phases, e);
-    } else if (e.ph === 'X' && e.cat === 'dispatch') {
-      push(dispatch, e);
-    } else if (e.cat === 'queued' && e.id !== null && (e.ph === 'b' || e.ph === 'B')) {
-      queuedBegin.set(e.id, e.t);
-    } else if (e.cat === 'queued' && e.id !== null && (e.ph === 'e' || e.ph === 'E')) {
-      queuedSpans.set(e.id, [queuedBegin.get(e.id) ?? e.t, e.t]);
-    } else if (e.ph === 'C' && e.name === 'cpu') {
+    if (e.ph !== 'C') {
+      continue;
+    }
+    if (e.name === 'cpu') {
       const cores: number[] = [];
       for (const [k, v] of Object.entries(e.args)) {
         const m = /^core(\d+)$/.exec(k);
@@ -173,63 +170,109 @@ export function readChromeTrace(raw: unknown): ITraceModel {
           cores[Number(m[1])] = num(v) / 100;
         }
       }
-      const proc = e.args.proc_cpu ?? e.args.proc;
-      samples.push({
-        t: e.t,
-        cores: Array.from(cores, c => c ?? 0),
-        procCpu: num(proc, NaN),
-        lanes: {}
-      });
+      at(e.t).cores = Array.from(cores, c => c ?? 0);
+    } else if (e.name === 'process cpu') {
+      at(e.t).procCpu = num(e.args.cores, NaN);
+    } else if (e.name.startsWith('lane ')) {
+      at(e.t).lanes[e.name.slice(5)] = [num(e.args.active), num(e.args.pending), num(e.args.limit)];
+    }
+  }
+  return [...byT.values()].filter(s => s.cores.length).sort((a, b) => a.t - b.t);
+}
+
+/** Convert Chrome Trace Event JSON written by lanepar into the viewer's model. */
+export function readChromeTrace(raw: unknown): ITraceModel {
+  if (!isChromeTrace(raw)) {
+    throw new TraceFormatError('not Chrome Trace Event JSON: no "traceEvents" array');
+  }
+  const doc = Array.isArray(raw) ? { traceEvents: raw } : (raw as Record<string, unknown>);
+  const rawEvents = doc.traceEvents as unknown[];
+  const other = isObject(doc.otherData) ? doc.otherData : {};
+  const meta = isObject(other.lanepar) ? other.lanepar : {};
+  if (meta.format !== undefined && meta.format !== 'lanepar-trace') {
+    throw new TraceFormatError(`otherData.lanepar.format is ${JSON.stringify(meta.format)}`);
+  }
+
+  const events = rawEvents.map(readEvent).filter((e): e is IChromeEvent => e !== null);
+  const taskEvents = events.filter(e => e.ph === 'X' && e.cat === 'task');
+  if (!taskEvents.length && !events.some(e => e.ph === 'C' && e.name === 'cpu')) {
+    throw new TraceFormatError('no lanepar tasks (X events with cat "task") in this trace');
+  }
+  const origin = findOriginNs(meta, taskEvents);
+  const startNs = typeof meta.start_ns === 'number' ? meta.start_ns : origin;
+  // Shift every `ts` so that times are relative to the trace start like the native reader's.
+  const shift = origin - startNs;
+  for (const e of events) {
+    e.t += shift;
+  }
+  const rel = (v: unknown, fallback: number): number => (typeof v === 'number' ? v - startNs : fallback);
+
+  const processNames = new Map<number, string>();
+  const slices = new Index();
+  const phases = new Index();
+  const dispatch = new Index();
+  const queuedBegin = new Map<string, number>();
+  const queuedSpans = new Map<string, [number, number]>();
+  for (const e of events) {
+    if (e.ph === 'M' && e.name === 'process_name' && typeof e.args.name === 'string') {
+      processNames.set(e.pid, e.args.name.replace(/^lane /, ''));
+    } else if (e.ph === 'X' && (e.cat === 'cpu' || e.cat === 'wait')) {
+      slices.add(e);
+    } else if (e.ph === 'X' && e.cat === 'phase') {
+      phases.add(e);
+    } else if (e.ph === 'X' && e.cat === 'dispatch') {
+      dispatch.add(e);
+    } else if (e.cat === 'queued' && e.id !== null && (e.ph === 'b' || e.ph === 'B')) {
+      queuedBegin.set(e.id, e.t);
+    } else if (e.cat === 'queued' && e.id !== null && (e.ph === 'e' || e.ph === 'E')) {
+      queuedSpans.set(e.id, [queuedBegin.get(e.id) ?? e.t, e.t]);
     }
   }
 
   const tasks: ITask[] = [];
   for (const e of taskEvents) {
     const a = e.args;
-    const key = threadKey(e.pid, e.tid);
     const id = num(a.id, tasks.length + 1);
+    const extra = isObject(a.extra) ? a.extra : {};
+    const error = typeof a.error === 'string' ? a.error : null;
     const started = rel(a.started_ns, e.t);
-    const finished = rel(a.finished_ns, e.t + e.dur);
-    const q = queuedSpans.get(String(id));
-    const d = (dispatch.get(key) ?? []).find(
-      x => Math.abs(x.t + x.dur - started) <= SLACK_NS
-    );
-    const slotFree = rel(a.slot_free_ns, d ? d.t : started);
-    const submitted = rel(a.submitted_ns, q ? q[0] : slotFree);
-    const extraError = typeof a.error === 'string' ? a.error : null;
     const task: ITask = {
       id,
       lane: str(a.lane, processNames.get(e.pid) ?? `pid ${e.pid}`),
       name: e.name,
       args: str(a.args),
-      outcome: str(a.outcome, extraError ? 'error' : 'ok'),
-      submitted,
-      slotFree,
+      outcome: str(a.outcome, error ? 'error' : 'ok'),
+      submitted: 0,
+      slotFree: 0,
       started,
-      finished,
+      finished: rel(a.finished_ns, e.t + e.dur),
       cpuNs: num(a.cpu_ns),
       waitNs: num(a.wait_ns),
       slot: num(a.slot, e.tid - 1),
       segments: [],
       phases: [],
-      error: extraError,
-      worker: typeof a.worker === 'string' ? a.worker : null
+      error,
+      worker: typeof extra.worker === 'string' ? extra.worker : null
     };
+    const d =
+      dispatch.byId.get(id)?.[0] ??
+      dispatch.byThread.get(threadKey(e.pid, e.tid))?.find(x => Math.abs(x.t + x.dur - started) <= SLACK_NS);
+    const q = queuedSpans.get(String(id));
+    task.slotFree = rel(a.slot_free_ns, d ? d.t : started);
+    task.submitted = rel(a.submitted_ns, q ? q[0] : task.slotFree);
     const segs: Segment[] = [];
-    if (slotFree > submitted) {
-      segs.push(['queued', submitted, slotFree]);
+    if (task.slotFree > task.submitted) {
+      segs.push(['queued', task.submitted, task.slotFree]);
     }
-    if (started > slotFree) {
-      segs.push(['dispatch', slotFree, started]);
+    if (task.started > task.slotFree) {
+      segs.push(['dispatch', task.slotFree, task.started]);
     }
-    task.segments = segs.concat(bodySegments(task, slices.get(key)));
-    task.phases = (phases.get(key) ?? [])
-      .filter(p => p.t >= started - SLACK_NS && p.t + p.dur <= finished + SLACK_NS)
-      .map((p): Phase => [p.name, p.t, p.t + p.dur]);
+    task.segments = segs.concat(bodySegments(task, slices.of(task, e.pid, e.tid)));
+    task.phases = phases.of(task, e.pid, e.tid + 10000).map((p): Phase => [p.name, p.t, p.t + p.dur]);
     tasks.push(task);
   }
   tasks.sort((a, b) => a.id - b.id);
-  samples.sort((a, b) => a.t - b.t);
+  const samples = readSamples(events);
 
   let lanes: Record<string, ILaneInfo> = readLanes(meta.lanes);
   if (!Object.keys(lanes).length) {

@@ -24,6 +24,8 @@ export const PAD_RIGHT = 12;
 export const AXIS_H = 22;
 export const LANE_H = 18;
 export const ROW_H = 16;
+/** Slot-holding segments use the top of a row; the queued strip (overlapping waiters) the bottom. */
+export const BODY_H = 9;
 
 /** The visible window: times [t0, t1] (relative ns) mapped onto [GUTTER, width - PAD_RIGHT]. */
 export interface IViewport {
@@ -37,6 +39,7 @@ export interface ITheme {
   fgDim: string;
   grid: string;
   stripe: string;
+  bg: string;
   font: string;
 }
 
@@ -103,7 +106,6 @@ function drawTask(
   lastPx: Record<SegmentKind, number>,
   pass: 'queued' | 'body'
 ): void {
-  const h = ROW_H - 4;
   const segs = task.segments.length
     ? task.segments
     : ([
@@ -126,10 +128,29 @@ function drawTask(
     lastPx[kind] = px1;
     ctx.fillStyle = COLORS[kind];
     if (kind === 'queued') {
-      ctx.fillRect(px0, y + 2 + h * 0.6, px1 - px0, h * 0.4);
+      ctx.fillRect(px0, y + 2 + BODY_H + 1, px1 - px0, ROW_H - BODY_H - 4);
     } else {
-      ctx.fillRect(px0, y + 2, px1 - px0, h);
+      ctx.fillRect(px0, y + 2, px1 - px0, BODY_H);
     }
+  }
+}
+
+/**
+ * A hairline at each task's start so back-to-back tasks on one slot read as separate
+ * bars; only where there is room, to keep dense regions a solid colour.
+ */
+function drawSeparators(ctx: CanvasRenderingContext2D, vp: IViewport, tasks: ITask[], y: number, bg: string): void {
+  ctx.fillStyle = bg;
+  let prevX = -Infinity;
+  for (const task of tasks) {
+    if (task.slot < 0 || task.slotFree < vp.t0 || task.slotFree > vp.t1) {
+      continue;
+    }
+    const x = Math.round(xOf(vp, task.slotFree));
+    if (x - prevX >= 4 && xOf(vp, task.finished) - x >= 4) {
+      ctx.fillRect(x, y + 2, 1, BODY_H);
+    }
+    prevX = x;
   }
 }
 
@@ -137,7 +158,7 @@ function drawOutcome(ctx: CanvasRenderingContext2D, vp: IViewport, task: ITask, 
   if (task.outcome === 'ok' || task.finished < vp.t0 || task.submitted > vp.t1) {
     return;
   }
-  const h = ROW_H - 4;
+  const h = task.slot >= 0 ? BODY_H : ROW_H - 4;
   const from = task.slot >= 0 ? task.slotFree : task.submitted;
   const x0 = Math.max(GUTTER - 1, xOf(vp, from));
   const x1 = Math.min(vp.width - PAD_RIGHT + 1, Math.max(xOf(vp, task.finished), x0 + 2));
@@ -229,6 +250,7 @@ export function drawTimeline(
           drawTask(ctx, vp, task, y, lastPx, pass);
         }
       }
+      drawSeparators(ctx, vp, row.tasks, y, theme.bg);
       ctx.restore();
       for (const task of row.tasks) {
         drawOutcome(ctx, vp, task, y, theme);
@@ -239,7 +261,7 @@ export function drawTimeline(
         const x1 = Math.min(vp.width - PAD_RIGHT, Math.max(xOf(vp, hover.finished), x0 + 2));
         ctx.strokeStyle = theme.fg;
         ctx.lineWidth = 1;
-        ctx.strokeRect(x0 - 1.5, y + 0.5, x1 - x0 + 3, ROW_H - 1);
+        ctx.strokeRect(x0 - 1.5, y + 0.5, x1 - x0 + 3, BODY_H + 3);
       }
       y += ROW_H;
     }

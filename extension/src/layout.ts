@@ -115,45 +115,26 @@ const KNOWN: Record<string, [string, (v: number) => string]> = {
   queued_p50_us: ['queued p50', v => formatDuration(v * 1e3)]
 };
 
-const UNIT_SUFFIX: [string, number][] = [
-  ['_ns', 1],
-  ['_us', 1e3],
-  ['_ms', 1e6],
-  ['_s', 1e9]
-];
-
 function figure(key: string, v: unknown): IFigure | null {
-  if (typeof v === 'number' && isFinite(v)) {
-    const known = KNOWN[key];
-    if (known) {
-      return { key, label: known[0], value: known[1](v) };
-    }
-    for (const [suffix, mult] of UNIT_SUFFIX) {
-      if (key.endsWith(suffix)) {
-        return { key, label: key.slice(0, -suffix.length).replace(/_/g, ' '), value: formatDuration(v * mult) };
-      }
-    }
-    return { key, label: key.replace(/_/g, ' '), value: Number.isInteger(v) ? String(v) : trim(v) };
-  }
-  if (typeof v === 'string' || typeof v === 'boolean') {
-    return { key, label: key.replace(/_/g, ' '), value: String(v) };
-  }
-  return null; // nested structures belong to the Python-side report, not a header line
+  const known = KNOWN[key];
+  return known && typeof v === 'number' && isFinite(v) ? { key, label: known[0], value: known[1](v) } : null;
 }
 
 /** The header line: the trace's own summary when it has one, else what the tasks tell. */
 export function summaryFigures(model: ITraceModel): IFigure[] {
   const out: IFigure[] = [];
   if (model.summary) {
-    const keys = Object.keys(model.summary);
-    const ordered = Object.keys(KNOWN)
-      .filter(k => keys.includes(k))
-      .concat(keys.filter(k => !(k in KNOWN)));
-    for (const k of ordered) {
+    // Only the headline figures: the full summary (per-lane tables, percentiles) belongs to
+    // the Python-side report, and a header line must stay one line.
+    for (const k of Object.keys(KNOWN)) {
       const f = figure(k, model.summary[k]);
       if (f) {
         out.push(f);
       }
+    }
+    const dropped = model.summary.dropped ?? model.dropped;
+    if (typeof dropped === 'number' && dropped > 0) {
+      out.push({ key: 'dropped', label: 'dropped', value: String(dropped) });
     }
     return out;
   }

@@ -187,6 +187,7 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
       fgDim: v('--jp-ui-font-color2', '#666'),
       grid: v('--jp-border-color2', '#e0e0e0'),
       stripe: v('--jp-layout-color2', '#f3f3f3'),
+      bg: v('--jp-layout-color0', '#fff'),
       font: v('--jp-ui-font-family', 'sans-serif')
     };
   }

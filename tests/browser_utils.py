@@ -1,0 +1,140 @@
+"""Drive a real JupyterLab in headless Chromium: a server and a page, both cleaned up.
+
+Generic on purpose (no lanepar knowledge), so every browser test starts JupyterLab the same
+way. Facts behind the flags are in /work/shared/JUPYTER-TESTING.md: Playwright's own browser
+download is blocked here, so the Debian Chromium is used; the "Jupyter news" pop-up would cover
+the page, so it is silenced through a private user-settings directory rather than by writing
+into the shared environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+_NO_NEWS = {"fetchNews": "false", "checkForUpdates": False}
+
+
+def browser_available() -> bool:
+    """True when both Chromium and Playwright are usable (tests skip otherwise)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return False
+    return os.access(CHROMIUM, os.X_OK)
+
+
+@dataclass(frozen=True)
+class LabServer:
+    url: str
+    token: str
+    root: Path
+
+    def lab_url(self, path: str = "") -> str:
+        """URL of the JupyterLab page, opening ``path`` (relative to root) when given."""
+        tree = f"/tree/{path}" if path else ""
+        return f"{self.url}/lab{tree}?token={self.token}"
+
+    def api(self, path: str, method: str = "GET") -> Any:
+        req = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def jupyter_lab(root_dir: Path, *, startup_timeout: float = 60.0) -> Iterator[LabServer]:
+    """Run ``jupyter lab`` headless on a free port serving ``root_dir``; stop it afterwards."""
+    port = _free_port()
+    token = secrets.token_hex(16)
+    state = Path(tempfile.mkdtemp(prefix="lanepar-lab-"))
+    settings = state / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps(_NO_NEWS))
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root_dir}",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.workspaces_dir={state / 'workspaces'}",
+        f"--LabApp.user_settings_dir={state / 'settings'}",
+    ]
+    log = open(state / "server.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    server = LabServer(f"http://127.0.0.1:{port}", token, root_dir)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited: {(state / 'server.log').read_text()}")
+            try:
+                server.api("/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("jupyter lab did not answer /api/status") from None
+                time.sleep(0.25)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
+def chromium_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
+    """A Playwright page in headless Debian Chromium; yields ``playwright.sync_api.Page``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
