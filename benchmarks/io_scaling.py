@@ -11,36 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import multiprocessing
 import time
-from collections.abc import Iterator
-from multiprocessing.connection import Connection
 
 import lanepar as lp
-from lanepar.tools.loopback import LoopbackServer, fetch
-
-
-def _serve(conn: Connection, delay_s: float) -> None:
-    with LoopbackServer(delay_s=delay_s) as srv:
-        conn.send(srv.address)
-        conn.recv()  # until the benchmark says stop
-
-
-@contextlib.contextmanager
-def server_process(delay_s: float) -> Iterator[tuple[str, int]]:
-    """The server runs in its own process: in a thread of this one it would compete with the
-    client for the GIL and the benchmark would measure that instead of the executor."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve, args=(child, delay_s), daemon=True)
-    proc.start()
-    try:
-        yield parent.recv()
-    finally:
-        parent.send("stop")
-        proc.join(10)
+from lanepar.tools.loopback import fetch, server_process
 
 
 async def gather_batch(host: str, port: int, n: int, c: int) -> float:
@@ -65,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = [2, 4, 8, 16, 32, 64]
     rows = []
     lanes = {"query": lp.LaneConfig(min_concurrency=1, max_concurrency=a.concurrency)}
-    with server_process(a.delay) as (host, port), lp.LaneExecutor(lanes=lanes) as ex:
+    with server_process(delay_s=a.delay) as (host, port), lp.LaneExecutor(lanes=lanes) as ex:
         warm = ex.run_batch([lp.ToolCall("fetch", host, port) for _ in range(4)])
         assert warm.ok, warm.errors
         single = min(

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import threading
+from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
 import anyio
 from anyio.streams.buffered import BufferedByteReceiveStream
@@ -181,6 +184,35 @@ class LoopbackServer:
             return b"OK " + payload + b"\n"
         finally:
             self.in_service -= 1
+
+
+def _serve_forever(conn: Any, kwargs: dict[str, Any]) -> None:
+    with LoopbackServer(**kwargs) as srv:
+        conn.send(srv.address)
+        conn.recv()  # until the parent says stop (or goes away)
+
+
+@contextlib.contextmanager
+def server_process(**kwargs: Any) -> Iterator[tuple[str, int]]:
+    """A :class:`LoopbackServer` in its own process, yielding its address.
+
+    Benchmarks use this: a server in a thread of the measuring process competes with the client
+    for the GIL, and the benchmark would measure that instead of the executor.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve_forever, args=(child, kwargs), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(30):
+            raise RuntimeError("loopback server process did not start within 30 s")
+        yield parent.recv()
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
 
 
 @tool(lane="query")

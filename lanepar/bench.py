@@ -1,0 +1,162 @@
+"""``lanepar bench scalability``: the seed's "more tools → more speedup?" study, done right.
+
+The seed answered it with single noisy LLM runs (speedups 2.28, 0.58, 1.30, 0.94, 0.99, 1.15 for
+2…12 tools). Here every point is ≥ 5 trials after a warm-up, reported as median and min–max, on
+deterministic real tools: file reads and greps over the standard library, and socket round trips
+to a loopback server (its own process) with a fixed delay. Two experiments:
+
+* the seed's table: N = 1…64 tools, sequential vs parallel at the lane's limit;
+* Amdahl's experiment: a fixed batch at lane limits 1…64, fitted with
+  ``T(n) = t1*((1-P) + P/n) + o*(n-1)`` (``lanepar.analysis.amdahl``), with the fit's error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .analysis.amdahl import fit_amdahl
+from .config import LaneConfig
+from .executor import LaneExecutor
+from .tools.loopback import server_process
+from .tools.registry import ToolCall
+from .tools.workload import default_root
+
+_FILES = ("json/decoder.py", "json/encoder.py", "json/scanner.py", "json/__init__.py")
+
+
+def study_calls(n: int, host: str, port: int, root: str) -> list[ToolCall]:
+    """N deterministic tools: two of every three are socket calls, the third a read or grep."""
+    calls = []
+    for i in range(n):
+        kind = i % 3
+        if kind == 2:
+            f = _FILES[(i // 3) % len(_FILES)]
+            if (i // 3) % 2:
+                calls.append(ToolCall("grep", r"def \w+", path=f, root=root))
+            else:
+                calls.append(ToolCall("read", path=f, root=root))
+        else:
+            calls.append(ToolCall("fetch", host, port, f"req{i}"))
+    return calls
+
+
+def _trials(ex: LaneExecutor, calls: list[ToolCall], mode: str, trials: int) -> dict[str, float]:
+    ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]  # warm-up
+    times = []
+    for _ in range(trials):
+        b = ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]
+        if not b.ok:
+            raise RuntimeError(f"scalability: a tool failed: {b.errors[min(b.errors)]!r}")
+        times.append(b.wall_s)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def scalability(
+    ns: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+    limits: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+    table_limit: int = 16,
+    trials: int = 5,
+    delay_s: float = 0.02,
+) -> dict[str, Any]:
+    """Run both experiments; every figure is JSON-able."""
+    if trials < 1 or not ns or not limits:
+        raise ValueError("scalability: need trials >= 1 and non-empty ns and limits")
+    root = str(default_root())
+    lanes = {"query": LaneConfig(min_concurrency=1, max_concurrency=table_limit)}
+    rows: list[dict[str, Any]] = []
+    sweep: list[dict[str, Any]] = []
+    with server_process(delay_s=delay_s) as (host, port), LaneExecutor(lanes=lanes) as ex:
+        for n in ns:
+            calls = study_calls(n, host, port, root)
+            seq = _trials(ex, calls, "sequential", trials)
+            par = _trials(ex, calls, "parallel", trials)
+            ideal = min(n, table_limit)
+            speedup = seq["median"] / par["median"]
+            rows.append(
+                {
+                    "tasks": n,
+                    "sequential_s": seq,
+                    "parallel_s": par,
+                    "speedup": speedup,
+                    "efficiency": speedup / ideal,
+                    "ideal": ideal,
+                }
+            )
+        fixed = study_calls(max(ns), host, port, root)
+        for lim in limits:
+            ex.set_concurrency("query", lim)
+            sweep.append({"limit": lim, "wall_s": _trials(ex, fixed, "parallel", trials)})
+    fit = fit_amdahl([s["limit"] for s in sweep], [s["wall_s"]["median"] for s in sweep])
+    for s in sweep:
+        s["predicted_s"] = fit.predict(s["limit"])
+        s["error"] = s["predicted_s"] / s["wall_s"]["median"] - 1
+    return {
+        "delay_s": delay_s,
+        "trials": trials,
+        "table_limit": table_limit,
+        "rows": rows,
+        "sweep_tasks": max(ns),
+        "sweep": sweep,
+        "fit": fit.to_dict(),
+    }
+
+
+def print_report(r: dict[str, Any]) -> None:
+    print(
+        f"scalability: reads/greps over the stdlib + loopback calls ({r['delay_s'] * 1000:.0f} ms),"
+        f" median of {r['trials']} trials after a warm-up, lane limit {r['table_limit']}"
+    )
+    print(f"{'tasks':>5} {'sequential s':>22} {'parallel s':>22} {'speedup':>8} "
+          f"{'efficiency':>10} {'ideal':>6}")  # fmt: skip
+    for row in r["rows"]:
+        s, p = row["sequential_s"], row["parallel_s"]
+        print(
+            f"{row['tasks']:>5} {s['median']:>8.4f} [{s['min']:.4f}-{s['max']:.4f}] "
+            f"{p['median']:>8.4f} [{p['min']:.4f}-{p['max']:.4f}] {row['speedup']:>8.2f} "
+            f"{row['efficiency']:>10.2f} {row['ideal']:>6}"
+        )
+    f = r["fit"]
+    print()
+    print(f"Amdahl fit over lane limits, {r['sweep_tasks']} tasks: {f['model']}")
+    print(
+        f"  P = {f['parallel_fraction']:.4f}, overhead = {f['overhead_s'] * 1e6:.1f} µs/worker, "
+        f"t1 = {f['t1_s']:.3f} s, max error {f['max_rel_error']:.1%}"
+    )
+    print(f"{'limit':>6} {'measured s':>11} {'fit s':>9} {'error':>7}")
+    for s in r["sweep"]:
+        print(f"{s['limit']:>6} {s['wall_s']['median']:>11.4f} {s['predicted_s']:>9.4f} "
+              f"{s['error']:>7.1%}")  # fmt: skip
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lanepar bench")
+    ap.add_argument("study", choices=["scalability"])
+    ap.add_argument("--ns", type=_ints, default=[1, 2, 4, 8, 16, 32, 64])
+    ap.add_argument("--limits", type=_ints, default=[1, 2, 4, 8, 16, 32, 64])
+    ap.add_argument("--limit", type=int, default=16, help="lane limit for the N table")
+    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--delay", type=float, default=0.02)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        r = scalability(a.ns, a.limits, a.limit, a.trials, a.delay)
+    except ValueError as e:
+        print(f"lanepar bench: {e}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print_report(r)
+    return 0
