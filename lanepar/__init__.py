@@ -6,7 +6,7 @@ The public names are re-exported here from their rooms; ``tests/test_public_api.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .batch import BatchResult as BatchResult
 from .batch import TaskHandle as TaskHandle
@@ -23,6 +23,9 @@ from .trace.model import Sample as Sample
 from .trace.model import TaskRecord as TaskRecord
 from .trace.model import Trace as Trace
 from .trace.probe import phase as phase
+
+if TYPE_CHECKING:  # the real import is lazy (module __getattr__ below)
+    from .jupyter.dashboard import Dashboard as Dashboard
 
 __version__ = "0.1.0"
 
@@ -53,6 +56,16 @@ def load_trace(path: Any) -> Trace:
     from .export.load import load_trace as _load
 
     return _load(path)
+
+
+def __getattr__(name: str) -> Any:
+    """``lanepar.Dashboard`` is imported on first use: anywidget and ipywidgets are heavy and a
+    headless run never needs them."""
+    if name == "Dashboard":
+        from .jupyter.dashboard import Dashboard
+
+        return Dashboard
+    raise AttributeError(f"module 'lanepar' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -1,0 +1,340 @@
+"""A self-contained HTML report of a trace: timeline, cores, lanes and figures, plotly inlined.
+
+One file, no network (plotly.js is inlined from the installed plotly package), so a report can be
+mailed, attached to an issue or opened offline. Small traces draw one bar per segment with a
+hover per task; large ones (more than ``MAX_BARS`` tasks) draw the timeline as a per-row heatmap
+of the dominant segment kind in each time bin, because plotly's SVG bars turn a 50 000-task
+report into a page that no longer scrolls.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..trace.model import SEGMENT_KINDS, TaskRecord, Trace
+
+#: The segment colours the issue fixes; the live dashboard and its snapshot use the same ones.
+COLOURS: dict[str, str] = {
+    "queued": "#c7c7c7",
+    "dispatch": "#ff7f0e",
+    "cpu": "#d62728",
+    "wait": "#1f77b4",
+}
+MAX_BARS = 3000
+BINS = 1500
+
+
+def _rows(tasks: Sequence[TaskRecord], lanes: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """Timeline rows: one per (lane, slot), lanes in table order, never-started last per lane."""
+    order = {n: i for i, n in enumerate(lanes)}
+    seen = {(t.lane, t.slot) for t in tasks}
+    return sorted(seen, key=lambda r: (order.get(r[0], len(order)), r[1] < 0, r[0], r[1]))
+
+
+def _label(row: tuple[str, int]) -> str:
+    return f"{row[0]} #{row[1]}" if row[1] >= 0 else f"{row[0]} (not started)"
+
+
+def _task_hover(t: TaskRecord) -> str:
+    f = t.fields()
+    ms = 1e6
+    lines = [
+        f"<b>{html.escape(t.name)}</b> #{f[0]}",
+        html.escape(t.args_summary[:120]),
+        f"{html.escape(t.lane)} #{f[7]}",
+        f"queued {(f[2] - f[1]) / ms:.3f} ms · dispatch {(f[3] - f[2]) / ms:.3f} ms",
+        f"cpu {f[5] / ms:.3f} ms · wait {f[6] / ms:.3f} ms · wall {(f[4] - f[3]) / ms:.3f} ms",
+        f"outcome: {t.outcome}" + (f" — {html.escape((t.error or '')[:160])}" if t.error else ""),
+    ]
+    return "<br>".join(lines)
+
+
+def _bar_traces(trace: Trace, rows: list[tuple[str, int]]) -> list[Any]:
+    import plotly.graph_objects as go
+
+    t0 = trace.start_ns
+    label = {r: _label(r) for r in rows}
+    per_kind: dict[str, dict[str, list[Any]]] = {
+        k: {"base": [], "x": [], "y": [], "text": []} for k in SEGMENT_KINDS
+    }
+    for t in trace.tasks:
+        hover = _task_hover(t)
+        y = label[(t.lane, t.slot)]
+        for kind, s, e in t.segments:
+            d = per_kind[kind]
+            d["base"].append((s - t0) / 1e6)
+            d["x"].append(max(e - s, 0) / 1e6)
+            d["y"].append(y)
+            d["text"].append(hover)
+    out = []
+    for kind, d in per_kind.items():
+        out.append(
+            go.Bar(
+                orientation="h",
+                base=d["base"],
+                x=d["x"],
+                y=d["y"],
+                name=kind,
+                marker={"color": COLOURS[kind], "line": {"width": 0}},
+                width=0.3 if kind == "queued" else 0.8,
+                hovertext=d["text"],
+                hovertemplate="%{hovertext}<extra>" + kind + "</extra>",
+                legendgroup="segments",
+            )
+        )
+    return out
+
+
+def _heatmap_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any:
+    """Dominant segment kind per (row, time bin): bounded size whatever the task count."""
+    import plotly.graph_objects as go
+
+    t0, span = trace.start_ns, max(trace.end_ns - trace.start_ns, 1)
+    width = span / BINS
+    index = {r: i for i, r in enumerate(rows)}
+    weight = [[[0.0] * len(SEGMENT_KINDS) for _ in range(BINS)] for _ in rows]
+    codes = {k: i for i, k in enumerate(SEGMENT_KINDS)}
+    for t in trace.tasks:
+        grid = weight[index[(t.lane, t.slot)]]
+        for kind, s, e in t.segments:
+            k = codes[kind]
+            a, b = (s - t0) / width, (e - t0) / width
+            lo, hi = max(int(a), 0), min(int(b), BINS - 1)
+            for i in range(lo, hi + 1):
+                grid[i][k] += min(b, i + 1) - max(a, i)
+    z: list[list[float | None]] = []
+    for grid in weight:
+        line: list[float | None] = []
+        for w in grid:
+            # queued time counts a little: the slot is not busy with it
+            w = [w[0] * 0.25, *w[1:]]
+            best = max(range(len(w)), key=w.__getitem__)
+            line.append(best if w[best] > 0.05 else None)
+        z.append(line)
+    n = len(SEGMENT_KINDS)
+    scale = []
+    for i, kind in enumerate(SEGMENT_KINDS):
+        scale += [[i / n, COLOURS[kind]], [(i + 1) / n, COLOURS[kind]]]
+    return go.Heatmap(
+        z=z,
+        x=[(i + 0.5) * width / 1e6 for i in range(BINS)],
+        y=[_label(r) for r in rows],
+        zmin=-0.5,
+        zmax=n - 0.5,
+        colorscale=scale,
+        showscale=False,
+        customdata=[[SEGMENT_KINDS[int(v)] if v is not None else "" for v in line] for line in z],
+        hovertemplate="%{y} at %{x:.1f} ms: mostly %{customdata}<extra></extra>",
+        name="timeline",
+    )
+
+
+def _error_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any | None:
+    import plotly.graph_objects as go
+
+    bad = [t for t in trace.tasks if t.outcome != "ok"]
+    if not bad:
+        return None
+    return go.Scatter(
+        x=[(t.finished_ns - trace.start_ns) / 1e6 for t in bad],
+        y=[_label((t.lane, t.slot)) for t in bad],
+        mode="markers",
+        marker={"symbol": "x-thin", "size": 11, "color": "#000", "line": {"width": 2}},
+        name=f"errors ({len(bad)})",
+        hovertext=[_task_hover(t) for t in bad],
+        hovertemplate="%{hovertext}<extra>error</extra>",
+    )
+
+
+def build_figure(trace: Trace) -> Any:
+    """The report's figure: timeline, per-core heatmap, CPU average, lane activity."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = _rows(trace.tasks, trace.lanes)
+    n_rows = max(len(rows), 1)
+    fig = make_subplots(
+        rows=4,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.03,
+        row_heights=[0.58, 0.14, 0.12, 0.16],
+        subplot_titles=("timeline (one row per lane slot)", "cores", "CPU average", "lanes"),
+    )
+    timeline = (
+        _bar_traces(trace, rows) if len(trace.tasks) <= MAX_BARS else [_heatmap_trace(trace, rows)]
+    )
+    for tr in timeline:
+        fig.add_trace(tr, row=1, col=1)
+    err = _error_trace(trace, rows)
+    if err is not None:
+        fig.add_trace(err, row=1, col=1)
+    t0 = trace.start_ns
+    samples = trace.samples
+    xs = [(s.t_ns - t0) / 1e6 for s in samples]
+    n_cores = max((len(s.cores) for s in samples), default=0)
+    if samples and n_cores:
+        z = [[s.cores[c] if c < len(s.cores) else 0.0 for s in samples] for c in range(n_cores)]
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=xs,
+                y=[f"cpu{c}" for c in range(n_cores)],
+                zmin=0,
+                zmax=1,
+                colorscale=[[0, "#fbeaea"], [1, "#d62728"]],
+                showscale=False,
+                hovertemplate="%{y} at %{x:.1f} ms: %{z:.0%}<extra></extra>",
+                name="cores",
+            ),
+            row=2,
+            col=1,
+        )
+        avg = [sum(s.cores) / len(s.cores) if s.cores else 0.0 for s in samples]
+        fig.add_trace(
+            go.Scatter(x=xs, y=avg, name="CPU avg", line={"color": "#d62728"}, mode="lines"),
+            row=3,
+            col=1,
+        )
+    lane_names = list(trace.lanes) or sorted({t.lane for t in trace.tasks})
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    for i, lane in enumerate(lane_names):
+        active = [s.lanes.get(lane, (0, 0, 0))[0] for s in samples]
+        pending = [s.lanes.get(lane, (0, 0, 0))[1] for s in samples]
+        if not any(active) and not any(pending):
+            continue
+        colour = palette[i % len(palette)]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=active,
+                name=f"{lane} active",
+                line={"color": colour, "shape": "hv"},
+                mode="lines",
+            ),
+            row=4,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=pending,
+                name=f"{lane} pending",
+                line={"color": colour, "shape": "hv", "dash": "dot"},
+                mode="lines",
+            ),
+            row=4,
+            col=1,
+        )
+    fig.update_yaxes(
+        autorange="reversed",
+        categoryorder="array",
+        categoryarray=[_label(r) for r in rows],
+        row=1,
+        col=1,
+    )
+    fig.update_yaxes(autorange="reversed", row=2, col=1)
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=3, col=1)
+    fig.update_xaxes(title_text="time since the first submission (ms)", row=4, col=1)
+    fig.update_layout(
+        barmode="overlay",
+        height=int(420 + 14 * n_rows + 14 * n_cores),
+        margin={"l": 110, "r": 20, "t": 40, "b": 50},
+        legend={"orientation": "h", "y": 1.04, "x": 0, "yanchor": "bottom"},
+        hoverlabel={"align": "left"},
+        plot_bgcolor="#ffffff",
+        dragmode="zoom",
+    )
+    return fig
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The summary as a few lines of text (what a terminal or ``text/plain`` shows)."""
+    s = summary
+    lines = [
+        f"lanepar: {s['tasks']} tasks, {s['errors']} errors in {_secs(s['wall_s'])} · "
+        f"speedup {s['speedup']:.2f}× of ideal {s['ideal_speedup']:.0f}× "
+        f"(efficiency {s['efficiency']:.0%}) · CPU {s['cpu_util_avg']:.0%}",
+        f"  dispatch p50 {_us(s['dispatch_p50_us'])} p99 {_us(s['dispatch_p99_us'])} · "
+        f"queued p50 {_us(s['queued_p50_us'])} · cpu {_secs(s['cpu_s'])} · "
+        f"wait {_secs(s['wait_s'])}",
+    ]
+    for name, ln in s.get("per_lane", {}).items():
+        limit = ln.get("max_concurrency")
+        lines.append(
+            f"  {name:<10} {ln['tasks']:>6} tasks  peak {ln['peak_active']}/"
+            f"{limit if limit is not None else '?'}  errors {ln['errors']}  "
+            f"dispatch p50 {_us(ln['dispatch_p50_us'])}"
+        )
+    return "\n".join(lines)
+
+
+def _secs(s: float) -> str:
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _us(us: float) -> str:
+    if us >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+def summary_table(summary: Mapping[str, Any]) -> str:
+    """A plain HTML table of the headline numbers: survives sanitizers that drop iframes."""
+    s = summary
+    cells = [
+        ("tasks", f"{s['tasks']}"),
+        ("errors", f"{s['errors']}"),
+        ("wall", _secs(s["wall_s"])),
+        ("speedup", f"{s['speedup']:.2f}× of {s['ideal_speedup']:.0f}×"),
+        ("efficiency", f"{s['efficiency']:.0%}"),
+        ("CPU util", f"{s['cpu_util_avg']:.0%}"),
+        ("dispatch p50 / p99", f"{_us(s['dispatch_p50_us'])} / {_us(s['dispatch_p99_us'])}"),
+        ("queued p50", _us(s["queued_p50_us"])),
+    ]
+    head = "".join(f"<th>{html.escape(k)}</th>" for k, _ in cells)
+    body = "".join(f"<td>{html.escape(v)}</td>" for _, v in cells)
+    return f'<table class="lanepar-summary"><tr>{head}</tr><tr>{body}</tr></table>'
+
+
+def _figures_html(summary: Mapping[str, Any]) -> str:
+    return (
+        summary_table(summary)
+        + f'<pre class="lanepar-text">{html.escape(format_summary(summary))}</pre>'
+    )
+
+
+_CSS = """
+body { font: 13px -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, sans-serif; margin: 16px;
+       color: #222; }
+h1 { font-size: 18px; margin: 0 0 8px; }
+table.lanepar-summary { border-collapse: collapse; margin: 8px 0; }
+table.lanepar-summary th, table.lanepar-summary td { border: 1px solid #ddd; padding: 3px 8px; }
+table.lanepar-summary th { background: #f6f6f6; font-weight: 600; color: #555; }
+pre.lanepar-text { color: #444; }
+"""
+
+
+def to_html(trace: Trace, path: str | os.PathLike[str] | None = None) -> str:
+    """The report as one HTML string (written to ``path`` too when given)."""
+    import plotly.offline
+
+    from ..analysis.summary import summarize
+
+    summary = summarize(trace)
+    fig = build_figure(trace)
+    div = fig.to_html(full_html=False, include_plotlyjs=False, config={"scrollZoom": True})
+    title = f"lanepar report — {len(trace.tasks)} tasks"
+    page = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
+        f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
+        f"</head><body><h1>{html.escape(title)}</h1>{_figures_html(summary)}{div}</body></html>\n"
+    )
+    if path is not None:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(page)
+    return page

@@ -1,0 +1,113 @@
+"""What crosses from the kernel to the dashboard's JavaScript, typed in one place.
+
+The JS side (``static/dashboard.js``) decodes exactly these layouts, so a change here is a change
+there. Bulk data travels as binary buffers next to a small JSON header because a comm message's
+JSON is walked value by value by ipykernel (``json_clean``): 10 000 numbers as JSON cost more than
+the whole per-batch budget, the same numbers as one ``bytes`` cost a memcpy.
+
+Buffers of a ``delta`` message, in order (all little-endian):
+
+0. ``tasks``   int64 × 8 per new task: the fields of ``TaskRecord.fields()`` (id, submitted,
+   slot_free, started, finished, cpu, wait, slot), times in ns on the parent's clock.
+1. ``codes``   uint16 × 4 per new task: lane index, outcome code, tool-name index, segment count.
+2. ``seg_ends`` int64 per segment: segment end minus the task's submitted time (ns); a segment
+   starts where the previous one ended (the first at ``submitted``).
+3. ``seg_kinds`` uint8 per segment: index into ``SEGMENT_KINDS``.
+4. ``args``    UTF-8 args summaries of the new tasks joined by ``ARG_SEP``.
+5. ``running`` int64 × 6 per running task: id, lane index, slot, tool-name index, submitted,
+   started (0 while queued).
+6. ``samples`` float32 × ``sample_width`` per new sample: t (ms after ``t0_ns``), process CPU (in
+   cores), one utilisation (0..1) per core, then (active, pending, limit) per lane.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+from ..export.html import COLOURS as COLOURS
+from ..trace.model import OUTCOMES, SEGMENT_KINDS
+
+#: Separator of the args summaries in buffer 4 (ASCII unit separator: never in a summary).
+ARG_SEP = "\x1f"
+OUTCOME_CODE: dict[str, int] = {o: i for i, o in enumerate(OUTCOMES)}
+TASK_INTS = 8
+CODE_INTS = 4
+RUNNING_INTS = 6
+BUFFER_NAMES: tuple[str, ...] = (
+    "tasks",
+    "codes",
+    "seg_ends",
+    "seg_kinds",
+    "args",
+    "running",
+    "samples",
+)
+
+assert tuple(COLOURS) == SEGMENT_KINDS
+
+
+class Figures(TypedDict):
+    """The headline numbers panel; live estimates while running, ``summarize()`` at the end."""
+
+    done: int
+    total: int
+    running: int
+    errors: int
+    elapsed_s: float
+    task_time_s: float
+    speedup: float
+    ideal_speedup: float
+    efficiency: float
+    cpu_util: float
+    dispatch_p50_ms: float
+    dispatch_p99_ms: float
+    queued_p50_ms: float
+    final: bool
+
+
+class LaneState(TypedDict):
+    """One lane's live row: how many run, how many may, how many wait."""
+
+    name: str
+    kind: str
+    active: int
+    pending: int
+    limit: int
+    max_active: int
+
+
+class DeltaMessage(TypedDict):
+    """Header of one batch of news; the bulk rides in the buffers listed in the module doc."""
+
+    type: Literal["delta"]
+    seq: int
+    t0_ns: int
+    now_ns: int
+    n_tasks: int
+    n_segments: int
+    n_running: int
+    n_samples: int
+    n_cores: int
+    sample_width: int
+    lanes: list[str]
+    names: list[str]
+    errors: list[tuple[int, str]]
+    running_args: list[str]
+    done: int
+    total: int
+
+
+class EndMessage(TypedDict):
+    """The run is over: stop following the live edge and drop the running bars."""
+
+    type: Literal["end"]
+    seq: int
+    now_ns: int
+
+
+class ResetMessage(TypedDict):
+    """Forget everything drawn so far (a dashboard re-used for another run)."""
+
+    type: Literal["reset"]
+    seq: int
+    t0_ns: int

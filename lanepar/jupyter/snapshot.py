@@ -1,0 +1,138 @@
+"""The static snapshot a cell keeps after a run: the same canvas dashboard, frozen, in one page.
+
+A saved notebook has no kernel behind its widgets, so the live dashboard would come back empty on
+GitHub, nbviewer or in an un-run notebook. The snapshot bundles (a) a self-contained HTML page —
+the dashboard's own JavaScript and CSS with the run's data inlined as the same binary messages the
+widget receives — shown in an iframe as pyinstrument does, (b) a plain HTML summary table for
+renderers that strip iframes, (c) the ``application/vnd.lanepar.trace+json`` document a JupyterLab
+extension can render, and (d) a text summary.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ..export.html import format_summary, summary_table
+from ..trace.model import Trace
+from .dashboard import _STATIC
+from .messages import COLOURS, EndMessage, LaneState
+from .packing import DeltaPacker, final_figures
+
+MIME = "application/vnd.lanepar.trace+json"
+
+
+def _n_cores(trace: Trace) -> int:
+    return max((len(s.cores) for s in trace.samples), default=trace.n_cores)
+
+
+def static_data(trace: Trace, summary: Mapping[str, Any], *, title: str) -> dict[str, Any]:
+    """What the snapshot page feeds the dashboard: widget state plus the messages, base64."""
+    packer = DeltaPacker(trace.start_ns, trace.lanes, _n_cores(trace))
+    n = len(trace.tasks)
+    msg, buffers = packer.pack(
+        trace.tasks, [], trace.samples, submitted=n, finished=n, now_ns=trace.end_ns
+    )
+    end: EndMessage = {"type": "end", "seq": packer.seq, "now_ns": trace.end_ns}
+    per_lane = summary.get("per_lane", {})
+    lanes: list[LaneState] = []
+    for name in packer.lanes:
+        info = trace.lanes.get(name, {})
+        lanes.append(
+            {
+                "name": name,
+                "kind": str(info.get("kind", "")),
+                "active": 0,
+                "pending": 0,
+                "limit": int(info.get("max_concurrency") or 0),
+                "max_active": int(per_lane.get(name, {}).get("peak_active", 0)),
+            }
+        )
+    state = {
+        "uid": f"snapshot-{trace.start_ns}-{n}",
+        "title": title,
+        "status": "done",
+        "figures": dict(final_figures(summary, total=n)),
+        "lanes": lanes,
+        "colours": dict(COLOURS),
+    }
+    return {
+        "state": state,
+        "messages": [
+            [msg, [base64.b64encode(b).decode("ascii") for b in buffers]],
+            [end, []],
+        ],
+    }
+
+
+def snapshot_page(trace: Trace, summary: Mapping[str, Any], *, title: str = "lanepar") -> str:
+    """One self-contained HTML page (no network) drawing ``trace`` with the dashboard's code."""
+    js = (_STATIC / "dashboard.js").read_text("utf-8")
+    js = js[: js.rindex("export default")]  # an inline script cannot export
+    css = (_STATIC / "dashboard.css").read_text("utf-8")
+    data = json.dumps(static_data(trace, summary, title=title), separators=(",", ":"))
+    data = data.replace("</", "<\\/")  # keep "</script>" inside the JSON from ending the tag
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>body{{margin:0}}\n{css}</style></head>"
+        '<body><div id="lanepar-root"></div>'
+        f'<script type="application/json" id="lanepar-data">{data}</script>'
+        f'<script type="module">\n{js}\n'
+        'mountStatic(document.getElementById("lanepar-root"), '
+        'JSON.parse(document.getElementById("lanepar-data").textContent));\n'
+        "</script></body></html>\n"
+    )
+
+
+def page_height(trace: Trace) -> int:
+    """Pixels the snapshot needs, mirroring the JS layout (rows, cores, side panel)."""
+    rows = {(t.lane, t.slot) for t in trace.tasks}
+    rh = max(3, min(18, 360 // max(1, len(rows))))
+    cores = _n_cores(trace)
+    ch = max(3, min(10, 64 // cores)) if cores else 0
+    plots = max(60, len(rows) * rh) + 26 + cores * ch + 42
+    side = 200 + 48 * len(trace.lanes)
+    return int(max(plots, side) + 56)
+
+
+def trace_payload(trace: Trace, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``application/vnd.lanepar.trace+json`` document: the trace, versioned, plus summary."""
+    doc = {"format": "lanepar-trace", "version": 1, **trace.to_dict(), "summary": dict(summary)}
+    # round-trip: tuples become lists and NaN/inf become null, so any frontend can parse it
+    return json.loads(json.dumps(_finite(doc), default=str))  # type: ignore[no-any-return]
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def snapshot_bundle(
+    trace: Trace, summary: Mapping[str, Any] | None = None, *, title: str = "lanepar"
+) -> dict[str, Any]:
+    """The mime bundle a finished cell keeps (see the module docstring)."""
+    if summary is None:
+        from ..analysis.summary import summarize
+
+        summary = summarize(trace)
+    page = snapshot_page(trace, summary, title=title)
+    src = "data:text/html;charset=utf-8;base64," + base64.b64encode(page.encode()).decode()
+    frame = (
+        f'<iframe class="lanepar-snapshot" src="{src}" width="100%" '
+        f'height="{page_height(trace)}" style="border:0;resize:vertical" '
+        f'title="{html.escape(title)}"></iframe>'
+    )
+    return {
+        "text/plain": format_summary(summary),
+        "text/html": frame + summary_table(summary),
+        MIME: trace_payload(trace, summary),
+    }

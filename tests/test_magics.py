@@ -1,0 +1,248 @@
+"""Every magic in an in-process IPython shell: sync and async cells, options, errors, interrupt."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output as _capture_output
+
+from lanepar.jupyter.magics import LaneparMagics, rewrite_cell_magic
+from lanepar.jupyter.snapshot import MIME
+
+SETUP = """
+import asyncio
+import lanepar as lp
+
+async def nap(i, s=0.005):
+    await asyncio.sleep(s)
+    return i
+
+def batch(n, lane="query", s=0.005):
+    return lp.current().run_batch([lp.ToolCall(nap, i, s, lane=lane) for i in range(n)])
+"""
+
+
+@pytest.fixture
+def ip() -> Iterator[Any]:
+    shell: Any = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "lanepar")
+    shell.run_cell(SETUP)
+    magics = shell.magics_manager.registry["LaneparMagics"]
+    try:
+        yield shell
+    finally:
+        magics.close()
+        magics.last_trace = magics.last_summary = None
+
+
+def capture_output() -> Any:
+    """IPython's output capture, typed (IPython ships without annotations)."""
+    return _capture_output()  # type: ignore[no-untyped-call]
+
+
+def magics_of(ip: Any) -> LaneparMagics:
+    return ip.magics_manager.registry["LaneparMagics"]  # type: ignore[no-any-return]
+
+
+def run(ip: Any, src: str) -> tuple[Any, Any]:
+    with capture_output() as cap:
+        result = ip.run_cell(src)
+    return result, cap
+
+
+def test_rewrite_only_touches_lanepar_cells() -> None:
+    assert rewrite_cell_magic(["%%lanepar --hz 5\n", "x = 1\n"]) == [
+        "__lanepar_cell__('--hz 5')\n",
+        "x = 1\n",
+    ]
+    assert rewrite_cell_magic(["%%lanepar\n"]) == ["__lanepar_cell__('')\n"]
+    for other in (["%%laneparx\n"], ["%%time\n", "x\n"], ["x = 1\n"], []):
+        assert rewrite_cell_magic(other) == other
+
+
+def test_sync_cell_runs_with_a_current_executor_and_live_dashboard(ip: Any) -> None:
+    result, cap = run(
+        ip,
+        "%%lanepar --lanes query=3\nlimit = lp.current().lanes['query'].limit\nb = batch(40)\n"
+        "len(b.results)",
+    )
+    assert result.success, result.error_in_exec
+    assert result.result == 40  # the last expression is still the cell's value
+    assert ip.user_ns["limit"] == 3
+    assert magics_of(ip).executor.lanes["query"].limit == 16  # --lanes is for this cell only
+    kinds = [set(o.data) for o in cap.outputs]
+    assert "application/vnd.jupyter.widget-view+json" in kinds[0]
+    final = cap.outputs[-1].data
+    assert MIME in final and "text/html" in final
+    assert final[MIME]["summary"]["tasks"] == 40
+    assert "40 tasks, 0 errors" in final["text/plain"]
+    assert magics_of(ip).last_summary["tasks"] == 40  # type: ignore[index]
+    with pytest.raises(RuntimeError):
+        ip.user_ns["lp"].current()  # only current inside the cell
+
+
+def test_async_cell_with_top_level_await(ip: Any) -> None:
+    src = (
+        "%%lanepar --no-live --mode parallel\n"
+        "mode = lp.current().magic_mode\n"
+        "calls = [lp.ToolCall(nap, i, lane='query') for i in range(25)]\n"
+        "b = await lp.current().arun_batch(calls)\n"
+        "sum(b.results)"
+    )
+    result, cap = run(ip, src)
+    assert result.success, result.error_in_exec
+    assert result.result == sum(range(25))
+    assert ip.user_ns["mode"] == "parallel"
+    # --no-live: no widget, only the snapshot at the end
+    assert len(cap.outputs) == 1 and MIME in cap.outputs[0].data
+    assert cap.outputs[0].data[MIME]["summary"]["tasks"] == 25
+
+
+def test_run_cell_magic_directly(ip: Any) -> None:
+    with capture_output() as cap:
+        ip.run_cell_magic("lanepar", "--no-live", "b = batch(10)\n")
+    assert len(ip.user_ns["b"].results) == 10
+    assert cap.outputs[-1].data[MIME]["summary"]["tasks"] == 10
+
+
+def test_cell_error_still_keeps_a_snapshot(ip: Any) -> None:
+    result, cap = run(ip, "%%lanepar --no-live\nb = batch(5)\nraise ValueError('after the batch')")
+    assert isinstance(result.error_in_exec, ValueError)
+    assert cap.outputs[-1].data[MIME]["summary"]["tasks"] == 5
+    assert "(error)" in cap.outputs[-1].data["text/html"]
+
+
+def test_a_cell_without_tasks_says_so(ip: Any) -> None:
+    result, cap = run(ip, "%%lanepar\nx = 1")
+    assert result.success
+    assert cap.outputs[-1].data == {"text/plain": "lanepar: no tasks ran in this cell"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--bogus",
+        "--mode fastest",
+        "--lanes query=zero",
+        "--lanes nosuchlane=2",
+        "--hz 0",
+        "--hz 50",
+        "--export out.txt",
+        "--lanes 'query=2",
+    ],
+)
+def test_bad_options_give_one_usage_line(ip: Any, line: str) -> None:
+    result, cap = run(ip, f"%%lanepar {line}\nran = True")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "ran" not in ip.user_ns
+    text = cap.stdout + cap.stderr
+    assert "Traceback" not in text
+    assert [ln for ln in text.splitlines() if ln.strip()] == [
+        ln for ln in text.splitlines() if ln.startswith("UsageError")
+    ]
+    if "nosuchlane" not in line:  # unknown lanes are checked against the session executor
+        with pytest.raises(UsageError):
+            ip.run_cell_magic("lanepar", line, "ran = True")
+    assert "ran" not in ip.user_ns
+
+
+def test_interrupt_cancels_the_batch(ip: Any) -> None:
+    ex = magics_of(ip).executor
+    timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    t = time.perf_counter()
+    try:
+        result, cap = run(ip, "%%lanepar --lanes query=2\nb = batch(40, s=0.5)")
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - t < 5  # 40 × 0.5 s on 2 slots would take 10 s
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    deadline = time.monotonic() + 3
+    while any(a or p for a, p, _ in ex.lane_counts().values()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert all(a == 0 and p == 0 for a, p, _ in ex.lane_counts().values())
+    assert not ex.recorder.running
+    final = cap.outputs[-1].data
+    assert "(interrupted)" in final["text/html"]
+    outcomes = {t["outcome"] for t in final[MIME]["tasks"]}
+    assert "cancelled" in outcomes
+    # the session executor still works afterwards
+    result, _ = run(ip, "%%lanepar --no-live\nb = batch(4)")
+    assert result.success and len(ip.user_ns["b"].results) == 4
+
+
+def test_config_shows_and_sets_limits(ip: Any) -> None:
+    with capture_output() as cap:
+        ip.run_line_magic("lanepar", "config query=5 execute=2")
+    ex = magics_of(ip).executor
+    assert ex.lanes["query"].limit == 5 and ex.lanes["execute"].limit == 2
+    rows = {ln.split()[0]: ln.split() for ln in cap.stdout.splitlines()[1:]}
+    assert rows["query"][2] == "5" and rows["execute"][2] == "2"
+    for bad in ("config query=0", "config nolane=3", "config query", "bogus", ""):
+        with pytest.raises(UsageError):
+            ip.run_line_magic("lanepar", bad)
+
+
+def test_report_and_export(ip: Any, tmp_path: Path) -> None:
+    fresh = LaneparMagics(ip)
+    with pytest.raises(UsageError):
+        fresh._report()
+    run(ip, "%%lanepar --no-live\nb = batch(12)")
+    with capture_output() as cap:
+        ip.run_line_magic("lanepar", "report")
+    assert cap.outputs[-1].data[MIME]["summary"]["tasks"] == 12
+    out_json, out_html = tmp_path / "run.json", tmp_path / "run.html"
+    with capture_output() as cap:
+        ip.run_line_magic("lanepar", f"export {out_json}")
+        ip.run_line_magic("lanepar", f"export {out_html}")
+    assert f"wrote {out_json}" in cap.stdout
+    doc = json.loads(out_json.read_text())
+    slices = [e for e in doc["traceEvents"] if e.get("ph") == "X" and e.get("cat") == "task"]
+    assert len(slices) == 12
+    assert "12 tasks" in out_html.read_text()
+    for bad in ("export", f"export {tmp_path / 'x.txt'}", f"export {out_json} extra"):
+        with pytest.raises(UsageError):
+            ip.run_line_magic("lanepar", bad)
+
+
+def test_export_option_writes_the_cells_trace(ip: Any, tmp_path: Path) -> None:
+    out = tmp_path / "cell.json"
+    result, _ = run(ip, f"%%lanepar --no-live --export {out}\nb = batch(7)")
+    assert result.success
+    doc = json.loads(out.read_text())
+    assert sum(1 for e in doc["traceEvents"] if e.get("cat") == "task" and e["ph"] == "X") == 7
+
+
+def test_sweep_measures_speedup_per_limit(ip: Any) -> None:
+    with capture_output() as cap:
+        ip.run_line_magic("lanepar", "sweep query=1,2,4 -- batch(16, s=0.01)")
+    rows = magics_of(ip).last_sweep
+    assert rows is not None and [r["limit"] for r in rows] == [1, 2, 4]
+    assert all(r["tasks"] == 16 for r in rows)
+    assert [r["ideal_speedup"] for r in rows] == [1, 2, 4]
+    # sleeping tasks scale with the limit (generous tolerance: shared 2-core machine)
+    assert rows[0]["speedup"] == pytest.approx(1.0, abs=0.15)
+    assert rows[2]["speedup"] > 2.5
+    assert magics_of(ip).executor.lanes["query"].limit == 16  # restored
+    assert "query=" in cap.stdout and "speedup" in cap.stdout
+    assert any("application/vnd.plotly.v1+json" in o.data for o in cap.outputs)
+    for bad in (
+        "sweep query=1,2",
+        "sweep query=1,x -- batch(1)",
+        "sweep nolane=1 -- batch(1)",
+        "sweep -- batch(1)",
+        "sweep query=0 -- batch(1)",
+        "sweep query=1 -- batch(",
+    ):
+        with pytest.raises(UsageError):
+            ip.run_line_magic("lanepar", bad)
