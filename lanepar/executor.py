@@ -77,6 +77,8 @@ class LaneExecutor:
         self.sample_hz = sample_hz
         self._budget = SharedBudget(max_total) if max_total is not None else None
         self._lanes: dict[str, Lane] = {}
+        #: The adaptive limiters of ``max_concurrency="auto"`` lanes, by lane name.
+        self.limiters: dict[str, Any] = {}
         for name, cfg in self.lane_configs.items():
             self._lanes[name] = self._make_lane(name, cfg)
         if self._budget is not None:
@@ -98,7 +100,7 @@ class LaneExecutor:
 
     # -- construction helpers ----------------------------------------------------------------
     def _make_lane(self, name: str, cfg: LaneConfig) -> Lane:
-        return Lane(
+        lane = Lane(
             name,
             cfg,
             self._make_backend(name, cfg),
@@ -107,6 +109,29 @@ class LaneExecutor:
             resolution_ns=self.resolution_ns,
             max_segments=self.max_segments,
         )
+        if cfg.adaptive:
+            lane.observers.append(self._adaptive_observer(lane))
+        return lane
+
+    def _adaptive_observer(self, lane: Lane) -> Callable[..., None]:
+        """``max_concurrency="auto"``: a latency-gradient limiter moves the lane's limit live,
+        and every move is an event in the trace (the dashboard draws the limit over time)."""
+        from .policy.autotune import AdaptiveLimiter
+
+        cfg = lane.config
+        limiter = AdaptiveLimiter(
+            max(1, cfg.min_concurrency), cfg.limit_ceiling, initial=cfg.initial_limit
+        )
+        self.limiters[lane.name] = limiter
+
+        def observe(job: Job, outcome: str, wall_ns: int, rec: Any) -> None:
+            new = limiter.observe(wall_ns, outcome == "ok", _pc(), lane.active + 1)
+            if new is not None:
+                lane.set_limit(new)
+                if self.tracing:
+                    self.recorder.add_event("limit", lane=lane.name, limit=new, source="adaptive")
+
+        return observe
 
     def _make_backend(self, name: str, cfg: LaneConfig) -> Backend:
         if cfg.kind == "process":

@@ -266,6 +266,7 @@ class Lane:
             w.deadline = scope.deadline = anyio.current_time() + job.timeout_s
         rec = self.recorder
         if rec is None:
+            t_body = _pc() if self.observers else 0
             try:
                 if job.is_async and self.inline_async:  # the hot path: no extra frames
                     value = await job.fn(*job.args, **job.kwargs)
@@ -285,7 +286,7 @@ class Lane:
                 if job.timeout_s is not None:
                     scope.deadline = math.inf
             if self.observers:
-                self._observe(job, outcome, 0, None)
+                self._observe(job, outcome, _pc() - t_body, None)
             return
         free = max(job.submitted_ns, w.free_at, granted)
         probe = TaskProbe(self.resolution_ns, self.max_segments)

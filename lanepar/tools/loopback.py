@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from types import TracebackType
@@ -186,10 +188,11 @@ class LoopbackServer:
             self.in_service -= 1
 
 
-def _serve_forever(conn: Any, kwargs: dict[str, Any]) -> None:
+def _serve_until_stdin_closes(kwargs: dict[str, Any]) -> None:
     with LoopbackServer(**kwargs) as srv:
-        conn.send(srv.address)
-        conn.recv()  # until the parent says stop (or goes away)
+        host, port = srv.address
+        print(json.dumps([host, port]), flush=True)
+        sys.stdin.read()  # EOF when the parent closes our stdin (or dies)
 
 
 @contextlib.contextmanager
@@ -197,22 +200,38 @@ def server_process(**kwargs: Any) -> Iterator[tuple[str, int]]:
     """A :class:`LoopbackServer` in its own process, yielding its address.
 
     Benchmarks use this: a server in a thread of the measuring process competes with the client
-    for the GIL, and the benchmark would measure that instead of the executor.
+    for the GIL, and the benchmark would measure that instead of the executor. A plain
+    subprocess rather than ``multiprocessing`` so scripts without a ``__main__`` guard work.
     """
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve_forever, args=(child, kwargs), daemon=True)
-    proc.start()
+    LoopbackServer(**kwargs)  # validate the arguments here, with a clear error
+    code = (
+        "import json, sys; from lanepar.tools.loopback import _serve_until_stdin_closes; "
+        "_serve_until_stdin_closes(json.loads(sys.argv[1]))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(kwargs)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        if not parent.poll(30):
-            raise RuntimeError("loopback server process did not start within 30 s")
-        yield parent.recv()
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"loopback server process exited with code {proc.wait(10)}")
+        host, port = json.loads(line)
+        yield host, int(port)
     finally:
-        with contextlib.suppress(OSError):
-            parent.send("stop")
-        proc.join(10)
-        if proc.is_alive():
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @tool(lane="query")
