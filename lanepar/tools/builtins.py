@@ -9,6 +9,7 @@ write outside the ``root`` it was given. Lanes come from :data:`lanepar.config.T
 from __future__ import annotations
 
 import ast
+import threading
 import contextlib
 import hashlib
 import os
@@ -184,6 +185,12 @@ def hash(path: StrPath, root: StrPath = ".") -> str | dict[str, str]:
         return {relative_to_root(p, base): _sha256(p) for p in files}
 
 
+#: CPython keeps the AST constructor's recursion depth in per-interpreter state, so two threads
+#: converting trees at once corrupt it ("SystemError: AST constructor recursion depth mismatch",
+#: python/cpython#106905). Threads gain nothing here anyway (the GIL), and processes don't share it.
+_AST_LOCK = threading.Lock()
+
+
 @tool(cpu_bound=True)
 def parse(path: StrPath, root: StrPath = ".") -> dict[str, Any]:
     """Parse a Python file with :mod:`ast` and count what is in it — pure CPU after the read.
@@ -194,7 +201,7 @@ def parse(path: StrPath, root: StrPath = ".") -> dict[str, Any]:
     target = resolve_in_root(path, root)
     with phase("read"):
         source = target.read_bytes()
-    with phase("parse"):
+    with phase("parse"), _AST_LOCK:
         tree = ast.parse(source, filename=str(target))
     with phase("count"):
         functions = classes = nodes = 0

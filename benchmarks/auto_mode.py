@@ -1,0 +1,89 @@
+"""Auto mode against sequential and parallel on four batch shapes, in one run.
+
+Run: ``python benchmarks/auto_mode.py [--trials 5] [--json]``. Shapes:
+
+* ``tiny``: 5 glob/ls ops — the seed's case where parallel was 1.66x *slower* than sequential;
+* ``io``: 8 heavy I/O tools (loopback socket calls with a 50 ms delay, server in its own process);
+* ``cpu``: 8 CPU-bound pure-Python tools (``parse``: ``ast`` over large stdlib modules);
+* ``mix``: 4 of each of the above, plus reads.
+
+Every mode runs each shape after the same warm-up (auto mode learns its tool profiles from the
+traces of the warm-up runs, as it would in an agent that calls the same tools again and again);
+the median of ``--trials`` runs counts. Target: auto never more than 5% slower than the better of
+sequential and parallel, and faster than both on the mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from typing import Any
+
+import lanepar as lp
+from lanepar.tools.loopback import server_process
+from lanepar.tools.workload import default_root
+
+BIG = ("typing.py", "inspect.py", "argparse.py", "subprocess.py", "pickle.py", "tarfile.py",
+       "logging/__init__.py", "functools.py")  # fmt: skip
+
+
+def shapes(root: str, host: str, port: int) -> dict[str, list[lp.ToolCall]]:
+    tiny = [lp.ToolCall("glob", "json/*.py", root=root), lp.ToolCall("ls", "json", root=root),
+            lp.ToolCall("ls", "email", root=root), lp.ToolCall("glob", "*.cfg", root=root),
+            lp.ToolCall("ls", ".", root=root)]  # fmt: skip
+    io = [lp.ToolCall("fetch", host, port, f"r{i}") for i in range(8)]
+    cpu = [lp.ToolCall("parse", f, root=root) for f in BIG]
+    mix = io[:4] + cpu[:4] + [lp.ToolCall("read", f, root=root) for f in BIG[:4]]
+    return {"tiny": tiny, "io": io, "cpu": cpu, "mix": mix}
+
+
+def run(trials: int) -> dict[str, Any]:
+    root = str(default_root())
+    out: dict[str, Any] = {"trials": trials, "shapes": {}}
+    with server_process(delay_s=0.05) as (host, port), lp.LaneExecutor() as ex:
+        for name, calls in shapes(root, host, port).items():
+            for mode in ("sequential", "parallel", "auto", "auto"):  # warm-up: profiles learnt
+                ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]
+            row: dict[str, Any] = {}
+            for mode in ("sequential", "parallel", "auto"):
+                times = []
+                decision = None
+                for _ in range(trials):
+                    b = ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]
+                    assert b.ok, b.errors
+                    times.append(b.wall_s)
+                    decision = b.decision
+                row[mode] = statistics.median(times)
+                if mode == "auto" and decision is not None:
+                    row["auto_decision"] = decision.to_dict()
+            best = min(row["sequential"], row["parallel"])
+            row["auto_vs_best"] = row["auto"] / best
+            out["shapes"][name] = row
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    r = run(a.trials)
+    if a.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"median of {a.trials} runs after warm-up; auto/best < 1.05 is the target")
+    print(f"{'shape':6} {'sequential s':>12} {'parallel s':>11} {'auto s':>9} {'auto/best':>9}  "
+          "auto decided")  # fmt: skip
+    for name, row in r["shapes"].items():
+        d = row.get("auto_decision", {})
+        routes = f", {len(d.get('routes', {}))} routed" if d.get("routes") else ""
+        print(
+            f"{name:6} {row['sequential']:>12.4f} {row['parallel']:>11.4f} {row['auto']:>9.4f} "
+            f"{row['auto_vs_best']:>9.2f}  {d.get('mode', '?')}{routes}: {d.get('reason', '')}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
