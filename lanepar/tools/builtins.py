@@ -9,7 +9,6 @@ write outside the ``root`` it was given. Lanes come from :data:`lanepar.config.T
 from __future__ import annotations
 
 import ast
-import threading
 import contextlib
 import hashlib
 import os
@@ -17,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
