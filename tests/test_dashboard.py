@@ -7,9 +7,11 @@ import asyncio
 import base64
 import json
 import math
+import struct
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +21,10 @@ from lanepar.analysis.stats import percentile
 from lanepar.analysis.summary import summarize
 from lanepar.jupyter import dashboard as dashboard_mod
 from lanepar.jupyter.dashboard import Dashboard
-from lanepar.jupyter.messages import ARG_SEP, BUFFER_NAMES, OUTCOME_CODE
+from lanepar.jupyter.messages import BUFFER_NAMES, OUTCOME_CODE, RECORD_HEAD, RECORD_SEGMENT
 from lanepar.jupyter.packing import LogHistogram
 from lanepar.jupyter.snapshot import MIME, snapshot_bundle, snapshot_page
-from lanepar.trace.model import SEGMENT_KINDS
+from lanepar.trace.model import PACKED_HEAD, PACKED_SEGMENT, SEGMENT_KINDS
 
 Sent = list[tuple[dict[str, Any], list[bytes]]]
 
@@ -44,20 +46,20 @@ def spin(i: int) -> int:
 def decode(msg: dict[str, Any], buffers: list[bytes]) -> list[dict[str, Any]]:
     """Decode a delta message the way dashboard.js does (the layout in messages.py)."""
     assert len(buffers) == len(BUFFER_NAMES)
-    ints = array.array("q", buffers[0])
-    codes = array.array("H", buffers[1])
-    seg_ends = array.array("q", buffers[2])
-    kinds = buffers[3]
-    args = buffers[4].decode().split(ARG_SEP) if msg["n_tasks"] else []
+    head, seg = struct.Struct(RECORD_HEAD), struct.Struct(RECORD_SEGMENT)
+    records, ends = buffers[0], array.array("I", buffers[1])
+    codes = array.array("H", buffers[2])
     out = []
-    s = 0
+    at = 0
     for i in range(msg["n_tasks"]):
-        f = ints[i * 8 : i * 8 + 8]
-        lane, outcome, _name, nseg = codes[i * 4 : i * 4 + 4]
+        *f, nseg = head.unpack_from(records, at)
+        q = at + head.size
         segs = []
         for _ in range(nseg):
-            segs.append((SEGMENT_KINDS[kinds[s]], f[1] + seg_ends[s]))
-            s += 1
+            kind, off = seg.unpack_from(records, q)
+            segs.append((SEGMENT_KINDS[kind], f[1] + off))
+            q += seg.size
+        lane, outcome, _name = codes[i * 3 : i * 3 + 3]
         out.append(
             {
                 "id": f[0],
@@ -65,11 +67,18 @@ def decode(msg: dict[str, Any], buffers: list[bytes]) -> list[dict[str, Any]]:
                 "lane": msg["lanes"][lane],
                 "outcome": outcome,
                 "segments": segs,
-                "args": args[i],
+                "args": records[q : ends[i]].decode(),
             }
         )
-    assert s == msg["n_segments"]
+        at = ends[i]
+    assert at == len(records)
     return out
+
+
+def test_record_layout_is_the_one_the_javascript_decodes() -> None:
+    assert (PACKED_HEAD, PACKED_SEGMENT) == (RECORD_HEAD, RECORD_SEGMENT)
+    js = (Path(dashboard_mod.__file__).parent / "static" / "dashboard.js").read_text()
+    assert "getInt32(o + 56, true)" in js and "q += 9" in js  # offsets of "<7qiI" and "<Bq"
 
 
 @pytest.fixture
@@ -115,6 +124,7 @@ def test_streams_every_task_once_as_binary(executor: lp.LaneExecutor) -> None:
         assert t["lane"] == rec.lane
         assert [(k, e) for k, _s, e in rec.segments] == t["segments"]
         assert t["outcome"] == OUTCOME_CODE[rec.outcome]
+        assert t["args"] == rec.args_summary
     assert sum(1 for t in decoded if t["outcome"] == OUTCOME_CODE["error"]) == 1
     errors = [e for m, _ in deltas for e in m["errors"]]
     assert len(errors) == 1 and "bad input 3" in errors[0][1]
@@ -178,7 +188,7 @@ def test_samples_travel_as_float32(executor: lp.LaneExecutor) -> None:
             continue
         width = m["sample_width"]
         assert width == 2 + m["n_cores"] + 3 * len(m["lanes"])
-        rows = array.array("f", b[6])
+        rows = array.array("f", b[4])
         assert len(rows) == width * m["n_samples"]
         for i in range(m["n_samples"]):
             cores = rows[i * width + 2 : i * width + 2 + m["n_cores"]]

@@ -280,7 +280,9 @@ class LaneparMagics(Magics):
         from ..analysis.summary import summarize
 
         trace = trace_since(ex, base, t0)
-        summary = dash.finish(trace, status=status) if dash is not None else summarize(trace)
+        summary = summarize(trace)
+        if dash is not None:
+            dash.finish(trace, status=status, summary=summary)
         self.last_trace, self.last_summary = trace, summary
         if trace.tasks:
             bundle: dict[str, Any] = snapshot_bundle(trace, summary, title=f"%%lanepar ({status})")

@@ -7,16 +7,16 @@ the whole per-batch budget, the same numbers as one ``bytes`` cost a memcpy.
 
 Buffers of a ``delta`` message, in order (all little-endian):
 
-0. ``tasks``   int64 × 8 per new task: the fields of ``TaskRecord.fields()`` (id, submitted,
-   slot_free, started, finished, cpu, wait, slot), times in ns on the parent's clock.
-1. ``codes``   uint16 × 4 per new task: lane index, outcome code, tool-name index, segment count.
-2. ``seg_ends`` int64 per segment: segment end minus the task's submitted time (ns); a segment
-   starts where the previous one ended (the first at ``submitted``).
-3. ``seg_kinds`` uint8 per segment: index into ``SEGMENT_KINDS``.
-4. ``args``    UTF-8 args summaries of the new tasks joined by ``ARG_SEP``.
-5. ``running`` int64 × 6 per running task: id, lane index, slot, tool-name index, submitted,
+0. ``records`` the new tasks' ``TaskRecord.packed`` bytes, back to back. Each is a head
+   ``PACKED_HEAD`` = ``<7qiI`` (id, submitted, slot_free, started, finished, cpu, wait as int64 ns
+   on the parent's clock; slot int32; segment count uint32), then per segment ``<Bq`` (kind index
+   into ``SEGMENT_KINDS``, end minus submitted in ns; a segment starts where the previous one
+   ended, the first at ``submitted``), then the UTF-8 args summary up to the record's end.
+1. ``ends``    uint32 per new task: where its record ends in buffer 0.
+2. ``codes``   uint16 × 3 per new task: lane index, outcome code, tool-name index.
+3. ``running`` int64 × 6 per running task: id, lane index, slot, tool-name index, submitted,
    started (0 while queued).
-6. ``samples`` float32 × ``sample_width`` per new sample: t (ms after ``t0_ns``), process CPU (in
+4. ``samples`` float32 × ``sample_width`` per new sample: t (ms after ``t0_ns``), process CPU (in
    cores), one utilisation (0..1) per core, then (active, pending, limit) per lane.
 """
 
@@ -27,21 +27,13 @@ from typing import Literal, TypedDict
 from ..export.html import COLOURS as COLOURS
 from ..trace.model import OUTCOMES, SEGMENT_KINDS
 
-#: Separator of the args summaries in buffer 4 (ASCII unit separator: never in a summary).
-ARG_SEP = "\x1f"
+#: The record layout the JavaScript decoder was written for (checked by the tests).
+RECORD_HEAD = "<7qiI"
+RECORD_SEGMENT = "<Bq"
 OUTCOME_CODE: dict[str, int] = {o: i for i, o in enumerate(OUTCOMES)}
-TASK_INTS = 8
-CODE_INTS = 4
+CODE_INTS = 3
 RUNNING_INTS = 6
-BUFFER_NAMES: tuple[str, ...] = (
-    "tasks",
-    "codes",
-    "seg_ends",
-    "seg_kinds",
-    "args",
-    "running",
-    "samples",
-)
+BUFFER_NAMES: tuple[str, ...] = ("records", "ends", "codes", "running", "samples")
 
 assert tuple(COLOURS) == SEGMENT_KINDS
 
@@ -84,7 +76,6 @@ class DeltaMessage(TypedDict):
     t0_ns: int
     now_ns: int
     n_tasks: int
-    n_segments: int
     n_running: int
     n_samples: int
     n_cores: int

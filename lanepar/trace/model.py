@@ -22,6 +22,10 @@ _HEAD = struct.Struct("<7qiI")
 _SEG = struct.Struct("<Bq")  # kind code, end offset from submitted (ns)
 _PACKERS: dict[int, struct.Struct] = {}  # one struct per segment count: a record is one pack()
 _HS = _HEAD.size
+#: Layout of ``TaskRecord.packed`` (struct formats): the head, one segment per segment count, then
+#: the UTF-8 args summary to the end. The live dashboard decodes exactly this in JavaScript.
+PACKED_HEAD: str = _HEAD.format
+PACKED_SEGMENT: str = _SEG.format
 
 Segment = tuple[str, int, int]
 
@@ -100,6 +104,12 @@ class TaskRecord:
         return self
 
     # -- packed fields -----------------------------------------------------------------------
+    @property
+    def packed(self) -> bytes:
+        """The record as stored (layout ``PACKED_HEAD``, ``PACKED_SEGMENT`` × n, args): live views
+        ship these bytes as they are, because re-encoding costs microseconds a task."""
+        return self._p
+
     @property
     def args_summary(self) -> str:
         n = _HEAD.unpack_from(self._p)[8]

@@ -139,47 +139,49 @@ class Store {
     this.lanes = msg.lanes;
     for (const nm of msg.names) this.names.push(nm);
     const t0 = this.t0;
-    const ints = view(buffers[0], BigInt64Array);
-    const codes = view(buffers[1], Uint16Array);
-    const segEnds = view(buffers[2], BigInt64Array);
-    const segKinds = view(buffers[3], Uint8Array);
-    const argText = buffers[4] && buffers[4].byteLength
-      ? new TextDecoder().decode(new Uint8Array(buffers[4].buffer, buffers[4].byteOffset, buffers[4].byteLength))
-      : "";
-    const args = msg.n_tasks ? argText.split("\x1f") : [];
+    // buffer 0: TaskRecord.packed back to back (head <7qiI, segments <Bq, UTF-8 args)
+    const rec = buffers[0] && buffers[0].byteLength
+      ? new DataView(buffers[0].buffer, buffers[0].byteOffset, buffers[0].byteLength)
+      : new DataView(new ArrayBuffer(0));
+    const ends = view(buffers[1], Uint32Array);
+    const codes = view(buffers[2], Uint16Array);
+    const bytes = new Uint8Array(rec.buffer, rec.byteOffset, rec.byteLength);
+    const utf8 = new TextDecoder();
     const nt = msg.n_tasks;
     for (const col of [this.sub, this.free, this.start, this.fin, this.cpu, this.wait, this.id,
       this.lane, this.slot, this.outcome, this.name, this.seg0, this.nseg]) col.reserve(nt);
-    this.segEnd.reserve(msg.n_segments);
-    this.segKind.reserve(msg.n_segments);
     const base = this.n;
-    let s = 0;
+    let o = 0;
+    const i64 = (at) => Number(rec.getBigInt64(at, true));
     for (let i = 0; i < nt; i++) {
-      const o = i * 8;
-      const sub = Number(ints[o + 1]);
-      const subMs = (sub - t0) / 1e6;
-      const finMs = (Number(ints[o + 4]) - t0) / 1e6;
-      this.id.push(Number(ints[o]));
-      this.sub.push(subMs);
-      this.free.push((Number(ints[o + 2]) - t0) / 1e6);
-      this.start.push((Number(ints[o + 3]) - t0) / 1e6);
+      const end = ends[i];
+      const sub = i64(o + 8);
+      const finMs = (i64(o + 32) - t0) / 1e6;
+      this.id.push(i64(o));
+      this.sub.push((sub - t0) / 1e6);
+      this.free.push((i64(o + 16) - t0) / 1e6);
+      this.start.push((i64(o + 24) - t0) / 1e6);
       this.fin.push(finMs);
-      this.cpu.push(Number(ints[o + 5]) / 1e6);
-      this.wait.push(Number(ints[o + 6]) / 1e6);
-      const slot = Number(ints[o + 7]);
+      this.cpu.push(i64(o + 40) / 1e6);
+      this.wait.push(i64(o + 48) / 1e6);
+      const slot = rec.getInt32(o + 56, true);
+      const ns = rec.getUint32(o + 60, true);
       this.slot.push(slot);
-      const lane = codes[i * 4];
+      const lane = codes[i * 3];
       this.lane.push(lane);
-      this.outcome.push(codes[i * 4 + 1]);
-      this.name.push(codes[i * 4 + 2]);
-      const ns = codes[i * 4 + 3];
+      this.outcome.push(codes[i * 3 + 1]);
+      this.name.push(codes[i * 3 + 2]);
       this.seg0.push(this.segEnd.n);
       this.nseg.push(ns);
-      for (let j = 0; j < ns; j++, s++) {
-        this.segEnd.push((sub + Number(segEnds[s]) - t0) / 1e6);
-        this.segKind.push(segKinds[s]);
+      this.segEnd.reserve(ns);
+      this.segKind.reserve(ns);
+      let q = o + 64;
+      for (let j = 0; j < ns; j++, q += 9) {
+        this.segKind.push(rec.getUint8(q));
+        this.segEnd.push((sub + i64(q + 1) - t0) / 1e6);
       }
-      this.args.push(args[i] ?? "");
+      this.args.push(q < end ? utf8.decode(bytes.subarray(q, end)) : "");
+      o = end;
       const r = this.row(lane, slot);
       const list = this.rowTasks[r];
       const k = base + i;
@@ -196,7 +198,7 @@ class Store {
     }
     for (const [k, text] of msg.errors) this.errors.set(base + k, text);
     // running tasks: replaced wholesale (bounded by the lanes' limits)
-    const run = view(buffers[5], BigInt64Array);
+    const run = view(buffers[3], BigInt64Array);
     this.running = [];
     for (let i = 0; i < msg.n_running; i++) {
       const o = i * 6;
@@ -216,7 +218,7 @@ class Store {
     }
     // samples
     const w = msg.sample_width;
-    const smp = view(buffers[6], Float32Array);
+    const smp = view(buffers[4], Float32Array);
     if (msg.n_cores) this.nCores = msg.n_cores;
     const nc = this.nCores;
     const nl = (w - 2 - nc) / 3;
