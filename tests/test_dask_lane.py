@@ -269,6 +269,18 @@ async def test_async_face_on_asyncio_and_clear_error_on_trio(
         assert "asyncio" in str(err) and "trio" in str(err)
 
 
+def test_unreachable_scheduler_fails_each_task_clearly() -> None:
+    import dask
+
+    lane = lp.LaneConfig(kind="dask", address="tcp://127.0.0.1:1", max_concurrency=2)
+    fast_fail = dask.config.set({"distributed.comm.timeouts.connect": "1s"})
+    with fast_fail, lp.LaneExecutor(lanes={"d": lane}) as ex:
+        b = ex.run_batch([lp.ToolCall(square, i, lane="d") for i in range(3)])
+    assert b.outcomes == ["error"] * 3
+    assert all(isinstance(e, DaskLaneError) for e in b.errors.values())
+    assert "tcp://127.0.0.1:1" in str(b.errors[0])
+
+
 def test_killed_worker_does_not_hang_the_batch(cluster: Any, tmp_path: Path) -> None:
     """Runs last: it SIGKILLs a worker of the shared cluster (its nanny restarts it)."""
     beats = [tmp_path / f"k{i}" for i in range(6)]
