@@ -70,7 +70,9 @@ def _bar_traces(trace: Trace, rows: list[tuple[str, int]]) -> list[Any]:
             d["y"].append(y)
             d["text"].append(hover)
     out = []
-    for kind, d in per_kind.items():
+    # queued last: a thin bar over the tasks its slot ran before (it overlaps them in time)
+    for kind in (*SEGMENT_KINDS[1:], SEGMENT_KINDS[0]):
+        d = per_kind[kind]
         out.append(
             go.Bar(
                 orientation="h",
@@ -79,7 +81,7 @@ def _bar_traces(trace: Trace, rows: list[tuple[str, int]]) -> list[Any]:
                 y=d["y"],
                 name=kind,
                 marker={"color": COLOURS[kind], "line": {"width": 0}},
-                width=0.3 if kind == "queued" else 0.8,
+                width=0.18 if kind == "queued" else 0.8,
                 hovertext=d["text"],
                 hovertemplate="%{hovertext}<extra>" + kind + "</extra>",
                 legendgroup="segments",

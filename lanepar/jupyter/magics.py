@@ -248,10 +248,14 @@ class LaneparMagics(Magics):
             ex.cancel()
             raise
         finally:
-            for lane, n in restore.items():
-                ex.set_concurrency(lane, n)
             try:
-                self._finish(ex, base, t0, dash, handle, status, opts.export)
+                # taken before the limits go back, so the trace carries the limits it ran with
+                trace = trace_since(ex, base, t0)
+            finally:
+                for lane, n in restore.items():
+                    ex.set_concurrency(lane, n)
+            try:
+                self._finish(trace, dash, handle, status, opts.export)
             except Exception:  # never hide the cell's own exception behind ours
                 log.exception("lanepar: could not show the run summary")
 
@@ -269,9 +273,7 @@ class LaneparMagics(Magics):
 
     def _finish(
         self,
-        ex: LaneExecutor,
-        base: int,
-        t0: int,
+        trace: Trace,
         dash: Dashboard | None,
         handle: Any,
         status: str,
@@ -279,7 +281,6 @@ class LaneparMagics(Magics):
     ) -> None:
         from ..analysis.summary import summarize
 
-        trace = trace_since(ex, base, t0)
         summary = summarize(trace)
         if dash is not None:
             dash.finish(trace, status=status, summary=summary)

@@ -63,21 +63,20 @@ def _bin_middle(b: int) -> float:
 class LogHistogram:
     """Counts of non-negative nanosecond values in log-spaced bins, for cheap live percentiles."""
 
-    __slots__ = ("counts", "n")
+    __slots__ = ("counts",)
 
     def __init__(self) -> None:
         self.counts: list[float] = [0.0] * _NBINS  # float: sampled adds carry a weight
-        self.n = 0
 
     def add(self, value_ns: int) -> None:
         self.counts[_bin(value_ns) if value_ns > 0 else 0] += 1
-        self.n += 1
 
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0..100) in ns: the geometric middle of its bin."""
-        if self.n == 0:
+        total = sum(self.counts)
+        if total <= 0:
             return 0.0
-        rank = q / 100.0 * (sum(self.counts) - 1)
+        rank = q / 100.0 * (total - 1)
         seen = 0.0
         for b, c in enumerate(self.counts):
             seen += c
@@ -274,7 +273,6 @@ class DeltaPacker:
                 last = fin
         self.task_time_ns += int(task_time * weight)
         self.first_ns, self.last_ns = first, last
-        self.queued.n += len(packed)
 
     def _message(
         self,

@@ -95,8 +95,8 @@ def page_height(trace: Trace) -> int:
     cores = _n_cores(trace)
     ch = max(3, min(10, 64 // cores)) if cores else 0
     plots = max(60, len(rows) * rh) + 26 + cores * ch + 42
-    side = 200 + 48 * len(trace.lanes)
-    return int(max(plots, side) + 56)
+    side = 190 + 40 * len(trace.lanes)
+    return int(max(plots, side) + 44)
 
 
 def trace_payload(trace: Trace, summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -528,6 +528,7 @@ class DashboardView {
     const gaps = new Path2D(); // a 1px gap where a task starts, so neighbours stay distinct
     const bins = new Float32Array(Math.ceil(pw + 2) * 4);
     const pad = rh >= 6 ? 1 : 0;
+    const qh = Math.max(1, Math.round((rh - 2 * pad) * 0.2));
     for (let r = 0; r < rows; r++) {
       const list = st.rowTasks[r];
       const y = r * rh + pad;
@@ -552,9 +553,10 @@ class DashboardView {
           const x0 = Math.max(X(prev), GUTTER), x1 = Math.min(X(end), w);
           if (x1 > x0) {
             const kind = st.segKind.a[a + q];
-            // queued time is a wait for capacity, not slot occupancy: a thin line, drawn first
+            // queued time is a wait for capacity, not slot occupancy: it overlaps the tasks the
+            // slot ran before, so it is a thin underline drawn over them, not a bar
             if (kind === 0) {
-              if (x1 - x0 >= 1) paths[0].rect(x0, y + bh * 0.35, x1 - x0, Math.max(1, bh * 0.3));
+              if (x1 - x0 >= 1) paths[0].rect(x0, y + bh - qh, x1 - x0, qh);
             } else if (x1 - x0 >= 1) paths[kind].rect(x0, y, x1 - x0, bh);
             else {
               binned = true;
@@ -582,12 +584,14 @@ class DashboardView {
         }
       }
     }
-    KINDS.forEach((kind, i) => {
-      ctx.fillStyle = this.colours[kind];
+    for (const i of [1, 2, 3]) {
+      ctx.fillStyle = this.colours[KINDS[i]];
       ctx.fill(paths[i]);
-    });
+    }
     ctx.fillStyle = "#ffffff";
     ctx.fill(gaps);
+    ctx.fillStyle = this.colours.queued;
+    ctx.fill(paths[0]);
     // running tasks: queued part grey, body so far in the running colour
     const now = st.nowMs;
     for (const t of st.running) {
@@ -744,6 +748,7 @@ class DashboardView {
         div("lanepar-lane-text", row);
       }
       const limit = Math.max(ln.limit || 0, 1);
+      row.classList.toggle("lanepar-lane-idle", !ln.max_active && !ln.active && !ln.pending);
       row.children[0].textContent = ln.name;
       row.children[0].title = ln.kind;
       row.children[1].children[0].style.width = Math.min(100, (100 * ln.active) / limit) + "%";
