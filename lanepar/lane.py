@@ -401,7 +401,7 @@ class Lane:
         else:
             segs = body
         extra: dict[str, Any] | None = None
-        if error is not None or probe.phases or job.attempt:
+        if error is not None or probe.phases or job.attempt or probe.worker:
             extra = {}
             if error is not None:
                 extra["error"] = f"{type(error).__name__}: {error}"[:300]
@@ -409,6 +409,8 @@ class Lane:
                 extra["phases"] = probe.phases
             if job.attempt:
                 extra["attempts"] = job.attempt + 1
+            if probe.worker:
+                extra["worker"] = probe.worker
         rec = TaskRecord.make(
             self.name,
             job.name,

@@ -35,6 +35,9 @@ VERSION = 1
 MACHINE_PID = 0
 PHASE_TID_OFFSET = 10_000
 OVERFLOW_TID_STRIDE = 1_000_000
+#: Tasks run by a remote worker thread (Dask) get one row per worker, from this tid up: the
+#: lane's slot says which local slot waited for it, the worker says where it really ran.
+WORKER_ROW_BASE = 1_000
 
 Event = dict[str, Any]
 # A slice before conversion: start_ns, end_ns, rank (parents 0, children 1), event without ts/dur.
@@ -146,9 +149,12 @@ def _lane_tasks(
     """Place one lane's tasks on slot rows (overflow rows for overlaps) and queue pairs."""
     rows: dict[tuple[int, int], int] = {}  # (slot, k) -> end of the last unit placed there
     units = []
+    workers: dict[str, int] = {}  # remote worker thread -> its own row (Dask lanes)
     for t in recs:
         _i, _sub, free, start, fin, _cpu, _wait, slot = t.fields()
         slot = max(slot, -1)
+        if t.worker and slot >= 0:
+            slot = WORKER_ROW_BASE + workers.setdefault(t.worker, len(workers))
         lo = min(free, start) if free <= start else start
         units.append((lo, max(fin, start), slot, t))
     units.sort(key=lambda u: (u[0], u[1]))
@@ -158,7 +164,10 @@ def _lane_tasks(
             k += 1
         rows[(slot, k)] = hi
         tid = OVERFLOW_TID_STRIDE * k + slot + 1
-        row = f"{lane} queue" if slot < 0 else f"{lane}#{slot}"
+        if slot >= WORKER_ROW_BASE:
+            row = f"{lane} {t.worker}"
+        else:
+            row = f"{lane} queue" if slot < 0 else f"{lane}#{slot}"
         if k:
             row += f" overlap {k}"
         order = 2 * (slot + 1)

@@ -52,6 +52,7 @@ class TaskProbe:
         "segs",
         "started_ns",
         "wait_ns",
+        "worker",
     )
 
     def __init__(
@@ -69,6 +70,8 @@ class TaskProbe:
         self.started_ns = 0
         self.finished_ns = 0
         self.phases: list[tuple[str, int, int]] | None = None
+        #: Set by remote backends (Dask): "<worker address>/<thread id>" that ran the body.
+        self.worker: str | None = None
 
     def step(self, t0: int, t1: int, cpu: int) -> None:
         """A step that ran from t0 to t1 on a thread that used ``cpu`` ns of CPU meanwhile:
