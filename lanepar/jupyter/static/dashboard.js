@@ -73,6 +73,7 @@ class Store {
     this.name = new Column(Uint16Array);
     this.seg0 = new Column(Uint32Array);
     this.nseg = new Column(Uint16Array);
+    this.dom = new Column(Uint8Array); // the body's longest segment kind (for sub-pixel tasks)
     this.segEnd = new Column(Float64Array);
     this.segKind = new Column(Uint8Array);
     this.args = [];
@@ -149,7 +150,7 @@ class Store {
     const utf8 = new TextDecoder();
     const nt = msg.n_tasks;
     for (const col of [this.sub, this.free, this.start, this.fin, this.cpu, this.wait, this.id,
-      this.lane, this.slot, this.outcome, this.name, this.seg0, this.nseg]) col.reserve(nt);
+      this.lane, this.slot, this.outcome, this.name, this.seg0, this.nseg, this.dom]) col.reserve(nt);
     const base = this.n;
     let o = 0;
     const i64 = (at) => Number(rec.getBigInt64(at, true));
@@ -176,10 +177,16 @@ class Store {
       this.segEnd.reserve(ns);
       this.segKind.reserve(ns);
       let q = o + 64;
+      let prevEnd = sub, dom = 0, domLen = -1;
       for (let j = 0; j < ns; j++, q += 9) {
-        this.segKind.push(rec.getUint8(q));
-        this.segEnd.push((sub + i64(q + 1) - t0) / 1e6);
+        const kind = rec.getUint8(q);
+        const endNs = sub + i64(q + 1);
+        this.segKind.push(kind);
+        this.segEnd.push((endNs - t0) / 1e6);
+        if (kind !== 0 && endNs - prevEnd > domLen) { dom = kind; domLen = endNs - prevEnd; }
+        prevEnd = endNs;
       }
+      this.dom.push(dom);
       this.args.push(q < end ? utf8.decode(bytes.subarray(q, end)) : "");
       o = end;
       const r = this.row(lane, slot);
@@ -456,11 +463,13 @@ class DashboardView {
 
   // -- drawing ---------------------------------------------------------------------------------
   draw() {
+    const t = performance.now();
     if (this.follow) [this.v0, this.v1] = this.extent();
     this.drawTimeline();
     this.drawCores();
     this.drawFigures();
     this.drawLanes();
+    this.root.dataset.drawMs = (performance.now() - t).toFixed(1); // read by the browser tests
   }
 
   sizeCanvas(canvas, h) {
@@ -540,38 +549,54 @@ class DashboardView {
         if (st.fin.a[list[m]] < v0) lo = m + 1; else hi = m;
       }
       let binned = false;
+      let qa = -1, qb = -1; // the current run of merged queued underlines (one rect per run)
+      const flushQueued = () => {
+        if (qb - qa >= 1) paths[0].rect(qa, y + bh - qh, qb - qa, qh);
+      };
       for (let j = Math.max(0, lo - 64); j < list.length; j++) {
         const i = list[j];
-        const s0 = st.sub.a[i];
-        if (s0 > v1 && st.start.a[i] > v1) break;
+        if (st.start.a[i] > v1) break;
         if (st.fin.a[i] < v0) continue;
-        let prev = s0;
-        const a = st.seg0.a[i], n = st.nseg.a[i];
-        for (let q = 0; q < n; q++) {
-          const end = st.segEnd.a[a + q];
-          // the queued part is drawn only in its own colour, and only for started tasks' slots
-          const x0 = Math.max(X(prev), GUTTER), x1 = Math.min(X(end), w);
-          if (x1 > x0) {
+        const s0 = st.sub.a[i];
+        const free = st.slot.a[i] >= 0 ? st.free.a[i] : st.fin.a[i];
+        // queued time is a wait for capacity, not slot occupancy: it overlaps the tasks the slot
+        // ran before, so it is a thin underline over them, merged into runs
+        const q0 = Math.max(X(s0), GUTTER), q1 = Math.min(X(free), w);
+        if (q1 > q0) {
+          if (qa < 0) { qa = q0; qb = q1; }
+          else if (q0 <= qb + 1) { qa = Math.min(qa, q0); qb = Math.max(qb, q1); }
+          else { flushQueued(); qa = q0; qb = q1; }
+        }
+        const xa = X(free), xb = X(st.fin.a[i]);
+        if (xb - xa < 1) {
+          // the whole body fits in a pixel: count it for its dominant kind, skip its segments
+          if (xb >= GUTTER && xa < w) {
+            binned = true;
+            bins[Math.floor(Math.max(xa, GUTTER) - GUTTER) * 4 + st.dom.a[i]] += Math.max(xb - xa, 0.05);
+          }
+        } else {
+          let prev = s0;
+          const a = st.seg0.a[i], n = st.nseg.a[i];
+          for (let q = 0; q < n; q++) {
+            const end = st.segEnd.a[a + q];
             const kind = st.segKind.a[a + q];
-            // queued time is a wait for capacity, not slot occupancy: it overlaps the tasks the
-            // slot ran before, so it is a thin underline drawn over them, not a bar
-            if (kind === 0) {
-              if (x1 - x0 >= 1) paths[0].rect(x0, y + bh - qh, x1 - x0, qh);
-            } else if (x1 - x0 >= 1) paths[kind].rect(x0, y, x1 - x0, bh);
+            const x0 = Math.max(X(prev), GUTTER), x1 = Math.min(X(end), w);
+            prev = end;
+            if (kind === 0 || x1 <= x0) continue;
+            if (x1 - x0 >= 1) paths[kind].rect(x0, y, x1 - x0, bh);
             else {
               binned = true;
               bins[Math.floor(x0 - GUTTER) * 4 + kind] += x1 - x0;
             }
           }
-          prev = end;
+          if (xb - xa >= 5 && xa >= GUTTER) gaps.rect(xa, y, 1, bh);
         }
-        const xs = X(st.slot.a[i] >= 0 ? st.free.a[i] : s0);
-        if (X(st.fin.a[i]) - xs >= 5 && xs >= GUTTER) gaps.rect(xs, y, 1, bh);
         if (st.outcome.a[i] !== 0) {
           const x0 = Math.max(X(st.start.a[i] || s0), GUTTER), x1 = Math.min(X(st.fin.a[i]), w);
           errPath.rect(x0, y, Math.max(x1 - x0, 2), bh);
         }
       }
+      flushQueued();
       if (binned) {
         for (let px = 0; px < bins.length / 4; px++) {
           let best = -1, bv = 0;
