@@ -246,3 +246,35 @@ def test_sweep_measures_speedup_per_limit(ip: Any) -> None:
     ):
         with pytest.raises(UsageError):
             ip.run_line_magic("lanepar", bad)
+
+
+@pytest.mark.notebook
+def test_real_kernel_runs_async_cells_and_keeps_the_snapshot() -> None:
+    """In an ipykernel the cell runs on the kernel's own loop (top-level await) and the saved
+    notebook keeps the static snapshot in place of the live widget."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext lanepar"),  # type: ignore[no-untyped-call]
+        nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
+            "%%lanepar --lanes query=3\n"
+            "import asyncio, lanepar as lp\n"
+            "async def nap(i):\n"
+            "    await asyncio.sleep(0.02)\n"
+            "    return i\n"
+            "calls = [lp.ToolCall(nap, i, lane='query') for i in range(30)]\n"
+            "b = await lp.current().arun_batch(calls)\n"
+            "sum(b.results)"
+        ),
+    ]
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3")
+    client.execute()
+    outputs = nb.cells[1].outputs
+    assert [o.output_type for o in outputs] == ["display_data", "execute_result"]
+    snapshot = outputs[0].data
+    assert "application/vnd.jupyter.widget-view+json" not in snapshot  # replaced at the end
+    assert snapshot[MIME]["summary"]["tasks"] == 30
+    assert snapshot[MIME]["summary"]["ideal_speedup"] == 3  # the cell's --lanes, not the default
+    assert outputs[1].data["text/plain"] == str(sum(range(30)))
