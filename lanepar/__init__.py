@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_LANES",
     "BatchResult",
+    "Dashboard",
     "LaneConfig",
     "LaneExecutor",
     "Sample",

@@ -27,8 +27,8 @@ from .trace.model import KIND_CODE, TaskRecord
 from .trace.probe import TaskProbe, activate, deactivate, stepped
 
 if TYPE_CHECKING:
-    from .budget import SharedBudget
     from .batch import _Batch
+    from .budget import SharedBudget
 
 _pc = time.perf_counter_ns
 QUEUED = KIND_CODE["queued"]
