@@ -1,16 +1,34 @@
-"""Auto mode: decide per batch whether parallelism can pay.
+"""Auto mode: decide per batch whether parallelism can pay, and where CPU-heavy calls should run.
 
-This is the seed framework's rule (fewer than 3 tools, or only instant directory ops, run
-sequentially); ``lanepar.policy`` grows it into a learned decision.
+``seed_rule`` is the seed framework's rule (fewer than 3 tools, or only instant directory ops, run
+sequentially); it stays as the fallback before anything has been measured. ``AutoPolicy`` learns a
+``ToolProfile`` per tool (EWMA of body wall time and CPU fraction) and the executor's own costs
+from finished tasks, then predicts both schedules of a batch:
+
+- sequential: ``sum(wall + handoff)`` — a lane's handoff is the measured gap from one task's
+  end to the next one's start when they run back to back;
+- parallel: ``fanout + max(lane makespans, GIL-bound CPU, CPU / cores)`` — each lane is a list
+  schedule over its slots with the lane's measured dispatch delay per task; CPU of thread and
+  async lanes cannot overlap (one GIL), and no schedule beats the cores.
+
+Parallel is chosen only if it is predicted to take under ``min_ratio`` (95%) of the sequential
+time AND to save at least ``min_saving_ns``: a saving inside the executor's own jitter is not a
+saving, and a parallel batch of tiny tools occupies slots other batches could use.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import heapq
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..tools.registry import Resolved
+from ..trace.model import TaskRecord
+
 FAST_OPS = frozenset({"glob", "ls", "list_files"})
+GIL_KINDS = frozenset({"async", "thread"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,3 +49,299 @@ def seed_rule(names: Sequence[str]) -> Decision:
     if all(n in FAST_OPS for n in names):
         return Decision("sequential", "only instant directory ops (glob/ls/list_files)")
     return Decision("parallel", f"{len(names)} tools, not all instant")
+
+
+def _fmt(ns: float) -> str:
+    if ns < 1e6:
+        return f"{ns / 1e3:.0f} µs"
+    if ns < 1e9:
+        return f"{ns / 1e6:.1f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+@dataclasses.dataclass
+class ToolProfile:
+    """What one tool costs: EWMAs of body wall time and of the CPU share of that time."""
+
+    name: str
+    count: int = 0
+    wall_ns: float = 0.0
+    cpu_fraction: float = 0.0
+    errors: int = 0
+
+    def update(self, wall_ns: int, cpu_ns: int, ok: bool, alpha: float) -> None:
+        frac = min(1.0, cpu_ns / wall_ns) if wall_ns > 0 else 0.0
+        if self.count == 0:
+            self.wall_ns, self.cpu_fraction = float(wall_ns), frac
+        else:
+            self.wall_ns += alpha * (wall_ns - self.wall_ns)
+            self.cpu_fraction += alpha * (frac - self.cpu_fraction)
+        self.count += 1
+        self.errors += not ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "count": self.count,
+            "wall_ms": self.wall_ns / 1e6,
+            "cpu_fraction": self.cpu_fraction,
+            "errors": self.errors,
+        }
+
+
+def _lane_facts(lane: Any) -> tuple[str, int]:
+    """(kind, current limit) of a LaneConfig, a live Lane, or a trace's lane dict."""
+    if isinstance(lane, Mapping):
+        kind, limit = lane.get("kind", "async"), lane.get("max_concurrency", 1)
+    else:
+        cfg = getattr(lane, "config", lane)
+        kind = getattr(lane, "kind", None) or getattr(cfg, "kind", "async")
+        limit = getattr(lane, "limit", None)
+        if limit is None:
+            mc = getattr(cfg, "max_concurrency", 1)
+            limit = mc if isinstance(mc, int) else getattr(cfg, "initial_limit", 1)
+    return str(kind), max(1, int(limit) if isinstance(limit, int) else 1)
+
+
+def _gil_waits(records: Sequence[TaskRecord], kinds: Mapping[str, str]) -> dict[int, int]:
+    """Estimated GIL wait per task id: CPU that overlapping GIL-lane tasks ran inside its body.
+
+    Another task's CPU is assumed spread evenly over its body, so the share falling inside this
+    body's interval is ``cpu * overlap / body``: an estimate, but it only has to tell a CPU-bound
+    tool slowed by its neighbours from an I/O-bound one.
+    """
+    gil = sorted(
+        (r.started_ns, r.finished_ns, r.cpu_ns, r.id)
+        for r in records
+        if kinds.get(r.lane) in GIL_KINDS and r.finished_ns > r.started_ns
+    )
+    if len(gil) > 2000:  # quadratic in the worst case; large batches teach enough without it
+        return {}
+    out: dict[int, int] = {}
+    for i, (s0, e0, _c0, id0) in enumerate(gil):
+        wait = 0.0
+        for j, (s1, e1, c1, _id1) in enumerate(gil):
+            if j == i:
+                continue
+            if s1 >= e0:
+                break
+            overlap = min(e0, e1) - max(s0, s1)
+            if overlap > 0:
+                wait += c1 * overlap / (e1 - s1)
+        out[id0] = int(wait)
+    return out
+
+
+def _makespan(durations: Sequence[float], slots: int) -> float:
+    """Greedy list schedule in submission order over ``slots`` workers, as a lane runs it."""
+    free = [0.0] * min(slots, max(1, len(durations)))
+    for d in durations:
+        heapq.heappush(free, heapq.heappop(free) + d)
+    return max(free)
+
+
+class AutoPolicy:
+    """Learns from finished tasks; decides sequential vs parallel and process routing per batch.
+
+    Wire it with ``executor._decider = policy.decider`` and
+    ``executor.batch_observers.append(policy.on_batch)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        n_cores: int | None = None,
+        process_lane: str | None = None,
+        min_ratio: float = 0.95,
+        min_saving_ns: float = 1_000_000,
+        tiny_ns: float = 200_000,
+        cpu_heavy_fraction: float = 0.7,
+        cpu_heavy_ns: float = 5_000_000,
+        handoff_ns: float = 150_000,
+        dispatch_ns: float = 150_000,
+        fanout_ns: float = 300_000,
+        process_overhead_ns: float = 1_000_000,
+        unknown_wall_ns: float = 10_000_000,
+    ) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError(f"AutoPolicy: alpha={alpha!r} must be in (0, 1]")
+        self.alpha = alpha
+        self.n_cores = n_cores or os.cpu_count() or 1
+        self.process_lane = process_lane
+        self.min_ratio = min_ratio
+        self.min_saving_ns = min_saving_ns
+        self.tiny_ns = tiny_ns
+        self.cpu_heavy_fraction = cpu_heavy_fraction
+        self.cpu_heavy_ns = cpu_heavy_ns
+        self.fanout_ns = fanout_ns
+        self.process_overhead_ns = process_overhead_ns
+        self.unknown_wall_ns = unknown_wall_ns
+        self.profiles: dict[str, ToolProfile] = {}
+        #: Learned executor costs per lane (EWMA, ns): the gap between back-to-back tasks, and
+        #: the delay from a free slot to the body's start.
+        self.default_handoff_ns = float(handoff_ns)
+        self.default_dispatch_ns = float(dispatch_ns)
+        self.handoff: dict[str, float] = {}
+        self.dispatch: dict[str, float] = {}
+
+    # -- learning ---------------------------------------------------------------------------------
+    def observe(
+        self, records: Iterable[TaskRecord], lane_kinds: Mapping[str, str] | None = None
+    ) -> None:
+        """Learn tool profiles and executor overheads from finished tasks (one batch at a time).
+
+        With ``lane_kinds`` (lane -> kind, as ``Trace.lanes`` has it), time a thread/async task
+        spent waiting for the GIL held by overlapping tasks is not counted as its own: a tool
+        measured only in parallel batches would otherwise look like I/O and never be routed.
+        """
+        started = [r for r in records if r.slot >= 0 and r.outcome != "cancelled"]
+        gil_wait = _gil_waits(started, lane_kinds) if lane_kinds else {}
+        for r in started:  # cancelled or never ran: its wall time is not the tool's cost
+            prof = self.profiles.get(r.name)
+            if prof is None:
+                prof = self.profiles[r.name] = ToolProfile(r.name)
+            wall = max(r.cpu_ns, r.wall_ns - gil_wait.get(r.id, 0))
+            prof.update(wall, r.cpu_ns, r.outcome == "ok", self.alpha)
+            self.dispatch[r.lane] = self._learn(
+                self.dispatch.get(r.lane, self.default_dispatch_ns), r.dispatch_ns
+            )
+        # A task that existed while its predecessor ran but started only after it finished was
+        # handed over: the gap is what running back to back costs per task.
+        started.sort(key=lambda r: r.started_ns)
+        for prev, nxt in zip(started, started[1:], strict=False):
+            if nxt.lane == prev.lane and nxt.submitted_ns <= prev.finished_ns <= nxt.started_ns:
+                gap = nxt.started_ns - prev.finished_ns
+                if gap < 50_000_000:  # a longer gap is the caller pausing, not the executor
+                    self.handoff[nxt.lane] = self._learn(
+                        self.handoff.get(nxt.lane, self.default_handoff_ns), gap
+                    )
+
+    def _learn(self, old: float, sample: float) -> float:
+        """EWMA step with the sample clamped to 10x the estimate: a cold start (a process pool
+        spawning, a first import) must not make a lane look unusable for many batches."""
+        return old + self.alpha * (min(float(sample), 10.0 * old + 1000.0) - old)
+
+    def on_batch(self, result: Any) -> None:
+        """``LaneExecutor.batch_observers`` hook: learn from a finished batch's trace."""
+        trace = getattr(result, "trace", None)
+        if trace is not None:
+            kinds = {n: str(v.get("kind", "")) for n, v in trace.lanes.items()}
+            self.observe(trace.tasks, kinds)
+
+    # -- deciding ---------------------------------------------------------------------------------
+    def decider(self, executor: Any, resolved: list[Resolved]) -> Decision:
+        """``LaneExecutor._decider`` hook: the executor's lanes and first process lane."""
+        lanes = executor.lanes
+        proc = self.process_lane or next(
+            (n for n, ln in lanes.items() if _lane_facts(ln)[0] == "process"), None
+        )
+        return self.decide(resolved, lanes, proc)
+
+    def _estimate(self, r: Resolved) -> tuple[float, float, bool]:
+        """(wall_ns, cpu_fraction, profiled) of one call."""
+        p = self.profiles.get(r.name)
+        if p is not None:
+            return p.wall_ns, p.cpu_fraction, True
+        if r.name in FAST_OPS:
+            return 50_000.0, 0.5, False
+        return self.unknown_wall_ns, 1.0 if r.cpu_bound else 0.0, False
+
+    def decide(
+        self, resolved: list[Resolved], lanes: Mapping[str, Any], process_lane: str | None = None
+    ) -> Decision:
+        n = len(resolved)
+        facts = {}
+        for r in resolved:
+            if r.lane not in lanes:
+                raise ValueError(f"AutoPolicy: call {r.name!r} is in unknown lane {r.lane!r}")
+            facts[r.lane] = _lane_facts(lanes[r.lane])
+        if process_lane is not None:
+            if process_lane not in lanes:
+                raise ValueError(f"AutoPolicy: unknown process lane {process_lane!r}")
+            facts[process_lane] = _lane_facts(lanes[process_lane])
+        est = [self._estimate(r) for r in resolved]
+        profiled = sum(e[2] for e in est)
+
+        heavy = [
+            i
+            for i, (r, (w, f, known)) in enumerate(zip(resolved, est, strict=True))
+            if (known and f > self.cpu_heavy_fraction and w > self.cpu_heavy_ns)
+            or (not known and r.cpu_bound)
+        ]
+        routes: dict[int, str] = {}
+        if process_lane is not None and len(heavy) >= 2:
+            routes = {i: process_lane for i in heavy if resolved[i].lane != process_lane}
+        if profiled == 0 and not routes:
+            seed = seed_rule([r.name for r in resolved])
+            return Decision(seed.mode, f"no profiles yet, seed rule: {seed.reason}")
+        if n < 2:
+            return Decision("sequential", f"{n} call: nothing to overlap")
+
+        t_seq = sum(
+            w + self.handoff.get(r.lane, self.default_handoff_ns)
+            for r, (w, _, _) in zip(resolved, est, strict=True)
+        )
+        t_par, bound = self._predict_parallel(resolved, est, routes, facts)
+        saving = t_seq - t_par
+        head = (
+            f"predicted parallel {_fmt(t_par)} ({bound}) vs sequential {_fmt(t_seq)} "
+            f"for {n} calls ({profiled} profiled)"
+        )
+        if t_par >= self.min_ratio * t_seq or saving < self.min_saving_ns:
+            why = (
+                f"parallel ≥ {self.min_ratio:.0%} of sequential"
+                if t_par >= self.min_ratio * t_seq
+                else f"saving {_fmt(max(0.0, saving))} < {_fmt(self.min_saving_ns)}"
+            )
+            if all(w < self.tiny_ns for w, _, _ in est):
+                why += f"; all tools under {_fmt(self.tiny_ns)}, dispatch overhead dominates"
+            elif bound == "GIL":
+                why += "; CPU-bound Python on threads shares one GIL"
+            return Decision("sequential", f"sequential: {head}: {why}")
+        reason = f"parallel: {head}, {t_seq / t_par:.1f}x"
+        if routes:
+            names = sorted({resolved[i].name for i in routes})
+            reason += (
+                f"; {len(routes)} CPU-heavy call(s) ({', '.join(names)}) routed to "
+                f"process lane {process_lane!r}"
+            )
+        return Decision("parallel", reason, routes)
+
+    def _predict_parallel(
+        self,
+        resolved: list[Resolved],
+        est: list[tuple[float, float, bool]],
+        routes: Mapping[int, str],
+        facts: Mapping[str, tuple[str, int]],
+    ) -> tuple[float, str]:
+        per_lane: dict[str, list[float]] = {}
+        gil_cpu = all_cpu = 0.0
+        for i, (r, (w, f, _)) in enumerate(zip(resolved, est, strict=True)):
+            lane = routes.get(i, r.lane)
+            kind = facts[lane][0]
+            cost = w + self.dispatch.get(lane, self.default_dispatch_ns)
+            if i in routes:
+                cost += self.process_overhead_ns
+            per_lane.setdefault(lane, []).append(cost)
+            all_cpu += f * w
+            if kind in GIL_KINDS:
+                gil_cpu += f * w
+        bounds = {
+            "slots": max(_makespan(ds, facts[ln][1]) for ln, ds in per_lane.items()),
+            "GIL": gil_cpu,
+            "cores": all_cpu / self.n_cores,
+        }
+        bound = max(bounds, key=lambda k: bounds[k])
+        return self.fanout_ns + bounds[bound], bound
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profiles": {k: p.to_dict() for k, p in sorted(self.profiles.items())},
+            "handoff_us": {k: v / 1e3 for k, v in sorted(self.handoff.items())},
+            "dispatch_us": {k: v / 1e3 for k, v in sorted(self.dispatch.items())},
+            "n_cores": self.n_cores,
+            "min_ratio": self.min_ratio,
+            "min_saving_ms": self.min_saving_ns / 1e6,
+            "cpu_heavy": {"fraction": self.cpu_heavy_fraction, "ms": self.cpu_heavy_ns / 1e6},
+        }

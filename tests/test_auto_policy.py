@@ -1,0 +1,239 @@
+"""AutoPolicy: decisions from recorded tool profiles (TaskRecords built directly)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import lanepar as lp
+from lanepar.config import DEFAULT_LANES, LaneConfig
+from lanepar.policy.auto import AutoPolicy, Decision, ToolProfile, seed_rule
+from lanepar.tools.registry import Resolved
+
+US = 1_000
+MS = 1_000_000
+LANES: dict[str, LaneConfig] = {
+    **DEFAULT_LANES,
+    "cpu": LaneConfig(max_concurrency=4, kind="process", priority=2),
+}
+_ids = iter(range(1, 10**9))
+
+
+def rec(
+    name: str,
+    wall_ns: int,
+    cpu_ns: int,
+    *,
+    lane: str = "execute",
+    start: int = 0,
+    dispatch: int = 50 * US,
+    outcome: str = "ok",
+    slot: int = 0,
+) -> lp.TaskRecord:
+    return lp.TaskRecord(
+        id=next(_ids), lane=lane, name=name, args_summary="", outcome=outcome,
+        submitted_ns=start, slot_free_ns=start, started_ns=start + dispatch,
+        finished_ns=start + dispatch + wall_ns, cpu_ns=cpu_ns, wait_ns=wall_ns - cpu_ns, slot=slot,
+    )  # fmt: skip
+
+
+def call(name: str, lane: str = "execute", cpu_bound: bool = False) -> Resolved:
+    return Resolved(name, lane, print, False, cpu_bound)
+
+
+def trained(*profiles: tuple[str, int, float, str], repeats: int = 3) -> AutoPolicy:
+    """A policy that has seen each (name, wall_ns, cpu_fraction, lane) ``repeats`` times."""
+    pol = AutoPolicy(n_cores=4)
+    for _ in range(repeats):
+        pol.observe(rec(n, w, int(w * f), lane=ln) for n, w, f, ln in profiles)
+    return pol
+
+
+def test_profile_is_an_ewma_of_wall_and_cpu_fraction() -> None:
+    p = ToolProfile("x")
+    p.update(10 * MS, 10 * MS, True, 0.5)
+    assert (p.wall_ns, p.cpu_fraction) == (10 * MS, 1.0)
+    p.update(20 * MS, 0, False, 0.5)
+    assert p.wall_ns == pytest.approx(15 * MS)
+    assert p.cpu_fraction == pytest.approx(0.5)
+    assert (p.count, p.errors) == (2, 1)
+    assert json.loads(json.dumps(p.to_dict()))["wall_ms"] == pytest.approx(15.0)
+
+
+def test_without_profiles_the_seed_rule_decides() -> None:
+    pol = AutoPolicy()
+    for names in (["read", "grep"], ["glob", "ls", "glob"], ["read", "grep", "bash"]):
+        d = pol.decide([call(n) for n in names], LANES)
+        assert d.mode == seed_rule(names).mode
+        assert "seed rule" in d.reason and d.routes == {}
+
+
+def test_tiny_tools_run_sequentially_because_overhead_dominates() -> None:
+    # The seed's case: five glob/ls calls of ~40 µs each.
+    pol = trained(("glob", 40 * US, 0.8, "query"), ("ls", 30 * US, 0.8, "query"))
+    d = pol.decide([call(n, "query") for n in ["glob", "ls", "glob", "ls", "glob"]], LANES)
+    assert d.mode == "sequential"
+    assert "under 200 µs" in d.reason and "dispatch overhead dominates" in d.reason
+    assert "predicted parallel" in d.reason and "sequential" in d.reason
+
+
+def test_io_bound_tools_run_in_parallel_with_the_speedup_in_the_reason() -> None:
+    pol = trained(("read", 20 * MS, 0.05, "query"), ("grep", 30 * MS, 0.1, "query"))
+    d = pol.decide([call(n, "query") for n in ["read", "grep", "read", "grep"]], LANES)
+    assert d.mode == "parallel" and d.routes == {}
+    # sequential ~100 ms; parallel (query has 16 slots) ~30 ms: about 3x.
+    assert "x" in d.reason.split(",")[-1]
+    speedup = float(d.reason.rsplit(", ", 1)[-1].rstrip("x"))
+    assert 2.5 < speedup < 3.6
+
+
+def test_cpu_heavy_python_on_threads_gains_nothing_without_a_process_lane() -> None:
+    pol = trained(("parse", 30 * MS, 0.99, "execute"))
+    d = pol.decide([call("parse") for _ in range(4)], LANES)
+    assert d.mode == "sequential" and "GIL" in d.reason
+    # With a third of the time waiting, overlapping the waits does pay.
+    pol = trained(("parse", 30 * MS, 0.66, "execute"))
+    assert pol.decide([call("parse") for _ in range(4)], LANES).mode == "parallel"
+
+
+def test_cpu_heavy_calls_are_routed_to_the_process_lane() -> None:
+    pol = trained(("parse", 30 * MS, 0.95, "execute"), ("read", 5 * MS, 0.1, "query"))
+    calls = [call("parse"), call("read", "query"), call("parse"), call("parse")]
+    d = pol.decide(calls, LANES, "cpu")
+    assert d.mode == "parallel"
+    assert d.routes == {0: "cpu", 2: "cpu", 3: "cpu"}
+    assert "'cpu'" in d.reason and "parse" in d.reason
+
+
+def test_one_heavy_call_is_not_worth_a_process() -> None:
+    pol = trained(("parse", 30 * MS, 0.95, "execute"), ("read", 20 * MS, 0.1, "query"))
+    d = pol.decide([call("parse"), call("read", "query"), call("read", "query")], LANES, "cpu")
+    assert d.routes == {}
+    assert d.mode == "parallel"
+
+
+def test_short_cpu_calls_stay_on_their_lane() -> None:
+    # 90% CPU but only 2 ms: below the 5 ms floor, a process round trip would cost more.
+    pol = trained(("hash", 2 * MS, 0.9, "query"))
+    d = pol.decide([call("hash", "query") for _ in range(4)], LANES, "cpu")
+    assert d.routes == {}
+
+
+def test_registered_cpu_bound_tools_are_routed_before_any_profile() -> None:
+    pol = AutoPolicy(n_cores=4)
+    d = pol.decide([call("crunch", cpu_bound=True) for _ in range(3)], LANES, "cpu")
+    assert d.mode == "parallel" and d.routes == {0: "cpu", 1: "cpu", 2: "cpu"}
+
+
+def test_a_single_call_is_sequential() -> None:
+    pol = trained(("read", 20 * MS, 0.0, "query"))
+    assert pol.decide([call("read", "query")], LANES).mode == "sequential"
+
+
+def test_learned_handoff_and_dispatch_costs_change_the_decision() -> None:
+    # Four 1 ms I/O calls: worth overlapping with cheap dispatch ...
+    pol = trained(("fetch", 1 * MS, 0.0, "query"))
+    calls = [call("fetch", "query") for _ in range(4)]
+    assert pol.decide(calls, LANES).mode == "parallel"
+    # ... but not once the lane is seen to take 3 ms to dispatch each task.
+    pol.observe([rec("fetch", 1 * MS, 0, lane="query", dispatch=200 * MS)])
+    assert pol.dispatch["query"] < 2 * MS  # one cold start (a pool spawning) is clamped
+    for _ in range(30):
+        pol.observe([rec("fetch", 1 * MS, 0, lane="query", dispatch=3 * MS)])
+    assert pol.dispatch["query"] == pytest.approx(3 * MS, rel=0.01)
+    assert pol.decide(calls, LANES).mode == "sequential"
+
+
+def test_observe_learns_the_back_to_back_handoff() -> None:
+    pol = AutoPolicy()
+    # Three tasks submitted together, run one after another with a 400 µs gap between them.
+    recs = []
+    t = 0
+    for _ in range(3):
+        r = lp.TaskRecord(id=next(_ids), lane="execute", name="x", args_summary="", outcome="ok",
+                          submitted_ns=0, slot_free_ns=t, started_ns=t, finished_ns=t + MS,
+                          cpu_ns=0, wait_ns=MS, slot=0)  # fmt: skip
+        recs.append(r)
+        t += MS + 400 * US
+    for _ in range(30):
+        pol.observe(recs)
+    assert pol.handoff["execute"] == pytest.approx(400 * US, rel=0.01)
+
+
+def test_cancelled_and_unstarted_records_are_ignored() -> None:
+    pol = AutoPolicy()
+    pol.observe([rec("x", MS, 0, outcome="cancelled"), rec("y", MS, 0, slot=-1)])
+    assert pol.profiles == {}
+
+
+def test_bad_lanes_are_named() -> None:
+    pol = AutoPolicy()
+    with pytest.raises(ValueError, match="unknown lane 'nope'"):
+        pol.decide([call("read", "nope")], LANES)
+    with pytest.raises(ValueError, match="unknown process lane 'gpu'"):
+        pol.decide([call("read", "query")], LANES, "gpu")
+
+
+def test_lane_facts_come_from_live_lanes_and_trace_dicts() -> None:
+    pol = trained(("fetch", 10 * MS, 0.0, "q"))
+    calls = [call("fetch", "q") for _ in range(4)]
+    one = pol.decide(calls, {"q": {"kind": "async", "max_concurrency": 1}})
+    four = pol.decide(calls, {"q": {"kind": "async", "max_concurrency": 4}})
+    assert one.mode == "sequential"  # a 1-slot lane cannot overlap anything
+    assert four.mode == "parallel"
+
+
+def test_decision_is_json_and_to_dict_reports_profiles() -> None:
+    pol = trained(("read", 20 * MS, 0.05, "query"))
+    d = pol.decide([call("read", "query")] * 3, LANES)
+    assert isinstance(d, Decision)
+    json.dumps(d.to_dict())
+    snap = json.loads(json.dumps(pol.to_dict()))
+    assert snap["profiles"]["read"]["count"] == 3
+
+
+@pytest.fixture
+def executor() -> Iterator[lp.LaneExecutor]:
+    with lp.LaneExecutor(LANES) as ex:
+        yield ex
+
+
+def test_wired_into_an_executor_it_learns_and_routes(executor: lp.LaneExecutor) -> None:
+    pol = AutoPolicy(n_cores=2)
+    executor._decider = pol.decider
+    executor.batch_observers.append(pol.on_batch)
+
+    def spin(n: int) -> int:
+        return sum(i * i for i in range(n))
+
+    calls: list[Any] = [lp.ToolCall(spin, 200_000) for _ in range(3)]
+    first = executor.run_batch(calls, mode="auto")
+    assert first.decision is not None and "seed rule" in first.decision.reason
+    assert pol.profiles["spin"].count == 3
+    # The three ran together on one GIL: each waited for the others, yet the profile sees
+    # through that wait and knows the tool is CPU-bound.
+    assert pol.profiles["spin"].cpu_fraction > 0.7
+    second = executor.run_batch(calls, mode="auto")
+    assert second.decision is not None
+    assert second.decision.routes == {0: "cpu", 1: "cpu", 2: "cpu"}, second.decision.reason
+    assert second.trace is not None
+    assert {t.lane for t in second.trace.tasks} == {"cpu"}
+    assert second.results == first.results
+
+
+def test_gil_wait_of_overlapping_thread_tasks_is_not_counted_as_io() -> None:
+    # Three 10 ms CPU tasks that ran together on one GIL: each took 30 ms, 10 ms on CPU.
+    recs = [rec("spin", 30 * MS, 10 * MS, dispatch=0, slot=i) for i in range(3)]
+    naive, aware = AutoPolicy(), AutoPolicy()
+    naive.observe(recs)
+    aware.observe(recs, {"execute": "thread"})
+    assert naive.profiles["spin"].cpu_fraction == pytest.approx(1 / 3)
+    assert aware.profiles["spin"].cpu_fraction == pytest.approx(1.0)
+    assert aware.profiles["spin"].wall_ns == pytest.approx(10 * MS)
+    # The same overlap in a process lane is real parallelism: nothing to correct.
+    proc = AutoPolicy()
+    proc.observe(recs, {"execute": "process"})
+    assert proc.profiles["spin"].cpu_fraction == pytest.approx(1 / 3)
