@@ -1,0 +1,147 @@
+"""The example notebooks run top to bottom and show the figures their story is about.
+
+Each notebook is executed in a real kernel with nbclient, as CI and a Binder user would run it,
+then its outputs are searched for the lines the notebook prints about its key figures. The
+markers are the notebooks' own printed labels followed by parsed numbers, so a notebook that runs
+but computes nothing (an empty batch, a fit that never happened) fails here too. The notebooks
+are stored without outputs; the fast tests below keep it that way.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+SNAPSHOT_MIME = "application/vnd.lanepar.trace+json"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+#: notebook -> (text markers that must appear, mime types that must appear in some output)
+EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "01-quickstart.ipynb": (
+        ("dispatch p50", "queued p50", "30 results, 0 errors", "speedup"),
+        (SNAPSHOT_MIME, "text/html"),
+    ),
+    "02-scalability.ipynb": (
+        ("Amdahl fit over lane limits", "P = ", "with 32 tools:"),
+        (PLOTLY_MIME,),
+    ),
+    "03-cpu-vs-io.ipynb": (
+        ("cores used", "LLM answered", "decision mode=", "reason:"),
+        (PLOTLY_MIME,),
+    ),
+    "04-autotune.ipynb": (
+        ("fixed 8", "auto, batch 3", "limit changes recorded:", "best fixed limit:"),
+        (PLOTLY_MIME,),
+    ),
+    "05-what-if.ipynb": (
+        ("predicted ms", "measured ms", "mean |error|"),
+        (PLOTLY_MIME,),
+    ),
+}
+
+
+def _load(name: str) -> Any:
+    return nbformat.read(NOTEBOOKS_DIR / name, as_version=4)
+
+
+def _texts(nb: Any) -> str:
+    """Every text an executed notebook shows: streams and text/plain of rich outputs."""
+    parts: list[str] = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif "data" in out and "text/plain" in out.data:
+                parts.append(str(out.data["text/plain"]))
+    return "\n".join(parts)
+
+
+def _mimes(nb: Any) -> set[str]:
+    return {m for c in nb.cells for o in c.get("outputs", []) for m in o.get("data", {})}
+
+
+def _number(text: str, pattern: str) -> float:
+    m = re.search(pattern, text)
+    assert m is not None, f"no match for {pattern!r} in the notebook's output"
+    return float(m.group(1))
+
+
+# -- fast checks on the stored files -----------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_notebook_is_stored_valid_and_stripped(name: str) -> None:
+    """Outputs belong to a run, not to git: a stored output would go stale with the code."""
+    nb = _load(name)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, "a notebook without code tells no story"
+    for cell in code:
+        assert cell.outputs == [], f"cell {cell.get('id')} has stored outputs"
+        assert cell.execution_count is None, f"cell {cell.get('id')} has an execution count"
+    assert "widgets" not in nb.metadata, "stored widget state (megabytes) must be stripped too"
+
+
+def test_every_numbered_notebook_is_covered() -> None:
+    """A new notebook must get markers here (06-dask is tested with the dask backend)."""
+    found = {p.name for p in NOTEBOOKS_DIR.glob("0*.ipynb") if not p.name.startswith("06-")}
+    assert found == set(EXPECTED)
+
+
+# -- executing them --------------------------------------------------------------------------
+@pytest.mark.notebook
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_notebook_runs_and_shows_its_figures(name: str, tmp_path: Path) -> None:
+    nb = _load(name)
+    client = nbclient.NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()  # raises CellExecutionError on the first failing cell
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "not every cell ran"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+    stderr = [o.text for c in code for o in c.outputs if o.get("name") == "stderr"]
+    assert not any("Traceback" in s for s in stderr), stderr
+
+    text = _texts(nb)
+    markers, mimes = EXPECTED[name]
+    for marker in markers:
+        assert marker in text, f"{name}: {marker!r} not in its output"
+    missing = set(mimes) - _mimes(nb)
+    assert not missing, f"{name}: no output of type {sorted(missing)}"
+    _check_figures(name, text)
+
+
+def _check_figures(name: str, text: str) -> None:
+    """The key figures are real numbers in their possible range (no timing claims)."""
+    if name == "01-quickstart.ipynb":
+        assert _number(text, r"dispatch p50 (\d+) µs") >= 0
+        assert _number(text, r"speedup ([\d.]+)x on 30 tools") > 0
+    elif name == "02-scalability.ipynb":
+        p = _number(text, r"P = ([\d.]+) \(Amdahl")
+        assert 0.0 <= p <= 1.0
+        assert _number(text, r"with 32 tools: ([\d.]+)x") > 0
+    elif name == "03-cpu-vs-io.ipynb":
+        rows = dict(re.findall(r"^(loop|threads|procs) +[\d.]+ +[\d.]+ +([\d.]+)", text, re.M))
+        assert set(rows) == {"loop", "threads", "procs"}
+        # CPU-seconds per busy second on the event loop: one thread, so never much above 1.
+        assert float(rows["loop"]) <= 1.15
+    elif name == "04-autotune.ipynb":
+        # The adaptive lane must have moved its limit (it starts at min_concurrency=1).
+        assert _number(text, r"limit changes recorded: (\d+)") >= 1
+        limits = [int(x) for x in re.findall(r"limit +(\d+) +source", text)]
+        assert limits and all(1 <= n <= 64 for n in limits)
+    elif name == "05-what-if.ipynb":
+        rows = re.findall(r"^ +(\d+) +(\d+) +(\d+) +([+-][\d.]+)%$", text, re.M)
+        assert [int(r[0]) for r in rows] == [1, 2, 4, 8, 16, 32]
+        # The replay is a model of waits and CPU: it must land in the right ballpark.
+        assert _number(text, r"mean \|error\| ([\d.]+)%") < 50.0
