@@ -29,6 +29,12 @@ class SharedBudget:
         self.active = {ln.name: 0 for ln in lanes}
         self._waiters = {ln.name: collections.deque() for ln in lanes}
 
+    def add_lane(self, lane: Lane) -> None:
+        """A lane created while running (auto mode's process lane) joins without a reset."""
+        self.lanes = sorted([*self.lanes, lane], key=lambda ln: ln.config.priority)
+        self.active[lane.name] = 0
+        self._waiters[lane.name] = collections.deque()
+
     @property
     def shared_cap(self) -> int:
         return self.total - sum(ln.config.min_concurrency for ln in self.lanes)

@@ -28,7 +28,7 @@ from .batch import BatchResult, TaskHandle, _Batch
 from .budget import SharedBudget
 from .config import DEFAULT_LANES, LaneConfig, validate_lanes
 from .lane import Job, Lane, TaskCancelledError
-from .policy.auto import Decision, seed_rule
+from .policy.auto import AutoPolicy, Decision, seed_rule
 from .tools.registry import Resolved, ToolCall, resolve, summarize_args
 from .trace.model import Delta, Trace
 from .trace.recorder import Recorder
@@ -96,6 +96,10 @@ class LaneExecutor:
         #: Hooks for policies (auto mode learns from traces): called with each finished batch.
         self.batch_observers: list[Callable[[BatchResult], None]] = []
         self._resolved: dict[tuple[Any, ...], Resolved] = {}
+        #: Auto mode's memory: per-tool profiles learnt from every traced batch.
+        self.auto_policy = AutoPolicy()
+        if self.tracing:
+            self.batch_observers.append(self.auto_policy.on_batch)
         self._decider: Callable[[LaneExecutor, list[Resolved]], Decision] | None = None
 
     # -- construction helpers ----------------------------------------------------------------
@@ -272,8 +276,7 @@ class LaneExecutor:
         resolved = [self._resolve(c) for c in calls]
         decision: Decision | None = None
         if mode == "auto":
-            decider = self._decider or (lambda _ex, rs: seed_rule([r.name for r in rs]))
-            decision = decider(self, resolved)
+            decision = self._decide(resolved)
             mode = decision.mode
             if self.tracing:
                 self.recorder.add_event("decision", **decision.to_dict(), tasks=len(calls))
@@ -323,6 +326,32 @@ class LaneExecutor:
             for lane, items in per_lane.items():
                 lane.push(items)
         return batch, decision, mode
+
+    def _decide(self, resolved: list[Resolved]) -> Decision:
+        if self._decider is not None:
+            return self._decider(self, resolved)
+        if not self.tracing:  # nothing to learn from: the seed's rule
+            return seed_rule([r.name for r in resolved])
+        self.auto_policy.process_lane = self._process_lane_for_auto()
+        return self.auto_policy.decider(self, resolved)
+
+    def _process_lane_for_auto(self) -> str:
+        """Auto mode routes CPU-heavy pure-Python tools to a process lane; when the user
+        configured none, one is added (children start only when a task is routed there)."""
+        for name, lane in self._lanes.items():
+            if lane.config.kind == "process":
+                return name
+        name = "cpu" if "cpu" not in self._lanes else "auto-process"
+        cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+        cfg = LaneConfig(min_concurrency=0, max_concurrency=cores, kind="process", priority=2)
+        lane = self._make_lane(name, cfg)
+        self.lane_configs[name] = cfg
+        self._lanes[name] = lane
+        if self._budget is not None:
+            self._budget.add_lane(lane)
+        if self._tg is not None:
+            lane.start(self._tg)
+        return name
 
     def _resolve(self, call: ToolCall) -> Resolved:
         # Agents send the same few tools over and over: resolve each (target, lane, name) once.
