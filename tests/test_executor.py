@@ -235,10 +235,18 @@ def test_auto_mode_starts_from_the_seed_rule() -> None:
 
     with lp.LaneExecutor() as ex:
         two = ex.run_batch([lp.ToolCall(noop), lp.ToolCall(noop)], mode="auto")
+    with lp.LaneExecutor() as ex:
         five = ex.run_batch([lp.ToolCall(noop) for _ in range(5)], mode="auto")
+        # once profiled, instant tools run sequentially: parallelism cannot repay dispatch
+        again = ex.run_batch([lp.ToolCall(noop) for _ in range(5)], mode="auto")
     assert two.mode == "sequential" and two.decision is not None
     assert "fewer than 3" in two.decision.reason
-    assert five.mode == "parallel"
+    assert five.mode == "parallel" and "seed rule" in (
+        five.decision.reason if five.decision else ""
+    )
+    assert again.mode == "sequential"
+    assert five.trace is not None
+    assert [e["mode"] for e in five.trace.events if e["type"] == "decision"] == ["parallel"]
 
 
 def test_sync_bodies_never_run_on_the_loop() -> None:
