@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,7 @@ class _Batch:
             if self.cancelled:
                 self.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
                 return
+            job.pushed_ns = time.perf_counter_ns()
             lane.push(((prio, job),))
         if self.remaining <= 0:
             self.done.set()

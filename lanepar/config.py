@@ -76,10 +76,11 @@ class LaneConfig:
 
     @property
     def initial_limit(self) -> int:
-        """The limit a lane starts at: adaptive lanes start low and probe upwards."""
+        """The limit a lane starts at: adaptive lanes start low (4, as a small connection pool
+        would) and probe upwards; starting at 1 wastes the first windows on a ramp."""
         if isinstance(self.max_concurrency, int):
             return self.max_concurrency
-        return max(1, self.min_concurrency)
+        return min(self.limit_ceiling, max(1, self.min_concurrency, 4))
 
     def replace(self, **changes: object) -> LaneConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -123,8 +123,10 @@ class LaneExecutor:
         from .policy.autotune import AdaptiveLimiter
 
         cfg = lane.config
+        # Windows of 8 completions: a real service's latency jitter (connection set-up, a
+        # busy machine) made 4-sample medians cut the limit on noise (benchmarks/adaptive.py).
         limiter = AdaptiveLimiter(
-            max(1, cfg.min_concurrency), cfg.limit_ceiling, initial=cfg.initial_limit
+            max(1, cfg.min_concurrency), cfg.limit_ceiling, initial=cfg.initial_limit, min_window=8
         )
         self.limiters[lane.name] = limiter
 

@@ -59,6 +59,7 @@ class Job:
         "is_async",
         "kwargs",
         "name",
+        "pushed_ns",
         "submitted_ns",
         "timeout_s",
     )
@@ -86,6 +87,9 @@ class Job:
         self.timeout_s = timeout_s
         self.id = job_id
         self.submitted_ns = submitted_ns
+        # When the job reached its lane's queue: later than submission in sequential mode,
+        # where each job waits for its predecessor (queued time, not dispatch overhead).
+        self.pushed_ns = submitted_ns
         self.attempt = 0
         self.args_summary = ""
 
@@ -288,7 +292,7 @@ class Lane:
             if self.observers:
                 self._observe(job, outcome, _pc() - t_body, None)
             return
-        free = max(job.submitted_ns, w.free_at, granted)
+        free = max(job.pushed_ns, w.free_at, granted)
         probe = TaskProbe(self.resolution_ns, self.max_segments)
         if rec.live:
             rec.running[job.id] = [
@@ -360,7 +364,7 @@ class Lane:
             self.recorder.running.pop(job.id, None)
             now = _pc()
             probe = TaskProbe(self.resolution_ns, self.max_segments)
-            probe.started_ns = max(job.submitted_ns, w.free_at)
+            probe.started_ns = max(job.pushed_ns, w.free_at)
             probe.finished_ns = now
             probe.wait(probe.started_ns, now)
             self._record(job, w.slot, probe.started_ns, probe, outcome, exc)

@@ -205,3 +205,18 @@ def test_process_lane_cancel_kills_its_child_and_nothing_is_left() -> None:
     time.sleep(0.2)
     alive = {p.pid for p in me.children(recursive=True)}
     assert not alive & set(pids), "process-lane children outlived the executor"
+
+
+def test_sequential_waits_are_queued_not_dispatch() -> None:
+    async def nap() -> None:
+        await anyio.sleep(0.02)
+
+    with lp.LaneExecutor() as ex:
+        calls = [lp.ToolCall(nap, lane=lane) for lane in ("query", "generate", "query", "control")]
+        b = ex.run_batch(calls, mode="sequential")
+    assert b.trace is not None
+    recs = b.trace.tasks
+    for i, rec in enumerate(recs):
+        assert rec.dispatch_ns < 5 * MS  # waiting for the predecessor is not scheduler overhead
+        if i:
+            assert rec.queued_ns >= recs[i - 1].finished_ns - rec.submitted_ns - 1 * MS

@@ -43,6 +43,10 @@ from typing import Any
 ALGORITHMS = ("gradient", "aimd")
 
 
+#: The most the latency target may widen for measurement noise (x the tolerance).
+NOISE_CAP = 1.2
+
+
 class AdaptiveLimiter:
     """A concurrency limit in ``[min_limit, ceiling]`` that follows observed latency and errors.
 
@@ -177,7 +181,9 @@ class AdaptiveLimiter:
         if latency is None:
             return limit
         base = min(self._recent)
-        allowed = self.tolerance * base * (1.0 + 3.0 * self._noise)
+        # The noise allowance is capped: past it, "noise" is queueing, and a latency target
+        # that grows with noise would let p99 drift far above the no-load latency.
+        allowed = self.tolerance * base * min(1.0 + 3.0 * self._noise, NOISE_CAP)
         gradient = max(0.5, min(1.0, allowed / latency)) if latency > 0 else 1.0
         self.last_gradient = gradient
         if gradient < 1.0:
