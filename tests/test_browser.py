@@ -216,3 +216,72 @@ def test_static_snapshot_draws_and_hovers(tmp_path: Path) -> None:
         page.wait_for_timeout(100)
         page.screenshot(path=str(ARTIFACTS / "snapshot-zoomed.png"))
         assert before and not errors, errors
+
+
+def _big_trace(n: int) -> lp.Trace:
+    """``n`` tasks on 4 lanes x 16 slots, back to back, with queued/dispatch/cpu/wait each."""
+    from lanepar.trace.model import KIND_CODE
+
+    q, d, c, w = (KIND_CODE[k] for k in ("queued", "dispatch", "cpu", "wait"))
+    lanes = ["control", "query", "execute", "generate"]
+    tasks = []
+    t0 = 1_000_000_000
+    ends = [t0] * 64
+    for i in range(n):
+        row = i % 64
+        sub = ends[row] - 200_000
+        free, start = ends[row], ends[row] + 20_000
+        mid, fin = (
+            start + 300_000 + (i * 7919) % 400_000,
+            start + 1_000_000 + (i * 104729) % 900_000,
+        )
+        ends[row] = fin
+        segs = [(q, sub, free), (d, free, start), (c, start, mid), (w, mid, fin)]
+        tasks.append(
+            lp.TaskRecord(
+                id=i + 1, lane=lanes[row // 16], name=f"tool{i % 7}", args_summary=f"f{i}.py",
+                outcome="error" if i % 997 == 0 else "ok", submitted_ns=sub, slot_free_ns=free,
+                started_ns=start, finished_ns=fin, cpu_ns=mid - start, wait_ns=fin - mid,
+                slot=row % 16, segments=segs,
+            )
+        )  # fmt: skip
+    info = {"kind": "async", "priority": 1, "min_concurrency": 1, "max_concurrency": 16}
+    return lp.Trace(tasks, lanes={name: info for name in lanes}, n_cores=2)
+
+
+REDRAW = """async (n) => {
+  const canvas = document.querySelector('canvas.lanepar-timeline');
+  const box = canvas.getBoundingClientRect();
+  const frame = () => new Promise(r => requestAnimationFrame(() => r()));
+  await frame();
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    canvas.dispatchEvent(new WheelEvent('wheel', {deltaY: i % 2 ? 300 : -300, bubbles: true,
+      cancelable: true, clientX: box.left + box.width * 0.6, clientY: box.top + 20}));
+    await frame();
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return {median: times[Math.floor(n / 2)], max: times[n - 1]};
+}"""
+
+
+def test_a_50k_task_timeline_stays_interactive(tmp_path: Path) -> None:
+    trace = _big_trace(50_000)
+    page_html = tmp_path / "big.html"
+    page_html.write_text(snapshot_page(trace, trace.summary(), title="50k tasks"))
+    with chromium_page(1300, 700) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_html.as_uri())
+        page.wait_for_selector(".lanepar-dashboard canvas.lanepar-timeline", timeout=60_000)
+        assert page.inner_text(".lanepar-done") == "50000 / 50000"
+        timing = page.evaluate(REDRAW, 20)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "timeline-50k.png"))
+    print(
+        f"50k-task timeline: zoom redraw median {timing['median']:.1f} ms, max {timing['max']:.1f} ms"
+    )
+    assert not errors, errors
+    assert timing["median"] < 250, timing  # still answers a drag at several frames a second
