@@ -197,3 +197,16 @@ def test_replay_of_a_recorded_batch_matches_its_wall_time() -> None:
     assert r["per_lane"]["io"]["peak_active"] == 4
     r8 = b.trace.replay(lanes={"io": 8})
     assert r8["wall_s"] < r["wall_s"] * 0.7
+
+
+def test_replay_predicts_real_runs_at_other_limits() -> None:
+    """Issue figure: from one run at limit 4, predictions for 1…16 within 10% of real runs."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import replay_accuracy
+
+    r = replay_accuracy.validate()
+    for row in r["rows"]:
+        assert abs(row["error"]) <= 0.10, row
