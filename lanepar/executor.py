@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import contextlib
 import threading
 import time
@@ -39,6 +40,9 @@ T = TypeVar("T")
 _pc = time.perf_counter_ns
 
 _current: list[LaneExecutor] = []
+
+#: Records per batch auto mode learns from (the most recent ones).
+LEARN_PER_BATCH = 512
 
 
 def current() -> LaneExecutor:
@@ -96,10 +100,13 @@ class LaneExecutor:
         #: Hooks for policies (auto mode learns from traces): called with each finished batch.
         self.batch_observers: list[Callable[[BatchResult], None]] = []
         self._resolved: dict[tuple[Any, ...], Resolved] = {}
-        #: Auto mode's memory: per-tool profiles learnt from every traced batch.
+        #: Auto mode's memory: per-tool profiles learnt from traced batches. Learning is
+        #: deferred to the next auto decision (and bounded per batch), so executors that never
+        #: use auto mode pay one list append per batch for it.
         self.auto_policy = AutoPolicy()
+        self._unlearnt: collections.deque[BatchResult] = collections.deque(maxlen=16)
         if self.tracing:
-            self.batch_observers.append(self.auto_policy.on_batch)
+            self.batch_observers.append(self._unlearnt.append)
         self._decider: Callable[[LaneExecutor, list[Resolved]], Decision] | None = None
 
     # -- construction helpers ----------------------------------------------------------------
@@ -316,6 +323,9 @@ class LaneExecutor:
                 per_lane.setdefault(lane, []).append((call.priority, job))
         if rec is not None:
             rec.submitted += len(calls)
+            # A job is submitted when it is in its queue, all of the batch at once: building a
+            # large batch takes milliseconds, and charging that to the first tasks' dispatch
+            # would hide the scheduler's real per-task overhead.
         self._batches.add(batch)
         if mode == "sequential":
             batch.lanes = {ln for ln, _, _ in ordered}
@@ -327,6 +337,16 @@ class LaneExecutor:
             batch.lanes = set(per_lane)
             for lane, items in per_lane.items():
                 lane.push(items)
+        if rec is not None:
+            # A job is submitted once it is in its queue, the whole batch at once (no worker can
+            # run before this returns): building and queueing a large batch takes milliseconds,
+            # and charging that to the first tasks' dispatch would hide the real per-task cost.
+            now = batch.submitted_ns = _pc()
+            for _lane, _prio, job in ordered:
+                job.submitted_ns = job.pushed_ns = now
+            for items in per_lane.values():
+                for _prio, job in items:
+                    job.submitted_ns = job.pushed_ns = now
         return batch, decision, mode
 
     def _decide(self, resolved: list[Resolved]) -> Decision:
@@ -334,6 +354,14 @@ class LaneExecutor:
             return self._decider(self, resolved)
         if not self.tracing:  # nothing to learn from: the seed's rule
             return seed_rule([r.name for r in resolved])
+        while self._unlearnt:
+            b = self._unlearnt.popleft()
+            if b.trace is not None and len(b.trace.tasks) > LEARN_PER_BATCH:
+                # The latest records say all a running average needs; a 20 000-task batch
+                # must not cost 20 000 observations.
+                tail = Trace(b.trace.tasks[-LEARN_PER_BATCH:], lanes=b.trace.lanes)
+                b = dataclasses.replace(b, trace=tail)
+            self.auto_policy.on_batch(b)
         self.auto_policy.process_lane = self._process_lane_for_auto()
         return self.auto_policy.decider(self, resolved)
 

@@ -259,6 +259,9 @@ class Lane:
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
                 await anyio.lowlevel.checkpoint()
+                # The slot was lent to the rest of the loop: it is free again from now, so the
+                # next job's dispatch measures the scheduler, not the other tasks that just ran.
+                w.free_at = _pc()
 
     async def _run(self, w: _Worker, job: Job, granted: int) -> None:
         batch = job.batch
