@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
 import contextlib
+import dataclasses
 import threading
 import time
 import weakref
