@@ -124,8 +124,8 @@ class Sampler:
             except psutil.Error:
                 self._children = []
             self._children_at = now
-        t = os.times()  # a system call, no /proc parsing: the common case costs ~nothing
-        out: dict[int, float] = {self._proc.pid: t.user + t.system}
+        own = os.times()  # a system call, no /proc parsing: the common case costs ~nothing
+        out: dict[int, float] = {self._proc.pid: own.user + own.system}
         for p in self._children:
             try:
                 t = p.cpu_times()
