@@ -1,6 +1,6 @@
 """Parallel efficiency on real socket I/O: N tools against a loopback server with a fixed delay.
 
-Run: ``python benchmarks/io_scaling.py [--delay 0.05] [--concurrency 64] [--repeat 3] [--json]``.
+Run: ``python benchmarks/io_scaling.py [--delay 0.2] [--concurrency 64] [--repeat 3] [--json]``.
 Each tool opens a TCP connection to a server on 127.0.0.1, sends a line and waits for the answer,
 which the server sends after ``--delay`` seconds. Efficiency = speedup / min(N, concurrency),
 where speedup = (N x the measured single-call time) / the parallel batch time. The same batch
@@ -32,7 +32,7 @@ async def gather_batch(host: str, port: int, n: int, c: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--delay", type=float, default=0.05)
+    ap.add_argument("--delay", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")

@@ -137,7 +137,7 @@ def _print_table(report: dict[str, Any], out: Callable[[str], None]) -> None:
         )
     auto = report["rows"][2]
     if auto.get("reason"):
-        out(f"auto mode chose {auto['ran_as']}: {auto['reason']}")
+        out(f"auto mode decided: {auto['reason']}")
     s = report["parallel_summary"]
     out("")
     out("parallel run, from its trace:")
@@ -153,6 +153,11 @@ def _print_table(report: dict[str, Any], out: Callable[[str], None]) -> None:
         f"  dispatch p50 {s['dispatch_p50_us']:.0f} µs, p99 {s['dispatch_p99_us']:.0f} µs; "
         f"queued p50 {s['queued_p50_us']:.0f} µs"
     )
+    if s["dispatch_p50_us"] > 1000:
+        out(
+            "  (sync tools start on threads: their dispatch includes waiting for the GIL while "
+            "CPU-bound tools hold it)"
+        )
     for i, e in report["errors"].items():
         out(f"  tool {i} failed: {e}")
     if "trace" in report:
