@@ -278,3 +278,21 @@ def test_real_kernel_runs_async_cells_and_keeps_the_snapshot() -> None:
     assert snapshot[MIME]["summary"]["tasks"] == 30
     assert snapshot[MIME]["summary"]["ideal_speedup"] == 3  # the cell's --lanes, not the default
     assert outputs[1].data["text/plain"] == str(sum(range(30)))
+
+
+def test_whatif_replays_the_last_run(ip: Any) -> None:
+    with pytest.raises(UsageError, match="no traced run yet"):
+        ip.run_line_magic("lanepar", "whatif query=8")
+    run(ip, "%%lanepar --lanes query=2 --no-live\nb = batch(16, s=0.02)")
+    with capture_output() as cap:
+        ip.run_line_magic("lanepar", "whatif query=4,8")
+    rows = magics_of(ip).last_whatif
+    assert rows is not None and [r["limit"] for r in rows[1:]] == [4, 8]
+    current, at4, at8 = (r["predicted_s"] for r in rows)
+    # 16 x 20 ms of waiting: 2 slots -> ~160 ms, 4 -> ~80 ms, 8 -> ~40 ms
+    assert at4 == pytest.approx(current / 2, rel=0.25)
+    assert at8 == pytest.approx(current / 4, rel=0.3)
+    assert "predicted" in cap.stdout and "(current)" in cap.stdout
+    for bad in ("whatif", "whatif query=x", "whatif query=0", "whatif nolane=4", "whatif q=1 r=2"):
+        with pytest.raises(UsageError):
+            ip.run_line_magic("lanepar", bad)

@@ -49,7 +49,7 @@ CELL_USAGE = (
 )
 LINE_USAGE = (
     "%lanepar config [LANE=N ...] | %lanepar report | %lanepar export PATH | "
-    "%lanepar sweep LANE=N1,N2,... -- EXPR"
+    "%lanepar sweep LANE=N1,N2,... -- EXPR | %lanepar whatif LANE=N1,N2,... [cores=N]"
 )
 
 
@@ -177,6 +177,7 @@ class LaneparMagics(Magics):
         self.last_trace: Trace | None = None
         self.last_summary: dict[str, Any] | None = None
         self.last_sweep: list[dict[str, Any]] | None = None
+        self.last_whatif: list[dict[str, Any]] | None = None
 
     @property
     def executor(self) -> LaneExecutor:
@@ -218,6 +219,10 @@ class LaneparMagics(Magics):
             self._export(rest)
         elif cmd == "sweep":
             self.last_sweep = run_sweep(self, rest)
+        elif cmd == "whatif":
+            from .whatif import run_whatif
+
+            self.last_whatif = run_whatif(self, rest)
         else:
             what = f"unknown command {cmd!r}" if cmd else "a command is needed"
             raise UsageError(f"%lanepar: {what}. usage: {LINE_USAGE}")
