@@ -292,3 +292,23 @@ def test_snapshot_bundle_has_html_and_trace_json(executor: lp.LaneExecutor) -> N
     assert sorted(t["id"] for t in decoded) == sorted(r.id for r in trace.tasks)
     assert end["type"] == "end"
     assert data["state"]["figures"]["done"] == 13
+
+
+def test_decisions_and_limit_changes_reach_the_view() -> None:
+    """Auto mode's decision and a lane's limit over time are shown, from the trace's events."""
+    import anyio
+
+    async def nap() -> None:
+        await anyio.sleep(0.005)
+
+    with lp.LaneExecutor() as ex:
+        dash = lp.Dashboard(ex, hz=10)
+        ex.run_batch([lp.ToolCall(nap, lane="query") for _ in range(6)], mode="auto")
+        ex.set_concurrency("query", 3)
+        ex.run_batch([lp.ToolCall(nap, lane="query") for _ in range(6)])
+        dash.finish()
+    assert any(n.startswith("auto mode:") and "seed rule" in n for n in dash.notes)
+    assert any(n == "query limit set to 3" for n in dash.notes)
+    line = dash.limit_history["query"]
+    assert [p[1] for p in line] == [16, 3]
+    assert line[1][0] >= line[0][0]

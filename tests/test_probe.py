@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -220,3 +221,35 @@ def test_sequential_waits_are_queued_not_dispatch() -> None:
         assert rec.dispatch_ns < 5 * MS  # waiting for the predecessor is not scheduler overhead
         if i:
             assert rec.queued_ns >= recs[i - 1].finished_ns - rec.submitted_ns - 1 * MS
+
+
+def test_a_script_without_a_main_guard_can_use_process_lanes(tmp_path: Path) -> None:
+    """multiprocessing's spawn/forkserver re-run ``__main__`` in children; lanepar's don't."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "agent.py"
+    script.write_text(
+        "import lanepar as lp\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "lanes = {'p': lp.LaneConfig(kind='process', max_concurrency=2)}\n"
+        "with lp.LaneExecutor(lanes=lanes) as ex:\n"
+        "    b = ex.run_batch([lp.ToolCall(square, i, lane='p') for i in range(4)])\n"
+        "print(b.results)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[0, 1, 4, 9]"
+
+
+def test_a_body_the_worker_cannot_load_is_an_error_not_a_dead_worker() -> None:
+    class Local:  # defined in a function: pickle cannot find it by name
+        def __call__(self) -> int:
+            return 1
+
+    with lp.LaneExecutor(lanes={"p": lp.LaneConfig(kind="process")}) as ex:
+        b = ex.run_batch([lp.ToolCall(Local(), lane="p"), lp.ToolCall(os.getpid, lane="p")])
+    assert b.outcomes[1] == "ok" and b.results[1] != os.getpid()

@@ -2,7 +2,7 @@
 
 A slot owns its child (instead of sharing a ``ProcessPoolExecutor``) so that cancelling or timing
 out one task kills exactly the process running it — a pool can only be torn down whole, which
-would break every sibling. Children are started lazily through ``forkserver`` (fork is unsafe in a
+would break every sibling. Children are fresh interpreters started lazily (fork is unsafe in a
 process with threads, as every Jupyter kernel is) and ignore SIGINT: Ctrl-C is the parent's to
 handle. Bodies defined in ``__main__`` (a notebook) travel by value with cloudpickle.
 
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import multiprocessing
+import contextlib
+import json
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -48,15 +50,27 @@ def _dumps(obj: Any, fn: Callable[..., Any]) -> bytes:
         return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
 
 
-def _child_main(conn: Connection) -> None:
+def _child_entry(rfd: int, wfd: int, path_json: str) -> None:
+    """The child's ``main``: started as ``python -c`` with two pipe descriptors and the parent's
+    ``sys.path`` (bodies pickled by reference must import from where the parent found them)."""
+    sys.path[:] = json.loads(path_json)
+    _child_main(Connection(rfd, writable=False), Connection(wfd, readable=False))
+
+
+def _child_main(inbox: Connection, outbox: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn.send_bytes(pickle.dumps(time.perf_counter_ns()))  # clock handshake
+    outbox.send_bytes(pickle.dumps(time.perf_counter_ns()))  # clock handshake
     while True:
         try:
-            data = conn.recv_bytes()
+            data = inbox.recv_bytes()
         except (EOFError, OSError):
             return
-        fn, args, kwargs, res_ns, max_segs, is_async = pickle.loads(data)
+        try:
+            fn, args, kwargs, res_ns, max_segs, is_async = pickle.loads(data)
+        except Exception as e:  # e.g. a body whose module this interpreter cannot import
+            err = RuntimeError(f"the task could not be loaded in the worker process: {e!r}")
+            outbox.send_bytes(pickle.dumps((_RESULT_ERR, err, 0, 0, 0, [], None, os.getpid())))
+            continue
         probe = TaskProbe(res_ns, max_segs)
         body = fn
         if is_async:
@@ -84,7 +98,7 @@ def _child_main(conn: Connection) -> None:
         except Exception as e:
             err = RuntimeError(f"result of {getattr(fn, '__name__', fn)!r} cannot be pickled: {e}")
             payload = pickle.dumps((_RESULT_ERR, err, *reply[2:]))
-        conn.send_bytes(payload)
+        outbox.send_bytes(payload)
 
 
 def _run_coroutine(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
@@ -92,48 +106,85 @@ def _run_coroutine(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
 
 
 class _Child:
-    def __init__(self, ctx: Any, name: str) -> None:
-        parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_child_main, args=(child,), name=name, daemon=True)
+    """One worker process: a fresh interpreter (``python -c``) talking over two pipes.
+
+    Not ``multiprocessing``: its spawn and forkserver modes re-run the parent's ``__main__``
+    script in every child, so a script without an ``if __name__ == "__main__"`` guard would start
+    executors recursively and hang. The child needs nothing from ``__main__``: bodies defined
+    there travel by value (cloudpickle).
+    """
+
+    def __init__(self, name: str) -> None:
+        c_read, p_write = os.pipe()
+        p_read, c_write = os.pipe()
+        code = (
+            "import sys; from lanepar.backends.process import _child_entry; "
+            "_child_entry(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])"
+        )
         t0 = time.perf_counter_ns()
-        self.proc.start()
-        child.close()
-        self.conn: Connection = parent
-        if not parent.poll(60):
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(c_read), str(c_write), json.dumps(sys.path), name],
+                pass_fds=(c_read, c_write),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(c_read)
+            os.close(c_write)
+        self.name = name
+        self.inbox = Connection(p_read, writable=False)
+        self.outbox = Connection(p_write, readable=False)
+        if not self.inbox.poll(60):
             self.kill()
             raise WorkerDied(f"{name}: child process did not start within 60 s")
-        child_t = pickle.loads(parent.recv_bytes())
+        child_t = pickle.loads(self.inbox.recv_bytes())
         t1 = time.perf_counter_ns()
         # The handshake is sent as soon as the child runs, so the start-up cost skews the midpoint:
         # bound it by the round trip instead and record the uncertainty.
         self.offset_ns = child_t - t1 if child_t > t1 else 0
         self.offset_uncertainty_ns = t1 - t0
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
     def to_parent(self, t: int) -> int:
         return t - self.offset_ns
 
     async def call(self, payload: bytes, io: concurrent.futures.Executor) -> Any:
-        if len(payload) > 32_768:  # a big payload would block the loop on a full pipe
-            await await_future(io.submit(self.conn.send_bytes, payload))
-        else:
-            self.conn.send_bytes(payload)
-        while not self.conn.poll():
-            await anyio.wait_readable(self.conn.fileno())
         try:
-            return pickle.loads(self.conn.recv_bytes())
+            if len(payload) > 32_768:  # a big payload would block the loop on a full pipe
+                await await_future(io.submit(self.outbox.send_bytes, payload))
+            else:
+                self.outbox.send_bytes(payload)
+            while not self.inbox.poll():
+                await anyio.wait_readable(self.inbox.fileno())
+            return pickle.loads(self.inbox.recv_bytes())
         except (EOFError, OSError):
-            code = self.proc.exitcode
+            self.wait(1)  # the exit code says how it died (a signal, a crash)
+            code = self.proc.poll()
             self.kill()
             raise WorkerDied(f"worker process {self.proc.pid} died (exit code {code})") from None
 
     def alive(self) -> bool:
-        return bool(self.proc.is_alive())
+        return self.proc.poll() is None
+
+    def close_input(self) -> None:
+        """EOF on the child's inbox: an idle child exits by itself."""
+        with contextlib.suppress(OSError):
+            self.outbox.close()
+
+    def wait(self, timeout: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout)
 
     def kill(self) -> None:
-        if self.proc.is_alive():
+        if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.join(5)
-        self.conn.close()
+        self.wait(5)
+        for conn in (self.inbox, self.outbox):
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 def _kill_started(fut: concurrent.futures.Future[_Child]) -> None:
@@ -147,8 +198,6 @@ class ProcessBackend:
         self.resolution_ns = resolution_ns
         self.max_segments = max_segments
         self._children: dict[int, _Child] = {}
-        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-        self._ctx = multiprocessing.get_context(method)
         # Our own helper threads (start-up, big sends) so closing joins them: anyio's shared
         # worker threads would linger after the executor is gone.
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
@@ -167,7 +216,7 @@ class ProcessBackend:
         if child is not None:
             child.kill()
         name = f"lanepar-{self.lane}-{slot}"
-        fut = self._get_io().submit(_Child, self._ctx, name)
+        fut = self._get_io().submit(_Child, name)
         try:
             started: _Child = await await_future(fut)
         except BaseException:
@@ -207,7 +256,7 @@ class ProcessBackend:
             child.kill()
             self._children.pop(slot, None)
             raise
-        if probe is not None:
+        if probe is not None and t0:  # t0 == 0: the task never ran in the child
             conv = child.to_parent
             probe.started_ns, probe.finished_ns = conv(t0), conv(t1)
             wall = t1 - t0
@@ -222,7 +271,7 @@ class ProcessBackend:
 
     @property
     def pids(self) -> list[int]:
-        return [c.proc.pid for c in self._children.values() if c.proc.pid is not None]
+        return [c.pid for c in self._children.values()]
 
     async def aclose(self) -> None:
         self.close_now()
@@ -230,12 +279,9 @@ class ProcessBackend:
     def close_now(self) -> None:
         children, self._children = self._children, {}
         for child in children.values():
-            try:
-                child.conn.close()  # EOF: an idle child exits by itself
-            except OSError:
-                pass
+            child.close_input()
         for child in children.values():
-            child.proc.join(0.5)
+            child.wait(0.5)
             child.kill()
         io, self._io = self._io, None
         if io is not None:

@@ -24,6 +24,7 @@ import psutil
 import traitlets
 
 from ..trace.model import Delta, RunningTask, Sample, TaskRecord, Trace
+from .events import event_views
 from .messages import COLOURS, EndMessage, ResetMessage
 from .packing import DeltaPacker, final_figures
 
@@ -94,9 +95,10 @@ def _parent_setter() -> Callable[[], contextlib.AbstractContextManager[None]]:
 class _Pending:
     """Deltas received since the last send (more than one only when ``hz`` < the recorder's)."""
 
-    __slots__ = ("finished", "now_ns", "running", "samples", "submitted", "tasks")
+    __slots__ = ("events", "finished", "now_ns", "running", "samples", "submitted", "tasks")
 
     def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
         self.tasks: list[TaskRecord] = []
         self.samples: list[Sample] = []
         self.running: list[RunningTask] = []
@@ -118,6 +120,10 @@ class Dashboard(anywidget.AnyWidget):
     figures = traitlets.Dict().tag(sync=True)
     lanes: traitlets.List[Any] = traitlets.List().tag(sync=True)
     colours = traitlets.Dict().tag(sync=True)
+    #: Scheduler decisions in words (auto mode's choice and reason, limit changes), newest last.
+    notes: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    #: lane -> [[t_ms, limit], ...]: the limit over time of lanes whose limit moved.
+    limit_history = traitlets.Dict().tag(sync=True)
 
     def __init__(
         self,
@@ -149,6 +155,11 @@ class Dashboard(anywidget.AnyWidget):
         self._closed = False
         self._trace: Trace | None = None
         self._in_cell = _parent_setter()
+        self._notes: list[str] = []
+        self._limits: dict[str, list[list[float]]] = {}
+        self._initial_limits = {
+            name: int(info["max_concurrency"]) for name, info in executor.lane_table().items()
+        }
         #: CPU time spent feeding the view (benchmarks/widget_cost.py reads it). Thread CPU time,
         #: not wall time: waiting for the GIL inside the callback costs the batch nothing.
         self.cost_ns = 0
@@ -170,6 +181,7 @@ class Dashboard(anywidget.AnyWidget):
             p = self._pending
             p.tasks += delta["tasks"]
             p.samples += delta["samples"]
+            p.events += delta["events"]
             p.running = delta["running"]
             p.submitted, p.finished, p.now_ns = delta["submitted"], delta["finished"], t
             if t - self._last_send >= self._period_ns:
@@ -182,6 +194,7 @@ class Dashboard(anywidget.AnyWidget):
         packer = self._packer
         unchanged = (
             not p.tasks
+            and not p.events
             and not p.samples
             and not p.running
             and not packer.n_running
@@ -206,6 +219,8 @@ class Dashboard(anywidget.AnyWidget):
             with self.hold_sync():
                 self.figures = dict(packer.figures())
                 self.lanes = list(packer.lane_rows())
+                if p.events:
+                    self._show_events(p.events)
         self.messages_sent += 1
         self.bytes_sent += sum(len(b) for b in buffers)
 
@@ -261,11 +276,21 @@ class Dashboard(anywidget.AnyWidget):
                 self.send(msg, buffers)
                 self.send(end)
                 with self.hold_sync():
+                    self._notes, self._limits = [], {}
+                    self._show_events(list(trace.events))
                     self.figures = dict(final_figures(summary, total=self._packer.total))
                     self.lanes = list(self._packer.lane_rows())
                     self.status = status
         self.cost_ns += time.thread_time_ns() - cpu
         return summary
+
+    def _show_events(self, events: list[dict[str, Any]]) -> None:
+        """Decisions and limit changes, in words and as a limit-over-time line per lane."""
+        self._notes, self._limits = event_views(
+            events, self.t0_ns, self._initial_limits, notes=self._notes, limits=self._limits
+        )
+        self.notes = list(self._notes)
+        self.limit_history = dict(self._limits)
 
     def close(self) -> None:
         self._unsubscribe()

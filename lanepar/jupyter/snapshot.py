@@ -20,6 +20,7 @@ from typing import Any
 from ..export.html import format_summary, summary_table
 from ..trace.model import Trace
 from .dashboard import _STATIC
+from .events import event_views
 from .messages import COLOURS, EndMessage, LaneState
 from .packing import DeltaPacker, final_figures
 
@@ -60,6 +61,9 @@ def static_data(trace: Trace, summary: Mapping[str, Any], *, title: str) -> dict
         "lanes": lanes,
         "colours": dict(COLOURS),
     }
+    notes, limit_history = event_views(trace.events, trace.start_ns)
+    state["notes"] = notes
+    state["limit_history"] = limit_history
     return {
         "state": state,
         "messages": [

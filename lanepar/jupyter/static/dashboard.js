@@ -366,6 +366,7 @@ class DashboardView {
     const side = div("lanepar-side", body);
     this.figEl = div("lanepar-figures", side);
     this.lanesEl = div("lanepar-lanes", side);
+    this.notesEl = div("lanepar-notes", side);
     this.buildFigures();
 
     this.bind();
@@ -374,6 +375,8 @@ class DashboardView {
     model.on("change:figures", this.onChange);
     model.on("change:lanes", this.onChange);
     model.on("change:status", this.onChange);
+    model.on("change:notes", this.onChange);
+    model.on("change:limit_history", this.onChange);
     this.ro = typeof ResizeObserver !== "undefined" ? new ResizeObserver(() => this.schedule()) : null;
     if (this.ro) this.ro.observe(root);
     this.schedule();
@@ -386,6 +389,8 @@ class DashboardView {
     this.model.off("change:figures", this.onChange);
     this.model.off("change:lanes", this.onChange);
     this.model.off("change:status", this.onChange);
+    this.model.off("change:notes", this.onChange);
+    this.model.off("change:limit_history", this.onChange);
   }
 
   schedule() {
@@ -781,7 +786,44 @@ class DashboardView {
       row.children[2].textContent =
         `${ln.active}/${ln.limit} active` + (ln.pending ? `, ${ln.pending} pending` : "") +
         ` · peak ${ln.max_active}`;
+      this.drawLimitLine(row, (this.model.get("limit_history") || {})[ln.name]);
     });
+    const notes = this.model.get("notes") || [];
+    this.notesEl.textContent = "";
+    for (const line of notes) div("lanepar-note", this.notesEl).textContent = line;
+  }
+
+  // The limit of an adaptive (or re-configured) lane over time: a step line under its row.
+  drawLimitLine(row, points) {
+    let cv = row.querySelector("canvas.lanepar-lane-limits");
+    if (!points || points.length < 2) {
+      if (cv) cv.remove();
+      return;
+    }
+    if (!cv) {
+      cv = document.createElement("canvas");
+      cv.className = "lanepar-lane-limits";
+      row.appendChild(cv);
+    }
+    const w = Math.max(40, row.clientWidth || 200), h = 20;
+    if (cv.width !== w) cv.width = w;
+    cv.height = h;
+    const ctx = cv.getContext("2d");
+    ctx.clearRect(0, 0, w, h);
+    const t0 = points[0][0], t1 = Math.max(points[points.length - 1][0], t0 + 1e-9);
+    const top = Math.max(...points.map((p) => p[1]), 1);
+    const x = (t) => ((w - 2) * (t - t0)) / (t1 - t0) + 1, y = (n) => h - 1 - ((h - 3) * n) / top;
+    ctx.strokeStyle = "#555";
+    ctx.lineWidth = 1.2;
+    ctx.beginPath();
+    ctx.moveTo(x(points[0][0]), y(points[0][1]));
+    for (let k = 1; k < points.length; k++) {
+      ctx.lineTo(x(points[k][0]), y(points[k - 1][1]));
+      ctx.lineTo(x(points[k][0]), y(points[k][1]));
+    }
+    ctx.stroke();
+    cv.dataset.points = String(points.length);
+    cv.title = `limit over time: ${points.map((p) => p[1]).join(" → ")}`;
   }
 
   // -- hover -----------------------------------------------------------------------------------
