@@ -284,3 +284,57 @@ def test_a_50k_task_timeline_stays_interactive(tmp_path: Path) -> None:
     print(f"50k-task timeline: zoom redraw median {med:.1f} ms, max {worst:.1f} ms")
     assert not errors, errors
     assert timing["median"] < 250, timing  # still answers a drag at several frames a second
+
+
+def test_saved_traces_render_without_a_kernel(tmp_path: Path) -> None:
+    """The JupyterLab extension: a ``*.lanetrace.json`` file and a saved notebook's trace output
+    both draw as a timeline with no kernel running (GitHub-style viewing of a finished run)."""
+    import nbformat
+
+    async def nap(i: int) -> int:
+        await asyncio.sleep(0.01)
+        return i
+
+    with lp.LaneExecutor() as ex:
+        b = ex.run_batch([lp.ToolCall(nap, i, lane="query") for i in range(12)])
+    assert b.trace is not None
+    b.trace.to_chrome_trace(tmp_path / "run.lanetrace.json")
+    doc = {**b.trace.to_dict(), "summary": b.trace.summary()}
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("%%lanepar\n...")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"application/vnd.lanepar.trace+json": doc, "text/plain": "<lanepar trace>"},
+        )
+    ]
+    nb.cells = [cell]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "saved.ipynb")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with jupyter_lab(tmp_path) as lab, chromium_page(1400, 800) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(lab.lab_url("run.lanetrace.json"))
+        view = page.wait_for_selector(".lanepar-trace-view", timeout=60_000)
+        assert view is not None
+        page.wait_for_selector(".lanepar-trace-view canvas.lanepar-timeline")
+        page.wait_for_timeout(500)
+        assert view.get_attribute("data-tasks") == "12"
+        page.screenshot(path=str(ARTIFACTS / "extension-file.png"))
+        for session in lab.api("/api/sessions"):
+            lab.api(f"/api/sessions/{session['id']}", method="DELETE")
+        page.goto(lab.lab_url("saved.ipynb"))
+        out = page.wait_for_selector(".jp-OutputArea-output.lanepar-trace-view", timeout=60_000)
+        assert out is not None
+        page.wait_for_selector(".jp-OutputArea-output.lanepar-trace-view canvas.lanepar-timeline")
+        for session in lab.api("/api/sessions"):  # no kernel is needed to keep it drawn
+            lab.api(f"/api/sessions/{session['id']}", method="DELETE")
+        page.wait_for_timeout(500)
+        assert out.get_attribute("data-tasks") == "12"
+        page.screenshot(path=str(ARTIFACTS / "extension-notebook.png"))
+    assert not errors, errors
