@@ -54,6 +54,14 @@ class LabServer:
     url: str
     token: str
     root: Path
+    app: str = "lab"
+
+    def page_url(self, path: str) -> str:
+        """URL opening ``path`` in this front end (JupyterLab's /lab/tree, Notebook 7's
+        /notebooks)."""
+        if self.app == "notebook":
+            return f"{self.url}/notebooks/{path}?token={self.token}"
+        return self.lab_url(path)
 
     def lab_url(self, path: str = "") -> str:
         """URL of the JupyterLab page, opening ``path`` (relative to root) when given."""
@@ -76,18 +84,25 @@ def _free_port() -> int:
 
 
 @contextmanager
-def jupyter_lab(root_dir: Path, *, startup_timeout: float = 60.0) -> Iterator[LabServer]:
-    """Run ``jupyter lab`` headless on a free port serving ``root_dir``; stop it afterwards."""
+def jupyter_lab(
+    root_dir: Path, *, startup_timeout: float = 60.0, app: str = "lab"
+) -> Iterator[LabServer]:
+    """Run ``jupyter lab`` (or Notebook 7 with ``app="notebook"``) headless on a free port
+    serving ``root_dir``; stop it afterwards."""
     port = _free_port()
     token = secrets.token_hex(16)
     state = Path(tempfile.mkdtemp(prefix="lanepar-lab-"))
     settings = state / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps(_NO_NEWS))
+    if app == "lab":  # Notebook 7 has no news pop-up, and trips over a settings file for it
+        (settings / "notification.jupyterlab-settings").write_text(json.dumps(_NO_NEWS))
+    module, cls = (
+        ("notebook", "JupyterNotebookApp") if app == "notebook" else ("jupyterlab", "LabApp")
+    )
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        module,
         "--no-browser",
         "--allow-root",
         "--ip=127.0.0.1",
@@ -95,13 +110,13 @@ def jupyter_lab(root_dir: Path, *, startup_timeout: float = 60.0) -> Iterator[La
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root_dir}",
-        "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.workspaces_dir={state / 'workspaces'}",
-        f"--LabApp.user_settings_dir={state / 'settings'}",
+        f"--{cls}.expose_app_in_browser=True",
+        f"--{cls}.workspaces_dir={state / 'workspaces'}",
+        f"--{cls}.user_settings_dir={state / 'settings'}",
     ]
     log = open(state / "server.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    server = LabServer(f"http://127.0.0.1:{port}", token, root_dir)
+    server = LabServer(f"http://127.0.0.1:{port}", token, root_dir, app)
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
