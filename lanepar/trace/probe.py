@@ -203,25 +203,25 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
     value: Any = None
     exc: BaseException | None = None
     t0 = probe.started_ns = _pc()
-    if t0 - clock.w > FRESH_NS:
-        clock.w, clock.c = t0, _tt()
-    c0 = clock.c
-    try:
-        yielded = send(None)
-    except StopIteration as stop:
-        t1 = probe.finished_ns = _pc()
-        wall = t1 - t0
-        if wall < FRESH_NS:  # finished at once: all CPU, no suspension
-            probe.cpu_ns = wall
-            probe.segs = [[CPU, t0, t1]]
-        else:
-            probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
-        return stop.value
-    except BaseException:
-        t1 = probe.finished_ns = _pc()
-        probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
-        raise
     while True:
+        if t0 - clock.w > FRESH_NS:
+            clock.w, clock.c = t0, _tt()
+        c0 = clock.c
+        try:
+            yielded = send(value) if exc is None else throw(exc)
+        except StopIteration as stop:
+            t1 = probe.finished_ns = _pc()
+            if t1 - t0 < FRESH_NS and not probe.segs and probe.p_start < 0:
+                # finished in one short first step: all CPU, no merging machinery needed
+                probe.cpu_ns = t1 - t0
+                probe.segs = [[CPU, t0, t1]]
+            else:
+                probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
+            return stop.value
+        except BaseException:
+            t1 = probe.finished_ns = _pc()
+            probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
+            raise
         t1 = _pc()
         probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
         try:
@@ -231,19 +231,6 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
             value, exc = None, e
         t0 = _pc()
         probe.wait(t1, t0)
-        if t0 - clock.w > FRESH_NS:
-            clock.w, clock.c = t0, _tt()
-        c0 = clock.c
-        try:
-            yielded = send(value) if exc is None else throw(exc)
-        except StopIteration as stop:
-            t1 = probe.finished_ns = _pc()
-            probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
-            return stop.value
-        except BaseException:
-            t1 = probe.finished_ns = _pc()
-            probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
-            raise
 
 
 def _cpu_since(clock: _LoopClock, t0: int, t1: int, c0: int) -> int:
