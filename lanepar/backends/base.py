@@ -7,8 +7,6 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import sniffio
-
 from ..trace.probe import TaskProbe
 
 
@@ -33,13 +31,24 @@ class Backend(Protocol):
         ...
 
 
+def running_on_asyncio() -> bool:
+    """Whether this thread runs an asyncio loop (else trio, the other loop anyio drives).
+
+    Asked of asyncio itself because anyio no longer depends on sniffio."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
     """Await a ``concurrent.futures.Future`` on whichever loop anyio is running.
 
     anyio has no public way to await a foreign future; asyncio's ``wrap_future`` is the cheapest
     bridge, and on trio a done-callback re-enters the loop through its token.
     """
-    if sniffio.current_async_library() == "asyncio":
+    if running_on_asyncio():
         return await asyncio.wrap_future(fut)
     import trio
 

@@ -33,11 +33,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import sniffio
 
 from ..config import LaneConfig
 from ..trace.probe import TaskProbe
-from .base import await_future
+from .base import await_future, running_on_asyncio
 from .dask_worker import RESULT_ERR, clock_probe, cpu_sample, host_clock_id, interrupt, run_task
 from .process import _dumps
 
@@ -160,7 +159,7 @@ class DaskBackend:
     async def _ensure(self) -> Any:
         if self.client is not None:
             return self.client
-        if self._error is None and sniffio.current_async_library() != "asyncio":
+        if self._error is None and not running_on_asyncio():
             self._error = DaskLaneError(
                 f"lane {self.lane!r} (kind='dask') needs an asyncio event loop: distributed.Client "
                 "cannot run on trio. Run the executor on asyncio (anyio.run(..., "
