@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
-import dataclasses
 import threading
 import time
 import weakref
@@ -40,9 +39,6 @@ T = TypeVar("T")
 _pc = time.perf_counter_ns
 
 _current: list[LaneExecutor] = []
-
-#: Records per batch auto mode learns from (the most recent ones).
-LEARN_PER_BATCH = 512
 
 
 def current() -> LaneExecutor:
@@ -121,30 +117,14 @@ class LaneExecutor:
             max_segments=self.max_segments,
         )
         if cfg.adaptive:
-            lane.observers.append(self._adaptive_observer(lane))
-        return lane
+            from .policy.autotune import attach_to_lane
 
-    def _adaptive_observer(self, lane: Lane) -> Callable[..., None]:
-        """``max_concurrency="auto"``: a latency-gradient limiter moves the lane's limit live,
-        and every move is an event in the trace (the dashboard draws the limit over time)."""
-        from .policy.autotune import AdaptiveLimiter
-
-        cfg = lane.config
-        # Windows of 8 completions: a real service's latency jitter (connection set-up, a
-        # busy machine) made 4-sample medians cut the limit on noise (benchmarks/adaptive.py).
-        limiter = AdaptiveLimiter(
-            max(1, cfg.min_concurrency), cfg.limit_ceiling, initial=cfg.initial_limit, min_window=8
-        )
-        self.limiters[lane.name] = limiter
-
-        def observe(job: Job, outcome: str, wall_ns: int, rec: Any) -> None:
-            new = limiter.observe(wall_ns, outcome == "ok", _pc(), lane.active + 1)
-            if new is not None:
-                lane.set_limit(new)
+            def on_change(new: int, lane_name: str = name) -> None:
                 if self.tracing:
-                    self.recorder.add_event("limit", lane=lane.name, limit=new, source="adaptive")
+                    self.recorder.add_event("limit", lane=lane_name, limit=new, source="adaptive")
 
-        return observe
+            self.limiters[name] = attach_to_lane(lane, on_change)
+        return lane
 
     def _make_backend(self, name: str, cfg: LaneConfig) -> Backend:
         if cfg.kind == "process":
@@ -354,14 +334,9 @@ class LaneExecutor:
             return self._decider(self, resolved)
         if not self.tracing:  # nothing to learn from: the seed's rule
             return seed_rule([r.name for r in resolved])
-        while self._unlearnt:
-            b = self._unlearnt.popleft()
-            if b.trace is not None and len(b.trace.tasks) > LEARN_PER_BATCH:
-                # The latest records say all a running average needs; a 20 000-task batch
-                # must not cost 20 000 observations.
-                tail = Trace(b.trace.tasks[-LEARN_PER_BATCH:], lanes=b.trace.lanes)
-                b = dataclasses.replace(b, trace=tail)
-            self.auto_policy.on_batch(b)
+        learnt = list(self._unlearnt)  # drained in place: batch_observers holds its append
+        self._unlearnt.clear()
+        self.auto_policy.learn(learnt)
         self.auto_policy.process_lane = self._process_lane_for_auto()
         return self.auto_policy.decider(self, resolved)
 

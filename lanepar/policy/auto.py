@@ -230,6 +230,17 @@ class AutoPolicy:
             self.observe(trace.tasks, kinds)
 
     # -- deciding ---------------------------------------------------------------------------------
+    def learn(self, results: Iterable[Any], per_batch: int = 512) -> None:
+        """Learn from finished batches, at most their last ``per_batch`` records each: the latest
+        records say all a running average needs, and a 20 000-task batch must not cost 20 000
+        observations."""
+        for result in results:
+            trace = getattr(result, "trace", None)
+            if trace is None:
+                continue
+            kinds = {n: str(v.get("kind", "")) for n, v in trace.lanes.items()}
+            self.observe(trace.tasks[-per_batch:], kinds)
+
     def decider(self, executor: Any, resolved: list[Resolved]) -> Decision:
         """``LaneExecutor._decider`` hook: the executor's lanes and first process lane."""
         lanes = executor.lanes

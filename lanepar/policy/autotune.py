@@ -38,6 +38,8 @@ from __future__ import annotations
 import collections
 import math
 import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 ALGORITHMS = ("gradient", "aimd")
@@ -235,3 +237,25 @@ class AdaptiveLimiter:
             f"AdaptiveLimiter({self.algorithm}, limit={self._int}, "
             f"range=[{self.min_limit}, {self.ceiling}])"
         )
+
+
+def attach_to_lane(lane: Any, on_change: Callable[[int], None]) -> AdaptiveLimiter:
+    """Drive ``lane``'s limit (a ``max_concurrency="auto"`` lane) from its completions.
+
+    Windows of 8 completions: a real service's latency jitter (connection set-up, a busy
+    machine) made 4-sample medians cut the limit on noise (benchmarks/adaptive.py).
+    ``on_change(new_limit)`` is called after each move, so the move can become a trace event.
+    """
+    cfg = lane.config
+    limiter = AdaptiveLimiter(
+        max(1, cfg.min_concurrency), cfg.limit_ceiling, initial=cfg.initial_limit, min_window=8
+    )
+
+    def observe(job: Any, outcome: str, wall_ns: int, rec: Any) -> None:
+        new = limiter.observe(wall_ns, outcome == "ok", time.perf_counter_ns(), lane.active + 1)
+        if new is not None:
+            lane.set_limit(new)
+            on_change(new)
+
+    lane.observers.append(observe)
+    return limiter
