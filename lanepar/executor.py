@@ -397,16 +397,18 @@ class LaneExecutor:
         t1 = _pc()
         trace = None
         if batch.records is not None:
-            self._sampler.tick()
+            if self.sample_hz > 0:  # a short batch still gets a sample of its own
+                self._sampler.tick()
             recs = [r for r in batch.records if r is not None]
             start, end = (batch.submitted_ns, batch.end_ns) if recs else (t0, t1)
+            samples, events = self.recorder.window(min(start, t0), _pc())
             trace = Trace(
                 recs,
-                [s for s in list(self.recorder.samples) if start <= s.t_ns <= t1 + 60_000_000],
+                samples,
                 lanes=self.lane_table(),
                 start_ns=start,
                 end_ns=end,
-                events=[e for e in list(self.recorder.events) if t0 <= e["t_ns"] <= t1],
+                events=events,
                 n_cores=psutil.cpu_count() or 1,
             )
         result = BatchResult(

@@ -45,14 +45,14 @@ def trace_since(executor: LaneExecutor, base_recorded: int, t0_ns: int) -> Trace
     tasks.sort(key=lambda t: t.id)
     start = min((t.submitted_ns for t in tasks), default=t0_ns)
     end = max((t.finished_ns for t in tasks), default=time.perf_counter_ns())
-    lo = min(start, t0_ns)
+    samples, events = rec.window(min(start, t0_ns), end)
     return Trace(
         tasks,
-        [s for s in list(rec.samples) if lo <= s.t_ns <= end],
+        samples,
         lanes=executor.lane_table(),
         start_ns=start,
         end_ns=end,
-        events=[e for e in list(rec.events) if lo <= e["t_ns"] <= end],
+        events=events,
         n_cores=psutil.cpu_count() or 1,
     )
 

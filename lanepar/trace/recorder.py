@@ -122,25 +122,20 @@ class Recorder:
                     self.live = bool(self._subscribers)
 
     # -- readers -----------------------------------------------------------------------------
-    def snapshot(
-        self,
-        *,
-        since_id: int = 0,
-        start_ns: int | None = None,
-        end_ns: int | None = None,
-        lanes: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> Trace:
-        tasks = [t for t in list(self.tasks) if t.id > since_id] if since_id else list(self.tasks)
-        lo = start_ns if start_ns is not None else (tasks[0].submitted_ns if tasks else 0)
-        hi = end_ns if end_ns is not None else time.perf_counter_ns()
+    def window(self, lo: int, hi: int) -> tuple[list[Sample], list[dict[str, Any]]]:
+        """The samples and events recorded between ``lo`` and ``hi`` (the time span of a batch,
+        a cell or a whole run)."""
         samples = [s for s in list(self.samples) if lo <= s.t_ns <= hi]
         events = [e for e in list(self.events) if lo <= e["t_ns"] <= hi]
+        return samples, events
+
+    def snapshot(self, *, lanes: Mapping[str, Mapping[str, Any]] | None = None) -> Trace:
+        """Everything kept so far, as one trace."""
+        tasks = list(self.tasks)
+        lo = tasks[0].submitted_ns if tasks else 0
+        hi = time.perf_counter_ns()
+        samples, events = self.window(lo, hi)
         return Trace(
-            tasks,
-            samples,
-            lanes=lanes,
-            start_ns=lo,
-            end_ns=hi,
-            dropped=self.dropped if not since_id else 0,
+            tasks, samples, lanes=lanes, start_ns=lo, end_ns=hi, dropped=self.dropped,
             events=events,
-        )
+        )  # fmt: skip
