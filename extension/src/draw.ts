@@ -15,7 +15,9 @@ export const COLORS: Record<SegmentKind, string> = {
   queued: '#c7c7c7',
   dispatch: '#ff7f0e',
   cpu: '#d62728',
-  wait: '#1f77b4'
+  wait: '#1f77b4',
+  gil: '#e377c2',
+  runq: '#8c564b'
 };
 export const ERROR_MARK = '#b00000';
 
@@ -245,7 +247,7 @@ export function drawTimeline(
       ctx.rect(GUTTER, y, plotWidth(vp), ROW_H);
       ctx.clip();
       for (const pass of ['queued', 'body'] as const) {
-        const lastPx: Record<SegmentKind, number> = { queued: -1, dispatch: -1, cpu: -1, wait: -1 };
+        const lastPx: Record<SegmentKind, number> = { queued: -1, dispatch: -1, cpu: -1, wait: -1, gil: -1, runq: -1 };
         for (const task of row.tasks) {
           drawTask(ctx, vp, task, y, lastPx, pass);
         }

@@ -10,12 +10,14 @@
 
 export const MIME_TYPE = 'application/vnd.lanepar.trace+json';
 
-export type SegmentKind = 'queued' | 'dispatch' | 'cpu' | 'wait';
+export type SegmentKind = 'queued' | 'dispatch' | 'cpu' | 'wait' | 'gil' | 'runq';
 export const SEGMENT_KINDS: readonly SegmentKind[] = [
   'queued',
   'dispatch',
   'cpu',
-  'wait'
+  'wait',
+  'gil',
+  'runq'
 ];
 
 export type Outcome = 'ok' | 'error' | 'cancelled' | 'timeout';

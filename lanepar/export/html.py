@@ -22,6 +22,8 @@ COLOURS: dict[str, str] = {
     "dispatch": "#ff7f0e",
     "cpu": "#d62728",
     "wait": "#1f77b4",
+    "gil": "#e377c2",
+    "runq": "#8c564b",
 }
 MAX_BARS = 3000
 BINS = 1500

@@ -200,6 +200,8 @@ class _Reader:
             finished_ns=times[3],
             cpu_ns=self.integer(g(d, "cpu_ns", where), f"{where}.cpu_ns"),
             wait_ns=self.integer(g(d, "wait_ns", where), f"{where}.wait_ns"),
+            gil_ns=self.integer(d.get("gil_ns", 0), f"{where}.gil_ns"),
+            runq_ns=self.integer(d.get("runq_ns", 0), f"{where}.runq_ns"),
             slot=self.integer(g(d, "slot", where), f"{where}.slot", lo=-1, hi=_SLOT_MAX),
             segments=segments,
             extra=extra,

@@ -28,7 +28,7 @@ from ..export.html import COLOURS as COLOURS
 from ..trace.model import OUTCOMES, SEGMENT_KINDS
 
 #: The record layout the JavaScript decoder was written for (checked by the tests).
-RECORD_HEAD = "<7qiI"
+RECORD_HEAD = "<9qiI"
 RECORD_SEGMENT = "<Bq"
 OUTCOME_CODE: dict[str, int] = {o: i for i, o in enumerate(OUTCOMES)}
 CODE_INTS = 3

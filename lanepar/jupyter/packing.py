@@ -264,7 +264,7 @@ class DeltaPacker:
             task_time += fin - start  # a task that never started has started == finished
             q = free - sub
             cq[_bin(q) if q > 0 else 0] += weight
-            if h[7] >= 0:
+            if h[9] >= 0:
                 d = start - free
                 cd[_bin(d) if d > 0 else 0] += weight
             if first is None or sub < first:

@@ -13,12 +13,12 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypedDict
 
-SEGMENT_KINDS: tuple[str, ...] = ("queued", "dispatch", "cpu", "wait")
+SEGMENT_KINDS: tuple[str, ...] = ("queued", "dispatch", "cpu", "wait", "gil", "runq")
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(SEGMENT_KINDS)}
 OUTCOMES: tuple[str, ...] = ("ok", "error", "cancelled", "timeout")
 
-# id, submitted, slot_free, started, finished, cpu, wait, slot, number of segments
-_HEAD = struct.Struct("<7qiI")
+# id, submitted, slot_free, started, finished, cpu, wait, gil, runq, slot, number of segments
+_HEAD = struct.Struct("<9qiI")
 _SEG = struct.Struct("<Bq")  # kind code, end offset from submitted (ns)
 _PACKERS: dict[int, struct.Struct] = {}  # one struct per segment count: a record is one pack()
 _HS = _HEAD.size
@@ -55,6 +55,8 @@ class TaskRecord:
         cpu_ns: int,
         wait_ns: int,
         slot: int,
+        gil_ns: int = 0,
+        runq_ns: int = 0,
         segments: Iterable[tuple[int, int, int]] = (),
         extra: dict[str, Any] | None = None,
     ) -> None:
@@ -63,8 +65,8 @@ class TaskRecord:
         self.outcome = outcome
         segs = list(segments)
         head = _HEAD.pack(
-            id, submitted_ns, slot_free_ns, started_ns, finished_ns, cpu_ns, wait_ns, slot,
-            len(segs),
+            id, submitted_ns, slot_free_ns, started_ns, finished_ns, cpu_ns, wait_ns, gil_ns,
+            runq_ns, slot, len(segs),
         )  # fmt: skip
         body = b"".join(_SEG.pack(k, end - submitted_ns) for k, _s, end in segs)
         self._p = head + body + args_summary.encode("utf-8", "replace")
@@ -77,13 +79,13 @@ class TaskRecord:
         name: str,
         args_summary: str,
         outcome: str,
-        head: tuple[int, int, int, int, int, int, int, int],
+        head: tuple[int, int, int, int, int, int, int, int, int, int],
         segments: Sequence[Sequence[int]],
         extra: dict[str, Any] | None,
     ) -> TaskRecord:
         """The executor's fast path: positional, no keyword parsing (tracing costs µs/task).
 
-        ``head`` is (id, submitted, slot_free, started, finished, cpu, wait, slot);
+        ``head`` is (id, submitted, slot_free, started, finished, cpu, wait, gil, runq, slot);
         ``segments`` are (kind code, start, end) triples."""
         self = cls.__new__(cls)
         self.lane = lane
@@ -93,7 +95,7 @@ class TaskRecord:
         n = len(segments)
         packer = _PACKERS.get(n)
         if packer is None:
-            packer = _PACKERS[n] = struct.Struct("<7qiI" + "Bq" * n)
+            packer = _PACKERS[n] = struct.Struct(PACKED_HEAD + "Bq" * n)
         flat: list[int] = [*head, n]
         for seg in segments:
             flat.append(seg[0])
@@ -112,7 +114,7 @@ class TaskRecord:
 
     @property
     def args_summary(self) -> str:
-        n = _HEAD.unpack_from(self._p)[8]
+        n = _HEAD.unpack_from(self._p)[10]
         return self._p[_HS + n * _SEG.size :].decode("utf-8", "replace")
 
     @property
@@ -144,9 +146,19 @@ class TaskRecord:
         return _HEAD.unpack_from(self._p)[6]  # type: ignore[no-any-return]
 
     @property
+    def gil_ns(self) -> int:
+        """Runnable but waiting for the GIL or another lock (not I/O, not a core)."""
+        return _HEAD.unpack_from(self._p)[7]  # type: ignore[no-any-return]
+
+    @property
+    def runq_ns(self) -> int:
+        """Runnable but waiting for a free core in the OS run queue."""
+        return _HEAD.unpack_from(self._p)[8]  # type: ignore[no-any-return]
+
+    @property
     def slot(self) -> int:
         """The worker slot (0-based, per lane) that ran the body: one timeline row each."""
-        return _HEAD.unpack_from(self._p)[7]  # type: ignore[no-any-return]
+        return _HEAD.unpack_from(self._p)[9]  # type: ignore[no-any-return]
 
     @property
     def queued_ns(self) -> int:
@@ -167,7 +179,8 @@ class TaskRecord:
     def fields(self) -> tuple[int, int, int, int, int, int, int, int]:
         """All packed numbers at once (id, submitted, slot_free, started, finished, cpu, wait,
         slot): exporters read thousands of records and one unpack beats eight."""
-        return _HEAD.unpack_from(self._p)[:8]
+        h = _HEAD.unpack_from(self._p)
+        return (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[9])
 
     @property
     def segments(self) -> list[Segment]:
@@ -175,7 +188,7 @@ class TaskRecord:
         sub = h[1]
         out: list[Segment] = []
         start = sub
-        for code, off in _SEG.iter_unpack(self._p[_HS : _HS + h[8] * _SEG.size]):
+        for code, off in _SEG.iter_unpack(self._p[_HS : _HS + h[10] * _SEG.size]):
             end = sub + off
             out.append((SEGMENT_KINDS[code], start, end))
             start = end
@@ -214,6 +227,8 @@ class TaskRecord:
             "finished_ns": fin,
             "cpu_ns": cpu,
             "wait_ns": wait,
+            "gil_ns": self.gil_ns,
+            "runq_ns": self.runq_ns,
             "slot": slot,
             "segments": [[k, s, e] for k, s, e in self.segments],
         }

@@ -42,6 +42,7 @@ class TaskProbe:
     __slots__ = (
         "cpu_ns",
         "finished_ns",
+        "gil_ns",
         "max_segments",
         "p_cpu",
         "p_end",
@@ -49,6 +50,7 @@ class TaskProbe:
         "p_wait",
         "phases",
         "resolution",
+        "runq_ns",
         "segs",
         "started_ns",
         "wait_ns",
@@ -67,6 +69,10 @@ class TaskProbe:
         self.p_wait = 0
         self.cpu_ns = 0
         self.wait_ns = 0
+        #: Waiting for the GIL / a lock, and runnable but waiting for a core: filled in by
+        #: whatever observes the thread from outside (zero where nothing can tell them apart).
+        self.gil_ns = 0
+        self.runq_ns = 0
         self.started_ns = 0
         self.finished_ns = 0
         self.phases: list[tuple[str, int, int]] | None = None

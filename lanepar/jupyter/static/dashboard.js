@@ -5,13 +5,15 @@
 // The same module also renders the static snapshot: the snapshot page strips the final export
 // line and calls `mountStatic` with a plain object that mimics the model.
 
-const KINDS = ["queued", "dispatch", "cpu", "wait"];
+const KINDS = ["queued", "dispatch", "cpu", "wait", "gil", "runq"];
 const OUTCOMES = ["ok", "error", "cancelled", "timeout"];
 const DEFAULT_COLOURS = {
   queued: "#c7c7c7",
   dispatch: "#ff7f0e",
   cpu: "#d62728",
   wait: "#1f77b4",
+  gil: "#e377c2",
+  runq: "#8c564b",
 };
 const RUNNING_COLOUR = "rgba(148, 103, 189, 0.55)";
 const ERROR_COLOUR = "#000000";
@@ -165,8 +167,8 @@ class Store {
       this.fin.push(finMs);
       this.cpu.push(i64(o + 40) / 1e6);
       this.wait.push(i64(o + 48) / 1e6);
-      const slot = rec.getInt32(o + 56, true);
-      const ns = rec.getUint32(o + 60, true);
+      const slot = rec.getInt32(o + 72, true);
+      const ns = rec.getUint32(o + 76, true);
       this.slot.push(slot);
       const lane = codes[i * 3];
       this.lane.push(lane);
@@ -176,7 +178,7 @@ class Store {
       this.nseg.push(ns);
       this.segEnd.reserve(ns);
       this.segKind.reserve(ns);
-      let q = o + 64;
+      let q = o + 80;
       let prevEnd = sub, dom = 0, domLen = -1;
       for (let j = 0; j < ns; j++, q += 9) {
         const kind = rec.getUint8(q);
