@@ -295,6 +295,8 @@ class LaneExecutor:
                 rec.next_id() if rec is not None else 0,
                 now,
             )
+            if call.call_id is not None:
+                job.call_id = call.call_id
             if rec is not None and (call.args or call.kwargs):
                 job.args_summary = summarize_args(call.args, call.kwargs)
             if mode == "sequential":

@@ -53,6 +53,7 @@ class Job:
         "args_summary",
         "attempt",
         "batch",
+        "call_id",
         "fn",
         "id",
         "index",
@@ -92,6 +93,7 @@ class Job:
         self.pushed_ns = submitted_ns
         self.attempt = 0
         self.args_summary = ""
+        self.call_id: str | None = None
 
 
 class _Worker:
@@ -408,7 +410,7 @@ class Lane:
         else:
             segs = body
         extra: dict[str, Any] | None = None
-        if error is not None or probe.phases or job.attempt or probe.worker:
+        if error is not None or probe.phases or job.attempt or probe.worker or job.call_id:
             extra = {}
             if error is not None:
                 extra["error"] = f"{type(error).__name__}: {error}"[:300]
@@ -418,6 +420,8 @@ class Lane:
                 extra["attempts"] = job.attempt + 1
             if probe.worker:
                 extra["worker"] = probe.worker
+            if job.call_id:
+                extra["call_id"] = job.call_id
         rec = TaskRecord.make(
             self.name,
             job.name,

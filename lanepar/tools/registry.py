@@ -86,7 +86,7 @@ class ToolCall:
     ``bash`` argument) are set with :meth:`options` instead of the constructor.
     """
 
-    __slots__ = ("args", "kwargs", "lane", "name", "priority", "target", "timeout_s")
+    __slots__ = ("args", "call_id", "kwargs", "lane", "name", "priority", "target", "timeout_s")
 
     def __init__(
         self,
@@ -105,14 +105,23 @@ class ToolCall:
         self.name = name
         self.priority: int = 0
         self.timeout_s: float | None = None
+        self.call_id: str | None = None
 
-    def options(self, *, priority: int | None = None, timeout_s: float | None = None) -> ToolCall:
-        """Return this call with a queue priority (lower runs first) or its own timeout."""
+    def options(
+        self,
+        *,
+        priority: int | None = None,
+        timeout_s: float | None = None,
+        call_id: str | None = None,
+    ) -> ToolCall:
+        """Return this call with a queue priority (lower runs first), its own timeout, or the
+        id an agent framework gave the call (kept in the trace so spans and messages match)."""
         if timeout_s is not None and not timeout_s > 0:
             raise ValueError(f"ToolCall.options: timeout_s={timeout_s!r} must be positive")
         new = ToolCall(self.target, *self.args, lane=self.lane, name=self.name, **self.kwargs)
         new.priority = self.priority if priority is None else priority
         new.timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        new.call_id = self.call_id if call_id is None else str(call_id)
         return new
 
     @property

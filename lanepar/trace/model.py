@@ -210,6 +210,11 @@ class TaskRecord:
         return self._x.get("worker") if self._x else None
 
     @property
+    def call_id(self) -> str | None:
+        """The id an agent framework gave this call (``ToolCall.options(call_id=...)``)."""
+        return self._x.get("call_id") if self._x else None
+
+    @property
     def extra(self) -> Mapping[str, Any]:
         return self._x or {}
 
