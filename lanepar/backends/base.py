@@ -37,7 +37,13 @@ class Backend(Protocol):
         kwargs: dict[str, Any],
         is_async: bool,
         probe: TaskProbe | None,
-    ) -> Any: ...
+        on_start: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run one body. A backend that has plumbing before the body can start (loading the
+        call in a child) calls ``on_start()`` when the body is about to run, so the task's
+        deadline covers the body, not the plumbing; one that never calls it has its deadline
+        started before ``run``."""
+        ...
 
     async def aclose(self) -> None: ...
 

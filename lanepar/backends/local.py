@@ -39,6 +39,7 @@ class LocalBackend:
         kwargs: dict[str, Any],
         is_async: bool,
         probe: TaskProbe | None,
+        on_start: Callable[[], None] | None = None,
     ) -> Any:
         if is_async:
             if probe is None:

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
@@ -32,6 +32,11 @@ from .._exceptions import WorkerDiedError
 from ..trace.probe import TaskProbe
 from ._remote import RESULT_ERR, dumps_call, dumps_reply, make_reply, run_body, settle_reply
 from .base import BackendContext, await_future
+
+#: What a child sends once a task is unpickled (its module imported), before the body runs.
+LOADED = b"L"
+#: The bound on loading one task in a child (importing the body's module there).
+LOAD_TIMEOUT_S = 60.0
 
 #: The name this error had before it moved to :mod:`lanepar._exceptions`.
 WorkerDied = WorkerDiedError
@@ -58,6 +63,7 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
             err = RuntimeError(f"the task could not be loaded in the worker process: {e!r}")
             outbox.send_bytes(pickle.dumps((RESULT_ERR, err, 0, 0, 0, [], None, "", 0)))
             continue
+        outbox.send_bytes(LOADED)  # the parent's deadline for the body starts now
         probe = TaskProbe(res_ns, max_segs)
         status, value = run_body(probe, fn, args, kwargs, is_async, clock=time.process_time_ns)
         outbox.send_bytes(dumps_reply(make_reply(status, value, probe, ""), fn))
@@ -106,21 +112,29 @@ class _Child:
     def pid(self) -> int:
         return self.proc.pid
 
-    async def call(self, payload: bytes, io: concurrent.futures.Executor) -> Any:
+    async def send(self, payload: bytes, io: concurrent.futures.Executor) -> None:
         try:
             if len(payload) > 32_768:  # a big payload would block the loop on a full pipe
                 await await_future(io.submit(self.outbox.send_bytes, payload))
             else:
                 self.outbox.send_bytes(payload)
+        except OSError:
+            self._died()
+
+    async def recv(self) -> bytes:
+        try:
             while not self.inbox.poll():
                 await anyio.wait_readable(self.inbox.fileno())
-            return pickle.loads(self.inbox.recv_bytes())
+            return self.inbox.recv_bytes()
         except (EOFError, OSError):
-            self.wait(1)  # the exit code says how it died (a signal, a crash)
-            code = self.proc.poll()
-            self.kill()
-            msg = f"worker process {self.proc.pid} died (exit code {code})"
-            raise WorkerDiedError(msg) from None
+            self._died()
+
+    def _died(self) -> NoReturn:
+        self.wait(1)  # the exit code says how it died (a signal, a crash)
+        code = self.proc.poll()
+        self.kill()
+        msg = f"worker process {self.proc.pid} died (exit code {code})"
+        raise WorkerDiedError(msg) from None
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -149,6 +163,9 @@ def _kill_started(fut: concurrent.futures.Future[_Child]) -> None:
 
 
 class ProcessBackend:
+    #: Calls ``on_start`` once the call is loaded in the child (see ``Backend.run``).
+    defers_deadline = True
+
     def __init__(self, ctx: BackendContext) -> None:
         self.lane = ctx.lane
         self.resolution_ns = ctx.resolution_ns
@@ -200,18 +217,33 @@ class ProcessBackend:
         kwargs: dict[str, Any],
         is_async: bool,
         probe: TaskProbe | None,
+        on_start: Callable[[], None] | None = None,
     ) -> Any:
         child = await self._child(slot)
         payload = dumps_call(
             (fn, args, kwargs, self.resolution_ns, self.max_segments, is_async), fn
         )
         try:
-            reply = await child.call(payload, self._get_io())
+            await child.send(payload, self._get_io())
+            # Unpickling imports the body's module in the child: seconds for a heavy module, and
+            # not the body's time, so the task's deadline starts only once it is loaded.
+            with anyio.move_on_after(LOAD_TIMEOUT_S) as loading:
+                data = await child.recv()
+            if loading.cancelled_caught:
+                raise WorkerDiedError(
+                    f"{child.name}: the task did not load within {LOAD_TIMEOUT_S} s "
+                    "(importing its module in the worker process hung)"
+                )
+            if data == LOADED:
+                if on_start is not None:
+                    on_start()
+                data = await child.recv()
         except BaseException:
             # Cancelled or timed out mid-task: the child's state is unknown, so it goes.
             child.kill()
             self._children.pop(slot, None)
             raise
+        reply = pickle.loads(data)
         status, value = settle_reply(probe, reply, child.offset_ns)
         if status == RESULT_ERR:
             raise value

@@ -16,7 +16,8 @@ from typing import Any
 from ..tools.registry import Resolved, ToolCall, resolve, summarize_args
 from ..trace.recorder import Recorder
 from .batch import _Batch
-from .lane import Job, Lane
+from .job import Job
+from .lane import Lane
 
 _pc = time.perf_counter_ns
 

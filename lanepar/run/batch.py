@@ -19,7 +19,8 @@ from ..trace.sampler import Sampler
 if TYPE_CHECKING:
     from ._seams import Decision
     from ._sync import SyncBridge
-    from .lane import Job, Lane
+    from .job import Job
+    from .lane import Lane
 
 
 @dataclasses.dataclass

@@ -27,6 +27,7 @@ from ..trace.hooks import Observers
 from ..trace.model import TaskRecord
 from ..trace.probe import TaskProbe, activate, deactivate, stepped
 from ._settle import interrupted_probe, settle, unstarted_probe
+from .job import Job, Worker
 from .jobqueue import JobQueue
 
 if TYPE_CHECKING:
@@ -38,67 +39,6 @@ _pc = time.perf_counter_ns
 #: A worker yields to the loop after this many jobs that never suspended, so a lane of instant
 #: coroutines cannot starve the other lanes.
 FAIRNESS_EVERY = 64
-
-
-class Job:
-    __slots__ = (
-        "args",
-        "args_summary",
-        "attempt",
-        "batch",
-        "call_id",
-        "fn",
-        "id",
-        "index",
-        "is_async",
-        "kwargs",
-        "name",
-        "pushed_ns",
-        "submitted_ns",
-        "timeout_s",
-    )
-
-    def __init__(
-        self,
-        batch: _Batch,
-        index: int,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        is_async: bool,
-        name: str,
-        timeout_s: float | None,
-        job_id: int,
-        submitted_ns: int,
-    ) -> None:
-        self.batch = batch
-        self.index = index
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.is_async = is_async
-        self.name = name
-        self.timeout_s = timeout_s
-        self.id = job_id
-        self.submitted_ns = submitted_ns
-        # When the job reached its lane's queue: later than submission in sequential mode,
-        # where each job waits for its predecessor (queued time, not dispatch overhead).
-        self.pushed_ns = submitted_ns
-        self.attempt = 0
-        self.args_summary = ""
-        self.call_id: str | None = None
-
-
-class _Worker:
-    __slots__ = ("deadline", "free_at", "job", "scope", "slot", "wake")
-
-    def __init__(self, slot: int) -> None:
-        self.slot = slot
-        self.deadline = math.inf
-        self.job: Job | None = None
-        self.scope: anyio.CancelScope | None = None
-        self.wake: anyio.Event | None = None
-        self.free_at = 0
 
 
 class Lane:
@@ -126,14 +66,15 @@ class Lane:
         self.queue: JobQueue[Job] = JobQueue()
         self.active = 0
         self.peak_active = 0
-        self.workers: dict[int, _Worker] = {}
-        self._idle: list[_Worker] = []
+        self.workers: dict[int, Worker] = {}
+        self._idle: list[Worker] = []
         self._tg: anyio.abc.TaskGroup | None = None
         # Backends with per-slot resources (a child process, a remote worker) set them up here,
         # before a task's deadline starts.
         self._prepare: Callable[[int], Awaitable[None]] | None = getattr(backend, "prepare", None)
         # Async bodies on local lanes run right here, skipping the backend call on the hot path.
         self.inline_async = config.kind in ("async", "thread")
+        self._defers_deadline = bool(getattr(backend, "defers_deadline", False))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, tg: anyio.abc.TaskGroup) -> None:
@@ -145,7 +86,7 @@ class Lane:
             return
         for slot in range(self.limit):
             if slot not in self.workers:
-                w = _Worker(slot)
+                w = Worker(slot)
                 self.workers[slot] = w
                 self._tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
 
@@ -194,7 +135,7 @@ class Lane:
                 w.scope.cancel()
 
     # -- workers ---------------------------------------------------------------------------------
-    async def _worker_main(self, w: _Worker) -> None:
+    async def _worker_main(self, w: Worker) -> None:
         try:
             while True:
                 with anyio.CancelScope() as scope:
@@ -210,7 +151,7 @@ class Lane:
             if w in self._idle:
                 self._idle.remove(w)
 
-    async def _serve(self, w: _Worker, scope: anyio.CancelScope) -> bool:
+    async def _serve(self, w: Worker, scope: anyio.CancelScope) -> bool:
         """Run jobs until retired (True) or until this scope was cancelled (False)."""
         budget = self.budget
         since_yield = 0
@@ -244,6 +185,7 @@ class Lane:
                 job.batch.fail(
                     job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled"
                 )
+                del job  # an idle worker must not keep a finished batch (and its results) alive
                 continue
             w.job = job
             self.active += 1
@@ -256,6 +198,7 @@ class Lane:
                 if budget is not None:
                     budget.release(self)
             w.job = None
+            del job  # an idle worker must not keep a finished batch (and its results) alive
             w.free_at = _pc()
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
@@ -265,14 +208,24 @@ class Lane:
                 # next job's dispatch measures the scheduler, not the other tasks that just ran.
                 w.free_at = _pc()
 
-    async def _run(self, w: _Worker, job: Job, granted: int) -> None:
+    async def _run(self, w: Worker, job: Job, granted: int) -> None:
         batch = job.batch
         scope = w.scope
         assert scope is not None
         if self._prepare is not None:
             await self._prepare(w.slot)
+        on_start: Callable[[], None] | None = None
+        w.deadline = math.inf
         if job.timeout_s is not None:
-            w.deadline = scope.deadline = anyio.current_time() + job.timeout_s
+            timeout = job.timeout_s
+
+            def start_deadline() -> None:
+                w.deadline = scope.deadline = anyio.current_time() + timeout
+
+            if self._defers_deadline:
+                on_start = start_deadline
+            else:
+                start_deadline()
         rec = self.recorder
         if rec is None:
             observed = bool(self.hooks.task_finished)
@@ -282,7 +235,7 @@ class Lane:
                     value = await job.fn(*job.args, **job.kwargs)
                 else:
                     value = await self.backend.run(
-                        w.slot, job.fn, job.args, job.kwargs, job.is_async, None
+                        w.slot, job.fn, job.args, job.kwargs, job.is_async, None, on_start
                     )
             except Exception as e:
                 if await self._retry(w, job, e):
@@ -320,7 +273,7 @@ class Lane:
                 value = await stepped(job.fn(*job.args, **job.kwargs), probe)
             else:
                 value = await self.backend.run(
-                    w.slot, job.fn, job.args, job.kwargs, job.is_async, probe
+                    w.slot, job.fn, job.args, job.kwargs, job.is_async, probe, on_start
                 )
         except Exception as e:
             if token is not None:
@@ -346,7 +299,7 @@ class Lane:
         if self.hooks.task_finished:
             self.hooks.emit("task_finished", record)
 
-    async def _retry(self, w: _Worker, job: Job, error: Exception) -> bool:
+    async def _retry(self, w: Worker, job: Job, error: Exception) -> bool:
         """Opt-in retries with exponential backoff; the job keeps its slot meanwhile."""
         if job.attempt >= self.config.retries or job.batch.cancelled:
             return False
@@ -360,7 +313,7 @@ class Lane:
         await self._run(w, job, _pc())
         return True
 
-    def _finish_interrupted(self, w: _Worker, job: Job, scope: anyio.CancelScope) -> None:
+    def _finish_interrupted(self, w: Worker, job: Job, scope: anyio.CancelScope) -> None:
         """The worker's scope was cancelled mid-job: a timeout if its deadline passed."""
         timed_out = job.timeout_s is not None and anyio.current_time() >= w.deadline
         outcome = "timeout" if timed_out else "cancelled"

@@ -25,7 +25,6 @@ import anyio
 import anyio.abc
 
 from ..trace.probe import phase
-from . import loopback as _loopback  # noqa: F401 - registers ``fetch``
 from .paths import StrPath, is_within, relative_to_root, resolve_in_root, resolve_root
 from .registry import tool
 
