@@ -27,8 +27,8 @@ class LaneConfig:
     """How one lane runs its tasks.
 
     ``priority``: lower numbers win when lanes compete for a shared ``max_total`` budget (0 is the
-    control lane). ``max_concurrency`` is honoured exactly — never clamped — because the seed
-    framework silently turned a user's 10 into 4 and nobody could see why a batch was slow.
+    control lane). ``max_concurrency`` is honoured exactly — never clamped — because agent
+    frameworks silently turned a user's 10 into 4 and nobody could see why a batch was slow.
     ``max_concurrency="auto"`` makes the limit adaptive between ``min_concurrency`` and ``ceiling``.
     """
 
@@ -104,7 +104,7 @@ def _check_int(field: str, value: object, *, low: int) -> None:
         raise LaneConfigError(f"LaneConfig: {field}={value} must be >= {low}")
 
 
-#: The seed framework's lanes, kept because agent prompts and users already think in them.
+#: The four lanes agent frameworks commonly use, kept because prompts and users think in them.
 #: Read-only: pass a new mapping to ``LaneExecutor(lanes=...)`` instead of editing this one.
 DEFAULT_LANES: Mapping[str, LaneConfig] = types.MappingProxyType(
     {
@@ -115,7 +115,7 @@ DEFAULT_LANES: Mapping[str, LaneConfig] = types.MappingProxyType(
     }
 )
 
-#: Tool name → lane, as in the seed. Anything unlisted goes to ``execute``.
+#: Tool name → lane. Anything unlisted goes to ``execute``.
 TOOL_LANES: Mapping[str, str] = {
     "read": "query",
     "glob": "query",

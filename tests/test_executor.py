@@ -53,7 +53,7 @@ class Gauge:
 def test_set_concurrency_is_honoured_exactly(limit: int) -> None:
     g = Gauge()
     with lp.LaneExecutor() as ex:
-        ex.set_concurrency("execute", limit)  # default 4: the seed clamped a user's 10 to 4
+        ex.set_concurrency("execute", limit)  # default 4: never clamped, whatever the user asks
         b = ex.run_batch([lp.ToolCall(g.tool("execute", 0.15)) for _ in range(limit * 2)])
     assert b.ok
     assert g.peak["execute"] == limit
@@ -211,7 +211,7 @@ def test_retries_are_opt_in_with_backoff() -> None:
         )
     assert attempts == {"a": 1, "b": 3}
     assert b.outcomes == ["error", "ok"]
-    assert lp.DEFAULT_LANES["execute"].retries == 0  # the seed retried bash by default
+    assert lp.DEFAULT_LANES["execute"].retries == 0  # bash must never be retried by default
 
 
 def test_sequential_runs_one_at_a_time_in_order() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..trace.model import SEGMENT_KINDS, TaskRecord, Trace
 
-#: The segment colours the issue fixes; the live dashboard and its snapshot use the same ones.
+#: The segment colours; the live dashboard and its snapshot use the same ones.
 COLOURS: dict[str, str] = {
     "queued": "#c7c7c7",
     "dispatch": "#ff7f0e",
