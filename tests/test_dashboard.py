@@ -193,9 +193,7 @@ def test_updates_carry_the_cells_parent(
     assert len(sets) == sum(1 for c in calls if c[0] == "reset")
 
 
-def test_resync_resends_what_a_late_view_missed(
-    executor: lp.LaneExecutor, tmp_path: Path
-) -> None:
+def test_resync_resends_what_a_late_view_missed(executor: lp.LaneExecutor, tmp_path: Path) -> None:
     d = Dashboard(executor)
     sent = capture(d)
     executor.run_batch([lp.ToolCall(nap, i, lane="query") for i in range(30)])
@@ -204,7 +202,7 @@ def test_resync_resends_what_a_late_view_missed(
     d._on_frontend_msg(d, {"type": "resync"}, [])
     extra = sent[before:]
     assert [m["type"] for m, _ in extra] == ["reset", "delta", "end"]
-    msg, buffers = extra[1]
+    msg = extra[1][0]
     assert msg["n_tasks"] == 30
     assert len({t["id"] for t in decode(tmp_path, extra)}) == 30
     assert msg["names"] == ["nap"]  # the whole name table, for a view that starts over
@@ -235,9 +233,7 @@ def test_log_histogram_percentiles_are_close() -> None:
     assert LogHistogram().percentile(50) == 0.0
 
 
-def test_snapshot_bundle_has_html_and_trace_json(
-    executor: lp.LaneExecutor, tmp_path: Path
-) -> None:
+def test_snapshot_bundle_has_html_and_trace_json(executor: lp.LaneExecutor, tmp_path: Path) -> None:
     batch = executor.run_batch(
         [lp.ToolCall(nap, i, lane="query") for i in range(12)]
         + [lp.ToolCall(spin, 3, lane="execute")]

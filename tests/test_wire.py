@@ -7,7 +7,6 @@ store and record reader, bundled from ``extension/src`` and run under Node.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ LANES = {
     "query": {"kind": "async", "max_concurrency": 4},
     "execute": {"kind": "process", "max_concurrency": 2},
 }
-ARGS = ["path='a.txt'", "", "é ü 😀 \"quoted\" </script>", "x" * 300]
+ARGS = ["path='a.txt'", "", 'é ü 😀 "quoted" </script>', "x" * 300]
 
 
 def _record(i: int, base: int) -> lp.TaskRecord:
@@ -132,4 +131,3 @@ def test_single_records_decode_exactly_past_2_to_the_53(tmp_path: Path) -> None:
         # a record's segment ends are offsets from submitted
         want["segments"] = [[k, e - r.submitted_ns] for k, _s, e in r.segments]
         assert got == want, r.id
-    assert not any(math.isnan(v) for g in out["records"] for v in g.values() if isinstance(v, float))
