@@ -47,7 +47,7 @@ len(b.results)
 
 SUMMARY_CELL = """\
 import json
-s = b.trace.summary()
+s = b.summary()
 print("LANEPAR-SUMMARY" + json.dumps({k: s[k] for k in ("tasks", "errors", "speedup")}))
 """
 
@@ -203,7 +203,7 @@ def test_static_snapshot_draws_and_hovers(tmp_path: Path) -> None:
     trace = batch.trace
     assert trace is not None
     page_html = tmp_path / "snapshot.html"
-    page_html.write_text(snapshot_page(trace, trace.summary(), title="snapshot test"))
+    page_html.write_text(snapshot_page(trace, lp.summarize(trace), title="snapshot test"))
     with chromium_page(1300, 700) as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -280,7 +280,7 @@ REDRAW = """async (n) => {
 def test_a_50k_task_timeline_stays_interactive(tmp_path: Path) -> None:
     trace = _big_trace(50_000)
     page_html = tmp_path / "big.html"
-    page_html.write_text(snapshot_page(trace, trace.summary(), title="50k tasks"))
+    page_html.write_text(snapshot_page(trace, lp.summarize(trace), title="50k tasks"))
     with chromium_page(1300, 700) as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -308,8 +308,8 @@ def test_saved_traces_render_without_a_kernel(tmp_path: Path) -> None:
     with lp.LaneExecutor() as ex:
         b = ex.run_batch([lp.ToolCall(nap, i, lane="query") for i in range(12)])
     assert b.trace is not None
-    b.trace.to_chrome_trace(tmp_path / "run.lanetrace.json")
-    doc = {**b.trace.to_dict(), "summary": b.trace.summary()}
+    b.write_perfetto(tmp_path / "run.lanetrace.json")
+    doc = {**b.trace.to_dict(), "summary": b.summary()}
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("%%lanepar\n...")
     cell.outputs = [
@@ -392,8 +392,8 @@ def test_gil_and_runq_draw_in_their_palette_colours(tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     trace = _kinds_trace()
     painted = _painted_js({k: COLOURS[k] for k in ("cpu", "gil", "runq", "wait")})
-    (tmp_path / "kinds.html").write_text(snapshot_page(trace, trace.summary(), title="kinds"))
-    doc = {**trace.to_dict(), "summary": trace.summary()}
+    (tmp_path / "kinds.html").write_text(snapshot_page(trace, lp.summarize(trace), title="kinds"))
+    doc = {**trace.to_dict(), "summary": lp.summarize(trace)}
     (tmp_path / "kinds.lanetrace.json").write_text(json.dumps(doc))
     with chromium_page(1300, 600) as page:
         errors: list[str] = []
