@@ -1,8 +1,8 @@
 """Auto mode: decide per batch whether parallelism can pay, and where CPU-heavy calls should run.
 
-``seed_rule`` is the common agent-framework rule (fewer than 3 tools, or only instant directory
-ops, run sequentially); it stays as the fallback before anything has been measured. ``AutoPolicy`` learns a
-``ToolProfile`` per tool (EWMA of body wall time and CPU fraction) and the executor's own costs
+``seed_rule`` is the common agent-framework rule (fewer than 3 tools, or only instant directory ops,
+run sequentially); it stays as the fallback before anything has been measured. ``AutoPolicy`` learns
+a ``ToolProfile`` per tool (EWMA of body wall time and CPU fraction) and the executor's own costs
 from finished tasks, then predicts both schedules of a batch:
 
 - sequential: ``sum(wall + handoff)`` — a lane's handoff is the measured gap from one task's
