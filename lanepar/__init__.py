@@ -24,7 +24,10 @@ from .trace.model import TaskRecord as TaskRecord
 from .trace.model import Trace as Trace
 from .trace.probe import phase as phase
 
-if TYPE_CHECKING:  # the real import is lazy (module __getattr__ below)
+if TYPE_CHECKING:  # the real imports are lazy (module __getattr__ below)
+    from .export.otel import from_otel as from_otel
+    from .export.otel import write_otel as write_otel
+    from .export.otel_observer import OTelObserver as OTelObserver
     from .jupyter.dashboard import Dashboard as Dashboard
 
 __version__ = "0.1.0"
@@ -35,6 +38,7 @@ __all__ = [
     "Dashboard",
     "LaneConfig",
     "LaneExecutor",
+    "OTelObserver",
     "Sample",
     "TaskCancelledError",
     "TaskHandle",
@@ -44,11 +48,13 @@ __all__ = [
     "Trace",
     "__version__",
     "current",
+    "from_otel",
     "load_ipython_extension",
     "load_trace",
     "phase",
     "registered_tools",
     "tool",
+    "write_otel",
 ]
 
 
@@ -60,12 +66,20 @@ def load_trace(path: Any) -> Trace:
 
 
 def __getattr__(name: str) -> Any:
-    """``lanepar.Dashboard`` is imported on first use: anywidget and ipywidgets are heavy and a
-    headless run never needs them."""
+    """``lanepar.Dashboard`` and the OpenTelemetry doors are imported on first use: anywidget,
+    ipywidgets and OpenTelemetry are heavy (or absent) and a headless run never needs them."""
     if name == "Dashboard":
         from .jupyter.dashboard import Dashboard
 
         return Dashboard
+    if name in ("write_otel", "from_otel"):
+        from .export import otel
+
+        return getattr(otel, name)
+    if name == "OTelObserver":
+        from .export.otel_observer import OTelObserver
+
+        return OTelObserver
     raise AttributeError(f"module 'lanepar' has no attribute {name!r}")
 
 
