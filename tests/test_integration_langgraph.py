@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("langgraph.prebuilt")
 
-from _agent_tools import (  # noqa: E402
+from _agent_tools import (
     InFlight,
     fetch_async,
     fetch_sync,
@@ -21,15 +21,15 @@ from _agent_tools import (  # noqa: E402
     parse_module,
     read_file,
 )
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
-from langchain_core.tools import StructuredTool  # noqa: E402
-from langgraph.graph import START, MessagesState, StateGraph  # noqa: E402
-from langgraph.prebuilt import ToolNode, tools_condition  # noqa: E402
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.tools import StructuredTool
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
 
-import lanepar as lp  # noqa: E402
-from lanepar.integrations.langgraph import LaneToolNode  # noqa: E402
-from lanepar.tools.loopback import LoopbackServer  # noqa: E402
+import lanepar as lp
+from lanepar.integrations.langgraph import LaneToolNode
+from lanepar.tools.loopback import LoopbackServer
 
 
 @pytest.fixture
@@ -95,7 +95,9 @@ async def test_async_path_holds_the_lane_limit_the_plain_node_ignores(
     server.peak_in_service = 0
     flight = InFlight()
     async with lp.LaneExecutor(lanes_with(query=4)) as ex:
-        node = LaneToolNode([_fetch_tool(host, port, flight)], executor=ex, lanes={"fetch": "query"})
+        node = LaneToolNode(
+            [_fetch_tool(host, port, flight)], executor=ex, lanes={"fetch": "query"}
+        )
         out = await _graph(node, CALLS_50).ainvoke({"messages": [HumanMessage("go")]})
         trace = ex.trace
     assert flight.calls == 50 and flight.peak <= 4
@@ -158,7 +160,9 @@ def test_real_tools_on_both_paths_same_answers(
     assert all(got[c["id"]].name == c["name"] for c in calls)
     assert all(t.outcome == "ok" for t in trace.tasks)
     # all six ran on the execute lane (limit 2): never more than 2 bodies at once
-    events = sorted([(t.started_ns, 1) for t in trace.tasks] + [(t.finished_ns, -1) for t in trace.tasks])
+    events = sorted(
+        [(t.started_ns, 1) for t in trace.tasks] + [(t.finished_ns, -1) for t in trace.tasks]
+    )
     level = peak = 0
     for _, step in events:
         level += step

@@ -12,12 +12,12 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from _agent_tools import lanes_with, make_workspace  # noqa: E402
-from mcp import ClientSession, StdioServerParameters  # noqa: E402
-from mcp.client.stdio import stdio_client  # noqa: E402
+from _agent_tools import lanes_with, make_workspace
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
-import lanepar as lp  # noqa: E402
-from lanepar.integrations.mcp import MCPToolError, mcp_tool  # noqa: E402
+import lanepar as lp
+from lanepar.integrations.mcp import MCPToolError, mcp_tool
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,12 +30,16 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def session(tmp_path: Path) -> AsyncIterator[Any]:
     env = {"PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    params = StdioServerParameters(command=sys.executable, args=[str(HERE / "_mcp_server.py")], env=env)
+    params = StdioServerParameters(
+        command=sys.executable, args=[str(HERE / "_mcp_server.py")], env=env
+    )
     with open(tmp_path / "server.log", "w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write) as s:
-                await s.initialize()
-                yield s
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as s,
+        ):
+            await s.initialize()
+            yield s
 
 
 @pytest.mark.anyio
@@ -57,8 +61,13 @@ async def test_mcp_calls_on_lanes_match_direct_calls(session: Any, tmp_path: Pat
             ]
         )
         trace = ex.trace
-    assert res.results[0] == direct_read.content[0].text == "alpha line\nTODO: fix the lanes\nomega\n"
-    assert [(h["path"], h["line"]) for h in res.results[1]] == [("notes/a.txt", 2), ("notes/b.txt", 2)]
+    assert (
+        res.results[0] == direct_read.content[0].text == "alpha line\nTODO: fix the lanes\nomega\n"
+    )
+    assert [(h["path"], h["line"]) for h in res.results[1]] == [
+        ("notes/a.txt", 2),
+        ("notes/b.txt", 2),
+    ]
     assert isinstance(res.errors[2], MCPToolError) and "fail" in str(res.errors[2])
     assert {t.call_id: (t.name, t.outcome) for t in trace.tasks} == {
         "c_read": ("read", "ok"),

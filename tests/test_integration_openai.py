@@ -8,12 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import lanepar as lp
-from lanepar.integrations import openai as lp_openai
-from lanepar.tools.loopback import LoopbackServer
-from lanepar.tools.loopback import fetch as lp_fetch
-
 from _agent_tools import (
     InFlight,
     fetch_async,
@@ -23,6 +17,11 @@ from _agent_tools import (
     parse_module,
     read_file,
 )
+
+import lanepar as lp
+from lanepar.integrations import openai as lp_openai
+from lanepar.tools.loopback import LoopbackServer
+from lanepar.tools.loopback import fetch as lp_fetch
 
 openai_types = pytest.importorskip("openai.types.chat")
 
@@ -70,7 +69,12 @@ def test_plain_json_calls_answer_in_order_with_ids(tmp_path: Path, server: Loopb
     with lp.LaneExecutor() as ex:
         msgs = lp_openai.run_tool_calls(_turn(root, host, port), _functions(), executor=ex)
         trace = ex.trace
-    assert [m["tool_call_id"] for m in msgs] == ["call_read", "call_grep", "call_parse", "call_http"]
+    assert [m["tool_call_id"] for m in msgs] == [
+        "call_read",
+        "call_grep",
+        "call_parse",
+        "call_http",
+    ]
     assert all(m["role"] == "tool" for m in msgs)
     assert msgs[0]["content"] == (root / "notes" / "a.txt").read_text()
     assert msgs[1]["content"] == "notes/a.txt:2; notes/b.txt:2"
@@ -86,8 +90,9 @@ def test_plain_json_calls_answer_in_order_with_ids(tmp_path: Path, server: Loopb
 def test_openai_sdk_objects_are_accepted(tmp_path: Path, server: LoopbackServer) -> None:
     root = make_workspace(tmp_path)
     host, port = server.address
-    cls = getattr(openai_types, "ChatCompletionMessageFunctionToolCall", None) or getattr(
-        openai_types, "ChatCompletionMessageToolCall"
+    cls = (
+        getattr(openai_types, "ChatCompletionMessageFunctionToolCall", None)
+        or openai_types.ChatCompletionMessageToolCall
     )
     objs = [cls.model_validate(c) for c in _turn(root, host, port)]
     with lp.LaneExecutor() as ex:
@@ -117,7 +122,9 @@ def test_failures_become_messages_and_siblings_still_run(tmp_path: Path) -> None
     assert [m["tool_call_id"] for m in msgs] == ["c1", "c2", "c3", "c4", "c5", "c6"]
     assert content[0] == "beta\nTODO: write the report\n"
     assert content[1].startswith("Error: the arguments of 'read_file' are not valid JSON")
-    assert content[2] == "Error: unknown function 'no_such_tool'; available functions: boom, read_file"
+    assert (
+        content[2] == "Error: unknown function 'no_such_tool'; available functions: boom, read_file"
+    )
     assert content[3] == "Error: ValueError: x=3 is not allowed"
     assert content[4].startswith("Error: FileNotFoundError")
     assert content[5].startswith("Error: the arguments of 'boom' must be a JSON object")

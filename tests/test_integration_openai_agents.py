@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("agents")
 
-from _agent_tools import (  # noqa: E402
+from _agent_tools import (
     InFlight,
     fetch_async,
     grep_todo,
@@ -20,19 +20,19 @@ from _agent_tools import (  # noqa: E402
     parse_module,
     read_file,
 )
-from agents import Agent, FunctionTool, RunConfig, Runner, function_tool  # noqa: E402
-from agents.items import ModelResponse  # noqa: E402
-from agents.models.interface import Model  # noqa: E402
-from agents.usage import Usage  # noqa: E402
-from openai.types.responses import (  # noqa: E402
+from agents import Agent, FunctionTool, RunConfig, Runner, function_tool
+from agents.items import ModelResponse
+from agents.models.interface import Model
+from agents.usage import Usage
+from openai.types.responses import (
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputText,
 )
 
-import lanepar as lp  # noqa: E402
-from lanepar.integrations.openai_agents import lane_tools  # noqa: E402
-from lanepar.tools.loopback import LoopbackServer  # noqa: E402
+import lanepar as lp
+from lanepar.integrations.openai_agents import lane_tools
+from lanepar.tools.loopback import LoopbackServer
 
 NO_TRACING = RunConfig(tracing_disabled=True)
 
@@ -55,13 +55,21 @@ class ScriptedModel(Model):
     def __init__(self, calls: list[tuple[str, str, dict[str, Any]]]) -> None:
         self.calls = calls
 
-    async def get_response(self, system_instructions: Any, input: Any, *args: Any, **kw: Any) -> Any:
+    async def get_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kw: Any
+    ) -> Any:
         items = input if isinstance(input, list) else []
-        outputs = [i for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"]
+        outputs = [
+            i for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"
+        ]
         if not outputs:
             out: list[Any] = [
                 ResponseFunctionToolCall(
-                    type="function_call", call_id=cid, name=name, arguments=json.dumps(args), id=f"fc_{cid}"
+                    type="function_call",
+                    call_id=cid,
+                    name=name,
+                    arguments=json.dumps(args),
+                    id=f"fc_{cid}",
                 )
                 for cid, name, args in self.calls
             ]
@@ -87,7 +95,9 @@ def _agent(tools: list[Any], calls: list[tuple[str, str, dict[str, Any]]]) -> Ag
 
 
 @pytest.mark.anyio
-async def test_answer_unchanged_ids_and_names_in_trace(tmp_path: Path, server: LoopbackServer) -> None:
+async def test_answer_unchanged_ids_and_names_in_trace(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
     root = str(make_workspace(tmp_path))
     host, port = server.address
 

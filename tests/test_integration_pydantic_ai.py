@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("pydantic_ai")
 
-from _agent_tools import (  # noqa: E402
+from _agent_tools import (
     InFlight,
     fetch_async,
     grep_todo,
@@ -19,8 +19,8 @@ from _agent_tools import (  # noqa: E402
     parse_module,
     read_file,
 )
-from pydantic_ai import Agent  # noqa: E402
-from pydantic_ai.messages import (  # noqa: E402
+from pydantic_ai import Agent
+from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
     ModelResponse,
@@ -28,13 +28,13 @@ from pydantic_ai.messages import (  # noqa: E402
     ToolCallPart,
     ToolReturnPart,
 )
-from pydantic_ai.models.function import AgentInfo, FunctionModel  # noqa: E402
-from pydantic_ai.models.test import TestModel  # noqa: E402
-from pydantic_ai.toolsets import FunctionToolset  # noqa: E402
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.test import TestModel
+from pydantic_ai.toolsets import FunctionToolset
 
-import lanepar as lp  # noqa: E402
-from lanepar.integrations.pydantic_ai import LaneToolset  # noqa: E402
-from lanepar.tools.loopback import LoopbackServer  # noqa: E402
+import lanepar as lp
+from lanepar.integrations.pydantic_ai import LaneToolset
+from lanepar.tools.loopback import LoopbackServer
 
 
 @pytest.fixture
@@ -53,9 +53,11 @@ def _scripted(calls: list[tuple[str, str, dict[str, Any]]]) -> FunctionModel:
 
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         last = messages[-1]
-        returns = [
-            p for p in getattr(last, "parts", []) if isinstance(p, ToolReturnPart)
-        ] if isinstance(last, ModelRequest) else []
+        returns = (
+            [p for p in getattr(last, "parts", []) if isinstance(p, ToolReturnPart)]
+            if isinstance(last, ModelRequest)
+            else []
+        )
         if not returns:
             return ModelResponse(
                 parts=[ToolCallPart(name, args, tool_call_id=cid) for cid, name, args in calls]
@@ -67,7 +69,9 @@ def _scripted(calls: list[tuple[str, str, dict[str, Any]]]) -> FunctionModel:
 
 
 @pytest.mark.anyio
-async def test_answer_unchanged_and_every_call_traced(tmp_path: Path, server: LoopbackServer) -> None:
+async def test_answer_unchanged_and_every_call_traced(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
     root = str(make_workspace(tmp_path))
     host, port = server.address
 

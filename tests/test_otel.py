@@ -8,21 +8,21 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 pytest.importorskip("opentelemetry.sdk.trace")
 
-from _agent_tools import grep_todo, make_workspace, parse_module, read_file  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+from _agent_tools import grep_todo, make_workspace, parse_module, read_file
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
-from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
+from opentelemetry.trace import SpanKind, StatusCode
 
-import lanepar as lp  # noqa: E402
+import lanepar as lp
 
 
 @pytest.fixture
@@ -100,9 +100,10 @@ def test_write_otel_spans_follow_the_genai_conventions(tmp_path: Path) -> None:
     assert {e.attributes["lanepar.phase"] for e in parse.events if e.name == "lanepar.phase"} >= {
         "parse"
     }
-    assert "gen_ai.tool.call.id" not in next(
-        s for s in tasks if s.name == "execute_tool grep"
-    ).attributes
+    assert (
+        "gen_ai.tool.call.id"
+        not in next(s for s in tasks if s.name == "execute_tool grep").attributes
+    )
 
 
 def test_observer_emits_spans_as_tasks_finish(tmp_path: Path) -> None:
@@ -138,7 +139,7 @@ def test_observer_emits_spans_as_tasks_finish(tmp_path: Path) -> None:
 class _Receiver(http.server.BaseHTTPRequestHandler):
     """An OTLP/HTTP endpoint: decodes each protobuf export request it gets."""
 
-    requests: list[Any] = []
+    requests: ClassVar[list[Any]] = []
 
     def do_POST(self) -> None:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (

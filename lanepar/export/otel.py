@@ -309,7 +309,7 @@ def _is_tool_span(s: _Span) -> bool:
 
 def _ns(attrs: Mapping[str, Any], key: str) -> int | None:
     v = attrs.get(key)
-    return int(round(float(v) * 1e6)) if isinstance(v, (int, float)) else None
+    return round(float(v) * 1e6) if isinstance(v, (int, float)) else None
 
 
 def _body(start: int, end: int, parts: Sequence[tuple[str, int]]) -> list[tuple[int, int, int]]:

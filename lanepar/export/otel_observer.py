@@ -40,9 +40,7 @@ class OTelObserver:
         self._context = context if context is not None else otel_context.get_current()
         self._offset = clock_offset_ns()
         # submitted_ns -> (batch span, its context for children), oldest first
-        self._open: collections.OrderedDict[int, tuple[Span, Context]] = (
-            collections.OrderedDict()
-        )
+        self._open: collections.OrderedDict[int, tuple[Span, Context]] = collections.OrderedDict()
 
     def _batch(self, submitted_ns: int) -> Context:
         from opentelemetry import trace as otel_trace

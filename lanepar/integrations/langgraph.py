@@ -81,5 +81,7 @@ class LaneToolNode(ToolNode):
         if self._user_awrap is not None:
             return await self._user_awrap(request, on_lane)
         if self._user_wrap is not None:  # as ToolNode does: a sync wrapper on the async path
-            return self._user_wrap(request, lambda req: run_one(ex, self._call(req, execute, False)))
+            return self._user_wrap(
+                request, lambda req: run_one(ex, self._call(req, execute, False))
+            )
         return await on_lane(request)
