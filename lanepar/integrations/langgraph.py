@@ -58,6 +58,7 @@ class LaneToolNode(ToolNode):
             lane=lane_of(name, fn, self.lane_map),
             call_id=call.get("id"),
             is_async=is_async,
+            shown=call.get("args") or {},
         )
 
     def _on_lane(self, request: ToolCallRequest, execute: Callable[[ToolCallRequest], Any]) -> Any:

@@ -37,7 +37,13 @@ class _LaneInvoker:
         ex = executor_or_current(self.executor)
         call_id = getattr(ctx, "tool_call_id", None)
         call = bound_call(
-            self.inner, (ctx, input), name=self.name, lane=self.lane, call_id=call_id, is_async=True
+            self.inner,
+            (ctx, input),
+            name=self.name,
+            lane=self.lane,
+            call_id=call_id,
+            is_async=True,
+            shown={"input": input},
         )
         return await arun_one(ex, call)
 

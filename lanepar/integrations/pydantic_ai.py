@@ -42,6 +42,7 @@ class LaneToolset(WrapperToolset[Any]):
             lane=lane,
             call_id=ctx.tool_call_id,
             is_async=True,
+            shown=tool_args,
         )
         return await arun_one(ex, call)
 
