@@ -104,6 +104,7 @@ async def test_async_path_holds_the_lane_limit_the_plain_node_ignores(
     assert server.peak_in_service <= 4
     assert _tool_messages(out) == _tool_messages(plain_out)  # same answers, same order
     assert out["messages"][-1].content == "done"
+    assert len({t.submitted_ns for t in trace.tasks}) == 1  # the model turn ran as one batch
     assert sorted((t.call_id, t.name, t.lane) for t in trace.tasks) == sorted(
         (f"call_{i}", "fetch", "query") for i in range(50)
     )
