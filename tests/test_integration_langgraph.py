@@ -99,7 +99,7 @@ async def test_async_path_holds_the_lane_limit_the_plain_node_ignores(
             [_fetch_tool(host, port, flight)], executor=ex, lanes={"fetch": "query"}
         )
         out = await _graph(node, CALLS_50).ainvoke({"messages": [HumanMessage("go")]})
-        trace = ex.trace
+        trace = ex.snapshot()
     assert flight.calls == 50 and flight.peak <= 4
     assert server.peak_in_service <= 4
     assert _tool_messages(out) == _tool_messages(plain_out)  # same answers, same order
@@ -153,7 +153,7 @@ def test_real_tools_on_both_paths_same_answers(
     with lp.LaneExecutor(lanes_with(execute=2)) as ex:
         node = LaneToolNode(_real_tools(host, port), executor=ex)
         out = run(_graph(node, calls))
-        trace = ex.trace
+        trace = ex.snapshot()
     assert _tool_messages(out) == _tool_messages(plain_out)
     assert "600 functions, 300 classes" in {c for _, _, c in _tool_messages(out)}
     got = {t.call_id: t for t in trace.tasks}

@@ -60,7 +60,7 @@ async def test_mcp_calls_on_lanes_match_direct_calls(session: Any, tmp_path: Pat
                 ),
             ]
         )
-        trace = ex.trace
+        trace = ex.snapshot()
     assert (
         res.results[0] == direct_read.content[0].text == "alpha line\nTODO: fix the lanes\nomega\n"
     )
@@ -93,5 +93,5 @@ async def test_a_sync_executor_calls_on_the_sessions_loop(session: Any) -> None:
     hold = mcp_tool(session, "hold")
     with lp.LaneExecutor(lanes_with(query=2)) as ex:
         res = await ex.arun_batch([lp.ToolCall(hold, lane="query", ms=5) for _ in range(6)])
-        lanes = {t.lane for t in ex.trace.tasks}
+        lanes = {t.lane for t in ex.snapshot().tasks}
     assert res.ok and len(res.results) == 6 and lanes == {"query"}

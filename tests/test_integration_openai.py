@@ -68,7 +68,7 @@ def test_plain_json_calls_answer_in_order_with_ids(tmp_path: Path, server: Loopb
     host, port = server.address
     with lp.LaneExecutor() as ex:
         msgs = lp_openai.run_tool_calls(_turn(root, host, port), _functions(), executor=ex)
-        trace = ex.trace
+        trace = ex.snapshot()
     assert [m["tool_call_id"] for m in msgs] == [
         "call_read",
         "call_grep",
@@ -117,7 +117,7 @@ def test_failures_become_messages_and_siblings_still_run(tmp_path: Path) -> None
     ]
     with lp.LaneExecutor() as ex:
         msgs = lp_openai.run_tool_calls(calls, {"read_file": read_file, "boom": boom}, executor=ex)
-        outcomes = {t.call_id: t.outcome for t in ex.trace.tasks}
+        outcomes = {t.call_id: t.outcome for t in ex.snapshot().tasks}
     content = [m["content"] for m in msgs]
     assert [m["tool_call_id"] for m in msgs] == ["c1", "c2", "c3", "c4", "c5", "c6"]
     assert content[0] == "beta\nTODO: write the report\n"
@@ -145,7 +145,7 @@ async def test_async_twin_holds_lane_limits(server: LoopbackServer) -> None:
         msgs = await lp_openai.arun_tool_calls(
             calls, {"fetch": fetch}, executor=ex, lanes={"fetch": "query"}
         )
-        trace = ex.trace
+        trace = ex.snapshot()
     assert [m["content"] for m in msgs] == [f"p{i}" for i in range(24)]
     assert flight.peak <= 3 and server.peak_in_service <= 3
     assert {t.call_id for t in trace.tasks} == {f"call_{i}" for i in range(24)}
@@ -164,6 +164,6 @@ def test_context_variables_of_the_caller_reach_the_body() -> None:
     user.set("ada")
     with lp.LaneExecutor() as ex:
         msgs = lp_openai.run_tool_calls([_call("c", "whoami")], {"whoami": whoami}, executor=ex)
-        rec = ex.trace.tasks[0]
+        rec = ex.snapshot().tasks[0]
     assert msgs[0]["content"] == "ada"
     assert [p[0] for p in rec.phases] == ["look"]  # lanepar's probe still sees the body

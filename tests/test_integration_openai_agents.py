@@ -121,7 +121,7 @@ async def test_answer_unchanged_ids_and_names_in_trace(
     async with lp.LaneExecutor() as ex:
         laned = lane_tools(_agent(tools, calls), executor=ex, lanes={"fetch": "query"})
         result = await Runner.run(laned, "go", run_config=NO_TRACING)
-        trace = ex.trace
+        trace = ex.snapshot()
     assert result.final_output == plain.final_output
     assert "call_parse=600 functions, 300 classes" in result.final_output
     assert "call_http=pong" in result.final_output
@@ -154,7 +154,7 @@ async def test_lane_limit_holds_where_the_sdk_runs_all_at_once(server: LoopbackS
     async with lp.LaneExecutor(lanes_with(query=3)) as ex:
         laned = lane_tools(_agent([fetch], calls), executor=ex, lanes={"fetch": "query"})
         result = await Runner.run(laned, "go", run_config=NO_TRACING)
-        trace = ex.trace
+        trace = ex.snapshot()
     assert result.final_output == plain.final_output
     assert flight.peak <= 3 and server.peak_in_service <= 3
     assert sorted(t.call_id or "" for t in trace.tasks) == sorted(c[0] for c in calls)
@@ -172,7 +172,7 @@ async def test_failure_handling_of_the_sdk_is_kept() -> None:
     async with lp.LaneExecutor() as ex:
         laned = lane_tools(_agent([broken], calls), executor=ex)
         result = await Runner.run(laned, "go", run_config=NO_TRACING)
-        trace = ex.trace
+        trace = ex.snapshot()
     assert result.final_output == plain.final_output
     assert "An error occurred while running the tool" in result.final_output
     # the SDK turned the error into a message for the model, inside the lane task

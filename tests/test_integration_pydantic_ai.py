@@ -92,7 +92,7 @@ async def test_answer_unchanged_and_every_call_traced(
     async with lp.LaneExecutor() as ex:
         laned = LaneToolset(toolset(), executor=ex, lanes={"fetch": "query"})
         result = await Agent(_scripted(calls), toolsets=[laned]).run("go")
-        trace = ex.trace
+        trace = ex.snapshot()
     assert result.output == plain.output
     assert "call_parse=600 functions, 300 classes" in result.output
     assert {t.call_id: (t.name, t.lane, t.outcome) for t in trace.tasks} == {
@@ -122,7 +122,7 @@ async def test_fan_out_is_bounded_by_the_lane(server: LoopbackServer) -> None:
     async with lp.LaneExecutor(lanes_with(query=4)) as ex:
         laned = LaneToolset(FunctionToolset([fetch]), executor=ex, lanes={"fetch": "query"})
         result = await Agent(_scripted(calls), toolsets=[laned]).run("go")
-        trace = ex.trace
+        trace = ex.snapshot()
     assert result.output == plain.output
     assert flight.peak <= 4 and server.peak_in_service <= 4
     assert sorted(t.call_id or "" for t in trace.tasks) == sorted(c[0] for c in calls)
@@ -144,7 +144,7 @@ async def test_test_model_run_is_unchanged(tmp_path: Path) -> None:
     async with lp.LaneExecutor() as ex:
         laned = LaneToolset(FunctionToolset([count_lines, shout]), executor=ex)
         result = await Agent(TestModel(), toolsets=[laned]).run("go")
-        trace = ex.trace
+        trace = ex.snapshot()
     assert result.output == plain.output
     assert sorted(t.name for t in trace.tasks) == ["count_lines", "shout"]
     assert all(t.call_id for t in trace.tasks)

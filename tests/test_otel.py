@@ -31,7 +31,12 @@ def anyio_backend() -> str:
 
 
 def _batch(root: Path) -> lp.BatchResult:
-    """A real batch: file reads, grep, a CPU-heavy parse, a failing call, a retried call."""
+    """A real batch: file reads, grep, a CPU-heavy parse, a failing call, a built-in."""
+    with lp.LaneExecutor(lp.DEFAULT_LANES) as ex:
+        return _batch_on(ex, root)
+
+
+def _batch_on(ex: lp.LaneExecutor, root: Path) -> lp.BatchResult:
     r = str(root)
     calls = [
         lp.ToolCall(read_file, path="notes/a.txt", root=r).options(call_id="call_read"),
@@ -40,8 +45,7 @@ def _batch(root: Path) -> lp.BatchResult:
         lp.ToolCall(read_file, path="missing.txt", root=r).options(call_id="call_missing"),
         lp.ToolCall("grep", "TODO", root=r),  # a built-in without a framework id
     ]
-    with lp.LaneExecutor(lp.DEFAULT_LANES) as ex:
-        return ex.run_batch(calls)
+    return ex.run_batch(calls)
 
 
 def _by_name(spans: Any) -> dict[str, list[ReadableSpan]]:
@@ -114,26 +118,34 @@ def test_observer_emits_spans_as_tasks_finish(tmp_path: Path) -> None:
     with provider.get_tracer("agent").start_as_current_span("invoke_agent") as agent:
         obs = lp.OTelObserver(provider)
     exporter.clear()  # the agent span itself
-    first, second = _batch(root), _batch(root)
-    for result in (first, second):
-        assert result.trace is not None
-        for rec in result.trace.tasks:
-            before = len(exporter.get_finished_spans())
-            obs.task_finished(rec)
-            # live: the task's span is out at once, before its batch ends
-            assert len(exporter.get_finished_spans()) == before + 1
-        obs.batch_finished(result)
+
+    def spans_so_far() -> int:
+        return len(exporter.get_finished_spans())
+
+    with lp.LaneExecutor() as ex:
+        ex.add_observer(obs)
+        first = _batch_on(ex, root)
+        # sequential: each body runs after the previous task finished, so it sees its span
+        live = ex.run_batch([lp.ToolCall(spans_so_far) for _ in range(3)], mode="sequential")
+        second = _batch_on(ex, root)
+    assert live.results == [5 + 1, 5 + 1 + 1, 5 + 1 + 2]  # batch 1 (5 tasks + its span), then live
     spans = exporter.get_finished_spans()
     batches = [s for s in spans if s.name == "lanepar.batch"]
-    assert len(batches) == 2 and len(spans) == 12
+    assert len(batches) == 3 and len(spans) == 3 + 5 + 3 + 5
     assert all(b.parent and b.parent.span_id == agent.get_span_context().span_id for b in batches)
-    for b in batches:
+    assert first.ok is second.ok is False  # the missing file, in each
+    parallel = [b for b in batches if b.attributes["lanepar.mode"] == "parallel"]
+    assert len(parallel) == 2
+    for b in parallel:
+        assert b.attributes["lanepar.tasks"] == 5 and b.attributes["lanepar.errors"] == 1
         kids = [s for s in spans if s.parent and s.parent.span_id == b.context.span_id]
         assert sorted(k.attributes.get("gen_ai.tool.call.id") or "-" for k in kids) == sorted(
             ["call_read", "call_grep", "call_parse", "call_missing", "-"]
         )
         assert b.attributes["lanepar.mode"] == "parallel"
         assert all(b.start_time <= k.start_time and k.end_time <= b.end_time for k in kids)
+    seq = next(b for b in batches if b.attributes["lanepar.mode"] == "sequential")
+    assert seq.attributes["lanepar.tasks"] == 3
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
@@ -257,10 +269,13 @@ async def test_from_otel_reads_a_frameworks_spans(tmp_path: Path) -> None:
     assert trace.events[0]["timing"] == "wall" and "wall time only" in trace.events[0]["note"]
     assert trace.lanes["tools"]["inferred"] is True
     assert all(t.wait_ns == t.wall_ns and t.cpu_ns == 0 for t in trace.tasks)
-    summary = trace.summary()
+    summary = lp.summarize(trace)
     assert summary["tasks"] == 4
-    assert "<html" in trace.to_html().lower()
-    assert trace.replay(lanes={"tools": 1})["wall_s"] > 0
+    lp.write_html(trace, tmp_path / "report.html")
+    assert "<html" in (tmp_path / "report.html").read_text().lower()
+    assert lp.replay(trace, lanes={"tools": 1})["wall_s"] > 0
+    lp.write_perfetto(trace, tmp_path / "run.json")
+    assert len(lp.load_trace(tmp_path / "run.json").tasks) == 4
     # the same spans as OTLP JSON in a file read the same way
     doc = {"resourceSpans": [{"scopeSpans": [{"spans": [_otlp_json(s) for s in spans]}]}]}
     path = tmp_path / "spans.json"
