@@ -37,6 +37,9 @@ from .trace.model import Trace as Trace
 from .trace.probe import phase as phase
 
 if TYPE_CHECKING:  # the real imports are lazy (module __getattr__ below)
+    from .export.otel import from_otel as from_otel
+    from .export.otel import write_otel as write_otel
+    from .export.otel_observer import OTelObserver as OTelObserver
     from .jupyter.dashboard import Dashboard as Dashboard
 
 del _policy
@@ -52,6 +55,7 @@ __all__ = [
     "LaneConfigError",
     "LaneExecutor",
     "LaneView",
+    "OTelObserver",
     "PathOutsideRootError",
     "Sample",
     "TaskCancelledError",
@@ -65,6 +69,7 @@ __all__ = [
     "WorkerDiedError",
     "__version__",
     "current",
+    "from_otel",
     "load_ipython_extension",
     "load_trace",
     "phase",
@@ -73,6 +78,7 @@ __all__ = [
     "summarize",
     "tool",
     "write_html",
+    "write_otel",
     "write_perfetto",
 ]
 
@@ -116,12 +122,20 @@ def load_trace(path: str | os.PathLike[str]) -> Trace:
 
 
 def __getattr__(name: str) -> Any:
-    """``lanepar.Dashboard`` is imported on first use: anywidget and ipywidgets are heavy and a
-    headless run never needs them."""
+    """``lanepar.Dashboard`` and the OpenTelemetry doors are imported on first use: anywidget,
+    ipywidgets and OpenTelemetry are heavy (or absent) and a headless run never needs them."""
     if name == "Dashboard":
         from .jupyter.dashboard import Dashboard
 
         return Dashboard
+    if name in ("write_otel", "from_otel"):
+        from .export import otel
+
+        return getattr(otel, name)
+    if name == "OTelObserver":
+        from .export.otel_observer import OTelObserver
+
+        return OTelObserver
     raise AttributeError(f"module 'lanepar' has no attribute {name!r}")
 
 
