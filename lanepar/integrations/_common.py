@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import threading
 import weakref
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from typing import Any
 
+from ..run.executor import current
 from ..tools.registry import ToolCall, registered_tools, summarize_args
 
 
@@ -174,9 +174,7 @@ def executor_or_current(executor: Any) -> Any:
     """The executor an adapter was given, else the one ``%%lanepar`` made current."""
     if executor is not None:
         return executor
-    import lanepar
-
-    return lanepar.current()
+    return current()
 
 
 def error_text(exc: BaseException) -> str:
@@ -195,19 +193,10 @@ def outcomes(result: Any) -> list[Outcome]:
     ]
 
 
-_starting = threading.Lock()
-
-
 def run_one(executor: Any, call: ToolCall) -> Any:
     """Run one call from sync code on its lane; its value, or its exception raised here.
-
-    Frameworks call this from several pool threads at once; the executor's lazy start is not
-    made for that (two threads would both start it), so the first call starts it under a lock.
-    """
-    if not executor.running:
-        with _starting:
-            if not executor.running:
-                executor.__enter__()  # idempotent: what run_batch does lazily
+    Frameworks call this from several pool threads at once: the executor's lazy start is
+    thread-safe."""
     ok, value = outcomes(executor.run_batch([call]))[0]
     if not ok:
         raise value

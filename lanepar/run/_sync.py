@@ -46,6 +46,9 @@ class SyncBridge:
         self._lifespan = lifespan
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        # Several threads may make the first call at once (a framework's own thread pool):
+        # exactly one of them starts the loop.
+        self._lock = threading.Lock()
         #: ``threading.get_ident()`` of whichever thread runs the executor's loop (the private
         #: one, or the caller's under ``async with``); set by the executor's lifespan.
         self.loop_thread: int | None = None
@@ -60,9 +63,14 @@ class SyncBridge:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the private loop and enter the lifespan on it (idempotent)."""
+        """Start the private loop and enter the lifespan on it (idempotent, thread-safe)."""
         if self._portal is not None:
             return
+        with self._lock:
+            if self._portal is None:
+                self._start_locked()
+
+    def _start_locked(self) -> None:
         portal_cm = anyio.from_thread.start_blocking_portal("asyncio", name="lanepar-loop")
         portal = portal_cm.__enter__()
         try:
@@ -78,8 +86,9 @@ class SyncBridge:
 
     def close(self) -> None:
         """Leave the lifespan and stop the private loop; a second call is a no-op."""
-        self._portal = None
-        fin, self._finalizer = self._finalizer, None
+        with self._lock:
+            self._portal = None
+            fin, self._finalizer = self._finalizer, None
         if fin is not None:
             fin()
 
