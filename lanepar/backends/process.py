@@ -31,6 +31,7 @@ import anyio
 import cloudpickle
 
 from ..trace.probe import TaskProbe, run_sync_probed
+from ..trace.threadstate import ThreadWatch
 from .base import await_future
 
 _RESULT_OK = 0
@@ -60,6 +61,9 @@ def _child_entry(rfd: int, wfd: int, path_json: str) -> None:
 def _child_main(inbox: Connection, outbox: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     outbox.send_bytes(pickle.dumps(time.perf_counter_ns()))  # clock handshake
+    # threadstate: the body runs on this thread alone (no GIL to wait for), so its run-queue wait
+    # is read exactly from its own schedstat; no sampling helper.
+    runq_watch = ThreadWatch(helper=False)
     while True:
         try:
             data = inbox.recv_bytes()
@@ -69,7 +73,7 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
             fn, args, kwargs, res_ns, max_segs, is_async = pickle.loads(data)
         except Exception as e:  # e.g. a body whose module this interpreter cannot import
             err = RuntimeError(f"the task could not be loaded in the worker process: {e!r}")
-            outbox.send_bytes(pickle.dumps((_RESULT_ERR, err, 0, 0, 0, [], None, os.getpid())))
+            outbox.send_bytes(pickle.dumps((_RESULT_ERR, err, 0, 0, 0, [], None, os.getpid(), 0)))
             continue
         probe = TaskProbe(res_ns, max_segs)
         body = fn
@@ -78,7 +82,9 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
             args = (fn, args, kwargs)
             kwargs = {}
         try:
-            value = run_sync_probed(probe, body, args, kwargs, clock=time.process_time_ns)
+            value = run_sync_probed(
+                probe, body, args, kwargs, clock=time.process_time_ns, watch=runq_watch
+            )
             status = _RESULT_OK
         except BaseException as e:  # the parent decides what an error means
             value, status = e, _RESULT_ERR
@@ -92,6 +98,7 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
             segs,
             probe.phases,
             os.getpid(),
+            probe.runq_ns,  # threadstate
         )
         try:
             payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
@@ -248,7 +255,7 @@ class ProcessBackend:
         child = await self._child(slot)
         payload = _dumps((fn, args, kwargs, self.resolution_ns, self.max_segments, is_async), fn)
         try:
-            status, value, t0, t1, cpu, segs, phases, _pid = await child.call(
+            status, value, t0, t1, cpu, segs, phases, _pid, runq = await child.call(
                 payload, self._get_io()
             )
         except BaseException:
@@ -261,7 +268,8 @@ class ProcessBackend:
             probe.started_ns, probe.finished_ns = conv(t0), conv(t1)
             wall = t1 - t0
             probe.cpu_ns = min(cpu, wall)
-            probe.wait_ns = wall - probe.cpu_ns
+            probe.runq_ns = min(runq, wall - probe.cpu_ns)  # threadstate
+            probe.wait_ns = wall - probe.cpu_ns - probe.runq_ns
             probe.segs = [[k, conv(s), conv(e)] for k, s, e in segs]
             if phases:
                 probe.phases = [(n, conv(s), conv(e)) for n, s, e in phases]
