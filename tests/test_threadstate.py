@@ -222,7 +222,7 @@ def test_helper_stops_with_the_executor() -> None:
     seen: list[int | None] = []
 
     def grab() -> None:
-        w = threadstate._shared
+        w = threadstate.current()
         seen.append(None if w is None else w.helper_pid)
 
     _run([lp.ToolCall(grab, lane="t")], {"t": lp.LaneConfig(kind="thread")})

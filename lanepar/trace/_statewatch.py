@@ -1,9 +1,10 @@
 """The far side of :mod:`lanepar.trace.threadstate`: a tiny process that samples thread states.
 
-It runs as ``python -I -S <this file> <memfd> <parent pid> <period ns> <slots> <ring>`` and imports
-only the standard library, so it starts in a few milliseconds and never touches the parent's GIL:
-a Python thread reading ``/proc`` inside the parent would compete for the very lock whose waits it
-is meant to see. The parent and this process share one memory file (a ``memfd``), laid out below:
+It runs as ``python -I -S <this file> <memfd> <ppid> <period ns> <slots> <ring> <budget>`` and
+imports only the standard library, so it starts in a few milliseconds and never touches the
+parent's GIL: a Python thread reading ``/proc`` inside the parent would compete for the very lock
+whose waits it is meant to see. The parent and this process share one memory file (a ``memfd``),
+laid out below:
 
 * a header of int64 words (``H_*``) and a short UTF-8 reason at ``REASON_OFF``;
 * ``slots`` slots of ``SLOT_WORDS`` control words (tid, active flag — written by the parent; write
@@ -12,7 +13,12 @@ is meant to see. The parent and this process share one memory file (a ``memfd``)
 
 A sample is written before the write index that publishes it, so a reader that reads the index
 first never sees a half-written sample (stores are ordered on x86-64; on weaker machines a torn
-sample can at worst misplace one boundary by a period). The process exits at EOF on its stdin —
+sample can at worst misplace one boundary by a period).
+
+Its rate is the asked period, stretched when a tick costs more than ``budget`` (a fraction of one
+core) allows: a tick's wake-up alone costs ~30 µs of CPU in a VM, and each watched thread two
+reads more, so the budget, not the thread count, bounds what sampling costs. The period in use is
+published in the header. The process exits at EOF on its stdin —
 the parent closed it, or died — and checks the parent pid in case the pipe was inherited.
 """
 
@@ -30,6 +36,8 @@ MAGIC = 0x4C50_5453_0001  # "LPTS" v1
 # header words
 H_MAGIC, H_STATUS, H_IDLE, H_TICKS, H_LAST_T, H_PERIOD, H_CPU_NS, H_SLOTS, H_RING = range(9)
 H_CPU0 = 9  # the helper's CPU once started, so start-up and sampling cost read apart
+H_NUSED = 10  # written by the parent: slots at or past this index were never used
+H_ACTIVE_CPU, H_SAMPLED_NS = 11, 12  # CPU and wall time spent while some thread was watched
 HEADER_WORDS = 16
 REASON_OFF = HEADER_WORDS * 8
 REASON_LEN = 128
@@ -69,6 +77,7 @@ def _set_reason(mm: mmap.mmap, status: int, reason: str) -> None:
 
 def main(argv: list[str]) -> int:
     fd, ppid, period_ns, slots, ring = (int(a) for a in argv[1:6])
+    budget = float(argv[6]) if len(argv) > 6 else 0.015
     mm = mmap.mmap(fd, layout_size(slots, ring))
     q = memoryview(mm).cast("q")
     futex = FUTEX_SYSCALLS.get(platform.machine().lower())
@@ -80,25 +89,32 @@ def main(argv: list[str]) -> int:
     q[H_PERIOD] = period_ns
     base = [slot_offset(i, ring) // 8 for i in range(slots)]
     opened: dict[int, tuple[int, int, int]] = {}  # slot -> (tid, syscall fd, schedstat fd)
-    pread, clock, period_s = os.pread, time.perf_counter_ns, period_ns / 1e9
+    pread, clock, cpu_clock = os.pread, time.perf_counter_ns, time.process_time_ns
+    asked = period_s = period_ns / 1e9
+    window_cpu, window_ticks, window_t = cpu_clock(), 0, clock()
     stdin = sys.stdin.fileno()
     ticks = 0
     q[H_CPU0] = q[H_CPU_NS] = time.process_time_ns()  # interpreter start-up, apart from sampling
     try:
         while True:
-            active = [i for i in range(slots) if q[base[i] + S_ACTIVE]]
+            used = min(slots, q[H_NUSED])
+            active = [i for i in range(used) if q[base[i] + S_ACTIVE]]
             if not active:
                 # Announce idleness before looking again, so an activation that raced the scan
                 # either is seen now or finds the flag set and pokes us awake.
                 q[H_IDLE] = 1
-                active = [i for i in range(slots) if q[base[i] + S_ACTIVE]]
+                active = [i for i in range(used) if q[base[i] + S_ACTIVE]]
                 if not active:
                     if select.select([stdin], [], [], 0.05)[0] and not os.read(stdin, 4096):
                         return 0
                     if os.getppid() != ppid:
                         return 0
+                    # idle time is not sampling cost: close the window without counting it
+                    window_cpu, window_ticks, window_t = cpu_clock(), 0, clock()
                     continue
-            q[H_IDLE] = 0
+            if q[H_IDLE]:
+                q[H_IDLE] = 0
+                window_cpu, window_ticks, window_t = cpu_clock(), 0, clock()
             t = clock()
             for i in active:
                 b = base[i]
@@ -142,8 +158,16 @@ def main(argv: list[str]) -> int:
             ticks += 1
             q[H_TICKS] = ticks
             q[H_LAST_T] = t
-            if ticks & 31 == 0:
-                q[H_CPU_NS] = time.process_time_ns()
+            window_ticks += 1
+            if window_ticks == 16:
+                now_cpu, now = cpu_clock(), clock()
+                used_cpu = now_cpu - window_cpu
+                period_s = max(asked, used_cpu / 16e9 / budget)
+                q[H_PERIOD] = int(period_s * 1e9)
+                q[H_ACTIVE_CPU] += used_cpu
+                q[H_SAMPLED_NS] += now - window_t
+                q[H_CPU_NS] = window_cpu = now_cpu
+                window_ticks, window_t = 0, now
                 if os.getppid() != ppid:
                     return 0
             wait = period_s - (clock() - t) / 1e9

@@ -37,10 +37,12 @@ from .model import KIND_CODE
 CPU, WAIT, GIL, RUNQ = KIND_CODE["cpu"], KIND_CODE["wait"], KIND_CODE["gil"], KIND_CODE["runq"]
 _KIND_OF_CLASS = {sw.C_RUN: CPU, sw.C_FUTEX: GIL, sw.C_OTHER: WAIT, sw.C_GONE: WAIT}
 
-#: 250 Hz: about 1.3 % of one core with four busy threads on the 2-core machine it was measured on
-#: (``benchmarks/gil_truth.py``); a tick costs ~30 µs of wake-up whatever it reads, so the rate,
-#: not the thread count, sets the price. GIL hand-offs happen every 5 ms (the switch interval).
+#: Asked rate; GIL hand-offs happen every 5 ms (the switch interval), so 4 ms resolves them. The
+#: helper stretches its period to stay within ``DEFAULT_BUDGET`` of one core (a tick costs ~45 µs
+#: of wake-up plus ~6 µs per watched thread on the 2-core VM measured in
+#: ``benchmarks/gil_truth.py``: 250 Hz holds up to ~4 busy threads).
 DEFAULT_HZ = 250
+DEFAULT_BUDGET = 0.015
 DEFAULT_SLOTS = 64
 DEFAULT_RING = 1024  # 4 s of history per thread at 250 Hz; longer bodies keep exact totals
 
@@ -124,8 +126,10 @@ class ThreadWatch:
         ring: int = DEFAULT_RING,
         *,
         helper: bool = True,
+        budget: float = DEFAULT_BUDGET,
     ) -> None:
         self.helper = helper
+        self.budget = budget
         self.period_ns = int(1e9 / hz)
         self.slots = slots
         self.ring = ring
@@ -139,6 +143,8 @@ class ThreadWatch:
         self._q: memoryview | None = None
         self._poke_fd = -1
         self._closed = False
+        #: The helper's cost, read as it stops: start-up CPU, sampling CPU, ticks, period.
+        self.stats: dict[str, int] | None = None
         if not sys.platform.startswith("linux"):
             self.reason = f"thread states need Linux /proc (this is {sys.platform})"
         elif not os.access(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.R_OK):
@@ -161,6 +167,7 @@ class ThreadWatch:
             q[sw.H_MAGIC] = sw.MAGIC
             q[sw.H_SLOTS], q[sw.H_RING] = self.slots, self.ring
             args = [str(fd), str(os.getpid()), str(self.period_ns), str(self.slots), str(self.ring)]
+            args.append(repr(self.budget))
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", sw.__file__, *args],
                 stdin=subprocess.PIPE,
@@ -190,6 +197,14 @@ class ThreadWatch:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
+                start, sampling = self.helper_cpu_ns()
+                self.stats = {
+                    "startup_cpu_ns": start,
+                    "sampling_cpu_ns": sampling,
+                    "ticks": self.helper_ticks(),
+                    "period_ns": self.current_period_ns(),
+                    "sampled_ns": self._sampled_ns(),
+                }
             for own in self._own.values():
                 own.close()
             self._own.clear()
@@ -205,12 +220,21 @@ class ThreadWatch:
         return None if self._proc is None else self._proc.pid
 
     def helper_cpu_ns(self) -> tuple[int, int]:
-        """CPU the helper used to start, and to sample since (published every 32 ticks and when
-        it stops)."""
+        """CPU the helper used to start, and to sample while threads were watched, in whole
+        windows of 16 ticks (what it costs while idle, woken 20 times a second, is left out)."""
         q = self._q
         if q is None:
             return 0, 0
-        return int(q[sw.H_CPU0]), int(q[sw.H_CPU_NS] - q[sw.H_CPU0])
+        return int(q[sw.H_CPU0]), int(q[sw.H_ACTIVE_CPU])
+
+    def current_period_ns(self) -> int:
+        """The helper's period now: the asked one, or longer to keep within the budget."""
+        q = self._q
+        return self.period_ns if q is None else max(self.period_ns, int(q[sw.H_PERIOD]))
+
+    def _sampled_ns(self) -> int:
+        q = self._q
+        return 0 if q is None else int(q[sw.H_SAMPLED_NS])
 
     def helper_ticks(self) -> int:
         q = self._q
@@ -246,6 +270,8 @@ class ThreadWatch:
                 used = set(self._slot_of.values())
                 slot = next(i for i in range(self.slots) if i not in used)
                 self._slot_of[tid] = slot
+                if slot >= q[sw.H_NUSED]:
+                    q[sw.H_NUSED] = slot + 1
             n = self._held.get(slot, 0)
             self._held[slot] = n + 1
             if n:
@@ -352,7 +378,7 @@ class ThreadWatch:
             runq = smp[-1][2] - smp[0][2] if len(smp) > 1 else 0
         runq = min(max(runq, 0), wall - cpu)
         off = wall - cpu - runq
-        runs = _runs(smp, t0, t1, self.period_ns)
+        runs = _runs(smp, t0, t1, self.current_period_ns())
         futex = other = 0
         for kind, s, e in runs:
             if kind == GIL:
@@ -406,6 +432,11 @@ _shared_lock = threading.Lock()
 def enabled() -> bool:
     """Off with ``LANEPAR_THREADSTATE=0`` (to measure what the split costs, or to do without)."""
     return os.environ.get("LANEPAR_THREADSTATE", "1").lower() not in ("0", "off", "false", "no")
+
+
+def current() -> ThreadWatch | None:
+    """The shared watch while some lane holds it (for benchmarks and diagnostics)."""
+    return _shared
 
 
 def acquire() -> ThreadWatch:
