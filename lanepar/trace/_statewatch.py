@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import platform
 import select
 import struct
 import sys
@@ -80,9 +79,10 @@ def main(argv: list[str]) -> int:
     budget = float(argv[6]) if len(argv) > 6 else 0.015
     mm = mmap.mmap(fd, layout_size(slots, ring))
     q = memoryview(mm).cast("q")
-    futex = FUTEX_SYSCALLS.get(platform.machine().lower())
+    machine = os.uname().machine
+    futex = FUTEX_SYSCALLS.get(machine.lower())
     if futex is None:
-        _set_reason(mm, STATUS_DEGRADED, f"no syscall table for {platform.machine()}: no GIL split")
+        _set_reason(mm, STATUS_DEGRADED, f"no syscall table for {machine}: no GIL split")
         futex = frozenset()
     else:
         q[H_STATUS] = STATUS_OK

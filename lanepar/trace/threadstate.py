@@ -22,7 +22,6 @@ off-CPU time is all ``wait`` — and :attr:`ThreadWatch.reason` says why.
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 import subprocess
@@ -32,6 +31,7 @@ import time
 from typing import NamedTuple
 
 from . import _statewatch as sw
+from ._ownsched import OwnSched as _OwnSched
 from .model import KIND_CODE
 
 CPU, WAIT, GIL, RUNQ = KIND_CODE["cpu"], KIND_CODE["wait"], KIND_CODE["gil"], KIND_CODE["runq"]
@@ -57,42 +57,6 @@ class Split(NamedTuple):
     runq_ns: int
     wait_ns: int
     runs: list[tuple[int, int, int]]
-
-
-class _OwnSched:
-    """This thread's ``schedstat``, read without releasing the GIL (``PyDLL`` keeps it)."""
-
-    __slots__ = ("buf", "fd", "last_rq")
-    _libc: ctypes.PyDLL | None = None
-
-    def __init__(self, tid: int) -> None:
-        libc = _OwnSched.libc()
-        self.fd = libc.open(f"/proc/self/task/{tid}/schedstat".encode(), os.O_RDONLY | os.O_CLOEXEC)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "schedstat unreadable")
-        self.buf = ctypes.create_string_buffer(96)
-        self.last_rq = -1  # at the end of this thread's previous body
-
-    @staticmethod
-    def libc() -> ctypes.PyDLL:
-        if _OwnSched._libc is None:
-            libc = ctypes.PyDLL(None, use_errno=True)
-            libc.pread.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_long]
-            libc.pread.restype = ctypes.c_ssize_t
-            libc.open.argtypes = [ctypes.c_char_p, ctypes.c_int]
-            libc.open.restype = ctypes.c_int
-            libc.write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-            libc.write.restype = ctypes.c_ssize_t
-            libc.close.argtypes = [ctypes.c_int]
-            _OwnSched._libc = libc
-        return _OwnSched._libc
-
-    def runq(self) -> int:
-        n = _OwnSched.libc().pread(self.fd, self.buf, 96, 0)
-        return int(self.buf.raw[:n].split()[1]) if n > 0 else 0
-
-    def close(self) -> None:
-        _OwnSched.libc().close(self.fd)
 
 
 class Token:
@@ -154,6 +118,13 @@ class ThreadWatch:
     @property
     def available(self) -> bool:
         return self.reason is None and not self._closed
+
+    def start(self) -> None:
+        """Start the helper now rather than at the first registration, so its start-up (a few
+        ms) is paid by the caller — the executor's loop — not inside the first measured body."""
+        with self._lock:
+            if self._q is None and self.available and self.helper:
+                self._start()
 
     def _start(self) -> None:
         """Start the helper (under ``_lock``). Failure leaves the watch degraded, never raising."""
@@ -445,6 +416,7 @@ def acquire() -> ThreadWatch:
     with _shared_lock:
         if _shared is None:
             _shared = ThreadWatch()
+            _shared.start()
         _users += 1
         return _shared
 
