@@ -192,9 +192,13 @@ def case_e() -> dict[str, Any]:
     def sleepy_helper() -> None:
         time.sleep(0.12)
 
+    held: list[float] = []
+
     async def blocking_tool() -> None:
         await anyio.sleep(0)
+        t0 = time.perf_counter()
         sleepy_helper()
+        held.append((time.perf_counter() - t0) * 1e3)
 
     events: list[dict[str, Any]] = []
     blocks = LoopWatch(50_000_000, events.append)
@@ -206,7 +210,11 @@ def case_e() -> dict[str, Any]:
         anyio.run(main)
     finally:
         blocks.close()
-    return {"events": len(events), **(events[0] if events else {})}
+    return {
+        "events": len(events),
+        "tool_saw_ms": held[0] if held else 0.0,
+        **(events[0] if events else {}),
+    }
 
 
 def cost(reps: int, keep_helper: bool) -> dict[str, Any]:
@@ -306,7 +314,8 @@ def main() -> None:
     r = result["e_loop_blocked"]
     print(
         f"(e) loop blocked by time.sleep(0.12): {r['events']} event(s), "
-        f"{r.get('duration_ms', 0):.1f} ms, innermost frame: {(r.get('stack') or ['-'])[-1]}"
+        f"{r.get('duration_ms', 0):.1f} ms (the tool's own clock: {r['tool_saw_ms']:.1f} ms), "
+        f"innermost frame: {(r.get('stack') or ['-'])[-1]}"
     )
     for key, label in (("cost", "one helper for all batches"), ("cost_helper_per_executor",
                        "a helper per executor")):  # fmt: skip

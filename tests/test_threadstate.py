@@ -191,9 +191,13 @@ def test_loop_blocking_step_is_reported_with_its_stack() -> None:
     def slow_helper_that_sleeps() -> None:
         time.sleep(0.12)
 
+    held: list[float] = []
+
     async def blocking_tool() -> None:
         await anyio.sleep(0)
+        t0 = time.perf_counter()
         slow_helper_that_sleeps()
+        held.append((time.perf_counter() - t0) * 1e3)
         await anyio.sleep(0)
 
     async def polite_tool() -> None:
@@ -213,7 +217,10 @@ def test_loop_blocking_step_is_reported_with_its_stack() -> None:
         blocks.close()
     (ev,) = events
     assert ev["type"] == "loop_blocked" and ev["tool"] == "blocker"
-    assert ev["duration_ms"] == pytest.approx(120, rel=0.2)
+    # 120 ms on an idle machine; a busy one may keep the thread from a core after the sleep,
+    # which the tool's own clock sees too
+    assert held[0] >= 120
+    assert ev["duration_ms"] == pytest.approx(held[0], rel=0.2)
     assert any("slow_helper_that_sleeps" in line for line in ev["stack"]), ev["stack"]
     assert "blocking_tool" in " ".join(ev["stack"])
 
