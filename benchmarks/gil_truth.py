@@ -261,6 +261,7 @@ def cost(reps: int, keep_helper: bool) -> dict[str, Any]:
         "helper_ticks_per_s": ticks / sampled_s if sampled_s else 0,
         "helper_sampling_pct_of_core": 100 * cpu / 1e9 / sampled_s if sampled_s else 0,
         "helper_startup_cpu_ms": startup / MS / max(1, len({id(w) for w in seen})),
+        "helper_max_gap_ms": max((w.stats or {}).get("max_gap_ns", 0) for w in seen) / MS,
     }
 
 
@@ -322,7 +323,8 @@ def main() -> None:
         c = result[key]
         print(
             f"cost ({label}): helper at {c['helper_ticks_per_s']:.0f} Hz uses "
-            f"{c['helper_sampling_pct_of_core']:.2f} % of one core while sampling (target ≤ 2 %), "
+            f"{c['helper_sampling_pct_of_core']:.2f} % of one core while sampling (target ≤ 2 %; "
+            f"longest gap {c['helper_max_gap_ms']:.0f} ms), "
             f"{c['helper_startup_cpu_ms']:.0f} ms CPU to start; mixed batch wall "
             f"{c['batch_wall_on_s'] * 1e3:.0f} ms on vs {c['batch_wall_off_s'] * 1e3:.0f} ms off "
             f"= {c['wall_cost_pct']:+.1f} % (target ≤ 5 %)"

@@ -114,11 +114,22 @@ def test_three_cpu_bound_thread_tools_wait_for_the_gil_not_for_io() -> None:
 
 
 def test_sleep_and_socket_waits_stay_wait_beside_gil_hungry_tools(delayed_server: int) -> None:
+    """The issue's ±10 % of 200 ms, widened only by the sampler's own worst lateness on this run:
+    when the helper waits for a core (a busy machine), each of the two boundaries of the wait can
+    be misplaced by up to half its longest gap between samples."""
     lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=4)}
+    watches: list[threadstate.ThreadWatch] = []
+
+    def nap_and_note(seconds: float) -> None:
+        w = threadstate.current()
+        assert w is not None
+        watches.append(w)
+        nap(seconds)
+
     calls = [
         lp.ToolCall(burn, 0.4, lane="t"),
         lp.ToolCall(burn, 0.4, lane="t"),
-        lp.ToolCall(nap, 0.2, lane="t"),
+        lp.ToolCall(nap_and_note, 0.2, lane="t"),
         lp.ToolCall(ask, delayed_server, lane="t"),
     ]
     with lp.LaneExecutor(lanes=lanes, sample_hz=0) as ex:
@@ -126,10 +137,13 @@ def test_sleep_and_socket_waits_stay_wait_beside_gil_hungry_tools(delayed_server
     assert b.ok, b.errors
     assert b.trace is not None
     _, _, sleeper, asker = b.trace.tasks
+    (watch,) = watches
+    assert watch.stats is not None
+    tolerance = max(20 * MS, watch.stats["max_gap_ns"])
     held = b.results[3] * 1e9  # the server's own clock: how long it really kept us waiting
     for rec, truth in ((sleeper, 200 * MS), (asker, held)):
         _totals_exact(rec)
-        assert rec.wait_ns == pytest.approx(truth, abs=20 * MS), rec
+        assert rec.wait_ns == pytest.approx(truth, abs=tolerance), (rec, watch.stats)
         assert rec.gil_ns > 0  # it woke up into a GIL held by the burners
 
 

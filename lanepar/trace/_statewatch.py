@@ -37,6 +37,9 @@ H_MAGIC, H_STATUS, H_IDLE, H_TICKS, H_LAST_T, H_PERIOD, H_CPU_NS, H_SLOTS, H_RIN
 H_CPU0 = 9  # the helper's CPU once started, so start-up and sampling cost read apart
 H_NUSED = 10  # written by the parent: slots at or past this index were never used
 H_ACTIVE_CPU, H_SAMPLED_NS = 11, 12  # CPU and wall time spent while some thread was watched
+#: The longest time between two samples while watching: when this process itself waits for a core,
+#: a state change inside such a gap can be misplaced by up to half of it.
+H_MAX_GAP = 13
 HEADER_WORDS = 16
 REASON_OFF = HEADER_WORDS * 8
 REASON_LEN = 128
@@ -93,7 +96,7 @@ def main(argv: list[str]) -> int:
     asked = period_s = period_ns / 1e9
     window_cpu, window_ticks, window_t = cpu_clock(), 0, clock()
     stdin = sys.stdin.fileno()
-    ticks = 0
+    ticks = prev_t = 0
     q[H_CPU0] = q[H_CPU_NS] = time.process_time_ns()  # interpreter start-up, apart from sampling
     try:
         while True:
@@ -115,7 +118,11 @@ def main(argv: list[str]) -> int:
             if q[H_IDLE]:
                 q[H_IDLE] = 0
                 window_cpu, window_ticks, window_t = cpu_clock(), 0, clock()
+                prev_t = 0
             t = clock()
+            if prev_t and t - prev_t > q[H_MAX_GAP]:
+                q[H_MAX_GAP] = t - prev_t
+            prev_t = t
             for i in active:
                 b = base[i]
                 tid = q[b + S_TID]

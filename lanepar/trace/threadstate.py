@@ -175,6 +175,7 @@ class ThreadWatch:
                     "ticks": self.helper_ticks(),
                     "period_ns": self.current_period_ns(),
                     "sampled_ns": self._sampled_ns(),
+                    "max_gap_ns": self.max_gap_ns(),
                 }
             for own in self._own.values():
                 own.close()
@@ -202,6 +203,12 @@ class ThreadWatch:
         """The helper's period now: the asked one, or longer to keep within the budget."""
         q = self._q
         return self.period_ns if q is None else max(self.period_ns, int(q[sw.H_PERIOD]))
+
+    def max_gap_ns(self) -> int:
+        """The longest time between two samples so far (the helper waited for a core): the
+        bound on how far a sampled boundary between ``gil`` and ``wait`` can be off."""
+        q = self._q
+        return 0 if q is None else int(q[sw.H_MAX_GAP])
 
     def _sampled_ns(self) -> int:
         q = self._q
