@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+import lanepar as lp
 from lanepar.export.html import MAX_BARS, build_figure, to_html
+from lanepar.export.palette import LABELS
 from lanepar.trace.model import Sample, TaskRecord, Trace
 
 MS = 1_000_000
@@ -80,8 +82,10 @@ def test_report_is_self_contained_and_shows_the_run(tmp_path: Path) -> None:
 def test_small_trace_has_one_bar_per_segment_and_marks_errors() -> None:
     trace = make_trace(40, errors=2)
     fig = build_figure(trace)
-    bars = {t.name: t for t in fig.data if t.type == "bar"}
-    assert set(bars) == {"queued", "dispatch", "cpu", "wait"}
+    by_label = {t.name: t for t in fig.data if t.type == "bar"}
+    assert set(by_label) == set(LABELS.values())  # every kind in the legend, by its palette name
+    assert len(by_label[LABELS["gil"]].x) == len(by_label[LABELS["runq"]].x) == 0
+    bars = {k: by_label[LABELS[k]] for k in ("queued", "dispatch", "cpu", "wait")}
     assert all(len(b.x) == 40 for b in bars.values())
     assert bars["cpu"].x[0] == pytest.approx(0.5)  # ms
     assert bars["wait"].base[0] == pytest.approx(0.6)
@@ -114,9 +118,10 @@ def test_empty_trace_still_renders() -> None:
     assert "0 tasks" in page and script_srcs(page) == []
 
 
-def test_trace_to_html_delegates(tmp_path: Path) -> None:
+def test_write_html_writes_the_report(tmp_path: Path) -> None:
     trace = make_trace(8)
     out = tmp_path / "t.html"
-    assert trace.to_html(out) == out.read_text(encoding="utf-8")
+    lp.write_html(trace, out)
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     # the figure JSON inside the page carries every task's hover text
     assert "pat7" in out.read_text(encoding="utf-8")

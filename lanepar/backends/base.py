@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..trace.probe import TaskProbe
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendContext:
+    """All a backend may know of the executor that owns it: its lane's name, how finely to
+    record segments, and where to send scheduler events (``None`` when tracing is off).
+
+    A backend never receives the executor itself, so nothing it does can reach into lanes,
+    batches or the recorder behind the run loop's back."""
+
+    lane: str
+    resolution_ns: int = 500_000
+    max_segments: int = 64
+    emit: Callable[..., Any] | None = None
 
 
 class Backend(Protocol):
@@ -22,7 +37,13 @@ class Backend(Protocol):
         kwargs: dict[str, Any],
         is_async: bool,
         probe: TaskProbe | None,
-    ) -> Any: ...
+        on_start: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run one body. A backend that has plumbing before the body can start (loading the
+        call in a child) calls ``on_start()`` when the body is about to run, so the task's
+        deadline covers the body, not the plumbing; one that never calls it has its deadline
+        started before ``run``."""
+        ...
 
     async def aclose(self) -> None: ...
 

@@ -16,14 +16,14 @@ from typing import Any
 
 from ..trace import threadstate
 from ..trace.probe import TaskProbe, run_sync_probed, stepped
-from .base import await_future
+from .base import BackendContext, await_future
 
 _POOL_CAP = 4096  # threads are created lazily; the lane's limit is what bounds them
 
 
 class LocalBackend:
-    def __init__(self, lane: str) -> None:
-        self.lane = lane
+    def __init__(self, ctx: BackendContext) -> None:
+        self.lane = ctx.lane
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         # threadstate: the shared watch that splits a traced body's off-CPU time (GIL / run queue /
         # wait); taken on the first traced sync body, given back on close.
@@ -44,6 +44,7 @@ class LocalBackend:
         kwargs: dict[str, Any],
         is_async: bool,
         probe: TaskProbe | None,
+        on_start: Callable[[], None] | None = None,
     ) -> Any:
         if is_async:
             if probe is None:

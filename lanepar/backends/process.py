@@ -13,7 +13,6 @@ timestamp is converted once, at this boundary.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import json
@@ -25,30 +24,22 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
-import cloudpickle
 
-from ..trace.probe import TaskProbe, run_sync_probed
-from ..trace.threadstate import ThreadWatch
-from .base import await_future
+from .._exceptions import WorkerDiedError
+from ..trace.probe import TaskProbe
+from ._remote import RESULT_ERR, dumps_call, dumps_reply, make_reply, run_body, settle_reply
+from .base import BackendContext, await_future
 
-_RESULT_OK = 0
-_RESULT_ERR = 1
+#: What a child sends once a task is unpickled (its module imported), before the body runs.
+LOADED = b"L"
+#: The bound on loading one task in a child (importing the body's module there).
+LOAD_TIMEOUT_S = 60.0
 
-
-class WorkerDied(RuntimeError):
-    """The child process running a task exited before it answered."""
-
-
-def _dumps(obj: Any, fn: Callable[..., Any]) -> bytes:
-    if getattr(fn, "__module__", None) == "__main__" or getattr(fn, "__name__", "") == "<lambda>":
-        return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
-    try:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, AttributeError, TypeError):
-        return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
+#: The name this error had before it moved to :mod:`lanepar._exceptions`.
+WorkerDied = WorkerDiedError
 
 
 def _child_entry(rfd: int, wfd: int, path_json: str) -> None:
@@ -61,9 +52,6 @@ def _child_entry(rfd: int, wfd: int, path_json: str) -> None:
 def _child_main(inbox: Connection, outbox: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     outbox.send_bytes(pickle.dumps(time.perf_counter_ns()))  # clock handshake
-    # threadstate: the body runs on this thread alone (no GIL to wait for), so its run-queue wait
-    # is read exactly from its own schedstat; no sampling helper.
-    runq_watch = ThreadWatch(helper=False)
     while True:
         try:
             data = inbox.recv_bytes()
@@ -73,43 +61,12 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
             fn, args, kwargs, res_ns, max_segs, is_async = pickle.loads(data)
         except Exception as e:  # e.g. a body whose module this interpreter cannot import
             err = RuntimeError(f"the task could not be loaded in the worker process: {e!r}")
-            outbox.send_bytes(pickle.dumps((_RESULT_ERR, err, 0, 0, 0, [], None, os.getpid(), 0)))
+            outbox.send_bytes(pickle.dumps((RESULT_ERR, err, 0, 0, 0, [], None, "", 0)))
             continue
+        outbox.send_bytes(LOADED)  # the parent's deadline for the body starts now
         probe = TaskProbe(res_ns, max_segs)
-        body = fn
-        if is_async:
-            body = _run_coroutine
-            args = (fn, args, kwargs)
-            kwargs = {}
-        try:
-            value = run_sync_probed(
-                probe, body, args, kwargs, clock=time.process_time_ns, watch=runq_watch
-            )
-            status = _RESULT_OK
-        except BaseException as e:  # the parent decides what an error means
-            value, status = e, _RESULT_ERR
-        segs = probe.finish()
-        reply = (
-            status,
-            value,
-            probe.started_ns,
-            probe.finished_ns,
-            probe.cpu_ns,
-            segs,
-            probe.phases,
-            os.getpid(),
-            probe.runq_ns,  # threadstate
-        )
-        try:
-            payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as e:
-            err = RuntimeError(f"result of {getattr(fn, '__name__', fn)!r} cannot be pickled: {e}")
-            payload = pickle.dumps((_RESULT_ERR, err, *reply[2:]))
-        outbox.send_bytes(payload)
-
-
-def _run_coroutine(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    return asyncio.run(fn(*args, **kwargs))
+        status, value = run_body(probe, fn, args, kwargs, is_async, clock=time.process_time_ns)
+        outbox.send_bytes(dumps_reply(make_reply(status, value, probe, ""), fn))
 
 
 class _Child:
@@ -143,7 +100,7 @@ class _Child:
         self.outbox = Connection(p_write, readable=False)
         if not self.inbox.poll(60):
             self.kill()
-            raise WorkerDied(f"{name}: child process did not start within 60 s")
+            raise WorkerDiedError(f"{name}: child process did not start within 60 s")
         child_t = pickle.loads(self.inbox.recv_bytes())
         t1 = time.perf_counter_ns()
         # The handshake is sent as soon as the child runs, so the start-up cost skews the midpoint:
@@ -155,23 +112,29 @@ class _Child:
     def pid(self) -> int:
         return self.proc.pid
 
-    def to_parent(self, t: int) -> int:
-        return t - self.offset_ns
-
-    async def call(self, payload: bytes, io: concurrent.futures.Executor) -> Any:
+    async def send(self, payload: bytes, io: concurrent.futures.Executor) -> None:
         try:
             if len(payload) > 32_768:  # a big payload would block the loop on a full pipe
                 await await_future(io.submit(self.outbox.send_bytes, payload))
             else:
                 self.outbox.send_bytes(payload)
+        except OSError:
+            self._died()
+
+    async def recv(self) -> bytes:
+        try:
             while not self.inbox.poll():
                 await anyio.wait_readable(self.inbox.fileno())
-            return pickle.loads(self.inbox.recv_bytes())
+            return self.inbox.recv_bytes()
         except (EOFError, OSError):
-            self.wait(1)  # the exit code says how it died (a signal, a crash)
-            code = self.proc.poll()
-            self.kill()
-            raise WorkerDied(f"worker process {self.proc.pid} died (exit code {code})") from None
+            self._died()
+
+    def _died(self) -> NoReturn:
+        self.wait(1)  # the exit code says how it died (a signal, a crash)
+        code = self.proc.poll()
+        self.kill()
+        msg = f"worker process {self.proc.pid} died (exit code {code})"
+        raise WorkerDiedError(msg) from None
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -200,10 +163,13 @@ def _kill_started(fut: concurrent.futures.Future[_Child]) -> None:
 
 
 class ProcessBackend:
-    def __init__(self, lane: str, resolution_ns: int, max_segments: int) -> None:
-        self.lane = lane
-        self.resolution_ns = resolution_ns
-        self.max_segments = max_segments
+    #: Calls ``on_start`` once the call is loaded in the child (see ``Backend.run``).
+    defers_deadline = True
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.lane = ctx.lane
+        self.resolution_ns = ctx.resolution_ns
+        self.max_segments = ctx.max_segments
         self._children: dict[int, _Child] = {}
         # Our own helper threads (start-up, big sends) so closing joins them: anyio's shared
         # worker threads would linger after the executor is gone.
@@ -251,29 +217,35 @@ class ProcessBackend:
         kwargs: dict[str, Any],
         is_async: bool,
         probe: TaskProbe | None,
+        on_start: Callable[[], None] | None = None,
     ) -> Any:
         child = await self._child(slot)
-        payload = _dumps((fn, args, kwargs, self.resolution_ns, self.max_segments, is_async), fn)
+        payload = dumps_call(
+            (fn, args, kwargs, self.resolution_ns, self.max_segments, is_async), fn
+        )
         try:
-            status, value, t0, t1, cpu, segs, phases, _pid, runq = await child.call(
-                payload, self._get_io()
-            )
+            await child.send(payload, self._get_io())
+            # Unpickling imports the body's module in the child: seconds for a heavy module, and
+            # not the body's time, so the task's deadline starts only once it is loaded.
+            with anyio.move_on_after(LOAD_TIMEOUT_S) as loading:
+                data = await child.recv()
+            if loading.cancelled_caught:
+                raise WorkerDiedError(
+                    f"{child.name}: the task did not load within {LOAD_TIMEOUT_S} s "
+                    "(importing its module in the worker process hung)"
+                )
+            if data == LOADED:
+                if on_start is not None:
+                    on_start()
+                data = await child.recv()
         except BaseException:
             # Cancelled or timed out mid-task: the child's state is unknown, so it goes.
             child.kill()
             self._children.pop(slot, None)
             raise
-        if probe is not None and t0:  # t0 == 0: the task never ran in the child
-            conv = child.to_parent
-            probe.started_ns, probe.finished_ns = conv(t0), conv(t1)
-            wall = t1 - t0
-            probe.cpu_ns = min(cpu, wall)
-            probe.runq_ns = min(runq, wall - probe.cpu_ns)  # threadstate
-            probe.wait_ns = wall - probe.cpu_ns - probe.runq_ns
-            probe.segs = [[k, conv(s), conv(e)] for k, s, e in segs]
-            if phases:
-                probe.phases = [(n, conv(s), conv(e)) for n, s, e in phases]
-        if status == _RESULT_ERR:
+        reply = pickle.loads(data)
+        status, value = settle_reply(probe, reply, child.offset_ns)
+        if status == RESULT_ERR:
             raise value
         return value
 

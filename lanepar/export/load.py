@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .._exceptions import TraceFormatError
 from ..trace.model import KIND_CODE, OUTCOMES, Sample, TaskRecord, Trace
 from .chrome import FORMAT, MACHINE_PID, VERSION
 
@@ -25,10 +26,6 @@ MAX_EVENTS = 10_000_000
 MAX_CORES = 1 << 16
 _I64 = (1 << 63) - 1
 _SLOT_MAX = (1 << 31) - 1
-
-
-class TraceFormatError(ValueError):
-    """The file is not a trace lanepar can read; the message names the file and the problem."""
 
 
 def load_trace(path: str | os.PathLike[str]) -> Trace:

@@ -25,7 +25,6 @@ import anyio
 import anyio.abc
 
 from ..trace.probe import phase
-from . import loopback as _loopback  # noqa: F401 - registers ``fetch``
 from .paths import StrPath, is_within, relative_to_root, resolve_in_root, resolve_root
 from .registry import tool
 
@@ -274,7 +273,7 @@ async def bash(
 ) -> dict[str, Any]:
     """Run a program (argv list, never a shell) in ``root``; returns returncode, stdout, stderr.
 
-    Named ``bash`` after the seed's tool, but a string command is refused with ``TypeError``.
+    Named ``bash`` as agent frameworks name it, but a string command is refused with ``TypeError``.
     Past ``timeout_s`` the process (and its process group) is killed and ``TimeoutError`` raised;
     a cancelled task kills it too, so no child outlives its task.
     """

@@ -10,21 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .._exceptions import PathOutsideRootError
+
 StrPath = str | os.PathLike[str]
 
 
-class PathOutsideRoot(ValueError):
-    """A tool was asked for a path that resolves outside the directory it is confined to."""
-
-    def __init__(self, path: StrPath, root: StrPath) -> None:
-        self.path = os.fspath(path)
-        self.root = os.fspath(root)
-        super().__init__(f"path {self.path!r} resolves outside the root {self.root!r}")
-
-    def __reduce__(self) -> tuple[type[PathOutsideRoot], tuple[str, str]]:
-        # Explicit because the default pickling passes the message as the only argument, and the
-        # error has to survive the trip back from a process-lane child.
-        return (type(self), (self.path, self.root))
+#: The name this error had before it moved to :mod:`lanepar._exceptions`.
+PathOutsideRoot = PathOutsideRootError
 
 
 def resolve_root(root: StrPath) -> Path:
@@ -44,7 +36,7 @@ def resolve_in_root(path: StrPath, root: StrPath) -> Path:
     base = resolve_root(root)
     target = (base / path).resolve(strict=False)
     if not is_within(target, base):
-        raise PathOutsideRoot(path, base)
+        raise PathOutsideRootError(path, base)
     return target
 
 

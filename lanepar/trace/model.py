@@ -13,17 +13,19 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypedDict
 
-SEGMENT_KINDS: tuple[str, ...] = ("queued", "dispatch", "cpu", "wait", "gil", "runq")
+from .layout import HEAD_FORMAT, SEGMENT_FORMAT
+from .layout import OUTCOMES as OUTCOMES
+from .layout import SEGMENT_KINDS as SEGMENT_KINDS
+
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(SEGMENT_KINDS)}
-OUTCOMES: tuple[str, ...] = ("ok", "error", "cancelled", "timeout")
 
 # id, submitted, slot_free, started, finished, cpu, wait, gil, runq, slot, number of segments
-_HEAD = struct.Struct("<9qiI")
-_SEG = struct.Struct("<Bq")  # kind code, end offset from submitted (ns)
+_HEAD = struct.Struct(HEAD_FORMAT)
+_SEG = struct.Struct(SEGMENT_FORMAT)  # kind code, end offset from submitted (ns)
 _PACKERS: dict[int, struct.Struct] = {}  # one struct per segment count: a record is one pack()
 _HS = _HEAD.size
-#: Layout of ``TaskRecord.packed`` (struct formats): the head, one segment per segment count, then
-#: the UTF-8 args summary to the end. The live dashboard decodes exactly this in JavaScript.
+#: Layout of ``TaskRecord.packed`` (struct formats, from ``layout.json``): the head, one segment
+#: per segment count, then the UTF-8 args summary to the end.
 PACKED_HEAD: str = _HEAD.format
 PACKED_SEGMENT: str = _SEG.format
 
@@ -286,8 +288,9 @@ class Delta(TypedDict):
 class Trace:
     """Tasks and samples of one batch (``BatchResult.trace``) or of a whole executor.
 
-    The heavy lifting lives in pure functions in ``lanepar.analysis`` and ``lanepar.export``;
-    the methods here are the doors users look for first.
+    Pure data: summaries, replay and exporters are functions over it (``lanepar.summarize``,
+    ``lanepar.replay``, ``lanepar.write_perfetto``, ``lanepar.write_html``), so this module
+    imports nothing above ``trace``.
     """
 
     def __init__(
@@ -328,29 +331,6 @@ class Trace:
             f"<Trace {len(self.tasks)} tasks, {len(self.samples)} samples, "
             f"{self.wall_ns / 1e9:.3f}s>"
         )
-
-    def summary(self) -> dict[str, Any]:
-        from ..analysis.summary import summarize
-
-        return summarize(self)
-
-    def to_chrome_trace(self, path: Any = None) -> dict[str, Any]:
-        """Write (when ``path`` is given) and return Perfetto / chrome://tracing JSON."""
-        from ..export.chrome import to_chrome_trace
-
-        return to_chrome_trace(self, path)
-
-    def to_html(self, path: Any = None) -> str:
-        """A self-contained HTML report (plotly.js inlined); written to ``path`` if given."""
-        from ..export.html import to_html
-
-        return to_html(self, path)
-
-    def replay(self, **kwargs: Any) -> dict[str, Any]:
-        """What-if: simulate these tasks under other lane limits and core counts."""
-        from ..analysis.replay import replay
-
-        return replay(self, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -20,92 +20,25 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .backends.base import Backend
-from .config import LaneConfig
+from .._exceptions import TaskCancelledError, TaskTimeoutError
+from ..backends.base import Backend
+from ..config import LaneConfig
+from ..trace.hooks import Observers
+from ..trace.model import TaskRecord
+from ..trace.probe import TaskProbe, activate, deactivate, stepped
+from ._settle import interrupted_probe, settle, unstarted_probe
+from .job import Job, Worker
 from .jobqueue import JobQueue
-from .trace.model import KIND_CODE, TaskRecord
-from .trace.probe import TaskProbe, activate, deactivate, stepped
 
 if TYPE_CHECKING:
     from .batch import _Batch
     from .budget import SharedBudget
 
 _pc = time.perf_counter_ns
-QUEUED = KIND_CODE["queued"]
-DISPATCH = KIND_CODE["dispatch"]
 
 #: A worker yields to the loop after this many jobs that never suspended, so a lane of instant
 #: coroutines cannot starve the other lanes.
 FAIRNESS_EVERY = 64
-
-
-class TaskTimeoutError(TimeoutError):
-    """A task ran longer than its lane's (or its call's) ``timeout_s``."""
-
-
-class TaskCancelledError(Exception):
-    """A task was cancelled (batch cancelled, ``fail_fast``, executor closing) before it ended."""
-
-
-class Job:
-    __slots__ = (
-        "args",
-        "args_summary",
-        "attempt",
-        "batch",
-        "call_id",
-        "fn",
-        "id",
-        "index",
-        "is_async",
-        "kwargs",
-        "name",
-        "pushed_ns",
-        "submitted_ns",
-        "timeout_s",
-    )
-
-    def __init__(
-        self,
-        batch: _Batch,
-        index: int,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        is_async: bool,
-        name: str,
-        timeout_s: float | None,
-        job_id: int,
-        submitted_ns: int,
-    ) -> None:
-        self.batch = batch
-        self.index = index
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.is_async = is_async
-        self.name = name
-        self.timeout_s = timeout_s
-        self.id = job_id
-        self.submitted_ns = submitted_ns
-        # When the job reached its lane's queue: later than submission in sequential mode,
-        # where each job waits for its predecessor (queued time, not dispatch overhead).
-        self.pushed_ns = submitted_ns
-        self.attempt = 0
-        self.args_summary = ""
-        self.call_id: str | None = None
-
-
-class _Worker:
-    __slots__ = ("deadline", "free_at", "job", "scope", "slot", "wake")
-
-    def __init__(self, slot: int) -> None:
-        self.slot = slot
-        self.deadline = math.inf
-        self.job: Job | None = None
-        self.scope: anyio.CancelScope | None = None
-        self.wake: anyio.Event | None = None
-        self.free_at = 0
 
 
 class Lane:
@@ -116,6 +49,7 @@ class Lane:
         backend: Backend,
         *,
         recorder: Any = None,
+        hooks: Observers | None = None,
         budget: SharedBudget | None = None,
         resolution_ns: int = 500_000,
         max_segments: int = 64,
@@ -124,6 +58,7 @@ class Lane:
         self.config = config
         self.backend = backend
         self.recorder = recorder
+        self.hooks = hooks if hooks is not None else Observers()
         self.budget = budget
         self.resolution_ns = resolution_ns
         self.max_segments = max_segments
@@ -131,16 +66,15 @@ class Lane:
         self.queue: JobQueue[Job] = JobQueue()
         self.active = 0
         self.peak_active = 0
-        self.workers: dict[int, _Worker] = {}
-        self._idle: list[_Worker] = []
+        self.workers: dict[int, Worker] = {}
+        self._idle: list[Worker] = []
         self._tg: anyio.abc.TaskGroup | None = None
-        #: Called with (job, outcome, wall_ns) after each job: adaptive limits and auto mode learn.
         # Backends with per-slot resources (a child process, a remote worker) set them up here,
         # before a task's deadline starts.
         self._prepare: Callable[[int], Awaitable[None]] | None = getattr(backend, "prepare", None)
         # Async bodies on local lanes run right here, skipping the backend call on the hot path.
         self.inline_async = config.kind in ("async", "thread")
-        self.observers: list[Callable[[Job, str, int, TaskRecord | None], None]] = []
+        self._defers_deadline = bool(getattr(backend, "defers_deadline", False))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, tg: anyio.abc.TaskGroup) -> None:
@@ -152,9 +86,16 @@ class Lane:
             return
         for slot in range(self.limit):
             if slot not in self.workers:
-                w = _Worker(slot)
+                w = Worker(slot)
                 self.workers[slot] = w
                 self._tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
+
+    def reset(self) -> None:
+        """Forget the workers of a finished run (the task group that ran them has ended)."""
+        self.workers.clear()
+        self._idle.clear()
+        self.active = 0
+        self._tg = None
 
     def set_limit(self, n: int) -> None:
         """Apply a new limit now: new slots start at once, surplus slots retire after their job."""
@@ -194,7 +135,7 @@ class Lane:
                 w.scope.cancel()
 
     # -- workers ---------------------------------------------------------------------------------
-    async def _worker_main(self, w: _Worker) -> None:
+    async def _worker_main(self, w: Worker) -> None:
         try:
             while True:
                 with anyio.CancelScope() as scope:
@@ -210,7 +151,7 @@ class Lane:
             if w in self._idle:
                 self._idle.remove(w)
 
-    async def _serve(self, w: _Worker, scope: anyio.CancelScope) -> bool:
+    async def _serve(self, w: Worker, scope: anyio.CancelScope) -> bool:
         """Run jobs until retired (True) or until this scope was cancelled (False)."""
         budget = self.budget
         since_yield = 0
@@ -244,6 +185,7 @@ class Lane:
                 job.batch.fail(
                     job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled"
                 )
+                del job  # an idle worker must not keep a finished batch (and its results) alive
                 continue
             w.job = job
             self.active += 1
@@ -256,6 +198,7 @@ class Lane:
                 if budget is not None:
                     budget.release(self)
             w.job = None
+            del job  # an idle worker must not keep a finished batch (and its results) alive
             w.free_at = _pc()
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
@@ -265,23 +208,34 @@ class Lane:
                 # next job's dispatch measures the scheduler, not the other tasks that just ran.
                 w.free_at = _pc()
 
-    async def _run(self, w: _Worker, job: Job, granted: int) -> None:
+    async def _run(self, w: Worker, job: Job, granted: int) -> None:
         batch = job.batch
         scope = w.scope
         assert scope is not None
         if self._prepare is not None:
             await self._prepare(w.slot)
+        on_start: Callable[[], None] | None = None
+        w.deadline = math.inf
         if job.timeout_s is not None:
-            w.deadline = scope.deadline = anyio.current_time() + job.timeout_s
+            timeout = job.timeout_s
+
+            def start_deadline() -> None:
+                w.deadline = scope.deadline = anyio.current_time() + timeout
+
+            if self._defers_deadline:
+                on_start = start_deadline
+            else:
+                start_deadline()
         rec = self.recorder
         if rec is None:
-            t_body = _pc() if self.observers else 0
+            observed = bool(self.hooks.task_finished)
+            t_body = _pc() if observed else 0
             try:
                 if job.is_async and self.inline_async:  # the hot path: no extra frames
                     value = await job.fn(*job.args, **job.kwargs)
                 else:
                     value = await self.backend.run(
-                        w.slot, job.fn, job.args, job.kwargs, job.is_async, None
+                        w.slot, job.fn, job.args, job.kwargs, job.is_async, None, on_start
                     )
             except Exception as e:
                 if await self._retry(w, job, e):
@@ -294,8 +248,11 @@ class Lane:
             finally:
                 if job.timeout_s is not None:
                     scope.deadline = math.inf
-            if self.observers:
-                self._observe(job, outcome, _pc() - t_body, None)
+            if observed:  # untraced: a record of times and outcome only, for observers
+                probe = TaskProbe(0, 2)
+                probe.started_ns, probe.finished_ns = t_body, _pc()
+                self.hooks.emit("task_finished", settle(self.name, job, w.slot, t_body, probe,
+                                                        outcome, None))  # fmt: skip
             return
         free = max(job.pushed_ns, w.free_at, granted)
         probe = TaskProbe(self.resolution_ns, self.max_segments)
@@ -316,7 +273,7 @@ class Lane:
                 value = await stepped(job.fn(*job.args, **job.kwargs), probe)
             else:
                 value = await self.backend.run(
-                    w.slot, job.fn, job.args, job.kwargs, job.is_async, probe
+                    w.slot, job.fn, job.args, job.kwargs, job.is_async, probe, on_start
                 )
         except Exception as e:
             if token is not None:
@@ -339,10 +296,10 @@ class Lane:
             batch.succeed(job.index, value)
         else:
             batch.fail(job.index, error, "error")
-        if self.observers:
-            self._observe(job, outcome, record.wall_ns, record)
+        if self.hooks.task_finished:
+            self.hooks.emit("task_finished", record)
 
-    async def _retry(self, w: _Worker, job: Job, error: Exception) -> bool:
+    async def _retry(self, w: Worker, job: Job, error: Exception) -> bool:
         """Opt-in retries with exponential backoff; the job keeps its slot meanwhile."""
         if job.attempt >= self.config.retries or job.batch.cancelled:
             return False
@@ -356,7 +313,7 @@ class Lane:
         await self._run(w, job, _pc())
         return True
 
-    def _finish_interrupted(self, w: _Worker, job: Job, scope: anyio.CancelScope) -> None:
+    def _finish_interrupted(self, w: Worker, job: Job, scope: anyio.CancelScope) -> None:
         """The worker's scope was cancelled mid-job: a timeout if its deadline passed."""
         timed_out = job.timeout_s is not None and anyio.current_time() >= w.deadline
         outcome = "timeout" if timed_out else "cancelled"
@@ -365,26 +322,24 @@ class Lane:
             exc = TaskTimeoutError(f"{job.name} timed out after {job.timeout_s} s")
         else:
             exc = TaskCancelledError(f"{job.name} was cancelled")
-        if self.recorder is not None:
-            self.recorder.running.pop(job.id, None)
-            now = _pc()
-            probe = TaskProbe(self.resolution_ns, self.max_segments)
-            probe.started_ns = max(job.pushed_ns, w.free_at)
-            probe.finished_ns = now
-            probe.wait(probe.started_ns, now)
-            self._record(job, w.slot, probe.started_ns, probe, outcome, exc)
+        record = None
+        if self.recorder is not None or self.hooks.task_finished:
+            start = max(job.pushed_ns, w.free_at)
+            probe = interrupted_probe(start, _pc(), self.resolution_ns, self.max_segments)
+            record = settle(self.name, job, w.slot, start, probe, outcome, exc)
+            if self.recorder is not None:
+                self.recorder.running.pop(job.id, None)
+                self.recorder.add(record)
         job.batch.fail(job.index, exc, outcome)
-        if self.observers:
-            self._observe(job, outcome, 0, None)
+        if record is not None and self.hooks.task_finished:
+            self.hooks.emit("task_finished", record)
 
     def record_unstarted(self, job: Job, outcome: str) -> None:
         """A queued job dropped before it ran still shows in the trace (all queued)."""
         if self.recorder is None:
             return
         now = _pc()
-        probe = TaskProbe(self.resolution_ns, self.max_segments)
-        probe.started_ns = probe.finished_ns = now
-        self._record(job, -1, now, probe, outcome, None)
+        self._record(job, -1, now, unstarted_probe(now), outcome, None)
 
     def _record(
         self,
@@ -395,61 +350,6 @@ class Lane:
         outcome: str,
         error: BaseException | None,
     ) -> TaskRecord:
-        started = probe.started_ns or free
-        finished = probe.finished_ns or _pc()
-        if started < free:  # a body measured elsewhere (a child) cannot start before its slot
-            free = started
-        body = probe.finish()
-        if free > job.submitted_ns or started > free:
-            segs: list[Any] = []
-            if free > job.submitted_ns:
-                segs.append((QUEUED, job.submitted_ns, free))
-            if started > free:
-                segs.append((DISPATCH, free, started))
-            segs.extend(body)
-        else:
-            segs = body
-        extra: dict[str, Any] | None = None
-        if error is not None or probe.phases or job.attempt or probe.worker or job.call_id:
-            extra = {}
-            if error is not None:
-                extra["error"] = f"{type(error).__name__}: {error}"[:300]
-            if probe.phases:
-                extra["phases"] = probe.phases
-            if job.attempt:
-                extra["attempts"] = job.attempt + 1
-            if probe.worker:
-                extra["worker"] = probe.worker
-            if job.call_id:
-                extra["call_id"] = job.call_id
-        rec = TaskRecord.make(
-            self.name,
-            job.name,
-            job.args_summary,
-            outcome,
-            (
-                job.id,
-                job.submitted_ns,
-                free,
-                started,
-                finished,
-                probe.cpu_ns,
-                probe.wait_ns,
-                probe.gil_ns,
-                probe.runq_ns,
-                slot,
-            ),
-            segs,
-            extra,
-        )
+        rec = settle(self.name, job, slot, free, probe, outcome, error)
         self.recorder.add(rec)
-        batch = job.batch
-        if batch.records is not None:
-            batch.records[job.index] = rec
-            if finished > batch.end_ns:
-                batch.end_ns = finished
         return rec
-
-    def _observe(self, job: Job, outcome: str, wall_ns: int, rec: TaskRecord | None) -> None:
-        for obs in self.observers:
-            obs(job, outcome, wall_ns, rec)
