@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import time
 from collections.abc import Callable
 from typing import Any
 
+from ..trace import threadstate
 from ..trace.probe import TaskProbe, run_sync_probed, stepped
 from .base import BackendContext, await_future
 
@@ -23,6 +25,9 @@ class LocalBackend:
     def __init__(self, ctx: BackendContext) -> None:
         self.lane = ctx.lane
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # threadstate: the shared watch that splits a traced body's off-CPU time (GIL / run queue /
+        # wait); taken on the first traced sync body, given back on close.
+        self._watch: threadstate.ThreadWatch | None = None
 
     def _get_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
@@ -49,7 +54,15 @@ class LocalBackend:
         if probe is None:
             fut = self._get_pool().submit(ctx.run, fn, *args, **kwargs)
         else:
-            fut = self._get_pool().submit(ctx.run, run_sync_probed, probe, fn, args, kwargs)
+            # threadstate: from the hand-off to the body's first instruction the worker (a new
+            # one included: ``Thread.start`` waits for it to run) is waiting for the GIL.
+            if self._watch is None and threadstate.enabled():
+                self._watch = threadstate.acquire()
+            handed = [time.perf_counter_ns()]
+            fut = self._get_pool().submit(
+                ctx.run, run_sync_probed, probe, fn, args, kwargs, time.thread_time_ns,
+                self._watch, handed,
+            )  # fmt: skip
         return await await_future(fut)
 
     async def aclose(self) -> None:
@@ -61,3 +74,6 @@ class LocalBackend:
             # Running bodies cannot be interrupted (threads can't be killed); queued ones are
             # dropped and we wait for the rest so no thread outlives the executor.
             pool.shutdown(wait=True, cancel_futures=True)
+        watch, self._watch = self._watch, None
+        if watch is not None:  # threadstate: after the pool, so no body is still measuring
+            threadstate.release(watch)

@@ -14,13 +14,16 @@ import contextvars
 import threading
 import time
 import types
-from collections.abc import Coroutine, Generator, Iterator
+from collections.abc import Coroutine, Generator, Iterable, Iterator
 from typing import Any
 
 from .model import KIND_CODE
+from .threadstate import ThreadWatch, Token
 
 CPU = KIND_CODE["cpu"]
 WAIT = KIND_CODE["wait"]
+GIL = KIND_CODE["gil"]
+RUNQ = KIND_CODE["runq"]
 
 DEFAULT_RESOLUTION_NS = 500_000
 DEFAULT_MAX_SEGMENTS = 64
@@ -35,8 +38,9 @@ class TaskProbe:
     Short pieces (under the resolution) collect in a pending run; once the run spans the
     resolution it is emitted as whichever kind dominated it, so a burst of 10 µs steps shows as
     the colour it mostly was. At ``max_segments`` neighbours are merged pairwise, halving the
-    count: a task's picture coarsens instead of growing without bound. ``cpu_ns`` and ``wait_ns``
-    are summed from every piece and never touched by merging, so they stay exact.
+    count: a task's picture coarsens instead of growing without bound. ``cpu_ns``, ``wait_ns``,
+    ``gil_ns`` and ``runq_ns`` are summed from every piece and never touched by merging, so they
+    stay exact; :meth:`split` adds an interval whose off-CPU time was told apart from outside.
     """
 
     __slots__ = (
@@ -46,6 +50,8 @@ class TaskProbe:
         "max_segments",
         "p_cpu",
         "p_end",
+        "p_gil",
+        "p_runq",
         "p_start",
         "p_wait",
         "phases",
@@ -67,6 +73,8 @@ class TaskProbe:
         self.p_end = -1
         self.p_cpu = 0
         self.p_wait = 0
+        self.p_gil = 0
+        self.p_runq = 0
         self.cpu_ns = 0
         self.wait_ns = 0
         #: Waiting for the GIL / a lock, and runnable but waiting for a core: filled in by
@@ -120,10 +128,82 @@ class TaskProbe:
         if t1 - self.p_start >= self.resolution:
             self._flush()
 
+    def split(
+        self,
+        t0: int,
+        t1: int,
+        cpu: int,
+        gil: int,
+        runq: int,
+        runs: Iterable[tuple[int, int, int]] = (),
+    ) -> None:
+        """An interval whose wall time is ``cpu`` + ``gil`` + ``runq`` + the rest (wait).
+
+        The totals are taken as given (clamped so they never exceed the wall time); ``runs``,
+        ``(kind, start, end)`` pieces from a sampler, only draw the picture — where it is empty
+        the interval is drawn as cpu, gil, runq, wait in that order, like :meth:`step`.
+        """
+        wall = t1 - t0
+        if wall <= 0:
+            return
+        cpu = min(max(cpu, 0), wall)
+        gil = min(max(gil, 0), wall - cpu)
+        runq = min(max(runq, 0), wall - cpu - gil)
+        self.cpu_ns += cpu
+        self.gil_ns += gil
+        self.runq_ns += runq
+        self.wait_ns += wall - cpu - gil - runq
+        cursor = t0
+        kind = WAIT
+        for kind, _s, e in runs:
+            e = min(e, t1)
+            if e <= cursor:
+                continue
+            self._piece(kind, cursor, e)  # a gap before s goes to this piece
+            cursor = e
+        if cursor > t0:
+            if cursor < t1:
+                self._piece(kind, cursor, t1)
+            return
+        t = t0
+        for kind, d in ((CPU, cpu), (GIL, gil), (RUNQ, runq), (WAIT, wall - cpu - gil - runq)):
+            if d:
+                self._piece(kind, t, t + d)
+                t += d
+
+    def _piece(self, kind: int, t0: int, t1: int) -> None:
+        """Draw ``[t0, t1]`` as ``kind`` (totals are the caller's), through the pending run."""
+        if t1 - t0 >= self.resolution:
+            if self.p_start >= 0:
+                self._close_pending()
+            self._emit(kind, t0, t1)
+            return
+        if self.p_start < 0:
+            self.p_start = t0
+        self.p_end = t1
+        d = t1 - t0
+        if kind == CPU:
+            self.p_cpu += d
+        elif kind == GIL:
+            self.p_gil += d
+        elif kind == RUNQ:
+            self.p_runq += d
+        else:
+            self.p_wait += d
+        if t1 - self.p_start >= self.resolution:
+            self._flush()
+
     def _flush(self) -> None:
         if self.p_start < 0:
             return
         kind = CPU if self.p_cpu >= self.p_wait else WAIT
+        if self.p_gil | self.p_runq:
+            best = max(self.p_cpu, self.p_wait)
+            if self.p_gil > best:
+                kind, best = GIL, self.p_gil
+            if self.p_runq > best:
+                kind = RUNQ
+            self.p_gil = self.p_runq = 0
         self._emit(kind, self.p_start, self.p_end)
         self.p_start = self.p_end = -1
         self.p_cpu = self.p_wait = 0
@@ -161,7 +241,7 @@ class TaskProbe:
         if self.segs and self.segs[-1][2] >= self.p_start:
             self.segs[-1][2] = self.p_end
             self.p_start = self.p_end = -1
-            self.p_cpu = self.p_wait = 0
+            self.p_cpu = self.p_wait = self.p_gil = self.p_runq = 0
         else:
             self._flush()
 
@@ -254,33 +334,64 @@ _current: contextvars.ContextVar[_ThreadMarks | TaskProbe | None] = contextvars.
 
 class _ThreadMarks:
     """Checkpoints for a body running in a thread or child process: at each ``phase`` boundary
-    the interval since the last one is split into its CPU share and the rest."""
+    the interval since the last one is split into its CPU share and the rest — and, under a
+    :class:`ThreadWatch`, the rest into GIL/lock wait, run-queue wait and other waiting."""
 
-    __slots__ = ("c", "clock", "probe", "t")
+    __slots__ = ("c", "clock", "probe", "t", "tok", "watch")
 
-    def __init__(self, probe: TaskProbe, clock: Any) -> None:
+    def __init__(
+        self, probe: TaskProbe, clock: Any, watch: ThreadWatch | None, tok: Token | None
+    ) -> None:
         self.probe = probe
         self.clock = clock
+        self.watch = watch
+        self.tok = tok
         self.t = _pc()
         self.c = clock()
 
     def mark(self) -> int:
         t, c = _pc(), self.clock()
-        self.probe.step(self.t, t, c - self.c)
+        if self.tok is None or self.watch is None:
+            self.probe.step(self.t, t, c - self.c)
+        else:
+            sp = self.watch.split(self.tok, self.t, t, c - self.c)
+            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs)
         self.t, self.c = t, c
         return t
 
 
-def run_sync_probed(probe: TaskProbe, fn: Any, args: Any, kwargs: Any, clock: Any = _tt) -> Any:
-    """Run a sync body on this thread, measuring its CPU (``clock``) and wall time."""
-    marks = _ThreadMarks(probe, clock)
+def run_sync_probed(
+    probe: TaskProbe,
+    fn: Any,
+    args: Any,
+    kwargs: Any,
+    clock: Any = _tt,
+    watch: ThreadWatch | None = None,
+    handed: list[int] | None = None,
+) -> Any:
+    """Run a sync body on this thread, measuring its CPU (``clock``) and wall time.
+
+    With a ``watch`` the off-CPU time is split (GIL/lock, run queue, the rest). ``handed`` holds
+    the time the body was handed to this thread (set by the handing thread, 0 if not yet): from
+    then until the body's first instruction the thread was waking and taking the GIL, so that
+    span is drawn as GIL (its run-queue part as runq) rather than left as dispatch overhead.
+    """
+    tok = watch.begin() if watch is not None else None
+    marks = _ThreadMarks(probe, clock, watch, tok)
     probe.started_ns = marks.t
+    if tok is not None and handed is not None and 0 < handed[0] < marks.t:
+        h = handed[0]
+        rq = min(tok.pre_runq, marks.t - h)
+        probe.split(h, marks.t, 0, marks.t - h - rq, rq)
+        probe.started_ns = h
     token = _current.set(marks)
     try:
         return fn(*args, **kwargs)
     finally:
         probe.finished_ns = marks.mark()
         _current.reset(token)
+        if tok is not None and watch is not None:
+            watch.end(tok)
 
 
 def activate(probe: TaskProbe | None) -> contextvars.Token[Any]:
