@@ -114,7 +114,7 @@ def test_thread_lane_cpu_then_sleep() -> None:
 
 def test_async_lane_steps_are_cpu_and_suspensions_are_wait() -> None:
     rec, truth = _one({"a": lp.LaneConfig()}, lp.ToolCall(async_tool, lane="a"))
-    _assert_truthful(rec, truth, 50, 70)
+    _assert_truthful(rec, truth, 50, 70, split=SPLIT)  # the loop thread is watched too
     # preemption by other processes shows as short waits inside a step: look at the long pieces
     kinds = [k for k, s, e in rec.segments if k in ("cpu", "wait") and e - s > 5 * MS]
     assert kinds[:3] == ["cpu", "wait", "cpu"]

@@ -31,6 +31,7 @@ from ..trace.model import Delta, Trace
 from ..trace.recorder import Recorder
 from ..trace.sampler import Sampler
 from . import _seams
+from ._loopobs import LoopObservers
 from ._submit import Resolver, build_batch
 from ._sync import SyncBridge
 from .batch import BatchResult, TaskHandle, _Batch, finish_batch
@@ -79,6 +80,7 @@ class LaneExecutor:
         resolution_ms: float = 0.5,
         max_segments: int = 64,
         max_tasks: int = 1_000_000,
+        loop_block_ms: float | None = 50.0,
         auto_policy: _seams.BatchPolicy | None = None,
     ) -> None:
         self._configs = validate_lanes(lanes if lanes is not None else DEFAULT_LANES, max_total)
@@ -87,6 +89,9 @@ class LaneExecutor:
         self.default_mode: str = _check_mode(mode)
         if resolution_ms < 0 or max_segments < 2:
             raise LaneConfigError("resolution_ms must be >= 0 and max_segments >= 2")
+        if loop_block_ms is not None and not loop_block_ms > 0:
+            raise LaneConfigError(f"loop_block_ms={loop_block_ms!r} must be > 0, or None (off)")
+        self.loop_block_ms = loop_block_ms
         self.resolution_ns = int(resolution_ms * 1e6)
         self.max_segments = max_segments
         self.recorder = Recorder(max_tasks=max_tasks)
@@ -106,6 +111,7 @@ class LaneExecutor:
         self._bridge = SyncBridge(self._lifespan)
         self._async_cm: Any = None
         self._batches: set[_Batch] = set()
+        self._loop_obs = LoopObservers(self.recorder) if self.tracing else None
         self._resolve = Resolver()
         #: The policy of ``mode="auto"`` batches, made (and subscribed) on first use, so an
         #: executor that never runs auto mode keeps nothing for it.
@@ -198,6 +204,8 @@ class LaneExecutor:
                     lane.start(tg)
                 if self.tracing:
                     self._sampler.start()
+                if self._loop_obs is not None:
+                    self._loop_obs.start(self.loop_block_ms)
                 try:
                     yield self
                 finally:
@@ -211,6 +219,8 @@ class LaneExecutor:
                 for lane in self._lanes.values():
                     await lane.backend.aclose()
             self._sampler.stop()
+            if self._loop_obs is not None:
+                self._loop_obs.stop()
             self._bridge.loop_thread = None
 
     async def __aenter__(self) -> LaneExecutor:
@@ -275,6 +285,8 @@ class LaneExecutor:
                             routes=decision.routes if decision else {},
                             recorder=self.recorder if self.tracing else None,
                             fail_fast=fail_fast, on_fail_fast=self._cancel_batch)  # fmt: skip
+        if self._loop_obs is not None and not self._batches:
+            self._loop_obs.busy()
         self._batches.add(batch)
         return batch, decision, mode
 
@@ -305,6 +317,8 @@ class LaneExecutor:
         self, batch: _Batch, t0: int, mode: str, decision: _seams.Decision | None
     ) -> BatchResult:
         self._batches.discard(batch)
+        if self._loop_obs is not None and not self._batches:
+            self._loop_obs.idle()
         result = finish_batch(batch, t0, mode, decision, self.recorder, self.lane_table,
                               self._sampler if self.sample_hz > 0 else None)  # fmt: skip
         if self._hooks.batch_finished:

@@ -292,6 +292,10 @@ class Lane:
             rec.running.pop(job.id, None)
         outcome = "ok" if error is None else "error"
         record = self._record(job, w.slot, free, probe, outcome, error)
+        if probe.blocks:
+            for t0, t1, stack in probe.blocks:
+                rec.add_event("loop_blocked", t_ns=t0, duration_ms=(t1 - t0) / 1e6,
+                              tool=job.name, lane=self.name, task=job.id, stack=stack)  # fmt: skip
         if error is None:
             batch.succeed(job.index, value)
         else:
