@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import policy as _policy  # registers auto mode and adaptive limits with the run loop
 from ._exceptions import LaneConfigError as LaneConfigError
+from ._exceptions import NestedBatchError as NestedBatchError
 from ._exceptions import PathOutsideRootError as PathOutsideRootError
 from ._exceptions import TaskCancelledError as TaskCancelledError
 from ._exceptions import TaskTimeoutError as TaskTimeoutError
+from ._exceptions import ToolExitError as ToolExitError
 from ._exceptions import TraceFormatError as TraceFormatError
 from ._exceptions import UnknownToolError as UnknownToolError
 from ._exceptions import WorkerDiedError as WorkerDiedError
@@ -55,6 +57,7 @@ __all__ = [
     "LaneConfigError",
     "LaneExecutor",
     "LaneView",
+    "NestedBatchError",
     "OTelObserver",
     "PathOutsideRootError",
     "Sample",
@@ -63,6 +66,7 @@ __all__ = [
     "TaskRecord",
     "TaskTimeoutError",
     "ToolCall",
+    "ToolExitError",
     "Trace",
     "TraceFormatError",
     "UnknownToolError",

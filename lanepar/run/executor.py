@@ -11,7 +11,6 @@ observers — so this module imports neither ``policy`` nor ``jupyter``.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -20,7 +19,7 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 
-from .._exceptions import LaneConfigError, TaskCancelledError
+from .._exceptions import LaneConfigError
 from ..backends.base import Backend, BackendContext
 from ..backends.local import LocalBackend
 from ..backends.process import ProcessBackend
@@ -31,29 +30,21 @@ from ..trace.model import Delta, Trace
 from ..trace.recorder import Recorder
 from ..trace.sampler import Sampler
 from . import _seams
+from ._current import current as current
+from ._current import push_current
 from ._loopobs import LoopObservers
+from ._nested import caller_lane, fail_unstartable
 from ._submit import Resolver, build_batch
 from ._sync import SyncBridge
-from .batch import BatchResult, TaskHandle, _Batch, finish_batch
+from .batch import BatchResult, TaskHandle, _Batch, cancel_batch, finish_batch
 from .budget import SharedBudget
 from .lane import Lane
 
 _pc = time.perf_counter_ns
+#: After a Ctrl-C, how long run_batch waits for the cancelled batch to settle.
+INTERRUPT_GRACE_S = 1.0
 Mode = Literal["parallel", "sequential", "auto"]
 MODES: tuple[str, ...] = ("parallel", "sequential", "auto")
-
-_current: contextvars.ContextVar[tuple[LaneExecutor, ...]] = contextvars.ContextVar(
-    "lanepar_current", default=()
-)
-
-
-def current() -> LaneExecutor:
-    """The executor a ``%%lanepar`` cell (or ``with executor.activate():``) made current."""
-    stack = _current.get()
-    if not stack:
-        raise RuntimeError("no current lanepar executor: use %%lanepar or executor.activate()")
-    return stack[-1]
-
 
 def _check_mode(mode: object) -> str:
     if mode not in MODES:
@@ -97,6 +88,8 @@ class LaneExecutor:
         self.recorder = Recorder(max_tasks=max_tasks)
         self.sample_hz = sample_hz
         self._hooks = Observers()
+        self._owner = object()  # identity token: which lanes' tasks are ours (nested batches)
+        self._nested: set[_Batch] = set()
         self._budget = SharedBudget(max_total) if max_total is not None else None
         self._lanes: dict[str, Lane] = {}
         for name, cfg in self._configs.items():
@@ -134,7 +127,7 @@ class LaneExecutor:
             backend = LocalBackend(ctx)
         return Lane(name, cfg, backend, recorder=self.recorder if self.tracing else None,
                     hooks=self._hooks, budget=self._budget, resolution_ns=self.resolution_ns,
-                    max_segments=self.max_segments)  # fmt: skip
+                    max_segments=self.max_segments, owner=self._owner)  # fmt: skip
 
     @property
     def lanes(self) -> dict[str, _seams.LaneView]:
@@ -256,11 +249,8 @@ class LaneExecutor:
     @contextlib.contextmanager
     def activate(self) -> Iterator[LaneExecutor]:
         """Make this the executor ``lanepar.current()`` returns (what ``%%lanepar`` does)."""
-        token = _current.set((*_current.get(), self))
-        try:
+        with push_current(self):
             yield self
-        finally:
-            _current.reset(token)
 
     # -- submission ----------------------------------------------------------------------------
     def _submit(
@@ -291,17 +281,7 @@ class LaneExecutor:
         return batch, decision, mode
 
     def _cancel_batch(self, batch: _Batch) -> None:
-        if batch.cancelled or batch.done.is_set():
-            return
-        batch.cancelled = True
-        for lane in batch.lanes:
-            for job in lane.drop(batch):
-                lane.record_unstarted(job, "cancelled")
-                batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
-        for job in batch.drain_sequence():
-            batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
-        for lane in batch.lanes:
-            lane.cancel_running(batch)
+        cancel_batch(batch)
 
     def cancel(self) -> None:
         """Cancel every batch in flight: queued tasks are dropped, running ones cancelled."""
@@ -332,27 +312,58 @@ class LaneExecutor:
         """Run a batch and wait for all of it; cancelling the caller cancels the batch. Awaited
         from a loop other than the executor's (a notebook cell with a sync executor), it runs
         through the sync bridge."""
-        return await self._bridge.aawait(self._arun, list(calls), mode, fail_fast)
+        nested = caller_lane(self._owner)
+        return await self._bridge.aawait(self._arun, list(calls), mode, fail_fast, nested, None)
 
-    async def _arun(self, calls: list[ToolCall], mode: str | None, fail_fast: bool) -> BatchResult:
+    async def _arun(
+        self,
+        calls: list[ToolCall],
+        mode: str | None,
+        fail_fast: bool,
+        nested: str | None,
+        box: list[Any] | None,
+    ) -> BatchResult:
         t0 = _pc()
         batch, decision, chosen = self._submit(calls, mode, fail_fast)
+        if box is not None:  # run_batch keeps a hold on the batch for a Ctrl-C
+            box[:] = [batch, t0, chosen, decision]
+        if nested is not None:
+            lane = self._lanes[nested]
+            lane.nested_waiting += 1
+            self._nested.add(batch)
+            fail_unstartable(self._lanes, {nested, *(ln.name for ln in batch.lanes)},
+                             self._nested)  # fmt: skip
         try:
             await batch.done.wait()
         except BaseException:
             self._cancel_batch(batch)
             raise
+        finally:
+            if nested is not None:
+                lane.nested_waiting -= 1
+                self._nested.discard(batch)
         return self._result(batch, t0, chosen, decision)
 
     def run_batch(
         self, calls: Iterable[ToolCall], mode: Mode | None = None, *, fail_fast: bool = False
     ) -> BatchResult:
-        """Run a batch from sync code (a script, a Jupyter cell). Ctrl-C / kernel interrupt
-        cancels the batch cleanly before ``KeyboardInterrupt`` propagates."""
+        """Run a batch from sync code (a script, a Jupyter cell). A Ctrl-C / kernel interrupt
+        cancels the batch and returns what finished (``interrupted`` set, the rest cancelled);
+        a second one while it winds down raises ``KeyboardInterrupt``."""
         if self._bridge.on_loop():
             raise RuntimeError("run_batch() would block the event loop: use await arun_batch()")
         self._start_sync()
-        return self._bridge.run(self._arun, list(calls), mode, fail_fast)
+        nested, box = caller_lane(self._owner), []  # type: ignore[var-annotated]
+        try:
+            return self._bridge.run(self._arun, list(calls), mode, fail_fast, nested, box)
+        except KeyboardInterrupt:
+            if not box:
+                raise
+            batch, t0, chosen, decision = box
+            self._bridge.wait(batch.done.wait, INTERRUPT_GRACE_S)  # cancelled: ends at once
+            result: BatchResult = self._bridge.call(self._result, batch, t0, chosen, decision)
+            result.interrupted = True
+            return result
 
     def submit(self, call: ToolCall) -> TaskHandle:
         """Queue one call; ``await`` the handle (from any loop) or call ``.result()`` (sync)."""
