@@ -23,7 +23,7 @@ from .._exceptions import LaneConfigError
 from ..backends.base import Backend, BackendContext
 from ..backends.local import LocalBackend
 from ..backends.process import ProcessBackend
-from ..config import DEFAULT_LANES, LaneConfig, validate_lanes
+from ..config import DEFAULT_LANES, MAX_CONCURRENCY, LaneConfig, check_options, validate_lanes
 from ..tools.registry import ToolCall
 from ..trace.hooks import Observers
 from ..trace.model import Delta, Trace
@@ -78,8 +78,8 @@ class LaneExecutor:
         self.max_total = max_total
         self.tracing = bool(trace)
         self.default_mode: str = _check_mode(mode)
-        if resolution_ms < 0 or max_segments < 2:
-            raise LaneConfigError("resolution_ms must be >= 0 and max_segments >= 2")
+        check_options(sample_hz=sample_hz, resolution_ms=resolution_ms,
+                      max_segments=max_segments, max_tasks=max_tasks)  # fmt: skip
         if loop_block_ms is not None and not loop_block_ms > 0:
             raise LaneConfigError(f"loop_block_ms={loop_block_ms!r} must be > 0, or None (off)")
         self.loop_block_ms = loop_block_ms
@@ -374,8 +374,10 @@ class LaneExecutor:
         """Change a lane's limit now; running batches see it at their next dispatch."""
         if lane not in self._lanes:
             raise KeyError(f"unknown lane {lane!r}; lanes are {', '.join(self._lanes)}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise LaneConfigError(f"set_concurrency({lane!r}, {n!r}): n must be an integer >= 1")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CONCURRENCY:
+            raise LaneConfigError(
+                f"set_concurrency({lane!r}, {n!r}): n must be an integer in 1..{MAX_CONCURRENCY}"
+            )
         target = self._lanes[lane]
         if self._tg is None:
             target.set_limit(n)
