@@ -25,7 +25,7 @@ from ..backends.local import LocalBackend
 from ..backends.process import ProcessBackend
 from ..config import DEFAULT_LANES, MAX_CONCURRENCY, LaneConfig, check_options, validate_lanes
 from ..tools.registry import ToolCall
-from ..trace.hooks import Observers
+from ..trace.hooks import Observers, is_observer
 from ..trace.model import Delta, Trace
 from ..trace.recorder import Recorder
 from ..trace.sampler import Sampler
@@ -109,7 +109,7 @@ class LaneExecutor:
         #: The policy of ``mode="auto"`` batches, made (and subscribed) on first use, so an
         #: executor that never runs auto mode keeps nothing for it.
         self.auto_policy: _seams.BatchPolicy | None = auto_policy
-        if auto_policy is not None and _is_observer(auto_policy):
+        if auto_policy is not None and is_observer(auto_policy):
             self.add_observer(auto_policy)
 
     # -- lanes ---------------------------------------------------------------------------------
@@ -265,12 +265,14 @@ class LaneExecutor:
         if mode == "auto":
             if self.auto_policy is None:
                 self.auto_policy = _seams.default_auto_policy()
-                if _is_observer(self.auto_policy):
+                if is_observer(self.auto_policy):
                     self.add_observer(self.auto_policy)
             decision = self.auto_policy.decide_batch(self, resolved)
             mode = decision.mode
             if self.tracing:
                 self.recorder.add_event("decision", **decision.to_dict(), tasks=len(calls))
+        if self.tracing and self.sample_hz > 0:
+            self._sampler.tick()  # the kernel's counters at the batch's start (see summarize)
         batch = build_batch(calls, resolved, self._lanes, mode=mode,
                             routes=decision.routes if decision else {},
                             recorder=self.recorder if self.tracing else None,
@@ -395,7 +397,3 @@ class LaneExecutor:
         """``callback(delta)`` at most 10 times a second with new records and samples, from a
         background thread. Returns a function that unsubscribes."""
         return self.recorder.subscribe(callback)
-
-
-def _is_observer(obj: object) -> bool:
-    return any(callable(getattr(obj, h, None)) for h in ("task_finished", "batch_finished"))
