@@ -287,7 +287,9 @@ class Lane:
         except Exception as e:
             return e, None
         except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
-            return tool_exit(job.fn, e), None
+            err = tool_exit(job.fn, e)
+            err.__cause__ = e
+            return err, None
         finally:
             if token is not None:
                 deactivate(token)
