@@ -36,7 +36,7 @@ def validate(limits: Sequence[int] = (1, 2, 4, 8, 16), base: int = 4) -> dict[st
         assert traced.trace is not None and traced.ok
         rows = []
         for n in limits:
-            predicted = traced.trace.replay(lanes={"query": n})["wall_s"]
+            predicted = traced.replay(lanes={"query": n})["wall_s"]
             ex.set_concurrency("query", n)
             measured = statistics.median(ex.run_batch(calls).wall_s for _ in range(3))
             rows.append(

@@ -42,7 +42,7 @@ def bytes_per_record(n: int) -> dict[str, Any]:
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
-        sample = ex.trace.tasks[-1]
+        sample = ex.snapshot().tasks[-1]
     return {
         "tasks": n,
         "bytes_per_record": held / n,
@@ -72,7 +72,7 @@ def dispatch_latency(n: int) -> dict[str, Any]:
         ex.run_batch([lp.ToolCall(short_io, lane="query") for _ in range(50)])  # warm up
         b = ex.run_batch([lp.ToolCall(short_io, lane="query") for _ in range(n)])
     assert b.trace is not None
-    s = b.trace.summary()
+    s = b.summary()
     return {k: s[k] for k in ("tasks", "dispatch_p50_us", "dispatch_p99_us", "queued_p50_us")}
 
 

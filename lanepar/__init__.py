@@ -1,21 +1,33 @@
 """lanepar: a lane executor for AI-agent tool batches, and a live profiler of it.
 
-The public names are re-exported here from their rooms; ``tests/test_public_api.py`` pins
-``__all__`` so nothing public disappears by accident.
+The pipeline, one room each: ``tools`` (what a call is) → ``run`` (executor, lanes, batches) →
+``backends`` (where a body runs) → ``trace`` (records, samples, observers) → ``analysis`` (pure
+functions of a trace) → ``export`` (files) → ``jupyter`` (thin shells). ``policy`` plugs auto mode
+and adaptive limits into ``run``'s seams. This module is the public face only:
+``tests/test_public_api.py`` pins ``__all__`` exactly.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
-from .batch import BatchResult as BatchResult
-from .batch import TaskHandle as TaskHandle
+from . import policy as _policy  # registers auto mode and adaptive limits with the run loop
+from ._exceptions import LaneConfigError as LaneConfigError
+from ._exceptions import PathOutsideRootError as PathOutsideRootError
+from ._exceptions import TaskCancelledError as TaskCancelledError
+from ._exceptions import TaskTimeoutError as TaskTimeoutError
+from ._exceptions import TraceFormatError as TraceFormatError
+from ._exceptions import UnknownToolError as UnknownToolError
+from ._exceptions import WorkerDiedError as WorkerDiedError
 from .config import DEFAULT_LANES as DEFAULT_LANES
 from .config import LaneConfig as LaneConfig
-from .executor import LaneExecutor as LaneExecutor
-from .executor import current as current
-from .lane import TaskCancelledError as TaskCancelledError
-from .lane import TaskTimeoutError as TaskTimeoutError
+from .run._seams import Decision as Decision
+from .run._seams import LaneView as LaneView
+from .run.batch import BatchResult as BatchResult
+from .run.batch import TaskHandle as TaskHandle
+from .run.executor import LaneExecutor as LaneExecutor
+from .run.executor import current as current
 from .tools.registry import ToolCall as ToolCall
 from .tools.registry import registered_tools as registered_tools
 from .tools.registry import tool as tool
@@ -24,8 +36,10 @@ from .trace.model import TaskRecord as TaskRecord
 from .trace.model import Trace as Trace
 from .trace.probe import phase as phase
 
-if TYPE_CHECKING:  # the real import is lazy (module __getattr__ below)
+if TYPE_CHECKING:  # the real imports are lazy (module __getattr__ below)
     from .jupyter.dashboard import Dashboard as Dashboard
+
+del _policy
 
 __version__ = "0.1.0"
 
@@ -33,8 +47,12 @@ __all__ = [
     "DEFAULT_LANES",
     "BatchResult",
     "Dashboard",
+    "Decision",
     "LaneConfig",
+    "LaneConfigError",
     "LaneExecutor",
+    "LaneView",
+    "PathOutsideRootError",
     "Sample",
     "TaskCancelledError",
     "TaskHandle",
@@ -42,18 +60,56 @@ __all__ = [
     "TaskTimeoutError",
     "ToolCall",
     "Trace",
+    "TraceFormatError",
+    "UnknownToolError",
+    "WorkerDiedError",
     "__version__",
     "current",
     "load_ipython_extension",
     "load_trace",
     "phase",
     "registered_tools",
+    "replay",
+    "summarize",
     "tool",
+    "write_html",
+    "write_perfetto",
 ]
 
 
-def load_trace(path: Any) -> Trace:
-    """Read a trace written by ``Trace.to_chrome_trace`` (or lanepar's own JSON) back."""
+def summarize(trace: Trace) -> dict[str, Any]:
+    """Totals, speedup, latency percentiles, CPU use and a per-lane breakdown of ``trace``."""
+    from .analysis.summary import summarize as _summarize
+
+    return _summarize(trace)
+
+
+def replay(
+    trace: Trace, lanes: dict[str, int] | None = None, cores: int | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """What-if: simulate ``trace``'s tasks under other lane limits and core counts."""
+    from .analysis.replay import replay as _replay
+
+    return _replay(trace, lanes=lanes, cores=cores, **kwargs)
+
+
+def write_perfetto(trace: Trace, path: str | os.PathLike[str]) -> None:
+    """Write ``trace`` as Perfetto / chrome://tracing JSON (``.gz`` compresses)."""
+    from .export.chrome import write_perfetto as _write
+
+    _write(trace, path)
+
+
+def write_html(trace: Trace, path: str | os.PathLike[str]) -> None:
+    """Write a self-contained HTML report of ``trace``; needs the ``lab`` extra (plotly)."""
+    from .export.html import write_html as _write
+
+    _write(trace, path)
+
+
+def load_trace(path: str | os.PathLike[str]) -> Trace:
+    """Read a trace written by ``write_perfetto`` (or lanepar's own JSON) back; a file that is
+    not one raises :class:`TraceFormatError` naming the problem."""
     from .export.load import load_trace as _load
 
     return _load(path)

@@ -21,7 +21,7 @@ from typing import Any
 
 from .analysis.amdahl import fit_amdahl
 from .config import LaneConfig
-from .executor import LaneExecutor
+from .run.executor import LaneExecutor
 from .tools.loopback import server_process
 from .tools.registry import ToolCall
 from .tools.workload import default_root

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .batch import BatchResult
-from .executor import LaneExecutor
+from .run.batch import BatchResult
+from .run.executor import LaneExecutor
 from .trace.model import Delta
 
 
@@ -97,7 +97,7 @@ def demo(
         r["speedup"] = round(seq / r["wall_s"], 3) if r["wall_s"] > 0 else None
     par = results["parallel"]
     assert par.trace is not None
-    summary = par.trace.summary()
+    summary = par.summary()
     report: dict[str, Any] = {
         "root": str(root),
         "tools": len(calls),
@@ -106,10 +106,10 @@ def demo(
         "errors": {str(i): repr(e) for i, e in par.errors.items()},
     }
     if trace_path is not None:
-        par.trace.to_chrome_trace(trace_path)
+        par.write_perfetto(trace_path)
         report["trace"] = str(trace_path)
     if report_path is not None:
-        par.trace.to_html(report_path)
+        par.write_html(report_path)
         report["report"] = str(report_path)
     if as_json:
         out(json.dumps(report, indent=2))
@@ -167,12 +167,14 @@ def _print_table(report: dict[str, Any], out: Callable[[str], None]) -> None:
 
 
 def report_cmd(path: Path, html: Path | None, as_json: bool) -> dict[str, Any]:
+    from .analysis.summary import summarize
+    from .export.html import write_html
     from .export.load import load_trace
 
     trace = load_trace(path)
-    figures = trace.summary()
+    figures = summarize(trace)
     if html is not None:
-        trace.to_html(html)
+        write_html(trace, html)
     if as_json:
         print(json.dumps(figures, indent=2, default=str))
     else:
@@ -205,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error("--tools must be between 1 and 200")
         demo(a.root, a.tools, a.json, a.trace, a.report)
     elif a.cmd == "report":
-        from .export.load import TraceFormatError
+        from ._exceptions import TraceFormatError
 
         try:
             report_cmd(a.path, a.html, a.json)

@@ -7,8 +7,11 @@ would lose work: every error names the field and the value that broke it.
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Mapping
 from typing import Literal
+
+from ._exceptions import LaneConfigError
 
 LaneKind = Literal["async", "thread", "process", "dask"]
 KINDS: tuple[str, ...] = ("async", "thread", "process", "dask")
@@ -44,24 +47,32 @@ class LaneConfig:
         if self.max_concurrency != "auto":
             _check_int("max_concurrency", self.max_concurrency, low=1)
             if self.min_concurrency > self.max_concurrency:
-                raise ValueError(
+                raise LaneConfigError(
                     f"LaneConfig: min_concurrency={self.min_concurrency} is greater than "
                     f"max_concurrency={self.max_concurrency}"
                 )
         if self.ceiling is not None:
             _check_int("ceiling", self.ceiling, low=max(1, self.min_concurrency))
         if self.kind not in KINDS:
-            raise ValueError(f"LaneConfig: kind={self.kind!r} is not one of {', '.join(KINDS)}")
+            raise LaneConfigError(
+                f"LaneConfig: kind={self.kind!r} is not one of {', '.join(KINDS)}"
+            )
         if self.address is not None and self.kind != "dask":
-            raise ValueError(f"LaneConfig: address={self.address!r} only applies to kind='dask'")
+            raise LaneConfigError(
+                f"LaneConfig: address={self.address!r} only applies to kind='dask'"
+            )
         _check_int("priority", self.priority, low=-(2**31))
         _check_int("retries", self.retries, low=0)
         if self.timeout_s is not None and not (
             isinstance(self.timeout_s, (int, float)) and self.timeout_s > 0
         ):
-            raise ValueError(f"LaneConfig: timeout_s={self.timeout_s!r} must be a positive number")
+            raise LaneConfigError(
+                f"LaneConfig: timeout_s={self.timeout_s!r} must be a positive number"
+            )
         if not (isinstance(self.retry_backoff_s, (int, float)) and self.retry_backoff_s >= 0):
-            raise ValueError(f"LaneConfig: retry_backoff_s={self.retry_backoff_s!r} must be >= 0")
+            raise LaneConfigError(
+                f"LaneConfig: retry_backoff_s={self.retry_backoff_s!r} must be >= 0"
+            )
 
     @property
     def adaptive(self) -> bool:
@@ -88,18 +99,21 @@ class LaneConfig:
 
 def _check_int(field: str, value: object, *, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"LaneConfig: {field}={value!r} must be an integer")
+        raise LaneConfigError(f"LaneConfig: {field}={value!r} must be an integer")
     if value < low:
-        raise ValueError(f"LaneConfig: {field}={value} must be >= {low}")
+        raise LaneConfigError(f"LaneConfig: {field}={value} must be >= {low}")
 
 
 #: The seed framework's lanes, kept because agent prompts and users already think in them.
-DEFAULT_LANES: Mapping[str, LaneConfig] = {
-    "control": LaneConfig(min_concurrency=1, max_concurrency=4, priority=0),
-    "query": LaneConfig(min_concurrency=2, max_concurrency=16, priority=1),
-    "execute": LaneConfig(min_concurrency=1, max_concurrency=4, priority=2, kind="thread"),
-    "generate": LaneConfig(min_concurrency=1, max_concurrency=2, priority=3),
-}
+#: Read-only: pass a new mapping to ``LaneExecutor(lanes=...)`` instead of editing this one.
+DEFAULT_LANES: Mapping[str, LaneConfig] = types.MappingProxyType(
+    {
+        "control": LaneConfig(min_concurrency=1, max_concurrency=4, priority=0),
+        "query": LaneConfig(min_concurrency=2, max_concurrency=16, priority=1),
+        "execute": LaneConfig(min_concurrency=1, max_concurrency=4, priority=2, kind="thread"),
+        "generate": LaneConfig(min_concurrency=1, max_concurrency=2, priority=3),
+    }
+)
 
 #: Tool name → lane, as in the seed. Anything unlisted goes to ``execute``.
 TOOL_LANES: Mapping[str, str] = {
@@ -123,37 +137,64 @@ DEFAULT_LANE = "execute"
 def validate_lanes(lanes: Mapping[str, LaneConfig], max_total: int | None) -> dict[str, LaneConfig]:
     """Check a whole lane table; reserved slots must fit inside a shared budget."""
     if not lanes:
-        raise ValueError("lanes: at least one lane is needed")
+        raise LaneConfigError("lanes: at least one lane is needed")
     out: dict[str, LaneConfig] = {}
     for name, cfg in lanes.items():
         if not isinstance(name, str) or not name:
-            raise ValueError(f"lanes: lane name {name!r} must be a non-empty string")
+            raise LaneConfigError(f"lanes: lane name {name!r} must be a non-empty string")
         if not isinstance(cfg, LaneConfig):
-            raise ValueError(f"lanes[{name!r}]: expected a LaneConfig, got {type(cfg).__name__}")
+            raise LaneConfigError(
+                f"lanes[{name!r}]: expected a LaneConfig, got {type(cfg).__name__}"
+            )
         out[name] = cfg
     if max_total is not None:
         _check_int("max_total", max_total, low=1)
         reserved = sum(c.min_concurrency for c in out.values())
         if reserved > max_total:
-            raise ValueError(
+            raise LaneConfigError(
                 f"max_total={max_total} is smaller than the reserved slots of all lanes "
                 f"(sum of min_concurrency = {reserved})"
             )
     return out
 
 
-def parse_lane_limits(spec: str) -> dict[str, int]:
-    """Parse ``"query=16,execute=4"`` (magics and CLI) into a mapping, naming bad parts."""
-    limits: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
+def parse_lane_values(spec: str) -> dict[str, list[int]]:
+    """Parse ``"query=1,2,4 execute=3"`` into ``{"query": [1, 2, 4], "execute": [3]}``.
+
+    The one parser for ``lane=N[,N…]`` (CLI, magics, sweeps, what-ifs): commas and spaces both
+    separate, and a bare number belongs to the lane named before it. Every error names the part
+    that broke it.
+    """
+    values: dict[str, list[int]] = {}
+    lane: str | None = None
+    for part in spec.replace(",", " ").split():
         name, sep, value = part.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"lane limit {part!r} is not of the form lane=N")
+        if sep:
+            lane = name.strip()
+            if not lane:
+                raise LaneConfigError(f"lane limit {part!r} is not of the form lane=N")
+            if lane in values:
+                raise LaneConfigError(f"lane {lane!r} is given twice in {spec!r}")
+            values[lane] = []
+        elif lane is None:
+            raise LaneConfigError(f"lane limit {part!r} is not of the form lane=N")
+        else:
+            value = part
         try:
             n = int(value)
         except ValueError:
-            raise ValueError(f"lane limit {part!r}: {value!r} is not an integer") from None
+            raise LaneConfigError(f"lane {lane!r}: {value!r} is not an integer") from None
         if n < 1:
-            raise ValueError(f"lane limit {part!r}: must be >= 1")
-        limits[name.strip()] = n
+            raise LaneConfigError(f"lane {lane!r}: limit {n} must be >= 1")
+        values[lane].append(n)
+    return values
+
+
+def parse_lane_limits(spec: str) -> dict[str, int]:
+    """Parse ``"query=16,execute=4"`` (one limit per lane) into a mapping."""
+    limits: dict[str, int] = {}
+    for lane, ns in parse_lane_values(spec).items():
+        if len(ns) != 1:
+            raise LaneConfigError(f"lane {lane!r}: one limit expected, got {ns}")
+        limits[lane] = ns[0]
     return limits

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -195,28 +194,24 @@ def test_decision_is_json_and_to_dict_reports_profiles() -> None:
     assert snap["profiles"]["read"]["count"] == 3
 
 
-@pytest.fixture
-def executor() -> Iterator[lp.LaneExecutor]:
-    with lp.LaneExecutor(LANES) as ex:
-        yield ex
-
-
-def test_wired_into_an_executor_it_learns_and_routes(executor: lp.LaneExecutor) -> None:
+def test_wired_into_an_executor_it_learns_and_routes() -> None:
     pol = AutoPolicy(n_cores=2)
-    executor._decider = pol.decider
-    executor.batch_observers.append(pol.on_batch)
+    with lp.LaneExecutor(LANES, auto_policy=pol) as executor:
+        _learn_and_route(executor, pol)
 
+
+def _learn_and_route(executor: lp.LaneExecutor, pol: AutoPolicy) -> None:
     def spin(n: int) -> int:
         return sum(i * i for i in range(n))
 
     calls: list[Any] = [lp.ToolCall(spin, 200_000) for _ in range(3)]
     first = executor.run_batch(calls, mode="auto")
     assert first.decision is not None and "seed rule" in first.decision.reason
-    assert pol.profiles["spin"].count == 3
-    # The three ran together on one GIL: each waited for the others, yet the profile sees
-    # through that wait and knows the tool is CPU-bound.
-    assert pol.profiles["spin"].cpu_fraction > 0.7
     second = executor.run_batch(calls, mode="auto")
+    # Learnt from the first batch (at the second decision): the three ran together on one GIL,
+    # each waited for the others, yet the profile sees through that wait: CPU-bound.
+    assert pol.profiles["spin"].count == 3
+    assert pol.profiles["spin"].cpu_fraction > 0.7
     assert second.decision is not None
     assert second.decision.routes == {0: "cpu", 1: "cpu", 2: "cpu"}, second.decision.reason
     assert second.trace is not None

@@ -47,7 +47,7 @@ len(b.results)
 
 SUMMARY_CELL = """\
 import json
-s = b.trace.summary()
+s = b.summary()
 print("LANEPAR-SUMMARY" + json.dumps({k: s[k] for k in ("tasks", "errors", "speedup")}))
 """
 
@@ -308,8 +308,8 @@ def test_saved_traces_render_without_a_kernel(tmp_path: Path) -> None:
     with lp.LaneExecutor() as ex:
         b = ex.run_batch([lp.ToolCall(nap, i, lane="query") for i in range(12)])
     assert b.trace is not None
-    b.trace.to_chrome_trace(tmp_path / "run.lanetrace.json")
-    doc = {**b.trace.to_dict(), "summary": b.trace.summary()}
+    b.write_perfetto(tmp_path / "run.lanetrace.json")
+    doc = {**b.trace.to_dict(), "summary": b.summary()}
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("%%lanepar\n...")
     cell.outputs = [

@@ -186,7 +186,7 @@ def test_trace_times_in_parent_window_and_cpu_wait_plausible(cluster: Any) -> No
         # A second, longer busy stretch so each worker gets a CPU sample after its first.
         long = ex.run_batch([lp.ToolCall(burn, 400, lane="d") for _ in range(4)])
         t_end = time.perf_counter_ns()
-        clock_events = [e for e in ex.trace.events if e["type"] == "clock"]
+        clock_events = [e for e in ex.snapshot().events if e["type"] == "clock"]
     assert b.ok and long.ok and b.trace is not None and long.trace is not None
     for r in b.trace.tasks:
         assert t_before <= r.submitted_ns <= r.slot_free_ns <= r.started_ns
@@ -214,7 +214,7 @@ def test_perfetto_export_includes_dask_tasks(cluster: Any, tmp_path: Path) -> No
         b = ex.run_batch([lp.ToolCall(burn, 5, lane="d") for _ in range(4)])
     assert b.trace is not None
     out = tmp_path / "dask.json"
-    b.trace.to_chrome_trace(out)
+    b.write_perfetto(out)
     doc = json.loads(out.read_text())
     tasks = [e for e in doc["traceEvents"] if e.get("cat") == "task"]
     assert len(tasks) == 4

@@ -58,7 +58,7 @@ def test_set_concurrency_is_honoured_exactly(limit: int) -> None:
     assert b.ok
     assert g.peak["execute"] == limit
     assert b.trace is not None
-    assert b.trace.summary()["per_lane"]["execute"]["peak_active"] == limit
+    assert b.summary()["per_lane"]["execute"]["peak_active"] == limit
 
 
 def test_set_concurrency_live_while_a_batch_runs() -> None:
@@ -109,11 +109,14 @@ def test_max_total_reserves_min_slots_and_prefers_priority() -> None:
                 [lp.ToolCall(g.tool("lo", 0.05), lane="lo") for _ in range(40)]
             )
 
-        fut = ex._portal.start_task_soon(flood)  # type: ignore[union-attr]
+        lo_done: list[lp.BatchResult] = []
+        flooder = threading.Thread(target=lambda: lo_done.append(anyio.run(flood)))
+        flooder.start()
         time.sleep(0.2)
         t_hi = time.perf_counter()
         b_hi = ex.run_batch([lp.ToolCall(g.tool("hi", 0.05), lane="hi") for _ in range(20)])
-        b_lo = fut.result()
+        flooder.join()
+        b_lo = lo_done[0]
     assert b_hi.ok and b_lo.ok
     totals = [sum(n.values()) for _, n in g.log]
     assert max(totals) <= 3
@@ -345,7 +348,7 @@ async def test_cancelling_the_caller_cancels_the_batch(anyio_backend: str) -> No
         await anyio.sleep(0.05)
         lane = ex.lanes["q"]
         assert lane.pending == 0 and lane.active == 0
-        tasks = ex.trace.tasks
+        tasks = ex.snapshot().tasks
     assert started == 3
     assert sorted(t.outcome for t in tasks) == ["cancelled"] * 10
 

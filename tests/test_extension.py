@@ -147,7 +147,7 @@ def test_chrome_export_and_native_trace_read_the_same(converter: Path, tmp_path:
     native = tmp_path / "run.lanetrace.json"
     native.write_text(json.dumps({"format": "lanepar-trace", "version": 1, **trace.to_dict()}))
     chrome = tmp_path / "run.chrome.lanetrace.json"
-    trace.to_chrome_trace(chrome)
+    lp.write_perfetto(trace, chrome)
 
     a = _convert(converter, native)
     b = _convert(converter, chrome)

@@ -7,7 +7,6 @@ refuses must be refused with ``TraceFormatError``; and no string in it may becom
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import html.parser
 import json

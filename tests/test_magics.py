@@ -94,7 +94,7 @@ def test_sync_cell_runs_with_a_current_executor_and_live_dashboard(ip: Any) -> N
 def test_async_cell_with_top_level_await(ip: Any) -> None:
     src = (
         "%%lanepar --no-live --mode parallel\n"
-        "mode = lp.current().magic_mode\n"
+        "mode = lp.current().default_mode\n"
         "calls = [lp.ToolCall(nap, i, lane='query') for i in range(25)]\n"
         "b = await lp.current().arun_batch(calls)\n"
         "sum(b.results)"

@@ -182,7 +182,7 @@ def test_recorder_is_a_bounded_ring() -> None:
 
     with lp.LaneExecutor(max_tasks=50, sample_hz=0) as ex:
         ex.run_batch([lp.ToolCall(noop) for _ in range(120)])
-        t = ex.trace
+        t = ex.snapshot()
     assert len(t.tasks) == 50
     assert t.dropped == 70
     assert [r.id for r in t.tasks] == list(range(71, 121))
@@ -200,12 +200,11 @@ def test_process_lane_cancel_kills_its_child_and_nothing_is_left() -> None:
         t0 = time.perf_counter()
         b = ex.run_batch([lp.ToolCall(sleeper, lane="p"), lp.ToolCall(process_tool, lane="p")])
         assert time.perf_counter() - t0 < 5
-        pids = ex.lanes["p"].backend.pids  # type: ignore[attr-defined]
+        children = me.children(recursive=True)
+        assert b.results[1] in {c.pid for c in children}  # the body ran in a child of ours
     assert b.outcomes == ["timeout", "ok"]
-    assert b.results[1] != os.getpid()
-    time.sleep(0.2)
-    alive = {p.pid for p in me.children(recursive=True)}
-    assert not alive & set(pids), "process-lane children outlived the executor"
+    _gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, "process-lane children outlived the executor"
 
 
 def test_sequential_waits_are_queued_not_dispatch() -> None:

@@ -64,7 +64,7 @@ def test_pure_wait_tasks_follow_the_lane_limit() -> None:
     assert r8["wall_s"] == pytest.approx(0.100)
     assert r8["lanes"] == {"q": 8}
     assert replay(tr, lanes={"q": 3})["wall_s"] == pytest.approx(0.300)
-    assert tr.replay(lanes={"q": 1})["wall_s"] == pytest.approx(0.800)  # the Trace door
+    assert lp.replay(tr, lanes={"q": 1})["wall_s"] == pytest.approx(0.800)  # the public door
 
 
 @pytest.mark.parametrize(("cores", "wall"), [(1, 0.4), (2, 0.2), (4, 0.1), (8, 0.1)])
@@ -190,12 +190,12 @@ def test_replay_of_a_recorded_batch_matches_its_wall_time() -> None:
     with lp.LaneExecutor(lanes) as ex:
         b = ex.run_batch([lp.ToolCall(nap, lane="io") for _ in range(8)])
     assert b.trace is not None
-    r = b.trace.replay()
+    r = b.replay()
     # The replay uses the recorded waits, so it reproduces the recorded wall within the
     # executor's own unmodelled hops (a few ms on a loaded machine).
     assert r["wall_s"] == pytest.approx(b.trace.wall_ns / 1e9, rel=0.25)
     assert r["per_lane"]["io"]["peak_active"] == 4
-    r8 = b.trace.replay(lanes={"io": 8})
+    r8 = b.replay(lanes={"io": 8})
     assert r8["wall_s"] < r["wall_s"] * 0.7
 
 

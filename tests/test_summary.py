@@ -99,7 +99,7 @@ def known_trace() -> Trace:
 
 
 def test_known_answers() -> None:
-    s = known_trace().summary()
+    s = lp.summarize(known_trace())
     assert s["tasks"] == 5
     assert s["errors"] == 1
     assert s["outcomes"] == {"ok": 4, "error": 1, "cancelled": 0, "timeout": 0}
@@ -156,7 +156,7 @@ def test_estimate_without_samples_and_peak_fallback() -> None:
         for i in range(3)
     ]
     t = Trace(tasks, lanes={"x": {"max_concurrency": "auto"}}, n_cores=4)
-    s = t.summary()
+    s = lp.summarize(t)
     assert s["cpu_util_source"] == "estimate"
     assert s["cpu_util_avg"] == pytest.approx(30 / (10 * 4))
     assert s["proc_cpu_avg"] == pytest.approx(3.0)
@@ -173,7 +173,7 @@ def test_unstarted_tasks_do_not_count_as_active_or_dispatch() -> None:
         rec(2, sub=base, free=base + MS, start=base + MS, fin=base + MS, cpu=0, slot=-1,
             outcome="cancelled"),
     ]  # fmt: skip
-    s = Trace(tasks, lanes=LANES).summary()
+    s = lp.summarize(Trace(tasks, lanes=LANES))
     assert s["per_lane"]["a"]["peak_active"] == 1
     assert s["dispatch_p50_us"] == pytest.approx(10.0)
     assert s["outcomes"]["cancelled"] == 1 and s["errors"] == 1
@@ -223,7 +223,7 @@ def test_summary_never_raises_and_stays_in_range(rows: list[tuple[Any, ...]]) ->
             rec(i, sub=sub, free=sub + q, start=sub + q + d, fin=sub + q + d + w, slot=slot,
                 outcome=outcome)
         )  # fmt: skip
-    s = Trace(tasks, lanes=LANES).summary()
+    s = lp.summarize(Trace(tasks, lanes=LANES))
     assert s["tasks"] == len(rows)
     assert sum(s["outcomes"].values()) == len(rows)
     assert 0 <= s["cpu_util_avg"] <= 1
@@ -247,7 +247,7 @@ def test_real_run_summary() -> None:
         b = ex.run_batch([lp.ToolCall(nap, i, lane="query") for i in range(8)]
                          + [lp.ToolCall(boom, lane="query")])  # fmt: skip
     assert b.trace is not None
-    s = b.trace.summary()
+    s = b.summary()
     assert s["tasks"] == 9
     assert s["errors"] == 1 and s["outcomes"]["error"] == 1 and s["outcomes"]["ok"] == 8
     lane = s["per_lane"]["query"]

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..trace.probe import TaskProbe
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendContext:
+    """All a backend may know of the executor that owns it: its lane's name, how finely to
+    record segments, and where to send scheduler events (``None`` when tracing is off).
+
+    A backend never receives the executor itself, so nothing it does can reach into lanes,
+    batches or the recorder behind the run loop's back."""
+
+    lane: str
+    resolution_ns: int = 500_000
+    max_segments: int = 64
+    emit: Callable[..., Any] | None = None
 
 
 class Backend(Protocol):

@@ -29,19 +29,17 @@ import importlib
 import pickle
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 
 from ..config import LaneConfig
 from ..trace.probe import TaskProbe
-from .base import await_future, running_on_asyncio
-from .dask_worker import RESULT_ERR, clock_probe, cpu_sample, host_clock_id, interrupt, run_task
-from .process import _dumps
-
-if TYPE_CHECKING:
-    from ..executor import LaneExecutor
+from ._clock import causal_offset, estimate_offset
+from ._remote import RESULT_ERR, dumps_call, settle_reply
+from .base import BackendContext, await_future, running_on_asyncio
+from .dask_worker import clock_probe, cpu_sample, host_clock_id, interrupt, run_task
 
 _pc = time.perf_counter_ns
 
@@ -64,9 +62,6 @@ CLEANUP_TIMEOUT_S = 5.0
 #: How long the first cancelled task waits for siblings cancelled with it (see _stop_remote).
 STOP_GATHER_S = 0.002
 
-# TaskProbe gains a ``worker`` slot in a pending lane change; set it only when it exists.
-_WORKER_ATTR = "worker"
-
 
 def _distributed() -> Any:
     """``distributed``, imported on first use (it is heavy) and typed loosely (partly untyped)."""
@@ -88,51 +83,21 @@ class WorkerClock:
     measured_ns: int
 
 
-def estimate_offset(rounds: Iterable[tuple[int, int, int]]) -> tuple[int, int, int]:
-    """(offset, uncertainty, rtt) from ``(parent_t0, worker_t, parent_t1)`` pings.
-
-    The worker read its clock somewhere inside [t0, t1]; assuming the midpoint errs by at most
-    half the round trip, so the round with the shortest trip gives the tightest bound.
-    """
-    best: tuple[int, int, int] | None = None
-    for t0, wt, t1 in rounds:
-        rtt = max(0, t1 - t0)
-        if best is None or rtt < best[2]:
-            best = (wt - (t0 + t1) // 2, (rtt + 1) // 2, rtt)
-    if best is None:
-        raise ValueError("estimate_offset: no rounds")
-    return best
-
-
-def causal_offset(offset: int, t0: int, t1: int, sent_ns: int, recv_ns: int) -> int:
-    """Clamp ``offset`` so worker times [t0, t1] land inside the parent's [sent, recv] window.
-
-    Any offset outside [t1 - recv, t0 - sent] would have the task start before it was submitted
-    or end after its result arrived; when the window is too short for that (clock drift), the
-    estimate stands as it is.
-    """
-    lo, hi = t1 - recv_ns, t0 - sent_ns
-    if lo > hi:
-        return offset
-    return min(max(offset, lo), hi)
-
-
 class DaskBackend:
     """Runs a lane's bodies on a Dask cluster (see the module docstring for the design)."""
 
     def __init__(
         self,
-        lane: str,
+        ctx: BackendContext,
         cfg: LaneConfig,
-        executor: LaneExecutor,
         *,
         cluster_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        self.lane = lane
+        self.lane = ctx.lane
         self.address = cfg.address
-        self._executor = executor
-        self.resolution_ns = executor.resolution_ns
-        self.max_segments = executor.max_segments
+        self._emit = ctx.emit
+        self.resolution_ns = ctx.resolution_ns
+        self.max_segments = ctx.max_segments
         self.cluster_kwargs = {**DEFAULT_CLUSTER_KWARGS, **(cluster_kwargs or {})}
         self.client: Any = None
         self.cluster: Any = None
@@ -206,7 +171,7 @@ class DaskBackend:
                 await client.close()
             raise
         self.client = client
-        if self._executor.tracing:
+        if self._emit is not None:
             self._busy = asyncio.Event()
             if self._inflight:
                 self._busy.set()
@@ -252,8 +217,8 @@ class DaskBackend:
         else:
             clock = WorkerClock(offset, unc, rtt, "ping", _pc())
         self.clocks[worker] = clock
-        if self._executor.tracing:
-            self._executor.recorder.add_event(
+        if self._emit is not None:
+            self._emit(
                 "clock", lane=self.lane, worker=worker, offset_ns=clock.offset_ns,
                 uncertainty_ns=clock.uncertainty_ns, rtt_ns=rtt, method=clock.method,
             )  # fmt: skip
@@ -281,7 +246,7 @@ class DaskBackend:
         client = await self._ensure()
         name = getattr(fn, "__name__", "task").replace("-", "_") or "task"
         key = f"lanepar_{name}-{uuid.uuid4().hex}"  # Dask groups keys by the part before "-"
-        payload = _dumps((fn, args, kwargs, is_async), fn)
+        payload = dumps_call((fn, args, kwargs, is_async), fn)
         self._inflight += 1
         if self._busy is not None:
             self._busy.set()
@@ -302,19 +267,13 @@ class DaskBackend:
             self._inflight -= 1
             if not self._inflight and self._busy is not None:
                 self._busy.clear()
-        status, value, t0, t1, cpu, segs, phases, where = pickle.loads(data)
-        if probe is not None:
+        reply = pickle.loads(data)
+        t0, t1, where = reply[2], reply[3], reply[7]
+        off = 0
+        if probe is not None and t0:
             clock = await self._clock(client, where.rpartition("/")[0])
             off = causal_offset(clock.offset_ns, t0, t1, sent, recv)
-            probe.started_ns, probe.finished_ns = t0 - off, t1 - off
-            wall = t1 - t0
-            probe.cpu_ns = min(cpu, wall)
-            probe.wait_ns = wall - probe.cpu_ns
-            probe.segs = [[k, s - off, e - off] for k, s, e in segs]
-            if phases:
-                probe.phases = [(n, s - off, e - off) for n, s, e in phases]
-            with contextlib.suppress(AttributeError):
-                setattr(probe, _WORKER_ATTR, where)
+        status, value = settle_reply(probe, reply, off)
         if status == RESULT_ERR:
             if isinstance(value, Exception):
                 raise value
@@ -360,7 +319,8 @@ class DaskBackend:
         t0 = _pc()
         res = await client.run(cpu_sample, on_error="return")
         t1 = _pc()
-        rec = self._executor.recorder
+        emit = self._emit
+        assert emit is not None  # sampling runs only while tracing
         for w, r in res.items():
             if isinstance(r, BaseException):
                 continue
@@ -374,7 +334,7 @@ class DaskBackend:
                     clock = self.clocks[w]
             if not first:
                 t = wt - clock.offset_ns if clock is not None else (t0 + t1) // 2
-                rec.add_event("worker_cpu", lane=self.lane, worker=w, t_ns=t, cpu_percent=pct)
+                emit("worker_cpu", lane=self.lane, worker=w, t_ns=t, cpu_percent=pct)
 
     # -- closing --------------------------------------------------------------------------------
     async def aclose(self) -> None:

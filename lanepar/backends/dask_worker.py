@@ -17,7 +17,6 @@ blocked inside one C call (``time.sleep``, a socket read) stops when that call r
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import ctypes
 import os
@@ -25,19 +24,12 @@ import pickle
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
 import psutil
 
-from ..trace.probe import TaskProbe, run_sync_probed
-
-RESULT_OK = 0
-RESULT_ERR = 1
-
-#: (status, value, t0, t1, cpu_ns, segments, phases, worker) — the wire format of a reply.
-Reply = tuple[int, Any, int, int, int, list[list[int]], list[tuple[str, int, int]] | None, str]
+from ..trace.probe import TaskProbe
+from ._remote import RESULT_ERR, dumps_reply, make_reply, run_body
 
 
 class TaskInterrupted(BaseException):
@@ -59,9 +51,6 @@ def run_task(payload: bytes, key: str, resolution_ns: int, max_segments: int) ->
     """Run one pickled ``(fn, args, kwargs, is_async)`` under a probe; return the pickled reply."""
     fn, args, kwargs, is_async = pickle.loads(payload)
     probe = TaskProbe(resolution_ns, max_segments)
-    body: Callable[..., Any] = fn
-    if is_async:
-        body, args, kwargs = _run_coroutine, (fn, args, kwargs), {}
     value: Any
     try:
         with _lock:
@@ -70,44 +59,23 @@ def run_task(payload: bytes, key: str, resolution_ns: int, max_segments: int) ->
                 raise TaskInterrupted
             _running[key] = threading.get_ident()
         try:
-            value = run_sync_probed(probe, body, args, kwargs)
-            status = RESULT_OK
+            status, value = run_body(probe, fn, args, kwargs, is_async)
+            if isinstance(value, TaskInterrupted):
+                raise value
         finally:
             with _lock:
                 _running.pop(key, None)
             _checkpoint()  # an interrupt armed just before the pop fires here, inside the try
     except TaskInterrupted:
         value, status = TaskInterrupted(f"task {key} was interrupted by lanepar"), RESULT_ERR
-    except BaseException as e:  # the parent decides what an error means
-        value, status = e, RESULT_ERR
     if not probe.finished_ns:  # interrupted before the body started
         probe.started_ns = probe.finished_ns = time.perf_counter_ns()
-    segs = probe.finish()
     where = f"{_worker_address()}/{threading.get_native_id()}"
-    reply: Reply = (status, value, probe.started_ns, probe.finished_ns, probe.cpu_ns, segs,
-                    probe.phases, where)  # fmt: skip
-    return _dumps_reply(reply, fn)
-
-
-def _dumps_reply(reply: Reply, fn: Any) -> bytes:
-    try:
-        return pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        pass
-    try:  # lambdas, closures and __main__ objects in the result travel by value
-        return cloudpickle.dumps(reply)  # type: ignore[no-any-return]
-    except Exception as e:
-        name = getattr(fn, "__name__", repr(fn))
-        err = RuntimeError(f"result of {name!r} cannot be pickled: {e}")
-        return pickle.dumps((RESULT_ERR, err, *reply[2:]), protocol=pickle.HIGHEST_PROTOCOL)
+    return dumps_reply(make_reply(status, value, probe, where), fn)
 
 
 def _checkpoint() -> None:
     """A Python-level call: pending asynchronous exceptions are delivered at calls."""
-
-
-def _run_coroutine(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    return asyncio.run(fn(*args, **kwargs))
 
 
 def _worker_address() -> str:

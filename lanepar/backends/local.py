@@ -14,14 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..trace.probe import TaskProbe, run_sync_probed, stepped
-from .base import await_future
+from .base import BackendContext, await_future
 
 _POOL_CAP = 4096  # threads are created lazily; the lane's limit is what bounds them
 
 
 class LocalBackend:
-    def __init__(self, lane: str) -> None:
-        self.lane = lane
+    def __init__(self, ctx: BackendContext) -> None:
+        self.lane = ctx.lane
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _get_pool(self) -> concurrent.futures.ThreadPoolExecutor:

@@ -13,7 +13,6 @@ timestamp is converted once, at this boundary.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import json
@@ -28,26 +27,14 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import anyio
-import cloudpickle
 
-from ..trace.probe import TaskProbe, run_sync_probed
-from .base import await_future
+from .._exceptions import WorkerDiedError
+from ..trace.probe import TaskProbe
+from ._remote import RESULT_ERR, dumps_call, dumps_reply, make_reply, run_body, settle_reply
+from .base import BackendContext, await_future
 
-_RESULT_OK = 0
-_RESULT_ERR = 1
-
-
-class WorkerDied(RuntimeError):
-    """The child process running a task exited before it answered."""
-
-
-def _dumps(obj: Any, fn: Callable[..., Any]) -> bytes:
-    if getattr(fn, "__module__", None) == "__main__" or getattr(fn, "__name__", "") == "<lambda>":
-        return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
-    try:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, AttributeError, TypeError):
-        return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
+#: The name this error had before it moved to :mod:`lanepar._exceptions`.
+WorkerDied = WorkerDiedError
 
 
 def _child_entry(rfd: int, wfd: int, path_json: str) -> None:
@@ -69,40 +56,11 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
             fn, args, kwargs, res_ns, max_segs, is_async = pickle.loads(data)
         except Exception as e:  # e.g. a body whose module this interpreter cannot import
             err = RuntimeError(f"the task could not be loaded in the worker process: {e!r}")
-            outbox.send_bytes(pickle.dumps((_RESULT_ERR, err, 0, 0, 0, [], None, os.getpid())))
+            outbox.send_bytes(pickle.dumps((RESULT_ERR, err, 0, 0, 0, [], None, "", 0)))
             continue
         probe = TaskProbe(res_ns, max_segs)
-        body = fn
-        if is_async:
-            body = _run_coroutine
-            args = (fn, args, kwargs)
-            kwargs = {}
-        try:
-            value = run_sync_probed(probe, body, args, kwargs, clock=time.process_time_ns)
-            status = _RESULT_OK
-        except BaseException as e:  # the parent decides what an error means
-            value, status = e, _RESULT_ERR
-        segs = probe.finish()
-        reply = (
-            status,
-            value,
-            probe.started_ns,
-            probe.finished_ns,
-            probe.cpu_ns,
-            segs,
-            probe.phases,
-            os.getpid(),
-        )
-        try:
-            payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as e:
-            err = RuntimeError(f"result of {getattr(fn, '__name__', fn)!r} cannot be pickled: {e}")
-            payload = pickle.dumps((_RESULT_ERR, err, *reply[2:]))
-        outbox.send_bytes(payload)
-
-
-def _run_coroutine(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    return asyncio.run(fn(*args, **kwargs))
+        status, value = run_body(probe, fn, args, kwargs, is_async, clock=time.process_time_ns)
+        outbox.send_bytes(dumps_reply(make_reply(status, value, probe, ""), fn))
 
 
 class _Child:
@@ -136,7 +94,7 @@ class _Child:
         self.outbox = Connection(p_write, readable=False)
         if not self.inbox.poll(60):
             self.kill()
-            raise WorkerDied(f"{name}: child process did not start within 60 s")
+            raise WorkerDiedError(f"{name}: child process did not start within 60 s")
         child_t = pickle.loads(self.inbox.recv_bytes())
         t1 = time.perf_counter_ns()
         # The handshake is sent as soon as the child runs, so the start-up cost skews the midpoint:
@@ -147,9 +105,6 @@ class _Child:
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-    def to_parent(self, t: int) -> int:
-        return t - self.offset_ns
 
     async def call(self, payload: bytes, io: concurrent.futures.Executor) -> Any:
         try:
@@ -164,7 +119,8 @@ class _Child:
             self.wait(1)  # the exit code says how it died (a signal, a crash)
             code = self.proc.poll()
             self.kill()
-            raise WorkerDied(f"worker process {self.proc.pid} died (exit code {code})") from None
+            msg = f"worker process {self.proc.pid} died (exit code {code})"
+            raise WorkerDiedError(msg) from None
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -193,10 +149,10 @@ def _kill_started(fut: concurrent.futures.Future[_Child]) -> None:
 
 
 class ProcessBackend:
-    def __init__(self, lane: str, resolution_ns: int, max_segments: int) -> None:
-        self.lane = lane
-        self.resolution_ns = resolution_ns
-        self.max_segments = max_segments
+    def __init__(self, ctx: BackendContext) -> None:
+        self.lane = ctx.lane
+        self.resolution_ns = ctx.resolution_ns
+        self.max_segments = ctx.max_segments
         self._children: dict[int, _Child] = {}
         # Our own helper threads (start-up, big sends) so closing joins them: anyio's shared
         # worker threads would linger after the executor is gone.
@@ -246,26 +202,18 @@ class ProcessBackend:
         probe: TaskProbe | None,
     ) -> Any:
         child = await self._child(slot)
-        payload = _dumps((fn, args, kwargs, self.resolution_ns, self.max_segments, is_async), fn)
+        payload = dumps_call(
+            (fn, args, kwargs, self.resolution_ns, self.max_segments, is_async), fn
+        )
         try:
-            status, value, t0, t1, cpu, segs, phases, _pid = await child.call(
-                payload, self._get_io()
-            )
+            reply = await child.call(payload, self._get_io())
         except BaseException:
             # Cancelled or timed out mid-task: the child's state is unknown, so it goes.
             child.kill()
             self._children.pop(slot, None)
             raise
-        if probe is not None and t0:  # t0 == 0: the task never ran in the child
-            conv = child.to_parent
-            probe.started_ns, probe.finished_ns = conv(t0), conv(t1)
-            wall = t1 - t0
-            probe.cpu_ns = min(cpu, wall)
-            probe.wait_ns = wall - probe.cpu_ns
-            probe.segs = [[k, conv(s), conv(e)] for k, s, e in segs]
-            if phases:
-                probe.phases = [(n, conv(s), conv(e)) for n, s, e in phases]
-        if status == _RESULT_ERR:
+        status, value = settle_reply(probe, reply, child.offset_ns)
+        if status == RESULT_ERR:
             raise value
         return value
 

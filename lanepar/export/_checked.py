@@ -22,13 +22,11 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
+from .._exceptions import TraceFormatError
+
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 I64 = (1 << 63) - 1
-
-
-class TraceFormatError(ValueError):
-    """The file is not a trace lanepar can read; the message names the file and the problem."""
 
 
 def read_capped(path: str | os.PathLike[str], max_bytes: int) -> bytearray:

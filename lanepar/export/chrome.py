@@ -327,3 +327,9 @@ def _write(doc: dict[str, Any], path: Path) -> None:
     else:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(doc, f, default=str)
+
+
+def write_perfetto(trace: Trace, path: str | os.PathLike[str]) -> None:
+    """Write ``trace`` as Perfetto / chrome://tracing JSON to ``path`` (``.gz`` compresses);
+    ``lanepar.load_trace`` reads it back."""
+    to_chrome_trace(trace, path)

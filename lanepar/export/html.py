@@ -330,9 +330,19 @@ pre.lanepar-text { color: #444; }
 """
 
 
+def write_html(trace: Trace, path: str | os.PathLike[str]) -> None:
+    """Write the self-contained HTML report of ``trace`` (plotly.js inlined) to ``path``."""
+    to_html(trace, path)
+
+
 def to_html(trace: Trace, path: str | os.PathLike[str] | None = None) -> str:
     """The report as one HTML string (written to ``path`` too when given)."""
-    import plotly.offline
+    try:
+        import plotly.offline
+    except ImportError as e:
+        raise ImportError(
+            "the HTML report needs plotly: pip install 'lanepar[lab]' (the lab extra)"
+        ) from e
 
     from ..analysis.summary import summarize
 

@@ -14,8 +14,9 @@ import struct
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .._exceptions import TraceFormatError
 from ..trace.model import KIND_CODE, OUTCOMES, Sample, TaskRecord, Trace
-from ._checked import Checker, TraceFormatError, read_capped
+from ._checked import Checker, read_capped
 from ._checked import type_name as _tname
 from .chrome import FORMAT, MACHINE_PID, VERSION
 

@@ -29,7 +29,7 @@ from .messages import COLOURS, EndMessage, ResetMessage
 from .packing import DeltaPacker, final_figures
 
 if TYPE_CHECKING:
-    from ..executor import LaneExecutor
+    from ..run.executor import LaneExecutor
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 _ID = struct.Struct("<q")  # a packed record starts with its id
@@ -39,22 +39,7 @@ _PACKED = operator.attrgetter("packed")
 def trace_since(executor: LaneExecutor, base_recorded: int, t0_ns: int) -> Trace:
     """The tasks an executor finished after its recorder had recorded ``base_recorded``, with the
     samples and events of their time span: the trace of one cell or one dashboard."""
-    rec = executor.recorder
-    new = rec.recorded - base_recorded
-    tasks = list(rec.tasks)[-new:] if new > 0 else []
-    tasks.sort(key=lambda t: t.id)
-    start = min((t.submitted_ns for t in tasks), default=t0_ns)
-    end = max((t.finished_ns for t in tasks), default=time.perf_counter_ns())
-    samples, events = rec.window(min(start, t0_ns), end)
-    return Trace(
-        tasks,
-        samples,
-        lanes=executor.lane_table(),
-        start_ns=start,
-        end_ns=end,
-        events=events,
-        n_cores=psutil.cpu_count() or 1,
-    )
+    return executor.recorder.since(base_recorded, t0_ns, lanes=executor.lane_table())
 
 
 def _ipython() -> Any:

@@ -30,7 +30,7 @@ from .snapshot import snapshot_bundle
 from .sweep import run_sweep
 
 if TYPE_CHECKING:
-    from ..executor import LaneExecutor
+    from ..run.executor import LaneExecutor
     from ..trace.model import Trace
 
 
@@ -63,7 +63,7 @@ class _Parser(argparse.ArgumentParser):
 def _cell_parser() -> _Parser:
     p = _Parser(prog="%%lanepar", add_help=False)
     p.add_argument("--lanes", default="")
-    p.add_argument("--mode", choices=("auto", "parallel", "sequential"), default="auto")
+    p.add_argument("--mode", choices=("auto", "parallel", "sequential"), default=None)
     p.add_argument("--no-live", dest="live", action="store_false")
     p.add_argument("--hz", type=float, default=10.0)
     p.add_argument("--export", default=None)
@@ -183,7 +183,7 @@ class LaneparMagics(Magics):
     def executor(self) -> LaneExecutor:
         """The session's executor, created on first use with the default lanes."""
         if self._executor is None:
-            from ..executor import LaneExecutor
+            from ..run.executor import LaneExecutor
 
             self._executor = LaneExecutor()
         return self._executor
@@ -218,11 +218,12 @@ class LaneparMagics(Magics):
         elif cmd == "export":
             self._export(rest)
         elif cmd == "sweep":
-            self.last_sweep = run_sweep(self, rest)
+            assert self.shell is not None
+            self.last_sweep = run_sweep(self.executor, self.shell.user_ns, rest)
         elif cmd == "whatif":
             from .whatif import run_whatif
 
-            self.last_whatif = run_whatif(self, rest)
+            self.last_whatif = run_whatif(self.last_trace, rest)
         else:
             what = f"unknown command {cmd!r}" if cmd else "a command is needed"
             raise UsageError(f"%lanepar: {what}. usage: {LINE_USAGE}")
@@ -233,7 +234,10 @@ class LaneparMagics(Magics):
         opts = parse_cell_options(line)
         ex = self.executor
         restore = self._apply_limits(ex, opts.limits)
-        ex.magic_mode = opts.mode  # type: ignore[attr-defined]
+        # --mode: the mode of every batch in the cell that does not pass one.
+        mode_before = ex.default_mode
+        if opts.mode is not None:
+            ex.default_mode = opts.mode
         base, t0 = ex.recorder.recorded, time.perf_counter_ns()
         dash: Dashboard | None = None
         handle: Any = None
@@ -257,6 +261,7 @@ class LaneparMagics(Magics):
                 # taken before the limits go back, so the trace carries the limits it ran with
                 trace = trace_since(ex, base, t0)
             finally:
+                ex.default_mode = mode_before
                 for lane, n in restore.items():
                     ex.set_concurrency(lane, n)
             try:
@@ -346,13 +351,13 @@ class LaneparMagics(Magics):
 
     def _write(self, trace: Trace, path: str) -> None:
         if path.endswith(".html"):
-            from ..export.html import to_html
+            from ..export.html import write_html
 
-            to_html(trace, path)
+            write_html(trace, path)
         else:
-            from ..export.chrome import to_chrome_trace
+            from ..export.chrome import write_perfetto
 
-            to_chrome_trace(trace, path)
+            write_perfetto(trace, path)
         print(f"lanepar: wrote {path}")
 
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.display import display as _ipy_display
 
-from .dashboard import trace_since
+from ..config import parse_lane_values
 
 if TYPE_CHECKING:
-    from .magics import LaneparMagics
+    from ..run.executor import LaneExecutor
 
 
 def _display(*objs: Any, **kwargs: Any) -> Any:
@@ -30,27 +30,24 @@ USAGE = "%lanepar sweep LANE=N1,N2,... -- EXPR"
 def parse_sweep(arg: str) -> tuple[str, list[int], str]:
     """``"query=1,2,4 -- f()"`` → ``("query", [1, 2, 4], "f()")``, naming what is wrong."""
     spec, sep, expr = arg.partition("--")
-    spec, expr = spec.strip(), expr.strip()
+    expr = expr.strip()
     if not sep or not expr:
         raise UsageError(f"%lanepar sweep: an expression after ' -- ' is needed. usage: {USAGE}")
-    lane, eq, values = spec.partition("=")
-    if not eq or not lane.strip() or " " in spec:
-        raise UsageError(f"%lanepar sweep: {spec!r} is not LANE=N1,N2,... usage: {USAGE}")
     try:
-        limits = [int(v) for v in values.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"%lanepar sweep: {values!r} is not a list of integers") from None
-    if not limits or min(limits) < 1:
-        raise UsageError(f"%lanepar sweep: limits {values!r} must be integers >= 1")
-    return lane.strip(), limits, expr
+        values = parse_lane_values(spec)
+    except ValueError as exc:
+        raise UsageError(f"%lanepar sweep: {exc}. usage: {USAGE}") from None
+    if len(values) != 1:
+        raise UsageError(f"%lanepar sweep: {spec.strip()!r} is not LANE=N1,N2,... usage: {USAGE}")
+    ((lane, limits),) = values.items()
+    return lane, limits, expr
 
 
-def run_sweep(magics: LaneparMagics, arg: str) -> list[dict[str, Any]]:
-    """Run ``EXPR`` once per limit on the session executor; print and plot the table."""
+def run_sweep(ex: LaneExecutor, ns: dict[str, Any], arg: str) -> list[dict[str, Any]]:
+    """Run ``EXPR`` (in namespace ``ns``) once per limit on ``ex``; print and plot the table."""
     from ..analysis.summary import summarize
 
     lane, limits, expr = parse_sweep(arg)
-    ex = magics.executor
     if lane not in ex.lanes:
         raise UsageError(f"%lanepar sweep: unknown lane {lane!r}; lanes are {', '.join(ex.lanes)}")
     try:
@@ -60,8 +57,6 @@ def run_sweep(magics: LaneparMagics, arg: str) -> list[dict[str, Any]]:
             code = compile(expr, "<lanepar sweep>", "exec")
         except SyntaxError as exc:
             raise UsageError(f"%lanepar sweep: {expr!r} is not valid Python: {exc.msg}") from None
-    assert magics.shell is not None
-    ns = magics.shell.user_ns
     before = ex.lanes[lane].limit
     rows: list[dict[str, Any]] = []
     try:
@@ -70,7 +65,7 @@ def run_sweep(magics: LaneparMagics, arg: str) -> list[dict[str, Any]]:
             base, t0 = ex.recorder.recorded, time.perf_counter_ns()
             with ex.activate():
                 eval(code, ns)
-            s = summarize(trace_since(ex, base, t0))
+            s = summarize(ex.recorder.since(base, t0, lanes=ex.lane_table()))
             rows.append(
                 {
                     "limit": n,

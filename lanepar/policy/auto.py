@@ -18,29 +18,22 @@ saving, and a parallel batch of tiny tools occupies slots other batches could us
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import heapq
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import psutil
+
+from ..config import LaneConfig
+from ..run._seams import Decision
 from ..tools.registry import Resolved
-from ..trace.model import TaskRecord
+from ..trace.model import TaskRecord, Trace
 
 FAST_OPS = frozenset({"glob", "ls", "list_files"})
 GIL_KINDS = frozenset({"async", "thread"})
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    """What auto mode chose for a batch, and why (recorded in the trace, shown in the dashboard)."""
-
-    mode: str  # "sequential" | "parallel"
-    reason: str
-    routes: dict[int, str] = dataclasses.field(default_factory=dict)  # call index -> lane
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "reason": self.reason, "routes": dict(self.routes)}
 
 
 def seed_rule(names: Sequence[str]) -> Decision:
@@ -143,8 +136,10 @@ def _makespan(durations: Sequence[float], slots: int) -> float:
 class AutoPolicy:
     """Learns from finished tasks; decides sequential vs parallel and process routing per batch.
 
-    Wire it with ``executor._decider = policy.decider`` and
-    ``executor.batch_observers.append(policy.on_batch)``.
+    It is the executor's ``BatchPolicy`` (``LaneExecutor(auto_policy=...)``, or made on the
+    first ``mode="auto"`` batch) and an observer: ``batch_finished`` keeps the finished batch's
+    trace — never its results — and learning happens at the next decision, bounded per batch,
+    so an executor that runs auto mode rarely pays for it rarely.
     """
 
     def __init__(
@@ -184,6 +179,7 @@ class AutoPolicy:
         self.default_dispatch_ns = float(dispatch_ns)
         self.handoff: dict[str, float] = {}
         self.dispatch: dict[str, float] = {}
+        self._unlearnt: collections.deque[Trace] = collections.deque(maxlen=16)
 
     # -- learning ---------------------------------------------------------------------------------
     def observe(
@@ -222,32 +218,33 @@ class AutoPolicy:
         spawning, a first import) must not make a lane look unusable for many batches."""
         return old + self.alpha * (min(float(sample), 10.0 * old + 1000.0) - old)
 
-    def on_batch(self, result: Any) -> None:
-        """``LaneExecutor.batch_observers`` hook: learn from a finished batch's trace."""
+    def batch_finished(self, result: Any) -> None:
+        """Observer hook: keep the batch's trace for the next decision to learn from."""
         trace = getattr(result, "trace", None)
         if trace is not None:
-            kinds = {n: str(v.get("kind", "")) for n, v in trace.lanes.items()}
-            self.observe(trace.tasks, kinds)
+            self._unlearnt.append(trace)
 
     # -- deciding ---------------------------------------------------------------------------------
     def learn(self, results: Iterable[Any], per_batch: int = 512) -> None:
-        """Learn from finished batches, at most their last ``per_batch`` records each: the latest
-        records say all a running average needs, and a 20 000-task batch must not cost 20 000
-        observations."""
+        """Learn from finished batches (``BatchResult`` or ``Trace``), at most their last
+        ``per_batch`` records each: the latest records say all a running average needs, and a
+        20 000-task batch must not cost 20 000 observations."""
         for result in results:
-            trace = getattr(result, "trace", None)
+            trace = result if isinstance(result, Trace) else getattr(result, "trace", None)
             if trace is None:
                 continue
             kinds = {n: str(v.get("kind", "")) for n, v in trace.lanes.items()}
             self.observe(trace.tasks[-per_batch:], kinds)
 
-    def decider(self, executor: Any, resolved: list[Resolved]) -> Decision:
-        """``LaneExecutor._decider`` hook: the executor's lanes and first process lane."""
-        lanes = executor.lanes
-        proc = self.process_lane or next(
-            (n for n, ln in lanes.items() if _lane_facts(ln)[0] == "process"), None
-        )
-        return self.decide(resolved, lanes, proc)
+    def decide_batch(self, executor: Any, resolved: list[Resolved]) -> Decision:
+        """The ``BatchPolicy`` hook: learn what finished since, then decide over the executor's
+        lanes, adding a process lane for CPU-heavy tools when none is configured."""
+        pending = list(self._unlearnt)
+        self._unlearnt.clear()
+        self.learn(pending)
+        if self.process_lane is None or self.process_lane not in executor.lanes:
+            self.process_lane = process_lane_for(executor)
+        return self.decide(resolved, executor.lanes, self.process_lane)
 
     def _estimate(self, r: Resolved) -> tuple[float, float, bool]:
         """(wall_ns, cpu_fraction, profiled) of one call."""
@@ -356,3 +353,18 @@ class AutoPolicy:
             "min_saving_ms": self.min_saving_ns / 1e6,
             "cpu_heavy": {"fraction": self.cpu_heavy_fraction, "ms": self.cpu_heavy_ns / 1e6},
         }
+
+
+def process_lane_for(executor: Any) -> str:
+    """The executor's first process lane; when the user configured none, one is added (its
+    children start only when a task is routed there)."""
+    lanes = executor.lanes
+    for name, view in lanes.items():
+        if view.kind == "process":
+            return str(name)
+    name = "cpu" if "cpu" not in lanes else "auto-process"
+    cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+    executor.add_lane(
+        name, LaneConfig(min_concurrency=0, max_concurrency=cores, kind="process", priority=2)
+    )
+    return name

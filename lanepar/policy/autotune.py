@@ -39,7 +39,6 @@ import collections
 import math
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 ALGORITHMS = ("gradient", "aimd")
@@ -239,23 +238,28 @@ class AdaptiveLimiter:
         )
 
 
-def attach_to_lane(lane: Any, on_change: Callable[[int], None]) -> AdaptiveLimiter:
-    """Drive ``lane``'s limit (a ``max_concurrency="auto"`` lane) from its completions.
+class AdaptiveObserver:
+    """Drives one ``max_concurrency="auto"`` lane's limit from its completions (an observer).
 
     Windows of 8 completions: a real service's latency jitter (connection set-up, a busy
-    machine) made 4-sample medians cut the limit on noise (benchmarks/adaptive.py).
-    ``on_change(new_limit)`` is called after each move, so the move can become a trace event.
+    machine) made 4-sample medians cut the limit on noise (benchmarks/adaptive.py). Each move
+    goes through ``executor.set_concurrency(..., source="adaptive")``, so it is a trace event.
     """
-    cfg = lane.config
-    limiter = AdaptiveLimiter(
-        max(1, cfg.min_concurrency), cfg.limit_ceiling, initial=cfg.initial_limit, min_window=8
-    )
 
-    def observe(job: Any, outcome: str, wall_ns: int, rec: Any) -> None:
-        new = limiter.observe(wall_ns, outcome == "ok", time.perf_counter_ns(), lane.active + 1)
+    def __init__(self, executor: Any, lane: str) -> None:
+        self.executor = executor
+        self.lane = lane
+        cfg = executor.lanes[lane].config
+        self.limiter = AdaptiveLimiter(
+            max(1, cfg.min_concurrency), cfg.limit_ceiling, initial=cfg.initial_limit, min_window=8
+        )
+        self._view = executor.lanes[lane]
+
+    def task_finished(self, record: Any) -> None:
+        if record.lane != self.lane or record.slot < 0:
+            return
+        new = self.limiter.observe(
+            record.wall_ns, record.outcome == "ok", time.perf_counter_ns(), self._view.active + 1
+        )
         if new is not None:
-            lane.set_limit(new)
-            on_change(new)
-
-    lane.observers.append(observe)
-    return limiter
+            self.executor.set_concurrency(self.lane, new, source="adaptive")

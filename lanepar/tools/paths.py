@@ -1,54 +1,34 @@
 """What the file tools share about paths: the errors they raise and small helpers.
 
 The confinement itself (walking a path beneath a root descriptor) lives in
-:mod:`lanepar.tools.beneath`; these names are kept apart so that the public exceptions can be
-imported without it.
+:mod:`lanepar.tools.beneath`; the exceptions live in :mod:`lanepar._exceptions` and are
+re-exported here for the tools.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from pathlib import Path
 
+from .._exceptions import NotRegularFileError, PathOutsideRootError
+
 StrPath = str | os.PathLike[str]
 
 
-class PathOutsideRootError(ValueError):
-    """A tool was asked for a path that resolves outside the directory it is confined to."""
+__all__ = [
+    "NotRegularFileError",
+    "PathOutsideRoot",
+    "PathOutsideRootError",
+    "StrPath",
+    "file_kind",
+    "is_within",
+    "relative_to_root",
+    "resolve_root",
+]
 
-    def __init__(self, path: StrPath, root: StrPath) -> None:
-        self.path = os.fspath(path)
-        self.root = os.fspath(root)
-        super().__init__(f"path {self.path!r} resolves outside the root {self.root!r}")
-
-    def __reduce__(self) -> tuple[type[PathOutsideRootError], tuple[str, str]]:
-        # Explicit because the default pickling passes the message as the only argument, and the
-        # error has to survive the trip back from a process-lane child.
-        return (type(self), (self.path, self.root))
-
-
-#: The name before the ``...Error`` convention; the same class.
+#: The name this error had before it moved to :mod:`lanepar._exceptions`; the same class.
 PathOutsideRoot = PathOutsideRootError
-
-
-class NotRegularFileError(OSError):
-    """A file tool was pointed at a FIFO, device, socket or directory where it needs a file."""
-
-    def __init__(self, path: StrPath, kind: str) -> None:
-        self.path = os.fspath(path)
-        self.kind = kind
-        super().__init__(
-            errno.EINVAL, f"{self.path!r} is a {kind}, not a regular file; file tools open only "
-            "regular files"
-        )  # fmt: skip
-
-    def __str__(self) -> str:
-        return str(self.args[1])
-
-    def __reduce__(self) -> tuple[type[NotRegularFileError], tuple[str, str]]:
-        return (type(self), (self.path, self.kind))
 
 
 def file_kind(mode: int) -> str:

@@ -15,6 +15,7 @@ import reprlib
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from .._exceptions import UnknownToolError
 from ..config import DEFAULT_LANE, TOOL_LANES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,7 +96,7 @@ def get_tool(name: str) -> ToolSpec:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown tool {name!r}; registered tools: {known}") from None
+        raise UnknownToolError(f"unknown tool {name!r}; registered tools: {known}") from None
 
 
 def _ensure_builtins() -> None:

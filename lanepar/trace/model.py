@@ -286,8 +286,9 @@ class Delta(TypedDict):
 class Trace:
     """Tasks and samples of one batch (``BatchResult.trace``) or of a whole executor.
 
-    The heavy lifting lives in pure functions in ``lanepar.analysis`` and ``lanepar.export``;
-    the methods here are the doors users look for first.
+    Pure data: summaries, replay and exporters are functions over it (``lanepar.summarize``,
+    ``lanepar.replay``, ``lanepar.write_perfetto``, ``lanepar.write_html``), so this module
+    imports nothing above ``trace``.
     """
 
     def __init__(
@@ -328,29 +329,6 @@ class Trace:
             f"<Trace {len(self.tasks)} tasks, {len(self.samples)} samples, "
             f"{self.wall_ns / 1e9:.3f}s>"
         )
-
-    def summary(self) -> dict[str, Any]:
-        from ..analysis.summary import summarize
-
-        return summarize(self)
-
-    def to_chrome_trace(self, path: Any = None) -> dict[str, Any]:
-        """Write (when ``path`` is given) and return Perfetto / chrome://tracing JSON."""
-        from ..export.chrome import to_chrome_trace
-
-        return to_chrome_trace(self, path)
-
-    def to_html(self, path: Any = None) -> str:
-        """A self-contained HTML report (plotly.js inlined); written to ``path`` if given."""
-        from ..export.html import to_html
-
-        return to_html(self, path)
-
-    def replay(self, **kwargs: Any) -> dict[str, Any]:
-        """What-if: simulate these tasks under other lane limits and core counts."""
-        from ..analysis.replay import replay
-
-        return replay(self, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import psutil
+
 from .model import Delta, RunningTask, Sample, TaskRecord, Trace
 
 log = logging.getLogger("lanepar")
@@ -129,13 +131,39 @@ class Recorder:
         events = [e for e in list(self.events) if lo <= e["t_ns"] <= hi]
         return samples, events
 
+    def trace(
+        self,
+        tasks: list[TaskRecord],
+        *,
+        lanes: Mapping[str, Mapping[str, Any]] | None,
+        start_ns: int,
+        end_ns: int,
+        window_from_ns: int | None = None,
+        dropped: int = 0,
+    ) -> Trace:
+        """``tasks`` as a trace, with the samples and events recorded from ``window_from_ns``
+        (default ``start_ns``) until now: the one way a batch, a cell or a snapshot becomes a
+        trace, so they all count the same things."""
+        lo = start_ns if window_from_ns is None else min(start_ns, window_from_ns)
+        samples, events = self.window(lo, time.perf_counter_ns())
+        return Trace(tasks, samples, lanes=lanes, start_ns=start_ns, end_ns=end_ns,
+                     dropped=dropped, events=events, n_cores=psutil.cpu_count() or 1)  # fmt: skip
+
+    def since(
+        self, base_recorded: int, t0_ns: int, *, lanes: Mapping[str, Mapping[str, Any]] | None
+    ) -> Trace:
+        """The tasks finished after ``recorded`` was ``base_recorded`` (and ``t0_ns``), with the
+        samples and events of their span: the trace of one cell, sweep step or dashboard."""
+        new = self.recorded - base_recorded
+        tasks = list(self.tasks)[-new:] if new > 0 else []
+        tasks.sort(key=lambda t: t.id)
+        start = min((t.submitted_ns for t in tasks), default=t0_ns)
+        end = max((t.finished_ns for t in tasks), default=time.perf_counter_ns())
+        return self.trace(tasks, lanes=lanes, start_ns=start, end_ns=end, window_from_ns=t0_ns)
+
     def snapshot(self, *, lanes: Mapping[str, Mapping[str, Any]] | None = None) -> Trace:
         """Everything kept so far, as one trace."""
         tasks = list(self.tasks)
         lo = tasks[0].submitted_ns if tasks else 0
-        hi = time.perf_counter_ns()
-        samples, events = self.window(lo, hi)
-        return Trace(
-            tasks, samples, lanes=lanes, start_ns=lo, end_ns=hi, dropped=self.dropped,
-            events=events,
-        )  # fmt: skip
+        return self.trace(tasks, lanes=lanes, start_ns=lo, end_ns=time.perf_counter_ns(),
+                          dropped=self.dropped)  # fmt: skip

@@ -20,31 +20,24 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .backends.base import Backend
-from .config import LaneConfig
+from .._exceptions import TaskCancelledError, TaskTimeoutError
+from ..backends.base import Backend
+from ..config import LaneConfig
+from ..trace.hooks import Observers
+from ..trace.model import TaskRecord
+from ..trace.probe import TaskProbe, activate, deactivate, stepped
+from ._settle import interrupted_probe, settle, unstarted_probe
 from .jobqueue import JobQueue
-from .trace.model import KIND_CODE, TaskRecord
-from .trace.probe import TaskProbe, activate, deactivate, stepped
 
 if TYPE_CHECKING:
     from .batch import _Batch
     from .budget import SharedBudget
 
 _pc = time.perf_counter_ns
-QUEUED = KIND_CODE["queued"]
-DISPATCH = KIND_CODE["dispatch"]
 
 #: A worker yields to the loop after this many jobs that never suspended, so a lane of instant
 #: coroutines cannot starve the other lanes.
 FAIRNESS_EVERY = 64
-
-
-class TaskTimeoutError(TimeoutError):
-    """A task ran longer than its lane's (or its call's) ``timeout_s``."""
-
-
-class TaskCancelledError(Exception):
-    """A task was cancelled (batch cancelled, ``fail_fast``, executor closing) before it ended."""
 
 
 class Job:
@@ -116,6 +109,7 @@ class Lane:
         backend: Backend,
         *,
         recorder: Any = None,
+        hooks: Observers | None = None,
         budget: SharedBudget | None = None,
         resolution_ns: int = 500_000,
         max_segments: int = 64,
@@ -124,6 +118,7 @@ class Lane:
         self.config = config
         self.backend = backend
         self.recorder = recorder
+        self.hooks = hooks if hooks is not None else Observers()
         self.budget = budget
         self.resolution_ns = resolution_ns
         self.max_segments = max_segments
@@ -134,13 +129,11 @@ class Lane:
         self.workers: dict[int, _Worker] = {}
         self._idle: list[_Worker] = []
         self._tg: anyio.abc.TaskGroup | None = None
-        #: Called with (job, outcome, wall_ns) after each job: adaptive limits and auto mode learn.
         # Backends with per-slot resources (a child process, a remote worker) set them up here,
         # before a task's deadline starts.
         self._prepare: Callable[[int], Awaitable[None]] | None = getattr(backend, "prepare", None)
         # Async bodies on local lanes run right here, skipping the backend call on the hot path.
         self.inline_async = config.kind in ("async", "thread")
-        self.observers: list[Callable[[Job, str, int, TaskRecord | None], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, tg: anyio.abc.TaskGroup) -> None:
@@ -155,6 +148,13 @@ class Lane:
                 w = _Worker(slot)
                 self.workers[slot] = w
                 self._tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
+
+    def reset(self) -> None:
+        """Forget the workers of a finished run (the task group that ran them has ended)."""
+        self.workers.clear()
+        self._idle.clear()
+        self.active = 0
+        self._tg = None
 
     def set_limit(self, n: int) -> None:
         """Apply a new limit now: new slots start at once, surplus slots retire after their job."""
@@ -275,7 +275,8 @@ class Lane:
             w.deadline = scope.deadline = anyio.current_time() + job.timeout_s
         rec = self.recorder
         if rec is None:
-            t_body = _pc() if self.observers else 0
+            observed = bool(self.hooks.task_finished)
+            t_body = _pc() if observed else 0
             try:
                 if job.is_async and self.inline_async:  # the hot path: no extra frames
                     value = await job.fn(*job.args, **job.kwargs)
@@ -294,8 +295,11 @@ class Lane:
             finally:
                 if job.timeout_s is not None:
                     scope.deadline = math.inf
-            if self.observers:
-                self._observe(job, outcome, _pc() - t_body, None)
+            if observed:  # untraced: a record of times and outcome only, for observers
+                probe = TaskProbe(0, 2)
+                probe.started_ns, probe.finished_ns = t_body, _pc()
+                self.hooks.emit("task_finished", settle(self.name, job, w.slot, t_body, probe,
+                                                        outcome, None))  # fmt: skip
             return
         free = max(job.pushed_ns, w.free_at, granted)
         probe = TaskProbe(self.resolution_ns, self.max_segments)
@@ -339,8 +343,8 @@ class Lane:
             batch.succeed(job.index, value)
         else:
             batch.fail(job.index, error, "error")
-        if self.observers:
-            self._observe(job, outcome, record.wall_ns, record)
+        if self.hooks.task_finished:
+            self.hooks.emit("task_finished", record)
 
     async def _retry(self, w: _Worker, job: Job, error: Exception) -> bool:
         """Opt-in retries with exponential backoff; the job keeps its slot meanwhile."""
@@ -365,26 +369,24 @@ class Lane:
             exc = TaskTimeoutError(f"{job.name} timed out after {job.timeout_s} s")
         else:
             exc = TaskCancelledError(f"{job.name} was cancelled")
-        if self.recorder is not None:
-            self.recorder.running.pop(job.id, None)
-            now = _pc()
-            probe = TaskProbe(self.resolution_ns, self.max_segments)
-            probe.started_ns = max(job.pushed_ns, w.free_at)
-            probe.finished_ns = now
-            probe.wait(probe.started_ns, now)
-            self._record(job, w.slot, probe.started_ns, probe, outcome, exc)
+        record = None
+        if self.recorder is not None or self.hooks.task_finished:
+            start = max(job.pushed_ns, w.free_at)
+            probe = interrupted_probe(start, _pc(), self.resolution_ns, self.max_segments)
+            record = settle(self.name, job, w.slot, start, probe, outcome, exc)
+            if self.recorder is not None:
+                self.recorder.running.pop(job.id, None)
+                self.recorder.add(record)
         job.batch.fail(job.index, exc, outcome)
-        if self.observers:
-            self._observe(job, outcome, 0, None)
+        if record is not None and self.hooks.task_finished:
+            self.hooks.emit("task_finished", record)
 
     def record_unstarted(self, job: Job, outcome: str) -> None:
         """A queued job dropped before it ran still shows in the trace (all queued)."""
         if self.recorder is None:
             return
         now = _pc()
-        probe = TaskProbe(self.resolution_ns, self.max_segments)
-        probe.started_ns = probe.finished_ns = now
-        self._record(job, -1, now, probe, outcome, None)
+        self._record(job, -1, now, unstarted_probe(now), outcome, None)
 
     def _record(
         self,
@@ -395,61 +397,6 @@ class Lane:
         outcome: str,
         error: BaseException | None,
     ) -> TaskRecord:
-        started = probe.started_ns or free
-        finished = probe.finished_ns or _pc()
-        if started < free:  # a body measured elsewhere (a child) cannot start before its slot
-            free = started
-        body = probe.finish()
-        if free > job.submitted_ns or started > free:
-            segs: list[Any] = []
-            if free > job.submitted_ns:
-                segs.append((QUEUED, job.submitted_ns, free))
-            if started > free:
-                segs.append((DISPATCH, free, started))
-            segs.extend(body)
-        else:
-            segs = body
-        extra: dict[str, Any] | None = None
-        if error is not None or probe.phases or job.attempt or probe.worker or job.call_id:
-            extra = {}
-            if error is not None:
-                extra["error"] = f"{type(error).__name__}: {error}"[:300]
-            if probe.phases:
-                extra["phases"] = probe.phases
-            if job.attempt:
-                extra["attempts"] = job.attempt + 1
-            if probe.worker:
-                extra["worker"] = probe.worker
-            if job.call_id:
-                extra["call_id"] = job.call_id
-        rec = TaskRecord.make(
-            self.name,
-            job.name,
-            job.args_summary,
-            outcome,
-            (
-                job.id,
-                job.submitted_ns,
-                free,
-                started,
-                finished,
-                probe.cpu_ns,
-                probe.wait_ns,
-                probe.gil_ns,
-                probe.runq_ns,
-                slot,
-            ),
-            segs,
-            extra,
-        )
+        rec = settle(self.name, job, slot, free, probe, outcome, error)
         self.recorder.add(rec)
-        batch = job.batch
-        if batch.records is not None:
-            batch.records[job.index] = rec
-            if finished > batch.end_ns:
-                batch.end_ns = finished
         return rec
-
-    def _observe(self, job: Job, outcome: str, wall_ns: int, rec: TaskRecord | None) -> None:
-        for obs in self.observers:
-            obs(job, outcome, wall_ns, rec)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .lane import TaskCancelledError
-from .trace.model import TaskRecord, Trace
+from .._exceptions import TaskCancelledError
+from ..trace.model import TaskRecord, Trace
+from ..trace.recorder import Recorder
+from ..trace.sampler import Sampler
 
 if TYPE_CHECKING:
+    from ._seams import Decision
+    from ._sync import SyncBridge
     from .lane import Job, Lane
-    from .policy.auto import Decision
 
 
 @dataclasses.dataclass
@@ -45,6 +49,36 @@ class BatchResult:
 
     def __len__(self) -> int:
         return len(self.results)
+
+    # Conveniences over the trace-as-data functions, for the object users hold after a run.
+    def _traced(self) -> Trace:
+        if self.trace is None:
+            raise ValueError("this batch ran with trace=False: there is no trace to analyse")
+        return self.trace
+
+    def summary(self) -> dict[str, Any]:
+        """``lanepar.summarize(self.trace)``."""
+        from ..analysis.summary import summarize
+
+        return summarize(self._traced())
+
+    def replay(self, **kwargs: Any) -> dict[str, Any]:
+        """``lanepar.replay(self.trace, ...)``: this batch under other limits or core counts."""
+        from ..analysis.replay import replay
+
+        return replay(self._traced(), **kwargs)
+
+    def write_perfetto(self, path: str | os.PathLike[str]) -> None:
+        """``lanepar.write_perfetto(self.trace, path)``."""
+        from ..export.chrome import write_perfetto
+
+        write_perfetto(self._traced(), path)
+
+    def write_html(self, path: str | os.PathLike[str]) -> None:
+        """``lanepar.write_html(self.trace, path)`` (needs the ``lab`` extra: plotly)."""
+        from ..export.html import write_html
+
+        write_html(self._traced(), path)
 
 
 class _Batch:
@@ -110,12 +144,39 @@ class _Batch:
         return jobs
 
 
-class TaskHandle:
-    """What ``submit`` returns: ``await handle`` in async code, ``handle.result()`` in sync code."""
+def finish_batch(
+    batch: _Batch,
+    t0: int,
+    mode: str,
+    decision: Decision | None,
+    recorder: Recorder,
+    lane_table: Callable[[], dict[str, dict[str, Any]]],
+    sampler: Sampler | None,
+) -> BatchResult:
+    """The user-facing result of a finished batch, with its trace when it was traced: its own
+    records in submission order, and the samples and events of its time window."""
+    t1 = time.perf_counter_ns()
+    trace = None
+    if batch.records is not None:
+        if sampler is not None:  # a short batch still gets a sample of its own
+            sampler.tick()
+        recs = [r for r in batch.records if r is not None]
+        start, end = (batch.submitted_ns, batch.end_ns) if recs else (t0, t1)
+        trace = recorder.trace(recs, lanes=lane_table(), start_ns=start, end_ns=end,
+                               window_from_ns=t0)  # fmt: skip
+    return BatchResult(
+        batch.results, batch.errors, batch.outcomes, trace, (t1 - t0) / 1e9, mode, decision
+    )
 
-    def __init__(self, batch: _Batch, executor: Any) -> None:
+
+class TaskHandle:
+    """What ``submit`` returns: ``await handle`` from any event loop, ``handle.result()`` in
+    sync code. Both cross to the executor's loop through its sync bridge."""
+
+    def __init__(self, batch: _Batch, bridge: SyncBridge, cancel: Callable[[_Batch], None]) -> None:
         self._batch = batch
-        self._executor = executor
+        self._bridge = bridge
+        self._cancel = cancel
 
     def done(self) -> bool:
         return self._batch.done.is_set()
@@ -125,16 +186,31 @@ class TaskHandle:
             raise self._batch.errors[0]
         return self._batch.results[0]
 
+    async def _wait(self) -> None:
+        try:
+            await self._batch.done.wait()
+        except BaseException:
+            self._cancel(self._batch)
+            raise
+
+    async def _result(self) -> Any:
+        await self._bridge.aawait(self._wait)
+        return self._value()
+
     def __await__(self) -> Generator[Any, None, Any]:
-        return self._executor._await_batch(self._batch).__await__()  # type: ignore[no-any-return]
+        return self._result().__await__()
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the task ends (sync code only) and return its value or raise its error."""
-        self._executor._wait_batch_sync(self._batch, timeout)
+        try:
+            self._bridge.wait(self._batch.done.wait, timeout)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
         return self._value()
 
     def cancel(self) -> None:
-        self._executor._call_on_loop(self._executor._cancel_batch, self._batch)
+        self._bridge.call(self._cancel, self._batch)
 
     @property
     def outcome(self) -> str | None:

@@ -1,0 +1,1 @@
+"""ToolCall → LaneExecutor → Lane: the scheduling room (see DESIGN.md)."""

@@ -1,0 +1,93 @@
+"""Settling a job: its probe's measurements and its outcome become one ``TaskRecord``.
+
+Kept apart from the worker loop because it is the one place that knows the record's shape:
+queued (submitted → slot free), dispatch (slot free → body start), then the body's own segments.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..trace.model import KIND_CODE, TaskRecord
+from ..trace.probe import TaskProbe
+
+if TYPE_CHECKING:
+    from .lane import Job
+
+_pc = time.perf_counter_ns
+QUEUED = KIND_CODE["queued"]
+DISPATCH = KIND_CODE["dispatch"]
+
+
+def settle(
+    lane: str,
+    job: Job,
+    slot: int,
+    free: int,
+    probe: TaskProbe,
+    outcome: str,
+    error: BaseException | None,
+) -> TaskRecord:
+    """The record of ``job`` that ran (or not: ``slot`` -1) in ``lane``; the batch learns of it
+    through ``job.batch.records`` so the trace comes out in submission order without a sort."""
+    started = probe.started_ns or free
+    finished = probe.finished_ns or _pc()
+    if started < free:  # a body measured elsewhere (a child) cannot start before its slot
+        free = started
+    body = probe.finish()
+    if free > job.submitted_ns or started > free:
+        segs: list[Any] = []
+        if free > job.submitted_ns:
+            segs.append((QUEUED, job.submitted_ns, free))
+        if started > free:
+            segs.append((DISPATCH, free, started))
+        segs.extend(body)
+    else:
+        segs = body
+    extra: dict[str, Any] | None = None
+    if error is not None or probe.phases or job.attempt or probe.worker or job.call_id:
+        extra = {}
+        if error is not None:
+            extra["error"] = f"{type(error).__name__}: {error}"[:300]
+        if probe.phases:
+            extra["phases"] = probe.phases
+        if job.attempt:
+            extra["attempts"] = job.attempt + 1
+        if probe.worker:
+            extra["worker"] = probe.worker
+        if job.call_id:
+            extra["call_id"] = job.call_id
+    rec = TaskRecord.make(
+        lane,
+        job.name,
+        job.args_summary,
+        outcome,
+        (job.id, job.submitted_ns, free, started, finished, probe.cpu_ns, probe.wait_ns,
+         probe.gil_ns, probe.runq_ns, slot),
+        segs,
+        extra,
+    )  # fmt: skip
+    batch = job.batch
+    if batch.records is not None:
+        batch.records[job.index] = rec
+        if finished > batch.end_ns:
+            batch.end_ns = finished
+    return rec
+
+
+def unstarted_probe(now: int) -> TaskProbe:
+    """The probe of a job dropped before it ran: it shows in the trace as all queued."""
+    probe = TaskProbe(0, 2)
+    probe.started_ns = probe.finished_ns = now
+    return probe
+
+
+def interrupted_probe(start: int, now: int, resolution_ns: int, max_segments: int) -> TaskProbe:
+    """The probe of a body cancelled or timed out mid-run: what it did is unknown, so its whole
+    time is drawn as waiting."""
+    probe = TaskProbe(resolution_ns, max_segments)
+    probe.started_ns = start
+    probe.finished_ns = now
+    probe.wait(start, now)
+    return probe

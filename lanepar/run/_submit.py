@@ -1,0 +1,109 @@
+"""Turning a list of ``ToolCall`` into queued jobs: resolve, route, build, push — all or nothing.
+
+Every call is resolved before anything is queued, so a bad tool or lane raises naming it and no
+sibling has started. Resolution is cached per (target, lane, name) because agents send the same
+few tools over and over; the cache is bounded (least recently used goes first) because a caller
+that builds a new closure or ``functools.partial`` per call would otherwise grow it forever.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..tools.registry import Resolved, ToolCall, resolve, summarize_args
+from ..trace.recorder import Recorder
+from .batch import _Batch
+from .lane import Job, Lane
+
+_pc = time.perf_counter_ns
+
+#: Distinct (target, lane, name) keys the resolution cache keeps.
+RESOLVE_CACHE_SIZE = 1024
+
+
+class Resolver:
+    """A bounded LRU cache in front of :func:`lanepar.tools.registry.resolve`."""
+
+    def __init__(self, maxsize: int = RESOLVE_CACHE_SIZE) -> None:
+        self.maxsize = maxsize
+        self._cache: collections.OrderedDict[tuple[Any, ...], Resolved] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __call__(self, call: ToolCall, lanes: Mapping[str, Any]) -> Resolved:
+        try:
+            key = (call.target, call.lane, call.name)
+            r = self._cache.get(key)
+        except TypeError:  # an unhashable callable
+            return resolve(call, lanes)
+        if r is None:
+            r = self._cache[key] = resolve(call, lanes)
+            if len(self._cache) > self.maxsize:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        if r.lane not in lanes:  # the lane table changed since (a lane was added elsewhere)
+            r = self._cache[key] = resolve(call, lanes)
+        return r
+
+
+def build_batch(
+    calls: Sequence[ToolCall],
+    resolved: Sequence[Resolved],
+    lanes: Mapping[str, Lane],
+    *,
+    mode: str,
+    routes: Mapping[int, str],
+    recorder: Recorder | None,
+    fail_fast: bool,
+    on_fail_fast: Callable[[_Batch], None],
+) -> _Batch:
+    """Build every job of a batch and queue them in one step (sequential mode queues the first
+    and chains the rest). Runs on the executor's loop thread, so no worker can start before it
+    returns."""
+    batch = _Batch(len(calls), fail_fast=fail_fast, on_fail_fast=on_fail_fast,
+                   traced=recorder is not None)  # fmt: skip
+    now = batch.submitted_ns = _pc()
+    per_lane: dict[Lane, list[tuple[int, Job]]] = {}
+    ordered: list[tuple[Lane, int, Job]] = []
+    for i, (call, r) in enumerate(zip(calls, resolved)):
+        lane = lanes[routes.get(i, r.lane)]
+        timeout = call.timeout_s if call.timeout_s is not None else lane.config.timeout_s
+        job_id = recorder.next_id() if recorder is not None else 0
+        job = Job(batch, i, r.fn, call.args, call.kwargs, r.is_async, r.name, timeout, job_id,
+                  now)  # fmt: skip
+        if call.call_id is not None:
+            job.call_id = call.call_id
+        if recorder is not None and (call.args or call.kwargs):
+            job.args_summary = summarize_args(call.args, call.kwargs)
+        if mode == "sequential":
+            ordered.append((lane, call.priority, job))
+        else:
+            per_lane.setdefault(lane, []).append((call.priority, job))
+    if recorder is not None:
+        recorder.submitted += len(calls)
+    if mode == "sequential":
+        batch.lanes = {ln for ln, _, _ in ordered}
+        if ordered:
+            lane, prio, job = ordered[0]
+            batch.sequence = collections.deque(ordered[1:])
+            lane.push(((prio, job),))
+    else:
+        batch.lanes = set(per_lane)
+        for lane, items in per_lane.items():
+            lane.push(items)
+    if recorder is not None:
+        # A job is submitted once it is in its queue, the whole batch at once: building and
+        # queueing a large batch takes milliseconds, and charging that to the first tasks'
+        # dispatch would hide the scheduler's real per-task cost.
+        now = batch.submitted_ns = _pc()
+        for _lane, _prio, job in ordered:
+            job.submitted_ns = job.pushed_ns = now
+        for items in per_lane.values():
+            for _prio, job in items:
+                job.submitted_ns = job.pushed_ns = now
+    return batch

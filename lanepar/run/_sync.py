@@ -1,0 +1,151 @@
+"""The one bridge between the executor's event loop and everything outside it.
+
+An executor used from sync code (a script, a Jupyter cell whose own loop is busy running the cell)
+runs its lanes on a private asyncio loop in a thread, started through an anyio blocking portal.
+Every blocking call and every awaitable the executor hands out crosses here, because each crossing
+has the same two traps:
+
+- a thread blocked in ``Future.result()`` never sees ``KeyboardInterrupt`` (some front ends send
+  it with ``_thread.interrupt_main``, which is only noticed between bytecodes), so waits are
+  sliced;
+- an ``anyio.Event`` belongs to the loop that made it: awaiting it from another loop waits for
+  a wake-up that loop never gets. Awaiting from a foreign loop therefore goes through a
+  ``concurrent.futures.Future`` whose completion is delivered to the waiting loop thread-safely.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
+
+import anyio.from_thread
+
+from ..backends.base import await_future
+
+T = TypeVar("T")
+
+#: How long one slice of a blocking wait lasts: the bound on noticing a simulated interrupt.
+WAIT_SLICE_S = 0.1
+
+
+class SyncBridge:
+    """Owns the private loop of a sync executor and every call across it.
+
+    ``lifespan`` is the executor's async context manager; it is entered on the private loop when
+    the bridge starts and left when it closes (or at interpreter exit, through a finalizer, for an
+    executor nobody closed).
+    """
+
+    def __init__(self, lifespan: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
+        self._lifespan = lifespan
+        self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        #: ``threading.get_ident()`` of whichever thread runs the executor's loop (the private
+        #: one, or the caller's under ``async with``); set by the executor's lifespan.
+        self.loop_thread: int | None = None
+
+    # -- where am I ------------------------------------------------------------------------------
+    def on_loop(self) -> bool:
+        return self.loop_thread == threading.get_ident()
+
+    @property
+    def started(self) -> bool:
+        return self._portal is not None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the private loop and enter the lifespan on it (idempotent)."""
+        if self._portal is not None:
+            return
+        portal_cm = anyio.from_thread.start_blocking_portal("asyncio", name="lanepar-loop")
+        portal = portal_cm.__enter__()
+        try:
+            life_cm = portal.wrap_async_context_manager(self._lifespan())
+            life_cm.__enter__()
+        except BaseException:
+            portal_cm.__exit__(None, None, None)
+            raise
+        self._portal = portal
+        # Runs at interpreter exit if the user never closed a lazily started executor; holds no
+        # reference to the bridge itself, or the bridge could never be collected.
+        self._finalizer = weakref.finalize(self, _close, life_cm, portal_cm)
+
+    def close(self) -> None:
+        """Leave the lifespan and stop the private loop; a second call is a no-op."""
+        self._portal = None
+        fin, self._finalizer = self._finalizer, None
+        if fin is not None:
+            fin()
+
+    # -- crossings -----------------------------------------------------------------------------
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run sync ``fn`` on the executor's loop thread and return its result."""
+        if self.on_loop():
+            return fn(*args)
+        self.start()
+        assert self._portal is not None
+        return self._portal.call(fn, *args)
+
+    def run(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``afn(*args)`` on the loop and block until it returns. A ``KeyboardInterrupt``
+        while waiting cancels it there before propagating, so no task is left running."""
+        if self.on_loop():
+            raise RuntimeError("this call would block the executor's own event loop: await it")
+        self.start()
+        assert self._portal is not None
+        fut = self._portal.start_task_soon(afn, *args)
+        try:
+            return wait_interruptibly(fut)
+        except KeyboardInterrupt:
+            fut.cancel()
+            with contextlib.suppress(BaseException):
+                fut.result(timeout=10)
+            raise
+
+    def wait(self, afn: Callable[..., Awaitable[Any]], timeout: float | None) -> None:
+        """Block until ``afn()`` returns on the loop, at most ``timeout`` seconds."""
+        if self.on_loop():
+            raise RuntimeError("this call would block the executor's own event loop: await it")
+        self.start()
+        assert self._portal is not None
+        fut = self._portal.start_task_soon(afn)
+        try:
+            wait_interruptibly(fut, timeout)
+        finally:
+            fut.cancel()
+
+    async def aawait(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Await ``afn(*args)`` from whatever loop the caller runs: directly on the executor's
+        own loop, through a thread-safe future from any other (asyncio or trio)."""
+        if self.on_loop():
+            return await afn(*args)
+        self.start()
+        assert self._portal is not None
+        fut = self._portal.start_task_soon(afn, *args)
+        return await await_future(fut)  # type: ignore[no-any-return]
+
+
+def _close(life_cm: Any, portal_cm: Any) -> None:
+    try:
+        life_cm.__exit__(None, None, None)
+    finally:
+        portal_cm.__exit__(None, None, None)
+
+
+def wait_interruptibly(fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+    """``fut.result()`` in short slices: a simulated interrupt (``_thread.interrupt_main``, as
+    some front ends send) is only noticed between blocking calls, never inside one."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, deadline - time.monotonic())
+        try:
+            return fut.result(timeout=max(0.0, left))
+        except concurrent.futures.TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise

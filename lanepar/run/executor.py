@@ -1,0 +1,374 @@
+"""`LaneExecutor`: owns the lanes, takes batches, and offers sync and async faces.
+
+Async use runs on the caller's loop (asyncio, or trio through anyio). Sync use — including inside a
+running Jupyter kernel, whose own loop is busy running the cell — runs a private event loop in a
+thread; every crossing between the two goes through :mod:`lanepar.run._sync`.
+
+Policies (auto mode, adaptive limits) and live views plug in through seams — ``BatchPolicy`` and
+observers — so this module imports neither ``policy`` nor ``jupyter``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+
+from .._exceptions import LaneConfigError, TaskCancelledError
+from ..backends.base import Backend, BackendContext
+from ..backends.local import LocalBackend
+from ..backends.process import ProcessBackend
+from ..config import DEFAULT_LANES, LaneConfig, validate_lanes
+from ..tools.registry import ToolCall
+from ..trace.hooks import Observers
+from ..trace.model import Delta, Trace
+from ..trace.recorder import Recorder
+from ..trace.sampler import Sampler
+from . import _seams
+from ._submit import Resolver, build_batch
+from ._sync import SyncBridge
+from .batch import BatchResult, TaskHandle, _Batch, finish_batch
+from .budget import SharedBudget
+from .lane import Lane
+
+_pc = time.perf_counter_ns
+Mode = Literal["parallel", "sequential", "auto"]
+MODES: tuple[str, ...] = ("parallel", "sequential", "auto")
+
+_current: contextvars.ContextVar[tuple[LaneExecutor, ...]] = contextvars.ContextVar(
+    "lanepar_current", default=()
+)
+
+
+def current() -> LaneExecutor:
+    """The executor a ``%%lanepar`` cell (or ``with executor.activate():``) made current."""
+    stack = _current.get()
+    if not stack:
+        raise RuntimeError("no current lanepar executor: use %%lanepar or executor.activate()")
+    return stack[-1]
+
+
+def _check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: expected 'parallel', 'sequential' or 'auto'")
+    return str(mode)
+
+
+class LaneExecutor:
+    """Runs tool calls on named lanes with exact per-lane limits, and traces every task.
+
+    ``max_total`` is a budget shared by all lanes; each lane's ``min_concurrency`` slots stay
+    reserved inside it. ``trace=False`` removes the probe entirely (the fastest path). ``mode``
+    is what a batch runs as when its call does not say (``%%lanepar --mode`` sets it per cell).
+    """
+
+    def __init__(
+        self,
+        lanes: Mapping[str, LaneConfig] | None = None,
+        *,
+        max_total: int | None = None,
+        trace: bool = True,
+        mode: Mode = "parallel",
+        sample_hz: float = 20.0,
+        resolution_ms: float = 0.5,
+        max_segments: int = 64,
+        max_tasks: int = 1_000_000,
+        auto_policy: _seams.BatchPolicy | None = None,
+    ) -> None:
+        self._configs = validate_lanes(lanes if lanes is not None else DEFAULT_LANES, max_total)
+        self.max_total = max_total
+        self.tracing = bool(trace)
+        self.default_mode: str = _check_mode(mode)
+        if resolution_ms < 0 or max_segments < 2:
+            raise LaneConfigError("resolution_ms must be >= 0 and max_segments >= 2")
+        self.resolution_ns = int(resolution_ms * 1e6)
+        self.max_segments = max_segments
+        self.recorder = Recorder(max_tasks=max_tasks)
+        self.sample_hz = sample_hz
+        self._hooks = Observers()
+        self._budget = SharedBudget(max_total) if max_total is not None else None
+        self._lanes: dict[str, Lane] = {}
+        for name, cfg in self._configs.items():
+            self._lanes[name] = self._make_lane(name, cfg)
+        if self._budget is not None:
+            self._budget.attach(list(self._lanes.values()))
+        for name, cfg in self._configs.items():
+            if cfg.adaptive:
+                self.add_observer(_seams.adaptive_observer(self, name))
+        self._sampler = Sampler(self.recorder, self.lane_counts, hz=sample_hz)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._bridge = SyncBridge(self._lifespan)
+        self._async_cm: Any = None
+        self._batches: set[_Batch] = set()
+        self._resolve = Resolver()
+        #: The policy of ``mode="auto"`` batches, made (and subscribed) on first use, so an
+        #: executor that never runs auto mode keeps nothing for it.
+        self.auto_policy: _seams.BatchPolicy | None = auto_policy
+        if auto_policy is not None and _is_observer(auto_policy):
+            self.add_observer(auto_policy)
+
+    # -- lanes ---------------------------------------------------------------------------------
+    def _make_lane(self, name: str, cfg: LaneConfig) -> Lane:
+        emit = self.recorder.add_event if self.tracing else None
+        ctx = BackendContext(name, self.resolution_ns, self.max_segments, emit)
+        backend: Backend
+        if cfg.kind == "process":
+            backend = ProcessBackend(ctx)
+        elif cfg.kind == "dask":
+            from ..backends.dask import DaskBackend  # distributed is heavy: only when used
+
+            backend = DaskBackend(ctx, cfg)
+        else:
+            backend = LocalBackend(ctx)
+        return Lane(name, cfg, backend, recorder=self.recorder if self.tracing else None,
+                    hooks=self._hooks, budget=self._budget, resolution_ns=self.resolution_ns,
+                    max_segments=self.max_segments)  # fmt: skip
+
+    @property
+    def lanes(self) -> dict[str, _seams.LaneView]:
+        """Read-only views of the lanes (name, kind, limit, active, pending, config)."""
+        return {n: _seams.LaneView(ln) for n, ln in self._lanes.items()}
+
+    @property
+    def lane_configs(self) -> dict[str, LaneConfig]:
+        return dict(self._configs)
+
+    def add_lane(self, name: str, config: LaneConfig) -> None:
+        """Add a lane, also while running (auto mode adds a process lane for CPU-heavy tools)."""
+        if name in self._lanes:
+            raise LaneConfigError(f"lane {name!r} exists already")
+        validate_lanes({**self._configs, name: config}, self.max_total)
+        if self.running:
+            self._bridge.call(self._add_lane, name, config)
+        else:
+            self._add_lane(name, config)
+
+    def _add_lane(self, name: str, config: LaneConfig) -> None:
+        lane = self._make_lane(name, config)
+        self._configs[name] = config
+        self._lanes[name] = lane
+        if self._budget is not None:
+            self._budget.add_lane(lane)
+        if self._tg is not None:
+            lane.start(self._tg)
+        if config.adaptive:
+            self.add_observer(_seams.adaptive_observer(self, name))
+
+    def lane_counts(self) -> dict[str, tuple[int, int, int]]:
+        return {n: (ln.active, ln.queue.n, ln.limit) for n, ln in list(self._lanes.items())}
+
+    def lane_table(self) -> dict[str, dict[str, Any]]:
+        """Each lane's configuration and live limit, as traces and reports store it."""
+        return {
+            n: {
+                "kind": ln.config.kind,
+                "priority": ln.config.priority,
+                "min_concurrency": ln.config.min_concurrency,
+                "max_concurrency": ln.limit,
+                "adaptive": ln.config.adaptive,
+            }
+            for n, ln in self._lanes.items()
+        }
+
+    # -- observers -----------------------------------------------------------------------------
+    def add_observer(self, observer: Any) -> None:
+        """Call ``observer.task_finished(record)`` / ``observer.batch_finished(result)`` (those it
+        defines) on the executor's loop thread. One that raises is removed and logged."""
+        self._hooks.add(observer)
+
+    def remove_observer(self, observer: Any) -> None:
+        self._hooks.remove(observer)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[LaneExecutor]:
+        if self._tg is not None:
+            raise RuntimeError("this LaneExecutor is already running")
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._bridge.loop_thread = threading.get_ident()
+                for lane in self._lanes.values():
+                    lane.start(tg)
+                if self.tracing:
+                    self._sampler.start()
+                try:
+                    yield self
+                finally:
+                    self._cancel_all()
+                    tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            for lane in self._lanes.values():
+                lane.reset()
+            with anyio.CancelScope(shield=True):
+                for lane in self._lanes.values():
+                    await lane.backend.aclose()
+            self._sampler.stop()
+            self._bridge.loop_thread = None
+
+    async def __aenter__(self) -> LaneExecutor:
+        cm = self._lifespan()
+        await cm.__aenter__()
+        self._async_cm = cm
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        cm, self._async_cm = self._async_cm, None
+        await cm.__aexit__(*exc)
+
+    def __enter__(self) -> LaneExecutor:
+        self._start_sync()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _start_sync(self) -> None:
+        if self._tg is not None and not self._bridge.started:
+            raise RuntimeError("this LaneExecutor is running on an event loop: use `async with`")
+        self._bridge.start()
+
+    def close(self) -> None:
+        """Stop a sync executor: cancel what runs, join its threads, end its processes."""
+        self._bridge.close()
+
+    @property
+    def running(self) -> bool:
+        return self._tg is not None
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[LaneExecutor]:
+        """Make this the executor ``lanepar.current()`` returns (what ``%%lanepar`` does)."""
+        token = _current.set((*_current.get(), self))
+        try:
+            yield self
+        finally:
+            _current.reset(token)
+
+    # -- submission ----------------------------------------------------------------------------
+    def _submit(
+        self, calls: Iterable[ToolCall], mode: str | None, fail_fast: bool
+    ) -> tuple[_Batch, _seams.Decision | None, str]:
+        """Queue a whole batch in one step, on the loop thread (see ``_submit.build_batch``)."""
+        mode = self.default_mode if mode is None else _check_mode(mode)
+        calls = list(calls)
+        lanes = self._lanes
+        resolved = [self._resolve(c, lanes) for c in calls]
+        decision: _seams.Decision | None = None
+        if mode == "auto":
+            if self.auto_policy is None:
+                self.auto_policy = _seams.default_auto_policy()
+                if _is_observer(self.auto_policy):
+                    self.add_observer(self.auto_policy)
+            decision = self.auto_policy.decide_batch(self, resolved)
+            mode = decision.mode
+            if self.tracing:
+                self.recorder.add_event("decision", **decision.to_dict(), tasks=len(calls))
+        batch = build_batch(calls, resolved, self._lanes, mode=mode,
+                            routes=decision.routes if decision else {},
+                            recorder=self.recorder if self.tracing else None,
+                            fail_fast=fail_fast, on_fail_fast=self._cancel_batch)  # fmt: skip
+        self._batches.add(batch)
+        return batch, decision, mode
+
+    def _cancel_batch(self, batch: _Batch) -> None:
+        if batch.cancelled or batch.done.is_set():
+            return
+        batch.cancelled = True
+        for lane in batch.lanes:
+            for job in lane.drop(batch):
+                lane.record_unstarted(job, "cancelled")
+                batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
+        for job in batch.drain_sequence():
+            batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
+        for lane in batch.lanes:
+            lane.cancel_running(batch)
+
+    def cancel(self) -> None:
+        """Cancel every batch in flight: queued tasks are dropped, running ones cancelled."""
+        if self._tg is None:
+            return
+        self._bridge.call(self._cancel_all)
+
+    def _cancel_all(self) -> None:
+        for batch in list(self._batches):
+            self._cancel_batch(batch)
+
+    def _result(
+        self, batch: _Batch, t0: int, mode: str, decision: _seams.Decision | None
+    ) -> BatchResult:
+        self._batches.discard(batch)
+        result = finish_batch(batch, t0, mode, decision, self.recorder, self.lane_table,
+                              self._sampler if self.sample_hz > 0 else None)  # fmt: skip
+        if self._hooks.batch_finished:
+            self._hooks.emit("batch_finished", result)
+        return result
+
+    # -- public batch API ------------------------------------------------------------------------
+    async def arun_batch(
+        self, calls: Iterable[ToolCall], mode: Mode | None = None, *, fail_fast: bool = False
+    ) -> BatchResult:
+        """Run a batch and wait for all of it; cancelling the caller cancels the batch. Awaited
+        from a loop other than the executor's (a notebook cell with a sync executor), it runs
+        through the sync bridge."""
+        return await self._bridge.aawait(self._arun, list(calls), mode, fail_fast)
+
+    async def _arun(self, calls: list[ToolCall], mode: str | None, fail_fast: bool) -> BatchResult:
+        t0 = _pc()
+        batch, decision, chosen = self._submit(calls, mode, fail_fast)
+        try:
+            await batch.done.wait()
+        except BaseException:
+            self._cancel_batch(batch)
+            raise
+        return self._result(batch, t0, chosen, decision)
+
+    def run_batch(
+        self, calls: Iterable[ToolCall], mode: Mode | None = None, *, fail_fast: bool = False
+    ) -> BatchResult:
+        """Run a batch from sync code (a script, a Jupyter cell). Ctrl-C / kernel interrupt
+        cancels the batch cleanly before ``KeyboardInterrupt`` propagates."""
+        if self._bridge.on_loop():
+            raise RuntimeError("run_batch() would block the event loop: use await arun_batch()")
+        self._start_sync()
+        return self._bridge.run(self._arun, list(calls), mode, fail_fast)
+
+    def submit(self, call: ToolCall) -> TaskHandle:
+        """Queue one call; ``await`` the handle (from any loop) or call ``.result()`` (sync)."""
+        batch, _, _ = self._bridge.call(self._submit, [call], "parallel", False)
+        return TaskHandle(batch, self._bridge, self._cancel_batch)
+
+    def set_concurrency(self, lane: str, n: int, *, source: str = "user") -> None:
+        """Change a lane's limit now; running batches see it at their next dispatch."""
+        if lane not in self._lanes:
+            raise KeyError(f"unknown lane {lane!r}; lanes are {', '.join(self._lanes)}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise LaneConfigError(f"set_concurrency({lane!r}, {n!r}): n must be an integer >= 1")
+        target = self._lanes[lane]
+        if self._tg is None:
+            target.set_limit(n)
+        else:
+            self._bridge.call(target.set_limit, n)
+        if self.tracing:
+            self.recorder.add_event("limit", lane=lane, limit=n, source=source)
+
+    # -- tracing -------------------------------------------------------------------------------
+    def snapshot(self) -> Trace:
+        """Everything this executor ran so far (bounded by ``max_tasks``), as one trace."""
+        return self.recorder.snapshot(lanes=self.lane_table())
+
+    def subscribe(self, callback: Callable[[Delta], None]) -> Callable[[], None]:
+        """``callback(delta)`` at most 10 times a second with new records and samples, from a
+        background thread. Returns a function that unsubscribes."""
+        return self.recorder.subscribe(callback)
+
+
+def _is_observer(obj: object) -> bool:
+    return any(callable(getattr(obj, h, None)) for h in ("task_finished", "batch_finished"))
