@@ -37,18 +37,18 @@ class CallProcesses:
     def __init__(self, pid: int, token: str) -> None:
         self.pid = pid
         self.needle = f"{MARKER}={token}".encode()
-        self.seen: dict[int, float] = {}  # pid -> create_time
+        self.seen: dict[int, float] = {}  # pid -> start time
         self._me = os.getpid()
+        #: Set by a kill_all that found nothing left: the call's processes are all gone.
+        self.clean = False
 
     def poll(self) -> None:
         """Remember the call's current descendants (cheap enough to run a few times a second)."""
-        try:
-            kids = psutil.Process(self.pid).children(recursive=True)
-        except psutil.Error:
-            return
-        for k in kids:
-            with contextlib.suppress(psutil.Error):
-                self.seen.setdefault(k.pid, k.create_time())
+        for pid in _descendants(self.pid):
+            if pid not in self.seen:
+                started = _start_time(pid)
+                if started is not None:
+                    self.seen[pid] = started
 
     def _marked(self) -> list[int]:
         """Pids whose environment carries this call's marker (Linux ``/proc``; else none)."""
@@ -66,10 +66,15 @@ class CallProcesses:
             if pid == self._me:
                 continue
             try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    env = f.read()
+                fd = os.open(f"/proc/{name}/environ", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:  # gone, or not ours to read (then not ours to kill either)
                 continue
+            try:
+                env = _read_all(fd)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
             if self.needle + b"\0" in env or env.endswith(self.needle):
                 found.append(pid)
         return found
@@ -77,15 +82,11 @@ class CallProcesses:
     def _remembered(self) -> list[int]:
         """Remembered descendants still running (same pid *and* start time, not a zombie)."""
         alive = []
-        for pid, created in list(self.seen.items()):
-            try:
-                p = psutil.Process(pid)
-                if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-                    continue
-            except psutil.Error:
-                pass
-            del self.seen[pid]  # exited (its pid may be someone else's now)
+        for pid, started in list(self.seen.items()):
+            if _start_time(pid) == started and not _is_zombie(pid):
+                alive.append(pid)
+            else:
+                del self.seen[pid]  # exited (its pid may be someone else's now)
         return alive
 
     def kill_all(self) -> int:
@@ -97,12 +98,73 @@ class CallProcesses:
             self.poll()  # children forked since the last poll
             victims = (set(self._remembered()) | set(self._marked())) - {self._me}
             if not victims:
+                self.clean = True
                 break
             for pid in victims:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
                     sent += 1
         return sent
+
+
+_PROC = sys.platform.startswith("linux") and os.path.exists(f"/proc/{os.getpid()}/task")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: ``/proc/<pid>/task/<tid>/children`` on Linux (reads only the
+    subtree), psutil elsewhere (which scans every process)."""
+    if not _PROC:
+        try:
+            return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+    out: list[int] = []
+    todo = [pid]
+    while todo and len(out) < 100_000:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", "rb") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def _start_time(pid: int) -> float | None:
+    """When ``pid`` started (an identity: a recycled pid has another), None if it is gone."""
+    if _PROC:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            # field 22, counted after the parenthesised command name (which may hold spaces)
+            return float(stat[stat.rindex(b")") + 2 :].split()[19])
+        except (OSError, ValueError, IndexError):
+            return None
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True  # gone is as good as a zombie here
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _killpg(pgid: int) -> None:

@@ -194,7 +194,8 @@ async def _run(
                     io.cancel_scope.deadline = anyio.current_time() + _DRAIN_GRACE_S
                 tg.cancel_scope.cancel()
     finally:
-        tree.kill_all()
+        if not (tree.clean and process.returncode is not None):
+            tree.kill_all()
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
