@@ -32,6 +32,8 @@ from lanepar.tools.registry import MAX_RETRIES, PRIORITY_RANGE
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX sandbox")
 
 SECRET = "TOP-SECRET-OUTSIDE"
+SWAPS = 500  # swap rounds per race test: each round is eight renames/symlinks
+MAX_ATTACKS = 20_000  # per attacking thread: the race ends when the swaps do, this only bounds
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def box(tmp_path: Path) -> Path:
 # -- swap races ----------------------------------------------------------------------------
 def _swapper(root: Path, outside: Path, stop: threading.Event, rounds: list[int]) -> None:
     """Swap root/d for a symlink to outside/ (absolute and relative) and root/f.txt for a
-    symlink to outside/f.txt, back and forth, as fast as possible."""
+    symlink to outside/f.txt, back and forth, ``SWAPS`` times or until ``stop``."""
     d, parked = root / "d", root / "d.parked"
     f, fparked = root / "f.txt", root / "f.parked"
     targets = [str(outside), "../outside"]
@@ -71,7 +73,7 @@ def _swapper(root: Path, outside: Path, stop: threading.Event, rounds: list[int]
         raise AssertionError("could not restore the tree")  # pragma: no cover
 
     n = 0
-    while not stop.is_set():
+    while not stop.is_set() and n < SWAPS:
         target = targets[n % 2]
         os.rename(d, parked)
         into(d, lambda t=target: os.symlink(t, d))
@@ -83,6 +85,7 @@ def _swapper(root: Path, outside: Path, stop: threading.Event, rounds: list[int]
         into(f, lambda: os.rename(fparked, f))
         n += 1
     rounds.append(n)
+    stop.set()
 
 
 def test_swap_race_never_reads_or_writes_outside(box: Path) -> None:
@@ -91,11 +94,13 @@ def test_swap_race_never_reads_or_writes_outside(box: Path) -> None:
     stop = threading.Event()
     rounds: list[int] = []
     swapper = threading.Thread(target=_swapper, args=(box, outside, stop, rounds))
-    seen: dict[str, int] = {"inside": 0, "refused": 0, "missing": 0, "escaped": 0}
+    seen: dict[str, int] = {"inside": 0, "refused": 0, "escaped": 0}
     lock = threading.Lock()
 
     def attack(worker: int) -> None:
-        for i in range(1500):
+        for i in range(MAX_ATTACKS):
+            if stop.is_set():
+                return
             for call in (
                 lambda: bt.read("d/f.txt", root=box),
                 lambda: bt.read("f.txt", root=box),
@@ -113,18 +118,17 @@ def test_swap_race_never_reads_or_writes_outside(box: Path) -> None:
                     seen[kind] += 1
 
     attackers = [threading.Thread(target=attack, args=(k,)) for k in range(2)]
-    swapper.start()
     for t in attackers:
         t.start()
+    swapper.start()
+    swapper.join()
     for t in attackers:
         t.join()
-    stop.set()
-    swapper.join()
     assert seen["escaped"] == 0, seen
     assert sorted(os.listdir(outside)) == before  # write created nothing outside
     assert (outside / "f.txt").read_text() == SECRET + "\n"
-    # The race really ran: both outcomes were met many times.
-    assert rounds[0] > 100 and seen["inside"] > 100 and seen["refused"] > 0, (rounds, seen)
+    # The race really ran: every swap happened while calls ran, and both outcomes were met.
+    assert rounds == [SWAPS] and seen["inside"] > 0 and seen["refused"] > 0, (rounds, seen)
 
 
 def test_symlinks_inside_the_root_still_work(box: Path) -> None:

@@ -230,14 +230,20 @@ class Root:
 
     def open_dir(self, path: StrPath) -> int:
         """A descriptor of the directory ``path`` (``NotADirectoryError`` for anything else)."""
+        return self.open_dir_named(path)[0]
 
-        def last(dir_fd: int, name: str, where: list[str]) -> int:
+    def open_dir_named(self, path: StrPath) -> tuple[int, str]:
+        """A descriptor of the directory ``path`` and where the walk found it under the root
+        (``""`` for the root), both from the same walk."""
+
+        def last(dir_fd: int, name: str, where: list[str]) -> tuple[int, str]:
             try:
-                return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
             except OSError as e:
                 if e.errno in _LINK_ERRNOS and _is_link(dir_fd, name):
                     raise _Symlink from None
                 raise
+            return fd, "/".join(where if name == "." else [*where, name])
 
         return self.resolve(path, last)
 

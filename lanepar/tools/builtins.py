@@ -173,10 +173,8 @@ def _found(r: Root, start: StrPath, pattern: str, *, files_only: bool) -> Iterat
     and it must not discover ones it could not then read."""
     pat = _pattern_parts(pattern)
     depth = None if "**" in pat else len(pat)
-    dir_fd = r.open_dir(start)
+    dir_fd, prefix = r.open_dir_named(start)
     try:
-        prefix = r.real(start).relative_to(r.path).as_posix()
-        prefix = "" if prefix == "." else prefix
         for e in r.walk(dir_fd, prefix, depth):
             rel = e.path[len(prefix) + 1 :] if prefix else e.path
             if not _matches(pat, tuple(rel.split("/"))):
