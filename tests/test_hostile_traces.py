@@ -356,3 +356,19 @@ def test_snapshot_cell_html_has_no_live_tag() -> None:
 def test_snapshot_page_data_cannot_open_a_comment_or_script() -> None:
     _cell, page = _snapshot_page(_evil_trace())
     _no_live_markup(page, "<!--<script>", EVIL_LANE)
+
+
+def test_distinct_names_are_capped_for_the_dashboard_wire_format(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lanepar.export import _fields
+
+    assert _fields.MAX_NAMES == (1 << 16) - 1  # the dashboard indexes names with uint16
+    doc = json.loads(json.dumps(_evil_trace().to_dict()))
+    for i, t in enumerate(doc["tasks"]):
+        t["name"] = f"tool{i}"
+    chrome = json.loads(json.dumps(to_chrome_trace(parse_trace(doc))))
+    monkeypatch.setattr(_fields, "MAX_NAMES", 3)
+    for d in (doc, chrome):
+        with pytest.raises(TraceFormatError, match="4 distinct tool names, over the 3 limit"):
+            parse_trace(d)
