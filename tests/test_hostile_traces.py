@@ -174,6 +174,44 @@ def test_everything_that_loads_feeds_every_consumer(
     consume(load_trace(chrome_path))
 
 
+def _one_task(**over: Any) -> dict[str, Any]:
+    t: dict[str, Any] = {
+        "id": 0, "lane": "query", "name": EVIL_TOOL, "args": EVIL_TOOL, "outcome": "ok",
+        "submitted_ns": 0, "slot_free_ns": 0, "started_ns": 0, "finished_ns": 0, "cpu_ns": 0,
+        "wait_ns": 0, "slot": 0, "segments": [],
+    }  # fmt: skip
+    return t | over
+
+
+def _doc(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"start_ns": 0, "end_ns": 0, "lanes": {}, "events": [], "tasks": tasks, "samples": []}
+
+
+# Found by the fuzz: a phase ending at the last representable time, which Perfetto's float
+# microseconds round past the end.
+_PHASE_AT_THE_END = _doc(
+    [
+        _one_task(
+            finished_ns=T_MAX,
+            segments=[["queued", 0, T_MAX]],
+            extra={"phases": [["p", 0, 1], ["q", 1, T_MAX]]},
+        )
+    ]
+)
+
+
+@pytest.mark.parametrize("doc", [_PHASE_AT_THE_END])
+def test_fuzz_findings_feed_every_consumer(doc: dict[str, Any]) -> None:
+    consume(parse_trace(doc))
+
+
+def test_duplicate_task_ids_are_refused_in_both_formats() -> None:
+    # found by the fuzz: lanepar's own format took them, its Perfetto form did not load back
+    doc = _doc([_one_task(), _one_task()])
+    with pytest.raises(TraceFormatError, match="duplicate task id 0"):
+        parse_trace(doc)
+
+
 def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix] if prefix else []
     if isinstance(obj, dict):

@@ -36,6 +36,7 @@ __all__ = [
 MAX_BYTES = 256 * 1024 * 1024
 MAX_EVENTS = _fields.MAX_EVENTS
 MAX_NAMES = _fields.MAX_NAMES
+_ROUNDING_NS = 1_000_000
 
 
 def load_trace(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Trace:
@@ -184,10 +185,14 @@ class _Reader(TraceFields):
         return Trace(tasks, samples, **h)
 
     def ts_ns(self, v: Any, where: str, origin: int) -> int:
-        t = origin + round(self.number(v, where) * 1000)
-        if t > T_MAX:
-            self.fail(where, f"{v!r} µs is beyond the representable time range")
-        return t
+        return self.clamp_time(origin + round(self.number(v, where) * 1000), where)
+
+    def clamp_time(self, t: int, where: str) -> int:
+        """Microsecond floats round by up to ~0.5 µs near the end of the time range: a time that
+        overshoots by that much is the last representable one, further out it is refused."""
+        if t > T_MAX + _ROUNDING_NS:
+            self.fail(where, "is beyond the representable time range")
+        return min(t, T_MAX)
 
     def slice(
         self,
@@ -212,9 +217,8 @@ class _Reader(TraceFields):
             bodies[tid_] = (w, args)
             return
         start = self.ts_ns(self.field(ev, "ts", w), f"{w}.ts", origin)
-        end = start + round(self.number(self.field(ev, "dur", w), f"{w}.dur") * 1000)
-        if end > T_MAX:
-            self.fail(f"{w}.dur", "ends beyond the representable time range")
+        dur = round(self.number(self.field(ev, "dur", w), f"{w}.dur") * 1000)
+        end = self.clamp_time(start + dur, f"{w}.dur")
         if cat == "phase":
             name = self.string(self.field(ev, "name", w), f"{w}.name")
             phases.setdefault(tid_, []).append((name, start, end))
