@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/auto_mode.py [--trials 15] [--json]``. Shapes:
 
-* ``tiny``: 5 glob/ls ops — the seed's case where parallel was 1.66x *slower* than sequential;
+* ``tiny``: 5 glob/ls ops — the reported case where parallel was 1.66x *slower* than sequential;
 * ``io``: 8 heavy I/O tools (loopback socket calls with a 50 ms delay, server in its own process);
 * ``cpu``: 8 CPU-bound pure-Python tools (``parse``: ``ast`` over large stdlib modules);
 * ``mix``: 4 of each of the above, plus reads.

@@ -31,6 +31,16 @@ class TaskCancelledError(Exception):
     """A task was cancelled (batch cancelled, ``fail_fast``, executor closing) before it ended."""
 
 
+class ToolExitError(RuntimeError):
+    """A tool raised ``SystemExit`` or ``KeyboardInterrupt`` (argparse and click exit on bad
+    arguments): that is the task's error, never the executor's end. ``__cause__`` holds it."""
+
+
+class NestedBatchError(RuntimeError):
+    """A batch submitted from inside a running task cannot make progress: every slot of a lane
+    it needs is held by a task waiting for a nested batch."""
+
+
 class WorkerDiedError(RuntimeError):
     """The process (or remote worker) running a task exited or could not start before it
     answered; the task fails with this error and its siblings are unaffected."""

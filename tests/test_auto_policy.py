@@ -71,7 +71,7 @@ def test_without_profiles_the_seed_rule_decides() -> None:
 
 
 def test_tiny_tools_run_sequentially_because_overhead_dominates() -> None:
-    # The seed's case: five glob/ls calls of ~40 µs each.
+    # The classic slow case: five glob/ls calls of ~40 µs each.
     pol = trained(("glob", 40 * US, 0.8, "query"), ("ls", 30 * US, 0.8, "query"))
     d = pol.decide([call(n, "query") for n in ["glob", "ls", "glob", "ls", "glob"]], LANES)
     assert d.mode == "sequential"

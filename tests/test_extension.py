@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from jupyter_core.paths import jupyter_path
+from ts_tools import build_ts_tests
 
 import lanepar as lp
 
@@ -95,12 +95,8 @@ def test_sources_build_into_the_shipped_location() -> None:
 
 @pytest.fixture(scope="module")
 def converter() -> Path:
-    """Compile the readers and the small CLI with tsc (needs node and extension/node_modules)."""
-    if shutil.which("node") is None or not (EXT / "node_modules" / "typescript").is_dir():
-        pytest.skip("node or extension/node_modules missing (run `jlpm install` in extension/)")
-    tsc = EXT / "node_modules" / "typescript" / "bin" / "tsc"
-    subprocess.run(["node", str(tsc), "-p", "tsconfig.test.json"], cwd=EXT, check=True, timeout=120)
-    return EXT / "test-build" / "test" / "convert-cli.js"
+    """The readers and the small CLI, bundled for Node (needs node and extension/node_modules)."""
+    return build_ts_tests() / "convert-cli.js"
 
 
 def _convert(cli: Path, path: Path) -> dict[str, Any]:
@@ -112,8 +108,9 @@ def _convert(cli: Path, path: Path) -> dict[str, Any]:
 
 
 def test_node_unit_tests_pass(converter: Path) -> None:
+    tests = [str(converter.parent / f) for f in ("readers.test.js", "widget.test.js")]
     out = subprocess.run(
-        ["node", "--test", str(converter.parent / "readers.test.js")],
+        ["node", "--test", *tests],
         capture_output=True,
         text=True,
         timeout=120,

@@ -91,6 +91,38 @@ def test_sync_cell_runs_with_a_current_executor_and_live_dashboard(ip: Any) -> N
         ip.user_ns["lp"].current()  # only current inside the cell
 
 
+def test_mode_sequential_never_has_two_tasks_in_flight(ip: Any) -> None:
+    # The cell's batches pass no mode: --mode decides, and in sequential mode a task starts only
+    # after the one before it ended, across lanes, for every batch in the cell.
+    src = (
+        "%%lanepar --no-live --mode sequential\n"
+        "inflight, peak = [0], [0]\n"
+        "async def probe(i):\n"
+        "    inflight[0] += 1\n"
+        "    peak[0] = max(peak[0], inflight[0])\n"
+        "    await asyncio.sleep(0.002)\n"
+        "    inflight[0] -= 1\n"
+        "    return i\n"
+        "calls = [lp.ToolCall(probe, i, lane=('query', 'generate')[i % 2]) for i in range(12)]\n"
+        "b1 = lp.current().run_batch(calls)\n"
+        "b2 = lp.current().run_batch(calls)\n"
+    )
+    result, _ = run(ip, src)
+    assert result.success, result.error_in_exec
+    b1, b2 = ip.user_ns["b1"], ip.user_ns["b2"]
+    assert b1.mode == b2.mode == "sequential"
+    assert ip.user_ns["peak"] == [1]
+    starts = sorted((t.started_ns, t.finished_ns) for t in b1.trace.tasks)
+    assert all(prev_end <= start for (_, prev_end), (start, _) in zip(starts, starts[1:]))
+    assert magics_of(ip).executor.default_mode == "parallel"  # for this cell only
+
+
+def test_mode_defaults_to_what_run_batch_does(ip: Any) -> None:
+    result, _ = run(ip, "%%lanepar --no-live\nb = batch(6)\n")
+    assert result.success, result.error_in_exec
+    assert ip.user_ns["b"].mode == "parallel"
+
+
 def test_async_cell_with_top_level_await(ip: Any) -> None:
     src = (
         "%%lanepar --no-live --mode parallel\n"

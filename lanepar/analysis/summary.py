@@ -119,20 +119,34 @@ def _per_lane(
 def _cpu_use(trace: Trace, cpu_s: float, wall_s: float) -> dict[str, Any]:
     """Machine and process CPU over the trace window.
 
-    Measured from samples inside the window when there are any; otherwise estimated from the
-    tasks' own CPU time, which undercounts work outside task bodies but is the honest best
-    guess for a trace recorded without the sampler.
+    A sample holds the utilisation since the sample before it, so each counts for the part of
+    its interval inside the window (the executor takes one at each batch's start and end, so
+    even a 30 ms batch is covered by the kernel's own counters). Without samples it is estimated
+    from the tasks' own CPU time, which undercounts work outside task bodies but is the honest
+    best guess for a trace recorded without the sampler.
     """
-    inside: list[Sample] = [s for s in trace.samples if trace.start_ns <= s.t_ns <= trace.end_ns]
-    if inside:
-        width = max(len(s.cores) for s in inside)
-        per_core = [mean([s.cores[i] for s in inside if i < len(s.cores)]) for i in range(width)]
-        avg = mean([mean(list(s.cores)) for s in inside if s.cores])
+    lo, hi = trace.start_ns, trace.end_ns
+    weighted: list[tuple[float, Sample]] = []
+    prev: int | None = None
+    for smp in sorted(trace.samples, key=lambda x: x.t_ns):
+        if prev is not None and smp.cores:
+            w = min(smp.t_ns, hi) - max(prev, lo)
+            if w > 0:
+                weighted.append((float(w), smp))
+        prev = smp.t_ns
+    if weighted:
+        total = sum(w for w, _ in weighted)
+        width = max(len(smp.cores) for _, smp in weighted)
+        per_core = [
+            sum(w * smp.cores[i] for w, smp in weighted if i < len(smp.cores)) / total
+            for i in range(width)
+        ]
+        avg = sum(w * mean(list(smp.cores)) for w, smp in weighted) / total
         return {
             "cpu_util_source": "samples",
             "cpu_util_avg": _clamp01(avg),
             "cpu_util_per_core": [_clamp01(c) for c in per_core],
-            "proc_cpu_avg": mean([s.proc_cpu for s in inside]),
+            "proc_cpu_avg": sum(w * smp.proc_cpu for w, smp in weighted) / total,
         }
     n = trace.n_cores
     est = cpu_s / (wall_s * n) if wall_s > 0 and n > 0 else 0.0

@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .._exceptions import ToolExitError
 from ..trace.probe import TaskProbe
 
 
@@ -37,7 +38,13 @@ class Backend(Protocol):
         kwargs: dict[str, Any],
         is_async: bool,
         probe: TaskProbe | None,
-    ) -> Any: ...
+        on_start: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run one body. A backend that has plumbing before the body can start (loading the
+        call in a child) calls ``on_start()`` when the body is about to run, so the task's
+        deadline covers the body, not the plumbing; one that never calls it has its deadline
+        started before ``run``."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -83,3 +90,9 @@ async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
         fut.cancel()
         raise
     return fut.result()
+
+
+def tool_exit(fn: Any, exc: BaseException) -> ToolExitError:
+    """The task error for a tool that raised ``SystemExit`` or ``KeyboardInterrupt``."""
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return ToolExitError(f"tool {name!r} raised {type(exc).__name__}({exc}): its task failed")

@@ -242,6 +242,7 @@ class DaskBackend:
         kwargs: dict[str, Any],
         is_async: bool,
         probe: TaskProbe | None,
+        on_start: Callable[[], None] | None = None,
     ) -> Any:
         client = await self._ensure()
         name = getattr(fn, "__name__", "task").replace("-", "_") or "task"

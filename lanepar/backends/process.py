@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
@@ -32,6 +32,16 @@ from .._exceptions import WorkerDiedError
 from ..trace.probe import TaskProbe
 from ._remote import RESULT_ERR, dumps_call, dumps_reply, make_reply, run_body, settle_reply
 from .base import BackendContext, await_future
+
+#: What a child sends once a task is unpickled (its module imported), before the body runs.
+LOADED = b"L"
+#: The bound on loading one task in a child (importing the body's module there).
+LOAD_TIMEOUT_S = 60.0
+
+#: How long a child may take to start (a fresh interpreter importing lanepar).
+START_TIMEOUT_S = 60.0
+#: How long closing lets idle children exit by themselves before it kills them, in all.
+CLOSE_WAIT_S = 0.5
 
 #: The name this error had before it moved to :mod:`lanepar._exceptions`.
 WorkerDied = WorkerDiedError
@@ -58,9 +68,19 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
             err = RuntimeError(f"the task could not be loaded in the worker process: {e!r}")
             outbox.send_bytes(pickle.dumps((RESULT_ERR, err, 0, 0, 0, [], None, "", 0)))
             continue
+        outbox.send_bytes(LOADED)  # the parent's deadline for the body starts now
         probe = TaskProbe(res_ns, max_segs)
         status, value = run_body(probe, fn, args, kwargs, is_async, clock=time.process_time_ns)
         outbox.send_bytes(dumps_reply(make_reply(status, value, probe, ""), fn))
+
+
+def _popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``Popen``, with a start failure (an argument list too long, a missing interpreter) said
+    as the worker error it is for the task."""
+    try:
+        return subprocess.Popen(argv, **kwargs)
+    except OSError as e:
+        raise WorkerDiedError(f"the worker process could not be started: {e}") from e
 
 
 class _Child:
@@ -81,21 +101,37 @@ class _Child:
         )
         t0 = time.perf_counter_ns()
         try:
-            self.proc = subprocess.Popen(
+            self.proc = _popen(
                 [sys.executable, "-c", code, str(c_read), str(c_write), json.dumps(sys.path), name],
                 pass_fds=(c_read, c_write),
                 stdin=subprocess.DEVNULL,
+                # its own process group: killing the child kills what its tool started too
+                start_new_session=True,
             )
+        except BaseException:
+            os.close(p_read)
+            os.close(p_write)
+            raise
         finally:
             os.close(c_read)
             os.close(c_write)
         self.name = name
         self.inbox = Connection(p_read, writable=False)
         self.outbox = Connection(p_write, readable=False)
-        if not self.inbox.poll(60):
+        try:
+            if not self.inbox.poll(START_TIMEOUT_S):
+                raise WorkerDiedError(f"{name}: child process did not start within 60 s")
+            child_t = pickle.loads(self.inbox.recv_bytes())
+        except (EOFError, OSError, pickle.UnpicklingError) as e:
+            self.kill()  # reaped: a child that failed to start leaves no zombie
+            exit_code = self.proc.returncode
+            raise WorkerDiedError(
+                f"{name}: child process exited before it started (exit code {exit_code}): "
+                f"{type(e).__name__}: {e}"
+            ) from None
+        except WorkerDiedError:
             self.kill()
-            raise WorkerDiedError(f"{name}: child process did not start within 60 s")
-        child_t = pickle.loads(self.inbox.recv_bytes())
+            raise
         t1 = time.perf_counter_ns()
         # The handshake is sent as soon as the child runs, so the start-up cost skews the midpoint:
         # bound it by the round trip instead and record the uncertainty.
@@ -106,21 +142,29 @@ class _Child:
     def pid(self) -> int:
         return self.proc.pid
 
-    async def call(self, payload: bytes, io: concurrent.futures.Executor) -> Any:
+    async def send(self, payload: bytes, io: concurrent.futures.Executor) -> None:
         try:
             if len(payload) > 32_768:  # a big payload would block the loop on a full pipe
                 await await_future(io.submit(self.outbox.send_bytes, payload))
             else:
                 self.outbox.send_bytes(payload)
+        except OSError:
+            self._died()
+
+    async def recv(self) -> bytes:
+        try:
             while not self.inbox.poll():
                 await anyio.wait_readable(self.inbox.fileno())
-            return pickle.loads(self.inbox.recv_bytes())
+            return self.inbox.recv_bytes()
         except (EOFError, OSError):
-            self.wait(1)  # the exit code says how it died (a signal, a crash)
-            code = self.proc.poll()
-            self.kill()
-            msg = f"worker process {self.proc.pid} died (exit code {code})"
-            raise WorkerDiedError(msg) from None
+            self._died()
+
+    def _died(self) -> NoReturn:
+        self.wait(1)  # the exit code says how it died (a signal, a crash)
+        code = self.proc.poll()
+        self.kill()
+        msg = f"worker process {self.proc.pid} died (exit code {code})"
+        raise WorkerDiedError(msg) from None
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -136,11 +180,35 @@ class _Child:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the child and its group
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
         self.wait(5)
         for conn in (self.inbox, self.outbox):
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+def _mirror(fut: concurrent.futures.Future[_Child]) -> concurrent.futures.Future[_Child]:
+    """A future of its own for one waiter of a shared start: a waiter that is cancelled cancels
+    its mirror, never the start the others wait for."""
+    mirror: concurrent.futures.Future[_Child] = concurrent.futures.Future()
+
+    def copy(f: concurrent.futures.Future[_Child]) -> None:
+        if mirror.set_running_or_notify_cancel():
+            exc = (
+                WorkerDiedError("the lane closed while its worker process started")
+                if f.cancelled()
+                else f.exception()
+            )
+            if exc is not None:
+                mirror.set_exception(exc)
+            else:
+                mirror.set_result(f.result())
+
+    fut.add_done_callback(copy)
+    return mirror
 
 
 def _kill_started(fut: concurrent.futures.Future[_Child]) -> None:
@@ -149,11 +217,16 @@ def _kill_started(fut: concurrent.futures.Future[_Child]) -> None:
 
 
 class ProcessBackend:
+    #: Calls ``on_start`` once the call is loaded in the child (see ``Backend.run``).
+    defers_deadline = True
+
     def __init__(self, ctx: BackendContext) -> None:
         self.lane = ctx.lane
         self.resolution_ns = ctx.resolution_ns
         self.max_segments = ctx.max_segments
         self._children: dict[int, _Child] = {}
+        #: Starts in flight, per slot (a fresh interpreter takes a few hundred ms).
+        self._starting: dict[int, concurrent.futures.Future[_Child]] = {}
         # Our own helper threads (start-up, big sends) so closing joins them: anyio's shared
         # worker threads would linger after the executor is gone.
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
@@ -170,15 +243,17 @@ class ProcessBackend:
         if child is not None and child.alive():
             return child
         if child is not None:
+            self._children.pop(slot, None)
             child.kill()
-        name = f"lanepar-{self.lane}-{slot}"
-        fut = self._get_io().submit(_Child, name)
+        fut = self._starting.get(slot)
+        if fut is None:  # one start per slot: a warm-up and the first task share it
+            name = f"lanepar-{self.lane}-{slot}"
+            fut = self._starting[slot] = self._get_io().submit(_Child, name)
         try:
-            started: _Child = await await_future(fut)
-        except BaseException:
-            # Cancelled while the child starts: it must not outlive us unseen.
-            fut.add_done_callback(_kill_started)
-            raise
+            started: _Child = await await_future(_mirror(fut))
+        finally:
+            if fut.done() and self._starting.get(slot) is fut:
+                del self._starting[slot]
         self._children[slot] = started
         return started
 
@@ -200,18 +275,33 @@ class ProcessBackend:
         kwargs: dict[str, Any],
         is_async: bool,
         probe: TaskProbe | None,
+        on_start: Callable[[], None] | None = None,
     ) -> Any:
         child = await self._child(slot)
         payload = dumps_call(
             (fn, args, kwargs, self.resolution_ns, self.max_segments, is_async), fn
         )
         try:
-            reply = await child.call(payload, self._get_io())
+            await child.send(payload, self._get_io())
+            # Unpickling imports the body's module in the child: seconds for a heavy module, and
+            # not the body's time, so the task's deadline starts only once it is loaded.
+            with anyio.move_on_after(LOAD_TIMEOUT_S) as loading:
+                data = await child.recv()
+            if loading.cancelled_caught:
+                raise WorkerDiedError(
+                    f"{child.name}: the task did not load within {LOAD_TIMEOUT_S} s "
+                    "(importing its module in the worker process hung)"
+                )
+            if data == LOADED:
+                if on_start is not None:
+                    on_start()
+                data = await child.recv()
         except BaseException:
             # Cancelled or timed out mid-task: the child's state is unknown, so it goes.
             child.kill()
             self._children.pop(slot, None)
             raise
+        reply = pickle.loads(data)
         status, value = settle_reply(probe, reply, child.offset_ns)
         if status == RESULT_ERR:
             raise value
@@ -226,10 +316,14 @@ class ProcessBackend:
 
     def close_now(self) -> None:
         children, self._children = self._children, {}
+        starting, self._starting = self._starting, {}
+        for fut in starting.values():  # nobody will take these: killed once they are up
+            fut.add_done_callback(_kill_started)
         for child in children.values():
             child.close_input()
+        deadline = time.monotonic() + CLOSE_WAIT_S  # idle children exit at EOF; one shared wait
         for child in children.values():
-            child.wait(0.5)
+            child.wait(max(0.0, deadline - time.monotonic()))
             child.kill()
         io, self._io = self._io, None
         if io is not None:

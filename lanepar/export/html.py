@@ -15,16 +15,8 @@ from typing import Any
 
 from ..trace.model import SEGMENT_KINDS, TaskRecord, Trace
 from ._checked import escape_html
+from .palette import COLOURS, LABELS, PALETTE
 
-#: The segment colours the issue fixes; the live dashboard and its snapshot use the same ones.
-COLOURS: dict[str, str] = {
-    "queued": "#c7c7c7",
-    "dispatch": "#ff7f0e",
-    "cpu": "#d62728",
-    "wait": "#1f77b4",
-    "gil": "#e377c2",
-    "runq": "#8c564b",
-}
 MAX_BARS = 3000
 BINS = 1500
 MAX_CELLS = 2_000_000
@@ -86,11 +78,11 @@ def _bar_traces(trace: Trace, rows: list[tuple[str, int]]) -> list[Any]:
                 base=d["base"],
                 x=d["x"],
                 y=d["y"],
-                name=kind,
+                name=LABELS[kind],
                 marker={"color": COLOURS[kind], "line": {"width": 0}},
                 width=0.18 if kind == "queued" else 0.8,
                 hovertext=d["text"],
-                hovertemplate="%{hovertext}<extra>" + kind + "</extra>",
+                hovertemplate="%{hovertext}<extra>" + LABELS[kind] + "</extra>",
                 legendgroup="segments",
             )
         )
@@ -138,7 +130,7 @@ def _heatmap_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any:
         zmax=n - 0.5,
         colorscale=scale,
         showscale=False,
-        customdata=[[SEGMENT_KINDS[int(v)] if v is not None else "" for v in line] for line in z],
+        customdata=[[LABELS[SEGMENT_KINDS[int(v)]] if v is not None else "" for v in r] for r in z],
         hovertemplate="%{y} at %{x:.1f} ms: mostly %{customdata}<extra></extra>",
         name="timeline",
     )
@@ -197,7 +189,7 @@ def build_figure(trace: Trace) -> Any:
                 y=[f"cpu{c}" for c in range(n_cores)],
                 zmin=0,
                 zmax=1,
-                colorscale=[[0, "#fbeaea"], [1, "#d62728"]],
+                colorscale=[[0, "#fbeaea"], [1, PALETTE["core_heat"]]],
                 showscale=False,
                 hovertemplate="%{y} at %{x:.1f} ms: %{z:.0%}<extra></extra>",
                 name="cores",
@@ -207,7 +199,9 @@ def build_figure(trace: Trace) -> Any:
         )
         avg = [sum(s.cores) / len(s.cores) if s.cores else 0.0 for s in samples]
         fig.add_trace(
-            go.Scatter(x=xs, y=avg, name="CPU avg", line={"color": "#d62728"}, mode="lines"),
+            go.Scatter(
+                x=xs, y=avg, name="CPU avg", line={"color": PALETTE["core_heat"]}, mode="lines"
+            ),
             row=3,
             col=1,
         )

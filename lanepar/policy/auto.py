@@ -1,8 +1,8 @@
 """Auto mode: decide per batch whether parallelism can pay, and where CPU-heavy calls should run.
 
-``seed_rule`` is the seed framework's rule (fewer than 3 tools, or only instant directory ops, run
-sequentially); it stays as the fallback before anything has been measured. ``AutoPolicy`` learns a
-``ToolProfile`` per tool (EWMA of body wall time and CPU fraction) and the executor's own costs
+``seed_rule`` is the common agent-framework rule (fewer than 3 tools, or only instant directory ops,
+run sequentially); it stays as the fallback before anything has been measured. ``AutoPolicy`` learns
+a ``ToolProfile`` per tool (EWMA of body wall time and CPU fraction) and the executor's own costs
 from finished tasks, then predicts both schedules of a batch:
 
 - sequential: ``sum(wall + handoff)`` — a lane's handoff is the measured gap from one task's
@@ -187,9 +187,11 @@ class AutoPolicy:
     ) -> None:
         """Learn tool profiles and executor overheads from finished tasks (one batch at a time).
 
-        With ``lane_kinds`` (lane -> kind, as ``Trace.lanes`` has it), time a thread/async task
-        spent waiting for the GIL held by overlapping tasks is not counted as its own: a tool
-        measured only in parallel batches would otherwise look like I/O and never be routed.
+        Time a task spent waiting for the GIL or for a core is not counted as its own: a tool
+        measured only in parallel batches (or on a busy machine) would otherwise look like I/O
+        and never be routed. The trace's measured ``gil_ns`` / ``runq_ns`` say it; where a trace
+        lacks them, ``lane_kinds`` (lane -> kind) lets the GIL wait of thread/async tasks be
+        inferred from their overlap.
         """
         started = [r for r in records if r.slot >= 0 and r.outcome != "cancelled"]
         gil_wait = _gil_waits(started, lane_kinds) if lane_kinds else {}
@@ -197,7 +199,10 @@ class AutoPolicy:
             prof = self.profiles.get(r.name)
             if prof is None:
                 prof = self.profiles[r.name] = ToolProfile(r.name)
-            wall = max(r.cpu_ns, r.wall_ns - gil_wait.get(r.id, 0))
+            # What the tool would take alone: without waiting for the GIL or a core. Measured
+            # (the thread-state observer) where the trace has it, inferred from overlap if not.
+            contention = r.gil_ns + r.runq_ns or gil_wait.get(r.id, 0)
+            wall = max(r.cpu_ns, r.wall_ns - contention)
             prof.update(wall, r.cpu_ns, r.outcome == "ok", self.alpha)
             self.dispatch[r.lane] = self._learn(
                 self.dispatch.get(r.lane, self.default_dispatch_ns), r.dispatch_ns

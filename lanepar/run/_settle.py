@@ -13,7 +13,7 @@ from ..trace.model import KIND_CODE, TaskRecord
 from ..trace.probe import TaskProbe
 
 if TYPE_CHECKING:
-    from .lane import Job
+    from .job import Job
 
 _pc = time.perf_counter_ns
 QUEUED = KIND_CODE["queued"]

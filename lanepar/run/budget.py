@@ -1,7 +1,7 @@
 """A concurrency budget shared by lanes (``max_total``), with reserved slots and priorities.
 
 Each lane's ``min_concurrency`` slots are its own: another lane can never take them, which is what
-the seed framework documented and never enforced. The rest is a shared pool; when a slot frees it
+agent frameworks document and rarely enforce. The rest is a shared pool; when a slot frees it
 goes to the highest-priority lane (lowest ``priority`` number) that has work waiting.
 """
 

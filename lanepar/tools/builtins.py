@@ -5,7 +5,8 @@ demo and the benchmarks measure lanepar on work with real I/O and real CPU, not 
 file tool opens its paths through :class:`~lanepar.tools.beneath.Root`, one component at a time
 beneath the root's descriptor, so a call can never read or write outside the ``root`` it was given,
 even while other processes swap directories for symlinks (see SECURITY.md for what is and is not
-promised). ``bash`` lives in :mod:`lanepar.tools.shell`. Lanes come from
+promised). ``bash`` lives in :mod:`lanepar.tools.shell` and ``generate`` in
+:mod:`lanepar.tools.generate`. Lanes come from
 :data:`lanepar.config.TOOL_LANES`.
 """
 
@@ -24,13 +25,11 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import anyio
-
 from ..trace.probe import phase
 from . import grepper
-from . import loopback as _loopback  # noqa: F401 - registers ``fetch``
 from ._grep_child import BINARY_PROBE
 from .beneath import Root
+from .generate import generate
 from .paths import StrPath
 from .registry import tool
 from .shell import bash
@@ -358,64 +357,3 @@ def parse(path: StrPath, root: StrPath = ".", max_bytes: int = MAX_BYTES) -> dic
                 classes += 1
     lines = source.count(b"\n") + (0 if source.endswith(b"\n") or not source else 1)
     return {"path": rel, "functions": functions, "classes": classes, "nodes": nodes, "lines": lines}
-
-
-# -- simulated model call -----------------------------------------------------------------
-_WORDS: tuple[str, ...] = tuple(
-    [
-        "lane",
-        "batch",
-        "tool",
-        "queue",
-        "worker",
-        "slot",
-        "trace",
-        "core",
-        "wait",
-        "cpu",
-        "agent",
-        "call",
-        "result",
-        "file",
-        "token",
-        "model",
-        "parse",
-        "read",
-        "grep",
-        "hash",
-        "latency",
-        "budget",
-        "priority",
-        "timeline",
-        "phase",
-        "segment",
-        "sample",
-        "loop",
-        "thread",
-    ]
-)
-_CHUNK_TOKENS = 16  # a streamed response arrives in chunks, not one wake-up per token
-
-
-@tool
-async def generate(
-    prompt: str, tokens: int = 256, ttft_s: float = 0.3, per_token_s: float = 0.004
-) -> dict[str, Any]:
-    """A SIMULATED LLM call: no model runs, only its latency shape — ``ttft_s`` to the first token,
-    then ``per_token_s`` per token, all waiting (``anyio.sleep``), as a remote model looks to the
-    caller. The text is deterministic words derived from the prompt, and the result says
-    ``"simulated": True`` so it is never mistaken for model output.
-    """
-    if tokens < 0 or ttft_s < 0 or per_token_s < 0:
-        raise ValueError("generate: tokens, ttft_s and per_token_s must be >= 0")
-    seed = hashlib.sha256(prompt.encode("utf-8")).digest()
-    start = anyio.current_time()
-    await anyio.sleep(ttft_s)
-    words: list[str] = []
-    for i in range(tokens):
-        words.append(_WORDS[(seed[i % len(seed)] + i) % len(_WORDS)])
-        if (i + 1) % _CHUNK_TOKENS == 0 or i + 1 == tokens:
-            # Sleep to an absolute deadline so rounding in each sleep does not accumulate.
-            due = start + ttft_s + (i + 1) * per_token_s
-            await anyio.sleep(max(0.0, due - anyio.current_time()))
-    return {"simulated": True, "text": " ".join(words), "tokens": tokens}

@@ -86,22 +86,15 @@ def tool(
 
 
 def registered_tools() -> dict[str, ToolSpec]:
-    _ensure_builtins()
     return dict(_REGISTRY)
 
 
 def get_tool(name: str) -> ToolSpec:
-    _ensure_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise UnknownToolError(f"unknown tool {name!r}; registered tools: {known}") from None
-
-
-def _ensure_builtins() -> None:
-    # Imported lazily because the built-in tools import this module to register themselves.
-    from . import builtins  # noqa: F401
 
 
 class ToolCall:

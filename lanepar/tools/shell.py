@@ -140,7 +140,7 @@ async def bash(
     process of the call is killed and ``TimeoutError`` raised; a cancelled task kills them too,
     and so does the program's own exit: nothing the call started outlives it.
 
-    Named ``bash`` after the seed's tool, but a string command is refused with ``TypeError``.
+    Named ``bash`` as agent frameworks name it, but a string command is refused with ``TypeError``.
     """
     args = _check_argv(argv)
     if timeout_s is not None:

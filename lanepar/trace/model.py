@@ -13,17 +13,19 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypedDict
 
-SEGMENT_KINDS: tuple[str, ...] = ("queued", "dispatch", "cpu", "wait", "gil", "runq")
+from .layout import HEAD_FORMAT, SEGMENT_FORMAT
+from .layout import OUTCOMES as OUTCOMES
+from .layout import SEGMENT_KINDS as SEGMENT_KINDS
+
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(SEGMENT_KINDS)}
-OUTCOMES: tuple[str, ...] = ("ok", "error", "cancelled", "timeout")
 
 # id, submitted, slot_free, started, finished, cpu, wait, gil, runq, slot, number of segments
-_HEAD = struct.Struct("<9qiI")
-_SEG = struct.Struct("<Bq")  # kind code, end offset from submitted (ns)
+_HEAD = struct.Struct(HEAD_FORMAT)
+_SEG = struct.Struct(SEGMENT_FORMAT)  # kind code, end offset from submitted (ns)
 _PACKERS: dict[int, struct.Struct] = {}  # one struct per segment count: a record is one pack()
 _HS = _HEAD.size
-#: Layout of ``TaskRecord.packed`` (struct formats): the head, one segment per segment count, then
-#: the UTF-8 args summary to the end. The live dashboard decodes exactly this in JavaScript.
+#: Layout of ``TaskRecord.packed`` (struct formats, from ``layout.json``): the head, one segment
+#: per segment count, then the UTF-8 args summary to the end.
 PACKED_HEAD: str = _HEAD.format
 PACKED_SEGMENT: str = _SEG.format
 

@@ -28,13 +28,16 @@ Subscriber = Callable[[Delta], None]
 class Recorder:
     """Bounded storage of task records, samples and scheduler events."""
 
-    def __init__(self, max_tasks: int = 1_000_000, max_samples: int = 200_000) -> None:
+    def __init__(
+        self, max_tasks: int = 1_000_000, max_samples: int = 200_000, max_events: int = 100_000
+    ) -> None:
         if max_tasks < 1:
             raise ValueError(f"Recorder: max_tasks={max_tasks} must be >= 1")
         self.max_tasks = max_tasks
         self.tasks: collections.deque[TaskRecord] = collections.deque(maxlen=max_tasks)
         self.samples: collections.deque[Sample] = collections.deque(maxlen=max_samples)
-        self.events: list[dict[str, Any]] = []
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_events)
+        self.events_added = 0
         self.recorded = 0
         self.submitted = 0
         self._ids = itertools.count(1)
@@ -65,15 +68,15 @@ class Recorder:
     def add_event(self, kind: str, **fields: Any) -> dict[str, Any]:
         ev = {"t_ns": time.perf_counter_ns(), "type": kind, **fields}
         self.events.append(ev)
-        if len(self.events) > 100_000:
-            del self.events[:50_000]
+        self.events_added += 1
         if self.live:
             self._new_events.append(ev)
         return ev
 
     @property
     def dropped(self) -> int:
-        return self.recorded - len(self.tasks)
+        """Task records and scheduler events that fell off their rings (the oldest go first)."""
+        return self.recorded - len(self.tasks) + self.events_added - len(self.events)
 
     # -- subscribers -----------------------------------------------------------------------
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:

@@ -1,0 +1,83 @@
+"""A job (one call on its way through a lane) and a worker slot's state.
+
+Plain ``__slots__`` classes because a batch of a million calls makes a million jobs: attribute
+access must stay cheap and each job small.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    from .batch import _Batch
+
+
+class Job:
+    __slots__ = (
+        "args",
+        "args_summary",
+        "attempt",
+        "batch",
+        "call_id",
+        "fn",
+        "id",
+        "index",
+        "is_async",
+        "kwargs",
+        "name",
+        "pushed_ns",
+        "retries",
+        "retry_timeouts",
+        "submitted_ns",
+        "timeout_s",
+    )
+
+    def __init__(
+        self,
+        batch: _Batch,
+        index: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        is_async: bool,
+        name: str,
+        timeout_s: float | None,
+        job_id: int,
+        submitted_ns: int,
+    ) -> None:
+        self.batch = batch
+        self.index = index
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.is_async = is_async
+        self.name = name
+        self.timeout_s = timeout_s
+        self.id = job_id
+        self.submitted_ns = submitted_ns
+        # When the job reached its lane's queue: later than submission in sequential mode,
+        # where each job waits for its predecessor (queued time, not dispatch overhead).
+        self.pushed_ns = submitted_ns
+        self.attempt = 0
+        self.args_summary = ""
+        self.call_id: str | None = None
+        #: Attempts after the first that this job may make (decided at submission: idempotent
+        #: tools under a lane's ``retries``, or a call that opts in), and whether a timeout counts.
+        self.retries = 0
+        self.retry_timeouts = False
+
+
+class Worker:
+    __slots__ = ("deadline", "free_at", "job", "scope", "slot", "wake")
+
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+        self.deadline = math.inf
+        self.job: Job | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.wake: anyio.Event | None = None
+        self.free_at = 0
