@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import policy as _policy  # registers auto mode and adaptive limits with the run loop
 from ._exceptions import LaneConfigError as LaneConfigError
 from ._exceptions import NestedBatchError as NestedBatchError
+from ._exceptions import NotRegularFileError as NotRegularFileError
 from ._exceptions import PathOutsideRootError as PathOutsideRootError
 from ._exceptions import TaskCancelledError as TaskCancelledError
 from ._exceptions import TaskTimeoutError as TaskTimeoutError
@@ -58,6 +59,7 @@ __all__ = [
     "LaneExecutor",
     "LaneView",
     "NestedBatchError",
+    "NotRegularFileError",
     "OTelObserver",
     "PathOutsideRootError",
     "Sample",
