@@ -119,12 +119,13 @@ def write_html(trace: Trace, path: str | os.PathLike[str]) -> None:
     _write(trace, path)
 
 
-def load_trace(path: str | os.PathLike[str]) -> Trace:
+def load_trace(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Trace:
     """Read a trace written by ``write_perfetto`` (or lanepar's own JSON) back; a file that is
-    not one raises :class:`TraceFormatError` naming the problem."""
+    not one, or is larger than ``max_bytes`` (default 256 MiB, also after decompression),
+    raises :class:`TraceFormatError` naming the problem."""
     from .export.load import load_trace as _load
 
-    return _load(path)
+    return _load(path, max_bytes=max_bytes)
 
 
 def __getattr__(name: str) -> Any:

@@ -205,12 +205,19 @@ def test_retries_are_opt_in_with_backoff() -> None:
         "plain": lp.LaneConfig(kind="thread"),
         "retrying": lp.LaneConfig(kind="thread", retries=2, retry_backoff_s=0.01),
     }
+    lp.tool(name="idempotent_flaky", idempotent=True)(flaky)
     with lp.LaneExecutor(lanes=lanes) as ex:
         b = ex.run_batch(
-            [lp.ToolCall(flaky, "a", lane="plain"), lp.ToolCall(flaky, "b", lane="retrying")]
+            [
+                lp.ToolCall(flaky, "a", lane="plain"),
+                lp.ToolCall("idempotent_flaky", "b", lane="retrying"),  # the lane retries it
+                lp.ToolCall(flaky, "c", lane="retrying"),  # not declared idempotent: never
+                lp.ToolCall(flaky, "d", lane="plain").options(retries=2),  # opted in
+            ]
         )
-    assert attempts == {"a": 1, "b": 3}
-    assert b.outcomes == ["error", "ok"]
+    assert attempts == {"a": 1, "b": 3, "c": 1, "d": 3}
+    assert b.outcomes == ["error", "ok", "error", "ok"]
+    assert b.trace is not None and b.trace.tasks[1].extra["attempts"] == 3
     assert lp.DEFAULT_LANES["execute"].retries == 0  # bash must never be retried by default
 
 

@@ -386,11 +386,6 @@ def test_snapshot_cell_html_has_no_live_tag() -> None:
     _no_live_markup(cell, EVIL_TOOL, EVIL_LANE)
 
 
-@pytest.mark.xfail(
-    reason="jupyter/snapshot.py embeds its data with a '</' replace only; '<!--<script>' keeps "
-    "the script element open. Fix: json_for_script (lanepar.export._checked) — the lead's file.",
-    strict=True,
-)
 def test_snapshot_page_data_cannot_open_a_comment_or_script() -> None:
     _cell, page = _snapshot_page(_evil_trace())
     _no_live_markup(page, "<!--<script>", EVIL_LANE)

@@ -263,9 +263,13 @@ class ProcessBackend:
         await self._child(slot)
 
     async def warm(self, slots: int) -> None:
-        """Start ``slots`` children ahead of time so the first batch does not pay start-up."""
+        """Start ``slots`` children ahead of time so the first batch does not pay start-up. A
+        child that cannot start is left to the first task on its slot, which reports it."""
         for slot in range(slots):
-            await self._child(slot)
+            try:
+                await self._child(slot)
+            except WorkerDiedError:
+                return
 
     async def run(
         self,

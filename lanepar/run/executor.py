@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from .._exceptions import LaneConfigError
-from ..backends.base import Backend, BackendContext
-from ..backends.local import LocalBackend
-from ..backends.process import ProcessBackend
+from ..backends.base import BackendContext
+from ..backends.factory import make_backend
 from ..config import DEFAULT_LANES, MAX_CONCURRENCY, LaneConfig, check_options, validate_lanes
 from ..tools.registry import ToolCall
 from ..trace.hooks import Observers, is_observer
@@ -43,6 +43,8 @@ from .lane import Lane
 _pc = time.perf_counter_ns
 #: After a Ctrl-C, how long run_batch waits for the cancelled batch to settle.
 INTERRUPT_GRACE_S = 1.0
+#: On close, how long running batches get to settle as cancelled.
+WIND_DOWN_S = 0.5
 Mode = Literal["parallel", "sequential", "auto"]
 MODES: tuple[str, ...] = ("parallel", "sequential", "auto")
 
@@ -116,17 +118,9 @@ class LaneExecutor:
     def _make_lane(self, name: str, cfg: LaneConfig) -> Lane:
         emit = self.recorder.add_event if self.tracing else None
         ctx = BackendContext(name, self.resolution_ns, self.max_segments, emit)
-        backend: Backend
-        if cfg.kind == "process":
-            backend = ProcessBackend(ctx)
-        elif cfg.kind == "dask":
-            from ..backends.dask import DaskBackend  # distributed is heavy: only when used
-
-            backend = DaskBackend(ctx, cfg)
-        else:
-            backend = LocalBackend(ctx)
-        return Lane(name, cfg, backend, recorder=self.recorder if self.tracing else None,
-                    hooks=self._hooks, budget=self._budget, resolution_ns=self.resolution_ns,
+        return Lane(name, cfg, make_backend(ctx, cfg),
+                    recorder=self.recorder if self.tracing else None, hooks=self._hooks,
+                    budget=self._budget, resolution_ns=self.resolution_ns,
                     max_segments=self.max_segments, owner=self._owner)  # fmt: skip
 
     @property
@@ -164,16 +158,7 @@ class LaneExecutor:
 
     def lane_table(self) -> dict[str, dict[str, Any]]:
         """Each lane's configuration and live limit, as traces and reports store it."""
-        return {
-            n: {
-                "kind": ln.config.kind,
-                "priority": ln.config.priority,
-                "min_concurrency": ln.config.min_concurrency,
-                "max_concurrency": ln.limit,
-                "adaptive": ln.config.adaptive,
-            }
-            for n, ln in self._lanes.items()
-        }
+        return _seams.lane_table(self._lanes)
 
     # -- observers -----------------------------------------------------------------------------
     def add_observer(self, observer: Any) -> None:
@@ -202,7 +187,7 @@ class LaneExecutor:
                 try:
                     yield self
                 finally:
-                    self._cancel_all()
+                    await self._wind_down()
                     tg.cancel_scope.cancel()
         finally:
             self._tg = None
@@ -291,6 +276,17 @@ class LaneExecutor:
             return
         self._bridge.call(self._cancel_all)
 
+    async def _wind_down(self) -> None:
+        """Closing: cancel every batch and let their waiters take their results (bounded), so a
+        ``run_batch`` blocked in another thread returns a cancelled result, not an error."""
+        batches = list(self._batches)
+        self._cancel_all()
+        with anyio.move_on_after(WIND_DOWN_S, shield=True):
+            for batch in batches:
+                await batch.done.wait()
+            for _ in range(3):  # the waiters run on the next loop turns
+                await anyio.lowlevel.checkpoint()
+
     def _cancel_all(self) -> None:
         for batch in list(self._batches):
             self._cancel_batch(batch)
@@ -365,6 +361,8 @@ class LaneExecutor:
             self._bridge.wait(batch.done.wait, INTERRUPT_GRACE_S)  # cancelled: ends at once
             result: BatchResult = self._bridge.call(self._result, batch, t0, chosen, decision)
             result.interrupted = True
+            if self.tracing:
+                self.recorder.add_event("interrupted", tasks=len(result))
             return result
 
     def submit(self, call: ToolCall) -> TaskHandle:
