@@ -26,7 +26,8 @@ async def polite_tool() -> None:
 
 def test_a_blocking_step_is_one_event_with_its_duration_and_stack() -> None:
     with lp.LaneExecutor(loop_block_ms=50) as ex:
-        b = ex.run_batch([lp.ToolCall(blocking_tool)] + [lp.ToolCall(polite_tool)] * 4)
+        calls = [lp.ToolCall(blocking_tool, lane="query")]
+        b = ex.run_batch(calls + [lp.ToolCall(polite_tool, lane="query")] * 4)
     assert b.ok and b.trace is not None
     events = [e for e in b.trace.events if e["type"] == "loop_blocked"]
     assert len(events) == 1, events
@@ -45,6 +46,6 @@ def test_polite_tools_and_the_switch_are_quiet() -> None:
     assert b.trace is not None
     assert not [e for e in b.trace.events if e["type"] == "loop_blocked"]
     with lp.LaneExecutor(loop_block_ms=None) as ex:
-        b = ex.run_batch([lp.ToolCall(blocking_tool)])
+        b = ex.run_batch([lp.ToolCall(blocking_tool, lane="query")])
     assert b.trace is not None
     assert not [e for e in b.trace.events if e["type"] == "loop_blocked"]
