@@ -38,6 +38,10 @@ def test_a_blocking_step_is_one_event_with_its_duration_and_stack() -> None:
     assert slept_ms * 0.95 <= ev["duration_ms"] <= slept_ms * 1.2
     assert any("sleepy_helper" in frame for frame in ev["stack"]), ev["stack"]
     assert any("blocking_tool" in frame for frame in ev["stack"]), ev["stack"]
+    s = b.summary()
+    assert s["loop_blocked_count"] == 1 and s["loop_blocked_max_ms"] == ev["duration_ms"]
+    assert s["gil_wait_s"] == sum(t.gil_ns for t in b.trace.tasks) / 1e9
+    assert s["runq_wait_s"] == sum(t.runq_ns for t in b.trace.tasks) / 1e9
 
 
 def test_polite_tools_and_the_switch_are_quiet() -> None:

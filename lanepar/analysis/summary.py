@@ -45,6 +45,10 @@ def summarize(trace: Trace) -> dict[str, Any]:
     task_time_ns = sum(max(f[4] - f[3], 0) for f in fields if f[7] >= 0)
     cpu_ns = sum(f[5] for f in fields)
     wait_ns = sum(f[6] for f in fields)
+    gil_ns = sum(t.gil_ns for t in tasks)
+    runq_ns = sum(t.runq_ns for t in tasks)
+    blocked = [float(e.get("duration_ms", 0.0)) for e in trace.events
+               if e.get("type") == "loop_blocked"]  # fmt: skip
     task_time_s = task_time_ns / _S
     speedup = task_time_s / wall_s if wall_s > 0 else 0.0
 
@@ -71,6 +75,10 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "concurrency": concurrency,
         "cpu_s": cpu_ns / _S,
         "wait_s": wait_ns / _S,
+        "gil_wait_s": gil_ns / _S,
+        "runq_wait_s": runq_ns / _S,
+        "loop_blocked_count": len(blocked),
+        "loop_blocked_max_ms": max(blocked, default=0.0),
         "queued_p50_us": percentile((f[2] - f[1] for f in fields), 50) / _US,
         "queued_p99_us": percentile((f[2] - f[1] for f in fields), 99) / _US,
         "dispatch_p50_us": percentile((f[3] - f[2] for f in started), 50) / _US,
