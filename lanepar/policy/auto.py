@@ -18,6 +18,7 @@ saving, and a parallel batch of tiny tools occupies slots other batches could us
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import heapq
@@ -180,6 +181,7 @@ class AutoPolicy:
         self.handoff: dict[str, float] = {}
         self.dispatch: dict[str, float] = {}
         self._unlearnt: collections.deque[Trace] = collections.deque(maxlen=16)
+        self._learn_scheduled = False
 
     # -- learning ---------------------------------------------------------------------------------
     def observe(
@@ -224,10 +226,25 @@ class AutoPolicy:
         return old + self.alpha * (min(float(sample), 10.0 * old + 1000.0) - old)
 
     def batch_finished(self, result: Any) -> None:
-        """Observer hook: keep the batch's trace for the next decision to learn from."""
+        """Observer hook: keep the batch's trace and learn from it right after the caller has
+        its result (the next turn of the executor's loop), not on the batch's critical path;
+        a decision that comes first learns whatever is still pending itself."""
         trace = getattr(result, "trace", None)
-        if trace is not None:
-            self._unlearnt.append(trace)
+        if trace is None:
+            return
+        self._unlearnt.append(trace)
+        if not self._learn_scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self._learn_pending)
+            except RuntimeError:  # not on asyncio (trio): the next decision learns
+                return
+            self._learn_scheduled = True
+
+    def _learn_pending(self) -> None:
+        self._learn_scheduled = False
+        pending = list(self._unlearnt)
+        self._unlearnt.clear()
+        self.learn(pending)
 
     # -- deciding ---------------------------------------------------------------------------------
     def learn(self, results: Iterable[Any], per_batch: int = 512) -> None:
@@ -244,9 +261,7 @@ class AutoPolicy:
     def decide_batch(self, executor: Any, resolved: list[Resolved]) -> Decision:
         """The ``BatchPolicy`` hook: learn what finished since, then decide over the executor's
         lanes, adding a process lane for CPU-heavy tools when none is configured."""
-        pending = list(self._unlearnt)
-        self._unlearnt.clear()
-        self.learn(pending)
+        self._learn_pending()
         if self.process_lane is None or self.process_lane not in executor.lanes:
             self.process_lane = process_lane_for(executor)
         return self.decide(resolved, executor.lanes, self.process_lane)
