@@ -304,7 +304,7 @@ class Root:
                     for e in entries:
                         path = f"{rel}/{e.name}" if rel else e.name
                         try:
-                            mode = e.stat(follow_symlinks=False).st_mode
+                            mode = _kind(e)
                         except OSError:
                             continue  # vanished meanwhile
                         yield Entry(path, fd, e.name, mode)
@@ -319,6 +319,18 @@ class Root:
         finally:
             for fd, _rel, _d in stack:
                 os.close(fd)
+
+
+def _kind(e: os.DirEntry[str]) -> int:
+    """The entry's file type as a mode, from the directory listing's own type field where the
+    file system gives one (a ``stat`` per entry made a recursive glob fifty times slower)."""
+    if e.is_symlink():
+        return stat.S_IFLNK
+    if e.is_dir(follow_symlinks=False):
+        return stat.S_IFDIR
+    if e.is_file(follow_symlinks=False):
+        return stat.S_IFREG
+    return e.stat(follow_symlinks=False).st_mode
 
 
 class Entry:
