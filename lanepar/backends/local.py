@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..trace import threadstate
-from ..trace.probe import TaskProbe, run_sync_probed, stepped
+from ..trace.probe import TaskProbe, loop_contention, run_sync_probed, stepped
 from ._threads import DaemonPool
 from .base import BackendContext, await_future, tool_exit
 
@@ -57,6 +57,7 @@ class LocalBackend:
                 return await fn(*args, **kwargs)
             return await stepped(fn(*args, **kwargs), probe)
         ctx = contextvars.copy_context()
+        free = 0
         if probe is None:
             fut = self._get_pool().submit(ctx.run, _guarded, fn, args, kwargs)
         else:
@@ -64,13 +65,20 @@ class LocalBackend:
             # one included: ``Thread.start`` waits for it to run) is waiting for the GIL.
             if self._watch is None and threadstate.enabled():
                 self._watch = threadstate.acquire()
+            free = probe.started_ns  # the lane's "slot free" time, set before the call
             handed = [time.perf_counter_ns()]
             fut = self._get_pool().submit(
                 ctx.run, _guarded, run_sync_probed,
                 (probe, fn, args, kwargs, time.thread_time_ns, self._watch, handed), {},
             )  # fmt: skip
         self._running[slot] = fut
-        value = await await_future(fut)
+        try:
+            value = await await_future(fut)
+        finally:
+            if probe is not None and free:
+                # the loop thread's own GIL / core waits between the free slot and the hand-off
+                # are the tools' contention, not the executor's overhead
+                probe.prepend_contention(*loop_contention(free, handed[0]))
         del self._running[slot]
         return value
 

@@ -25,7 +25,7 @@ from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
 from ..trace.model import TaskRecord
-from ..trace.probe import TaskProbe, activate, deactivate, stepped
+from ..trace.probe import TaskProbe, activate, deactivate, loop_contention, stepped
 from ._nested import BODY
 from ._settle import interrupted_probe, settle, unstarted_probe
 from .job import Job, Worker
@@ -280,7 +280,12 @@ class Lane:
             if job.is_async and self.inline_async:  # the hot path: no backend frames
                 if probe is None:
                     return None, await job.fn(*job.args, **job.kwargs)
-                return None, await stepped(job.fn(*job.args, **job.kwargs), probe)
+                try:
+                    return None, await stepped(job.fn(*job.args, **job.kwargs), probe)
+                finally:  # waking this worker waited on the loop thread's GIL: not overhead
+                    probe.prepend_contention(*loop_contention(free, probe.started_ns))
+            if probe is not None:
+                probe.started_ns = free  # what the backend may measure its hand-off from
             return None, await self.backend.run(
                 w.slot, job.fn, job.args, job.kwargs, job.is_async, probe, on_start
             )

@@ -62,6 +62,21 @@ def watch_loop(
     _clock.blocks, _clock.states, _clock.slot = blocks, states, slot
 
 
+def loop_contention(t0: int, t1: int) -> tuple[int, int]:
+    """(gil, runq) ns the calling (loop) thread spent waiting for the GIL or a core in
+    ``[t0, t1]``, as the thread watch sampled it; (0, 0) when the loop is not watched."""
+    states, slot = _clock.states, _clock.slot
+    if states is None or slot < 0 or t1 - t0 < LONG_STEP_OFF_NS // 10:
+        return 0, 0
+    gil = runq = 0
+    for kind, s, e in states.split_sampled(slot, t0, t1, 0).runs:
+        if kind == GIL:
+            gil += e - s
+        elif kind == RUNQ:
+            runq += e - s
+    return gil, runq
+
+
 FRESH_NS = 50_000
 _clock = _LoopClock()
 

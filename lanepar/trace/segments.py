@@ -252,3 +252,17 @@ class TaskProbe:
         if self.blocks is None:
             self.blocks = []
         self.blocks.append((t0, t1, stack))
+
+    def prepend_contention(self, gil: int, runq: int) -> None:
+        """Before the body: ``gil`` then ``runq`` ns its hand-off spent waiting for the GIL or a
+        core on the handing (loop) thread. They move from dispatch (the executor's own overhead)
+        to the body's waits: the body starts that much earlier, and its totals stay exact."""
+        if (gil <= 0 and runq <= 0) or not self.started_ns:
+            return
+        start = self.started_ns - gil - runq
+        head = [[k, s, e] for k, s, e in ((GIL, start, start + gil),
+                (RUNQ, start + gil, self.started_ns)) if e > s]  # fmt: skip
+        self.segs[:0] = head
+        self.gil_ns += max(gil, 0)
+        self.runq_ns += max(runq, 0)
+        self.started_ns = start
