@@ -19,6 +19,7 @@ import pytest
 from browser_utils import browser_available, chromium_page, jupyter_lab
 
 import lanepar as lp
+from lanepar.export.native import trace_dict
 from lanepar.jupyter.snapshot import snapshot_page
 
 pytestmark = [
@@ -309,7 +310,7 @@ def test_saved_traces_render_without_a_kernel(tmp_path: Path) -> None:
         b = ex.run_batch([lp.ToolCall(nap, i, lane="query") for i in range(12)])
     assert b.trace is not None
     b.write_perfetto(tmp_path / "run.lanetrace.json")
-    doc = {**b.trace.to_dict(), "summary": b.summary()}
+    doc = {**trace_dict(b.trace), "summary": b.summary()}
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("%%lanepar\n...")
     cell.outputs = [
@@ -393,7 +394,7 @@ def test_gil_and_runq_draw_in_their_palette_colours(tmp_path: Path) -> None:
     trace = _kinds_trace()
     painted = _painted_js({k: COLOURS[k] for k in ("cpu", "gil", "runq", "wait")})
     (tmp_path / "kinds.html").write_text(snapshot_page(trace, lp.summarize(trace), title="kinds"))
-    doc = {**trace.to_dict(), "summary": lp.summarize(trace)}
+    doc = {**trace_dict(trace), "summary": lp.summarize(trace)}
     (tmp_path / "kinds.lanetrace.json").write_text(json.dumps(doc))
     with chromium_page(1300, 600) as page:
         errors: list[str] = []

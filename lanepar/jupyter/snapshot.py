@@ -20,6 +20,7 @@ from typing import Any
 
 from ..export._checked import json_for_script
 from ..export.html import format_summary, summary_table
+from ..export.native import trace_dict
 from ..trace.model import Trace
 from ._static import read_static
 from .events import event_views
@@ -107,7 +108,7 @@ def page_height(trace: Trace) -> int:
 
 def trace_payload(trace: Trace, summary: Mapping[str, Any]) -> dict[str, Any]:
     """The ``application/vnd.lanepar.trace+json`` document: the trace, versioned, plus summary."""
-    doc = {"format": "lanepar-trace", "version": 1, **trace.to_dict(), "summary": dict(summary)}
+    doc = {**trace_dict(trace), "summary": dict(summary)}
     # round-trip: tuples become lists and NaN/inf become null, so any frontend can parse it
     return json.loads(json.dumps(_finite(doc), default=str))  # type: ignore[no-any-return]
 

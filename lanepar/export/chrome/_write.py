@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..trace.model import Trace
+from ...trace.model import Trace
 
 FORMAT = "lanepar-trace"
 VERSION = 1
