@@ -210,12 +210,12 @@ class CreepingServer(Server):
 
 
 def test_latency_creep_below_capacity_does_not_hold_the_limit_down() -> None:
-    """One request queued at a limit of 12 is already +8%: a relative tolerance alone reads the
-    creep as congestion and holds the limit under capacity for a run as short as the benchmark's
-    (2000 requests); the queue allowance lets the limit reach the knee."""
+    """At a limit of 8 the creep is +24% (the benchmark's real server showed +11-17% on a busy
+    machine): a relative tolerance alone reads it as congestion and holds the limit under
+    capacity in a run as short as the benchmark's; the queue allowance lets it reach the knee."""
 
     def make() -> CreepingServer:
-        return CreepingServer(12, 0.02, noise=0.05)
+        return CreepingServer(8, 0.03, noise=0.05)
 
     def mean_limit(queue: float) -> tuple[float, float]:
         lim = AdaptiveLimiter(1, 64, queue=queue, min_window=8)  # as AdaptiveObserver builds it
@@ -224,5 +224,5 @@ def test_latency_creep_below_capacity_does_not_hold_the_limit_down() -> None:
 
     thr, mean = mean_limit(2.0)
     thr_strict, mean_strict = mean_limit(0.0)
-    assert mean >= 0.9 * 12 > mean_strict
-    assert thr > thr_strict
+    assert mean >= 0.9 * 8 > mean_strict
+    assert thr >= 0.9 * best_fixed(make, 8) > thr_strict

@@ -24,8 +24,9 @@ fails, so latency growth over the no-load latency is the early warning; errors a
   TCP Vegas's insight that queued requests, not a percentage, measure congestion: at a limit of
   8, one request waiting in the downstream (or in a busy client machine) is already +12.5%.
   At 1 (latency within tolerance) the limit grows by ``sqrt(limit)``: fast when small, gentle
-  when large. Below 1 the limit is multiplied by the gradient, i.e. cut in proportion to the
-  latency growth, by at most half. Like TCP's ``ssthresh``, the limit after a cut is remembered
+  when large. Below 1 the limit moves halfway to ``limit * gradient``
+  (``CUT_SMOOTHING``, as Gradient2 smooths): cut in proportion to the latency growth, by at
+  most a quarter per window. Like TCP's ``ssthresh``, the limit after a cut is remembered
   and growth above it is +1 per window, so the steady state is a small sawtooth around
   capacity, not repeated sqrt-sized overshoots.
 - Any error in a window multiplies the limit by ``backoff`` (once per window, not once per error,
@@ -48,6 +49,10 @@ from typing import Any
 ALGORITHMS = ("gradient", "aimd")
 
 
+#: How far one window's gradient moves the limit (Gradient2's smoothing): a window whose latency
+#: doubled cuts by a quarter, not a half, because on a shared machine one stalled window (every
+#: request in flight delayed together) is common and says little about the downstream.
+CUT_SMOOTHING = 0.5
 #: The most the latency target may widen for measurement noise (x the tolerance).
 NOISE_CAP = 1.2
 
@@ -199,7 +204,9 @@ class AdaptiveLimiter:
         gradient = max(0.5, min(1.0, allowed / latency)) if latency > 0 else 1.0
         self.last_gradient = gradient
         if gradient < 1.0:
-            return self._cut(limit * (gradient if self.algorithm == "gradient" else self.backoff))
+            if self.algorithm == "aimd":
+                return self._cut(limit * self.backoff)
+            return self._cut(limit * (1.0 - CUT_SMOOTHING * (1.0 - gradient)))
         if self._peak_inflight < limit / 2:
             return limit  # app-limited: load never tested a higher limit
         if self.algorithm == "aimd" or limit >= self._threshold:
