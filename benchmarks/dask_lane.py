@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             f"dask x{n}": lp.LaneConfig(
                 kind="dask", max_concurrency=n, address=cluster.scheduler_address
             )
-            for n in (2, 4, 16)
+            for n in (2, 4, 16, 64)
         },
     }
     executors = {name: lp.LaneExecutor(lanes={"x": cfg}) for name, cfg in lanes.items()}
