@@ -24,7 +24,10 @@ def test_adaptive_lane_finds_the_capacity_of_a_real_server() -> None:
             break
     else:
         raise AssertionError([(a["throughput_ratio"], a["p99_ratio"]) for a in attempts])
-    assert r["best_fixed"] == 8  # the sweep itself sees the server's capacity
+    # The sweep itself sees the server's capacity: below it throughput scales with the limit
+    # (8 vs 16, both at or past capacity, are within a busy machine's noise of each other).
+    fixed = {row["limit"]: row["throughput"] for row in r["fixed"]}
+    assert r["best_fixed"] in (8, 16) and fixed[8] >= 1.4 * fixed[4]
     assert r["auto"]["errors"] == 0
     assert r["auto"]["limit_changes"] > 0  # the limit moved, and each move is in the trace
     assert 4 <= r["auto"]["final_limit"] <= 16

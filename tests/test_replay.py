@@ -201,18 +201,21 @@ def test_replay_of_a_recorded_batch_matches_its_wall_time() -> None:
 
 def test_replay_predicts_real_runs_at_other_limits() -> None:
     """From one run at limit 4, predictions for 1…16 track real runs. The issue's 10% figure is
-    shown by benchmarks/replay_accuracy.py (BENCHMARKS.md); the test keeps a 15% margin."""
+    shown by benchmarks/replay_accuracy.py (BENCHMARKS.md); here each prediction must land within
+    10% plus what the run itself measured of the machine's noise and of the loopback server's
+    slowdown (the model's one stated assumption), so a loaded machine cannot fail it and a wrong
+    model still does."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import replay_accuracy
 
-    # Real sockets on a shared 2-core machine: a second attempt is allowed, both shown on failure.
-    attempts = []
-    for _ in range(2):
-        r = replay_accuracy.validate()
-        attempts.append([(row["limit"], round(row["error"], 3)) for row in r["rows"]])
-        if all(abs(row["error"]) <= 0.15 for row in r["rows"]):
-            return
-    raise AssertionError(attempts)
+    r = replay_accuracy.validate()
+    rows = [
+        (row["limit"], round(row["error"], 3), replay_accuracy.verdict(row)) for row in r["rows"]
+    ]
+    assert all(v != "MISS" for _, _, v in rows), rows
+    # the shape, whatever the noise: more slots, less wall time
+    predicted = [row["predicted_s"] for row in r["rows"]]
+    assert predicted == sorted(predicted, reverse=True)
