@@ -191,24 +191,30 @@ class Lane:
             self.active += 1
             if self.active > self.peak_active:
                 self.peak_active = self.active
+            body_end = 0
             try:
-                await self._run(w, job, granted)
+                body_end = await self._run(w, job, granted)
             finally:
                 self.active -= 1
                 if budget is not None:
                     budget.release(self)
             w.job = None
             del job  # an idle worker must not keep a finished batch (and its results) alive
-            w.free_at = _pc()
+            # The slot is free from the moment its body ended, not from when this coroutine
+            # resumed: a loop slowed by GIL contention notices a finished thread late, and a
+            # task waiting meanwhile waited for the executor (dispatch), not for capacity
+            # (queued). ``min`` because a child's clock conversion may land a hair in the future.
+            now = _pc()
+            w.free_at = min(body_end, now) if body_end else now
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
+                # The slot stays free while lent to the rest of the loop: a job waiting through
+                # this checkpoint is charged dispatch (executor overhead), never queued.
                 await anyio.lowlevel.checkpoint()
-                # The slot was lent to the rest of the loop: it is free again from now, so the
-                # next job's dispatch measures the scheduler, not the other tasks that just ran.
-                w.free_at = _pc()
 
-    async def _run(self, w: Worker, job: Job, granted: int) -> None:
+    async def _run(self, w: Worker, job: Job, granted: int) -> int:
+        """Run ``job`` on ``w``; return when its body ended (0 when unknown: untraced, retried)."""
         batch = job.batch
         scope = w.scope
         assert scope is not None
@@ -239,7 +245,7 @@ class Lane:
                     )
             except Exception as e:
                 if await self._retry(w, job, e):
-                    return
+                    return 0
                 batch.fail(job.index, e, "error")
                 outcome = "error"
             else:
@@ -253,7 +259,7 @@ class Lane:
                 probe.started_ns, probe.finished_ns = t_body, _pc()
                 self.hooks.emit("task_finished", settle(self.name, job, w.slot, t_body, probe,
                                                         outcome, None))  # fmt: skip
-            return
+            return 0
         free = max(job.pushed_ns, w.free_at, granted)
         probe = TaskProbe(self.resolution_ns, self.max_segments)
         if rec.live:
@@ -281,7 +287,7 @@ class Lane:
                 token = None
             if await self._retry(w, job, e):
                 rec.running.pop(job.id, None)
-                return
+                return 0
             error = e
         finally:
             if token is not None:
@@ -298,6 +304,7 @@ class Lane:
             batch.fail(job.index, error, "error")
         if self.hooks.task_finished:
             self.hooks.emit("task_finished", record)
+        return probe.finished_ns
 
     async def _retry(self, w: Worker, job: Job, error: Exception) -> bool:
         """Opt-in retries with exponential backoff; the job keeps its slot meanwhile."""
