@@ -26,7 +26,7 @@ import { el, renderHeader } from './header';
 import { ILaneGroup, buildGroups, taskAt } from './layout';
 import { ITask, ITraceModel, MIME_TYPE, TraceFormatError } from './model';
 import { readTrace } from './read';
-import { coreLines, taskLines } from './tips';
+import { coreLines, queueLines, taskLines } from './tips';
 
 const MIN_SPAN_NS = 200;
 
@@ -323,9 +323,11 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
     let task: ITask | null = null;
     if (canvas === this._timeline) {
       const hit = rowAt(this._groups, y);
-      task = hit ? taskAt(hit.group.rows[hit.row], t, tol) : null;
+      task = hit && hit.row >= 0 ? taskAt(hit.group.rows[hit.row], t, tol) : null;
       if (task) {
         lines = taskLines(task, hit!.group);
+      } else if (hit && hit.row < 0) {
+        lines = queueLines(hit.group, t);
       } else if (y < 24) {
         const ev = model.events.find(ev => Math.abs(xOf(this._vp, ev.t) - x) <= 5);
         if (ev) {

@@ -10,8 +10,8 @@ mixes "34653 µs" and "0.0 ms" cannot be read at a glance.
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
 from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 #: What ``speedup`` means, in the words every view prints next to it.
@@ -118,9 +118,10 @@ def summary_text(summary: Mapping[str, Any]) -> str:
     ]
     blocked = int(s.get("loop_blocked_count", 0) or 0)
     if blocked:
+        longest = duration_ns(s["loop_blocked_max_ms"] * 1e6)
         lines.append(
-            f"  event loop blocked {blocked}× (longest {duration_ns(s['loop_blocked_max_ms'] * 1e6)})"
-            ": move the blocking tool to a thread or process lane"
+            f"  event loop blocked {blocked}× (longest {longest}): move the blocking tool to a "
+            "thread or process lane"
         )
     for name, ln in s.get("per_lane", {}).items():
         limit = ln.get("max_concurrency")

@@ -8,6 +8,7 @@ Every key is present for an empty trace (zeros), because a dashboard must not sp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -189,3 +190,17 @@ def _cpu_use(trace: Trace, cpu_s: float, wall_s: float) -> dict[str, Any]:
 
 def _clamp01(x: float) -> float:
     return 0.0 if x != x else min(max(x, 0.0), 1.0)  # x != x: NaN from a hostile sample
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` with tuples as lists and NaN / infinity as None: what every JSON reader (a browser's
+    ``JSON.parse`` included) accepts, for summaries embedded in files and notebook outputs."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Mapping):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return str(x)

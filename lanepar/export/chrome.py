@@ -129,12 +129,20 @@ def to_chrome_trace(trace: Trace, path: str | os.PathLike[str] | None = None) ->
                 "lanes": trace.lanes,
                 "events": trace.events,
                 "dropped": trace.dropped,
+                # the viewer's header shows the same headline figures as the dashboard
+                "summary": _summary(trace),
             }
         },
     }
     if path is not None:
         _write(doc, Path(path))
     return doc
+
+
+def _summary(trace: Trace) -> dict[str, Any]:
+    from ..analysis.summary import json_safe, summarize
+
+    return json_safe(summarize(trace))  # type: ignore[no-any-return]
 
 
 def _lane_tasks(
@@ -219,7 +227,7 @@ def _task_slices(t: Any, lane: str, group: list[_Slice]) -> None:
         group.append((free, start, 0, ev))
     cursor = start
     for kind, s, e in t.segments:
-        if kind not in ("cpu", "wait"):
+        if kind not in ("cpu", "wait", "gil", "runq"):  # the body's kinds; queued has its own
             continue
         s, e = max(s, cursor), min(e, fin)
         if e > s:

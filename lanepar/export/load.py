@@ -362,7 +362,7 @@ class _Reader:
         phases: dict[int, list[tuple[str, int, int]]],
     ) -> None:
         cat = ev.get("cat")
-        if cat not in ("task", "cpu", "wait", "phase"):
+        if cat not in ("task", "cpu", "wait", "gil", "runq", "phase"):
             return  # dispatch and foreign slices: dispatch is rebuilt exactly from the task args
         args = self.obj(ev, "args", w)
         tid_ = self.integer(self.field(args, "id", f"{w}.args"), f"{w}.args.id")
