@@ -226,44 +226,41 @@ def _grid(out: list[str], y0: int, y1: int, span_ns: float, pw: float, k: float)
                    'stroke-opacity="0.08"/>')  # fmt: skip
 
 
-def _raster(
-    pieces: Iterable[tuple[int, float, float]], pw: float, k: float, n_kinds: int
-) -> list[list[float]]:
-    """Time (in px) of each kind in each pixel column."""
-    cols = int(pw) + 1
-    bins = [[0.0] * n_kinds for _ in range(cols)]
+def _rects(
+    pieces: Iterable[tuple[int, float, float]], pw: float, k: float
+) -> list[tuple[int, float, float]]:
+    """A row's segments as (kind, x0, x1) pixel rectangles: wide segments as they are, and the
+    ones narrower than a pixel binned per pixel column, where the kind with the most time wins.
+    O(segments): the SVG of a 1,000-task replay is rebuilt on every slider move."""
+    wide: list[tuple[int, float, float]] = []
+    small: dict[int, dict[int, float]] = {}
     for kind, s, e in pieces:
         a, b = max(s * k, 0.0), min(e * k, pw)
         if b <= a:
             continue
-        i = int(a)
-        while i < b and i < cols:
-            bins[i][kind] += min(b, i + 1) - max(a, i)
-            i += 1
-    return bins
-
-
-def _runs(bins: list[list[float]], min_cover: float) -> list[tuple[int, int, int]]:
-    """Pixel columns merged into (kind, first column, end column) runs of the winning kind."""
-    runs: list[tuple[int, int, int]] = []
-    for i, col in enumerate(bins):
-        total = sum(col)
-        if total < min_cover:
+        if b - a >= 1.0:
+            if wide and wide[-1][0] == kind and abs(wide[-1][2] - a) < 0.01:
+                wide[-1] = (kind, wide[-1][1], b)  # contiguous, same colour: one rectangle
+            else:
+                wide.append((kind, a, b))
             continue
-        kind = max(range(len(col)), key=col.__getitem__)
-        if runs and runs[-1][0] == kind and runs[-1][2] == i:
-            runs[-1] = (kind, runs[-1][1], i + 1)
-        else:
-            runs.append((kind, i, i + 1))
-    return runs
+        i = int(a)
+        cover = small.setdefault(i, {})
+        cover[kind] = cover.get(kind, 0.0) + b - a
+    binned = [
+        (max(cover, key=cover.__getitem__), float(i), float(i + 1))
+        for i, cover in sorted(small.items())
+        if sum(cover.values()) >= 0.3
+    ]
+    return binned + wide
 
 
 def _row(out: list[str], row: Row, y: int, rh: int, pw: float, k: float) -> None:
     pieces = [(_KIND[kind], s, e) for kind, s, e in row.segments]
-    for kind, a, b in _runs(_raster(pieces, pw, k, len(SEGMENT_KINDS)), 0.3):
+    for kind, a, b in _rects(pieces, pw, k):
         colour = COLOURS[SEGMENT_KINDS[kind]]
-        out.append(f'<rect x="{GUTTER + a}" y="{y + 1}" width="{b - a}" height="{rh - 2}" '
-                   f'fill="{colour}"/>')  # fmt: skip
+        out.append(f'<rect x="{GUTTER + a:.1f}" y="{y + 1}" width="{b - a:.1f}" '
+                   f'height="{rh - 2}" fill="{colour}"/>')  # fmt: skip
     for s, e in row.failed:
         x0 = GUTTER + max(s * k, 0)
         w = max(e * k - max(s * k, 0), 2)
@@ -273,9 +270,28 @@ def _row(out: list[str], row: Row, y: int, rh: int, pw: float, k: float) -> None
 
 
 def queue_depth(waits: Sequence[tuple[float, float]], pw: float, k: float) -> list[float]:
-    """How many tasks waited for a slot, averaged over each pixel column."""
-    bins = _raster(((0, s, e) for s, e in waits), pw, k, 1)
-    return [c[0] for c in bins]
+    """How many tasks waited for a slot, averaged over each pixel column: a difference array,
+    so a wait across the whole picture costs O(1), not one step per pixel."""
+    cols = int(pw) + 1
+    diff = [0.0] * (cols + 2)
+    for s, e in waits:
+        a, b = max(s * k, 0.0), min(e * k, float(cols))
+        if b <= a:
+            continue
+        i, j = int(a), int(b)
+        if i == j:
+            diff[i] += b - a
+            diff[i + 1] -= b - a
+            continue
+        diff[i] += i + 1 - a
+        diff[i + 1] += a - i
+        diff[j] += b - j - 1
+        diff[j + 1] -= b - j
+    out, acc = [], 0.0
+    for i in range(cols):
+        acc += diff[i]
+        out.append(acc)
+    return out
 
 
 def _queue_row(out: list[str], waits: Sequence[tuple[float, float]], y: int, pw: float,
@@ -284,16 +300,17 @@ def _queue_row(out: list[str], waits: Sequence[tuple[float, float]], y: int, pw:
     waiting task is visible), with the most that waited at once as the row's label."""
     depth = queue_depth(waits, pw, k)
     most = max(depth, default=0.0)
-    label = f"queued (≤{sig3(most)})" if most > 0 else "queued"
+    label = f"queued (≤{sig3(round(most))})" if most > 0 else "queued"
     out.append(_text(GUTTER - 6, y + QUEUE_H - 1, label, size=9, fill="#777", anchor="end"))
     if most > 0:
         colour = COLOURS["queued"]
-        for i, d in enumerate(depth):
-            if d <= 0.02:
-                continue
-            h = (QUEUE_H - 2) * max(d / most, 0.34)
-            out.append(f'<rect x="{GUTTER + i}" y="{y + QUEUE_H - 1 - h:.1f}" width="1" '
-                       f'height="{h:.1f}" fill="{colour}"/>')  # fmt: skip
+        # one path for the whole row: a rectangle per pixel column would weigh the file down
+        d = []
+        for i, v in enumerate(depth):
+            if v > 0.02:
+                h = (QUEUE_H - 2) * max(v / most, 0.34)
+                d.append(f"M{GUTTER + i} {y + QUEUE_H - 1}v-{h:.1f}h1v{h:.1f}z")
+        out.append(f'<path d="{"".join(d)}" fill="{colour}"/>')
     return y + QUEUE_H
 
 
