@@ -17,7 +17,7 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .analysis.amdahl import fit_amdahl
@@ -46,14 +46,21 @@ def study_calls(n: int, host: str, port: int, root: str) -> list[ToolCall]:
     return calls
 
 
-def _trials(ex: LaneExecutor, calls: list[ToolCall], mode: str, trials: int) -> dict[str, float]:
+Progress = Callable[[int, int, str], None]
+
+
+def _trials(
+    ex: LaneExecutor, calls: list[ToolCall], mode: str, trials: int, step: Callable[[str], None]
+) -> dict[str, float]:
     ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]  # warm-up
+    step(f"{len(calls)} tools, {mode}")
     times = []
     for _ in range(trials):
         b = ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]
         if not b.ok:
             raise RuntimeError(f"scalability: a tool failed: {b.errors[min(b.errors)]!r}")
         times.append(b.wall_s)
+        step(f"{len(calls)} tools, {mode}")
     return {"median": statistics.median(times), "min": min(times), "max": max(times)}
 
 
@@ -63,10 +70,33 @@ def scalability(
     table_limit: int = 16,
     trials: int = 5,
     delay_s: float = 0.02,
+    progress: bool | Progress = True,
 ) -> dict[str, Any]:
-    """Run both experiments; every figure is JSON-able."""
+    """Run both experiments; every figure is JSON-able.
+
+    ``progress``: ``True`` shows a bar (a widget in a notebook, a line on a terminal, nothing
+    elsewhere); a callable gets ``(batches done, batches in all, what runs now)``."""
     if trials < 1 or not ns or not limits:
         raise ValueError("scalability: need trials >= 1 and non-empty ns and limits")
+    total = (len(ns) * 2 + len(limits)) * (trials + 1)
+    bar: Any = None
+    report: Progress | None
+    if progress is True:
+        from .jupyter.progress import ProgressBar
+
+        bar = report = ProgressBar(total, "batches")
+    elif callable(progress):
+        report = progress
+    else:
+        report = None
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        if report is not None:
+            report(done, total, what)
+
     root = str(default_root())
     lanes = {"query": LaneConfig(min_concurrency=1, max_concurrency=table_limit)}
     rows: list[dict[str, Any]] = []
@@ -74,8 +104,8 @@ def scalability(
     with server_process(delay_s=delay_s) as (host, port), LaneExecutor(lanes=lanes) as ex:
         for n in ns:
             calls = study_calls(n, host, port, root)
-            seq = _trials(ex, calls, "sequential", trials)
-            par = _trials(ex, calls, "parallel", trials)
+            seq = _trials(ex, calls, "sequential", trials, step)
+            par = _trials(ex, calls, "parallel", trials, step)
             ideal = min(n, table_limit)
             speedup = seq["median"] / par["median"]
             rows.append(
@@ -91,7 +121,9 @@ def scalability(
         fixed = study_calls(max(ns), host, port, root)
         for lim in limits:
             ex.set_concurrency("query", lim)
-            sweep.append({"limit": lim, "wall_s": _trials(ex, fixed, "parallel", trials)})
+            sweep.append({"limit": lim, "wall_s": _trials(ex, fixed, "parallel", trials, step)})
+    if bar is not None:
+        bar.close()
     fit = fit_amdahl([s["limit"] for s in sweep], [s["wall_s"]["median"] for s in sweep])
     for s in sweep:
         s["predicted_s"] = fit.predict(s["limit"])
