@@ -140,30 +140,35 @@ def scalability(
 
 
 def print_report(r: dict[str, Any]) -> None:
+    from .analysis.format import duration_s, percent, speedup
+
+    def band(b: dict[str, float]) -> str:
+        return f"{duration_s(b['median'])} [{duration_s(b['min'])}–{duration_s(b['max'])}]"
+
     print(
-        f"scalability: reads/greps over the stdlib + loopback calls ({r['delay_s'] * 1000:.0f} ms),"
+        f"scalability: reads/greps over the stdlib + loopback calls ({duration_s(r['delay_s'])}),"
         f" median of {r['trials']} trials after a warm-up, lane limit {r['table_limit']}"
     )
-    print(f"{'tasks':>5} {'sequential s':>22} {'parallel s':>22} {'speedup':>8} "
+    print(f"{'tasks':>5} {'sequential (min–max)':>30} {'parallel (min–max)':>30} {'speedup':>8} "
           f"{'efficiency':>10} {'ideal':>6}")  # fmt: skip
     for row in r["rows"]:
-        s, p = row["sequential_s"], row["parallel_s"]
         print(
-            f"{row['tasks']:>5} {s['median']:>8.4f} [{s['min']:.4f}-{s['max']:.4f}] "
-            f"{p['median']:>8.4f} [{p['min']:.4f}-{p['max']:.4f}] {row['speedup']:>8.2f} "
-            f"{row['efficiency']:>10.2f} {row['ideal']:>6}"
+            f"{row['tasks']:>5} {band(row['sequential_s']):>30} {band(row['parallel_s']):>30} "
+            f"{speedup(row['speedup']):>8} {percent(row['efficiency']):>10} "
+            f"{speedup(row['ideal']):>6}"
         )
     f = r["fit"]
     print()
     print(f"Amdahl fit over lane limits, {r['sweep_tasks']} tasks: {f['model']}")
     print(
-        f"  P = {f['parallel_fraction']:.4f}, overhead = {f['overhead_s'] * 1e6:.1f} µs/worker, "
-        f"t1 = {f['t1_s']:.3f} s, max error {f['max_rel_error']:.1%}"
+        f"  P = {f['parallel_fraction']:.4f}, overhead = {duration_s(f['overhead_s'])} per extra "
+        f"worker, t1 = {duration_s(f['t1_s'])}, max error {percent(f['max_rel_error'])}"
     )
-    print(f"{'limit':>6} {'measured s':>11} {'fit s':>9} {'error':>7}")
+    print(f"{'limit':>6} {'measured':>10} {'fit':>10} {'error':>7}")
     for s in r["sweep"]:
-        print(f"{s['limit']:>6} {s['wall_s']['median']:>11.4f} {s['predicted_s']:>9.4f} "
-              f"{s['error']:>7.1%}")  # fmt: skip
+        err = ("+" if s["error"] >= 0 else "-") + percent(abs(s["error"]))
+        print(f"{s['limit']:>6} {duration_s(s['wall_s']['median']):>10} "
+              f"{duration_s(s['predicted_s']):>10} {err:>7}")  # fmt: skip
 
 
 def _ints(text: str) -> list[int]:

@@ -77,6 +77,7 @@ export function rowAt(groups: ILaneGroup[], y: number): { group: ILaneGroup; row
 
 function drawGrid(ctx: CanvasRenderingContext2D, vp: IViewport, theme: ITheme, h: number, labels: boolean): void {
   const { step, ticks } = niceTicks(vp.t0, vp.t1, Math.max(2, plotWidth(vp) / 110));
+  const drawn: Array<[string, number, number]> = [];
   ctx.strokeStyle = theme.grid;
   ctx.lineWidth = 1;
   ctx.fillStyle = theme.fgDim;
@@ -92,8 +93,13 @@ function drawGrid(ctx: CanvasRenderingContext2D, vp: IViewport, theme: ITheme, h
       // centred on its tick, but never cut by either edge of the canvas
       const label = formatTick(t, step);
       const half = ctx.measureText(label).width / 2;
-      ctx.fillText(label, Math.min(Math.max(x, GUTTER + half), vp.width - half - 1), AXIS_H / 2 - 2);
+      const cx = Math.min(Math.max(x, GUTTER + half), vp.width - half - 1);
+      ctx.fillText(label, cx, AXIS_H / 2 - 2);
+      drawn.push([label, cx - half, cx + half]);
     }
+  }
+  if (labels) {
+    ctx.canvas.dataset.axis = JSON.stringify({ width: vp.width, labels: drawn });
   }
   ctx.textAlign = 'left';
 }
@@ -271,6 +277,7 @@ export function drawTimeline(
   }
 
   let y = AXIS_H;
+  const rowLabels: string[] = [];
   for (const g of groups) {
     ctx.fillStyle = theme.stripe;
     ctx.fillRect(0, y, vp.width, LANE_H);
@@ -290,9 +297,11 @@ export function drawTimeline(
     ctx.fillText(most > 0 ? 'queued' : 'queued (none)', 10, y + QUEUE_H / 2, GUTTER - 14);
     ctx.font = `11px ${theme.font}`;
     y += QUEUE_H;
+    rowLabels.push(`${g.lane} queued`);
     for (const row of g.rows) {
       ctx.fillStyle = theme.fgDim;
       ctx.fillText(row.label, 10, y + ROW_H / 2, GUTTER - 14);
+      rowLabels.push(row.label);
       ctx.save();
       ctx.beginPath();
       ctx.rect(GUTTER, y, plotWidth(vp), ROW_H);
@@ -317,6 +326,7 @@ export function drawTimeline(
       y += ROW_H;
     }
   }
+  ctx.canvas.dataset.rows = JSON.stringify(rowLabels);
 }
 
 /** Height of one core's row: taller when there are few cores, never under 5 px. */

@@ -159,3 +159,11 @@ def snapshot_bundle(
         "image/svg+xml": svg,
         MIME: trace_payload(trace, summary),
     }
+
+
+def show(trace: Trace, summary: Mapping[str, Any] | None = None, *, title: str = "lanepar") -> None:
+    """Display the snapshot of a finished ``trace`` under the running cell: the picture a
+    ``%%lanepar`` cell leaves, for a run made any other way (a ``BatchResult.trace``)."""
+    from IPython.display import display
+
+    display(snapshot_bundle(trace, summary, title=title), raw=True)  # type: ignore[no-untyped-call]

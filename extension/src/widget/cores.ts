@@ -76,6 +76,7 @@ export function drawCores(ctx: CanvasRenderingContext2D, st: Store, win: IWindow
   }
   ctx.fillStyle = '#555';
   ctx.fillText('0% → 100% of one core (sampled)', GUTTER + 32 + 116, sy + 5);
+  ctx.canvas.dataset.scale = '0-100%';
   ctx.save();
   ctx.beginPath();
   ctx.rect(GUTTER, 0, w - GUTTER, h);

@@ -255,6 +255,7 @@ function flushBins(bins: Float32Array, paths: Path2D[], y: number, bh: number): 
 
 function drawRowLabels(ctx: CanvasRenderingContext2D, st: Store, shown: IDisplayRow[], w: number, rh: number): void {
   ctx.textBaseline = 'middle';
+  const labels: string[] = []; // what each row says, for tests and assistive reading
   shown.forEach((row, d) => {
     const y = d * rh;
     if (row.r < 0) {
@@ -269,13 +270,16 @@ function drawRowLabels(ctx: CanvasRenderingContext2D, st: Store, shown: IDisplay
       ctx.textAlign = 'right';
       ctx.fillText('queued', GUTTER - 4, y + rh / 2);
       ctx.textAlign = 'left';
+      labels.push(`${st.lanes[row.lane] ?? row.lane} queued`);
       return;
     }
     const slot = st.rowKeys[row.r][1];
     ctx.fillStyle = '#666';
     ctx.font = `${Math.min(11, rh + 1)}px sans-serif`;
     ctx.textAlign = 'right';
-    ctx.fillText(slot < 0 ? 'never ran' : `#${slot}`, GUTTER - 4, y + rh / 2);
+    const label = slot < 0 ? 'never ran' : `#${slot}`;
+    ctx.fillText(label, GUTTER - 4, y + rh / 2);
+    labels.push(`${st.lanes[row.lane] ?? row.lane} ${label}`);
     ctx.textAlign = 'left';
     if (d % 2) {
       ctx.fillStyle = 'rgba(0,0,0,0.025)';
@@ -287,6 +291,7 @@ function drawRowLabels(ctx: CanvasRenderingContext2D, st: Store, shown: IDisplay
     ctx.font = '11px sans-serif';
     ctx.fillText('waiting for tasks…', GUTTER + 8, 20);
   }
+  ctx.canvas.dataset.rows = JSON.stringify(labels);
 }
 
 /** Running tasks: the body so far in the running colour, up to the live edge. */
@@ -338,12 +343,16 @@ function drawAxis(ctx: CanvasRenderingContext2D, win: IWindow, y: number): void 
   ctx.font = '10px sans-serif';
   ctx.textBaseline = 'top';
   ctx.textAlign = 'left';
+  const drawn: Array<[string, number, number]> = [];
   for (const t of ticks) {
     const x = X(t);
     ctx.fillRect(x, y, 1, 4);
     // keep every label inside the canvas: the last one ends at the right edge, not past it
     const label = formatTick(t, step);
     const tw = ctx.measureText(label).width;
-    ctx.fillText(label, Math.min(x + 2, win.width - tw - 2), y + 5);
+    const x0 = Math.min(x + 2, win.width - tw - 2);
+    ctx.fillText(label, x0, y + 5);
+    drawn.push([label, x0, x0 + tw]);
   }
+  ctx.canvas.dataset.axis = JSON.stringify({ width: win.width, labels: drawn });
 }
