@@ -451,10 +451,10 @@ def _executed_notebook(path: Path) -> dict[str, Any]:
     import nbclient
     import nbformat
 
-    nb = nbformat.v4.new_notebook()
+    nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
     nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext lanepar"),
-        nbformat.v4.new_code_cell(
+        nbformat.v4.new_code_cell("%load_ext lanepar"),  # type: ignore[no-untyped-call]
+        nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
             "%%lanepar --lanes query=2 --no-live\nimport asyncio\nimport lanepar as lp\n"
             "async def nap(i):\n    await asyncio.sleep(0.03)\n    return i\n"
             "b = lp.current().run_batch([lp.ToolCall(nap, i, lane='query') for i in range(8)])"
@@ -462,7 +462,7 @@ def _executed_notebook(path: Path) -> dict[str, Any]:
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
-    nbformat.write(nb, path)  # no signature: JupyterLab opens it untrusted
+    nbformat.write(nb, path)  # type: ignore[no-untyped-call]  # unsigned: opens untrusted
     (doc,) = [o.data[MIME] for o in nb.cells[1].outputs if MIME in o.get("data", {})]
     return dict(doc)
 

@@ -312,3 +312,19 @@ def test_a_sequential_run_has_ideal_one() -> None:
                    fin=t + MS, slot=1)  # fmt: skip
     s = lp.summarize(Trace(tasks, lanes=LANES, start_ns=base, end_ns=t + MS))
     assert not s["ran_sequentially"] and s["ideal_speedup"] == 2 + 3
+
+
+def test_a_limit_that_moved_counts_at_its_highest_for_the_ideal() -> None:
+    """An adaptive lane ends a run at limit 2 after running 3 at once under a limit of 4: the
+    ideal is what the lane was allowed, so efficiency stays a fraction."""
+    base = 1_000 * MS
+    tasks = [rec(i + 1, sub=base, free=base, start=base, fin=base + 10 * MS, slot=i)
+             for i in range(3)]  # fmt: skip
+    lanes = {"a": {**LANES["a"], "max_concurrency": 2}}
+    events = [{"t_ns": base, "type": "limit", "lane": "a", "limit": 4},
+              {"t_ns": base + MS, "type": "limit", "lane": "a", "limit": 2}]  # fmt: skip
+    s = lp.summarize(Trace(tasks, lanes=lanes, start_ns=base, end_ns=base + 10 * MS,
+                           events=events))  # fmt: skip
+    assert s["per_lane"]["a"]["peak_active"] == 3
+    assert s["ideal_speedup"] == 3  # min(3 tasks, the highest limit 4)
+    assert s["efficiency"] <= 1

@@ -141,7 +141,9 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
       lo = Math.min(lo, t.submitted);
       hi = Math.max(hi, t.finished);
     }
-    if (model.samples.length) {
+    if (!model.tasks.length && model.samples.length) {
+      // samples alone (a trace of the machine only): show them all; with tasks the picture
+      // ends with the run, as the dashboard's does, not with the sampler's last tick
       hi = Math.max(hi, model.samples[model.samples.length - 1].t);
     }
     const span = Math.max(hi - lo, 1000);

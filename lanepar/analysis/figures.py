@@ -125,12 +125,12 @@ def scalability_figure(report: Mapping[str, Any]) -> Any:
     fig.update_yaxes(**log_ticks(min(times), max(times), duration_s), row=1, col=1)
     top = max(max(r["ideal"] for r in rows), max(r["speedup"] for r in rows))
     fig.update_yaxes(
-        title_text="×",
         **log_ticks(min(1.0, *(r["speedup"] for r in rows)), top, lambda v: f"{sig3(v)}×"),
         row=1,
         col=2,
     )
-    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=1, col=3)
+    top_eff = max(1.0, *(r["efficiency"] for r in rows)) * 1.05
+    fig.update_yaxes(range=[0, top_eff], tickformat=".0%", row=1, col=3)
     fig.update_layout(height=360, margin={"t": 40, "b": 40, "l": 60, "r": 20})
     return fig
 
@@ -378,8 +378,8 @@ def sweep_figure(lane: str, rows: Sequence[Mapping[str, Any]]) -> Any:
     )
     axis = log_ticks(min(x), max(x), _count) if max(x) / max(min(x), 1) >= 8 else {}
     fig.update_xaxes(title_text=f"{lane} limit", **axis)
-    fig.update_yaxes(title_text="×", row=1, col=1)
-    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=1, col=2)
+    top_eff = max(1.0, *(r["efficiency"] for r in rows)) * 1.05
+    fig.update_yaxes(range=[0, top_eff], tickformat=".0%", row=1, col=2)
     fig.update_layout(
         title=f"lanepar sweep over {lane}", height=340, margin={"l": 50, "r": 30, "t": 60, "b": 40}
     )

@@ -31,7 +31,8 @@ def summarize(trace: Trace) -> dict[str, Any]:
 
     ``ideal_speedup`` is what the schedule allowed: 1 for a sequential run (each task's slot
     freed only after its predecessor finished), otherwise the sum over the lanes used of
-    ``min(tasks in the lane, its limit)`` (the observed peak when the limit is unknown).
+    ``min(tasks in the lane, its limit)``, the limit being the highest the lane had during the
+    run (its ``"limit"`` events, its observed peak).
     ``peak_active`` (per lane) is the most task bodies running at once, from the same records
     the timeline draws. Percentiles use linear interpolation (see
     :func:`lanepar.analysis.stats.percentile`); dispatch percentiles count only tasks that
@@ -67,10 +68,20 @@ def summarize(trace: Trace) -> dict[str, Any]:
         for info in per_lane.values()
     )
     sequential = ran_sequentially(fields)
+    # A limit that moved during the run (an adaptive lane, set_concurrency) allowed its highest
+    # value at some point: the ideal must not fall below what the lane really ran at once.
+    moved: dict[str, int] = {}
+    for e in trace.events:
+        if e.get("type") == "limit" and isinstance(e.get("limit"), int):
+            lane = str(e.get("lane"))
+            moved[lane] = max(moved.get(lane, 0), int(e["limit"]))
     if sequential:
         ideal = 1.0 if tasks else 0.0
     else:
-        ideal = float(sum(min(info["tasks"], _limit(info)) for info in per_lane.values()))
+        ideal = float(sum(
+            min(info["tasks"], max(_limit(info), moved.get(name, 0), info["peak_active"]))
+            for name, info in per_lane.items()
+        ))  # fmt: skip
     efficiency = speedup / ideal if ideal > 0 else 0.0
 
     started = [f for f in fields if f[7] >= 0]
