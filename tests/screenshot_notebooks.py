@@ -106,7 +106,10 @@ def shoot(app: str, names: list[str]) -> None:
                 if y >= pos["height"]:
                     break
             print(f"{app} {nb}: {k} screenshots, {state['errors']} error outputs", flush=True)
-            page.evaluate("() => window.jupyterapp.commands.execute('application:close-all')")
+            page.evaluate(  # JupyterLab keeps every opened tab; Notebook 7 has one per page
+                "() => { const c = window.jupyterapp.commands; "
+                "if (c.hasCommand('application:close-all')) c.execute('application:close-all'); }"
+            )
             page.wait_for_timeout(500)
 
 

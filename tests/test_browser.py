@@ -222,10 +222,11 @@ def test_static_snapshot_draws_and_hovers(tmp_path: Path) -> None:
         assert page.inner_text(".lanepar-done") == "240 / 240"
         painted = page.evaluate(PAINTED, ".lanepar-dashboard canvas.lanepar-timeline")
         assert painted["wait"] > 1000 and painted["queued"] > 0, painted
-        # hover the middle of the first slot's row: a task tooltip with its tool name
+        # hover the middle of the first slot's row (under the lane's queue row, 18 px rows):
+        # a task tooltip with its tool name
         box = page.query_selector("canvas.lanepar-timeline").bounding_box()
         assert box is not None
-        page.mouse.move(box["x"] + 96 + (box["width"] - 96) * 0.5, box["y"] + 5)
+        page.mouse.move(box["x"] + 96 + (box["width"] - 96) * 0.5, box["y"] + 18 + 9)
         page.wait_for_timeout(100)
         tip = page.inner_text(".lanepar-tip")
         assert "_nap" in tip and "query #0" in tip and "wall" in tip

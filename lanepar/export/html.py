@@ -212,7 +212,8 @@ def build_figure(trace: Trace) -> Any:
             col=1,
         )
     lane_names = list(trace.lanes) or sorted({t.lane for t in trace.tasks})
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    # lane colours that no segment kind uses, so a line is never read as a kind of time
+    palette = ["#17becf", "#bcbd22", "#393b79", "#e7969c", "#637939", "#8c6d31", "#7b4173"]
     for i, lane in enumerate(lane_names):
         active = [s.lanes.get(lane, (0, 0, 0))[0] for s in samples]
         pending = [s.lanes.get(lane, (0, 0, 0))[1] for s in samples]
@@ -241,10 +242,14 @@ def build_figure(trace: Trace) -> Any:
             row=4,
             col=1,
         )
+    labels = [_label(r) for r in rows]
     fig.update_yaxes(
         autorange="reversed",
         categoryorder="array",
-        categoryarray=[_label(r) for r in rows],
+        categoryarray=labels,
+        tickmode="array",  # every row labelled: plotly would thin a crowded category axis
+        tickvals=labels,
+        ticktext=labels,
         row=1,
         col=1,
     )
@@ -261,7 +266,7 @@ def build_figure(trace: Trace) -> Any:
     fig.update_yaxes(title_text="tasks", row=4, col=1)
     fig.update_layout(
         barmode="overlay",
-        height=int(420 + 14 * n_rows + 14 * n_cores),
+        height=int(440 + 18 * n_rows + 14 * n_cores),
         margin={"l": 110, "r": 20, "t": 40, "b": 50},
         legend={"orientation": "h", "y": 1.04, "x": 0, "yanchor": "bottom"},
         hoverlabel={"align": "left"},
