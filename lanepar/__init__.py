@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import policy as _policy  # registers auto mode and adaptive limits with the run loop
 from ._exceptions import LaneConfigError as LaneConfigError
+from ._exceptions import NestedBatchError as NestedBatchError
+from ._exceptions import NotRegularFileError as NotRegularFileError
 from ._exceptions import PathOutsideRootError as PathOutsideRootError
 from ._exceptions import TaskCancelledError as TaskCancelledError
 from ._exceptions import TaskTimeoutError as TaskTimeoutError
+from ._exceptions import ToolExitError as ToolExitError
 from ._exceptions import TraceFormatError as TraceFormatError
 from ._exceptions import UnknownToolError as UnknownToolError
 from ._exceptions import WorkerDiedError as WorkerDiedError
@@ -56,6 +59,8 @@ __all__ = [
     "LaneConfigError",
     "LaneExecutor",
     "LaneView",
+    "NestedBatchError",
+    "NotRegularFileError",
     "OTelObserver",
     "PathOutsideRootError",
     "Sample",
@@ -64,6 +69,7 @@ __all__ = [
     "TaskRecord",
     "TaskTimeoutError",
     "ToolCall",
+    "ToolExitError",
     "Trace",
     "TraceFormatError",
     "UnknownToolError",
@@ -115,12 +121,13 @@ def write_html(trace: Trace, path: str | os.PathLike[str]) -> None:
     _write(trace, path)
 
 
-def load_trace(path: str | os.PathLike[str]) -> Trace:
+def load_trace(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Trace:
     """Read a trace written by ``write_perfetto`` (or lanepar's own JSON) back; a file that is
-    not one raises :class:`TraceFormatError` naming the problem."""
+    not one, or is larger than ``max_bytes`` (default 256 MiB, also after decompression),
+    raises :class:`TraceFormatError` naming the problem."""
     from .export.load import load_trace as _load
 
-    return _load(path)
+    return _load(path, max_bytes=max_bytes)
 
 
 def __getattr__(name: str) -> Any:

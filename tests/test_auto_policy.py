@@ -210,7 +210,7 @@ def _learn_and_route(executor: lp.LaneExecutor, pol: AutoPolicy) -> None:
     second = executor.run_batch(calls, mode="auto")
     # Learnt from the first batch (at the second decision): the three ran together on one GIL,
     # each waited for the others, yet the profile sees through that wait: CPU-bound.
-    assert pol.profiles["spin"].count == 3
+    assert pol.profiles["spin"].count >= 3  # learnt after each batch returned
     assert pol.profiles["spin"].cpu_fraction > 0.7
     assert second.decision is not None
     assert second.decision.routes == {0: "cpu", 1: "cpu", 2: "cpu"}, second.decision.reason

@@ -198,7 +198,10 @@ def test_interrupt_cancels_the_batch(ip: Any) -> None:
     finally:
         timer.cancel()
     assert time.perf_counter() - t < 5  # 40 × 0.5 s on 2 slots would take 10 s
-    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    # run_batch returns what finished: the cell goes on with an interrupted result
+    assert result.success, result.error_in_exec
+    b = ip.user_ns["b"]
+    assert b.interrupted and "cancelled" in b.outcomes
     deadline = time.monotonic() + 3
     while any(a or p for a, p, _ in ex.lane_counts().values()) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -12,7 +12,8 @@ import lanepar as lp
 #: Exactly the public names: adding or removing one is a decision, so it changes this list too.
 PUBLIC = {
     "DEFAULT_LANES", "BatchResult", "Dashboard", "Decision", "LaneConfig", "LaneConfigError",
-    "LaneExecutor", "LaneView", "PathOutsideRootError", "Sample", "TaskCancelledError",
+    "LaneExecutor", "LaneView", "NestedBatchError", "NotRegularFileError", "ToolExitError",
+    "PathOutsideRootError", "Sample", "TaskCancelledError",
     "TaskHandle", "TaskRecord", "TaskTimeoutError", "ToolCall", "Trace", "TraceFormatError",
     "UnknownToolError", "WorkerDiedError", "__version__", "current", "load_ipython_extension",
     "load_trace", "phase", "registered_tools", "replay", "summarize", "tool", "write_html",

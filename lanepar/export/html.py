@@ -9,17 +9,19 @@ report into a page that no longer scrolls.
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..analysis.format import SPEEDUP_MEANING, duration_ns, headline, summary_text
 from ..trace.model import SEGMENT_KINDS, TaskRecord, Trace
+from ._checked import escape_html
 from .palette import COLOURS, LABELS, PALETTE
 
 MAX_BARS = 3000
 BINS = 1500
+MAX_CELLS = 2_000_000
+MAX_HEIGHT_PX = 20_000
 
 
 def _rows(tasks: Sequence[TaskRecord], lanes: Mapping[str, Any]) -> list[tuple[str, int]]:
@@ -32,8 +34,10 @@ def _rows(tasks: Sequence[TaskRecord], lanes: Mapping[str, Any]) -> list[tuple[s
 
 def _label(row: tuple[str, int]) -> str:
     if row[1] == -2:
-        return _queue_label(row[0])
-    return f"{row[0]} #{row[1]}" if row[1] >= 0 else f"{row[0]} (not started)"
+        return _queue_label(escape_html(row[0]))
+    # Plotly renders label text as a subset of HTML (links included): lane names are escaped.
+    lane = escape_html(row[0])
+    return f"{lane} #{row[1]}" if row[1] >= 0 else f"{lane} (not started)"
 
 
 def _task_hover(t: TaskRecord) -> str:
@@ -45,12 +49,13 @@ def _task_hover(t: TaskRecord) -> str:
     if t.runq_ns:
         body.append(f"{LABELS['runq']} {d(t.runq_ns)}")
     lines = [
-        f"<b>{html.escape(t.name)}</b> #{f[0]}",
-        html.escape(t.args_summary[:120]),
-        f"{html.escape(t.lane)} #{f[7]}",
+        f"<b>{escape_html(t.name)}</b> #{f[0]}",
+        escape_html(t.args_summary[:120]),
+        f"{escape_html(t.lane)} #{f[7]}",
         f"queued {d(f[2] - f[1])} · dispatch {d(f[3] - f[2])}",
         " · ".join(body) + f" · wall {d(f[4] - f[3])}",
-        f"outcome: {t.outcome}" + (f" — {html.escape((t.error or '')[:160])}" if t.error else ""),
+        f"outcome: {escape_html(t.outcome)}"
+        + (f" — {escape_html((t.error or '')[:160])}" if t.error else ""),
     ]
     return "<br>".join(lines)
 
@@ -103,16 +108,19 @@ def _heatmap_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any:
     import plotly.graph_objects as go
 
     t0, span = trace.start_ns, max(trace.end_ns - trace.start_ns, 1)
-    width = span / BINS
+    # Fewer bins when there are many rows, so the grid (and the page) stays bounded however
+    # many slots a trace claims.
+    bins = max(10, min(BINS, MAX_CELLS // max(len(rows), 1)))
+    width = span / bins
     index = {r: i for i, r in enumerate(rows)}
-    weight = [[[0.0] * len(SEGMENT_KINDS) for _ in range(BINS)] for _ in rows]
+    weight = [[[0.0] * len(SEGMENT_KINDS) for _ in range(bins)] for _ in rows]
     codes = {k: i for i, k in enumerate(SEGMENT_KINDS)}
     for t in trace.tasks:
         for kind, s, e in t.segments:
             grid = weight[index[(t.lane, -2) if kind == "queued" else (t.lane, t.slot)]]
             k = codes[kind]
             a, b = (s - t0) / width, (e - t0) / width
-            lo, hi = max(int(a), 0), min(int(b), BINS - 1)
+            lo, hi = max(int(a), 0), min(int(b), bins - 1)
             for i in range(lo, hi + 1):
                 grid[i][k] += min(b, i + 1) - max(a, i)
     z: list[list[float | None]] = []
@@ -128,7 +136,7 @@ def _heatmap_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any:
         scale += [[i / n, COLOURS[kind]], [(i + 1) / n, COLOURS[kind]]]
     return go.Heatmap(
         z=z,
-        x=[(i + 0.5) * width / 1e6 for i in range(BINS)],
+        x=[(i + 0.5) * width / 1e6 for i in range(bins)],
         y=[_label(r) for r in rows],
         zmin=-0.5,
         zmax=n - 0.5,
@@ -224,7 +232,7 @@ def build_figure(trace: Trace) -> Any:
             go.Scatter(
                 x=xs,
                 y=active,
-                name=f"{lane} running",
+                name=f"{escape_html(lane)} running",
                 line={"color": colour, "shape": "hv"},
                 mode="lines",
             ),
@@ -235,7 +243,7 @@ def build_figure(trace: Trace) -> Any:
             go.Scatter(
                 x=xs,
                 y=pending,
-                name=f"{lane} queued",
+                name=f"{escape_html(lane)} queued",
                 line={"color": colour, "shape": "hv", "dash": "dot"},
                 mode="lines",
             ),
@@ -266,7 +274,7 @@ def build_figure(trace: Trace) -> Any:
     fig.update_yaxes(title_text="tasks", row=4, col=1)
     fig.update_layout(
         barmode="overlay",
-        height=int(440 + 18 * n_rows + 14 * n_cores),
+        height=min(int(440 + 18 * n_rows + 14 * n_cores), MAX_HEIGHT_PX),
         margin={"l": 110, "r": 20, "t": 40, "b": 50},
         legend={"orientation": "h", "y": 1.04, "x": 0, "yanchor": "bottom"},
         hoverlabel={"align": "left"},
@@ -284,19 +292,19 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 def summary_table(summary: Mapping[str, Any]) -> str:
     """The headline figures as a plain HTML table: survives sanitizers that drop iframes."""
     cells = headline(summary)
-    head = "".join(f"<th>{html.escape(label)}</th>" for _k, label, _v in cells)
-    body = "".join(f"<td>{html.escape(v)}</td>" for _k, _l, v in cells)
+    head = "".join(f"<th>{escape_html(label)}</th>" for _k, label, _v in cells)
+    body = "".join(f"<td>{escape_html(v)}</td>" for _k, _l, v in cells)
     return (
         f'<table class="lanepar-summary"><tr>{head}</tr><tr>{body}</tr></table>'
         f'<div class="lanepar-note" style="color:#777;font-size:11px">'
-        f"{html.escape(SPEEDUP_MEANING)}</div>"
+        f"{escape_html(SPEEDUP_MEANING)}</div>"
     )
 
 
 def _figures_html(summary: Mapping[str, Any]) -> str:
     return (
         summary_table(summary)
-        + f'<pre class="lanepar-text">{html.escape(format_summary(summary))}</pre>'
+        + f'<pre class="lanepar-text">{escape_html(format_summary(summary))}</pre>'
     )
 
 
@@ -333,9 +341,9 @@ def to_html(trace: Trace, path: str | os.PathLike[str] | None = None) -> str:
     title = f"lanepar report — {len(trace.tasks)} tasks"
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
+        f"<title>{escape_html(title)}</title><style>{_CSS}</style>"
         f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
-        f"</head><body><h1>{html.escape(title)}</h1>{_figures_html(summary)}{div}</body></html>\n"
+        f"</head><body><h1>{escape_html(title)}</h1>{_figures_html(summary)}{div}</body></html>\n"
     )
     if path is not None:
         with open(path, "w", encoding="utf-8") as fh:

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..analysis.format import summary_text
 from ..analysis.summary import json_safe
+from ..export._checked import json_for_script
 from ..export.html import summary_table
 from ..trace.model import Trace
 from ._static import read_static
@@ -87,8 +88,8 @@ def snapshot_page(trace: Trace, summary: Mapping[str, Any], *, title: str = "lan
     if "</script" in js.lower():
         raise RuntimeError("snapshot.js contains '</script' and cannot be inlined")
     css = read_static("dashboard.css")
-    data = json.dumps(static_data(trace, summary, title=title), separators=(",", ":"))
-    data = data.replace("</", "<\\/")  # keep "</script>" inside the JSON from ending the tag
+    # <, > and & as \u escapes: no "</script>" or "<!--" in the data can end or bend the tag
+    data = json_for_script(static_data(trace, summary, title=title))
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>body{{margin:0}}\n{css}</style></head>"

@@ -33,16 +33,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _pc = time.perf_counter_ns
 
 
-class _Step:
-    __slots__ = ("ident", "seq", "t0", "tool")
-
-    def __init__(self, seq: int, t0: int, ident: int, tool: str) -> None:
-        self.seq = seq
-        self.t0 = t0
-        self.ident = ident
-        self.tool = tool
-
-
 def format_stack(frame: Any, depth: int = STACK_DEPTH) -> list[str]:
     """``"function (file:line)"`` from the outermost kept frame to the innermost, skipping the
     probe's own step driver so the first lines are the tool's code."""
@@ -55,7 +45,13 @@ def format_stack(frame: Any, depth: int = STACK_DEPTH) -> list[str]:
 
 
 class LoopWatch:
-    """Reports coroutine steps that held the loop for ``threshold_ns`` or longer."""
+    """Reports coroutine steps that held the loop for ``threshold_ns`` or longer.
+
+    The step driver on the loop thread writes ``t0`` (the running step's start, 0 between
+    steps) — one attribute store per step — and the watchdog thread, reading it, captures the
+    loop thread's stack once a step has run past the threshold. At the step's end the driver
+    asks :meth:`stack_of` for what the watchdog saw of that step.
+    """
 
     def __init__(
         self,
@@ -67,38 +63,46 @@ class LoopWatch:
         self.threshold_ns = threshold_ns
         self.emit = emit
         self.events: list[dict[str, Any]] = []  # kept when no ``emit`` is given
-        self._cur: _Step | None = None
-        self._seq = 0
+        #: Start of the step running now on the watched loop (0 between steps).
+        self.t0 = 0
+        self.tool = ""
+        self.ident = 0
+        self.parked = True
         self._last_begin = 0
         self._captured: tuple[int, list[str]] | None = None
-        self._parked = True
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
 
     # -- called on the loop thread, once per step ------------------------------------------------
     def step_begin(self, tool: str) -> None:
-        self._seq += 1
-        t0 = self._last_begin = _pc()
-        self._cur = _Step(self._seq, t0, threading.get_ident(), tool)
-        if self._parked:
-            self._unpark()
+        self.tool = tool
+        self.begin(_pc())
+
+    def begin(self, t0: int) -> None:
+        self.ident = threading.get_ident()
+        self.t0 = self._last_begin = t0
+        if self.parked:
+            self.unpark()
+
+    def stack_of(self, t0: int) -> list[str]:
+        """What the watchdog saw of the step that began at ``t0`` (empty if it saw nothing)."""
+        cap = self._captured
+        return cap[1] if cap is not None and cap[0] == t0 else []
 
     def step_end(self) -> None:
-        cur, self._cur = self._cur, None
-        if cur is None:
+        t0, self.t0 = self.t0, 0
+        if not t0:
             return
-        dur = _pc() - cur.t0
+        dur = _pc() - t0
         if dur < self.threshold_ns:
             return
-        cap = self._captured
-        stack = cap[1] if cap is not None and cap[0] == cur.seq else []
         ev: dict[str, Any] = {
             "type": "loop_blocked",
             "duration_ms": dur / 1e6,
-            "tool": cur.tool,
-            "stack": stack,
-            "t_ns": cur.t0,
+            "tool": self.tool,
+            "stack": self.stack_of(t0),
+            "t_ns": t0,
         }
         if self.emit is not None:
             self.emit(ev)
@@ -106,8 +110,8 @@ class LoopWatch:
             self.events.append(ev)
 
     # -- the watchdog ----------------------------------------------------------------------------
-    def _unpark(self) -> None:
-        self._parked = False
+    def unpark(self) -> None:
+        self.parked = False
         if self._thread is None and not self._stop:
             self._thread = threading.Thread(target=self._run, name="lanepar-loopwatch", daemon=True)
             self._thread.start()
@@ -116,25 +120,25 @@ class LoopWatch:
     def _run(self) -> None:
         poll = self.threshold_ns / 4e9
         while not self._stop:
-            if self._parked:
+            if self.parked:
                 self._wake.wait()
                 self._wake.clear()
                 continue
             time.sleep(poll)
-            cur = self._cur
+            t0 = self.t0
             now = _pc()
-            if cur is None:
+            if not t0:
                 if now - self._last_begin > _PARK_AFTER_NS:
-                    self._parked = True
-                    if self._cur is not None:  # a step began meanwhile and saw us awake
-                        self._parked = False
+                    self.parked = True
+                    if self.t0:  # a step began meanwhile and saw us awake
+                        self.parked = False
                 continue
             cap = self._captured
-            if now - cur.t0 < self.threshold_ns or (cap is not None and cap[0] == cur.seq):
+            if now - t0 < self.threshold_ns or (cap is not None and cap[0] == t0):
                 continue
-            frame = sys._current_frames().get(cur.ident)
-            if frame is not None and self._cur is cur:
-                self._captured = (cur.seq, format_stack(frame))
+            frame = sys._current_frames().get(self.ident)
+            if frame is not None and self.t0 == t0:
+                self._captured = (t0, format_stack(frame))
             del frame
 
     def close(self) -> None:
