@@ -105,6 +105,9 @@ class Lane:
             while slot in self.workers:
                 slot += 1
             w = self.workers[slot] = Worker(slot)
+            # The slot exists (is free) from now, not from when its coroutine first runs: a
+            # job waiting for that start waits for the executor (dispatch), not for capacity.
+            w.free_at = _pc()
             tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
             need -= 1
 
@@ -168,6 +171,7 @@ class Lane:
                     self._finish_interrupted(w, job, scope)
                     await self._drain(w, job)
                     del job
+                w.free_at = _pc()  # the interrupted job held the slot until now
         finally:
             if self.workers.get(w.slot) is w:
                 del self.workers[w.slot]
@@ -178,7 +182,6 @@ class Lane:
         """Run jobs until retired (True) or until this scope was cancelled (False)."""
         budget = self.budget
         since_yield = 0
-        w.free_at = _pc()
         while True:
             if w.slot >= self.limit:
                 return True
