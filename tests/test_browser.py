@@ -19,6 +19,7 @@ import pytest
 from browser_utils import browser_available, chromium_page, jupyter_lab
 
 import lanepar as lp
+from lanepar.export.native import trace_dict
 from lanepar.jupyter.snapshot import snapshot_page
 
 pytestmark = [
@@ -349,7 +350,7 @@ def test_gil_and_runq_draw_in_their_palette_colours(tmp_path: Path) -> None:
     trace = _kinds_trace()
     painted = _painted_js({k: COLOURS[k] for k in ("cpu", "gil", "runq", "wait")})
     (tmp_path / "kinds.html").write_text(snapshot_page(trace, lp.summarize(trace), title="kinds"))
-    doc = {**trace.to_dict(), "summary": lp.summarize(trace)}
+    doc = {**trace_dict(trace), "summary": lp.summarize(trace)}
     (tmp_path / "kinds.lanetrace.json").write_text(json.dumps(doc))
     with chromium_page(1300, 600) as page:
         errors: list[str] = []

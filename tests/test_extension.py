@@ -21,6 +21,7 @@ from jupyter_core.paths import jupyter_path
 from ts_tools import build_ts_tests
 
 import lanepar as lp
+from lanepar.export.native import trace_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = ROOT / "extension"
@@ -142,7 +143,7 @@ def test_chrome_export_and_native_trace_read_the_same(converter: Path, tmp_path:
     trace = batch.trace
     assert trace is not None
     native = tmp_path / "run.lanetrace.json"
-    native.write_text(json.dumps({"format": "lanepar-trace", "version": 1, **trace.to_dict()}))
+    native.write_text(json.dumps(trace_dict(trace)))
     chrome = tmp_path / "run.chrome.lanetrace.json"
     lp.write_perfetto(trace, chrome)
 

@@ -26,6 +26,7 @@ from lanepar.export._checked import escape_html, json_for_script, read_capped
 from lanepar.export.chrome import to_chrome_trace
 from lanepar.export.html import to_html
 from lanepar.export.load import TraceFormatError, load_trace, parse_trace
+from lanepar.export.native import trace_dict
 from lanepar.jupyter.snapshot import snapshot_bundle
 from lanepar.trace.model import OUTCOMES, SEGMENT_KINDS, TaskRecord, Trace
 
@@ -355,7 +356,7 @@ def _evil_trace() -> Trace:
 def test_report_has_no_live_tag_from_trace_strings(tmp_path: Path) -> None:
     trace = _evil_trace()
     path = tmp_path / "t.json"
-    path.write_text(json.dumps(trace.to_dict()))
+    path.write_text(json.dumps(trace_dict(trace)))
     page = to_html(load_trace(path))
     parser = _Tags()
     parser.feed(page)
@@ -397,7 +398,7 @@ def test_distinct_names_are_capped_for_the_dashboard_wire_format(
     from lanepar.export import _fields
 
     assert _fields.MAX_NAMES == (1 << 16) - 1  # the dashboard indexes names with uint16
-    doc = json.loads(json.dumps(_evil_trace().to_dict()))
+    doc = json.loads(json.dumps(trace_dict(_evil_trace())))
     for i, t in enumerate(doc["tasks"]):
         t["name"] = f"tool{i}"
     chrome = json.loads(json.dumps(to_chrome_trace(parse_trace(doc))))

@@ -27,6 +27,7 @@ from ..analysis.format import summary_text
 from ..analysis.summary import json_safe
 from ..export._checked import json_for_script
 from ..export.html import summary_table
+from ..export.native import trace_dict
 from ..trace.model import Trace
 from ._static import read_static
 from .events import event_views
@@ -114,7 +115,7 @@ def page_height(trace: Trace) -> int:
 
 def trace_payload(trace: Trace, summary: Mapping[str, Any]) -> dict[str, Any]:
     """The ``application/vnd.lanepar.trace+json`` document: the trace, versioned, plus summary."""
-    doc = {"format": "lanepar-trace", "version": 1, **trace.to_dict(), "summary": dict(summary)}
+    doc = {**trace_dict(trace), "summary": dict(summary)}
     return json_safe(doc)  # type: ignore[no-any-return]
 
 

@@ -9,10 +9,15 @@ thread watch only while batches are in flight, so an idle executor costs the hel
 
 from __future__ import annotations
 
+import asyncio
+
 from ..trace import threadstate
 from ..trace.loopwatch import LoopWatch
 from ..trace.probe import watch_loop
 from ..trace.recorder import Recorder
+
+#: How long the loop thread stays registered with the thread watch after its last batch.
+LINGER_S = 1.0
 
 
 class LoopObservers:
@@ -23,6 +28,7 @@ class LoopObservers:
         self.blocks: LoopWatch | None = None
         self.states: threadstate.ThreadWatch | None = None
         self.slot = -1
+        self._linger: asyncio.TimerHandle | None = None
 
     def start(self, loop_block_ms: float | None) -> None:
         if loop_block_ms is not None:
@@ -31,6 +37,10 @@ class LoopObservers:
 
     def busy(self) -> None:
         """The first batch in flight: watch the loop thread's states while work runs."""
+        if self._linger is not None:  # batches back to back: still held, nothing to do
+            self._linger.cancel()
+            self._linger = None
+            return
         if self.states is None and threadstate.enabled():
             self.states = threadstate.acquire()
             self.recorder.add_event("threadstate", status=self.states.status())
@@ -39,14 +49,28 @@ class LoopObservers:
         watch_loop(self.blocks, self.states, self.slot)
 
     def idle(self) -> None:
-        """No batch in flight: stop sampling the loop thread."""
+        """No batch in flight: stop sampling the loop thread — after a short linger, because
+        registering the thread again for the very next batch costs more than the batch."""
+        if self.states is None or self.slot < 0:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio: no timer handle to cancel later, so at once
+            self._release()
+            return
+        self._linger = loop.call_later(LINGER_S, self._release)
+
+    def _release(self) -> None:
+        self._linger = None
         if self.states is not None and self.slot >= 0:
             self.states.unhold(self.slot)
             self.slot = -1
         watch_loop(self.blocks)
 
     def stop(self) -> None:
-        self.idle()
+        if self._linger is not None:
+            self._linger.cancel()
+        self._release()
         watch_loop(None)
         blocks, self.blocks = self.blocks, None
         if blocks is not None:

@@ -42,6 +42,8 @@ _pc = time.perf_counter_ns
 FAIRNESS_EVERY = 64
 #: Process children started ahead of the first batch, at most (each is an interpreter).
 WARM_MAX = 8
+#: A start delay shorter than this is not worth asking the thread watch about.
+CONTENTION_MIN_NS = 200_000
 #: The longest back-off between two attempts of a retried job.
 MAX_BACKOFF_S = 30.0
 
@@ -293,7 +295,8 @@ class Lane:
                 try:
                     return None, await stepped(job.fn(*job.args, **job.kwargs), probe)
                 finally:  # waking this worker waited on the loop thread's GIL: not overhead
-                    probe.prepend_contention(*loop_contention(free, probe.started_ns))
+                    if probe.started_ns - free > CONTENTION_MIN_NS:
+                        probe.prepend_contention(*loop_contention(free, probe.started_ns))
             if probe is not None:
                 probe.started_ns = free  # what the backend may measure its hand-off from
             return None, await self.backend.run(

@@ -220,29 +220,6 @@ class TaskRecord:
     def extra(self) -> Mapping[str, Any]:
         return self._x or {}
 
-    def to_dict(self) -> dict[str, Any]:
-        i, sub, free, start, fin, cpu, wait, slot = self.fields()
-        d: dict[str, Any] = {
-            "id": i,
-            "lane": self.lane,
-            "name": self.name,
-            "args": self.args_summary,
-            "outcome": self.outcome,
-            "submitted_ns": sub,
-            "slot_free_ns": free,
-            "started_ns": start,
-            "finished_ns": fin,
-            "cpu_ns": cpu,
-            "wait_ns": wait,
-            "gil_ns": self.gil_ns,
-            "runq_ns": self.runq_ns,
-            "slot": slot,
-            "segments": [[k, s, e] for k, s, e in self.segments],
-        }
-        if self._x:
-            d["extra"] = dict(self._x)
-        return d
-
     def __repr__(self) -> str:
         return (
             f"TaskRecord(id={self.id}, lane={self.lane!r}, name={self.name!r}, "
@@ -331,17 +308,3 @@ class Trace:
             f"<Trace {len(self.tasks)} tasks, {len(self.samples)} samples, "
             f"{self.wall_ns / 1e9:.3f}s>"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": "lanepar-trace",
-            "version": 1,
-            "start_ns": self.start_ns,
-            "end_ns": self.end_ns,
-            "dropped": self.dropped,
-            "n_cores": self.n_cores,
-            "lanes": self.lanes,
-            "events": self.events,
-            "tasks": [t.to_dict() for t in self.tasks],
-            "samples": [[s.t_ns, list(s.cores), s.proc_cpu, dict(s.lanes)] for s in self.samples],
-        }

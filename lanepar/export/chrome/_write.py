@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..trace.model import Trace
+from ...trace.model import Trace
 
 FORMAT = "lanepar-trace"
 VERSION = 1
@@ -140,7 +140,7 @@ def to_chrome_trace(trace: Trace, path: str | os.PathLike[str] | None = None) ->
 
 
 def _summary(trace: Trace) -> dict[str, Any]:
-    from ..analysis.summary import json_safe, summarize
+    from ...analysis.summary import json_safe, summarize
 
     return json_safe(summarize(trace))  # type: ignore[no-any-return]
 
