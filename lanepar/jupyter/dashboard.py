@@ -247,6 +247,7 @@ class Dashboard(anywidget.AnyWidget):
             if summary is None:
                 summary = summarize(trace)
             self._packer.set_lane_counts(self.executor.lane_counts())
+            self._packer.set_peaks(summary.get("per_lane", {}))
             with self._in_cell():
                 self.send(msg, buffers)
                 self.send(end)

@@ -93,6 +93,9 @@ class DeltaPacker:
         self.last_ns = t0_ns
         self.now_ns = t0_ns
         self.task_time_ns = 0
+        self.alone_ns = 0  # cpu + I/O wait: what the tasks would also spend run one by one
+        self.lane_done: dict[str, int] = {}
+        self.lane_running: dict[str, int] = {}
         self.util_sum = 0.0
         self.util_n = 0
         self.dispatch = LogHistogram()
@@ -151,7 +154,9 @@ class DeltaPacker:
         run = array.array("q")
         run_args: list[str] = []
         lane_of, name_of = self._lane, self._name
+        self.lane_running = {}
         for r in running:
+            self.lane_running[r.lane] = self.lane_running.get(r.lane, 0) + 1
             lane, name = lane_of(r.lane), name_of(r.name)
             run.extend((r.id, lane, r.slot, name, r.submitted_ns, r.started_ns))
             run_args.append(r.args_summary)
@@ -242,15 +247,21 @@ class DeltaPacker:
         second old needs no more, and the final figures are exact."""
         for i in set(lane_codes):
             self.lanes_used.add(self.lanes[i])
+        done = self.lane_done
+        for i in lane_codes:
+            name = self.lanes[i]
+            done[name] = done.get(name, 0) + 1
         step = max(1, len(packed) // _SAMPLE)
         heads = [_HEAD.unpack_from(p) for p in packed[::step]]
         weight = len(packed) / len(heads)
         cq, cd = self.queued.counts, self.dispatch.counts
-        task_time = 0
+        task_time = alone = 0
         first, last = self.first_ns, self.last_ns
         for h in heads:
             sub, free, start, fin = h[1], h[2], h[3], h[4]
             task_time += fin - start  # a task that never started has started == finished
+            if h[9] >= 0:
+                alone += min(h[5] + h[6], max(fin - start, 0))
             q = free - sub
             cq[_bin(q) if q > 0 else 0] += weight
             if h[9] >= 0:
@@ -261,6 +272,7 @@ class DeltaPacker:
             if fin > last:
                 last = fin
         self.task_time_ns += int(task_time * weight)
+        self.alone_ns += int(alone * weight)
         self.first_ns, self.last_ns = first, last
 
     def _message(
@@ -339,15 +351,21 @@ class DeltaPacker:
 
     # -- figures ---------------------------------------------------------------------------
     def figures(self) -> Figures:
-        """Live estimates with the definitions of ``summarize()`` (speedup = task time / wall,
-        ideal = min(tasks, summed limits of the lanes used))."""
+        """Live estimates with the definitions of ``summarize()``: speedup = the finished tasks'
+        CPU + I/O wait over the elapsed time; ideal = the sum over the lanes used of
+        min(tasks seen in the lane, its limit). The final figures are ``summarize()``'s own."""
         start = self.first_ns if self.first_ns is not None else self.t0_ns
         end = self.now_ns if self.n_running or self.done < self.total else self.last_ns
         elapsed = max(end - start, 0) / 1e9
         task_time = self.task_time_ns / 1e9
-        speedup = task_time / elapsed if elapsed > 0 else 0.0
-        limits = sum(self.lane_state[n]["limit"] for n in self.lanes_used if n in self.lane_state)
-        ideal = float(min(max(self.total, self.done), limits)) if limits else 0.0
+        speedup = self.alone_ns / 1e9 / elapsed if elapsed > 0 else 0.0
+        ideal = 0.0
+        for name in self.lanes_used | set(self.lane_running):
+            st = self.lane_state.get(name)
+            if st is None or not st["limit"]:
+                continue
+            seen = self.lane_done.get(name, 0) + self.lane_running.get(name, 0) + st["pending"]
+            ideal += min(seen, st["limit"])
         return {
             "done": self.done,
             "total": self.total,
@@ -372,6 +390,13 @@ class DeltaPacker:
             st = self.lane_state[lane]
             st["active"], st["pending"], st["limit"] = active, pending, limit
             st["max_active"] = max(st["max_active"], active)
+
+    def set_peaks(self, per_lane: Mapping[str, Mapping[str, Any]]) -> None:
+        """The exact peaks of a finished run (``summarize()``'s, from the records the timeline
+        draws), replacing the sampled ones: a 20 Hz sampler misses short peaks."""
+        for lane, info in per_lane.items():
+            self._lane(lane)
+            self.lane_state[lane]["max_active"] = int(info.get("peak_active", 0))
 
     def lane_rows(self) -> list[LaneState]:
         return [dict(self.lane_state[n]) for n in self.lanes]  # type: ignore[misc]

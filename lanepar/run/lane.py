@@ -107,6 +107,9 @@ class Lane:
             while slot in self.workers:
                 slot += 1
             w = self.workers[slot] = Worker(slot)
+            # The slot exists (is free) from now, not from when its coroutine first runs: a
+            # job waiting for that start waits for the executor (dispatch), not for capacity.
+            w.free_at = _pc()
             tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
             need -= 1
 
@@ -170,6 +173,7 @@ class Lane:
                     self._finish_interrupted(w, job, scope)
                     await self._drain(w, job)
                     del job
+                w.free_at = _pc()  # the interrupted job held the slot until now
         finally:
             if self.workers.get(w.slot) is w:
                 del self.workers[w.slot]
@@ -180,7 +184,6 @@ class Lane:
         """Run jobs until retired (True) or until this scope was cancelled (False)."""
         budget = self.budget
         since_yield = 0
-        w.free_at = _pc()
         while True:
             if w.slot >= self.limit:
                 return True
@@ -216,32 +219,38 @@ class Lane:
             self.active += 1
             if self.active > self.peak_active:
                 self.peak_active = self.active
+            body_end = 0
             try:
-                await self._run(w, job, granted)
+                body_end = await self._run(w, job, granted)
             finally:
                 self.active -= 1
                 if budget is not None:
                     budget.release(self)
             w.job = None
             del job  # an idle worker must not keep a finished batch (and its results) alive
-            w.free_at = _pc()
+            # The slot is free from the moment its body ended, not from when this coroutine
+            # resumed: a loop slowed by GIL contention notices a finished thread late, and a
+            # task waiting meanwhile waited for the executor (dispatch, or the loop's GIL / core
+            # waits), not for capacity (queued). ``min``: a child's clock may land a hair ahead.
+            now = _pc()
+            w.free_at = min(body_end, now) if body_end else now
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
+                # The slot stays free while lent to the rest of the loop: a job waiting through
+                # this checkpoint is charged dispatch (executor overhead), never queued.
                 await anyio.lowlevel.checkpoint()
-                # The slot was lent to the rest of the loop: it is free again from now, so the
-                # next job's dispatch measures the scheduler, not the other tasks that just ran.
-                w.free_at = _pc()
 
-    async def _run(self, w: Worker, job: Job, granted: int) -> None:
+    async def _run(self, w: Worker, job: Job, granted: int) -> int:
         """Run a job to its end: attempts in a loop (retries are opt-in and bounded), then one
-        record and one outcome. Whatever the body raises — even ``SystemExit`` — is the job's."""
+        record and one outcome. Whatever the body raises — even ``SystemExit`` — is the job's.
+        Returns when the body ended (0 when unknown: untraced, or it never ran)."""
         if self._prepare is not None:
             try:  # a child that cannot start is this task's error, never the lane's end
                 await self._prepare(w.slot)
             except Exception as e:
                 self._settle(w, job, max(job.pushed_ns, w.free_at, granted), None, None, e)
-                return
+                return 0
         while True:
             free = max(job.pushed_ns, w.free_at, granted)
             probe = None
@@ -253,6 +262,7 @@ class Lane:
             await self._backoff(job, error)  # not under the task's deadline
             granted = _pc()
         self._settle(w, job, free, probe, value, error)
+        return probe.finished_ns if probe is not None else 0
 
     async def _attempt(
         self, w: Worker, job: Job, free: int, probe: TaskProbe | None
