@@ -10,12 +10,8 @@ from typing import Any
 import anyio
 import psutil
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import lanepar as lp
-from lanepar.trace.model import KIND_CODE
-from lanepar.trace.probe import TaskProbe
 
 MS = 1_000_000
 
@@ -140,40 +136,6 @@ def test_queued_is_the_wait_for_a_slot_and_dispatch_is_overhead() -> None:
         if i:  # a queued task's slot frees exactly when its predecessor finishes
             assert rec.slot_free_ns >= recs[i - 1].finished_ns
             assert rec.slot_free_ns - recs[i - 1].finished_ns < 5 * MS
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    pieces=st.lists(
-        st.tuples(st.booleans(), st.integers(0, 3 * MS), st.integers(0, 100)), max_size=300
-    ),
-    resolution=st.sampled_from([0, 100_000, 500_000, 2 * MS]),
-    max_segments=st.integers(2, 64),
-)
-def test_merging_bounds_segments_and_keeps_totals_exact(
-    pieces: list[tuple[bool, int, int]], resolution: int, max_segments: int
-) -> None:
-    probe = TaskProbe(resolution, max_segments)
-    t = 1_000_000_000
-    cpu = wait = 0
-    for is_step, length, cpu_pct in pieces:
-        if is_step:
-            c = length * cpu_pct // 100
-            probe.step(t, t + length, c)
-            cpu += c
-            wait += length - c
-        else:
-            probe.wait(t, t + length)
-            wait += length
-        t += length
-    segs = probe.finish()
-    assert probe.cpu_ns == cpu and probe.wait_ns == wait
-    assert len(segs) <= max_segments
-    if cpu + wait:
-        assert segs[0][1] == 1_000_000_000 and segs[-1][2] == t
-    for a, b in zip(segs, segs[1:]):
-        assert a[2] == b[1] and a[0] != b[0]
-        assert a[0] in (KIND_CODE["cpu"], KIND_CODE["wait"])
 
 
 def test_recorder_is_a_bounded_ring() -> None:
