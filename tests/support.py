@@ -101,3 +101,17 @@ class Gauge:
 
         body.__name__ = f"sleep_{lane}"
         return body
+
+
+def warm_process_wide_loops() -> None:
+    """Create the event loops that IPython and jupyter_core keep for the life of the process.
+
+    Both cache one loop (an epoll descriptor and a socket pair) the first time they need it;
+    a module-scoped fixture calls this so that cache is made outside every test, and the
+    descriptor leak check (conftest.py) counts only what a test itself leaves open.
+    """
+    from IPython.core.async_helpers import get_asyncio_loop
+    from jupyter_core.utils import ensure_event_loop
+
+    get_asyncio_loop()
+    ensure_event_loop()
