@@ -115,3 +115,23 @@ def warm_process_wide_loops() -> None:
 
     get_asyncio_loop()
     ensure_event_loop()
+
+
+def main_thread_waits_in(function: str, timeout: float = 60.0) -> bool:
+    """Wait until the main thread is inside ``function`` (by its code name), e.g. the sync
+    bridge's ``wait_interruptibly``. A simulated Ctrl-C sent from a task body then lands while
+    the caller waits for its batch, the case the tests are about, and never in the instant
+    between submitting and waiting, which a slow machine can stretch."""
+    import sys
+
+    main = threading.main_thread().ident
+
+    def inside() -> bool:
+        frame = sys._current_frames().get(main) if main is not None else None
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return True
+            frame = frame.f_back
+        return False
+
+    return wait_until(inside, timeout)

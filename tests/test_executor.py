@@ -19,7 +19,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import Gauge, run_virtual, vnow
+from support import Gauge, main_thread_waits_in, run_virtual, vnow
 
 import lanepar as lp
 
@@ -542,7 +542,9 @@ async def test_cancelling_the_caller_cancels_the_batch(anyio_backend: str) -> No
 
 def test_keyboard_interrupt_cancels_the_batch_cleanly() -> None:
     async def interrupts() -> None:
-        _thread.interrupt_main()  # as a front end's Ctrl-C does, while the batch runs
+        # as a front end's Ctrl-C does, once the caller waits for the batch
+        assert await anyio.to_thread.run_sync(main_thread_waits_in, "wait_interruptibly")
+        _thread.interrupt_main()
         await anyio.sleep(3600)
 
     async def long() -> None:

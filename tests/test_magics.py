@@ -13,7 +13,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output as _capture_output
-from support import warm_process_wide_loops
+from support import main_thread_waits_in, warm_process_wide_loops
 
 from lanepar.jupyter.magics import LaneparMagics, rewrite_cell_magic
 from lanepar.jupyter.snapshot import MIME
@@ -195,14 +195,16 @@ def test_bad_options_give_one_usage_line(ip: Any, line: str) -> None:
 
 
 def test_interrupt_cancels_the_batch(ip: Any) -> None:
-    """Ctrl-C (SIGINT to the kernel) while a batch runs: the first of 40 tasks sends it once it
-    is running, so the interrupt lands mid-batch on any machine."""
+    """Ctrl-C (SIGINT to the kernel) while a batch runs: the first of 40 tasks sends it once
+    the cell waits for the batch, so the interrupt lands mid-batch on any machine."""
     ex = magics_of(ip).executor
     ip.user_ns["interrupt"] = lambda: os.kill(os.getpid(), signal.SIGINT)
+    ip.user_ns["caller_waits"] = lambda: main_thread_waits_in("wait_interruptibly")
     ip.user_ns.pop("b", None)
     src = (
         "%%lanepar --lanes query=2\n"
         "async def first(i):\n"
+        "    assert await asyncio.to_thread(caller_waits)\n"
         "    interrupt()\n"
         "    await asyncio.sleep(3600)\n"
         "calls = [lp.ToolCall(first, 0, lane='query')]\n"
