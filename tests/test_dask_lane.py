@@ -98,8 +98,17 @@ def subprocess_cluster(tmp: Path, n_workers: int = 2) -> Iterator[str]:
                                "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                                "--scheduler-file", str(sched_file)], **quiet)]  # fmt: skip
     try:
-        assert wait_until(sched_file.exists, 120), "the scheduler did not start"
-        address = json.loads(sched_file.read_text())["address"]
+        info: dict[str, Any] = {}
+
+        def written() -> bool:  # the file appears before its contents do
+            try:
+                info.update(json.loads(sched_file.read_text()))
+            except (FileNotFoundError, ValueError):
+                return False
+            return "address" in info
+
+        assert wait_until(written, 120), "the scheduler did not start"
+        address = str(info["address"])
         procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
                                     "--nthreads", "1", "--no-dashboard", "--memory-limit", "0"],
                                    **quiet) for _ in range(n_workers)]  # fmt: skip
