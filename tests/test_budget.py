@@ -106,20 +106,44 @@ def test_blocked_by_priority_only_while_the_higher_lane_has_work_and_waiters() -
     run_virtual(main)
 
 
-def test_equal_priorities_do_not_block_each_other() -> None:
-    a, c = FakeLane("a", 1, 0, queued=2), FakeLane("c", 1, 0, queued=2)
-    b = budget(2, a, c)
+def waiting(b: SharedBudget, lane: FakeLane) -> None:
+    """A worker of ``lane`` in line for a slot, as the budget sees it once the grant passed it
+    by (its lane had nothing queued then) and before the work that arrived is announced."""
+    b._waiters[lane.name].append(anyio.Event())
+
+
+@pytest.mark.parametrize("lo_reserved", [0, 1])
+def test_a_waiting_higher_priority_lane_blocks_the_shared_pool(lo_reserved: int) -> None:
+    hi, lo = FakeLane("hi", 0, 0, queued=1), FakeLane("lo", 5, lo_reserved, queued=5)
+    b = budget(3, hi, lo)
 
     async def main() -> None:
-        assert take(b, a, 2) == [True, True]
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(b.acquire, a)
-            await anyio.sleep(1)
-            b.release(a)  # type: ignore[arg-type]
-        b.release(a)  # type: ignore[arg-type]
-        assert take(b, c, 1) == [True]
+        assert take(b, lo, lo_reserved) == [True] * lo_reserved  # its own slot: never contested
+        waiting(b, hi)
+        assert take(b, lo, 1) == [False]  # a shared slot is free, but hi is first in line
+        hi.queue.n = 0
+        assert take(b, lo, 1) == [True]  # hi has nothing to run: no reason to hold the slot
+        assert b.active["lo"] == lo_reserved + 1
 
     run_virtual(main)
+
+
+def test_a_lower_priority_lane_never_blocks_a_higher_one() -> None:
+    hi, mid, lo = FakeLane("hi", 0, 0), FakeLane("mid", 1, 0), FakeLane("lo", 2, 0, queued=3)
+    b = budget(2, hi, mid, lo)
+    waiting(b, lo)
+    assert take(b, mid, 1) == [True]
+    assert take(b, hi, 1) == [True]
+
+
+def test_equal_priorities_yield_to_the_lane_listed_first() -> None:
+    a, c = FakeLane("a", 1, 0, queued=2), FakeLane("c", 1, 0, queued=2)
+    b = budget(2, a, c)
+    waiting(b, a)
+    assert take(b, c, 1) == [False]
+    d = budget(2, a, c)
+    waiting(d, c)
+    assert take(d, a, 1) == [True]  # c is listed after a: it does not hold a back
 
 
 def test_grants_go_only_to_lanes_with_queued_work() -> None:
@@ -220,6 +244,21 @@ def test_a_lane_added_later_joins_in_priority_order() -> None:
     assert b.shared_cap == 1 and b.active["new"] == 0
     assert take(b, lo, 2) == [True, False]
     assert take(b, new, 1) == [True]  # its reserved slot
+    got: list[bool] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def wait() -> None:
+                await b.acquire(new)  # type: ignore[arg-type]
+                got.append(True)
+
+            tg.start_soon(wait)
+            await anyio.sleep(1)
+            b.release(lo)  # type: ignore[arg-type]
+
+    run_virtual(main)
+    assert got == [True] and b.active == {"new": 2, "lo": 0}
 
 
 @pytest.mark.parametrize("total", [2, 3])

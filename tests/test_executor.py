@@ -537,7 +537,76 @@ async def test_cancelling_the_caller_cancels_the_batch(anyio_backend: str) -> No
         tasks = ex.snapshot().tasks
     assert started == 3
     assert sorted(t.outcome for t in tasks) == ["cancelled"] * 10
+    assert sorted(t.slot for t in tasks)[:7] == [-1] * 7
     assert sorted(t.slot >= 0 for t in tasks) == [False] * 7 + [True] * 3
+    assert all("was cancelled" in (t.error or "") for t in tasks if t.slot >= 0)
+
+
+def test_cancelling_one_batch_leaves_the_others_alone() -> None:
+    """Two batches share a lane: cancelling one drops its queued jobs at once and cancels its
+    running ones, as "cancelled" even when they have a timeout; the other's jobs, running and
+    queued, finish normally."""
+
+    async def nap(tag: str) -> str:
+        await anyio.sleep(1)
+        return tag
+
+    async def main() -> tuple[list[Any], list[Any], list[lp.TaskRecord], int]:
+        lanes = {"q": lp.LaneConfig(max_concurrency=2, timeout_s=100)}
+        async with lp.LaneExecutor(lanes=lanes) as ex:
+            a = [ex.submit(lp.ToolCall(nap, f"a{i}", lane="q")) for i in range(3)]
+            b = [ex.submit(lp.ToolCall(nap, f"b{i}", lane="q")) for i in range(3)]
+            await anyio.sleep(0.5)  # a0 and a1 run; a2 and b0..b2 wait
+            assert ex.lanes["q"].pending == 4
+            for h in a:
+                h.cancel()
+            pending_now = ex.lanes["q"].pending  # before any worker ran again
+            got_b = [await h for h in b]
+            outcomes = [h.outcome for h in a]
+            return outcomes, got_b, ex.snapshot().tasks, pending_now
+
+    outcomes, got_b, tasks, pending_now = run_virtual(main)
+    assert pending_now == 3  # a2 dropped from the queue at once
+    assert outcomes == ["cancelled"] * 3 and got_b == ["b0", "b1", "b2"]
+    by_args = {t.args_summary: t for t in tasks}
+    assert sorted(t.outcome for t in tasks) == ["cancelled"] * 3 + ["ok"] * 3
+    dropped = [t for t in tasks if t.outcome == "cancelled" and t.slot < 0]
+    assert len(dropped) == 1 and dropped[0].slot == -1
+    assert dropped[0].wall_ns == 0 and dropped[0].started_ns == dropped[0].slot_free_ns
+    assert len(by_args) == 6
+
+
+def test_a_cancelled_task_says_so() -> None:
+    async def long() -> None:
+        await anyio.sleep(3600)
+
+    async def main() -> lp.BatchResult:
+        async with lp.LaneExecutor(lanes={"q": lp.LaneConfig(max_concurrency=1)}) as ex:
+            with anyio.move_on_after(1):
+                await ex.arun_batch([lp.ToolCall(long, lane="q") for _ in range(2)])
+            h = ex.submit(lp.ToolCall(long, lane="q"))
+            with anyio.move_on_after(1):
+                await h  # cancelling the awaiting caller cancels the task too
+            await anyio.sleep(1)
+            assert h.done() and h.outcome == "cancelled"
+            with pytest.raises(lp.TaskCancelledError, match="long was cancelled"):
+                await h
+            return await ex.arun_batch([])
+
+    assert run_virtual(main).ok
+
+
+def test_submit_runs_as_one_parallel_call_whatever_the_default_mode() -> None:
+    async def echo(x: int) -> int:
+        return x
+
+    async def main() -> tuple[int, list[str]]:
+        async with lp.LaneExecutor(mode="auto") as ex:
+            value = await ex.submit(lp.ToolCall(echo, 3))
+            return value, [e["type"] for e in ex.snapshot().events]
+
+    value, events = run_virtual(main)
+    assert value == 3 and "decision" not in events
 
 
 def test_keyboard_interrupt_cancels_the_batch_cleanly() -> None:

@@ -18,6 +18,10 @@ def drain(q: JobQueue[str]) -> list[str]:
 def test_empty_queue() -> None:
     q: JobQueue[str] = JobQueue()
     assert len(q) == 0 and not q and q.n == 0
+    q.push([(0, "one")])
+    assert q and len(q) == 1
+    q.pop()
+    assert not q
     assert q.push([]) == 0
     assert q.remove_if(lambda j: True) == []
     assert len(q) == 0
