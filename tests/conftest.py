@@ -90,13 +90,17 @@ FD_LAZY_TARGETS = re.compile(r"^(/dev/urandom|/dev/null|/dev/pts/\d+|/dev/tty)$"
 
 
 def _fd_leaks(before: dict[int, str]) -> list[str]:
+    def new() -> list[str]:
+        return sorted(
+            f"{fd} -> {target}"
+            for fd, target in _fds().items()
+            if before.get(fd) != target and not FD_LAZY_TARGETS.match(target)
+        )
+
+    if not (leaks := new()):
+        return leaks
     gc.collect()  # a socket or file nobody references any more is closed by its finalizer
-    now = _fds()
-    return sorted(
-        f"{fd} -> {target}"
-        for fd, target in now.items()
-        if before.get(fd) != target and not FD_LAZY_TARGETS.match(target)
-    )
+    return new()
 
 
 def _current_executor() -> lp.LaneExecutor | None:
