@@ -302,6 +302,9 @@ def test_retries_are_opt_in_with_exponential_backoff() -> None:
     assert sorted((e["attempt"], e["lane"]) for e in retry_events) == [
         (1, "retrying"), (1, "retrying"), (2, "retrying"), (2, "retrying")
     ]  # fmt: skip
+    ids = {t.args_summary.split(",")[0]: t.id for t in b.trace.tasks}
+    assert sorted(e["task"] for e in retry_events) == sorted([ids["'b'"], ids["'c'"]] * 2)
+    assert all(e["error"] == "OSError('transient')" for e in retry_events)
     assert lp.DEFAULT_LANES["execute"].retries == 0  # bash must never be retried by default
 
 
@@ -685,3 +688,142 @@ def test_activate_makes_an_executor_current_and_nests() -> None:
         assert lp.current() is a
     with pytest.raises(RuntimeError):
         lp.current()
+
+
+# -- lanes added, limits changed, what the trace and observers see ------------------------------
+class Seen:
+    def __init__(self) -> None:
+        self.records: list[lp.TaskRecord] = []
+
+    def task_finished(self, record: lp.TaskRecord) -> None:
+        self.records.append(record)
+
+
+def test_cancelled_and_timed_out_tasks_reach_observers_and_leave_nothing_running() -> None:
+    async def long() -> None:
+        await anyio.sleep(3600)
+
+    async def main() -> tuple[list[lp.TaskRecord], dict[int, Any], list[str]]:
+        seen = Seen()
+        lanes = {"q": lp.LaneConfig(max_concurrency=2, timeout_s=1)}
+        async with lp.LaneExecutor(lanes=lanes) as ex:
+            ex.add_observer(seen)
+            await ex.arun_batch([lp.ToolCall(long, lane="q")])  # times out at 1 s
+            with anyio.move_on_after(0.5):
+                await ex.arun_batch([lp.ToolCall(long, lane="q") for _ in range(3)])
+            await anyio.sleep(1)
+            running = dict(ex.recorder.running)
+            traced = [t.outcome for t in ex.snapshot().tasks]
+        return seen.records, running, traced
+
+    records, running, traced = run_virtual(main)
+    assert running == {}
+    assert traced == ["timeout", "cancelled", "cancelled", "cancelled"]
+    # the observer sees the ones that ran (a timeout and two cancelled), with their lane
+    assert sorted(r.outcome for r in records) == ["cancelled", "cancelled", "timeout"]
+    assert {r.lane for r in records} == {"q"}
+
+
+def test_add_lane_before_and_while_running() -> None:
+    g = Gauge(vnow)
+
+    async def main() -> tuple[lp.BatchResult, lp.BatchResult, lp.Trace, dict[str, Any]]:
+        lanes = {"q": lp.LaneConfig(min_concurrency=1, max_concurrency=4)}
+        ex = lp.LaneExecutor(lanes=lanes, max_total=4)
+        ex.add_lane("early", lp.LaneConfig(min_concurrency=1, max_concurrency=2))
+        with pytest.raises(lp.LaneConfigError, match="max_total=4"):
+            ex.add_lane("greedy", lp.LaneConfig(min_concurrency=3, max_concurrency=3))
+        async with ex:
+            ex.add_lane(
+                "late", lp.LaneConfig(min_concurrency=1, max_concurrency="auto", ceiling=3)
+            )
+            assert ex.lanes["late"].limit == 3
+            early = await ex.arun_batch([lp.ToolCall(g.tool("early", 1), lane="early")] * 4)
+            late = await ex.arun_batch([lp.ToolCall(refuse, lane="late") for _ in range(8)])
+            limit_events = [e for e in ex.snapshot().events if e["type"] == "limit"]
+            return early, late, ex.snapshot(), {"events": limit_events, "ex": ex}
+
+    early, late, snap, more = run_virtual(main)
+    ex = more["ex"]
+    assert early.ok and g.peak["early"] == 2
+    assert late.outcomes == ["error"] * 8
+    # the adaptive observer of the lane added while running cut its limit after 8 failures
+    assert [(e["lane"], e["limit"], e["source"]) for e in more["events"]] == [
+        ("late", 2, "adaptive")
+    ]
+    assert set(ex.lane_configs) == {"q", "early", "late"}
+    assert set(snap.lanes) == {"q", "early", "late"}
+    assert snap.lanes["early"]["max_concurrency"] == 2
+    assert {t.lane for t in snap.tasks} == {"early", "late"}
+
+
+async def refuse() -> None:
+    await anyio.sleep(0)
+    raise ConnectionRefusedError("full")
+
+
+def test_set_concurrency_before_start_and_its_validation() -> None:
+    ex = lp.LaneExecutor()
+    ex.set_concurrency("query", 3)  # applied without starting anything
+    assert not ex.running and ex.lanes["query"].limit == 3
+    for bad in (0, 2.5, True):
+        with pytest.raises(lp.LaneConfigError, match=r"set_concurrency\('query', "):
+            ex.set_concurrency("query", bad)  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="lanes are control, query, execute, generate"):
+        ex.set_concurrency("nope", 1)
+    events = [e for e in ex.snapshot().events if e["type"] == "limit"]
+    assert [(e["lane"], e["limit"], e["source"]) for e in events] == [("query", 3, "user")]
+    assert ex.snapshot().lanes["query"]["max_concurrency"] == 3
+    assert not ex.running
+
+
+def test_shrinking_an_idle_lane_strands_no_work() -> None:
+    """Surplus idle workers retire at once: a later job must never be handed to one of them
+    and left waiting while a worker inside the limit sleeps."""
+
+    async def echo(i: int) -> int:
+        await anyio.sleep(1)
+        return i
+
+    async def main() -> list[lp.BatchResult]:
+        async with lp.LaneExecutor(lanes={"q": lp.LaneConfig(max_concurrency=4)}) as ex:
+            await ex.arun_batch([lp.ToolCall(echo, i, lane="q") for i in range(4)])  # all idle
+            out = []
+            for n in (2, 1):
+                ex.set_concurrency("q", n)
+                out.append(await ex.arun_batch([lp.ToolCall(echo, 9, lane="q")]))
+            return out
+
+    assert [b.results for b in run_virtual(main)] == [[9], [9]]
+
+
+def test_results_need_a_trace_to_analyse() -> None:
+    async def echo() -> int:
+        return 1
+
+    with lp.LaneExecutor(trace=False) as ex:
+        b = ex.run_batch([lp.ToolCall(echo)])
+    assert b.ok and b.trace is None
+    for call in (b.summary, b.replay):
+        with pytest.raises(ValueError, match=r"^this batch ran with trace=False: there is no"):
+            call()
+
+
+def test_a_policy_that_only_observes_tasks_is_subscribed() -> None:
+    class Policy:
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def decide_batch(self, executor: Any, calls: list[Any]) -> lp.Decision:
+            return lp.Decision("parallel", "test policy")
+
+        def task_finished(self, record: lp.TaskRecord) -> None:
+            self.seen += 1
+
+    async def echo() -> int:
+        return 1
+
+    pol = Policy()
+    with lp.LaneExecutor(auto_policy=pol) as ex:
+        b = ex.run_batch([lp.ToolCall(echo) for _ in range(3)], mode="auto")
+    assert b.decision is not None and b.decision.reason == "test policy" and pol.seen == 3

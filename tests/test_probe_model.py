@@ -155,12 +155,13 @@ def test_same_kind_neighbours_merge() -> None:
 
 def test_at_max_segments_neighbours_merge_pairwise() -> None:
     p = TaskProbe(0, 4)
-    p.step(0, 10, 10)  # cpu 10
-    p.wait(10, 40)  # wait 30
-    p.step(40, 60, 20)  # cpu 20
+    t = 1000  # not at 0: lengths, not positions, decide
+    p.step(t, t + 10, 10)  # cpu 10
+    p.wait(t + 10, t + 40)  # wait 30
+    p.step(t + 40, t + 60, 20)  # cpu 20
     assert len(p.segs) == 3
-    p.wait(60, 65)  # 4th segment: coarsen -> (cpu10|wait30) -> wait, (cpu20|wait5) -> cpu
-    assert p.segs == [[WAIT, 0, 40], [CPU, 40, 65]]
+    p.wait(t + 60, t + 65)  # 4th segment: coarsen -> (cpu10|wait30) -> wait, (cpu20|wait5) -> cpu
+    assert p.segs == [[WAIT, t, t + 40], [CPU, t + 40, t + 65]]
     assert (p.cpu_ns, p.wait_ns) == (30, 35)
     q = TaskProbe(0, 2)  # an odd count: the last one stands alone, same kinds fuse
     q.step(0, 10, 10)
@@ -370,3 +371,10 @@ def test_phase_on_an_async_body_uses_the_wall_clock(clock: FakeClock) -> None:
     with lp.phase("after"):
         pass
     assert len(p.phases) == 2
+
+
+def test_a_sync_body_gets_its_arguments(clock: FakeClock) -> None:
+    def tool(a: int, *, b: int = 0) -> tuple[int, int]:
+        return a, b
+
+    assert run_sync_probed(TaskProbe(), tool, (7,), {"b": 2}, clock.tt) == (7, 2)
