@@ -31,11 +31,16 @@ def batch(n, lane="query", s=0.005):
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _loops() -> None:
+    """IPython and nbclient each keep an event loop for the life of the process: made once,
+    before any test's leak check counts descriptors."""
+    warm_process_wide_loops()
+
+
 @pytest.fixture(scope="module")
 def shell() -> Any:
-    """IPython's shell is a process-wide singleton with a history database and an event loop
-    it keeps open: made once, before any test's leak check counts descriptors."""
-    warm_process_wide_loops()
+    """IPython's shell is a process-wide singleton with a history database it keeps open."""
     return InteractiveShell.instance()
 
 
