@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import policy as _policy  # registers auto mode and adaptive limits with the run loop
 from ._exceptions import LaneConfigError as LaneConfigError
+from ._exceptions import NestedBatchError as NestedBatchError
+from ._exceptions import NotRegularFileError as NotRegularFileError
 from ._exceptions import PathOutsideRootError as PathOutsideRootError
 from ._exceptions import TaskCancelledError as TaskCancelledError
 from ._exceptions import TaskTimeoutError as TaskTimeoutError
+from ._exceptions import ToolExitError as ToolExitError
 from ._exceptions import TraceFormatError as TraceFormatError
 from ._exceptions import UnknownToolError as UnknownToolError
 from ._exceptions import WorkerDiedError as WorkerDiedError
@@ -37,6 +40,9 @@ from .trace.model import Trace as Trace
 from .trace.probe import phase as phase
 
 if TYPE_CHECKING:  # the real imports are lazy (module __getattr__ below)
+    from .export.otel import from_otel as from_otel
+    from .export.otel import write_otel as write_otel
+    from .export.otel_observer import OTelObserver as OTelObserver
     from .jupyter.dashboard import Dashboard as Dashboard
 
 del _policy
@@ -52,6 +58,9 @@ __all__ = [
     "LaneConfigError",
     "LaneExecutor",
     "LaneView",
+    "NestedBatchError",
+    "NotRegularFileError",
+    "OTelObserver",
     "PathOutsideRootError",
     "Sample",
     "TaskCancelledError",
@@ -59,12 +68,14 @@ __all__ = [
     "TaskRecord",
     "TaskTimeoutError",
     "ToolCall",
+    "ToolExitError",
     "Trace",
     "TraceFormatError",
     "UnknownToolError",
     "WorkerDiedError",
     "__version__",
     "current",
+    "from_otel",
     "load_ipython_extension",
     "load_trace",
     "phase",
@@ -73,6 +84,7 @@ __all__ = [
     "summarize",
     "tool",
     "write_html",
+    "write_otel",
     "write_perfetto",
 ]
 
@@ -107,21 +119,30 @@ def write_html(trace: Trace, path: str | os.PathLike[str]) -> None:
     _write(trace, path)
 
 
-def load_trace(path: str | os.PathLike[str]) -> Trace:
+def load_trace(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Trace:
     """Read a trace written by ``write_perfetto`` (or lanepar's own JSON) back; a file that is
-    not one raises :class:`TraceFormatError` naming the problem."""
+    not one, or is larger than ``max_bytes`` (default 256 MiB, also after decompression),
+    raises :class:`TraceFormatError` naming the problem."""
     from .export.load import load_trace as _load
 
-    return _load(path)
+    return _load(path, max_bytes=max_bytes)
 
 
 def __getattr__(name: str) -> Any:
-    """``lanepar.Dashboard`` is imported on first use: anywidget and ipywidgets are heavy and a
-    headless run never needs them."""
+    """``lanepar.Dashboard`` and the OpenTelemetry doors are imported on first use: anywidget,
+    ipywidgets and OpenTelemetry are heavy (or absent) and a headless run never needs them."""
     if name == "Dashboard":
         from .jupyter.dashboard import Dashboard
 
         return Dashboard
+    if name in ("write_otel", "from_otel"):
+        from .export import otel
+
+        return getattr(otel, name)
+    if name == "OTelObserver":
+        from .export.otel_observer import OTelObserver
+
+        return OTelObserver
     raise AttributeError(f"module 'lanepar' has no attribute {name!r}")
 
 

@@ -1,9 +1,10 @@
 """``lanepar bench scalability``: the "more tools → more speedup?" study, done right.
 
-Agent-framework reports answer it with single noisy LLM runs (speedups 2.28, 0.58, 1.30, 0.94,
-0.99, 1.15 for 2…12 tools in the report lanepar started from). Here every point is ≥ 5 trials after a warm-up, reported as median and min–max, on
-deterministic real tools: file reads and greps over the standard library, and socket round trips
-to a loopback server (its own process) with a fixed delay. Two experiments:
+Agent-framework reports answer it with single noisy LLM runs (speedups 2.28, 0.58, 1.30, 0.94, 0.99,
+1.15 for 2…12 tools in the report lanepar started from). Here every point is ≥ 5 trials after a
+warm-up, reported as median and min–max, on deterministic real tools: file reads and greps over the
+standard library, and socket round trips to a loopback server (its own process) with a fixed delay.
+Two experiments:
 
 * the scaling table: N = 1…64 tools, sequential vs parallel at the lane's limit;
 * Amdahl's experiment: a fixed batch at lane limits 1…64, fitted with

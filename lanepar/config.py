@@ -7,6 +7,7 @@ would lose work: every error names the field and the value that broke it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from collections.abc import Mapping
 from typing import Literal
@@ -15,6 +16,12 @@ from ._exceptions import LaneConfigError
 
 LaneKind = Literal["async", "thread", "process", "dask"]
 KINDS: tuple[str, ...] = ("async", "thread", "process", "dask")
+
+#: The most slots a lane may have. Workers are made as work arrives, so a high limit costs
+#: nothing idle, but each running slot is a task (and a thread or process on those lanes).
+MAX_CONCURRENCY = 4096
+#: The most retries one call may make.
+MAX_RETRIES = 100
 
 #: Upper bound of an adaptive (``max_concurrency="auto"``) lane when no ceiling is given.
 DEFAULT_AUTO_CEILING = 64
@@ -45,14 +52,15 @@ class LaneConfig:
     def __post_init__(self) -> None:
         _check_int("min_concurrency", self.min_concurrency, low=0)
         if self.max_concurrency != "auto":
-            _check_int("max_concurrency", self.max_concurrency, low=1)
+            _check_int("max_concurrency", self.max_concurrency, low=1, high=MAX_CONCURRENCY)
             if self.min_concurrency > self.max_concurrency:
                 raise LaneConfigError(
                     f"LaneConfig: min_concurrency={self.min_concurrency} is greater than "
                     f"max_concurrency={self.max_concurrency}"
                 )
         if self.ceiling is not None:
-            _check_int("ceiling", self.ceiling, low=max(1, self.min_concurrency))
+            _check_int("ceiling", self.ceiling, low=max(1, self.min_concurrency),
+                       high=MAX_CONCURRENCY)  # fmt: skip
         if self.kind not in KINDS:
             raise LaneConfigError(
                 f"LaneConfig: kind={self.kind!r} is not one of {', '.join(KINDS)}"
@@ -62,16 +70,21 @@ class LaneConfig:
                 f"LaneConfig: address={self.address!r} only applies to kind='dask'"
             )
         _check_int("priority", self.priority, low=-(2**31))
-        _check_int("retries", self.retries, low=0)
+        _check_int("retries", self.retries, low=0, high=MAX_RETRIES)
         if self.timeout_s is not None and not (
-            isinstance(self.timeout_s, (int, float)) and self.timeout_s > 0
+            isinstance(self.timeout_s, (int, float))
+            and not isinstance(self.timeout_s, bool)
+            and 0 < self.timeout_s < math.inf
         ):
             raise LaneConfigError(
                 f"LaneConfig: timeout_s={self.timeout_s!r} must be a positive number"
             )
-        if not (isinstance(self.retry_backoff_s, (int, float)) and self.retry_backoff_s >= 0):
+        if not (
+            isinstance(self.retry_backoff_s, (int, float)) and 0 <= self.retry_backoff_s <= 3600
+        ):
             raise LaneConfigError(
-                f"LaneConfig: retry_backoff_s={self.retry_backoff_s!r} must be >= 0"
+                f"LaneConfig: retry_backoff_s={self.retry_backoff_s!r} must be a number of "
+                "seconds in [0, 3600]"
             )
 
     @property
@@ -97,9 +110,11 @@ class LaneConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-def _check_int(field: str, value: object, *, low: int) -> None:
+def _check_int(field: str, value: object, *, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise LaneConfigError(f"LaneConfig: {field}={value!r} must be an integer")
+    if high is not None and value > high:
+        raise LaneConfigError(f"LaneConfig: {field}={value} must be <= {high}")
     if value < low:
         raise LaneConfigError(f"LaneConfig: {field}={value} must be >= {low}")
 
@@ -132,6 +147,22 @@ TOOL_LANES: Mapping[str, str] = {
     "generate": "generate",
 }
 DEFAULT_LANE = "execute"
+
+
+def check_options(
+    *, sample_hz: float, resolution_ms: float, max_segments: int, max_tasks: int
+) -> None:
+    """An executor's tracing options, each checked against its range with its name."""
+    for field, value, lo, hi in (
+        ("sample_hz", sample_hz, 0.0, 1000.0),
+        ("resolution_ms", resolution_ms, 0.0, 1000.0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise LaneConfigError(
+                f"LaneExecutor: {field}={value!r} must be a number in [{lo}, {hi}]"
+            )
+    _check_int("max_segments", max_segments, low=2, high=4096)
+    _check_int("max_tasks", max_tasks, low=1)
 
 
 def validate_lanes(lanes: Mapping[str, LaneConfig], max_total: int | None) -> dict[str, LaneConfig]:

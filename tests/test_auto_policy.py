@@ -217,19 +217,16 @@ def _learn_and_route(executor: lp.LaneExecutor, pol: AutoPolicy) -> None:
     calls: list[Any] = [lp.ToolCall(_spin, 200_000) for _ in range(3)]
     first = executor.run_batch(calls, mode="auto")
     assert first.decision is not None and "seed rule" in first.decision.reason
-    assert "_spin" not in pol.profiles  # learnt at the next decision, not in the batch's path
     second = executor.run_batch(calls, mode="auto")
-    # Learnt from the first batch: three records of "_spin", their CPU share measured ...
+    # Learnt from the batches (on the loop's next turn after each): the records of "_spin",
+    # their CPU share measured (how CPU-bound a real spin looks depends on the machine's load).
     profile = pol.profiles["_spin"]
-    assert profile.count == 3 and 0.0 < profile.cpu_fraction <= 1.0
-    # ... and the second batch ran as the policy decides for what it learnt.
-    expected = pol.decide([executor_resolved(executor, c) for c in calls], executor.lanes, "cpu")
-    assert second.decision is not None
-    assert (second.mode, second.decision.routes) == (expected.mode, expected.routes)
-    assert second.decision.reason == expected.reason
+    assert profile.count >= 3 and 0.0 < profile.cpu_fraction <= 1.0
+    # ... and the executor ran the second batch where the policy's decision said.
+    assert second.decision is not None and second.mode == second.decision.mode
     assert second.trace is not None
-    lanes_used = {t.lane for t in second.trace.tasks}
-    assert lanes_used == ({"cpu"} if expected.routes else {"execute"})
+    routes = second.decision.routes
+    assert [t.lane for t in second.trace.tasks] == [routes.get(i, "execute") for i in range(3)]
     assert second.results == first.results
     # A registered CPU-bound tool is routed to the process lane before any profile exists.
     routed = executor.run_batch([lp.ToolCall("test_auto_policy_crunch", 10_000)] * 3, mode="auto")
@@ -237,12 +234,6 @@ def _learn_and_route(executor: lp.LaneExecutor, pol: AutoPolicy) -> None:
     assert routed.decision.routes == {0: "cpu", 1: "cpu", 2: "cpu"}, routed.decision.reason
     assert routed.trace is not None and {t.lane for t in routed.trace.tasks} == {"cpu"}
     assert routed.results == [_spin(10_000)] * 3
-
-
-def executor_resolved(executor: lp.LaneExecutor, c: lp.ToolCall) -> Resolved:
-    from lanepar.tools.registry import resolve
-
-    return resolve(c, executor.lanes)
 
 
 def test_gil_wait_of_overlapping_thread_tasks_is_not_counted_as_io() -> None:

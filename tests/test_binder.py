@@ -29,7 +29,13 @@ REPO = Path(__file__).resolve().parent.parent
 BINDER = REPO / "binder"
 
 #: Distribution name -> import name, where they differ (the rest: lower case, "-" -> "_").
-IMPORT_NAMES = {"ipython": "IPython", "jupyterlab": "jupyterlab"}
+IMPORT_NAMES = {
+    "ipython": "IPython",
+    "jupyterlab": "jupyterlab",
+    "opentelemetry-api": "opentelemetry",  # a namespace package: api, sdk and exporters share it
+    "openai-agents": "agents",
+    "pydantic-ai-slim": "pydantic_ai",
+}
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import pytest
 from browser_utils import browser_available, chromium_page, jupyter_lab
 
 import lanepar as lp
+from lanepar.export.native import trace_dict
 from lanepar.jupyter.snapshot import snapshot_page
 
 pytestmark = [
@@ -203,7 +204,7 @@ def test_static_snapshot_draws_and_hovers(tmp_path: Path) -> None:
     trace = batch.trace
     assert trace is not None
     page_html = tmp_path / "snapshot.html"
-    page_html.write_text(snapshot_page(trace, trace.summary(), title="snapshot test"))
+    page_html.write_text(snapshot_page(trace, lp.summarize(trace), title="snapshot test"))
     with chromium_page(1300, 700) as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -280,7 +281,7 @@ REDRAW = """async (n) => {
 def test_a_50k_task_timeline_stays_interactive(tmp_path: Path) -> None:
     trace = _big_trace(50_000)
     page_html = tmp_path / "big.html"
-    page_html.write_text(snapshot_page(trace, trace.summary(), title="50k tasks"))
+    page_html.write_text(snapshot_page(trace, lp.summarize(trace), title="50k tasks"))
     with chromium_page(1300, 700) as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -309,7 +310,7 @@ def test_saved_traces_render_without_a_kernel(tmp_path: Path) -> None:
         b = ex.run_batch([lp.ToolCall(nap, i, lane="query") for i in range(12)])
     assert b.trace is not None
     b.write_perfetto(tmp_path / "run.lanetrace.json")
-    doc = {**b.trace.to_dict(), "summary": b.summary()}
+    doc = {**trace_dict(b.trace), "summary": b.summary()}
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("%%lanepar\n...")
     cell.outputs = [
@@ -348,3 +349,71 @@ def test_saved_traces_render_without_a_kernel(tmp_path: Path) -> None:
         assert out.get_attribute("data-tasks") == "12"
         page.screenshot(path=str(ARTIFACTS / "extension-notebook.png"))
     assert not errors, errors
+
+
+def _kinds_trace() -> lp.Trace:
+    """Tasks whose bodies hold every slot-holding kind, GIL and run-queue waits included."""
+    from lanepar.trace.model import KIND_CODE
+
+    tasks = []
+    t = 1_000_000_000
+    for i in range(8):
+        sub, free, start = t, t + 100_000, t + 200_000
+        bounds = [start + k * 1_000_000 for k in range(5)]
+        segs = [(KIND_CODE["queued"], sub, free), (KIND_CODE["dispatch"], free, start)]
+        body = zip(("cpu", "gil", "runq", "wait"), bounds, bounds[1:])
+        segs += [(KIND_CODE[k], a, b) for k, a, b in body]
+        tasks.append(
+            lp.TaskRecord(
+                id=i + 1, lane="execute", name="crunch", args_summary=f"n={i}", outcome="ok",
+                submitted_ns=sub, slot_free_ns=free, started_ns=start, finished_ns=bounds[-1],
+                cpu_ns=1_000_000, wait_ns=1_000_000, gil_ns=1_000_000, runq_ns=1_000_000,
+                slot=i % 2, segments=segs,
+            )
+        )  # fmt: skip
+        t = bounds[-1]
+    info = {"kind": "thread", "priority": 2, "min_concurrency": 1, "max_concurrency": 2}
+    return lp.Trace(tasks, lanes={"execute": info}, n_cores=2)
+
+
+def _painted_js(colours: dict[str, str]) -> str:
+    """PAINTED for any set of palette colours (``#rrggbb``)."""
+    rgb = {k: [int(v[i : i + 2], 16) for i in (1, 3, 5)] for k, v in colours.items()}
+    return PAINTED.replace(
+        PAINTED[PAINTED.index("const want") : PAINTED.index("for (let i")],
+        f"const want = {json.dumps(rgb)};\n  const out = {{}};\n"
+        "  for (const k in want) out[k] = 0;\n  ",
+    )
+
+
+def test_gil_and_runq_draw_in_their_palette_colours(tmp_path: Path) -> None:
+    """The live view (its snapshot) and the JupyterLab viewer draw and name the new kinds."""
+    from lanepar.export.palette import COLOURS, LABELS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    trace = _kinds_trace()
+    painted = _painted_js({k: COLOURS[k] for k in ("cpu", "gil", "runq", "wait")})
+    (tmp_path / "kinds.html").write_text(snapshot_page(trace, lp.summarize(trace), title="kinds"))
+    doc = {**trace_dict(trace), "summary": lp.summarize(trace)}
+    (tmp_path / "kinds.lanetrace.json").write_text(json.dumps(doc))
+    with chromium_page(1300, 600) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((tmp_path / "kinds.html").as_uri())
+        page.wait_for_selector(".lanepar-dashboard canvas.lanepar-timeline")
+        page.wait_for_timeout(300)
+        counts = page.evaluate(painted, ".lanepar-dashboard canvas.lanepar-timeline")
+        assert min(counts.values()) > 500, counts
+        legend = page.inner_text(".lanepar-legend")
+        assert LABELS["gil"] in legend and LABELS["runq"] in legend
+        page.screenshot(path=str(ARTIFACTS / "snapshot-kinds.png"))
+        assert not errors, errors
+    with jupyter_lab(tmp_path) as lab, chromium_page(1300, 600) as page:
+        page.goto(lab.lab_url("kinds.lanetrace.json"))
+        page.wait_for_selector(".lanepar-trace-view canvas.lanepar-timeline", timeout=60_000)
+        page.wait_for_timeout(500)
+        counts = page.evaluate(painted, ".lanepar-trace-view canvas.lanepar-timeline")
+        assert min(counts.values()) > 500, counts
+        legend = page.inner_text(".lanepar-trace-legend")
+        assert LABELS["gil"] in legend and LABELS["runq"] in legend
+        page.screenshot(path=str(ARTIFACTS / "extension-kinds.png"))

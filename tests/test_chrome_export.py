@@ -21,6 +21,7 @@ import lanepar as lp
 from lanepar.export import load as load_mod
 from lanepar.export.chrome import to_chrome_trace
 from lanepar.export.load import TraceFormatError, load_trace, parse_trace
+from lanepar.export.native import trace_dict
 from lanepar.trace.model import KIND_CODE, OUTCOMES, Sample, TaskRecord, Trace
 
 Q, D, C, W = (KIND_CODE[k] for k in ("queued", "dispatch", "cpu", "wait"))
@@ -277,7 +278,7 @@ def test_hypothesis_well_formed_round_trip(seed: int, n: int) -> None:
 
 def test_own_format_and_gzip_round_trip(tmp_path: Path) -> None:
     trace = random_trace(7)
-    (tmp_path / "own.json").write_text(json.dumps(trace.to_dict()))
+    (tmp_path / "own.json").write_text(json.dumps(trace_dict(trace)))
     assert_same(trace, lp.load_trace(tmp_path / "own.json"), exact_samples=True)
     lp.write_perfetto(trace, tmp_path / "t.json.gz")
     with gzip.open(tmp_path / "t.json.gz") as f:
@@ -403,7 +404,7 @@ OWN_BAD: list[tuple[str, Any, str]] = [
 def test_malformed_own_files_are_rejected(
     label: str, mutate: Any, message: str, tmp_path: Path
 ) -> None:
-    doc = json.loads(json.dumps(random_trace(4, n=5).to_dict()))
+    doc = json.loads(json.dumps(trace_dict(random_trace(4, n=5))))
     mutate(doc)
     path = tmp_path / "own.json"
     path.write_text(json.dumps(doc))
@@ -490,7 +491,7 @@ def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 def test_fuzz_mutated_valid_traces_load_or_raise_format_error(data: st.DataObject,
                                                               own: bool) -> None:  # fmt: skip
     trace = random_trace(data.draw(st.integers(0, 50)), n=4)
-    doc = json.loads(json.dumps(trace.to_dict() if own else to_chrome_trace(trace)))
+    doc = json.loads(json.dumps(trace_dict(trace) if own else to_chrome_trace(trace)))
     for _ in range(data.draw(st.integers(1, 3))):
         paths = _paths(doc)
         path = data.draw(st.sampled_from(paths))

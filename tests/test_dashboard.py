@@ -7,7 +7,7 @@ import asyncio
 import base64
 import json
 import math
-import struct
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ts_tools import node_decode
 
 import lanepar as lp
 from lanepar.analysis.stats import percentile
 from lanepar.analysis.summary import summarize
 from lanepar.jupyter import dashboard as dashboard_mod
 from lanepar.jupyter.dashboard import Dashboard
-from lanepar.jupyter.messages import BUFFER_NAMES, OUTCOME_CODE, RECORD_HEAD, RECORD_SEGMENT
+from lanepar.jupyter.messages import BUFFER_NAMES
 from lanepar.jupyter.packing import LogHistogram
 from lanepar.jupyter.snapshot import MIME, snapshot_bundle, snapshot_page
-from lanepar.trace.model import PACKED_HEAD, PACKED_SEGMENT, SEGMENT_KINDS
 
 Sent = list[tuple[dict[str, Any], list[bytes]]]
 
@@ -43,42 +43,10 @@ def spin(i: int) -> int:
     return total
 
 
-def decode(msg: dict[str, Any], buffers: list[bytes]) -> list[dict[str, Any]]:
-    """Decode a delta message the way dashboard.js does (the layout in messages.py)."""
-    assert len(buffers) == len(BUFFER_NAMES)
-    head, seg = struct.Struct(RECORD_HEAD), struct.Struct(RECORD_SEGMENT)
-    records, ends = buffers[0], array.array("I", buffers[1])
-    codes = array.array("H", buffers[2])
-    out = []
-    at = 0
-    for i in range(msg["n_tasks"]):
-        *f, nseg = head.unpack_from(records, at)
-        q = at + head.size
-        segs = []
-        for _ in range(nseg):
-            kind, off = seg.unpack_from(records, q)
-            segs.append((SEGMENT_KINDS[kind], f[1] + off))
-            q += seg.size
-        lane, outcome, _name = codes[i * 3 : i * 3 + 3]
-        out.append(
-            {
-                "id": f[0],
-                "fields": (*f[:7], f[9]),
-                "lane": msg["lanes"][lane],
-                "outcome": outcome,
-                "segments": segs,
-                "args": records[q : ends[i]].decode(),
-            }
-        )
-        at = ends[i]
-    assert at == len(records)
-    return out
-
-
-def test_record_layout_is_the_one_the_javascript_decodes() -> None:
-    assert (PACKED_HEAD, PACKED_SEGMENT) == (RECORD_HEAD, RECORD_SEGMENT)
-    js = (Path(dashboard_mod.__file__).parent / "static" / "dashboard.js").read_text()
-    assert "getInt32(o + 72, true)" in js and "q += 9" in js  # offsets of "<9qiI" and "<Bq"
+def decode(tmp: Path, messages: Sent) -> list[dict[str, Any]]:
+    """The tasks of kernel messages as the widget's TypeScript store decodes them."""
+    tasks: list[dict[str, Any]] = node_decode(tmp, messages)["store"]["tasks"]
+    return tasks
 
 
 @pytest.fixture
@@ -100,7 +68,7 @@ def capture(d: Dashboard) -> Sent:
     return sent
 
 
-def test_streams_every_task_once_as_binary(executor: lp.LaneExecutor) -> None:
+def test_streams_every_task_once_as_binary(executor: lp.LaneExecutor, tmp_path: Path) -> None:
     d = Dashboard(executor)
     sent = capture(d)
     calls = [lp.ToolCall(nap, i, lane="query") for i in range(60)]
@@ -114,18 +82,20 @@ def test_streams_every_task_once_as_binary(executor: lp.LaneExecutor) -> None:
     assert deltas[0][0]["n_tasks"] + deltas[0][0]["n_running"] > 0
     assert [m["seq"] for m, _ in deltas] == list(range(1, len(deltas) + 1))
     assert sent[-1][0]["type"] == "end"
-    decoded = [t for m, b in deltas for t in decode(m, b)]
+    assert all(len(b) == len(BUFFER_NAMES) for _, b in deltas)
+    decoded = decode(tmp_path, sent)
     ids = [t["id"] for t in decoded]
     assert len(ids) == len(set(ids)) == 68  # each task sent exactly once, never re-sent
     by_id = {r.id: r for r in batch.trace.tasks}  # type: ignore[union-attr]
+    t0 = d.t0_ns
     for t in decoded:
         rec = by_id[t["id"]]
-        assert t["fields"] == rec.fields()
-        assert t["lane"] == rec.lane
-        assert [(k, e) for k, _s, e in rec.segments] == t["segments"]
-        assert t["outcome"] == OUTCOME_CODE[rec.outcome]
+        assert (t["submitted"], t["finished"]) == (rec.submitted_ns - t0, rec.finished_ns - t0)
+        assert (t["cpu"], t["wait"], t["slot"]) == (rec.cpu_ns, rec.wait_ns, rec.slot)
+        assert (t["lane"], t["name"], t["outcome"]) == (rec.lane, rec.name, rec.outcome)
+        assert [[k, e - t0] for k, _s, e in rec.segments] == t["segments"]
         assert t["args"] == rec.args_summary
-    assert sum(1 for t in decoded if t["outcome"] == OUTCOME_CODE["error"]) == 1
+    assert sum(1 for t in decoded if t["outcome"] == "error") == 1
     errors = [e for m, _ in deltas for e in m["errors"]]
     assert len(errors) == 1 and "bad input 3" in errors[0][1]
     assert d.status == "done"
@@ -223,7 +193,7 @@ def test_updates_carry_the_cells_parent(
     assert len(sets) == sum(1 for c in calls if c[0] == "reset")
 
 
-def test_resync_resends_what_a_late_view_missed(executor: lp.LaneExecutor) -> None:
+def test_resync_resends_what_a_late_view_missed(executor: lp.LaneExecutor, tmp_path: Path) -> None:
     d = Dashboard(executor)
     sent = capture(d)
     executor.run_batch([lp.ToolCall(nap, i, lane="query") for i in range(30)])
@@ -232,9 +202,9 @@ def test_resync_resends_what_a_late_view_missed(executor: lp.LaneExecutor) -> No
     d._on_frontend_msg(d, {"type": "resync"}, [])
     extra = sent[before:]
     assert [m["type"] for m, _ in extra] == ["reset", "delta", "end"]
-    msg, buffers = extra[1]
+    msg = extra[1][0]
     assert msg["n_tasks"] == 30
-    assert len({t["id"] for t in decode(msg, buffers)}) == 30
+    assert len({t["id"] for t in decode(tmp_path, extra)}) == 30
     assert msg["names"] == ["nap"]  # the whole name table, for a view that starts over
 
 
@@ -263,7 +233,7 @@ def test_log_histogram_percentiles_are_close() -> None:
     assert LogHistogram().percentile(50) == 0.0
 
 
-def test_snapshot_bundle_has_html_and_trace_json(executor: lp.LaneExecutor) -> None:
+def test_snapshot_bundle_has_html_and_trace_json(executor: lp.LaneExecutor, tmp_path: Path) -> None:
     batch = executor.run_batch(
         [lp.ToolCall(nap, i, lane="query") for i in range(12)]
         + [lp.ToolCall(spin, 3, lane="execute")]
@@ -284,11 +254,12 @@ def test_snapshot_bundle_has_html_and_trace_json(executor: lp.LaneExecutor) -> N
     b64 = html.split("base64,", 1)[1].split('"', 1)[0]
     page = base64.b64decode(b64).decode()
     assert page == snapshot_page(trace, summarize(trace), title="lanepar")
-    assert "mountStatic(" in page and "export default" not in page
+    assert "laneparSnapshot.mountStatic(" in page and "export default" not in page
     assert "<script src" not in page and "http://" not in page and "https://" not in page
+    assert '<script type="module"' not in page  # a classic script: runs from a data: URL too
     data = json.loads(page.split('id="lanepar-data">', 1)[1].split("</script>", 1)[0])
     (msg, b64s), (end, _) = data["messages"]
-    decoded = decode(msg, [base64.b64decode(s) for s in b64s])
+    decoded = decode(tmp_path, [(msg, [base64.b64decode(s) for s in b64s]), (end, [])])
     assert sorted(t["id"] for t in decoded) == sorted(r.id for r in trace.tasks)
     assert end["type"] == "end"
     assert data["state"]["figures"]["done"] == 13
@@ -312,3 +283,29 @@ def test_decisions_and_limit_changes_reach_the_view() -> None:
     line = dash.limit_history["query"]
     assert [p[1] for p in line] == [16, 3]
     assert line[1][0] >= line[0][0]
+
+
+def _ts_interfaces() -> dict[str, list[str]]:
+    """Field names of each ``export interface`` in the widget's message declarations."""
+    src = (Path(__file__).resolve().parent.parent / "extension/src/wire/messages.ts").read_text()
+    out: dict[str, list[str]] = {}
+    for name, body in re.findall(r"export interface (\w+) \{(.*?)\n\}", src, re.S):
+        out[name] = re.findall(r"^\s+(\w+)\??:", body, re.M)
+    return out
+
+
+def test_typed_messages_match_the_typescript_interfaces() -> None:
+    from lanepar.jupyter import messages
+
+    ts = _ts_interfaces()
+    pairs = {
+        "IFigures": messages.Figures,
+        "ILaneState": messages.LaneState,
+        "IDeltaMessage": messages.DeltaMessage,
+        "IEndMessage": messages.EndMessage,
+        "IResetMessage": messages.ResetMessage,
+        "IResyncRequest": messages.ResyncRequest,
+        "IWidgetState": messages.WidgetState,
+    }
+    for ts_name, typed in pairs.items():
+        assert ts[ts_name] == list(typed.__annotations__), ts_name

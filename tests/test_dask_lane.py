@@ -230,7 +230,7 @@ def test_trace_times_in_parent_window_and_cpu_wait_plausible(cluster: str) -> No
     for r in b.trace.tasks:
         assert t_before <= r.submitted_ns <= r.slot_free_ns <= r.started_ns
         assert r.started_ns < r.finished_ns <= t_after
-        assert r.cpu_ns + r.wait_ns == r.wall_ns
+        assert r.cpu_ns + r.wait_ns + r.gil_ns + r.runq_ns == r.wall_ns
         for _kind, s, e in r.segments:
             assert r.submitted_ns <= s <= e <= r.finished_ns
         if r.name == "burn":  # spins until its thread has used 50 ms of CPU

@@ -266,14 +266,20 @@ def test_a_timeout_counts_from_the_start_of_the_body_not_from_submission() -> No
     assert end == pytest.approx(3.0)
 
 
-def test_retries_are_opt_in_with_exponential_backoff() -> None:
-    attempts: dict[str, list[float]] = defaultdict(list)
+async def _flaky(key: str, fail_times: int) -> str:
+    _attempts[key].append(vnow())
+    if len(_attempts[key]) <= fail_times:
+        raise OSError("transient")
+    return "ok"
 
-    async def flaky(key: str, fail_times: int) -> str:
-        attempts[key].append(vnow())
-        if len(attempts[key]) <= fail_times:
-            raise OSError("transient")
-        return "ok"
+
+_attempts: dict[str, list[float]] = defaultdict(list)
+lp.tool(name="test_executor_idempotent_flaky", idempotent=True)(_flaky)
+
+
+def test_retries_are_opt_in_with_exponential_backoff() -> None:
+    _attempts.clear()
+    idem = "test_executor_idempotent_flaky"
 
     async def main() -> tuple[lp.BatchResult, list[dict[str, Any]]]:
         lanes = {
@@ -283,27 +289,29 @@ def test_retries_are_opt_in_with_exponential_backoff() -> None:
         async with lp.LaneExecutor(lanes=lanes) as ex:
             b = await ex.arun_batch(
                 [
-                    lp.ToolCall(flaky, "a", 2, lane="plain"),
-                    lp.ToolCall(flaky, "b", 2, lane="retrying"),
-                    lp.ToolCall(flaky, "c", 5, lane="retrying"),  # more failures than retries
+                    lp.ToolCall(idem, "a", 2, lane="plain"),  # the lane does not retry
+                    lp.ToolCall(idem, "b", 2, lane="retrying"),  # idempotent: the lane retries
+                    lp.ToolCall(idem, "c", 5, lane="retrying"),  # more failures than retries
+                    lp.ToolCall(_flaky, "d", 2, lane="retrying"),  # not idempotent: never
+                    lp.ToolCall(_flaky, "e", 2, lane="retrying").options(retries=2),  # opted in
+                    lp.ToolCall(idem, "f", 2, lane="retrying").options(retries=0),  # opted out
                 ]
             )
             return b, [e for e in ex.snapshot().events if e["type"] == "retry"]
 
     b, retry_events = run_virtual(main)
-    assert b.outcomes == ["error", "ok", "error"]
-    assert attempts["a"] == [0.0]
+    assert b.outcomes == ["error", "ok", "error", "error", "ok", "error"]
+    assert _attempts["a"] == [0.0] and _attempts["d"] == [0.0] and _attempts["f"] == [0.0]
     # backoff * 2**attempt: 0.25 s after the first failure, 0.5 s after the second
-    assert attempts["b"] == pytest.approx([0.0, 0.25, 0.75])
-    assert attempts["c"] == pytest.approx([0.0, 0.25, 0.75])
+    for key in "bce":
+        assert _attempts[key] == pytest.approx([0.0, 0.25, 0.75]), key
     assert isinstance(b.errors[2], OSError)
     assert b.trace is not None
-    assert [t.extra.get("attempts") if t.extra else None for t in b.trace.tasks] == [None, 3, 3]
-    assert sorted((e["attempt"], e["lane"]) for e in retry_events) == [
-        (1, "retrying"), (1, "retrying"), (2, "retrying"), (2, "retrying")
-    ]  # fmt: skip
-    ids = {t.args_summary.split(",")[0]: t.id for t in b.trace.tasks}
-    assert sorted(e["task"] for e in retry_events) == sorted([ids["'b'"], ids["'c'"]] * 2)
+    assert [t.extra.get("attempts") for t in b.trace.tasks] == [None, 3, 3, None, 3, None]
+    assert sorted((e["attempt"], e["lane"]) for e in retry_events) == sorted(
+        [(1, "retrying"), (2, "retrying")] * 3)  # fmt: skip
+    ids = [t.id for t in b.trace.tasks]
+    assert sorted(e["task"] for e in retry_events) == sorted([ids[1], ids[2], ids[4]] * 2)
     assert all(e["error"] == "OSError('transient')" for e in retry_events)
     assert lp.DEFAULT_LANES["execute"].retries == 0  # bash must never be retried by default
 
@@ -321,12 +329,18 @@ def test_retries_on_a_thread_lane() -> None:
         "plain": lp.LaneConfig(kind="thread"),
         "retrying": lp.LaneConfig(kind="thread", retries=2, retry_backoff_s=0.0),
     }
+    lp.tool(name="test_executor_idempotent_thread_flaky", idempotent=True)(flaky)
     with lp.LaneExecutor(lanes=lanes, trace=False) as ex:
         b = ex.run_batch(
-            [lp.ToolCall(flaky, "a", lane="plain"), lp.ToolCall(flaky, "b", lane="retrying")]
+            [
+                lp.ToolCall(flaky, "a", lane="plain"),
+                lp.ToolCall("test_executor_idempotent_thread_flaky", "b", lane="retrying"),
+                lp.ToolCall(flaky, "c", lane="retrying"),  # not declared idempotent: never
+                lp.ToolCall(flaky, "d", lane="plain").options(retries=2),  # opted in
+            ]
         )
-    assert attempts == {"a": 1, "b": 3}
-    assert b.outcomes == ["error", "ok"] and b.results[1] == "ok"
+    assert attempts == {"a": 1, "b": 3, "c": 1, "d": 3}
+    assert b.outcomes == ["error", "ok", "error", "ok"] and b.results[1] == "ok"
 
 
 def test_sequential_runs_one_at_a_time_in_order() -> None:
@@ -439,8 +453,8 @@ def test_bad_configuration_names_the_field() -> None:
     with lp.LaneExecutor() as ex:
         with pytest.raises(KeyError, match="unknown lane 'nope'"):
             ex.set_concurrency("nope", 3)
-        for bad in (0, -1, True, 2.5):
-            with pytest.raises(ValueError, match="must be an integer >= 1"):
+        for bad in (0, -1, True, 2.5, 4097):
+            with pytest.raises(ValueError, match=r"must be an integer in 1\.\.4096"):
                 ex.set_concurrency("query", bad)  # type: ignore[arg-type]
         assert ex.lanes["query"].limit == 16
         with pytest.raises(KeyError, match="unknown tool 'no_such_tool'"):
@@ -612,24 +626,40 @@ def test_submit_runs_as_one_parallel_call_whatever_the_default_mode() -> None:
     assert value == 3 and "decision" not in events
 
 
-def test_keyboard_interrupt_cancels_the_batch_cleanly() -> None:
-    async def interrupts() -> None:
-        # as a front end's Ctrl-C does, once the caller waits for the batch
-        assert await anyio.to_thread.run_sync(main_thread_waits_in, "wait_interruptibly")
-        _thread.interrupt_main()
-        await anyio.sleep(3600)
+def test_keyboard_interrupt_returns_what_finished_and_cancels_the_rest() -> None:
+    quick_done = threading.Event()
+    finished: list[int] = []
+
+    async def quick(i: int) -> int:
+        finished.append(i)
+        if len(finished) == 5:
+            quick_done.set()
+        return i
 
     async def long() -> None:
         await anyio.sleep(3600)
 
+    def interrupt_when_quick_ones_are_done() -> None:
+        assert quick_done.wait(60)
+        # once the caller waits for the batch, what a kernel interrupt / Ctrl-C does
+        assert main_thread_waits_in("wait_interruptibly")
+        _thread.interrupt_main()
+
     with lp.LaneExecutor() as ex:
-        with pytest.raises(KeyboardInterrupt):
-            ex.run_batch([lp.ToolCall(interrupts)] + [lp.ToolCall(long) for _ in range(20)])
+        t = threading.Thread(target=interrupt_when_quick_ones_are_done)
+        t.start()
+        calls = [lp.ToolCall(quick, i) for i in range(5)] + [lp.ToolCall(long) for _ in range(5)]
+        b = ex.run_batch(calls)
+        t.join()
+        assert b.interrupted
+        assert b.results[:5] == [0, 1, 2, 3, 4] and b.outcomes[:5] == ["ok"] * 5
+        assert b.outcomes[5:] == ["cancelled"] * 5
+        assert all(isinstance(b.errors[i], lp.TaskCancelledError) for i in range(5, 10))
         assert all(ln.active == 0 and ln.pending == 0 for ln in ex.lanes.values())
         after = ex.run_batch([lp.ToolCall(anyio.sleep, 0)])  # the executor is still usable
-        assert after.ok
-        outcomes = [t.outcome for t in ex.snapshot().tasks]
-    assert outcomes.count("cancelled") == 21 and outcomes[-1] == "ok"
+        assert after.ok and not after.interrupted
+        events = [e["type"] for e in ex.snapshot().events]
+    assert events.count("interrupted") == 1
 
 
 def test_cancel_from_another_thread() -> None:
@@ -767,7 +797,7 @@ def test_set_concurrency_before_start_and_its_validation() -> None:
     ex.set_concurrency("query", 3)  # applied without starting anything
     assert not ex.running and ex.lanes["query"].limit == 3
     for bad in (0, 2.5, True):
-        with pytest.raises(lp.LaneConfigError, match=r"set_concurrency\('query', "):
+        with pytest.raises(lp.LaneConfigError, match=r"set_concurrency\('query', .*1\.\.4096"):
             ex.set_concurrency("query", bad)  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="lanes are control, query, execute, generate"):
         ex.set_concurrency("nope", 1)

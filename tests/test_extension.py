@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +18,10 @@ from typing import Any
 import anyio
 import pytest
 from jupyter_core.paths import jupyter_path
+from ts_tools import build_ts_tests
 
 import lanepar as lp
+from lanepar.export.native import trace_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = ROOT / "extension"
@@ -95,12 +96,8 @@ def test_sources_build_into_the_shipped_location() -> None:
 
 @pytest.fixture(scope="module")
 def converter() -> Path:
-    """Compile the readers and the small CLI with tsc (needs node and extension/node_modules)."""
-    if shutil.which("node") is None or not (EXT / "node_modules" / "typescript").is_dir():
-        pytest.skip("node or extension/node_modules missing (run `jlpm install` in extension/)")
-    tsc = EXT / "node_modules" / "typescript" / "bin" / "tsc"
-    subprocess.run(["node", str(tsc), "-p", "tsconfig.test.json"], cwd=EXT, check=True, timeout=120)
-    return EXT / "test-build" / "test" / "convert-cli.js"
+    """The readers and the small CLI, bundled for Node (needs node and extension/node_modules)."""
+    return build_ts_tests() / "convert-cli.js"
 
 
 def _convert(cli: Path, path: Path) -> dict[str, Any]:
@@ -112,8 +109,9 @@ def _convert(cli: Path, path: Path) -> dict[str, Any]:
 
 
 def test_node_unit_tests_pass(converter: Path) -> None:
+    tests = [str(converter.parent / f) for f in ("readers.test.js", "widget.test.js")]
     out = subprocess.run(
-        ["node", "--test", str(converter.parent / "readers.test.js")],
+        ["node", "--test", *tests],
         capture_output=True,
         text=True,
         timeout=120,
@@ -145,7 +143,7 @@ def test_chrome_export_and_native_trace_read_the_same(converter: Path, tmp_path:
     trace = batch.trace
     assert trace is not None
     native = tmp_path / "run.lanetrace.json"
-    native.write_text(json.dumps({"format": "lanepar-trace", "version": 1, **trace.to_dict()}))
+    native.write_text(json.dumps(trace_dict(trace)))
     chrome = tmp_path / "run.chrome.lanetrace.json"
     lp.write_perfetto(trace, chrome)
 

@@ -9,7 +9,8 @@ import pytest
 
 import lanepar as lp
 from lanepar.export.html import MAX_BARS, build_figure, to_html
-from lanepar.trace.model import SEGMENT_KINDS, Sample, TaskRecord, Trace
+from lanepar.export.palette import LABELS
+from lanepar.trace.model import Sample, TaskRecord, Trace
 
 MS = 1_000_000
 
@@ -81,9 +82,11 @@ def test_report_is_self_contained_and_shows_the_run(tmp_path: Path) -> None:
 def test_small_trace_has_one_bar_per_segment_and_marks_errors() -> None:
     trace = make_trace(40, errors=2)
     fig = build_figure(trace)
-    bars = {t.name: t for t in fig.data if t.type == "bar"}
-    assert set(bars) == set(SEGMENT_KINDS)  # every kind in the legend, drawn or not
-    assert all(len(bars[k].x) == 40 for k in ("queued", "dispatch", "cpu", "wait"))
+    by_label = {t.name: t for t in fig.data if t.type == "bar"}
+    assert set(by_label) == set(LABELS.values())  # every kind in the legend, by its palette name
+    assert len(by_label[LABELS["gil"]].x) == len(by_label[LABELS["runq"]].x) == 0
+    bars = {k: by_label[LABELS[k]] for k in ("queued", "dispatch", "cpu", "wait")}
+    assert all(len(b.x) == 40 for b in bars.values())
     assert bars["cpu"].x[0] == pytest.approx(0.5)  # ms
     assert bars["wait"].base[0] == pytest.approx(0.6)
     rows = set(bars["cpu"].y)

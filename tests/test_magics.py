@@ -217,9 +217,11 @@ def test_interrupt_cancels_the_batch(ip: Any) -> None:
         "b = lp.current().run_batch(calls)"
     )
     result, cap = run(ip, src)
-    assert isinstance(result.error_in_exec, KeyboardInterrupt)
-    assert "b" not in ip.user_ns
-    # the batch was cancelled before the interrupt reached the cell: nothing runs or waits
+    # run_batch returns what finished: the cell goes on with an interrupted result
+    assert result.success, result.error_in_exec
+    b = ip.user_ns["b"]
+    assert b.interrupted and b.outcomes == ["cancelled"] * 40
+    # the batch was cancelled before run_batch returned: nothing runs or waits
     assert all(a == 0 and p == 0 for a, p, _ in ex.lane_counts().values())
     assert not ex.recorder.running
     final = cap.outputs[-1].data

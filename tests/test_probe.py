@@ -102,7 +102,9 @@ def _assert_truthful(
     assert slack >= -eps, "the probe's window must hold the tool's"
     assert body_cpu - eps <= rec.cpu_ns <= thread_cpu + max(slack, 0) + extra + eps
     assert rec.cpu_ns >= cpu_ms * MS
-    assert rec.wait_ns >= wait_ms * MS - (thread_cpu - cpu_ms * MS) - extra - eps
+    # Off the CPU is wait, or (where the lane can tell) waiting for the GIL or for a core.
+    off = rec.wait_ns + rec.gil_ns + rec.runq_ns
+    assert off >= wait_ms * MS - (thread_cpu - cpu_ms * MS) - extra - eps
 
 
 def _assert_consistent(rec: lp.TaskRecord) -> None:
@@ -110,7 +112,7 @@ def _assert_consistent(rec: lp.TaskRecord) -> None:
     assert segs[0][1] == rec.submitted_ns and segs[-1][2] == rec.finished_ns
     for (_, _, e1), (_, s2, _) in zip(segs, segs[1:]):
         assert e1 == s2  # contiguous
-    assert rec.cpu_ns + rec.wait_ns == rec.wall_ns
+    assert rec.cpu_ns + rec.wait_ns + rec.gil_ns + rec.runq_ns == rec.wall_ns
     assert rec.queued_ns + rec.dispatch_ns + rec.wall_ns == rec.finished_ns - rec.submitted_ns
     assert rec.submitted_ns <= rec.slot_free_ns <= rec.started_ns <= rec.finished_ns
 
@@ -119,7 +121,7 @@ def _long_pieces(rec: lp.TaskRecord, min_ns: int) -> list[str]:
     """The kinds of the body's pieces longer than ``min_ns``, neighbours of a kind merged."""
     kinds: list[str] = []
     for k, s, e in rec.segments:
-        if k in ("cpu", "wait") and e - s > min_ns and (not kinds or kinds[-1] != k):
+        if k in ("cpu", "wait", "gil", "runq") and e - s > min_ns and (not kinds or kinds[-1] != k):
             kinds.append(k)
     return kinds
 

@@ -188,35 +188,54 @@ def test_phases_are_capped() -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     pieces=st.lists(
-        st.tuples(st.booleans(), st.integers(0, 3 * MS), st.integers(0, 100)), max_size=300
+        st.tuples(
+            st.sampled_from(["step", "wait", "split"]),
+            st.integers(0, 3 * MS),
+            st.integers(0, 100),
+            st.integers(0, 100),
+            st.lists(st.tuples(st.sampled_from([2, 3, 4, 5]), st.integers(0, 100)), max_size=6),
+        ),
+        max_size=300,
     ),
     resolution=st.sampled_from([0, 100_000, 500_000, 2 * MS]),
     max_segments=st.integers(2, 64),
 )
 def test_merging_bounds_segments_and_keeps_totals_exact(
-    pieces: list[tuple[bool, int, int]], resolution: int, max_segments: int
+    pieces: list[tuple[str, int, int, int, list[tuple[int, int]]]],
+    resolution: int,
+    max_segments: int,
 ) -> None:
+    """Steps, waits and split intervals (with or without a sampled picture, which may leave gaps
+    or overrun the interval) keep every total exact and the picture contiguous and bounded."""
     probe = TaskProbe(resolution, max_segments)
     t = 1_000_000_000
-    cpu = wait = 0
-    for is_step, length, cpu_pct in pieces:
-        if is_step:
-            c = length * cpu_pct // 100
+    cpu = wait = gil = runq = 0
+    for what, length, cpu_pct, gil_pct, picture in pieces:
+        c = length * cpu_pct // 100
+        if what == "step":
             probe.step(t, t + length, c)
             cpu += c
             wait += length - c
-        else:
+        elif what == "wait":
             probe.wait(t, t + length)
             wait += length
+        else:
+            g = (length - c) * gil_pct // 100
+            r = (length - c - g) // 3
+            runs = [(k, t + length * p // 100, t + length * (p + 10) // 100) for k, p in picture]
+            probe.split(t, t + length, c, g, r, sorted(runs, key=lambda x: x[1]))
+            cpu, gil, runq = cpu + c, gil + g, runq + r
+            wait += length - c - g - r
         t += length
     segs = probe.finish()
-    assert probe.cpu_ns == cpu and probe.wait_ns == wait
+    assert (probe.cpu_ns, probe.wait_ns, probe.gil_ns, probe.runq_ns) == (cpu, wait, gil, runq)
     assert len(segs) <= max_segments
-    if cpu + wait:
+    if cpu + wait + gil + runq:
         assert segs[0][1] == 1_000_000_000 and segs[-1][2] == t
     for a, b in zip(segs, segs[1:]):
         assert a[2] == b[1] and a[0] != b[0]
-        assert a[0] in (CPU, WAIT)
+    body_kinds = {KIND_CODE[k] for k in ("cpu", "wait", "gil", "runq")}
+    assert all(seg[0] in body_kinds for seg in segs)
 
 
 # -- stepped: a coroutine driven step by step --------------------------------------------------

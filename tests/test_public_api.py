@@ -12,11 +12,12 @@ import lanepar as lp
 #: Exactly the public names: adding or removing one is a decision, so it changes this list too.
 PUBLIC = {
     "DEFAULT_LANES", "BatchResult", "Dashboard", "Decision", "LaneConfig", "LaneConfigError",
-    "LaneExecutor", "LaneView", "PathOutsideRootError", "Sample", "TaskCancelledError",
+    "LaneExecutor", "LaneView", "NestedBatchError", "NotRegularFileError", "ToolExitError",
+    "PathOutsideRootError", "Sample", "TaskCancelledError",
     "TaskHandle", "TaskRecord", "TaskTimeoutError", "ToolCall", "Trace", "TraceFormatError",
     "UnknownToolError", "WorkerDiedError", "__version__", "current", "load_ipython_extension",
     "load_trace", "phase", "registered_tools", "replay", "summarize", "tool", "write_html",
-    "write_perfetto",
+    "write_perfetto", "write_otel", "OTelObserver", "from_otel",
 }  # fmt: skip
 
 
@@ -92,7 +93,24 @@ def test_import_stays_light() -> None:
     import subprocess
     import sys
 
-    heavy = "('IPython', 'anywidget', 'plotly', 'distributed')"
+    heavy = (
+        "('IPython', 'anywidget', 'plotly', 'distributed', 'opentelemetry', 'langgraph', "
+        "'langchain_core', 'agents', 'pydantic_ai', 'mcp', 'openai')"
+    )
     code = f"import sys, lanepar; print(','.join(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_integrations_import_their_framework_only_when_imported() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lanepar, lanepar.integrations, lanepar.integrations.openai; "
+        "lanepar.from_otel([]); "
+        "print(','.join(m for m in ('opentelemetry', 'openai', 'langgraph', 'agents', "
+        "'pydantic_ai', 'mcp') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

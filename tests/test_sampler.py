@@ -16,6 +16,7 @@ import psutil
 import pytest
 from support import wait_until
 
+import lanepar as lp
 from lanepar.trace.model import Sample
 from lanepar.trace.recorder import Recorder
 from lanepar.trace.sampler import Sampler
@@ -155,3 +156,41 @@ def test_unsubscribe_stops_deliveries() -> None:
     unsubscribe()  # twice is harmless
     rec.flush()
     assert len(calls) == 1 and not rec.has_subscribers
+
+
+def _proc_stat_busy_total() -> list[tuple[int, int]]:
+    """(busy, total) jiffies per core, read here independently of lanepar's sampler."""
+    out = []
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                v = [int(x) for x in line.split()[1:]]
+                idle = v[3] + (v[4] if len(v) > 4 else 0)
+                out.append((sum(v[:8]) - idle, sum(v[:8])))
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="not Linux: no /proc/stat")
+def test_a_short_batch_has_core_utilisation_from_the_kernels_counters() -> None:
+    def spin() -> int:
+        end = time.thread_time() + 0.03
+        n = 0
+        while time.thread_time() < end:
+            n += 1
+        return n
+
+    with lp.LaneExecutor({"t": lp.LaneConfig(kind="thread", max_concurrency=2)}) as ex:
+        ex.run_batch([lp.ToolCall(spin, lane="t")])  # warm: threads exist
+        before = _proc_stat_busy_total()
+        b = ex.run_batch([lp.ToolCall(spin, lane="t") for _ in range(2)])
+        after = _proc_stat_busy_total()
+    s = b.summary()
+    assert s["cpu_util_source"] == "samples"
+    assert len(s["cpu_util_per_core"]) == len(before)
+    busy = sum(a[0] - b0[0] for a, b0 in zip(after, before))
+    total = sum(a[1] - b0[1] for a, b0 in zip(after, before))
+    truth = busy / total
+    # /proc/stat counts in 10 ms jiffies: over a ~30-60 ms window one jiffy per core is the
+    # reading's own resolution, which is the tolerance (plus the 5 points the figure promises).
+    jiffy = len(before) / max(total, 1)
+    assert s["cpu_util_avg"] == pytest.approx(truth, abs=0.05 + jiffy), (s, truth, total)

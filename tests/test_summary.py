@@ -84,10 +84,14 @@ def known_trace() -> Trace:
         rec(5, lane="b", sub=base, free=base, start=base + 40 * US, fin=base + 20 * MS,
             cpu=20 * MS - 40 * US, outcome="error", error="ValueError: boom"),
     ]  # fmt: skip
+    # A sample holds the utilisation since the sample before it (as the sampler and the
+    # executor's per-batch ticks take them): the first one and the last only bound intervals
+    # that lie outside the window, so they count for nothing.
     samples = [
-        Sample(base + 5 * MS, (0.5, 1.0), 1.5, {"a": (2, 2, 2)}),
-        Sample(base + 15 * MS, (0.25, 0.75), 0.5, {"a": (2, 0, 2)}),
-        Sample(base + 99 * MS, (0.0, 0.0), 9.0, {}),  # outside the window: ignored
+        Sample(base - 50 * MS, (0.9, 0.9), 7.0, {}),
+        Sample(base + 10 * MS, (0.5, 1.0), 1.5, {"a": (2, 2, 2)}),
+        Sample(base + 20 * MS, (0.25, 0.75), 0.5, {"a": (2, 0, 2)}),
+        Sample(base + 99 * MS, (0.0, 0.0), 9.0, {}),  # covers 20..99 ms: after the window
     ]
     events = [
         {"t_ns": base, "type": "decision", "mode": "parallel"},

@@ -18,7 +18,8 @@ from support import run_virtual, vnow
 import lanepar as lp
 from lanepar.config import TOOL_LANES
 from lanepar.tools import builtins as bt
-from lanepar.tools.paths import PathOutsideRoot, resolve_in_root
+from lanepar.tools.beneath import resolve_in_root
+from lanepar.tools.paths import PathOutsideRoot
 from lanepar.tools.workload import STDLIB_FILES, default_root, demo_calls
 
 BACKENDS = ["asyncio", "trio"]

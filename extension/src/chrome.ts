@@ -10,12 +10,14 @@
  */
 
 import {
+  BODY_KINDS,
   ILaneInfo,
   ISample,
   ITask,
   ITraceModel,
   Phase,
   Segment,
+  SegmentKind,
   TraceFormatError,
   isObject,
   num,
@@ -102,7 +104,7 @@ function childrenOf(task: ITask, byId: Map<number, IChromeEvent[]>, onThread: IC
 }
 
 function bodySegments(task: ITask, children: IChromeEvent[]): Segment[] {
-  const body: Segment[] = children.map((c): Segment => [c.cat as 'cpu' | 'wait', c.t, c.t + c.dur]);
+  const body: Segment[] = children.map((c): Segment => [c.cat as SegmentKind, c.t, c.t + c.dur]);
   body.sort((a, b) => a[1] - b[1]);
   if (body.length) {
     // Snap the outer edges back onto the exact body bounds when only µs rounding moved them.
@@ -216,7 +218,7 @@ export function readChromeTrace(raw: unknown): ITraceModel {
   for (const e of events) {
     if (e.ph === 'M' && e.name === 'process_name' && typeof e.args.name === 'string') {
       processNames.set(e.pid, e.args.name.replace(/^lane /, ''));
-    } else if (e.ph === 'X' && (e.cat === 'cpu' || e.cat === 'wait')) {
+    } else if (e.ph === 'X' && (BODY_KINDS as readonly string[]).includes(e.cat)) {
       slices.add(e);
     } else if (e.ph === 'X' && e.cat === 'phase') {
       phases.add(e);
@@ -248,6 +250,8 @@ export function readChromeTrace(raw: unknown): ITraceModel {
       finished: rel(a.finished_ns, e.t + e.dur),
       cpuNs: num(a.cpu_ns),
       waitNs: num(a.wait_ns),
+      gilNs: num(a.gil_ns),
+      runqNs: num(a.runq_ns),
       slot: num(a.slot, e.tid - 1),
       segments: [],
       phases: [],

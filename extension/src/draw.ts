@@ -9,17 +9,11 @@
 
 import { formatTick, niceTicks } from './format';
 import { ILaneGroup } from './layout';
-import { ITask, ITraceModel, SegmentKind } from './model';
+import { ITask, ITraceModel, SEGMENT_KINDS, SegmentKind } from './model';
+import { COLORS, CORE_HEAT, OUTCOME_COLORS, OUTLINE, withAlpha } from './palette';
 
-export const COLORS: Record<SegmentKind, string> = {
-  queued: '#c7c7c7',
-  dispatch: '#ff7f0e',
-  cpu: '#d62728',
-  wait: '#1f77b4',
-  gil: '#e377c2',
-  runq: '#8c564b'
-};
-export const ERROR_MARK = '#b00000';
+export { COLORS } from './palette';
+export const ERROR_MARK = OUTCOME_COLORS.error;
 
 export const GUTTER = 118;
 export const PAD_RIGHT = 12;
@@ -169,7 +163,7 @@ function drawOutcome(ctx: CanvasRenderingContext2D, vp: IViewport, task: ITask, 
     ctx.setLineDash([3, 2]);
     ctx.strokeStyle = theme.fgDim;
   } else {
-    ctx.strokeStyle = '#000';
+    ctx.strokeStyle = OUTLINE;
     if (task.outcome === 'timeout') {
       ctx.setLineDash([4, 2]);
     }
@@ -187,7 +181,7 @@ function drawOutcome(ctx: CanvasRenderingContext2D, vp: IViewport, task: ITask, 
     ctx.closePath();
     ctx.fill();
     ctx.lineWidth = 1;
-    ctx.strokeStyle = '#000';
+    ctx.strokeStyle = OUTLINE;
     ctx.stroke();
   }
   ctx.restore();
@@ -247,7 +241,7 @@ export function drawTimeline(
       ctx.rect(GUTTER, y, plotWidth(vp), ROW_H);
       ctx.clip();
       for (const pass of ['queued', 'body'] as const) {
-        const lastPx: Record<SegmentKind, number> = { queued: -1, dispatch: -1, cpu: -1, wait: -1, gil: -1, runq: -1 };
+        const lastPx = Object.fromEntries(SEGMENT_KINDS.map(k => [k, -1])) as Record<SegmentKind, number>;
         for (const task of row.tasks) {
           drawTask(ctx, vp, task, y, lastPx, pass);
         }
@@ -318,7 +312,7 @@ export function drawCores(ctx: CanvasRenderingContext2D, vp: IViewport, model: I
     const x1 = Math.max(x0 + 1, Math.ceil(xOf(vp, s.t)));
     for (let c = 0; c < s.cores.length; c++) {
       const u = Math.max(0, Math.min(1, s.cores[c]));
-      ctx.fillStyle = `rgba(214, 39, 40, ${(0.06 + 0.94 * u).toFixed(3)})`;
+      ctx.fillStyle = withAlpha(CORE_HEAT, 0.06 + 0.94 * u);
       ctx.fillRect(x0, top + c * rh, x1 - x0, rh - (rh > 6 ? 1 : 0));
     }
   }

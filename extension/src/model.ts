@@ -11,14 +11,10 @@
 export const MIME_TYPE = 'application/vnd.lanepar.trace+json';
 
 export type SegmentKind = 'queued' | 'dispatch' | 'cpu' | 'wait' | 'gil' | 'runq';
-export const SEGMENT_KINDS: readonly SegmentKind[] = [
-  'queued',
-  'dispatch',
-  'cpu',
-  'wait',
-  'gil',
-  'runq'
-];
+/** In kind-code order (`lanepar/trace/layout.json`); a node test checks the two agree. */
+export const SEGMENT_KINDS: readonly SegmentKind[] = ['queued', 'dispatch', 'cpu', 'wait', 'gil', 'runq'];
+/** Slot-holding kinds a task body is made of. */
+export const BODY_KINDS: readonly SegmentKind[] = ['cpu', 'wait', 'gil', 'runq'];
 
 export type Outcome = 'ok' | 'error' | 'cancelled' | 'timeout';
 
@@ -47,6 +43,10 @@ export interface ITask {
   finished: number;
   cpuNs: number;
   waitNs: number;
+  /** Runnable but waiting for the GIL or another lock; 0 when not observed. */
+  gilNs: number;
+  /** Runnable but waiting for a free core (OS run queue); 0 when not observed. */
+  runqNs: number;
   /** Worker slot within the lane; -1 when the body never started. */
   slot: number;
   segments: Segment[];
@@ -186,6 +186,8 @@ function readTask(raw: unknown, startNs: number): ITask | null {
     finished,
     cpuNs: num(raw.cpu_ns),
     waitNs: num(raw.wait_ns),
+    gilNs: num(raw.gil_ns),
+    runqNs: num(raw.runq_ns),
     slot: num(raw.slot, -1),
     segments,
     phases: readPhases(extra.phases, startNs),

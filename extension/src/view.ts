@@ -9,14 +9,10 @@ import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
 
 import {
-  COLORS,
-  ERROR_MARK,
   GUTTER,
   ITheme,
   IViewport,
   PAD_RIGHT,
-  coreCount,
-  coreRowHeight,
   coresHeight,
   drawCores,
   drawTimeline,
@@ -25,21 +21,15 @@ import {
   timelineHeight,
   xOf
 } from './draw';
-import { formatDuration, trim } from './format';
-import { ILaneGroup, buildGroups, summaryFigures, taskAt } from './layout';
-import { ITask, ITraceModel, MIME_TYPE, SEGMENT_KINDS, TraceFormatError } from './model';
+import { formatDuration } from './format';
+import { el, renderHeader } from './header';
+import { ILaneGroup, buildGroups, taskAt } from './layout';
+import { ITask, ITraceModel, MIME_TYPE, TraceFormatError } from './model';
 import { readTrace } from './read';
+import { coreLines, taskLines } from './tips';
 
 const MIN_SPAN_NS = 200;
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  e.className = cls;
-  if (text !== undefined) {
-    e.textContent = text; // never innerHTML: args summaries are arbitrary user text
-  }
-  return e;
-}
 
 export class TraceView extends Widget implements IRenderMime.IRenderer {
   constructor(options?: IRenderMime.IRendererOptions) {
@@ -131,28 +121,7 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
   // -- header ---------------------------------------------------------------------------
 
   private _renderHeader(model: ITraceModel): void {
-    const h = this._header;
-    h.replaceChildren();
-    h.append(el('span', 'lanepar-trace-title', model.source === 'chrome' ? 'lanepar trace (Chrome JSON)' : 'lanepar trace'));
-    const figures = el('span', 'lanepar-trace-figures');
-    for (const f of summaryFigures(model)) {
-      const fig = el('span', 'lanepar-trace-figure');
-      fig.dataset.key = f.key;
-      fig.append(el('span', 'lanepar-trace-figure-label', f.label), el('b', 'lanepar-trace-figure-value', f.value));
-      figures.append(fig);
-    }
-    const legend = el('span', 'lanepar-trace-legend');
-    for (const k of SEGMENT_KINDS) {
-      const sw = el('span', 'lanepar-trace-swatch');
-      sw.style.background = COLORS[k];
-      legend.append(sw, el('span', 'lanepar-trace-legend-label', k));
-    }
-    const err = el('span', 'lanepar-trace-swatch lanepar-trace-swatch-error');
-    err.style.background = ERROR_MARK;
-    legend.append(err, el('span', 'lanepar-trace-legend-label', 'error'));
-    const reset = el('button', 'lanepar-trace-reset jp-mod-styled', 'Reset zoom');
-    reset.addEventListener('click', () => this._resetZoom());
-    h.append(figures, legend, reset);
+    renderHeader(this._header, model, () => this._resetZoom());
   }
 
   private _showError(message: string): void {
@@ -356,7 +325,7 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
       const hit = rowAt(this._groups, y);
       task = hit ? taskAt(hit.group.rows[hit.row], t, tol) : null;
       if (task) {
-        lines = this._taskLines(task, hit!.group);
+        lines = taskLines(task, hit!.group);
       } else if (y < 24) {
         const ev = model.events.find(ev => Math.abs(xOf(this._vp, ev.t) - x) <= 5);
         if (ev) {
@@ -367,7 +336,7 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
         }
       }
     } else {
-      lines = this._coreLines(t, y);
+      lines = coreLines(model, t, y);
     }
     if (task !== this._hover) {
       this._hover = task;
@@ -383,50 +352,6 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
       return;
     }
     this._showTooltip(lines, e);
-  }
-
-  private _taskLines(task: ITask, group: ILaneGroup): Array<[string, string]> {
-    const lines: Array<[string, string]> = [[task.name, `#${task.id}`]];
-    if (task.args) {
-      lines.push(['args', task.args]);
-    }
-    lines.push(['lane', task.slot >= 0 ? `${task.lane}#${task.slot} (${group.info.kind})` : `${task.lane} (never ran)`]);
-    lines.push(['outcome', task.error ? `${task.outcome}: ${task.error}` : task.outcome]);
-    lines.push(['queued', formatDuration(task.slotFree - task.submitted)]);
-    if (task.slot >= 0) {
-      lines.push(['dispatch', formatDuration(task.started - task.slotFree)]);
-      lines.push(['body', `${formatDuration(task.finished - task.started)} = cpu ${formatDuration(task.cpuNs)} + wait ${formatDuration(task.waitNs)}`]);
-    }
-    for (const [name, s, e] of task.phases) {
-      lines.push([`phase ${name}`, formatDuration(e - s)]);
-    }
-    if (task.worker) {
-      lines.push(['worker', task.worker]);
-    }
-    lines.push(['submitted', `at ${formatDuration(task.submitted)}`]);
-    return lines;
-  }
-
-  private _coreLines(t: number, y: number): Array<[string, string]> | null {
-    const model = this._model!;
-    const s = model.samples.find(s => s.t >= t);
-    const n = coreCount(model);
-    const core = Math.floor((y - 16) / coreRowHeight(n));
-    if (!s || core < 0 || core >= n) {
-      return null;
-    }
-    const lines: Array<[string, string]> = [
-      [`cpu${core}`, `${trim((s.cores[core] ?? 0) * 100)}%`],
-      ['all cores', `${trim((s.cores.reduce((a, b) => a + b, 0) / Math.max(1, s.cores.length)) * 100)}%`]
-    ];
-    if (isFinite(s.procCpu)) {
-      lines.push(['process', `${trim(s.procCpu)} cores`]);
-    }
-    for (const [lane, [active, pending, limit]] of Object.entries(s.lanes)) {
-      lines.push([lane, `${active} active, ${pending} pending, limit ${limit}`]);
-    }
-    lines.push(['at', formatDuration(s.t)]);
-    return lines;
   }
 
   private _showTooltip(lines: Array<[string, string]>, e: PointerEvent): void {

@@ -45,6 +45,10 @@ def summarize(trace: Trace) -> dict[str, Any]:
     task_time_ns = sum(max(f[4] - f[3], 0) for f in fields if f[7] >= 0)
     cpu_ns = sum(f[5] for f in fields)
     wait_ns = sum(f[6] for f in fields)
+    gil_ns = sum(t.gil_ns for t in tasks)
+    runq_ns = sum(t.runq_ns for t in tasks)
+    blocked = [float(e.get("duration_ms", 0.0)) for e in trace.events
+               if e.get("type") == "loop_blocked"]  # fmt: skip
     task_time_s = task_time_ns / _S
     speedup = task_time_s / wall_s if wall_s > 0 else 0.0
 
@@ -71,6 +75,10 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "concurrency": concurrency,
         "cpu_s": cpu_ns / _S,
         "wait_s": wait_ns / _S,
+        "gil_wait_s": gil_ns / _S,
+        "runq_wait_s": runq_ns / _S,
+        "loop_blocked_count": len(blocked),
+        "loop_blocked_max_ms": max(blocked, default=0.0),
         "queued_p50_us": percentile((f[2] - f[1] for f in fields), 50) / _US,
         "queued_p99_us": percentile((f[2] - f[1] for f in fields), 99) / _US,
         "dispatch_p50_us": percentile((f[3] - f[2] for f in started), 50) / _US,
@@ -119,20 +127,34 @@ def _per_lane(
 def _cpu_use(trace: Trace, cpu_s: float, wall_s: float) -> dict[str, Any]:
     """Machine and process CPU over the trace window.
 
-    Measured from samples inside the window when there are any; otherwise estimated from the
-    tasks' own CPU time, which undercounts work outside task bodies but is the honest best
-    guess for a trace recorded without the sampler.
+    A sample holds the utilisation since the sample before it, so each counts for the part of
+    its interval inside the window (the executor takes one at each batch's start and end, so
+    even a 30 ms batch is covered by the kernel's own counters). Without samples it is estimated
+    from the tasks' own CPU time, which undercounts work outside task bodies but is the honest
+    best guess for a trace recorded without the sampler.
     """
-    inside: list[Sample] = [s for s in trace.samples if trace.start_ns <= s.t_ns <= trace.end_ns]
-    if inside:
-        width = max(len(s.cores) for s in inside)
-        per_core = [mean([s.cores[i] for s in inside if i < len(s.cores)]) for i in range(width)]
-        avg = mean([mean(list(s.cores)) for s in inside if s.cores])
+    lo, hi = trace.start_ns, trace.end_ns
+    weighted: list[tuple[float, Sample]] = []
+    prev: int | None = None
+    for smp in sorted(trace.samples, key=lambda x: x.t_ns):
+        if prev is not None and smp.cores:
+            w = min(smp.t_ns, hi) - max(prev, lo)
+            if w > 0:
+                weighted.append((float(w), smp))
+        prev = smp.t_ns
+    if weighted:
+        total = sum(w for w, _ in weighted)
+        width = max(len(smp.cores) for _, smp in weighted)
+        per_core = [
+            sum(w * smp.cores[i] for w, smp in weighted if i < len(smp.cores)) / total
+            for i in range(width)
+        ]
+        avg = sum(w * mean(list(smp.cores)) for w, smp in weighted) / total
         return {
             "cpu_util_source": "samples",
             "cpu_util_avg": _clamp01(avg),
             "cpu_util_per_core": [_clamp01(c) for c in per_core],
-            "proc_cpu_avg": mean([s.proc_cpu for s in inside]),
+            "proc_cpu_avg": sum(w * smp.proc_cpu for w, smp in weighted) / total,
         }
     n = trace.n_cores
     est = cpu_s / (wall_s * n) if wall_s > 0 and n > 0 else 0.0

@@ -18,6 +18,7 @@ from typing import Any
 import cloudpickle
 
 from ..trace.probe import TaskProbe, run_sync_probed
+from ..trace.threadstate import ThreadWatch
 
 RESULT_OK = 0
 RESULT_ERR = 1
@@ -53,10 +54,24 @@ def run_body(
         body, args, kwargs = _run_coroutine, (fn, args, kwargs), {}
     try:
         if clock is None:
-            return RESULT_OK, run_sync_probed(probe, body, args, kwargs)
-        return RESULT_OK, run_sync_probed(probe, body, args, kwargs, clock=clock)
+            return RESULT_OK, run_sync_probed(probe, body, args, kwargs, watch=_runq_watch())
+        return RESULT_OK, run_sync_probed(
+            probe, body, args, kwargs, clock=clock, watch=_runq_watch()
+        )
     except BaseException as e:
         return RESULT_ERR, e
+
+
+_RUNQ_WATCH: list[ThreadWatch] = []
+
+
+def _runq_watch() -> ThreadWatch:
+    """threadstate: the body's exact run-queue wait, from its own thread's schedstat. No sampling
+    helper on the far side: a child runs one body at a time (no GIL to wait for); on a Dask
+    worker the GIL wait among its threads stays ``wait``."""
+    if not _RUNQ_WATCH:
+        _RUNQ_WATCH.append(ThreadWatch(helper=False))
+    return _RUNQ_WATCH[0]
 
 
 def _run_coroutine(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .._exceptions import ToolExitError
 from ..trace.probe import TaskProbe
 
 
@@ -89,3 +90,10 @@ async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
         fut.cancel()
         raise
     return fut.result()
+
+
+def tool_exit(fn: Any, exc: BaseException) -> ToolExitError:
+    """The task error for a tool that raised ``SystemExit`` or ``KeyboardInterrupt``."""
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return ToolExitError(f"tool {name!r} raised {type(exc).__name__}({exc}): its task failed")
+

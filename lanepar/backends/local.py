@@ -1,34 +1,45 @@
 """Async and thread lanes: coroutine bodies on the loop, sync bodies in the lane's own threads.
 
 A sync body is never run on the event loop, whatever the lane kind, because one blocking tool would
-stall every other lane. Each lane owns its thread pool (rather than anyio's shared one) so that
-closing the executor joins exactly the threads it started and leaves none behind. Threads are made
-on demand, so a lane never holds more threads than its peak concurrency.
+stall every other lane. Each lane owns its daemon threads (``_threads.DaemonPool``), made on
+demand, so a lane never holds more threads than its peak concurrency, closing waits for them only
+a bounded time, and a hung tool can never keep the interpreter from exiting.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from ..trace.probe import TaskProbe, run_sync_probed, stepped
-from .base import BackendContext, await_future
+from ..trace import threadstate
+from ..trace.probe import TaskProbe, loop_contention, run_sync_probed, stepped
+from ._threads import DaemonPool
+from .base import BackendContext, await_future, tool_exit
 
-_POOL_CAP = 4096  # threads are created lazily; the lane's limit is what bounds them
+log = logging.getLogger("lanepar")
+
+#: How long closing waits for bodies still running in threads before it abandons them.
+CLOSE_WAIT_S = 0.5
 
 
 class LocalBackend:
     def __init__(self, ctx: BackendContext) -> None:
         self.lane = ctx.lane
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: DaemonPool | None = None
+        #: The future of the sync body each slot runs: a body that timed out keeps its slot
+        #: (``drain``) until its thread really returns, so a lane never runs more than its limit.
+        self._running: dict[int, concurrent.futures.Future[Any]] = {}
+        # threadstate: the shared watch that splits a traced body's off-CPU time (GIL / run queue /
+        # wait); taken on the first traced sync body, given back on close.
+        self._watch: threadstate.ThreadWatch | None = None
 
-    def _get_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _get_pool(self) -> DaemonPool:
         if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=_POOL_CAP, thread_name_prefix=f"lanepar-{self.lane}"
-            )
+            self._pool = DaemonPool(f"lanepar-{self.lane}")
         return self._pool
 
     async def run(
@@ -46,18 +57,63 @@ class LocalBackend:
                 return await fn(*args, **kwargs)
             return await stepped(fn(*args, **kwargs), probe)
         ctx = contextvars.copy_context()
+        free = 0
         if probe is None:
-            fut = self._get_pool().submit(ctx.run, fn, *args, **kwargs)
+            fut = self._get_pool().submit(ctx.run, _guarded, fn, args, kwargs)
         else:
-            fut = self._get_pool().submit(ctx.run, run_sync_probed, probe, fn, args, kwargs)
-        return await await_future(fut)
+            # threadstate: from the hand-off to the body's first instruction the worker (a new
+            # one included: ``Thread.start`` waits for it to run) is waiting for the GIL.
+            if self._watch is None and threadstate.enabled():
+                self._watch = threadstate.acquire()
+            free = probe.started_ns  # the lane's "slot free" time, set before the call
+            handed = [time.perf_counter_ns()]
+            fut = self._get_pool().submit(
+                ctx.run, _guarded, run_sync_probed,
+                (probe, fn, args, kwargs, time.thread_time_ns, self._watch, handed), {},
+            )  # fmt: skip
+        self._running[slot] = fut
+        try:
+            value = await await_future(fut)
+        finally:
+            if probe is not None and free:
+                # the loop thread's own GIL / core waits between the free slot and the hand-off
+                # are the tools' contention, not the executor's overhead
+                probe.prepend_contention(*loop_contention(free, handed[0]))
+        del self._running[slot]
+        return value
+
+    async def drain(self, slot: int) -> int:
+        """After the job of ``slot`` was cancelled or timed out: wait until its thread really
+        returns (the slot stays taken meanwhile) and say how long that took, in ns."""
+        fut = self._running.pop(slot, None)
+        if fut is None or fut.done():
+            return 0
+        t0 = time.perf_counter_ns()
+        try:
+            await await_future(fut)
+        except Exception:  # the body's late error: its task was already settled as timed out
+            pass
+        return time.perf_counter_ns() - t0
 
     async def aclose(self) -> None:
         self.close_now()
 
     def close_now(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            # Running bodies cannot be interrupted (threads can't be killed); queued ones are
-            # dropped and we wait for the rest so no thread outlives the executor.
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._running.clear()
+        stuck = pool.close(CLOSE_WAIT_S) if pool is not None else []
+        watch, self._watch = self._watch, None
+        if watch is not None and not stuck:  # threadstate: only once no body still measures
+            threadstate.release(watch)
+        if stuck:
+            log.warning("lanepar: lane %r abandoned %d thread(s) still running a tool body: %s",
+                        self.lane, len(stuck), ", ".join(stuck))  # fmt: skip
+
+
+def _guarded(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A tool's ``SystemExit`` / ``KeyboardInterrupt`` must not cross into the event loop (where
+    asyncio lets them stop the loop itself): they become the task's :class:`ToolExitError`."""
+    try:
+        return fn(*args, **kwargs)
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise tool_exit(fn, e) from e

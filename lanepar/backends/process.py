@@ -38,6 +38,11 @@ LOADED = b"L"
 #: The bound on loading one task in a child (importing the body's module there).
 LOAD_TIMEOUT_S = 60.0
 
+#: How long a child may take to start (a fresh interpreter importing lanepar).
+START_TIMEOUT_S = 60.0
+#: How long closing lets idle children exit by themselves before it kills them, in all.
+CLOSE_WAIT_S = 0.5
+
 #: The name this error had before it moved to :mod:`lanepar._exceptions`.
 WorkerDied = WorkerDiedError
 
@@ -69,6 +74,15 @@ def _child_main(inbox: Connection, outbox: Connection) -> None:
         outbox.send_bytes(dumps_reply(make_reply(status, value, probe, ""), fn))
 
 
+def _popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``Popen``, with a start failure (an argument list too long, a missing interpreter) said
+    as the worker error it is for the task."""
+    try:
+        return subprocess.Popen(argv, **kwargs)
+    except OSError as e:
+        raise WorkerDiedError(f"the worker process could not be started: {e}") from e
+
+
 class _Child:
     """One worker process: a fresh interpreter (``python -c``) talking over two pipes.
 
@@ -87,21 +101,37 @@ class _Child:
         )
         t0 = time.perf_counter_ns()
         try:
-            self.proc = subprocess.Popen(
+            self.proc = _popen(
                 [sys.executable, "-c", code, str(c_read), str(c_write), json.dumps(sys.path), name],
                 pass_fds=(c_read, c_write),
                 stdin=subprocess.DEVNULL,
+                # its own process group: killing the child kills what its tool started too
+                start_new_session=True,
             )
+        except BaseException:
+            os.close(p_read)
+            os.close(p_write)
+            raise
         finally:
             os.close(c_read)
             os.close(c_write)
         self.name = name
         self.inbox = Connection(p_read, writable=False)
         self.outbox = Connection(p_write, readable=False)
-        if not self.inbox.poll(60):
+        try:
+            if not self.inbox.poll(START_TIMEOUT_S):
+                raise WorkerDiedError(f"{name}: child process did not start within 60 s")
+            child_t = pickle.loads(self.inbox.recv_bytes())
+        except (EOFError, OSError, pickle.UnpicklingError) as e:
+            self.kill()  # reaped: a child that failed to start leaves no zombie
+            exit_code = self.proc.returncode
+            raise WorkerDiedError(
+                f"{name}: child process exited before it started (exit code {exit_code}): "
+                f"{type(e).__name__}: {e}"
+            ) from None
+        except WorkerDiedError:
             self.kill()
-            raise WorkerDiedError(f"{name}: child process did not start within 60 s")
-        child_t = pickle.loads(self.inbox.recv_bytes())
+            raise
         t1 = time.perf_counter_ns()
         # The handshake is sent as soon as the child runs, so the start-up cost skews the midpoint:
         # bound it by the round trip instead and record the uncertainty.
@@ -150,11 +180,35 @@ class _Child:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the child and its group
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
         self.wait(5)
         for conn in (self.inbox, self.outbox):
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+def _mirror(fut: concurrent.futures.Future[_Child]) -> concurrent.futures.Future[_Child]:
+    """A future of its own for one waiter of a shared start: a waiter that is cancelled cancels
+    its mirror, never the start the others wait for."""
+    mirror: concurrent.futures.Future[_Child] = concurrent.futures.Future()
+
+    def copy(f: concurrent.futures.Future[_Child]) -> None:
+        if mirror.set_running_or_notify_cancel():
+            exc = (
+                WorkerDiedError("the lane closed while its worker process started")
+                if f.cancelled()
+                else f.exception()
+            )
+            if exc is not None:
+                mirror.set_exception(exc)
+            else:
+                mirror.set_result(f.result())
+
+    fut.add_done_callback(copy)
+    return mirror
 
 
 def _kill_started(fut: concurrent.futures.Future[_Child]) -> None:
@@ -171,6 +225,8 @@ class ProcessBackend:
         self.resolution_ns = ctx.resolution_ns
         self.max_segments = ctx.max_segments
         self._children: dict[int, _Child] = {}
+        #: Starts in flight, per slot (a fresh interpreter takes a few hundred ms).
+        self._starting: dict[int, concurrent.futures.Future[_Child]] = {}
         # Our own helper threads (start-up, big sends) so closing joins them: anyio's shared
         # worker threads would linger after the executor is gone.
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
@@ -187,15 +243,17 @@ class ProcessBackend:
         if child is not None and child.alive():
             return child
         if child is not None:
+            self._children.pop(slot, None)
             child.kill()
-        name = f"lanepar-{self.lane}-{slot}"
-        fut = self._get_io().submit(_Child, name)
+        fut = self._starting.get(slot)
+        if fut is None:  # one start per slot: a warm-up and the first task share it
+            name = f"lanepar-{self.lane}-{slot}"
+            fut = self._starting[slot] = self._get_io().submit(_Child, name)
         try:
-            started: _Child = await await_future(fut)
-        except BaseException:
-            # Cancelled while the child starts: it must not outlive us unseen.
-            fut.add_done_callback(_kill_started)
-            raise
+            started: _Child = await await_future(_mirror(fut))
+        finally:
+            if fut.done() and self._starting.get(slot) is fut:
+                del self._starting[slot]
         self._children[slot] = started
         return started
 
@@ -205,9 +263,13 @@ class ProcessBackend:
         await self._child(slot)
 
     async def warm(self, slots: int) -> None:
-        """Start ``slots`` children ahead of time so the first batch does not pay start-up."""
+        """Start ``slots`` children ahead of time so the first batch does not pay start-up. A
+        child that cannot start is left to the first task on its slot, which reports it."""
         for slot in range(slots):
-            await self._child(slot)
+            try:
+                await self._child(slot)
+            except WorkerDiedError:
+                return
 
     async def run(
         self,
@@ -258,10 +320,14 @@ class ProcessBackend:
 
     def close_now(self) -> None:
         children, self._children = self._children, {}
+        starting, self._starting = self._starting, {}
+        for fut in starting.values():  # nobody will take these: killed once they are up
+            fut.add_done_callback(_kill_started)
         for child in children.values():
             child.close_input()
+        deadline = time.monotonic() + CLOSE_WAIT_S  # idle children exit at EOF; one shared wait
         for child in children.values():
-            child.wait(0.5)
+            child.wait(max(0.0, deadline - time.monotonic()))
             child.kill()
         io, self._io = self._io, None
         if io is not None:

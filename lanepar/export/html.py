@@ -9,24 +9,18 @@ report into a page that no longer scrolls.
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..trace.model import SEGMENT_KINDS, TaskRecord, Trace
+from ._checked import escape_html
+from .palette import COLOURS, LABELS, PALETTE
 
-#: The segment colours; the live dashboard and its snapshot use the same ones.
-COLOURS: dict[str, str] = {
-    "queued": "#c7c7c7",
-    "dispatch": "#ff7f0e",
-    "cpu": "#d62728",
-    "wait": "#1f77b4",
-    "gil": "#e377c2",
-    "runq": "#8c564b",
-}
 MAX_BARS = 3000
 BINS = 1500
+MAX_CELLS = 2_000_000
+MAX_HEIGHT_PX = 20_000
 
 
 def _rows(tasks: Sequence[TaskRecord], lanes: Mapping[str, Any]) -> list[tuple[str, int]]:
@@ -37,19 +31,22 @@ def _rows(tasks: Sequence[TaskRecord], lanes: Mapping[str, Any]) -> list[tuple[s
 
 
 def _label(row: tuple[str, int]) -> str:
-    return f"{row[0]} #{row[1]}" if row[1] >= 0 else f"{row[0]} (not started)"
+    # Plotly renders label text as a subset of HTML (links included): lane names are escaped.
+    lane = escape_html(row[0])
+    return f"{lane} #{row[1]}" if row[1] >= 0 else f"{lane} (not started)"
 
 
 def _task_hover(t: TaskRecord) -> str:
     f = t.fields()
     ms = 1e6
     lines = [
-        f"<b>{html.escape(t.name)}</b> #{f[0]}",
-        html.escape(t.args_summary[:120]),
-        f"{html.escape(t.lane)} #{f[7]}",
+        f"<b>{escape_html(t.name)}</b> #{f[0]}",
+        escape_html(t.args_summary[:120]),
+        f"{escape_html(t.lane)} #{f[7]}",
         f"queued {(f[2] - f[1]) / ms:.3f} ms · dispatch {(f[3] - f[2]) / ms:.3f} ms",
         f"cpu {f[5] / ms:.3f} ms · wait {f[6] / ms:.3f} ms · wall {(f[4] - f[3]) / ms:.3f} ms",
-        f"outcome: {t.outcome}" + (f" — {html.escape((t.error or '')[:160])}" if t.error else ""),
+        f"outcome: {escape_html(t.outcome)}"
+        + (f" — {escape_html((t.error or '')[:160])}" if t.error else ""),
     ]
     return "<br>".join(lines)
 
@@ -81,11 +78,11 @@ def _bar_traces(trace: Trace, rows: list[tuple[str, int]]) -> list[Any]:
                 base=d["base"],
                 x=d["x"],
                 y=d["y"],
-                name=kind,
+                name=LABELS[kind],
                 marker={"color": COLOURS[kind], "line": {"width": 0}},
                 width=0.18 if kind == "queued" else 0.8,
                 hovertext=d["text"],
-                hovertemplate="%{hovertext}<extra>" + kind + "</extra>",
+                hovertemplate="%{hovertext}<extra>" + LABELS[kind] + "</extra>",
                 legendgroup="segments",
             )
         )
@@ -97,16 +94,19 @@ def _heatmap_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any:
     import plotly.graph_objects as go
 
     t0, span = trace.start_ns, max(trace.end_ns - trace.start_ns, 1)
-    width = span / BINS
+    # Fewer bins when there are many rows, so the grid (and the page) stays bounded however
+    # many slots a trace claims.
+    bins = max(10, min(BINS, MAX_CELLS // max(len(rows), 1)))
+    width = span / bins
     index = {r: i for i, r in enumerate(rows)}
-    weight = [[[0.0] * len(SEGMENT_KINDS) for _ in range(BINS)] for _ in rows]
+    weight = [[[0.0] * len(SEGMENT_KINDS) for _ in range(bins)] for _ in rows]
     codes = {k: i for i, k in enumerate(SEGMENT_KINDS)}
     for t in trace.tasks:
         grid = weight[index[(t.lane, t.slot)]]
         for kind, s, e in t.segments:
             k = codes[kind]
             a, b = (s - t0) / width, (e - t0) / width
-            lo, hi = max(int(a), 0), min(int(b), BINS - 1)
+            lo, hi = max(int(a), 0), min(int(b), bins - 1)
             for i in range(lo, hi + 1):
                 grid[i][k] += min(b, i + 1) - max(a, i)
     z: list[list[float | None]] = []
@@ -124,13 +124,13 @@ def _heatmap_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any:
         scale += [[i / n, COLOURS[kind]], [(i + 1) / n, COLOURS[kind]]]
     return go.Heatmap(
         z=z,
-        x=[(i + 0.5) * width / 1e6 for i in range(BINS)],
+        x=[(i + 0.5) * width / 1e6 for i in range(bins)],
         y=[_label(r) for r in rows],
         zmin=-0.5,
         zmax=n - 0.5,
         colorscale=scale,
         showscale=False,
-        customdata=[[SEGMENT_KINDS[int(v)] if v is not None else "" for v in line] for line in z],
+        customdata=[[LABELS[SEGMENT_KINDS[int(v)]] if v is not None else "" for v in r] for r in z],
         hovertemplate="%{y} at %{x:.1f} ms: mostly %{customdata}<extra></extra>",
         name="timeline",
     )
@@ -189,7 +189,7 @@ def build_figure(trace: Trace) -> Any:
                 y=[f"cpu{c}" for c in range(n_cores)],
                 zmin=0,
                 zmax=1,
-                colorscale=[[0, "#fbeaea"], [1, "#d62728"]],
+                colorscale=[[0, "#fbeaea"], [1, PALETTE["core_heat"]]],
                 showscale=False,
                 hovertemplate="%{y} at %{x:.1f} ms: %{z:.0%}<extra></extra>",
                 name="cores",
@@ -199,7 +199,9 @@ def build_figure(trace: Trace) -> Any:
         )
         avg = [sum(s.cores) / len(s.cores) if s.cores else 0.0 for s in samples]
         fig.add_trace(
-            go.Scatter(x=xs, y=avg, name="CPU avg", line={"color": "#d62728"}, mode="lines"),
+            go.Scatter(
+                x=xs, y=avg, name="CPU avg", line={"color": PALETTE["core_heat"]}, mode="lines"
+            ),
             row=3,
             col=1,
         )
@@ -215,7 +217,7 @@ def build_figure(trace: Trace) -> Any:
             go.Scatter(
                 x=xs,
                 y=active,
-                name=f"{lane} active",
+                name=f"{escape_html(lane)} active",
                 line={"color": colour, "shape": "hv"},
                 mode="lines",
             ),
@@ -226,7 +228,7 @@ def build_figure(trace: Trace) -> Any:
             go.Scatter(
                 x=xs,
                 y=pending,
-                name=f"{lane} pending",
+                name=f"{escape_html(lane)} pending",
                 line={"color": colour, "shape": "hv", "dash": "dot"},
                 mode="lines",
             ),
@@ -245,7 +247,7 @@ def build_figure(trace: Trace) -> Any:
     fig.update_xaxes(title_text="time since the first submission (ms)", row=4, col=1)
     fig.update_layout(
         barmode="overlay",
-        height=int(420 + 14 * n_rows + 14 * n_cores),
+        height=min(int(420 + 14 * n_rows + 14 * n_cores), MAX_HEIGHT_PX),
         margin={"l": 110, "r": 20, "t": 40, "b": 50},
         legend={"orientation": "h", "y": 1.04, "x": 0, "yanchor": "bottom"},
         hoverlabel={"align": "left"},
@@ -299,15 +301,15 @@ def summary_table(summary: Mapping[str, Any]) -> str:
         ("dispatch p50 / p99", f"{_us(s['dispatch_p50_us'])} / {_us(s['dispatch_p99_us'])}"),
         ("queued p50", _us(s["queued_p50_us"])),
     ]
-    head = "".join(f"<th>{html.escape(k)}</th>" for k, _ in cells)
-    body = "".join(f"<td>{html.escape(v)}</td>" for _, v in cells)
+    head = "".join(f"<th>{escape_html(k)}</th>" for k, _ in cells)
+    body = "".join(f"<td>{escape_html(v)}</td>" for _, v in cells)
     return f'<table class="lanepar-summary"><tr>{head}</tr><tr>{body}</tr></table>'
 
 
 def _figures_html(summary: Mapping[str, Any]) -> str:
     return (
         summary_table(summary)
-        + f'<pre class="lanepar-text">{html.escape(format_summary(summary))}</pre>'
+        + f'<pre class="lanepar-text">{escape_html(format_summary(summary))}</pre>'
     )
 
 
@@ -344,9 +346,9 @@ def to_html(trace: Trace, path: str | os.PathLike[str] | None = None) -> str:
     title = f"lanepar report — {len(trace.tasks)} tasks"
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
+        f"<title>{escape_html(title)}</title><style>{_CSS}</style>"
         f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
-        f"</head><body><h1>{html.escape(title)}</h1>{_figures_html(summary)}{div}</body></html>\n"
+        f"</head><body><h1>{escape_html(title)}</h1>{_figures_html(summary)}{div}</body></html>\n"
     )
     if path is not None:
         with open(path, "w", encoding="utf-8") as fh:

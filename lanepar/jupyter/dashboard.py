@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import operator
-import pathlib
 import struct
 import threading
 import time
@@ -24,14 +23,14 @@ import psutil
 import traitlets
 
 from ..trace.model import Delta, RunningTask, Sample, TaskRecord, Trace
+from ._static import Bundle
 from .events import event_views
-from .messages import COLOURS, EndMessage, ResetMessage
+from .messages import EndMessage, ResetMessage
 from .packing import DeltaPacker, final_figures
 
 if TYPE_CHECKING:
     from ..run.executor import LaneExecutor
 
-_STATIC = pathlib.Path(__file__).parent / "static"
 _ID = struct.Struct("<q")  # a packed record starts with its id
 _PACKED = operator.attrgetter("packed")
 
@@ -96,15 +95,14 @@ class Dashboard(anywidget.AnyWidget):
     """Live timeline, cores, lanes and figures of ``executor``, updated at most ``hz`` times a
     second while it runs; ``finish()`` freezes it with exact figures."""
 
-    _esm = _STATIC / "dashboard.js"
-    _css = _STATIC / "dashboard.css"
+    _esm = Bundle("widget.js")
+    _css = Bundle("dashboard.css")
 
     uid = traitlets.Unicode("").tag(sync=True)
     title = traitlets.Unicode("lanepar").tag(sync=True)
     status = traitlets.Unicode("idle").tag(sync=True)
     figures = traitlets.Dict().tag(sync=True)
     lanes: traitlets.List[Any] = traitlets.List().tag(sync=True)
-    colours = traitlets.Dict().tag(sync=True)
     #: Scheduler decisions in words (auto mode's choice and reason, limit changes), newest last.
     notes: traitlets.List[Any] = traitlets.List().tag(sync=True)
     #: lane -> [[t_ms, limit], ...]: the limit over time of lanes whose limit moved.
@@ -120,7 +118,7 @@ class Dashboard(anywidget.AnyWidget):
     ) -> None:
         if not hz > 0:
             raise ValueError(f"Dashboard: hz={hz!r} must be > 0")
-        super().__init__(uid=uuid.uuid4().hex, title=title, colours=dict(COLOURS), **kwargs)
+        super().__init__(uid=uuid.uuid4().hex, title=title, **kwargs)
         self.executor = executor
         rec = executor.recorder
         self.t0_ns = time.perf_counter_ns()
@@ -285,6 +283,7 @@ class Dashboard(anywidget.AnyWidget):
 
     # -- a view that missed messages asks for all of them ----------------------------------
     def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        """A ``ResyncRequest``, the only message a view sends."""
         if not isinstance(content, dict) or content.get("type") != "resync":
             return
         with self._lock:

@@ -260,6 +260,8 @@ class LaneparMagics(Magics):
             try:
                 # taken before the limits go back, so the trace carries the limits it ran with
                 trace = trace_since(ex, base, t0)
+                if status == "done" and any(e["type"] == "interrupted" for e in trace.events):
+                    status = "interrupted"  # run_batch returned what finished after a Ctrl-C
             finally:
                 ex.default_mode = mode_before
                 for lane, n in restore.items():

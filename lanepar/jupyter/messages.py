@@ -1,17 +1,15 @@
-"""What crosses from the kernel to the dashboard's JavaScript, typed in one place.
+"""What crosses between the kernel and the dashboard widget, typed in one place.
 
-The JS side (``static/dashboard.js``) decodes exactly these layouts, so a change here is a change
-there. Bulk data travels as binary buffers next to a small JSON header because a comm message's
-JSON is walked value by value by ipykernel (``json_clean``): 10 000 numbers as JSON cost more than
-the whole per-batch budget, the same numbers as one ``bytes`` cost a memcpy.
+The TypeScript side is ``extension/src/wire/messages.ts`` (interfaces with the same names and
+fields, checked by a test) and the record decoder ``extension/src/wire/records.ts``, which reads
+its offsets from ``lanepar/trace/layout.json`` like ``lanepar.trace.model`` does. Bulk data
+travels as binary buffers next to a small JSON header because a comm message's JSON is walked
+value by value by ipykernel (``json_clean``): 10 000 numbers as JSON cost more than the whole
+per-batch budget, the same numbers as one ``bytes`` cost a memcpy.
 
 Buffers of a ``delta`` message, in order (all little-endian):
 
-0. ``records`` the new tasks' ``TaskRecord.packed`` bytes, back to back. Each is a head
-   ``PACKED_HEAD`` = ``<7qiI`` (id, submitted, slot_free, started, finished, cpu, wait as int64 ns
-   on the parent's clock; slot int32; segment count uint32), then per segment ``<Bq`` (kind index
-   into ``SEGMENT_KINDS``, end minus submitted in ns; a segment starts where the previous one
-   ended, the first at ``submitted``), then the UTF-8 args summary up to the record's end.
+0. ``records`` the new tasks' ``TaskRecord.packed`` bytes, back to back (layout.json).
 1. ``ends``    uint32 per new task: where its record ends in buffer 0.
 2. ``codes``   uint16 × 3 per new task: lane index, outcome code, tool-name index.
 3. ``running`` int64 × 6 per running task: id, lane index, slot, tool-name index, submitted,
@@ -24,18 +22,13 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-from ..export.html import COLOURS as COLOURS
-from ..trace.model import OUTCOMES, SEGMENT_KINDS
+from ..trace.model import OUTCOMES
 
-#: The record layout the JavaScript decoder was written for (checked by the tests).
-RECORD_HEAD = "<9qiI"
-RECORD_SEGMENT = "<Bq"
+#: Outcome name -> the code in buffer 2 (its index in layout.json's ``outcomes``).
 OUTCOME_CODE: dict[str, int] = {o: i for i, o in enumerate(OUTCOMES)}
 CODE_INTS = 3
 RUNNING_INTS = 6
 BUFFER_NAMES: tuple[str, ...] = ("records", "ends", "codes", "running", "samples")
-
-assert tuple(COLOURS) == SEGMENT_KINDS
 
 
 class Figures(TypedDict):
@@ -66,6 +59,18 @@ class LaneState(TypedDict):
     pending: int
     limit: int
     max_active: int
+
+
+class WidgetState(TypedDict):
+    """The dashboard's synced traitlets, as the snapshot page hands them to the same view."""
+
+    uid: str
+    title: str
+    status: str
+    figures: Figures
+    lanes: list[LaneState]
+    notes: list[str]
+    limit_history: dict[str, list[list[float]]]
 
 
 class DeltaMessage(TypedDict):
@@ -102,3 +107,9 @@ class ResetMessage(TypedDict):
     type: Literal["reset"]
     seq: int
     t0_ns: int
+
+
+class ResyncRequest(TypedDict):
+    """From the view: it missed messages (loaded late, or freed its data); send everything."""
+
+    type: Literal["resync"]

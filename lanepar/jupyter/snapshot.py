@@ -2,8 +2,9 @@
 
 A saved notebook has no kernel behind its widgets, so the live dashboard would come back empty on
 GitHub, nbviewer or in an un-run notebook. The snapshot bundles (a) a self-contained HTML page —
-the dashboard's own JavaScript and CSS with the run's data inlined as the same binary messages the
-widget receives — shown in an iframe as pyinstrument does, (b) a plain HTML summary table for
+the dashboard's own view (``snapshot.js``, built from the widget's TypeScript as a classic script)
+and CSS with the run's data inlined as the same binary messages the widget receives — shown in an
+iframe as pyinstrument does, (b) a plain HTML summary table for
 renderers that strip iframes, (c) the ``application/vnd.lanepar.trace+json`` document a JupyterLab
 extension can render, and (d) a text summary.
 """
@@ -17,11 +18,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..export._checked import json_for_script
 from ..export.html import format_summary, summary_table
+from ..export.native import trace_dict
 from ..trace.model import Trace
-from .dashboard import _STATIC
+from ._static import read_static
 from .events import event_views
-from .messages import COLOURS, EndMessage, LaneState
+from .messages import EndMessage, LaneState, WidgetState
 from .packing import DeltaPacker, final_figures
 
 MIME = "application/vnd.lanepar.trace+json"
@@ -53,17 +56,16 @@ def static_data(trace: Trace, summary: Mapping[str, Any], *, title: str) -> dict
                 "max_active": int(per_lane.get(name, {}).get("peak_active", 0)),
             }
         )
-    state = {
+    notes, limit_history = event_views(trace.events, trace.start_ns)
+    state: WidgetState = {
         "uid": f"snapshot-{trace.start_ns}-{n}",
         "title": title,
         "status": "done",
-        "figures": dict(final_figures(summary, total=n)),
+        "figures": final_figures(summary, total=n),
         "lanes": lanes,
-        "colours": dict(COLOURS),
+        "notes": notes,
+        "limit_history": limit_history,
     }
-    notes, limit_history = event_views(trace.events, trace.start_ns)
-    state["notes"] = notes
-    state["limit_history"] = limit_history
     return {
         "state": state,
         "messages": [
@@ -75,20 +77,21 @@ def static_data(trace: Trace, summary: Mapping[str, Any], *, title: str) -> dict
 
 def snapshot_page(trace: Trace, summary: Mapping[str, Any], *, title: str = "lanepar") -> str:
     """One self-contained HTML page (no network) drawing ``trace`` with the dashboard's code."""
-    js = (_STATIC / "dashboard.js").read_text("utf-8")
-    js = js[: js.rindex("export default")]  # an inline script cannot export
-    css = (_STATIC / "dashboard.css").read_text("utf-8")
-    data = json.dumps(static_data(trace, summary, title=title), separators=(",", ":"))
-    data = data.replace("</", "<\\/")  # keep "</script>" inside the JSON from ending the tag
+    js = read_static("snapshot.js")
+    if "</script" in js.lower():
+        raise RuntimeError("snapshot.js contains '</script' and cannot be inlined")
+    css = read_static("dashboard.css")
+    # <, > and & as \u escapes: no "</script>" or "<!--" in the data can end or bend the tag
+    data = json_for_script(static_data(trace, summary, title=title))
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>body{{margin:0}}\n{css}</style></head>"
         '<body><div id="lanepar-root"></div>'
         f'<script type="application/json" id="lanepar-data">{data}</script>'
-        f'<script type="module">\n{js}\n'
-        'mountStatic(document.getElementById("lanepar-root"), '
-        'JSON.parse(document.getElementById("lanepar-data").textContent));\n'
-        "</script></body></html>\n"
+        f"<script>{js}</script>"
+        "<script>laneparSnapshot.mountStatic(document.getElementById('lanepar-root'), "
+        "JSON.parse(document.getElementById('lanepar-data').textContent));</script>"
+        "</body></html>\n"
     )
 
 
@@ -105,7 +108,7 @@ def page_height(trace: Trace) -> int:
 
 def trace_payload(trace: Trace, summary: Mapping[str, Any]) -> dict[str, Any]:
     """The ``application/vnd.lanepar.trace+json`` document: the trace, versioned, plus summary."""
-    doc = {"format": "lanepar-trace", "version": 1, **trace.to_dict(), "summary": dict(summary)}
+    doc = {**trace_dict(trace), "summary": dict(summary)}
     # round-trip: tuples become lists and NaN/inf become null, so any frontend can parse it
     return json.loads(json.dumps(_finite(doc), default=str))  # type: ignore[no-any-return]
 

@@ -1,8 +1,8 @@
 """Auto mode: decide per batch whether parallelism can pay, and where CPU-heavy calls should run.
 
-``seed_rule`` is the common agent-framework rule (fewer than 3 tools, or only instant directory ops, run
-sequentially); it stays as the fallback before anything has been measured. ``AutoPolicy`` learns a
-``ToolProfile`` per tool (EWMA of body wall time and CPU fraction) and the executor's own costs
+``seed_rule`` is the common agent-framework rule (fewer than 3 tools, or only instant directory ops,
+run sequentially); it stays as the fallback before anything has been measured. ``AutoPolicy`` learns
+a ``ToolProfile`` per tool (EWMA of body wall time and CPU fraction) and the executor's own costs
 from finished tasks, then predicts both schedules of a batch:
 
 - sequential: ``sum(wall + handoff)`` — a lane's handoff is the measured gap from one task's
@@ -18,6 +18,7 @@ saving, and a parallel batch of tiny tools occupies slots other batches could us
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import heapq
@@ -180,6 +181,7 @@ class AutoPolicy:
         self.handoff: dict[str, float] = {}
         self.dispatch: dict[str, float] = {}
         self._unlearnt: collections.deque[Trace] = collections.deque(maxlen=16)
+        self._learn_scheduled = False
 
     # -- learning ---------------------------------------------------------------------------------
     def observe(
@@ -187,9 +189,11 @@ class AutoPolicy:
     ) -> None:
         """Learn tool profiles and executor overheads from finished tasks (one batch at a time).
 
-        With ``lane_kinds`` (lane -> kind, as ``Trace.lanes`` has it), time a thread/async task
-        spent waiting for the GIL held by overlapping tasks is not counted as its own: a tool
-        measured only in parallel batches would otherwise look like I/O and never be routed.
+        Time a task spent waiting for the GIL or for a core is not counted as its own: a tool
+        measured only in parallel batches (or on a busy machine) would otherwise look like I/O
+        and never be routed. The trace's measured ``gil_ns`` / ``runq_ns`` say it; where a trace
+        lacks them, ``lane_kinds`` (lane -> kind) lets the GIL wait of thread/async tasks be
+        inferred from their overlap.
         """
         started = [r for r in records if r.slot >= 0 and r.outcome != "cancelled"]
         gil_wait = _gil_waits(started, lane_kinds) if lane_kinds else {}
@@ -197,7 +201,10 @@ class AutoPolicy:
             prof = self.profiles.get(r.name)
             if prof is None:
                 prof = self.profiles[r.name] = ToolProfile(r.name)
-            wall = max(r.cpu_ns, r.wall_ns - gil_wait.get(r.id, 0))
+            # What the tool would take alone: without waiting for the GIL or a core. Measured
+            # (the thread-state observer) where the trace has it, inferred from overlap if not.
+            contention = r.gil_ns + r.runq_ns or gil_wait.get(r.id, 0)
+            wall = max(r.cpu_ns, r.wall_ns - contention)
             prof.update(wall, r.cpu_ns, r.outcome == "ok", self.alpha)
             self.dispatch[r.lane] = self._learn(
                 self.dispatch.get(r.lane, self.default_dispatch_ns), r.dispatch_ns
@@ -219,10 +226,25 @@ class AutoPolicy:
         return old + self.alpha * (min(float(sample), 10.0 * old + 1000.0) - old)
 
     def batch_finished(self, result: Any) -> None:
-        """Observer hook: keep the batch's trace for the next decision to learn from."""
+        """Observer hook: keep the batch's trace and learn from it right after the caller has
+        its result (the next turn of the executor's loop), not on the batch's critical path;
+        a decision that comes first learns whatever is still pending itself."""
         trace = getattr(result, "trace", None)
-        if trace is not None:
-            self._unlearnt.append(trace)
+        if trace is None:
+            return
+        self._unlearnt.append(trace)
+        if not self._learn_scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self._learn_pending)
+            except RuntimeError:  # not on asyncio (trio): the next decision learns
+                return
+            self._learn_scheduled = True
+
+    def _learn_pending(self) -> None:
+        self._learn_scheduled = False
+        pending = list(self._unlearnt)
+        self._unlearnt.clear()
+        self.learn(pending)
 
     # -- deciding ---------------------------------------------------------------------------------
     def learn(self, results: Iterable[Any], per_batch: int = 512) -> None:
@@ -239,9 +261,7 @@ class AutoPolicy:
     def decide_batch(self, executor: Any, resolved: list[Resolved]) -> Decision:
         """The ``BatchPolicy`` hook: learn what finished since, then decide over the executor's
         lanes, adding a process lane for CPU-heavy tools when none is configured."""
-        pending = list(self._unlearnt)
-        self._unlearnt.clear()
-        self.learn(pending)
+        self._learn_pending()
         if self.process_lane is None or self.process_lane not in executor.lanes:
             self.process_lane = process_lane_for(executor)
         return self.decide(resolved, executor.lanes, self.process_lane)

@@ -112,3 +112,17 @@ def adaptive_observer(executor: LaneExecutor, lane: str) -> Any:
             f"lane {lane!r} has max_concurrency='auto', which needs lanepar.policy imported"
         )
     return _adaptive_factory(executor, lane)
+
+
+def lane_table(lanes: dict[str, Lane]) -> dict[str, dict[str, Any]]:
+    """Each lane's configuration and live limit, as traces and reports store it."""
+    return {
+        n: {
+            "kind": ln.config.kind,
+            "priority": ln.config.priority,
+            "min_concurrency": ln.config.min_concurrency,
+            "max_concurrency": ln.limit,
+            "adaptive": ln.config.adaptive,
+        }
+        for n, ln in lanes.items()
+    }

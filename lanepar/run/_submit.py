@@ -79,6 +79,14 @@ def build_batch(
                   now)  # fmt: skip
         if call.call_id is not None:
             job.call_id = call.call_id
+        retries = getattr(call, "retries", None)
+        if retries is not None:  # the call opted in (or out) explicitly
+            job.retries = retries
+            job.retry_timeouts = bool(getattr(call, "retry_timeouts", False))
+        elif lane.config.retries and getattr(r, "idempotent", False):
+            # a lane's retries apply only to tools declared idempotent: re-running a bash
+            # command or a write because it failed once is not the scheduler's call to make
+            job.retries = lane.config.retries
         if recorder is not None and (call.args or call.kwargs):
             job.args_summary = summarize_args(call.args, call.kwargs)
         if mode == "sequential":

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import anyio.from_thread
 
 from ..backends.base import await_future
+from ._loopthread import LoopThread
 
 T = TypeVar("T")
 
@@ -47,6 +48,9 @@ class SyncBridge:
         self._lifespan = lifespan
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        # Several threads may make the first call at once (a framework's own thread pool):
+        # exactly one of them starts the loop.
+        self._lock = threading.Lock()
         #: ``threading.get_ident()`` of whichever thread runs the executor's loop (the private
         #: one, or the caller's under ``async with``); set by the executor's lifespan.
         self.loop_thread: int | None = None
@@ -61,26 +65,27 @@ class SyncBridge:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the private loop and enter the lifespan on it (idempotent)."""
+        """Start the private loop and enter the lifespan on it (idempotent, thread-safe)."""
         if self._portal is not None:
             return
-        portal_cm = anyio.from_thread.start_blocking_portal("asyncio", name="lanepar-loop")
-        portal = portal_cm.__enter__()
-        try:
-            life_cm = portal.wrap_async_context_manager(self._lifespan())
-            life_cm.__enter__()
-        except BaseException:
-            portal_cm.__exit__(None, None, None)
-            raise
-        self._portal = portal
+        with self._lock:
+            if self._portal is None:
+                self._start_locked()
+
+    def _start_locked(self) -> None:
+        loop = LoopThread(self._lifespan)
+        self._portal = loop.portal
         # Runs at interpreter exit if the user never closed a lazily started executor; holds no
         # reference to the bridge itself, or the bridge could never be collected.
-        self._finalizer = weakref.finalize(self, _close, life_cm, portal_cm)
+        self._finalizer = weakref.finalize(self, loop.close)
 
     def close(self) -> None:
-        """Leave the lifespan and stop the private loop; a second call is a no-op."""
-        self._portal = None
-        fin, self._finalizer = self._finalizer, None
+        """Leave the lifespan and stop the private loop (bounded: see ``_loopthread``); a
+        second call is a no-op. Safe from any thread, also while ``run_batch`` waits in another:
+        that batch is cancelled and its ``run_batch`` returns."""
+        with self._lock:
+            self._portal = None
+            fin, self._finalizer = self._finalizer, None
         if fin is not None:
             fin()
 
@@ -139,13 +144,6 @@ class SyncBridge:
         assert self._portal is not None
         fut = self._portal.start_task_soon(afn, *args)
         return await await_future(fut)  # type: ignore[no-any-return]
-
-
-def _close(life_cm: Any, portal_cm: Any) -> None:
-    try:
-        life_cm.__exit__(None, None, None)
-    finally:
-        portal_cm.__exit__(None, None, None)
 
 
 def wait_interruptibly(fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:

@@ -38,6 +38,8 @@ class BatchResult:
     wall_s: float
     mode: str
     decision: Decision | None = None
+    #: A Ctrl-C / kernel interrupt stopped the batch: unfinished calls are ``cancelled``.
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -143,6 +145,22 @@ class _Batch:
         if self.sequence:
             self.sequence.clear()
         return jobs
+
+
+def cancel_batch(batch: _Batch) -> None:
+    """Cancel a batch at once: queued jobs are dropped (and recorded as such), the sequence is
+    emptied, running bodies' scopes are cancelled. A no-op on a batch already done."""
+    if batch.cancelled or batch.done.is_set():
+        return
+    batch.cancelled = True
+    for lane in batch.lanes:
+        for job in lane.drop(batch):
+            lane.record_unstarted(job, "cancelled")
+            batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
+    for job in batch.drain_sequence():
+        batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
+    for lane in batch.lanes:
+        lane.cancel_running(batch)
 
 
 def finish_batch(

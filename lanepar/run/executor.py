@@ -11,7 +11,6 @@ observers — so this module imports neither ``policy`` nor ``jupyter``.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -19,40 +18,37 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
-from .._exceptions import LaneConfigError, TaskCancelledError
-from ..backends.base import Backend, BackendContext
-from ..backends.local import LocalBackend
-from ..backends.process import ProcessBackend
-from ..config import DEFAULT_LANES, LaneConfig, validate_lanes
+from .._exceptions import LaneConfigError
+from ..backends.base import BackendContext
+from ..backends.factory import make_backend
+from ..config import DEFAULT_LANES, MAX_CONCURRENCY, LaneConfig, check_options, validate_lanes
 from ..tools.registry import ToolCall
-from ..trace.hooks import Observers
+from ..trace.hooks import Observers, is_observer
 from ..trace.model import Delta, Trace
 from ..trace.recorder import Recorder
 from ..trace.sampler import Sampler
 from . import _seams
+from ._current import current as current
+from ._current import push_current
+from ._loopobs import LoopObservers
+from ._nested import caller_lane, fail_unstartable
 from ._submit import Resolver, build_batch
 from ._sync import SyncBridge
-from .batch import BatchResult, TaskHandle, _Batch, finish_batch
+from .batch import BatchResult, TaskHandle, _Batch, cancel_batch, finish_batch
 from .budget import SharedBudget
 from .lane import Lane
 
 _pc = time.perf_counter_ns
+#: After a Ctrl-C, how long run_batch waits for the cancelled batch to settle.
+INTERRUPT_GRACE_S = 1.0
+#: A sample younger than this marks a batch's start well enough (no tick of its own).
+FRESH_SAMPLE_NS = 5_000_000
+#: On close, how long running batches get to settle as cancelled.
+WIND_DOWN_S = 0.5
 Mode = Literal["parallel", "sequential", "auto"]
 MODES: tuple[str, ...] = ("parallel", "sequential", "auto")
-
-_current: contextvars.ContextVar[tuple[LaneExecutor, ...]] = contextvars.ContextVar(
-    "lanepar_current", default=()
-)
-
-
-def current() -> LaneExecutor:
-    """The executor a ``%%lanepar`` cell (or ``with executor.activate():``) made current."""
-    stack = _current.get()
-    if not stack:
-        raise RuntimeError("no current lanepar executor: use %%lanepar or executor.activate()")
-    return stack[-1]
-
 
 def _check_mode(mode: object) -> str:
     if mode not in MODES:
@@ -79,19 +75,25 @@ class LaneExecutor:
         resolution_ms: float = 0.5,
         max_segments: int = 64,
         max_tasks: int = 1_000_000,
+        loop_block_ms: float | None = 50.0,
         auto_policy: _seams.BatchPolicy | None = None,
     ) -> None:
         self._configs = validate_lanes(lanes if lanes is not None else DEFAULT_LANES, max_total)
         self.max_total = max_total
         self.tracing = bool(trace)
         self.default_mode: str = _check_mode(mode)
-        if resolution_ms < 0 or max_segments < 2:
-            raise LaneConfigError("resolution_ms must be >= 0 and max_segments >= 2")
+        check_options(sample_hz=sample_hz, resolution_ms=resolution_ms,
+                      max_segments=max_segments, max_tasks=max_tasks)  # fmt: skip
+        if loop_block_ms is not None and not loop_block_ms > 0:
+            raise LaneConfigError(f"loop_block_ms={loop_block_ms!r} must be > 0, or None (off)")
+        self.loop_block_ms = loop_block_ms
         self.resolution_ns = int(resolution_ms * 1e6)
         self.max_segments = max_segments
         self.recorder = Recorder(max_tasks=max_tasks)
         self.sample_hz = sample_hz
         self._hooks = Observers()
+        self._owner = object()  # identity token: which lanes' tasks are ours (nested batches)
+        self._nested: set[_Batch] = set()
         self._budget = SharedBudget(max_total) if max_total is not None else None
         self._lanes: dict[str, Lane] = {}
         for name, cfg in self._configs.items():
@@ -106,29 +108,22 @@ class LaneExecutor:
         self._bridge = SyncBridge(self._lifespan)
         self._async_cm: Any = None
         self._batches: set[_Batch] = set()
+        self._loop_obs = LoopObservers(self.recorder) if self.tracing else None
         self._resolve = Resolver()
         #: The policy of ``mode="auto"`` batches, made (and subscribed) on first use, so an
         #: executor that never runs auto mode keeps nothing for it.
         self.auto_policy: _seams.BatchPolicy | None = auto_policy
-        if auto_policy is not None and _is_observer(auto_policy):
+        if auto_policy is not None and is_observer(auto_policy):
             self.add_observer(auto_policy)
 
     # -- lanes ---------------------------------------------------------------------------------
     def _make_lane(self, name: str, cfg: LaneConfig) -> Lane:
         emit = self.recorder.add_event if self.tracing else None
         ctx = BackendContext(name, self.resolution_ns, self.max_segments, emit)
-        backend: Backend
-        if cfg.kind == "process":
-            backend = ProcessBackend(ctx)
-        elif cfg.kind == "dask":
-            from ..backends.dask import DaskBackend  # distributed is heavy: only when used
-
-            backend = DaskBackend(ctx, cfg)
-        else:
-            backend = LocalBackend(ctx)
-        return Lane(name, cfg, backend, recorder=self.recorder if self.tracing else None,
-                    hooks=self._hooks, budget=self._budget, resolution_ns=self.resolution_ns,
-                    max_segments=self.max_segments)  # fmt: skip
+        return Lane(name, cfg, make_backend(ctx, cfg),
+                    recorder=self.recorder if self.tracing else None, hooks=self._hooks,
+                    budget=self._budget, resolution_ns=self.resolution_ns,
+                    max_segments=self.max_segments, owner=self._owner)  # fmt: skip
 
     @property
     def lanes(self) -> dict[str, _seams.LaneView]:
@@ -165,16 +160,7 @@ class LaneExecutor:
 
     def lane_table(self) -> dict[str, dict[str, Any]]:
         """Each lane's configuration and live limit, as traces and reports store it."""
-        return {
-            n: {
-                "kind": ln.config.kind,
-                "priority": ln.config.priority,
-                "min_concurrency": ln.config.min_concurrency,
-                "max_concurrency": ln.limit,
-                "adaptive": ln.config.adaptive,
-            }
-            for n, ln in self._lanes.items()
-        }
+        return _seams.lane_table(self._lanes)
 
     # -- observers -----------------------------------------------------------------------------
     def add_observer(self, observer: Any) -> None:
@@ -198,10 +184,12 @@ class LaneExecutor:
                     lane.start(tg)
                 if self.tracing:
                     self._sampler.start()
+                if self._loop_obs is not None:
+                    self._loop_obs.start(self.loop_block_ms)
                 try:
                     yield self
                 finally:
-                    self._cancel_all()
+                    await self._wind_down()
                     tg.cancel_scope.cancel()
         finally:
             self._tg = None
@@ -211,6 +199,8 @@ class LaneExecutor:
                 for lane in self._lanes.values():
                     await lane.backend.aclose()
             self._sampler.stop()
+            if self._loop_obs is not None:
+                self._loop_obs.stop()
             self._bridge.loop_thread = None
 
     async def __aenter__(self) -> LaneExecutor:
@@ -246,11 +236,8 @@ class LaneExecutor:
     @contextlib.contextmanager
     def activate(self) -> Iterator[LaneExecutor]:
         """Make this the executor ``lanepar.current()`` returns (what ``%%lanepar`` does)."""
-        token = _current.set((*_current.get(), self))
-        try:
+        with push_current(self):
             yield self
-        finally:
-            _current.reset(token)
 
     # -- submission ----------------------------------------------------------------------------
     def _submit(
@@ -265,37 +252,42 @@ class LaneExecutor:
         if mode == "auto":
             if self.auto_policy is None:
                 self.auto_policy = _seams.default_auto_policy()
-                if _is_observer(self.auto_policy):
+                if is_observer(self.auto_policy):
                     self.add_observer(self.auto_policy)
             decision = self.auto_policy.decide_batch(self, resolved)
             mode = decision.mode
             if self.tracing:
                 self.recorder.add_event("decision", **decision.to_dict(), tasks=len(calls))
+        if self.tracing and self.sample_hz > 0 and self._sampler.age_ns() > FRESH_SAMPLE_NS:
+            self._sampler.tick()  # the batch's start, unless the last batch's end marks it
         batch = build_batch(calls, resolved, self._lanes, mode=mode,
                             routes=decision.routes if decision else {},
                             recorder=self.recorder if self.tracing else None,
                             fail_fast=fail_fast, on_fail_fast=self._cancel_batch)  # fmt: skip
+        if self._loop_obs is not None and not self._batches:
+            self._loop_obs.busy()
         self._batches.add(batch)
         return batch, decision, mode
 
     def _cancel_batch(self, batch: _Batch) -> None:
-        if batch.cancelled or batch.done.is_set():
-            return
-        batch.cancelled = True
-        for lane in batch.lanes:
-            for job in lane.drop(batch):
-                lane.record_unstarted(job, "cancelled")
-                batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
-        for job in batch.drain_sequence():
-            batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
-        for lane in batch.lanes:
-            lane.cancel_running(batch)
+        cancel_batch(batch)
 
     def cancel(self) -> None:
         """Cancel every batch in flight: queued tasks are dropped, running ones cancelled."""
         if self._tg is None:
             return
         self._bridge.call(self._cancel_all)
+
+    async def _wind_down(self) -> None:
+        """Closing: cancel every batch and let their waiters take their results (bounded), so a
+        ``run_batch`` blocked in another thread returns a cancelled result, not an error."""
+        batches = list(self._batches)
+        self._cancel_all()
+        with anyio.move_on_after(WIND_DOWN_S, shield=True):
+            for batch in batches:
+                await batch.done.wait()
+            for _ in range(3):  # the waiters run on the next loop turns
+                await anyio.lowlevel.checkpoint()
 
     def _cancel_all(self) -> None:
         for batch in list(self._batches):
@@ -305,6 +297,8 @@ class LaneExecutor:
         self, batch: _Batch, t0: int, mode: str, decision: _seams.Decision | None
     ) -> BatchResult:
         self._batches.discard(batch)
+        if self._loop_obs is not None and not self._batches:
+            self._loop_obs.idle()
         result = finish_batch(batch, t0, mode, decision, self.recorder, self.lane_table,
                               self._sampler if self.sample_hz > 0 else None)  # fmt: skip
         if self._hooks.batch_finished:
@@ -318,11 +312,27 @@ class LaneExecutor:
         """Run a batch and wait for all of it; cancelling the caller cancels the batch. Awaited
         from a loop other than the executor's (a notebook cell with a sync executor), it runs
         through the sync bridge."""
-        return await self._bridge.aawait(self._arun, list(calls), mode, fail_fast)
+        nested = caller_lane(self._owner)
+        return await self._bridge.aawait(self._arun, list(calls), mode, fail_fast, nested, None)
 
-    async def _arun(self, calls: list[ToolCall], mode: str | None, fail_fast: bool) -> BatchResult:
+    async def _arun(
+        self,
+        calls: list[ToolCall],
+        mode: str | None,
+        fail_fast: bool,
+        nested: str | None,
+        box: list[Any] | None,
+    ) -> BatchResult:
         t0 = _pc()
         batch, decision, chosen = self._submit(calls, mode, fail_fast)
+        if box is not None:  # run_batch keeps a hold on the batch for a Ctrl-C
+            box[:] = [batch, t0, chosen, decision]
+        if nested is not None:
+            lane = self._lanes[nested]
+            lane.nested_waiting += 1
+            self._nested.add(batch)
+            fail_unstartable(self._lanes, {nested, *(ln.name for ln in batch.lanes)},
+                             self._nested)  # fmt: skip
         try:
             await batch.done.wait()
         except BaseException:
@@ -332,17 +342,34 @@ class LaneExecutor:
             with anyio.CancelScope(shield=True):
                 await batch.done.wait()
             raise
+        finally:
+            if nested is not None:
+                lane.nested_waiting -= 1
+                self._nested.discard(batch)
         return self._result(batch, t0, chosen, decision)
 
     def run_batch(
         self, calls: Iterable[ToolCall], mode: Mode | None = None, *, fail_fast: bool = False
     ) -> BatchResult:
-        """Run a batch from sync code (a script, a Jupyter cell). Ctrl-C / kernel interrupt
-        cancels the batch cleanly before ``KeyboardInterrupt`` propagates."""
+        """Run a batch from sync code (a script, a Jupyter cell). A Ctrl-C / kernel interrupt
+        cancels the batch and returns what finished (``interrupted`` set, the rest cancelled);
+        a second one while it winds down raises ``KeyboardInterrupt``."""
         if self._bridge.on_loop():
             raise RuntimeError("run_batch() would block the event loop: use await arun_batch()")
         self._start_sync()
-        return self._bridge.run(self._arun, list(calls), mode, fail_fast)
+        nested, box = caller_lane(self._owner), []  # type: ignore[var-annotated]
+        try:
+            return self._bridge.run(self._arun, list(calls), mode, fail_fast, nested, box)
+        except KeyboardInterrupt:
+            if not box:
+                raise
+            batch, t0, chosen, decision = box
+            self._bridge.wait(batch.done.wait, INTERRUPT_GRACE_S)  # cancelled: ends at once
+            result: BatchResult = self._bridge.call(self._result, batch, t0, chosen, decision)
+            result.interrupted = True
+            if self.tracing:
+                self.recorder.add_event("interrupted", tasks=len(result))
+            return result
 
     def submit(self, call: ToolCall) -> TaskHandle:
         """Queue one call; ``await`` the handle (from any loop) or call ``.result()`` (sync)."""
@@ -353,8 +380,10 @@ class LaneExecutor:
         """Change a lane's limit now; running batches see it at their next dispatch."""
         if lane not in self._lanes:
             raise KeyError(f"unknown lane {lane!r}; lanes are {', '.join(self._lanes)}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise LaneConfigError(f"set_concurrency({lane!r}, {n!r}): n must be an integer >= 1")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CONCURRENCY:
+            raise LaneConfigError(
+                f"set_concurrency({lane!r}, {n!r}): n must be an integer in 1..{MAX_CONCURRENCY}"
+            )
         target = self._lanes[lane]
         if self._tg is None:
             target.set_limit(n)
@@ -372,7 +401,3 @@ class LaneExecutor:
         """``callback(delta)`` at most 10 times a second with new records and samples, from a
         background thread. Returns a function that unsubscribes."""
         return self.recorder.subscribe(callback)
-
-
-def _is_observer(obj: object) -> bool:
-    return any(callable(getattr(obj, h, None)) for h in ("task_finished", "batch_finished"))

@@ -30,6 +30,8 @@ class Job:
         "kwargs",
         "name",
         "pushed_ns",
+        "retries",
+        "retry_timeouts",
         "submitted_ns",
         "timeout_s",
     )
@@ -63,6 +65,10 @@ class Job:
         self.attempt = 0
         self.args_summary = ""
         self.call_id: str | None = None
+        #: Attempts after the first that this job may make (decided at submission: idempotent
+        #: tools under a lane's ``retries``, or a call that opts in), and whether a timeout counts.
+        self.retries = 0
+        self.retry_timeouts = False
 
 
 class Worker:

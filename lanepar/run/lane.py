@@ -21,11 +21,12 @@ import anyio
 import anyio.abc
 
 from .._exceptions import TaskCancelledError, TaskTimeoutError
-from ..backends.base import Backend
+from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
 from ..trace.model import TaskRecord
-from ..trace.probe import TaskProbe, activate, deactivate, stepped
+from ..trace.probe import TaskProbe, activate, deactivate, loop_contention, stepped
+from ._nested import BODY
 from ._settle import interrupted_probe, settle, unstarted_probe
 from .job import Job, Worker
 from .jobqueue import JobQueue
@@ -39,6 +40,12 @@ _pc = time.perf_counter_ns
 #: A worker yields to the loop after this many jobs that never suspended, so a lane of instant
 #: coroutines cannot starve the other lanes.
 FAIRNESS_EVERY = 64
+#: Process children started ahead of the first batch, at most (each is an interpreter).
+WARM_MAX = 8
+#: A start delay shorter than this is not worth asking the thread watch about.
+CONTENTION_MIN_NS = 200_000
+#: The longest back-off between two attempts of a retried job.
+MAX_BACKOFF_S = 30.0
 
 
 class Lane:
@@ -53,8 +60,12 @@ class Lane:
         budget: SharedBudget | None = None,
         resolution_ns: int = 500_000,
         max_segments: int = 64,
+        owner: object = None,
     ) -> None:
         self.name = name
+        self.owner = owner
+        #: Tasks of this lane waiting for a batch they submitted (see ``_nested``).
+        self.nested_waiting = 0
         self.config = config
         self.backend = backend
         self.recorder = recorder
@@ -79,16 +90,25 @@ class Lane:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
-        self._ensure_workers()
+        self._spawn()
+        warm = getattr(self.backend, "warm", None)
+        if warm is not None:  # process children start ahead of need, in the background
+            tg.start_soon(warm, min(self.limit, WARM_MAX), name=f"lanepar-{self.name}-warm")
 
-    def _ensure_workers(self) -> None:
-        if self._tg is None:
+    def _spawn(self) -> None:
+        """Start workers for the queued jobs no idle worker will take, never beyond the limit:
+        workers are made as work arrives, so a large limit costs nothing while idle."""
+        tg = self._tg
+        if tg is None:
             return
-        for slot in range(self.limit):
-            if slot not in self.workers:
-                w = Worker(slot)
-                self.workers[slot] = w
-                self._tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
+        need = min(self.queue.n - len(self._idle), self.limit - len(self.workers))
+        slot = 0
+        while need > 0:
+            while slot in self.workers:
+                slot += 1
+            w = self.workers[slot] = Worker(slot)
+            tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
+            need -= 1
 
     def reset(self) -> None:
         """Forget the workers of a finished run (the task group that ran them has ended)."""
@@ -102,7 +122,7 @@ class Lane:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"lane {self.name!r}: concurrency {n!r} must be an integer >= 1")
         self.limit = n
-        self._ensure_workers()
+        self._spawn()
         for w in list(self._idle):
             if w.slot >= n and w.wake is not None:
                 self._idle.remove(w)
@@ -122,6 +142,8 @@ class Lane:
             if w.wake is not None:
                 w.wake.set()
             added -= 1
+        if added > 0:
+            self._spawn()
         if self.budget is not None:
             self.budget.work_arrived(self)
 
@@ -136,6 +158,7 @@ class Lane:
 
     # -- workers ---------------------------------------------------------------------------------
     async def _worker_main(self, w: Worker) -> None:
+        BODY.set((self.owner, self.name))  # once per worker: tasks it runs see their lane
         try:
             while True:
                 with anyio.CancelScope() as scope:
@@ -145,6 +168,8 @@ class Lane:
                 job, w.job = w.job, None
                 if job is not None:
                     self._finish_interrupted(w, job, scope)
+                    await self._drain(w, job)
+                    del job
         finally:
             if self.workers.get(w.slot) is w:
                 del self.workers[w.slot]
@@ -209,11 +234,31 @@ class Lane:
                 w.free_at = _pc()
 
     async def _run(self, w: Worker, job: Job, granted: int) -> None:
-        batch = job.batch
+        """Run a job to its end: attempts in a loop (retries are opt-in and bounded), then one
+        record and one outcome. Whatever the body raises — even ``SystemExit`` — is the job's."""
+        if self._prepare is not None:
+            try:  # a child that cannot start is this task's error, never the lane's end
+                await self._prepare(w.slot)
+            except Exception as e:
+                self._settle(w, job, max(job.pushed_ns, w.free_at, granted), None, None, e)
+                return
+        while True:
+            free = max(job.pushed_ns, w.free_at, granted)
+            probe = None
+            if self.recorder is not None:
+                probe = TaskProbe(self.resolution_ns, self.max_segments)
+            error, value = await self._attempt(w, job, free, probe)
+            if error is None or not self._may_retry(job):
+                break
+            await self._backoff(job, error)  # not under the task's deadline
+            granted = _pc()
+        self._settle(w, job, free, probe, value, error)
+
+    async def _attempt(
+        self, w: Worker, job: Job, free: int, probe: TaskProbe | None
+    ) -> tuple[Exception | None, Any]:
         scope = w.scope
         assert scope is not None
-        if self._prepare is not None:
-            await self._prepare(w.slot)
         on_start: Callable[[], None] | None = None
         w.deadline = math.inf
         if job.timeout_s is not None:
@@ -227,94 +272,85 @@ class Lane:
             else:
                 start_deadline()
         rec = self.recorder
-        if rec is None:
-            observed = bool(self.hooks.task_finished)
-            t_body = _pc() if observed else 0
-            try:
-                if job.is_async and self.inline_async:  # the hot path: no extra frames
-                    value = await job.fn(*job.args, **job.kwargs)
-                else:
-                    value = await self.backend.run(
-                        w.slot, job.fn, job.args, job.kwargs, job.is_async, None, on_start
-                    )
-            except Exception as e:
-                if await self._retry(w, job, e):
-                    return
-                batch.fail(job.index, e, "error")
-                outcome = "error"
-            else:
-                batch.succeed(job.index, value)
-                outcome = "ok"
-            finally:
-                if job.timeout_s is not None:
-                    scope.deadline = math.inf
-            if observed:  # untraced: a record of times and outcome only, for observers
-                probe = TaskProbe(0, 2)
-                probe.started_ns, probe.finished_ns = t_body, _pc()
-                self.hooks.emit("task_finished", settle(self.name, job, w.slot, t_body, probe,
-                                                        outcome, None))  # fmt: skip
-            return
-        free = max(job.pushed_ns, w.free_at, granted)
-        probe = TaskProbe(self.resolution_ns, self.max_segments)
-        if rec.live:
-            rec.running[job.id] = [
-                job.id,
-                self.name,
-                job.name,
-                job.args_summary,
-                w.slot,
-                job.submitted_ns,
-                _pc(),
-            ]
-        error: Exception | None = None
-        token: contextvars.Token[Any] | None = activate(probe)
+        token: contextvars.Token[Any] | None = None
+        if probe is not None:
+            if rec.live:
+                rec.running[job.id] = [job.id, self.name, job.name, job.args_summary, w.slot,
+                                       job.submitted_ns, _pc()]  # fmt: skip
+            token = activate(probe)
         try:
-            if job.is_async and self.inline_async:
-                value = await stepped(job.fn(*job.args, **job.kwargs), probe)
-            else:
-                value = await self.backend.run(
-                    w.slot, job.fn, job.args, job.kwargs, job.is_async, probe, on_start
-                )
+            if job.is_async and self.inline_async:  # the hot path: no backend frames
+                if probe is None:
+                    return None, await job.fn(*job.args, **job.kwargs)
+                try:
+                    return None, await stepped(job.fn(*job.args, **job.kwargs), probe)
+                finally:  # waking this worker waited on the loop thread's GIL: not overhead
+                    if probe.started_ns - free > CONTENTION_MIN_NS:
+                        probe.prepend_contention(*loop_contention(free, probe.started_ns))
+            if probe is not None:
+                probe.started_ns = free  # what the backend may measure its hand-off from
+            return None, await self.backend.run(
+                w.slot, job.fn, job.args, job.kwargs, job.is_async, probe, on_start
+            )
         except Exception as e:
-            if token is not None:
-                deactivate(token)
-                token = None
-            if await self._retry(w, job, e):
-                rec.running.pop(job.id, None)
-                return
-            error = e
+            return e, None
+        except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
+            err = tool_exit(job.fn, e)
+            err.__cause__ = e
+            return err, None
         finally:
             if token is not None:
                 deactivate(token)
             if job.timeout_s is not None:
                 scope.deadline = math.inf
-        if rec.live:
-            rec.running.pop(job.id, None)
-        outcome = "ok" if error is None else "error"
-        record = self._record(job, w.slot, free, probe, outcome, error)
-        if error is None:
-            batch.succeed(job.index, value)
-        else:
-            batch.fail(job.index, error, "error")
-        if self.hooks.task_finished:
-            self.hooks.emit("task_finished", record)
 
-    async def _retry(self, w: Worker, job: Job, error: Exception) -> bool:
-        """Opt-in retries with exponential backoff; the job keeps its slot meanwhile."""
-        if job.attempt >= self.config.retries or job.batch.cancelled:
-            return False
-        delay = self.config.retry_backoff_s * (2**job.attempt)
+    def _may_retry(self, job: Job) -> bool:
+        return job.attempt < job.retries and not job.batch.cancelled
+
+    async def _backoff(self, job: Job, error: Exception) -> None:
+        delay = min(self.config.retry_backoff_s * (2.0 ** min(job.attempt, 30)), MAX_BACKOFF_S)
         job.attempt += 1
         if self.recorder is not None:
+            self.recorder.running.pop(job.id, None)
             self.recorder.add_event(
-                "retry", lane=self.name, task=job.id, attempt=job.attempt, error=repr(error)
+                "retry", lane=self.name, task=job.id, attempt=job.attempt, error=repr(error)[:300]
             )
         await anyio.sleep(delay)
-        await self._run(w, job, _pc())
-        return True
+
+    def _settle(
+        self,
+        w: Worker,
+        job: Job,
+        free: int,
+        probe: TaskProbe | None,
+        value: Any,
+        error: Exception | None,
+    ) -> None:
+        outcome = "ok" if error is None else "error"
+        rec = self.recorder
+        record: TaskRecord | None = None
+        if rec is not None or self.hooks.task_finished:
+            if probe is None:  # untraced (or failed before it ran): times and outcome only
+                probe = TaskProbe(0, 2)
+                probe.started_ns, probe.finished_ns = free, _pc()
+            record = settle(self.name, job, w.slot, free, probe, outcome, error)
+            if rec is not None:
+                rec.running.pop(job.id, None)
+                rec.add(record)
+                for t0, t1, stack in probe.blocks or ():
+                    ms = (t1 - t0) / 1e6
+                    rec.add_event("loop_blocked", t_ns=t0, duration_ms=ms, tool=job.name,
+                                  lane=self.name, task=job.id, stack=stack)  # fmt: skip
+        if error is None:
+            job.batch.succeed(job.index, value)
+        else:
+            job.batch.fail(job.index, error, "error")
+        if record is not None and self.hooks.task_finished:
+            self.hooks.emit("task_finished", record)
 
     def _finish_interrupted(self, w: Worker, job: Job, scope: anyio.CancelScope) -> None:
-        """The worker's scope was cancelled mid-job: a timeout if its deadline passed."""
+        """The worker's scope was cancelled mid-job: a timeout if its deadline passed. A timeout
+        the call opted into retrying goes back to the queue; anything else is settled."""
         timed_out = job.timeout_s is not None and anyio.current_time() >= w.deadline
         outcome = "timeout" if timed_out else "cancelled"
         exc: BaseException
@@ -322,6 +358,14 @@ class Lane:
             exc = TaskTimeoutError(f"{job.name} timed out after {job.timeout_s} s")
         else:
             exc = TaskCancelledError(f"{job.name} was cancelled")
+        if timed_out and job.retry_timeouts and self._may_retry(job):
+            job.attempt += 1
+            if self.recorder is not None:
+                self.recorder.running.pop(job.id, None)
+                self.recorder.add_event("retry", lane=self.name, task=job.id,
+                                        attempt=job.attempt, error=str(exc))  # fmt: skip
+            self.push(((0, job),))
+            return
         record = None
         if self.recorder is not None or self.hooks.task_finished:
             start = max(job.pushed_ns, w.free_at)
@@ -334,22 +378,23 @@ class Lane:
         if record is not None and self.hooks.task_finished:
             self.hooks.emit("task_finished", record)
 
+    async def _drain(self, w: Worker, job: Job) -> None:
+        """A body that cannot be interrupted (a thread) keeps its slot until it really returns,
+        so ``active`` never exceeds the limit; how long it overran is a trace event."""
+        drain = getattr(self.backend, "drain", None)
+        if drain is None:
+            return
+        self.active += 1
+        try:
+            overrun = await drain(w.slot)
+        finally:
+            self.active -= 1
+        if overrun and self.recorder is not None:
+            self.recorder.add_event("overrun", lane=self.name, task=job.id, slot=w.slot,
+                                    overrun_ms=overrun / 1e6)  # fmt: skip
+
     def record_unstarted(self, job: Job, outcome: str) -> None:
         """A queued job dropped before it ran still shows in the trace (all queued)."""
-        if self.recorder is None:
-            return
-        now = _pc()
-        self._record(job, -1, now, unstarted_probe(now), outcome, None)
-
-    def _record(
-        self,
-        job: Job,
-        slot: int,
-        free: int,
-        probe: TaskProbe,
-        outcome: str,
-        error: BaseException | None,
-    ) -> TaskRecord:
-        rec = settle(self.name, job, slot, free, probe, outcome, error)
-        self.recorder.add(rec)
-        return rec
+        if self.recorder is not None:
+            now = _pc()
+            self.recorder.add(settle(self.name, job, -1, now, unstarted_probe(now), outcome, None))

@@ -2,33 +2,42 @@
 
 They are what an agent batch is made of (read, grep, glob, ls, hash, parse, bash, generate), so the
 demo and the benchmarks measure lanepar on work with real I/O and real CPU, not on sleeps. Every
-file tool goes through :func:`~lanepar.tools.paths.resolve_in_root`, so a call can never read or
-write outside the ``root`` it was given. Lanes come from :data:`lanepar.config.TOOL_LANES`.
+file tool opens its paths through :class:`~lanepar.tools.beneath.Root`, one component at a time
+beneath the root's descriptor, so a call can never read or write outside the ``root`` it was given,
+even while other processes swap directories for symlinks (see SECURITY.md for what is and is not
+promised). ``bash`` lives in :mod:`lanepar.tools.shell` and ``generate`` in
+:mod:`lanepar.tools.generate`. Lanes come from
+:data:`lanepar.config.TOOL_LANES`.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
+import codecs
+import fnmatch
+import functools
 import hashlib
+import math
 import os
 import re
-import signal
-import subprocess
-import sys
+import stat
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.abc
-
 from ..trace.probe import phase
-from .paths import StrPath, is_within, relative_to_root, resolve_in_root, resolve_root
+from . import grepper
+from ._grep_child import BINARY_PROBE
+from .beneath import Root
+from .generate import generate
+from .paths import StrPath
 from .registry import tool
+from .shell import bash
 
 __all__ = [
+    "Matches",
+    "Text",
     "bash",
     "generate",
     "glob",
@@ -41,147 +50,292 @@ __all__ = [
     "write",
 ]
 
-#: Bytes inspected to decide a file is binary (the heuristic git and grep use: a NUL byte).
-_BINARY_PROBE = 8192
+#: What ``read``, ``grep`` and ``parse`` read at most, unless a call asks otherwise: a tool result
+#: lands in a model's context and in this process's memory, and neither wants 300 MB.
+MAX_BYTES = 16 * 1024 * 1024
+#: A matching line longer than this is cut in ``grep``'s result (minified files are one line).
+MAX_LINE_CHARS = 4096
+#: ``grep``'s deadline when the call names none: a runaway regex is killed after this long.
+GREP_TIMEOUT_S = 30.0
 _HASH_CHUNK = 1 << 20
 
 
+class Text(str):
+    """``read``'s result: the text, plus ``truncated`` (the file was longer than ``max_bytes``)
+    and ``size`` (the file's size in bytes when it was opened). A ``str``, so callers that treat
+    the result as text keep working."""
+
+    truncated: bool
+    size: int
+
+    def __new__(cls, text: str, truncated: bool = False, size: int = 0) -> Text:
+        self = super().__new__(cls, text)
+        self.truncated = truncated
+        self.size = size
+        return self
+
+    def __reduce__(self) -> tuple[type[Text], tuple[str, bool, int]]:
+        return (type(self), (str(self), self.truncated, self.size))
+
+
+class Matches(list):  # type: ignore[type-arg]
+    """``grep``'s result: the match dicts, plus ``truncated`` — True when ``max_bytes`` stopped
+    the scan or ``max_matches`` left matches out, so the list is not every match."""
+
+    truncated: bool
+
+    def __init__(self, items: Sequence[dict[str, Any]] = (), truncated: bool = False) -> None:
+        super().__init__(items)
+        self.truncated = truncated
+
+    def __reduce__(self) -> tuple[type[Matches], tuple[list[dict[str, Any]], bool]]:
+        return (type(self), (list(self), self.truncated))
+
+
+def _check_cap(tool_name: str, field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{tool_name}: {field}={value!r} must be an int")
+    if value < 0:
+        raise ValueError(f"{tool_name}: {field}={value} must be >= 0")
+    return value
+
+
+def _read_fd(fd: int, limit: int) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of an open file and whether more were left; closes ``fd``."""
+    with open(fd, "rb", closefd=True) as f:
+        data = f.read(limit)
+        more = bool(f.read(1))
+    return data, more
+
+
 # -- files ------------------------------------------------------------------------------------
-@tool
-def read(path: StrPath, root: StrPath = ".") -> str:
-    """The text of a file; undecodable bytes become U+FFFD so one bad byte never fails a batch."""
-    target = resolve_in_root(path, root)
+@tool(idempotent=True)
+def read(path: StrPath, root: StrPath = ".", max_bytes: int = MAX_BYTES) -> Text:
+    """The text of a regular file; undecodable bytes become U+FFFD so one bad byte never fails a
+    batch. At most ``max_bytes`` are read; the result's ``truncated`` says whether that cut it."""
+    _check_cap("read", "max_bytes", max_bytes)
+    with Root(root) as r:
+        fd = r.open_file(path)
+    size = os.fstat(fd).st_size
     with phase("read"):
-        return target.read_text(encoding="utf-8", errors="replace")
+        data, more = _read_fd(fd, max_bytes)
+    # A cut may split a character: drop the partial tail instead of showing a U+FFFD for it.
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(data, final=not more)
+    return Text(text, more, size)
 
 
 @tool
 def write(path: StrPath, content: str, root: StrPath = ".") -> int:
-    """Write ``content`` (UTF-8) to a file inside ``root``, creating parent folders; returns bytes.
-
-    Parents are created only after the full path was checked, so a refused path leaves no trace.
-    """
-    target = resolve_in_root(path, root)
+    """Write ``content`` (UTF-8) to a regular file inside ``root``, creating parent folders;
+    returns the bytes written. A path that would climb out of the root creates nothing."""
+    if not isinstance(content, str):
+        raise TypeError(f"write: content must be a str, got {type(content).__name__}")
     data = content.encode("utf-8")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    with Root(root) as r:
+        fd = r.create_file(path)
+    with open(fd, "wb", closefd=True) as f:
+        f.write(data)
     return len(data)
 
 
-def _walk(pattern: str, base: Path, root: Path) -> Iterator[Path]:
-    """Matches of ``pattern`` under ``base`` whose resolved path stays inside ``root``.
-
-    A match that is a symlink leading out of the root is skipped rather than reported: globbing is
-    how a model discovers paths, and it must not discover ones it could not then read.
-    """
-    if not pattern or os.path.isabs(pattern) or ".." in Path(pattern).parts:
+def _pattern_parts(pattern: str) -> tuple[str, ...]:
+    if not isinstance(pattern, str) or not pattern or os.path.isabs(pattern):
         raise ValueError(f"glob pattern {pattern!r} must be a non-empty relative pattern, no '..'")
-    for match in base.glob(pattern):
-        if is_within(match.resolve(), root):
-            yield match
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise ValueError(f"glob pattern {pattern!r} must be a non-empty relative pattern, no '..'")
+    out: list[str] = []
+    for p in parts:  # "**/**" means "**": collapsing keeps matching polynomial
+        if not (p == "**" and out and out[-1] == "**"):
+            out.append(p)
+    return tuple(out)
 
 
-@tool
+def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """pathlib's glob on components: ``**`` is zero or more directories, the rest fnmatch."""
+
+    @functools.cache
+    def m(i: int, j: int) -> bool:
+        if i == len(pattern):
+            return j == len(parts)
+        if pattern[i] == "**":
+            return any(m(i + 1, k) for k in range(j, len(parts) + 1))
+        return j < len(parts) and fnmatch.fnmatchcase(parts[j], pattern[i]) and m(i + 1, j + 1)
+
+    return m(0, 0)
+
+
+_MAGIC = re.compile(r"[*?\[]").search
+
+
+def _found(r: Root, start: StrPath, pattern: str, *, files_only: bool) -> Iterator[tuple[str, int]]:
+    """(path under the root, mode) of entries under ``start`` matching ``pattern``.
+
+    Walked beneath the root's descriptor without following links; a symlink is reported only
+    when it leads to something inside the root, because globbing is how a model discovers paths
+    and it must not discover ones it could not then read."""
+    # Leading literal components ("json/*.py") name where to start: walking the whole root at
+    # that depth to throw almost everything away made a one-folder glob 100x slower.
+    _pattern_parts(pattern)  # refuses a bad pattern as the user wrote it
+    parts = pattern.split("/")
+    while len(parts) > 1 and parts[0] not in ("", ".", "..", "**") and not _MAGIC(parts[0]):
+        start = f"{start}/{parts.pop(0)}"
+    pattern = "/".join(parts)
+    pat = _pattern_parts(pattern)
+    depth = None if "**" in pat else len(pat)
+    try:
+        dir_fd, prefix = r.open_dir_named(start)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing can match under a folder that is not there
+    try:
+        for e in r.walk(dir_fd, prefix, depth):
+            rel = e.path[len(prefix) + 1 :] if prefix else e.path
+            if not _matches(pat, tuple(rel.split("/"))):
+                continue
+            mode = e.mode
+            if stat.S_ISLNK(mode):
+                try:
+                    mode = r.lstat(e.path).st_mode
+                except (OSError, ValueError):
+                    continue  # dangling, or leads out of the root
+            if files_only and not stat.S_ISREG(mode):
+                continue
+            yield e.path, mode
+    finally:
+        os.close(dir_fd)
+
+
+@tool(idempotent=True)
 def glob(pattern: str, root: StrPath = ".") -> list[str]:
     """Sorted paths (relative to ``root``, forward slashes) matching ``pattern``."""
-    base = resolve_root(root)
-    with phase("list"):
-        return sorted(relative_to_root(p, base) for p in _walk(pattern, base, base))
+    with Root(root) as r, phase("list"):
+        return sorted(p for p, _m in _found(r, ".", pattern, files_only=False))
 
 
-@tool
+@tool(idempotent=True)
 def list_files(path: StrPath = ".", root: StrPath = ".") -> list[str]:
     """Every regular file under ``path`` (recursively), as sorted paths relative to ``root``."""
-    base = resolve_root(root)
-    start = resolve_in_root(path, base)
-    with phase("list"):
-        return sorted(relative_to_root(p, base) for p in _walk("**/*", start, base) if p.is_file())
+    with Root(root) as r, phase("list"):
+        return sorted(p for p, _m in _found(r, path, "**/*", files_only=True))
 
 
-@tool
+@tool(idempotent=True)
 def ls(path: StrPath = ".", root: StrPath = ".") -> list[str]:
     """Sorted names in a directory, folders marked with a trailing ``/``."""
-    target = resolve_in_root(path, root)
-    with phase("list"):
-        return sorted(e.name + "/" if e.is_dir() else e.name for e in os.scandir(target))
-
-
-def _text_or_none(path: Path) -> str | None:
-    """A file's text, or None for binary, undecodable or unreadable files (grep skips those)."""
+    with Root(root) as r:
+        fd = r.open_dir(path)
     try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    if b"\0" in data[:_BINARY_PROBE]:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+        with phase("list"), os.scandir(fd) as it:
+            return sorted(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in it)
+    finally:
+        os.close(fd)
 
 
-@tool
+def _grep_inputs(
+    r: Root, path: StrPath, glob: str, max_bytes: int, deadline: float
+) -> tuple[list[str], list[tuple[int, bytes, bool]], bool]:
+    """Paths and (index, bytes, cut) of the files to search, at most ``max_bytes`` in all."""
+    if stat.S_ISDIR(r.lstat(path).st_mode):
+        names = sorted(p for p, _m in _found(r, path, glob, files_only=True))
+    else:
+        names = [r.real(path).relative_to(r.path).as_posix()]
+    files: list[tuple[int, bytes, bool]] = []
+    budget = max_bytes
+    for i, name in enumerate(names):
+        if time.monotonic() > deadline:
+            raise grepper.GrepTimeoutError
+        try:
+            fd = r.open_file(name)
+        except (OSError, ValueError):
+            if len(names) == 1:
+                raise
+            continue  # removed, swapped or unreadable meanwhile: skip it like a binary file
+        with open(fd, "rb", closefd=True) as f:
+            head = f.read(min(BINARY_PROBE, budget))
+            if b"\0" in head:
+                budget -= len(head)
+                continue
+            rest = f.read(budget - len(head))
+            data = head + rest
+            more = bool(f.read(1))
+        budget -= len(data)
+        files.append((i, data, more))
+        if more or (budget == 0 and i + 1 < len(names)):
+            return names, files, True
+    return names, files, False
+
+
+@tool(idempotent=True)
 def grep(
     pattern: str,
     path: StrPath = ".",
     root: StrPath = ".",
     glob: str = "**/*",
     max_matches: int = 10_000,
-) -> list[dict[str, Any]]:
+    max_bytes: int = MAX_BYTES,
+    timeout_s: float = GREP_TIMEOUT_S,
+) -> Matches:
     """Lines matching the regex ``pattern`` in a file, or in files under a folder matching ``glob``.
 
-    Returns ``{"path", "line" (1-based), "text"}`` dicts in path order. Binary and non-UTF-8 files
-    are skipped, not failed, and the result stops at ``max_matches`` so a pattern like ``.``
-    cannot flood an agent's context.
+    Returns ``{"path", "line" (1-based), "text"}`` dicts in path order (a line over
+    ``MAX_LINE_CHARS`` is cut and its dict says ``"truncated": True``). Binary and non-UTF-8
+    files are skipped, not failed. The scan reads at most ``max_bytes`` in all and returns at most
+    ``max_matches``; the result's ``truncated`` says whether either limit cut it. The regex runs
+    in a worker process, so a catastrophic pattern raises ``TimeoutError`` after ``timeout_s``
+    instead of freezing every thread of this process.
     """
-    if max_matches < 0:
-        raise ValueError(f"grep: max_matches={max_matches} must be >= 0")
-    regex = re.compile(pattern)
-    base = resolve_root(root)
-    start = resolve_in_root(path, base)
-    with phase("list"):
-        if start.is_dir():
-            files = sorted(p for p in _walk(glob, start, base) if p.is_file())
-        else:
-            files = [start]
-    out: list[dict[str, Any]] = []
-    with phase("search"):
-        for file in files:
-            text = _text_or_none(file)
-            if text is None:
-                continue
-            rel = relative_to_root(file, base)
-            for lineno, line in enumerate(text.splitlines(), 1):
-                if regex.search(line):
-                    if len(out) >= max_matches:
-                        return out
-                    out.append({"path": rel, "line": lineno, "text": line})
+    _check_cap("grep", "max_matches", max_matches)
+    _check_cap("grep", "max_bytes", max_bytes)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+        raise TypeError(f"grep: timeout_s={timeout_s!r} must be a number of seconds")
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise ValueError(f"grep: timeout_s={timeout_s!r} must be finite and positive")
+    if not isinstance(pattern, str):
+        raise TypeError(f"grep: pattern must be a str, got {type(pattern).__name__}")
+    deadline = time.monotonic() + timeout_s
+    try:
+        with Root(root) as r, phase("list"):
+            names, files, cut = _grep_inputs(r, path, glob, max_bytes, deadline)
+        with phase("search"):
+            found, more = grepper.search(
+                pattern, files, max_matches=max_matches, max_line=MAX_LINE_CHARS, deadline=deadline
+            )
+    except grepper.GrepTimeoutError:
+        raise grepper.GrepTimeoutError(
+            f"grep: {pattern!r} did not finish within timeout_s={timeout_s}; its worker was killed"
+        ) from None
+    out = Matches(truncated=cut or more)
+    for index, lineno, text, line_cut in found:
+        match: dict[str, Any] = {"path": names[index], "line": lineno, "text": text}
+        if line_cut:
+            match["truncated"] = True
+        out.append(match)
     return out
 
 
-def _sha256(path: Path) -> str:
+def _sha256(fd: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(fd, "rb", closefd=True) as f:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-@tool
+@tool(idempotent=True)
 def hash(path: StrPath, root: StrPath = ".") -> str | dict[str, str]:
     """SHA-256 hex of a file, or ``{relative path: hex}`` for every file under a folder.
 
     Symlinks under a folder that lead out of the root are left out, like in :func:`glob`.
     """
-    base = resolve_root(root)
-    target = resolve_in_root(path, base)
-    if not target.is_dir():
+    with Root(root) as r:
+        if not stat.S_ISDIR(r.lstat(path).st_mode):
+            fd = r.open_file(path)
+            with phase("hash"):
+                return _sha256(fd)
+        with phase("list"):
+            files = sorted(p for p, _m in _found(r, path, "**/*", files_only=True))
         with phase("hash"):
-            return _sha256(target)
-    with phase("list"):
-        files = sorted(p for p in _walk("**/*", target, base) if p.is_file())
-    with phase("hash"):
-        return {relative_to_root(p, base): _sha256(p) for p in files}
+            return {p: _sha256(r.open_file(p)) for p in files}
 
 
 #: CPython keeps the AST constructor's recursion depth in per-interpreter state, so two threads
@@ -190,18 +344,23 @@ def hash(path: StrPath, root: StrPath = ".") -> str | dict[str, str]:
 _AST_LOCK = threading.Lock()
 
 
-@tool(cpu_bound=True)
-def parse(path: StrPath, root: StrPath = ".") -> dict[str, Any]:
+@tool(cpu_bound=True, idempotent=True)
+def parse(path: StrPath, root: StrPath = ".", max_bytes: int = MAX_BYTES) -> dict[str, Any]:
     """Parse a Python file with :mod:`ast` and count what is in it — pure CPU after the read.
 
     Counts: ``functions`` (sync and async defs, nested included), ``classes``, ``nodes`` (every
-    AST node) and ``lines``.
+    AST node) and ``lines``. A file over ``max_bytes`` is refused (half a file does not parse).
     """
-    target = resolve_in_root(path, root)
+    _check_cap("parse", "max_bytes", max_bytes)
+    with Root(root) as r:
+        fd = r.open_file(path)
+        rel = r.real(path).relative_to(r.path).as_posix()
     with phase("read"):
-        source = target.read_bytes()
+        source, more = _read_fd(fd, max_bytes)
+    if more:
+        raise ValueError(f"parse: {rel!r} is over max_bytes={max_bytes}")
     with phase("parse"), _AST_LOCK:
-        tree = ast.parse(source, filename=str(target))
+        tree = ast.parse(source, filename=rel)
     with phase("count"):
         functions = classes = nodes = 0
         for node in ast.walk(tree):
@@ -211,161 +370,4 @@ def parse(path: StrPath, root: StrPath = ".") -> dict[str, Any]:
             elif isinstance(node, ast.ClassDef):
                 classes += 1
     lines = source.count(b"\n") + (0 if source.endswith(b"\n") or not source else 1)
-    return {
-        "path": relative_to_root(target, resolve_root(root)),
-        "functions": functions,
-        "classes": classes,
-        "nodes": nodes,
-        "lines": lines,
-    }
-
-
-# -- processes --------------------------------------------------------------------------------
-def _check_argv(argv: object) -> list[str]:
-    # A string would need a shell to split it, and a shell is exactly what a model-written
-    # command must never reach: refuse instead of guessing.
-    if isinstance(argv, (str, bytes)):
-        raise TypeError(
-            f"bash: argv must be a list of arguments, not a string ({argv!r}); "
-            'e.g. ["ls", "-l"] — no shell is ever used'
-        )
-    if not isinstance(argv, Sequence):
-        raise TypeError(f"bash: argv must be a list of strings, got {type(argv).__name__}")
-    args: list[str] = []
-    for a in argv:
-        if isinstance(a, (str, os.PathLike)):
-            args.append(os.fspath(a))
-        else:
-            raise TypeError(f"bash: argument {a!r} is {type(a).__name__}, expected str")
-    if not args:
-        raise ValueError("bash: argv is empty")
-    return args
-
-
-async def _drain(stream: anyio.abc.ByteReceiveStream | None, sink: bytearray, cap: int) -> None:
-    # Keep reading past the cap so the child never blocks on a full pipe; just stop storing.
-    if stream is None:
-        return
-    async for chunk in stream:
-        if len(sink) < cap:
-            sink += chunk[: cap - len(sink)]
-
-
-def _kill(process: anyio.abc.Process) -> None:
-    # The child leads its own session, so killing the group also ends anything it spawned and
-    # that still holds our pipes open.
-    if sys.platform != "win32":
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-            return
-        except (ProcessLookupError, PermissionError):  # gone already, or not ours: kill() below
-            pass
-    with contextlib.suppress(ProcessLookupError):
-        process.kill()
-
-
-@tool
-async def bash(
-    argv: Sequence[StrPath],
-    root: StrPath = ".",
-    timeout_s: float | None = None,
-    max_output: int = 10 * 1024 * 1024,
-) -> dict[str, Any]:
-    """Run a program (argv list, never a shell) in ``root``; returns returncode, stdout, stderr.
-
-    Named ``bash`` as agent frameworks name it, but a string command is refused with ``TypeError``.
-    Past ``timeout_s`` the process (and its process group) is killed and ``TimeoutError`` raised;
-    a cancelled task kills it too, so no child outlives its task.
-    """
-    args = _check_argv(argv)
-    if timeout_s is not None and not timeout_s > 0:
-        raise ValueError(f"bash: timeout_s={timeout_s!r} must be positive")
-    cwd = resolve_root(root)
-    out, err = bytearray(), bytearray()
-    process = await anyio.open_process(
-        args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        start_new_session=sys.platform != "win32",
-    )
-    try:
-        with anyio.move_on_after(timeout_s) as scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_drain, process.stdout, out, max_output)
-                tg.start_soon(_drain, process.stderr, err, max_output)
-                await process.wait()
-    finally:
-        if process.returncode is None:
-            _kill(process)
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
-    if scope.cancelled_caught:
-        raise TimeoutError(f"bash: {args!r} killed after timeout_s={timeout_s}")
-    return {
-        "returncode": process.returncode,
-        "stdout": out.decode("utf-8", errors="replace"),
-        "stderr": err.decode("utf-8", errors="replace"),
-    }
-
-
-# -- simulated model call -----------------------------------------------------------------
-_WORDS: tuple[str, ...] = tuple(
-    [
-        "lane",
-        "batch",
-        "tool",
-        "queue",
-        "worker",
-        "slot",
-        "trace",
-        "core",
-        "wait",
-        "cpu",
-        "agent",
-        "call",
-        "result",
-        "file",
-        "token",
-        "model",
-        "parse",
-        "read",
-        "grep",
-        "hash",
-        "latency",
-        "budget",
-        "priority",
-        "timeline",
-        "phase",
-        "segment",
-        "sample",
-        "loop",
-        "thread",
-    ]
-)
-_CHUNK_TOKENS = 16  # a streamed response arrives in chunks, not one wake-up per token
-
-
-@tool
-async def generate(
-    prompt: str, tokens: int = 256, ttft_s: float = 0.3, per_token_s: float = 0.004
-) -> dict[str, Any]:
-    """A SIMULATED LLM call: no model runs, only its latency shape — ``ttft_s`` to the first token,
-    then ``per_token_s`` per token, all waiting (``anyio.sleep``), as a remote model looks to the
-    caller. The text is deterministic words derived from the prompt, and the result says
-    ``"simulated": True`` so it is never mistaken for model output.
-    """
-    if tokens < 0 or ttft_s < 0 or per_token_s < 0:
-        raise ValueError("generate: tokens, ttft_s and per_token_s must be >= 0")
-    seed = hashlib.sha256(prompt.encode("utf-8")).digest()
-    start = anyio.current_time()
-    await anyio.sleep(ttft_s)
-    words: list[str] = []
-    for i in range(tokens):
-        words.append(_WORDS[(seed[i % len(seed)] + i) % len(_WORDS)])
-        if (i + 1) % _CHUNK_TOKENS == 0 or i + 1 == tokens:
-            # Sleep to an absolute deadline so rounding in each sleep does not accumulate.
-            due = start + ttft_s + (i + 1) * per_token_s
-            await anyio.sleep(max(0.0, due - anyio.current_time()))
-    return {"simulated": True, "text": " ".join(words), "tokens": tokens}
+    return {"path": rel, "functions": functions, "classes": classes, "nodes": nodes, "lines": lines}

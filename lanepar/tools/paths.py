@@ -1,22 +1,50 @@
-"""Keeping file tools inside their root.
+"""What the file tools share about paths: the errors they raise and small helpers.
 
-An agent's tool call names paths chosen by a model, so every file tool resolves the path — symlinks
-included — *before* touching it and refuses anything that lands outside the root. Checking the
-resolved path (not the text) is what catches ``a/../../etc`` and a symlink pointing out of the tree.
+The confinement itself (walking a path beneath a root descriptor) lives in
+:mod:`lanepar.tools.beneath`; the exceptions live in :mod:`lanepar._exceptions` and are
+re-exported here for the tools.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-from .._exceptions import PathOutsideRootError
+from .._exceptions import NotRegularFileError, PathOutsideRootError
 
 StrPath = str | os.PathLike[str]
 
 
-#: The name this error had before it moved to :mod:`lanepar._exceptions`.
+__all__ = [
+    "NotRegularFileError",
+    "PathOutsideRoot",
+    "PathOutsideRootError",
+    "StrPath",
+    "file_kind",
+    "is_within",
+    "relative_to_root",
+    "resolve_root",
+]
+
+#: The name this error had before it moved to :mod:`lanepar._exceptions`; the same class.
 PathOutsideRoot = PathOutsideRootError
+
+
+def file_kind(mode: int) -> str:
+    """A file type in words, for error messages."""
+    for test, name in (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISLNK, "symlink"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def resolve_root(root: StrPath) -> Path:
@@ -25,19 +53,6 @@ def resolve_root(root: StrPath) -> Path:
     if not resolved.is_dir():
         raise NotADirectoryError(f"root {os.fspath(root)!r} is not a directory")
     return resolved
-
-
-def resolve_in_root(path: StrPath, root: StrPath) -> Path:
-    """Resolve ``path`` (relative to ``root`` unless absolute) and refuse it outside ``root``.
-
-    The path need not exist (``write`` creates files), but whatever part of it exists is resolved
-    through its symlinks, so a link inside the root that points elsewhere is refused too.
-    """
-    base = resolve_root(root)
-    target = (base / path).resolve(strict=False)
-    if not is_within(target, base):
-        raise PathOutsideRootError(path, base)
-    return target
 
 
 def is_within(path: Path, root: Path) -> bool:

@@ -70,3 +70,8 @@ class Observers:
                 log.exception("lanepar: observer %r raised in %s; it is removed", owner, hook)
                 if owner is not None:
                     self.remove(owner)
+
+
+def is_observer(obj: object) -> bool:
+    """Whether ``obj`` defines any observer hook."""
+    return any(callable(getattr(obj, h, None)) for h in HOOKS)

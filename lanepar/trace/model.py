@@ -13,17 +13,19 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypedDict
 
-SEGMENT_KINDS: tuple[str, ...] = ("queued", "dispatch", "cpu", "wait", "gil", "runq")
+from .layout import HEAD_FORMAT, SEGMENT_FORMAT
+from .layout import OUTCOMES as OUTCOMES
+from .layout import SEGMENT_KINDS as SEGMENT_KINDS
+
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(SEGMENT_KINDS)}
-OUTCOMES: tuple[str, ...] = ("ok", "error", "cancelled", "timeout")
 
 # id, submitted, slot_free, started, finished, cpu, wait, gil, runq, slot, number of segments
-_HEAD = struct.Struct("<9qiI")
-_SEG = struct.Struct("<Bq")  # kind code, end offset from submitted (ns)
+_HEAD = struct.Struct(HEAD_FORMAT)
+_SEG = struct.Struct(SEGMENT_FORMAT)  # kind code, end offset from submitted (ns)
 _PACKERS: dict[int, struct.Struct] = {}  # one struct per segment count: a record is one pack()
 _HS = _HEAD.size
-#: Layout of ``TaskRecord.packed`` (struct formats): the head, one segment per segment count, then
-#: the UTF-8 args summary to the end. The live dashboard decodes exactly this in JavaScript.
+#: Layout of ``TaskRecord.packed`` (struct formats, from ``layout.json``): the head, one segment
+#: per segment count, then the UTF-8 args summary to the end.
 PACKED_HEAD: str = _HEAD.format
 PACKED_SEGMENT: str = _SEG.format
 
@@ -218,29 +220,6 @@ class TaskRecord:
     def extra(self) -> Mapping[str, Any]:
         return self._x or {}
 
-    def to_dict(self) -> dict[str, Any]:
-        i, sub, free, start, fin, cpu, wait, slot = self.fields()
-        d: dict[str, Any] = {
-            "id": i,
-            "lane": self.lane,
-            "name": self.name,
-            "args": self.args_summary,
-            "outcome": self.outcome,
-            "submitted_ns": sub,
-            "slot_free_ns": free,
-            "started_ns": start,
-            "finished_ns": fin,
-            "cpu_ns": cpu,
-            "wait_ns": wait,
-            "gil_ns": self.gil_ns,
-            "runq_ns": self.runq_ns,
-            "slot": slot,
-            "segments": [[k, s, e] for k, s, e in self.segments],
-        }
-        if self._x:
-            d["extra"] = dict(self._x)
-        return d
-
     def __repr__(self) -> str:
         return (
             f"TaskRecord(id={self.id}, lane={self.lane!r}, name={self.name!r}, "
@@ -329,17 +308,3 @@ class Trace:
             f"<Trace {len(self.tasks)} tasks, {len(self.samples)} samples, "
             f"{self.wall_ns / 1e9:.3f}s>"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": "lanepar-trace",
-            "version": 1,
-            "start_ns": self.start_ns,
-            "end_ns": self.end_ns,
-            "dropped": self.dropped,
-            "n_cores": self.n_cores,
-            "lanes": self.lanes,
-            "events": self.events,
-            "tasks": [t.to_dict() for t in self.tasks],
-            "samples": [[s.t_ns, list(s.cores), s.proc_cpu, dict(s.lanes)] for s in self.samples],
-        }

@@ -15,167 +15,26 @@ import threading
 import time
 import types
 from collections.abc import Coroutine, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .model import KIND_CODE
+from .segments import CPU as CPU
+from .segments import DEFAULT_MAX_SEGMENTS as DEFAULT_MAX_SEGMENTS
+from .segments import DEFAULT_RESOLUTION_NS as DEFAULT_RESOLUTION_NS
+from .segments import GIL as GIL
+from .segments import RUNQ as RUNQ
+from .segments import WAIT as WAIT
+from .segments import TaskProbe as TaskProbe
+from .threadstate import ThreadWatch, Token
 
-CPU = KIND_CODE["cpu"]
-WAIT = KIND_CODE["wait"]
+if TYPE_CHECKING:
+    from .loopwatch import LoopWatch
 
-DEFAULT_RESOLUTION_NS = 500_000
-DEFAULT_MAX_SEGMENTS = 64
+#: A step off its CPU at least this long asks the loop thread's watch why (GIL, run queue, a
+#: blocking call); shorter ones are drawn from the thread clock alone.
+LONG_STEP_OFF_NS = 2_000_000
 
 _pc = time.perf_counter_ns
 _tt = time.thread_time_ns
-
-
-class TaskProbe:
-    """The measurements of one running task body, and its segments as they are built.
-
-    Short pieces (under the resolution) collect in a pending run; once the run spans the
-    resolution it is emitted as whichever kind dominated it, so a burst of 10 µs steps shows as
-    the colour it mostly was. At ``max_segments`` neighbours are merged pairwise, halving the
-    count: a task's picture coarsens instead of growing without bound. ``cpu_ns`` and ``wait_ns``
-    are summed from every piece and never touched by merging, so they stay exact.
-    """
-
-    __slots__ = (
-        "cpu_ns",
-        "finished_ns",
-        "gil_ns",
-        "max_segments",
-        "p_cpu",
-        "p_end",
-        "p_start",
-        "p_wait",
-        "phases",
-        "resolution",
-        "runq_ns",
-        "segs",
-        "started_ns",
-        "wait_ns",
-        "worker",
-    )
-
-    def __init__(
-        self, resolution_ns: int = DEFAULT_RESOLUTION_NS, max_segments: int = DEFAULT_MAX_SEGMENTS
-    ) -> None:
-        self.resolution = resolution_ns
-        self.max_segments = max(2, max_segments)
-        self.segs: list[list[int]] = []  # [kind, start, end]
-        self.p_start = -1
-        self.p_end = -1
-        self.p_cpu = 0
-        self.p_wait = 0
-        self.cpu_ns = 0
-        self.wait_ns = 0
-        #: Waiting for the GIL / a lock, and runnable but waiting for a core: filled in by
-        #: whatever observes the thread from outside (zero where nothing can tell them apart).
-        self.gil_ns = 0
-        self.runq_ns = 0
-        self.started_ns = 0
-        self.finished_ns = 0
-        self.phases: list[tuple[str, int, int]] | None = None
-        #: Set by remote backends (Dask): "<worker address>/<thread id>" that ran the body.
-        self.worker: str | None = None
-
-    def step(self, t0: int, t1: int, cpu: int) -> None:
-        """A step that ran from t0 to t1 on a thread that used ``cpu`` ns of CPU meanwhile:
-        the CPU share is drawn first, the rest (blocking, preemption) as wait."""
-        wall = t1 - t0
-        if cpu > wall:
-            cpu = wall
-        elif cpu < 0:
-            cpu = 0
-        self.cpu_ns += cpu
-        self.wait_ns += wall - cpu
-        if wall >= self.resolution:  # long enough to draw as it was
-            if self.p_start >= 0:
-                self._close_pending()
-            self._emit(CPU, t0, t0 + cpu)
-            self._emit(WAIT, t0 + cpu, t1)
-            return
-        if self.p_start < 0:
-            self.p_start = t0
-        self.p_end = t1
-        self.p_cpu += cpu
-        self.p_wait += wall - cpu
-        if t1 - self.p_start >= self.resolution:
-            self._flush()
-
-    def wait(self, t0: int, t1: int) -> None:
-        wall = t1 - t0
-        if wall <= 0:
-            return
-        self.wait_ns += wall
-        if wall >= self.resolution:
-            if self.p_start >= 0:
-                self._close_pending()
-            self._emit(WAIT, t0, t1)
-            return
-        if self.p_start < 0:
-            self.p_start = t0
-        self.p_end = t1
-        self.p_wait += wall
-        if t1 - self.p_start >= self.resolution:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.p_start < 0:
-            return
-        kind = CPU if self.p_cpu >= self.p_wait else WAIT
-        self._emit(kind, self.p_start, self.p_end)
-        self.p_start = self.p_end = -1
-        self.p_cpu = self.p_wait = 0
-
-    def _emit(self, kind: int, start: int, end: int) -> None:
-        if end <= start:
-            return
-        segs = self.segs
-        if segs:
-            last = segs[-1]
-            if last[0] == kind and last[2] >= start:
-                last[2] = end
-                return
-            if last[2] < start:  # a gap (clock skew): give it to the new piece
-                start = last[2]
-        segs.append([kind, start, end])
-        if len(segs) >= self.max_segments:
-            self._coarsen()
-
-    def _coarsen(self) -> None:
-        merged: list[list[int]] = []
-        segs = self.segs
-        for i in range(0, len(segs), 2):
-            a = segs[i]
-            b = segs[i + 1] if i + 1 < len(segs) else a
-            kind = a[0] if (a[2] - a[1]) >= (b[2] - b[1]) else b[0]
-            if merged and merged[-1][0] == kind:
-                merged[-1][2] = b[2]
-            else:
-                merged.append([kind, a[1], b[2]])
-        self.segs = merged
-
-    def _close_pending(self) -> None:
-        """A pending run too short to stand alone: its left neighbour takes it."""
-        if self.segs and self.segs[-1][2] >= self.p_start:
-            self.segs[-1][2] = self.p_end
-            self.p_start = self.p_end = -1
-            self.p_cpu = self.p_wait = 0
-        else:
-            self._flush()
-
-    def finish(self) -> list[list[int]]:
-        """Close the pending run and return the segments."""
-        if self.p_start >= 0:
-            self._close_pending()
-        return self.segs
-
-    def add_phase(self, name: str, start: int, end: int) -> None:
-        if self.phases is None:
-            self.phases = []
-        if len(self.phases) < 256:
-            self.phases.append((name, start, end))
 
 
 class _LoopClock(threading.local):
@@ -189,6 +48,33 @@ class _LoopClock(threading.local):
 
     w = 0
     c = 0
+    #: This loop thread's observers (see :func:`watch_loop`); None/-1 when not watched.
+    blocks: LoopWatch | None = None
+    states: ThreadWatch | None = None
+    slot = -1
+
+
+def watch_loop(
+    blocks: LoopWatch | None, states: ThreadWatch | None = None, slot: int = -1
+) -> None:
+    """Observe the steps driven on the calling (loop) thread: ``blocks`` catches steps that hold
+    the loop, ``states`` (with the thread's held ``slot``) splits slow steps. ``None`` stops."""
+    _clock.blocks, _clock.states, _clock.slot = blocks, states, slot
+
+
+def loop_contention(t0: int, t1: int) -> tuple[int, int]:
+    """(gil, runq) ns the calling (loop) thread spent waiting for the GIL or a core in
+    ``[t0, t1]``, as the thread watch sampled it; (0, 0) when the loop is not watched."""
+    states, slot = _clock.states, _clock.slot
+    if states is None or slot < 0 or t1 - t0 < LONG_STEP_OFF_NS // 10:
+        return 0, 0
+    gil = runq = 0
+    for kind, s, e in states.split_sampled(slot, t0, t1, 0).runs:
+        if kind == GIL:
+            gil += e - s
+        elif kind == RUNQ:
+            runq += e - s
+    return gil, runq
 
 
 FRESH_NS = 50_000
@@ -206,6 +92,7 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
     """
     send, throw = coro.send, coro.throw
     clock = _clock
+    blocks = clock.blocks
     value: Any = None
     exc: BaseException | None = None
     t0 = probe.started_ns = _pc()
@@ -213,6 +100,10 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
         if t0 - clock.w > FRESH_NS:
             clock.w, clock.c = t0, _tt()
         c0 = clock.c
+        if blocks is not None:  # one store a step: the watchdog reads it from its own thread
+            blocks.t0 = t0
+            if blocks.parked:
+                blocks.begin(t0)
         try:
             yielded = send(value) if exc is None else throw(exc)
         except StopIteration as stop:
@@ -221,15 +112,17 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
                 # finished in one short first step: all CPU, no merging machinery needed
                 probe.cpu_ns = t1 - t0
                 probe.segs = [[CPU, t0, t1]]
+                if blocks is not None:
+                    blocks.t0 = 0
             else:
-                probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
+                _step(probe, clock, blocks, t0, t1, c0)
             return stop.value
         except BaseException:
             t1 = probe.finished_ns = _pc()
-            probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
+            _step(probe, clock, blocks, t0, t1, c0)
             raise
         t1 = _pc()
-        probe.step(t0, t1, _cpu_since(clock, t0, t1, c0))
+        _step(probe, clock, blocks, t0, t1, c0)
         try:
             value = yield yielded
             exc = None
@@ -239,12 +132,31 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
         probe.wait(t1, t0)
 
 
-def _cpu_since(clock: _LoopClock, t0: int, t1: int, c0: int) -> int:
+def _step(
+    probe: TaskProbe, clock: _LoopClock, blocks: LoopWatch | None, t0: int, t1: int, c0: int
+) -> None:
+    """Account one step. Short steps are all CPU (reading the thread clock costs more than they
+    last); a long one reads it, and when the loop thread is watched, a step that was off its CPU
+    for long is split into GIL / run-queue / other waits; a step that held the loop past the
+    watch's threshold is kept with the stack the watchdog saw."""
     if t1 - t0 < FRESH_NS:
-        return t1 - t0
+        probe.step(t0, t1, t1 - t0)
+        if blocks is not None:
+            blocks.t0 = 0
+        return
     c1 = _tt()
     clock.w, clock.c = t1, c1
-    return c1 - c0
+    cpu = c1 - c0
+    states = clock.states
+    if states is not None and clock.slot >= 0 and t1 - t0 - cpu >= LONG_STEP_OFF_NS:
+        sp = states.split_sampled(clock.slot, t0, t1, cpu)
+        probe.split(t0, t1, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs)
+    else:
+        probe.step(t0, t1, cpu)
+    if blocks is not None:
+        blocks.t0 = 0
+        if t1 - t0 >= blocks.threshold_ns:
+            probe.block(t0, t1, blocks.stack_of(t0))
 
 
 _current: contextvars.ContextVar[_ThreadMarks | TaskProbe | None] = contextvars.ContextVar(
@@ -254,33 +166,64 @@ _current: contextvars.ContextVar[_ThreadMarks | TaskProbe | None] = contextvars.
 
 class _ThreadMarks:
     """Checkpoints for a body running in a thread or child process: at each ``phase`` boundary
-    the interval since the last one is split into its CPU share and the rest."""
+    the interval since the last one is split into its CPU share and the rest — and, under a
+    :class:`ThreadWatch`, the rest into GIL/lock wait, run-queue wait and other waiting."""
 
-    __slots__ = ("c", "clock", "probe", "t")
+    __slots__ = ("c", "clock", "probe", "t", "tok", "watch")
 
-    def __init__(self, probe: TaskProbe, clock: Any) -> None:
+    def __init__(
+        self, probe: TaskProbe, clock: Any, watch: ThreadWatch | None, tok: Token | None
+    ) -> None:
         self.probe = probe
         self.clock = clock
+        self.watch = watch
+        self.tok = tok
         self.t = _pc()
         self.c = clock()
 
     def mark(self) -> int:
         t, c = _pc(), self.clock()
-        self.probe.step(self.t, t, c - self.c)
+        if self.tok is None or self.watch is None:
+            self.probe.step(self.t, t, c - self.c)
+        else:
+            sp = self.watch.split(self.tok, self.t, t, c - self.c)
+            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs)
         self.t, self.c = t, c
         return t
 
 
-def run_sync_probed(probe: TaskProbe, fn: Any, args: Any, kwargs: Any, clock: Any = _tt) -> Any:
-    """Run a sync body on this thread, measuring its CPU (``clock``) and wall time."""
-    marks = _ThreadMarks(probe, clock)
+def run_sync_probed(
+    probe: TaskProbe,
+    fn: Any,
+    args: Any,
+    kwargs: Any,
+    clock: Any = _tt,
+    watch: ThreadWatch | None = None,
+    handed: list[int] | None = None,
+) -> Any:
+    """Run a sync body on this thread, measuring its CPU (``clock``) and wall time.
+
+    With a ``watch`` the off-CPU time is split (GIL/lock, run queue, the rest). ``handed`` holds
+    the time the body was handed to this thread (set by the handing thread, 0 if not yet): from
+    then until the body's first instruction the thread was waking and taking the GIL, so that
+    span is drawn as GIL (its run-queue part as runq) rather than left as dispatch overhead.
+    """
+    tok = watch.begin() if watch is not None else None
+    marks = _ThreadMarks(probe, clock, watch, tok)
     probe.started_ns = marks.t
+    if tok is not None and handed is not None and 0 < handed[0] < marks.t:
+        h = handed[0]
+        rq = min(tok.pre_runq, marks.t - h)
+        probe.split(h, marks.t, 0, marks.t - h - rq, rq)
+        probe.started_ns = h
     token = _current.set(marks)
     try:
         return fn(*args, **kwargs)
     finally:
         probe.finished_ns = marks.mark()
         _current.reset(token)
+        if tok is not None and watch is not None:
+            watch.end(tok)
 
 
 def activate(probe: TaskProbe | None) -> contextvars.Token[Any]:

@@ -134,6 +134,10 @@ class Sampler:
             out[p.pid] = t.user + t.system
         return out
 
+    def age_ns(self) -> int:
+        """How long ago the last sample (or the priming read) was taken."""
+        return time.perf_counter_ns() - int(self._prev_t * 1e9)
+
     def tick(self) -> Sample:
         """Take one sample now (the executor also calls this at the end of each batch, from its
         own thread: the lock keeps the two from interleaving their deltas)."""

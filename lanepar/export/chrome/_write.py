@@ -8,9 +8,9 @@ Layout, which the JupyterLab extension and :mod:`lanepar.export.load` rely on ex
   with a ``lane <name>`` counter (``active``, ``pending``, ``limit``).
 - tid ``slot + 1`` is a worker slot (``<lane>#<slot>``); tasks that never started sit on tid 0
   (``<lane> queue``); named phases sit on tid ``10000 + slot + 1`` (``<lane>#<slot> phases``).
-- a task is an ``X`` slice of cat ``task`` whose args hold the exact nanosecond fields; its ``cpu``
-  and ``wait`` segments are child slices clipped inside it, its ``dispatch`` slice precedes it,
-  and its queueing is a ``b``/``e`` async pair of cat ``queued``.
+- a task is an ``X`` slice of cat ``task`` whose args hold the exact nanosecond fields; its
+  ``cpu``, ``wait``, ``gil`` and ``runq`` segments are child slices clipped inside it, its
+  ``dispatch`` slice precedes it, and its queueing is a ``b``/``e`` async pair of cat ``queued``.
 
 Viewers draw ``X`` slices of one thread as a stack, so slices that partially overlap render as
 garbage. Real traces never do that on one slot, but a trace rebuilt from a clock-converted child
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..trace.model import Trace
+from ...trace.model import Trace
 
 FORMAT = "lanepar-trace"
 VERSION = 1
@@ -188,6 +188,11 @@ def _lane_tasks(
             events.append({"ph": "e", "ts": (free - origin) / 1000, **base})
 
 
+#: The kinds of a body's own time, each a child slice of its task (GIL / lock and run-queue
+#: waits apart from I/O, so Perfetto shows what the dashboard shows).
+BODY_KINDS = ("cpu", "wait", "gil", "runq")
+
+
 def _task_slices(t: Any, lane: str, group: list[_Slice]) -> None:
     i, sub, free, start, fin, cpu, wait, slot = t.fields()
     fin = max(fin, start)
@@ -207,6 +212,10 @@ def _task_slices(t: Any, lane: str, group: list[_Slice]) -> None:
         "finished_ns": t.finished_ns,
         "cpu_ns": cpu,
         "wait_ns": wait,
+        "gil_ms": t.gil_ns / 1e6,
+        "runq_ms": t.runq_ns / 1e6,
+        "gil_ns": t.gil_ns,
+        "runq_ns": t.runq_ns,
     }
     if t.error is not None:
         args["error"] = t.error
@@ -219,7 +228,7 @@ def _task_slices(t: Any, lane: str, group: list[_Slice]) -> None:
         group.append((free, start, 0, ev))
     cursor = start
     for kind, s, e in t.segments:
-        if kind not in ("cpu", "wait"):
+        if kind not in BODY_KINDS:
             continue
         s, e = max(s, cursor), min(e, fin)
         if e > s:

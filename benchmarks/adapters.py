@@ -1,0 +1,248 @@
+"""Per-call cost of each framework adapter over the framework's own tool execution, same run.
+
+Run: ``python benchmarks/adapters.py [--calls 200] [--repeat 5] [--json]``.
+
+One model turn asks for ``--calls`` no-op tool calls at once; each framework runs the turn its own
+way, then through lanepar (an executor on the same loop, tracing on, lanes wide enough that
+nothing queues). The difference over the number of calls is what the adapter costs a call; the
+target is <= 50 us. Each side runs ``--repeat`` times interleaved and the best time counts (the
+least noisy estimate of cost on a shared machine). Frameworks that are not installed are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import lanepar as lp
+
+Runner = Callable[[], Awaitable[Any]]
+WIDE = {"execute": lp.LaneConfig(min_concurrency=1, max_concurrency=1024, kind="async")}
+
+
+async def best(fn: Runner, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        await fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+async def pair(plain: Runner, laned: Runner, repeat: int) -> tuple[float, float]:
+    await plain()  # warm both paths (imports, caches, first-call costs)
+    await laned()
+    p, q = [], []
+    for _ in range(repeat):  # interleaved so machine noise hits both sides alike
+        p.append(await best(plain, 1))
+        q.append(await best(laned, 1))
+    return min(p), min(q)
+
+
+# -- OpenAI Chat Completions -----------------------------------------------------------------
+async def bench_openai(ex: lp.LaneExecutor, n: int, repeat: int) -> tuple[float, float]:
+    from lanepar.integrations import openai as lp_openai
+
+    async def noop(i: int) -> int:
+        return i
+
+    calls = [
+        {
+            "id": f"c{i}",
+            "type": "function",
+            "function": {"name": "noop", "arguments": f'{{"i": {i}}}'},
+        }
+        for i in range(n)
+    ]
+    fns = {"noop": noop}
+
+    async def plain() -> Any:  # what an agent loop writes by hand: parse, gather, messages
+        async def one(c: dict[str, Any]) -> dict[str, str]:
+            args = json.loads(c["function"]["arguments"])
+            out = await fns[c["function"]["name"]](**args)
+            return {"role": "tool", "tool_call_id": c["id"], "content": str(out)}
+
+        return await asyncio.gather(*(one(c) for c in calls))
+
+    async def laned() -> Any:
+        return await lp_openai.arun_tool_calls(calls, fns, executor=ex)
+
+    return await pair(plain, laned, repeat)
+
+
+# -- LangGraph ToolNode ------------------------------------------------------------------------
+async def bench_langgraph(ex: lp.LaneExecutor, n: int, repeat: int) -> tuple[float, float]:
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import StructuredTool
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode
+
+    from lanepar.integrations.langgraph import LaneToolNode
+
+    async def noop(i: int) -> int:
+        """No-op."""
+        return i
+
+    tool = StructuredTool.from_function(coroutine=noop, name="noop", description="no-op")
+    msg = AIMessage(
+        content="", tool_calls=[{"name": "noop", "args": {"i": i}, "id": f"c{i}"} for i in range(n)]
+    )
+
+    def graph(node: Any) -> Any:  # a ToolNode runs inside a graph (it needs the runtime)
+        g = StateGraph(MessagesState)
+        g.add_node("tools", node)
+        g.add_edge(START, "tools")
+        return g.compile()
+
+    plain, laned = graph(ToolNode([tool])), graph(LaneToolNode([tool], executor=ex))
+    return await pair(
+        lambda: plain.ainvoke({"messages": [msg]}),
+        lambda: laned.ainvoke({"messages": [msg]}),
+        repeat,
+    )
+
+
+# -- OpenAI Agents SDK -------------------------------------------------------------------------
+async def bench_openai_agents(ex: lp.LaneExecutor, n: int, repeat: int) -> tuple[float, float]:
+    from agents import FunctionTool, function_tool
+    from agents.tool_context import ToolContext
+
+    from lanepar.integrations.openai_agents import lane_tool
+
+    @function_tool
+    async def noop(i: int) -> int:
+        """No-op."""
+        return i
+
+    laned_tool = lane_tool(noop, ex)
+
+    def ctxs() -> list[Any]:
+        return [
+            ToolContext(context=None, tool_name="noop", tool_call_id=f"c{i}", tool_arguments="{}")
+            for i in range(n)
+        ]
+
+    args = [f'{{"i": {i}}}' for i in range(n)]
+
+    async def turn(tool: FunctionTool) -> Any:  # the SDK's own per-call invocation, gathered
+        return await asyncio.gather(*(tool.on_invoke_tool(c, a) for c, a in zip(ctxs(), args)))
+
+    return await pair(lambda: turn(noop), lambda: turn(laned_tool), repeat)
+
+
+# -- pydantic-ai -------------------------------------------------------------------------------
+async def bench_pydantic_ai(ex: lp.LaneExecutor, n: int, repeat: int) -> tuple[float, float]:
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+    from pydantic_ai.toolsets import FunctionToolset
+
+    from lanepar.integrations.pydantic_ai import LaneToolset
+
+    async def noop(i: int) -> int:
+        """No-op."""
+        return i
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) == 1:
+            return ModelResponse(
+                parts=[ToolCallPart("noop", {"i": i}, tool_call_id=f"c{i}") for i in range(n)]
+            )
+        return ModelResponse(parts=[TextPart("done")])
+
+    plain = Agent(FunctionModel(model), toolsets=[FunctionToolset([noop])])
+    laned = Agent(
+        FunctionModel(model), toolsets=[LaneToolset(FunctionToolset([noop]), executor=ex)]
+    )
+    return await pair(lambda: plain.run("go"), lambda: laned.run("go"), repeat)
+
+
+# -- MCP -------------------------------------------------------------------------------------
+async def bench_mcp(ex: lp.LaneExecutor, n: int, repeat: int) -> tuple[float, float]:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from lanepar.integrations.mcp import mcp_tool
+
+    here = Path(__file__).resolve().parent.parent
+    env = {"PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])}
+    server = str(here / "tests" / "_mcp_server.py")
+    params = StdioServerParameters(command=sys.executable, args=[server], env=env)
+    n = min(n, 50)  # each call is a real round trip to a child process
+    with open(os.devnull, "w") as devnull:
+        async with stdio_client(params, errlog=devnull) as (r, w), ClientSession(r, w) as s:
+            await s.initialize()
+            peak = mcp_tool(s, "peak")
+
+            async def plain() -> Any:
+                return await asyncio.gather(*(s.call_tool("peak", {}) for _ in range(n)))
+
+            async def laned() -> Any:
+                return await ex.arun_batch([lp.ToolCall(peak) for _ in range(n)])
+
+            p, q = await pair(plain, laned, repeat)
+    return p * BENCH_N[0] / n, q * BENCH_N[0] / n  # per-call figures use the common n
+
+
+BENCH_N = [0]
+BENCHES: dict[str, Callable[[lp.LaneExecutor, int, int], Awaitable[tuple[float, float]]]] = {
+    "openai.run_tool_calls": bench_openai,
+    "langgraph.LaneToolNode": bench_langgraph,
+    "openai_agents.lane_tools": bench_openai_agents,
+    "pydantic_ai.LaneToolset": bench_pydantic_ai,
+    "mcp.mcp_tool": bench_mcp,
+}
+
+
+async def main_async(n: int, repeat: int, only: list[str] | None) -> list[dict[str, Any]]:
+    BENCH_N[0] = n
+    rows = []
+    async with lp.LaneExecutor(WIDE) as ex:
+        for name, bench in BENCHES.items():
+            if only and not any(o in name for o in only):
+                continue
+            try:
+                plain, laned = await bench(ex, n, repeat)
+            except ImportError as e:
+                print(f"skip {name}: {e}", file=sys.stderr)
+                continue
+            rows.append(
+                {
+                    "adapter": name,
+                    "calls": n,
+                    "framework_us_per_call": plain / n * 1e6,
+                    "lanepar_us_per_call": laned / n * 1e6,
+                    "overhead_us_per_call": (laned - plain) / n * 1e6,
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    rows = asyncio.run(main_async(a.calls, a.repeat, a.only))
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'adapter':28} {'framework us/call':>18} {'lanepar us/call':>16} {'overhead':>9}")
+    for r in rows:
+        print(
+            f"{r['adapter']:28} {r['framework_us_per_call']:18.1f} "
+            f"{r['lanepar_us_per_call']:16.1f} {r['overhead_us_per_call']:9.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

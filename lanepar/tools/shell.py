@@ -1,0 +1,210 @@
+"""``bash``: run a model-chosen program with as little of this process as it needs.
+
+The program gets an argv list (never a shell), its own session and process group, ``cwd`` at the
+root, and an environment built from an allow-list plus what the call passes in ``env=`` — not
+this process's environment, which holds API keys and tokens. ``HOME`` and ``TMPDIR`` point at a
+fresh directory removed after the call. Output is capped and says when it was cut. When the call
+ends — normally, by its timeout or cancelled — every process it started is killed, including
+ones that left the process group (see :mod:`lanepar.tools.proctree`).
+
+This is confinement of *what the call inherits*, not a jail: the program can still use the
+network and read any file its user can read by absolute path (SECURITY.md says more).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from .paths import StrPath, resolve_root
+from .proctree import MARKER, CallProcesses
+from .registry import tool
+
+#: Variables copied from this process when set: what programs need to find things and print
+#: text, nothing that names a credential.
+ENV_ALLOW: tuple[str, ...] = (
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TERM",
+    "TZ",
+    "USER",
+    "LOGNAME",
+    # Windows cannot start most programs without these
+    "SYSTEMROOT",
+    "COMSPEC",
+    "PATHEXT",
+)
+MAX_OUTPUT = 10 * 1024 * 1024
+#: How often the call's process tree is polled, growing to the last value: early polls catch
+#: short-lived parents of detached children, later ones cost little on long calls.
+_POLL_S = (0.01, 0.02, 0.05, 0.1, 0.25)
+#: After the program exits and its leftovers are killed, how long its pipes may take to close.
+_DRAIN_GRACE_S = 2.0
+
+
+def _check_argv(argv: object) -> list[str]:
+    # A string would need a shell to split it, and a shell is exactly what a model-written
+    # command must never reach: refuse instead of guessing.
+    if isinstance(argv, (str, bytes)):
+        raise TypeError(
+            f"bash: argv must be a list of arguments, not a string ({argv!r}); "
+            'e.g. ["ls", "-l"] — no shell is ever used'
+        )
+    if not isinstance(argv, Sequence):
+        raise TypeError(f"bash: argv must be a list of strings, got {type(argv).__name__}")
+    args: list[str] = []
+    for a in argv:
+        if isinstance(a, (str, os.PathLike)):
+            args.append(os.fspath(a))
+        else:
+            raise TypeError(f"bash: argument {a!r} is {type(a).__name__}, expected str")
+    if not args:
+        raise ValueError("bash: argv is empty")
+    if any("\0" in a for a in args):
+        raise ValueError("bash: an argument contains a NUL character")
+    return args
+
+
+def build_env(extra: Mapping[str, str] | None, home: str, token: str) -> dict[str, str]:
+    """The child's whole environment: allow-listed variables, ``HOME``/``TMPDIR``, the call
+    marker, then ``extra`` (which may not replace the marker)."""
+    env = {k: os.environ[k] for k in ENV_ALLOW if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env["HOME"] = env["TMPDIR"] = home
+    if extra is not None:
+        if not isinstance(extra, Mapping):
+            raise TypeError(f"bash: env must map str to str, got {type(extra).__name__}")
+        for k, v in extra.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError(f"bash: env[{k!r}]={v!r}: names and values must be str")
+            if not k or "=" in k or "\0" in k or "\0" in v:
+                raise ValueError(f"bash: env name {k!r} or its value is not a valid variable")
+            if k == MARKER:
+                raise ValueError(f"bash: env may not set {MARKER} (it marks the call's processes)")
+            env[k] = v
+    env[MARKER] = token
+    return env
+
+
+async def _drain(
+    stream: anyio.abc.ByteReceiveStream | None, sink: bytearray, cap: int, cut: list[bool]
+) -> None:
+    # Keep reading past the cap so the child never blocks on a full pipe; just stop storing.
+    if stream is None:
+        return
+    async for chunk in stream:
+        room = cap - len(sink)
+        if len(chunk) > room:
+            cut[0] = True
+        if room > 0:
+            sink += chunk[:room]
+
+
+async def _watch(tree: CallProcesses) -> None:
+    for delay in _POLL_S:
+        tree.poll()
+        await anyio.sleep(delay)
+    while True:
+        tree.poll()
+        await anyio.sleep(_POLL_S[-1])
+
+
+@tool
+async def bash(
+    argv: Sequence[StrPath],
+    root: StrPath = ".",
+    timeout_s: float | None = None,
+    max_output: int = MAX_OUTPUT,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a program (argv list, never a shell) in ``root``.
+
+    Returns ``returncode``, ``stdout``, ``stderr`` (each at most ``max_output`` bytes, decoded
+    as UTF-8 with replacement) and ``truncated`` (True when either stream was cut). The program
+    sees only the allow-listed environment (``ENV_ALLOW``) plus ``env``. Past ``timeout_s`` every
+    process of the call is killed and ``TimeoutError`` raised; a cancelled task kills them too,
+    and so does the program's own exit: nothing the call started outlives it.
+
+    Named ``bash`` as agent frameworks name it, but a string command is refused with ``TypeError``.
+    """
+    args = _check_argv(argv)
+    if timeout_s is not None:
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+            raise TypeError(f"bash: timeout_s={timeout_s!r} must be a number of seconds")
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"bash: timeout_s={timeout_s!r} must be finite and positive")
+    if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 0:
+        raise ValueError(f"bash: max_output={max_output!r} must be an int >= 0")
+    cwd = resolve_root(root)
+    token = uuid.uuid4().hex
+    home = tempfile.mkdtemp(prefix="lanepar-bash-")
+    try:
+        child_env = build_env(env, home, token)
+        return await _run(args, cwd, child_env, token, timeout_s, max_output)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def _run(
+    args: list[str],
+    cwd: os.PathLike[str],
+    env: dict[str, str],
+    token: str,
+    timeout_s: float | None,
+    max_output: int,
+) -> dict[str, Any]:
+    out, err = bytearray(), bytearray()
+    cut = [False]
+    process = await anyio.open_process(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=sys.platform != "win32",
+    )
+    tree = CallProcesses(process.pid, token)
+    try:
+        with anyio.move_on_after(timeout_s) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch, tree)
+                async with anyio.create_task_group() as io:
+                    io.start_soon(_drain, process.stdout, out, max_output, cut)
+                    io.start_soon(_drain, process.stderr, err, max_output, cut)
+                    await process.wait()
+                    # Whatever the program left running would hold the pipes open: end it, then
+                    # read what is already buffered.
+                    tree.kill_all()
+                    io.cancel_scope.deadline = anyio.current_time() + _DRAIN_GRACE_S
+                tg.cancel_scope.cancel()
+    finally:
+        if not (tree.clean and process.returncode is not None):
+            tree.kill_all()
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.aclose()
+    if scope.cancelled_caught:
+        raise TimeoutError(f"bash: {args!r} killed after timeout_s={timeout_s}")
+    return {
+        "returncode": process.returncode,
+        "stdout": out.decode("utf-8", errors="replace"),
+        "stderr": err.decode("utf-8", errors="replace"),
+        "truncated": cut[0],
+    }

@@ -1,0 +1,59 @@
+"""The pure half of :mod:`lanepar.trace.threadstate`: a thread's sampled states as a picture.
+
+Kept apart from the watch (processes, shared memory) because it is arithmetic over samples and is
+tested as such.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from . import _statewatch as sw
+from .model import KIND_CODE
+
+CPU, WAIT, GIL, RUNQ = KIND_CODE["cpu"], KIND_CODE["wait"], KIND_CODE["gil"], KIND_CODE["runq"]
+_KIND_OF_CLASS = {sw.C_RUN: CPU, sw.C_FUTEX: GIL, sw.C_OTHER: WAIT, sw.C_GONE: WAIT}
+
+
+class Split(NamedTuple):
+    """One interval of a body, its wall time split exactly (``wait`` is the remainder)."""
+
+    cpu_ns: int
+    gil_ns: int
+    runq_ns: int
+    wait_ns: int
+    runs: list[tuple[int, int, int]]
+
+
+def _runs(
+    smp: list[tuple[int, int, int]], t0: int, t1: int, period: int
+) -> list[tuple[int, int, int]]:
+    """The sampled picture of ``[t0, t1]``: each sample's state holds from the midpoint with its
+    predecessor to the midpoint with its successor; a sample whose run-queue counter grew by more
+    than half the time since the previous one shows as ``runq``. Empty when the helper saw nothing
+    of the span (it started late, or the ring no longer reaches back that far)."""
+    if not smp or smp[-1][0] < t0 - 2 * period or t1 <= t0:
+        return []
+    out: list[tuple[int, int, int]] = []
+    start = t0
+    for i, (t, cls, rq) in enumerate(smp):
+        kind = _KIND_OF_CLASS[cls]
+        if i and kind == CPU:
+            pt, _cls, prq = smp[i - 1]
+            if 2 * (rq - prq) > t - pt:
+                kind = RUNQ
+        end = (t + smp[i + 1][0]) // 2 if i + 1 < len(smp) else t1
+        end = min(end, t1)
+        if end <= start:
+            if i + 1 < len(smp):
+                continue
+            end = t1
+        if out and out[-1][0] == kind:
+            out[-1] = (kind, out[-1][1], end)
+        else:
+            out.append((kind, start, end))
+        start = end
+    if out and out[-1][2] < t1:
+        last = out[-1]
+        out[-1] = (last[0], last[1], t1)
+    return out

@@ -1,0 +1,268 @@
+"""A task body's measurements: exact totals, and a bounded picture of segments.
+
+Kept apart from the step drivers (:mod:`lanepar.trace.probe`) because this is pure bookkeeping,
+tested as such (hypothesis checks that merging never changes a total).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .model import KIND_CODE
+
+CPU = KIND_CODE["cpu"]
+WAIT = KIND_CODE["wait"]
+GIL = KIND_CODE["gil"]
+RUNQ = KIND_CODE["runq"]
+
+DEFAULT_RESOLUTION_NS = 500_000
+DEFAULT_MAX_SEGMENTS = 64
+
+
+class TaskProbe:
+    """The measurements of one running task body, and its segments as they are built.
+
+    Short pieces (under the resolution) collect in a pending run; once the run spans the
+    resolution it is emitted as whichever kind dominated it, so a burst of 10 µs steps shows as
+    the colour it mostly was. At ``max_segments`` neighbours are merged pairwise, halving the
+    count: a task's picture coarsens instead of growing without bound. ``cpu_ns``, ``wait_ns``,
+    ``gil_ns`` and ``runq_ns`` are summed from every piece and never touched by merging, so they
+    stay exact; :meth:`split` adds an interval whose off-CPU time was told apart from outside.
+    """
+
+    __slots__ = (
+        "blocks",
+        "cpu_ns",
+        "finished_ns",
+        "gil_ns",
+        "max_segments",
+        "p_cpu",
+        "p_end",
+        "p_gil",
+        "p_runq",
+        "p_start",
+        "p_wait",
+        "phases",
+        "resolution",
+        "runq_ns",
+        "segs",
+        "started_ns",
+        "wait_ns",
+        "worker",
+    )
+
+    def __init__(
+        self, resolution_ns: int = DEFAULT_RESOLUTION_NS, max_segments: int = DEFAULT_MAX_SEGMENTS
+    ) -> None:
+        self.resolution = resolution_ns
+        self.max_segments = max(2, max_segments)
+        self.segs: list[list[int]] = []  # [kind, start, end]
+        self.p_start = -1
+        self.p_end = -1
+        self.p_cpu = 0
+        self.p_wait = 0
+        self.p_gil = 0
+        self.p_runq = 0
+        self.cpu_ns = 0
+        self.wait_ns = 0
+        #: Waiting for the GIL / a lock, and runnable but waiting for a core: filled in by
+        #: whatever observes the thread from outside (zero where nothing can tell them apart).
+        self.gil_ns = 0
+        self.runq_ns = 0
+        #: Steps that held the event loop past the loop watch's threshold: (start, end, stack).
+        self.blocks: list[tuple[int, int, list[str]]] | None = None
+        self.started_ns = 0
+        self.finished_ns = 0
+        self.phases: list[tuple[str, int, int]] | None = None
+        #: Set by remote backends (Dask): "<worker address>/<thread id>" that ran the body.
+        self.worker: str | None = None
+
+    def step(self, t0: int, t1: int, cpu: int) -> None:
+        """A step that ran from t0 to t1 on a thread that used ``cpu`` ns of CPU meanwhile:
+        the CPU share is drawn first, the rest (blocking, preemption) as wait."""
+        wall = t1 - t0
+        if cpu > wall:
+            cpu = wall
+        elif cpu < 0:
+            cpu = 0
+        self.cpu_ns += cpu
+        self.wait_ns += wall - cpu
+        if wall >= self.resolution:  # long enough to draw as it was
+            if self.p_start >= 0:
+                self._close_pending()
+            self._emit(CPU, t0, t0 + cpu)
+            self._emit(WAIT, t0 + cpu, t1)
+            return
+        if self.p_start < 0:
+            self.p_start = t0
+        self.p_end = t1
+        self.p_cpu += cpu
+        self.p_wait += wall - cpu
+        if t1 - self.p_start >= self.resolution:
+            self._flush()
+
+    def wait(self, t0: int, t1: int) -> None:
+        wall = t1 - t0
+        if wall <= 0:
+            return
+        self.wait_ns += wall
+        if wall >= self.resolution:
+            if self.p_start >= 0:
+                self._close_pending()
+            self._emit(WAIT, t0, t1)
+            return
+        if self.p_start < 0:
+            self.p_start = t0
+        self.p_end = t1
+        self.p_wait += wall
+        if t1 - self.p_start >= self.resolution:
+            self._flush()
+
+    def split(
+        self,
+        t0: int,
+        t1: int,
+        cpu: int,
+        gil: int,
+        runq: int,
+        runs: Iterable[tuple[int, int, int]] = (),
+    ) -> None:
+        """An interval whose wall time is ``cpu`` + ``gil`` + ``runq`` + the rest (wait).
+
+        The totals are taken as given (clamped so they never exceed the wall time); ``runs``,
+        ``(kind, start, end)`` pieces from a sampler, only draw the picture — where it is empty
+        the interval is drawn as cpu, gil, runq, wait in that order, like :meth:`step`.
+        """
+        wall = t1 - t0
+        if wall <= 0:
+            return
+        cpu = min(max(cpu, 0), wall)
+        gil = min(max(gil, 0), wall - cpu)
+        runq = min(max(runq, 0), wall - cpu - gil)
+        self.cpu_ns += cpu
+        self.gil_ns += gil
+        self.runq_ns += runq
+        self.wait_ns += wall - cpu - gil - runq
+        cursor = t0
+        kind = WAIT
+        for kind, _s, e in runs:
+            e = min(e, t1)
+            if e <= cursor:
+                continue
+            self._piece(kind, cursor, e)  # a gap before s goes to this piece
+            cursor = e
+        if cursor > t0:
+            if cursor < t1:
+                self._piece(kind, cursor, t1)
+            return
+        t = t0
+        for kind, d in ((CPU, cpu), (GIL, gil), (RUNQ, runq), (WAIT, wall - cpu - gil - runq)):
+            if d:
+                self._piece(kind, t, t + d)
+                t += d
+
+    def _piece(self, kind: int, t0: int, t1: int) -> None:
+        """Draw ``[t0, t1]`` as ``kind`` (totals are the caller's), through the pending run."""
+        if t1 - t0 >= self.resolution:
+            if self.p_start >= 0:
+                self._close_pending()
+            self._emit(kind, t0, t1)
+            return
+        if self.p_start < 0:
+            self.p_start = t0
+        self.p_end = t1
+        d = t1 - t0
+        if kind == CPU:
+            self.p_cpu += d
+        elif kind == GIL:
+            self.p_gil += d
+        elif kind == RUNQ:
+            self.p_runq += d
+        else:
+            self.p_wait += d
+        if t1 - self.p_start >= self.resolution:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.p_start < 0:
+            return
+        kind = CPU if self.p_cpu >= self.p_wait else WAIT
+        if self.p_gil | self.p_runq:
+            best = max(self.p_cpu, self.p_wait)
+            if self.p_gil > best:
+                kind, best = GIL, self.p_gil
+            if self.p_runq > best:
+                kind = RUNQ
+            self.p_gil = self.p_runq = 0
+        self._emit(kind, self.p_start, self.p_end)
+        self.p_start = self.p_end = -1
+        self.p_cpu = self.p_wait = 0
+
+    def _emit(self, kind: int, start: int, end: int) -> None:
+        if end <= start:
+            return
+        segs = self.segs
+        if segs:
+            last = segs[-1]
+            if last[0] == kind and last[2] >= start:
+                last[2] = end
+                return
+            if last[2] < start:  # a gap (clock skew): give it to the new piece
+                start = last[2]
+        segs.append([kind, start, end])
+        if len(segs) >= self.max_segments:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        merged: list[list[int]] = []
+        segs = self.segs
+        for i in range(0, len(segs), 2):
+            a = segs[i]
+            b = segs[i + 1] if i + 1 < len(segs) else a
+            kind = a[0] if (a[2] - a[1]) >= (b[2] - b[1]) else b[0]
+            if merged and merged[-1][0] == kind:
+                merged[-1][2] = b[2]
+            else:
+                merged.append([kind, a[1], b[2]])
+        self.segs = merged
+
+    def _close_pending(self) -> None:
+        """A pending run too short to stand alone: its left neighbour takes it."""
+        if self.segs and self.segs[-1][2] >= self.p_start:
+            self.segs[-1][2] = self.p_end
+            self.p_start = self.p_end = -1
+            self.p_cpu = self.p_wait = self.p_gil = self.p_runq = 0
+        else:
+            self._flush()
+
+    def finish(self) -> list[list[int]]:
+        """Close the pending run and return the segments."""
+        if self.p_start >= 0:
+            self._close_pending()
+        return self.segs
+
+    def add_phase(self, name: str, start: int, end: int) -> None:
+        if self.phases is None:
+            self.phases = []
+        if len(self.phases) < 256:
+            self.phases.append((name, start, end))
+
+    def block(self, t0: int, t1: int, stack: list[str]) -> None:
+        """A step that held the event loop from ``t0`` to ``t1``; ``stack`` names the culprit."""
+        if self.blocks is None:
+            self.blocks = []
+        self.blocks.append((t0, t1, stack))
+
+    def prepend_contention(self, gil: int, runq: int) -> None:
+        """Before the body: ``gil`` then ``runq`` ns its hand-off spent waiting for the GIL or a
+        core on the handing (loop) thread. They move from dispatch (the executor's own overhead)
+        to the body's waits: the body starts that much earlier, and its totals stay exact."""
+        if (gil <= 0 and runq <= 0) or not self.started_ns:
+            return
+        start = self.started_ns - gil - runq
+        head = [[k, s, e] for k, s, e in ((GIL, start, start + gil),
+                (RUNQ, start + gil, self.started_ns)) if e > s]  # fmt: skip
+        self.segs[:0] = head
+        self.gil_ns += max(gil, 0)
+        self.runq_ns += max(runq, 0)
+        self.started_ns = start

@@ -1,0 +1,228 @@
+"""A task's fault stays in its task: exits, crashes, failed starts, hangs, nested batches and
+closing from another thread never take the executor down or lose a sibling's result."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psutil
+import pytest
+
+import lanepar as lp
+
+LANES = {
+    "a": lp.LaneConfig(max_concurrency=4),
+    "t": lp.LaneConfig(kind="thread", max_concurrency=4),
+    "p": lp.LaneConfig(kind="process", max_concurrency=2),
+}
+
+
+def ok(i: int) -> int:
+    return i
+
+
+async def aok(i: int) -> int:
+    await anyio.sleep(0)
+    return i
+
+
+def exits() -> None:
+    sys.exit(2)  # what argparse and click do on bad arguments
+
+
+def interrupts() -> None:
+    raise KeyboardInterrupt
+
+
+async def aexits() -> None:
+    await anyio.sleep(0)
+    sys.exit(3)
+
+
+def hard_exit() -> None:
+    os._exit(7)  # no cleanup, no reply: the child is simply gone
+
+
+@pytest.mark.parametrize(
+    ("body", "lane"),
+    [(exits, "t"), (interrupts, "t"), (aexits, "a"), (exits, "p"), (interrupts, "p")],
+)
+def test_a_tool_that_exits_fails_its_task_only(body: Any, lane: str) -> None:
+    with lp.LaneExecutor(LANES) as ex:
+        calls = [lp.ToolCall(body, lane=lane)] + [
+            lp.ToolCall(aok if ln == "a" else ok, i, lane=ln) for i, ln in enumerate("atp")
+        ]
+        b = ex.run_batch(calls)
+        assert b.outcomes == ["error", "ok", "ok", "ok"]
+        assert b.results[1:] == [0, 1, 2]
+        err = b.errors[0]
+        assert isinstance(err, lp.ToolExitError)
+        assert isinstance(err.__cause__, (SystemExit, KeyboardInterrupt)) or lane == "p"
+        again = ex.run_batch([lp.ToolCall(ok, 9, lane=lane)])  # still usable
+        assert again.results == [9]
+
+
+def test_a_child_that_dies_without_a_word_is_its_tasks_worker_error() -> None:
+    with lp.LaneExecutor(LANES) as ex:
+        b = ex.run_batch([lp.ToolCall(hard_exit, lane="p"), lp.ToolCall(ok, 1, lane="p")])
+        assert b.outcomes == ["error", "ok"] and b.results[1] == 1
+        assert isinstance(b.errors[0], lp.WorkerDiedError)
+        assert "exit code 7" in str(b.errors[0])
+        assert ex.run_batch([lp.ToolCall(ok, 2, lane="p")]).results == [2]
+
+
+def test_a_child_that_cannot_start_is_an_error_and_leaves_no_zombie(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYTHONHOME", "/nonexistent/python/home")  # the child dies at start-up
+    me = psutil.Process()
+    with lp.LaneExecutor({"p": lp.LaneConfig(kind="process", max_concurrency=1)}) as ex:
+        b = ex.run_batch([lp.ToolCall(ok, 1, lane="p"), lp.ToolCall(ok, 2, lane="p")])
+    assert b.outcomes == ["error", "error"]
+    assert all(isinstance(e, lp.WorkerDiedError) for e in b.errors.values())
+    assert "exited before it started" in str(b.errors[0])
+    zombies = [c for c in me.children(recursive=True) if c.status() == psutil.STATUS_ZOMBIE]
+    assert not zombies
+
+
+def test_loading_the_body_does_not_count_against_its_deadline(tmp_path: Path) -> None:
+    # A module that takes a second to import: a fresh child imports it while unpickling the
+    # call, and that is plumbing (dispatch), not the body's 0.5 s.
+    (tmp_path / "slow_import_tool.py").write_text(
+        textwrap.dedent(
+            """
+            import time
+            time.sleep(1.0)
+
+            def quick():
+                return "done"
+            """
+        )
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import slow_import_tool
+
+        lanes = {"p": lp.LaneConfig(kind="process", max_concurrency=1, timeout_s=0.5)}
+        with lp.LaneExecutor(lanes) as ex:
+            b = ex.run_batch([lp.ToolCall(slow_import_tool.quick, lane="p")])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("slow_import_tool", None)
+    assert b.outcomes == ["ok"], b.errors
+    assert b.trace is not None
+    rec = b.trace.tasks[0]
+    assert rec.dispatch_ns >= 900_000_000  # the import shows as dispatch, before the body
+
+
+def test_a_timed_out_thread_body_keeps_its_slot() -> None:
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+    release = threading.Event()
+
+    def stuck() -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(20)
+        with lock:
+            running[0] -= 1
+
+    lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=2, timeout_s=0.05)}
+    with lp.LaneExecutor(lanes) as ex:
+        threading.Timer(0.3, release.set).start()
+        b = ex.run_batch([lp.ToolCall(stuck, lane="t") for _ in range(6)])
+        events = ex.snapshot().events
+    # the first two timed out but kept their slots until released: the rest started only then
+    # (most then run to the end, though a busy machine may time one out too); never more than
+    # two bodies at once
+    assert b.outcomes[:2] == ["timeout", "timeout"]
+    assert "ok" in b.outcomes[2:]
+    assert peak[0] <= 2
+    overruns = [e for e in events if e["type"] == "overrun"]
+    assert overruns and all(e["overrun_ms"] > 0 for e in overruns)
+
+
+def test_close_from_another_thread_ends_a_running_batch() -> None:
+    started = threading.Event()
+
+    async def long() -> None:
+        started.set()
+        await anyio.sleep(60)
+
+    ex = lp.LaneExecutor()
+    ex.__enter__()
+    results: list[lp.BatchResult] = []
+    runner = threading.Thread(target=lambda: results.append(ex.run_batch([lp.ToolCall(long)] * 3)))
+    runner.start()
+    assert started.wait(10)
+    t0 = time.monotonic()
+    ex.close()
+    closed_in = time.monotonic() - t0
+    runner.join(10)
+    assert not runner.is_alive(), "run_batch was left hanging by close()"
+    assert results and set(results[0].outcomes) == {"cancelled"}
+    print(f"close() took {closed_in * 1e3:.0f} ms")
+
+
+def test_a_nested_batch_that_can_never_start_says_so() -> None:
+    lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=2)}
+    with lp.LaneExecutor(lanes) as ex:
+
+        def parent(i: int) -> Any:
+            # every slot of "t" is held by a parent waiting for a child batch on "t"
+            return ex.run_batch([lp.ToolCall(ok, i, lane="t")])
+
+        b = ex.run_batch([lp.ToolCall(parent, i, lane="t") for i in range(2)])
+        assert b.ok  # the parents ran; their children could not
+        for child in b.results:
+            assert isinstance(child.errors[0], lp.NestedBatchError)
+            assert "lane 't'" in str(child.errors[0])
+        # with room to spare, nested batches simply run
+        wide = {"t": lp.LaneConfig(kind="thread", max_concurrency=4)}
+    with lp.LaneExecutor(wide) as ex2:
+
+        def parent2(i: int) -> Any:
+            return ex2.run_batch([lp.ToolCall(ok, i, lane="t")]).results[0]
+
+        assert ex2.run_batch([lp.ToolCall(parent2, i, lane="t") for i in range(2)]).results == [
+            0,
+            1,
+        ]
+
+
+def test_retries_are_a_bounded_loop_and_opt_in() -> None:
+    attempts = [0]
+
+    def flaky() -> str:
+        attempts[0] += 1
+        raise OSError("transient")
+
+    lanes = {"t": lp.LaneConfig(kind="thread", retries=100, retry_backoff_s=0)}
+    with lp.LaneExecutor(lanes) as ex:
+        b = ex.run_batch([lp.ToolCall(flaky, lane="t")])  # not idempotent: never retried
+        assert attempts[0] == 1 and b.outcomes == ["error"]
+        b = ex.run_batch([lp.ToolCall(flaky, lane="t").options(retries=100)])  # opted in
+    assert attempts[0] == 1 + 101  # a loop, not 100 nested frames
+    assert isinstance(b.errors[0], OSError)
+    with pytest.raises(ValueError, match="retry_backoff_s"):
+        lp.LaneConfig(retries=1, retry_backoff_s=float("inf"))
+
+
+def test_limits_have_a_ceiling_and_cost_nothing_idle() -> None:
+    with pytest.raises(lp.LaneConfigError, match="max_concurrency"):
+        lp.LaneConfig(max_concurrency=10**9)
+    with lp.LaneExecutor({"q": lp.LaneConfig(max_concurrency=4096)}) as ex:
+        with pytest.raises(lp.LaneConfigError, match=r"1\.\.4096"):
+            ex.set_concurrency("q", 10**12)
+        b = ex.run_batch([lp.ToolCall(aok, i, lane="q") for i in range(10)])
+        assert b.results == list(range(10))
+        assert ex.lanes["q"].peak_active <= 10
