@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_utils import chromium_page, jupyter_lab  # noqa: E402
+from browser_utils import chromium_page, jupyter_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "test-artifacts" / "notebooks"

@@ -20,13 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
-
-pytest.importorskip("repo2docker")
-nbformat = pytest.importorskip("nbformat")
-
-from repo2docker.app import Repo2Docker  # noqa: E402
-from repo2docker.buildpacks import CondaBuildPack  # noqa: E402
+from repo2docker.app import Repo2Docker
+from repo2docker.buildpacks import CondaBuildPack
 
 REPO = Path(__file__).resolve().parent.parent
 BINDER = REPO / "binder"

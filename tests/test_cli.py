@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import lanepar as lp
 
 
@@ -21,14 +23,32 @@ def test_demo_json_runs_three_modes_on_the_stdlib(tmp_path: Path) -> None:
     out = run_cli("demo", "--json", "--tools", "24", "--trace", str(trace))
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert [r["mode"] for r in report["rows"]] == ["sequential", "parallel", "auto"]
-    assert all(r["tools"] == 24 and r["errors"] == 0 for r in report["rows"])
-    assert report["rows"][0]["speedup"] == 1.0
-    s = report["parallel_summary"]
-    for key in ("speedup", "efficiency", "cpu_util_avg", "dispatch_p50_us", "dispatch_p99_us"):
-        assert s[key] is not None and s[key] >= 0
+    rows = report["rows"]
+    assert [r["mode"] for r in rows] == ["sequential", "parallel", "auto"]
+    assert [r["ran_as"] for r in rows[:2]] == ["sequential", "parallel"]
+    assert rows[2]["ran_as"] in ("sequential", "parallel") and rows[2]["reason"]
+    assert all(r["tools"] == 24 and r["errors"] == 0 and r["wall_s"] > 0 for r in rows)
+    # Each speedup is the sequential wall time over the row's, as printed (walls are rounded
+    # to 0.1 ms and speedups to 0.001: the tolerance is that rounding, propagated).
+    seq = rows[0]["wall_s"]
+    for r in rows:
+        ratio = seq / r["wall_s"]
+        rounding = ratio * (0.00005 / seq + 0.00005 / r["wall_s"]) + 0.0005
+        assert abs(r["speedup"] - ratio) <= rounding, r
+    # The summary is the written trace's, figure for figure.
     loaded = lp.load_trace(trace)
-    assert len(loaded.tasks) == 24
+    assert len(loaded.tasks) == 24 and report["trace"] == str(trace)
+    s = report["parallel_summary"]
+    again = lp.summarize(loaded)
+    for key, value in s.items():
+        assert again[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+    assert s["tasks"] == 24 and s["errors"] == 0
+    assert s["speedup"] == pytest.approx(s["task_time_s"] / s["wall_s"])
+    assert s["efficiency"] == pytest.approx(s["speedup"] / s["ideal_speedup"])
+    assert s["cpu_s"] + s["wait_s"] == pytest.approx(s["task_time_s"])
+    assert s["dispatch_p50_us"] <= s["dispatch_p99_us"]
+    # the parallel run's: its trace window lies inside the batch's wall time (rounded to 0.1 ms)
+    assert s["wall_s"] <= rows[1]["wall_s"] + 0.00005
 
 
 def test_demo_on_a_folder_of_my_own(tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ import os
 import pickle
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from support import run_virtual, vnow
 
 import lanepar as lp
 from lanepar.config import TOOL_LANES
@@ -214,15 +214,14 @@ def test_bash_runs_in_root_and_captures_output(tree: Path, backend: str) -> None
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bash_timeout_kills_the_process(tree: Path, backend: str) -> None:
-    code = "import os, time; open('pid', 'w').write(str(os.getpid())); time.sleep(60)"
+    # The child would sleep for an hour: only a kill ends it before the test's own timeout.
+    code = "import os, time; open('pid', 'w').write(str(os.getpid())); time.sleep(3600)"
 
     async def main() -> None:
         with pytest.raises(TimeoutError, match=r"timeout_s=0\.5"):
             await bt.bash([sys.executable, "-c", code], root=tree, timeout_s=0.5)
 
-    t0 = time.monotonic()
     anyio.run(main, backend=backend)
-    assert time.monotonic() - t0 < 30  # it did not wait for the 60 s sleep
     pid = int((tree / "pid").read_text())
     with pytest.raises(ProcessLookupError):  # killed and reaped, not a zombie
         os.kill(pid, 0)
@@ -230,7 +229,7 @@ def test_bash_timeout_kills_the_process(tree: Path, backend: str) -> None:
 
 def test_bash_killed_when_its_task_times_out_in_the_executor(tree: Path) -> None:
     # A lane-level timeout cancels the body; the child must die with it, not outlive the task.
-    code = "import os, time; open('pid', 'w').write(str(os.getpid())); time.sleep(60)"
+    code = "import os, time; open('pid', 'w').write(str(os.getpid())); time.sleep(3600)"
     call = lp.ToolCall("bash", [sys.executable, "-c", code], root=str(tree)).options(timeout_s=2.0)
     with lp.LaneExecutor() as ex:
         b = ex.run_batch([call, lp.ToolCall("read", "a.txt", root=str(tree))])
@@ -244,12 +243,17 @@ def test_bash_killed_when_its_task_times_out_in_the_executor(tree: Path) -> None
 # -- generate ------------------------------------------------------------------------------
 def test_generate_is_labelled_simulated_deterministic_and_takes_its_latency() -> None:
     assert "SIMULATED" in (bt.generate.__doc__ or "")
-    t0 = time.perf_counter()
-    out = anyio.run(bt.generate, "hello", 40, 0.05, 0.002)
-    elapsed = time.perf_counter() - t0
+
+    async def timed() -> tuple[dict[str, Any], float]:
+        t0 = vnow()
+        out = await bt.generate("hello", 40, 0.05, 0.002)
+        return out, vnow() - t0
+
+    out, elapsed = run_virtual(timed)
+    # the latency it simulates, exactly, on a virtual clock: time to first token + per token
+    assert elapsed == pytest.approx(0.05 + 40 * 0.002)
     assert out["simulated"] is True and out["tokens"] == 40
     assert len(out["text"].split()) == 40
-    assert elapsed >= 0.05 + 40 * 0.002 - 0.005
     again = anyio.run(bt.generate, "hello", 40, 0.0, 0.0)
     assert again["text"] == out["text"]
     assert anyio.run(bt.generate, "other prompt", 40, 0.0, 0.0)["text"] != out["text"]

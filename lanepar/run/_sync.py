@@ -16,7 +16,6 @@ has the same two traps:
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import threading
 import time
 import weakref
@@ -33,6 +32,8 @@ T = TypeVar("T")
 
 #: How long one slice of a blocking wait lasts: the bound on noticing a simulated interrupt.
 WAIT_SLICE_S = 0.1
+#: The bound on waiting for a cancelled call to unwind on the loop after an interrupt.
+UNWIND_TIMEOUT_S = 10.0
 
 
 class SyncBridge:
@@ -104,13 +105,22 @@ class SyncBridge:
             raise RuntimeError("this call would block the executor's own event loop: await it")
         self.start()
         assert self._portal is not None
-        fut = self._portal.start_task_soon(afn, *args)
+        # A cancelled future is done at once, before the loop has even seen the cancellation:
+        # this event is set only when ``afn`` itself has unwound on the loop.
+        unwound = threading.Event()
+
+        async def tracked() -> T:
+            try:
+                return await afn(*args)
+            finally:
+                unwound.set()
+
+        fut = self._portal.start_task_soon(tracked)
         try:
             return wait_interruptibly(fut)
         except KeyboardInterrupt:
             fut.cancel()
-            with contextlib.suppress(BaseException):
-                fut.result(timeout=10)
+            unwound.wait(UNWIND_TIMEOUT_S)
             raise
 
     def wait(self, afn: Callable[..., Awaitable[Any]], timeout: float | None) -> None:

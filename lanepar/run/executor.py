@@ -337,6 +337,10 @@ class LaneExecutor:
             await batch.done.wait()
         except BaseException:
             self._cancel_batch(batch)
+            # Cancelled workers settle on their next turn of the loop: wait for them, so that
+            # when the caller's cancellation (or Ctrl-C) propagates no task of it is running.
+            with anyio.CancelScope(shield=True):
+                await batch.done.wait()
             raise
         finally:
             if nested is not None:
