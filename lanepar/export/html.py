@@ -28,7 +28,7 @@ def _rows(tasks: Sequence[TaskRecord], lanes: Mapping[str, Any]) -> list[tuple[s
     """Timeline rows: per lane its queue (slot -2), then one per slot, never-started last."""
     order = {n: i for i, n in enumerate(lanes)}
     seen = {(t.lane, t.slot) for t in tasks}
-    seen |= {(t.lane, -2) for t in tasks if t.slot_free_ns > t.submitted_ns}
+    seen |= {(t.lane, -2) for t in tasks}  # every lane shows its queue, empty or not
     return sorted(seen, key=lambda r: (order.get(r[0], len(order)), r[0], r[1] == -1, r[1]))
 
 
