@@ -344,7 +344,7 @@ def _painted_js(colours: dict[str, str]) -> str:
 
 def test_gil_and_runq_draw_in_their_palette_colours(tmp_path: Path) -> None:
     """The live view (its snapshot) and the JupyterLab viewer draw and name the new kinds."""
-    from lanepar.export.palette import COLOURS, LABELS
+    from lanepar.trace.palette import COLOURS, LABELS
 
     ARTIFACTS.mkdir(exist_ok=True)
     trace = _kinds_trace()

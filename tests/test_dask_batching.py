@@ -12,18 +12,15 @@ import pickle
 from collections.abc import Iterator
 from typing import Any
 
+import distributed
 import pytest
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 import lanepar as lp
+from lanepar.backends._dask_submit import Coalescer
+from lanepar.backends._remote import dumps_call
 
-distributed = pytest.importorskip("distributed")
-
-from distributed.diagnostics.plugin import SchedulerPlugin  # noqa: E402
-
-from lanepar.backends._dask_submit import Coalescer  # noqa: E402
-from lanepar.backends._remote import dumps_call  # noqa: E402
-
-pytestmark = [pytest.mark.dask, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.dask, pytest.mark.dask_in_process, pytest.mark.timeout(120)]
 
 
 def square(x: int) -> int:

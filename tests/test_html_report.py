@@ -9,8 +9,8 @@ import pytest
 
 import lanepar as lp
 from lanepar.export.html import MAX_BARS, build_figure, to_html
-from lanepar.export.palette import LABELS
 from lanepar.trace.model import Sample, TaskRecord, Trace
+from lanepar.trace.palette import LABELS
 
 MS = 1_000_000
 

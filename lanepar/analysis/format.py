@@ -136,7 +136,7 @@ def summary_text(summary: Mapping[str, Any]) -> str:
 
 def time_split(s: Mapping[str, Any]) -> str:
     """"CPU 1.2 s · I/O wait 3.4 s · GIL / lock wait 0.5 s · run-queue wait 0.1 s"."""
-    from ..export.palette import LABELS
+    from ..trace.palette import LABELS
 
     parts = [f"{LABELS['cpu']} {duration_s(s.get('cpu_s', 0.0))}",
              f"{LABELS['wait']} {duration_s(s.get('wait_s', 0.0))}"]  # fmt: skip

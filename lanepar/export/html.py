@@ -15,8 +15,8 @@ from typing import Any
 
 from ..analysis.format import SPEEDUP_MEANING, duration_ns, headline, summary_text
 from ..trace.model import SEGMENT_KINDS, TaskRecord, Trace
+from ..trace.palette import COLOURS, LABELS, PALETTE
 from ._checked import escape_html
-from .palette import COLOURS, LABELS, PALETTE
 
 MAX_BARS = 3000
 BINS = 1500
@@ -264,7 +264,7 @@ def build_figure(trace: Trace) -> Any:
     fig.update_yaxes(autorange="reversed", row=2, col=1)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=3, col=1)
     # the same ticks and labels as the dashboard and the SVG: "250 ms", "1.5 s", never "1500"
-    from ..jupyter.svg import tick_label, ticks
+    from .svg import tick_label, ticks
 
     span = max(trace.end_ns - trace.start_ns, max((t.finished_ns for t in trace.tasks),
                                                     default=0) - trace.start_ns, 1)  # fmt: skip

@@ -128,7 +128,7 @@ _HIDE_STATIC = (
 
 def static_image(trace: Trace, summary: Mapping[str, Any], *, title: str) -> str:
     """The timeline as SVG, for every renderer that shows images but runs no script."""
-    from .svg import trace_svg
+    from ..export.svg import trace_svg
 
     return trace_svg(trace, summary, title=title)
 

@@ -76,7 +76,7 @@ def run_whatif(trace: Trace | None, arg: str) -> list[dict[str, Any]]:
 
 def replay_lanes(timeline: list[Any], trace: Trace) -> list[Any]:
     """A replay's per-task schedule as the SVG's lanes: queue waits and slot rows."""
-    from .svg import Lane, Row, lane_caption
+    from ..export.svg import Lane, Row, lane_caption
 
     by_lane: dict[str, dict[int, Row]] = {}
     waits: dict[str, list[tuple[float, float]]] = {}
@@ -187,7 +187,7 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
 
         from ..analysis.format import duration_s, percent, speedup
         from ..analysis.replay import replay
-        from .svg import render
+        from ..export.svg import render
 
         t = time.perf_counter()
         lanes = {lane: sl.value for lane, sl in self.sliders.items()}

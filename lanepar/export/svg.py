@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..analysis.format import SPEEDUP_MEANING, headline, sig3
-from ..export.palette import COLOURS, LABELS, OUTCOME_COLOURS, PALETTE
 from ..trace.model import SEGMENT_KINDS, Trace
+from ..trace.palette import COLOURS, LABELS, OUTCOME_COLOURS, PALETTE
 
 GUTTER = 92
 PAD_RIGHT = 28  # room for the last axis label, centred on its tick
