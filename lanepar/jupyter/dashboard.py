@@ -23,8 +23,8 @@ import traitlets
 from ..trace.model import Delta, RunningTask, Sample, TaskRecord, Trace
 from ._static import Bundle
 from .events import event_views
-from .messages import EndMessage, ResetMessage
-from .packing import DeltaPacker, final_figures
+from .messages import EndMessage, ResetMessage, final_figures
+from .packing import DeltaPacker
 
 if TYPE_CHECKING:
     from ..run.executor import LaneExecutor

@@ -31,8 +31,8 @@ from ..export.native import trace_dict
 from ..trace.model import Trace
 from ._static import read_static
 from .events import event_views
-from .messages import EndMessage, LaneState, WidgetState
-from .packing import DeltaPacker, final_figures
+from .messages import EndMessage, LaneState, WidgetState, final_figures
+from .packing import DeltaPacker
 
 MIME = "application/vnd.lanepar.trace+json"
 

@@ -24,10 +24,9 @@ from .._exceptions import TaskCancelledError, TaskTimeoutError
 from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
-from ..trace.model import TaskRecord
 from ..trace.probe import TaskProbe, activate, deactivate, loop_contention, stepped
 from ._nested import BODY
-from ._settle import interrupted_probe, settle, unstarted_probe
+from ._settle import finish_job, interrupted_probe, settle, unstarted_probe
 from .job import Job, Worker
 from .jobqueue import JobQueue
 
@@ -336,27 +335,8 @@ class Lane:
         value: Any,
         error: Exception | None,
     ) -> None:
-        outcome = "ok" if error is None else "error"
-        rec = self.recorder
-        record: TaskRecord | None = None
-        if rec is not None or self.hooks.task_finished:
-            if probe is None:  # untraced (or failed before it ran): times and outcome only
-                probe = TaskProbe(0, 2)
-                probe.started_ns, probe.finished_ns = free, _pc()
-            record = settle(self.name, job, w.slot, free, probe, outcome, error)
-            if rec is not None:
-                rec.running.pop(job.id, None)
-                rec.add(record)
-                for t0, t1, stack in probe.blocks or ():
-                    ms = (t1 - t0) / 1e6
-                    rec.add_event("loop_blocked", t_ns=t0, duration_ms=ms, tool=job.name,
-                                  lane=self.name, task=job.id, stack=stack)  # fmt: skip
-        if error is None:
-            job.batch.succeed(job.index, value)
-        else:
-            job.batch.fail(job.index, error, "error")
-        if record is not None and self.hooks.task_finished:
-            self.hooks.emit("task_finished", record)
+        finish_job(self.name, self.recorder, self.hooks, job, w.slot, free, probe, value, error,
+                   "ok" if error is None else "error")  # fmt: skip
 
     def _finish_interrupted(self, w: Worker, job: Job, scope: anyio.CancelScope) -> None:
         """The worker's scope was cancelled mid-job: a timeout if its deadline passed. A timeout
@@ -376,17 +356,12 @@ class Lane:
                                         attempt=job.attempt, error=str(exc))  # fmt: skip
             self.push(((0, job),))
             return
-        record = None
+        start = max(job.pushed_ns, w.free_at)
+        probe = None
         if self.recorder is not None or self.hooks.task_finished:
-            start = max(job.pushed_ns, w.free_at)
             probe = interrupted_probe(start, _pc(), self.resolution_ns, self.max_segments)
-            record = settle(self.name, job, w.slot, start, probe, outcome, exc)
-            if self.recorder is not None:
-                self.recorder.running.pop(job.id, None)
-                self.recorder.add(record)
-        job.batch.fail(job.index, exc, outcome)
-        if record is not None and self.hooks.task_finished:
-            self.hooks.emit("task_finished", record)
+        finish_job(self.name, self.recorder, self.hooks, job, w.slot, start, probe, None, exc,
+                   outcome)  # fmt: skip
 
     async def _drain(self, w: Worker, job: Job) -> None:
         """A body that cannot be interrupted (a thread) keeps its slot until it really returns,
