@@ -215,9 +215,13 @@ def test_replay_of_a_recorded_batch_matches_its_wall_time() -> None:
     assert r["per_lane"]["io"]["peak_active"] == 4
     assert r["skipped"] == 0 and r["lanes"] == {"io": 4}
     recorded = b.trace.wall_ns
-    assert recorded - gaps - tail - 1_000 <= r["wall_s"] * 1e9 <= recorded + cpu + 1_000
+    # the model re-simulates contention rather than replaying it: the GIL / run-queue waits the
+    # recorded run suffered (a busy machine's) may come out of the prediction
+    contention = sum(t.gil_ns + t.runq_ns for t in tasks)
+    low = recorded - gaps - tail - contention - 1_000
+    assert low <= r["wall_s"] * 1e9 <= recorded + cpu + 1_000
     # With 8 slots nothing queues: the replay is the longest arrival + dispatch + body.
     r8 = b.replay(lanes={"io": 8})
     alone = max(t.submitted_ns - b.trace.start_ns + t.dispatch_ns + t.wall_ns for t in tasks)
-    assert alone - 1_000 <= r8["wall_s"] * 1e9 <= alone + cpu + 1_000
+    assert alone - contention - 1_000 <= r8["wall_s"] * 1e9 <= alone + cpu + 1_000
     assert r8["per_lane"]["io"]["peak_active"] == 8
