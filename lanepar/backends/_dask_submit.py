@@ -30,9 +30,6 @@ class Coalescer:
         self.max_segments = max_segments
         self._pending: list[_Entry] = []
         self._client: Any = None
-        #: Flushes sent and calls carried by them (``calls / messages`` is the coalescing ratio).
-        self.messages = 0
-        self.calls = 0
 
     def submit(self, client: Any, key: str, token: str, payload: bytes) -> asyncio.Future[Any]:
         """Queue one call; the returned waiter resolves to its Dask future at the flush.
@@ -68,14 +65,5 @@ class Coalescer:
             for entry in batch:
                 entry[3].set_exception(e)
             return
-        self.messages += 1
-        self.calls += len(batch)
         for entry, fut in zip(batch, futs):
             entry[3].set_result(fut)
-
-    def drop_pending(self, exc: BaseException) -> None:
-        """Fail calls still queued (the backend is closing)."""
-        batch, self._pending = self._pending, []
-        for entry in batch:
-            if not entry[3].done():
-                entry[3].set_exception(exc)

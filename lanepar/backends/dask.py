@@ -2,8 +2,9 @@
 
 The lane keeps doing what it does for every backend — priority queue, exact concurrency limit,
 timeouts and cancellation through its cancel scope — and this backend only moves the body: each
-lane slot submits one future and awaits it, so the lane's limit is the number of tasks this lane
-has on the cluster at once. The client is ``distributed.Client(asynchronous=True)`` on the
+lane slot's call becomes one Dask future it awaits, so the lane's limit is the number of tasks
+this lane has on the cluster at once; the calls of one loop tick travel in one message
+(``_dask_submit``). The client is ``distributed.Client(asynchronous=True)`` on the
 executor's own loop (asyncio only: the client is built on tornado/asyncio and cannot run on trio).
 
 With no ``address`` a ``LocalCluster`` is started on first use (in ``prepare``, before the first
@@ -168,8 +169,7 @@ class DaskBackend:
         if address is None:
             address = await await_future(self._get_io().submit(self._start_cluster))
         # Not the user's default client: their own dask code must not start using this one.
-        # direct_to_workers=False: results come through the scheduler (as by default), and saying
-        # so spares each await a failed ``get_worker()`` lookup.
+        # direct_to_workers=False is the default behaviour, said so each await skips get_worker().
         client = _distributed().Client(
             address, asynchronous=True, set_as_default=False, direct_to_workers=False
         )
@@ -294,9 +294,8 @@ class DaskBackend:
         t0, t1, where = reply[2], reply[3], reply[7]
         off = 0
         if probe is not None and t0:
-            clock = self.clocks.get(where.rpartition("/")[0]) or await self._clock(
-                client, where.rpartition("/")[0]
-            )
+            worker = where.rpartition("/")[0]
+            clock = self.clocks.get(worker) or await self._clock(client, worker)
             off = causal_offset(clock.offset_ns, t0, t1, sent, recv)
         status, value = settle_reply(probe, reply, off)
         if status == RESULT_ERR:
