@@ -2,7 +2,7 @@
 
 Every call is resolved before anything is queued, so a bad tool or lane raises naming it and no
 sibling has started. Resolution is cached per (target, lane, name) because agents send the same
-few tools over and over; the cache is bounded (least recently used goes first) because a caller
+few tools over and over; the cache is bounded (the oldest entry goes first) because a caller
 that builds a new closure or ``functools.partial`` per call would otherwise grow it forever.
 """
 
@@ -26,7 +26,7 @@ RESOLVE_CACHE_SIZE = 1024
 
 
 class Resolver:
-    """A bounded LRU cache in front of :func:`lanepar.tools.registry.resolve`."""
+    """A bounded cache (oldest first out) in front of :func:`lanepar.tools.registry.resolve`."""
 
     def __init__(self, maxsize: int = RESOLVE_CACHE_SIZE) -> None:
         self.maxsize = maxsize
@@ -43,10 +43,8 @@ class Resolver:
             return resolve(call, lanes)
         if r is None:
             r = self._cache[key] = resolve(call, lanes)
-            if len(self._cache) > self.maxsize:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
+            if len(self._cache) > self.maxsize:  # the oldest goes first (no reordering on hits:
+                self._cache.popitem(last=False)  # a hit must cost one dict lookup)
         if r.lane not in lanes:  # the lane table changed since (a lane was added elsewhere)
             r = self._cache[key] = resolve(call, lanes)
         return r

@@ -248,7 +248,9 @@ class Lane:
             try:  # a child that cannot start is this task's error, never the lane's end
                 await self._prepare(w.slot)
             except Exception as e:
-                self._settle(w, job, max(job.pushed_ns, w.free_at, granted), None, None, e)
+                start = max(job.pushed_ns, w.free_at, granted)
+                finish_job(self.name, self.recorder, self.hooks, job, w.slot, start, None, None, e,
+                           "error")  # fmt: skip
                 return 0
         while True:
             free = max(job.pushed_ns, w.free_at, granted)
@@ -260,7 +262,8 @@ class Lane:
                 break
             await self._backoff(job, error)  # not under the task's deadline
             granted = _pc()
-        self._settle(w, job, free, probe, value, error)
+        finish_job(self.name, self.recorder, self.hooks, job, w.slot, free, probe, value, error,
+                   "ok" if error is None else "error")  # fmt: skip
         return probe.finished_ns if probe is not None else 0
 
     async def _attempt(
@@ -325,18 +328,6 @@ class Lane:
                 "retry", lane=self.name, task=job.id, attempt=job.attempt, error=repr(error)[:300]
             )
         await anyio.sleep(delay)
-
-    def _settle(
-        self,
-        w: Worker,
-        job: Job,
-        free: int,
-        probe: TaskProbe | None,
-        value: Any,
-        error: Exception | None,
-    ) -> None:
-        finish_job(self.name, self.recorder, self.hooks, job, w.slot, free, probe, value, error,
-                   "ok" if error is None else "error")  # fmt: skip
 
     def _finish_interrupted(self, w: Worker, job: Job, scope: anyio.CancelScope) -> None:
         """The worker's scope was cancelled mid-job: a timeout if its deadline passed. A timeout
