@@ -150,9 +150,11 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
                 desc.append(str(p.pid))
         psutil.wait_procs(lc, timeout=5)
         problems.append(f"child processes left behind: {desc}")
-    # an in-process Dask scheduler (a module's own cluster) opens connections as it goes
+    # an in-process Dask scheduler (a module's own cluster) opens connections as it goes, and
     in_process_cluster = request.node.get_closest_marker("dask_in_process") is not None
-    if not in_process_cluster and not _wait_until(
+    # Playwright keeps its driver's loop and connection open for the session, by design
+    browser = request.node.get_closest_marker("browser") is not None
+    if not (in_process_cluster or browser) and not _wait_until(
         lambda: not leaked_fds(), 2.0 if not problems else 0.0
     ):
         problems.append(f"file descriptors left open: {leaked_fds()}")
