@@ -20,6 +20,7 @@ import pytest
 from support import wait_until as _wait_until
 
 import lanepar as lp
+from lanepar.tools.grepper import close_workers
 
 #: How long a test's threads, children and descriptors may take to go away after it returned:
 #: a joined thread or a killed child is gone at once on an idle machine, but reaping is
@@ -119,6 +120,9 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     fds = _fds()
     assert _current_executor() is None, "a previous test left lanepar.current() set"
     yield
+    # Pools that keep idle helpers on purpose (grep's regex workers) are emptied first: what is
+    # left after that was not pooled, it leaked.
+    close_workers()
     problems: list[str] = []
     if (ex := _current_executor()) is not None:
         problems.append(f"lanepar.current() is still {ex!r} after the test")
