@@ -13,6 +13,9 @@ buffers), so packing, traitlet syncs and serialisation are all paid. Two numbers
   batch's loop thread waits, so this is also what it steals.
 - ``wall Δ %``: the median wall time difference with/without the dashboard — noisier on a shared
   machine, printed as a cross-check.
+- ``spread``: how much the batch's own wall time moved between repeats without a dashboard (the
+  machine's noise, which moves the percentage's denominator), and ``µs/task``: the dashboard's
+  CPU per task, which the machine's load moves much less.
 
 Workloads: ``io-1ms`` (async tools that sleep 1 ms, 64 at a time: an agent's reads and fetches)
 and ``cpu-0.2ms`` (thread tools with 0.2 ms of Python work). ``noop`` (async tools that return at
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "execute": lp.LaneConfig(max_concurrency=4, kind="thread"),
     }
     rows = []
+    load0 = os.getloadavg()[0]
     with lp.LaneExecutor(lanes=lanes) as ex:
         for name in WORKLOADS:
             one_run(ex, name, 500, live=True)  # warm-up: imports, thread pools, widget class
@@ -123,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                 live.append(one_run(ex, name, a.tasks, live=True))
             wall0 = statistics.median(r["wall_s"] for r in base)
             wall1 = statistics.median(r["wall_s"] for r in live)
-            cost = max(r["cost_s"] / r["wall_s"] for r in live)
+            costs = [r["cost_s"] / r["wall_s"] for r in live]
+            cost = max(costs)
+            cost_us = statistics.median(r["cost_s"] for r in live) / a.tasks * 1e6
+            walls0 = [r["wall_s"] for r in base]
             rows.append(
                 {
                     "workload": name,
@@ -132,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                     "wall_live_s": wall1,
                     "wall_delta": (wall1 - wall0) / wall0,
                     "cost": cost,
+                    "cost_median": statistics.median(costs),
+                    "cost_us_per_task": cost_us,
+                    "wall_spread": (max(walls0) - min(walls0)) / wall0,
                     "messages": statistics.median(r["messages"] for r in live),
                     "kib_sent": statistics.median(
                         (r["json_bytes"] + r["buffer_bytes"]) / 1024 for r in live
@@ -143,17 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(rows, indent=2))
     else:
+        load1 = os.getloadavg()[0]
+        print(f"{a.repeat} interleaved repeats; cost = the worst repeat (median in brackets); "
+              f"{os.cpu_count()} cores, load average {load0:.1f} → {load1:.1f}")  # fmt: skip
         print(
-            f"{'workload':<10} {'tasks':>6} {'wall':>8} {'wall+dash':>9} {'wall Δ':>7} "
-            f"{'cost':>6} {'msgs':>5} {'KiB':>7}  budget ≤ {BUDGET:.0%}"
+            f"{'workload':<10} {'tasks':>6} {'wall':>8} {'spread':>7} {'wall+dash':>9} "
+            f"{'wall Δ':>7} {'cost':>15} {'µs/task':>8} {'msgs':>5} {'KiB':>7}  "
+            f"budget ≤ {BUDGET:.0%}"
         )
         for r in rows:
             verdict = ("ok" if r["ok"] else "OVER") if r["budgeted"] else "(info)"
             print(
-                f"{r['workload']:<10} {r['tasks']:>6} {r['wall_s']:>7.3f}s"
-                f" {r['wall_live_s']:>8.3f}s"
-                f" {r['wall_delta']:>+7.1%} {r['cost']:>6.1%} {r['messages']:>5.0f}"
-                f" {r['kib_sent']:>7.0f}  {verdict}"
+                f"{r['workload']:<10} {r['tasks']:>6} {r['wall_s']:>7.3f}s {r['wall_spread']:>7.0%}"
+                f" {r['wall_live_s']:>8.3f}s {r['wall_delta']:>+7.1%}"
+                f" {r['cost']:>6.1%} [{r['cost_median']:>5.1%}] {r['cost_us_per_task']:>8.2f}"
+                f" {r['messages']:>5.0f} {r['kib_sent']:>7.0f}  {verdict}"
             )
     return 0 if all(r["ok"] for r in rows) else 1
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the real imports are lazy (module __getattr__ below)
     from .export.otel import write_otel as write_otel
     from .export.otel_observer import OTelObserver as OTelObserver
     from .jupyter.dashboard import Dashboard as Dashboard
+    from .jupyter.whatif import whatif_widget as whatif_widget
 
 del _policy
 
@@ -83,6 +84,7 @@ __all__ = [
     "replay",
     "summarize",
     "tool",
+    "whatif_widget",
     "write_html",
     "write_otel",
     "write_perfetto",
@@ -129,12 +131,17 @@ def load_trace(path: str | os.PathLike[str], *, max_bytes: int | None = None) ->
 
 
 def __getattr__(name: str) -> Any:
-    """``lanepar.Dashboard`` and the OpenTelemetry doors are imported on first use: anywidget,
-    ipywidgets and OpenTelemetry are heavy (or absent) and a headless run never needs them."""
+    """``lanepar.Dashboard``, ``lanepar.whatif_widget`` and the OpenTelemetry doors are imported
+    on first use: anywidget, ipywidgets and OpenTelemetry are heavy (or absent) and a headless run
+    never needs them."""
     if name == "Dashboard":
         from .jupyter.dashboard import Dashboard
 
         return Dashboard
+    if name == "whatif_widget":
+        from .jupyter.whatif import whatif_widget
+
+        return whatif_widget
     if name in ("write_otel", "from_otel"):
         from .export import otel
 

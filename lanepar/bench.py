@@ -17,7 +17,7 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .analysis.amdahl import fit_amdahl
@@ -46,14 +46,21 @@ def study_calls(n: int, host: str, port: int, root: str) -> list[ToolCall]:
     return calls
 
 
-def _trials(ex: LaneExecutor, calls: list[ToolCall], mode: str, trials: int) -> dict[str, float]:
+Progress = Callable[[int, int, str], None]
+
+
+def _trials(
+    ex: LaneExecutor, calls: list[ToolCall], mode: str, trials: int, step: Callable[[str], None]
+) -> dict[str, float]:
     ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]  # warm-up
+    step(f"{len(calls)} tools, {mode}")
     times = []
     for _ in range(trials):
         b = ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]
         if not b.ok:
             raise RuntimeError(f"scalability: a tool failed: {b.errors[min(b.errors)]!r}")
         times.append(b.wall_s)
+        step(f"{len(calls)} tools, {mode}")
     return {"median": statistics.median(times), "min": min(times), "max": max(times)}
 
 
@@ -63,10 +70,33 @@ def scalability(
     table_limit: int = 16,
     trials: int = 5,
     delay_s: float = 0.02,
+    progress: bool | Progress = True,
 ) -> dict[str, Any]:
-    """Run both experiments; every figure is JSON-able."""
+    """Run both experiments; every figure is JSON-able.
+
+    ``progress``: ``True`` shows a bar (a widget in a notebook, a line on a terminal, nothing
+    elsewhere); a callable gets ``(batches done, batches in all, what runs now)``."""
     if trials < 1 or not ns or not limits:
         raise ValueError("scalability: need trials >= 1 and non-empty ns and limits")
+    total = (len(ns) * 2 + len(limits)) * (trials + 1)
+    bar: Any = None
+    report: Progress | None
+    if progress is True:
+        from .jupyter.progress import ProgressBar
+
+        bar = report = ProgressBar(total, "batches")
+    elif callable(progress):
+        report = progress
+    else:
+        report = None
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        if report is not None:
+            report(done, total, what)
+
     root = str(default_root())
     lanes = {"query": LaneConfig(min_concurrency=1, max_concurrency=table_limit)}
     rows: list[dict[str, Any]] = []
@@ -74,8 +104,8 @@ def scalability(
     with server_process(delay_s=delay_s) as (host, port), LaneExecutor(lanes=lanes) as ex:
         for n in ns:
             calls = study_calls(n, host, port, root)
-            seq = _trials(ex, calls, "sequential", trials)
-            par = _trials(ex, calls, "parallel", trials)
+            seq = _trials(ex, calls, "sequential", trials, step)
+            par = _trials(ex, calls, "parallel", trials, step)
             ideal = min(n, table_limit)
             speedup = seq["median"] / par["median"]
             rows.append(
@@ -91,7 +121,9 @@ def scalability(
         fixed = study_calls(max(ns), host, port, root)
         for lim in limits:
             ex.set_concurrency("query", lim)
-            sweep.append({"limit": lim, "wall_s": _trials(ex, fixed, "parallel", trials)})
+            sweep.append({"limit": lim, "wall_s": _trials(ex, fixed, "parallel", trials, step)})
+    if bar is not None:
+        bar.close()
     fit = fit_amdahl([s["limit"] for s in sweep], [s["wall_s"]["median"] for s in sweep])
     for s in sweep:
         s["predicted_s"] = fit.predict(s["limit"])
@@ -108,30 +140,35 @@ def scalability(
 
 
 def print_report(r: dict[str, Any]) -> None:
+    from .analysis.format import duration_s, percent, speedup
+
+    def band(b: dict[str, float]) -> str:
+        return f"{duration_s(b['median'])} [{duration_s(b['min'])}–{duration_s(b['max'])}]"
+
     print(
-        f"scalability: reads/greps over the stdlib + loopback calls ({r['delay_s'] * 1000:.0f} ms),"
+        f"scalability: reads/greps over the stdlib + loopback calls ({duration_s(r['delay_s'])}),"
         f" median of {r['trials']} trials after a warm-up, lane limit {r['table_limit']}"
     )
-    print(f"{'tasks':>5} {'sequential s':>22} {'parallel s':>22} {'speedup':>8} "
+    print(f"{'tasks':>5} {'sequential (min–max)':>30} {'parallel (min–max)':>30} {'speedup':>8} "
           f"{'efficiency':>10} {'ideal':>6}")  # fmt: skip
     for row in r["rows"]:
-        s, p = row["sequential_s"], row["parallel_s"]
         print(
-            f"{row['tasks']:>5} {s['median']:>8.4f} [{s['min']:.4f}-{s['max']:.4f}] "
-            f"{p['median']:>8.4f} [{p['min']:.4f}-{p['max']:.4f}] {row['speedup']:>8.2f} "
-            f"{row['efficiency']:>10.2f} {row['ideal']:>6}"
+            f"{row['tasks']:>5} {band(row['sequential_s']):>30} {band(row['parallel_s']):>30} "
+            f"{speedup(row['speedup']):>8} {percent(row['efficiency']):>10} "
+            f"{speedup(row['ideal']):>6}"
         )
     f = r["fit"]
     print()
     print(f"Amdahl fit over lane limits, {r['sweep_tasks']} tasks: {f['model']}")
     print(
-        f"  P = {f['parallel_fraction']:.4f}, overhead = {f['overhead_s'] * 1e6:.1f} µs/worker, "
-        f"t1 = {f['t1_s']:.3f} s, max error {f['max_rel_error']:.1%}"
+        f"  P = {f['parallel_fraction']:.4f}, overhead = {duration_s(f['overhead_s'])} per extra "
+        f"worker, t1 = {duration_s(f['t1_s'])}, max error {percent(f['max_rel_error'])}"
     )
-    print(f"{'limit':>6} {'measured s':>11} {'fit s':>9} {'error':>7}")
+    print(f"{'limit':>6} {'measured':>10} {'fit':>10} {'error':>7}")
     for s in r["sweep"]:
-        print(f"{s['limit']:>6} {s['wall_s']['median']:>11.4f} {s['predicted_s']:>9.4f} "
-              f"{s['error']:>7.1%}")  # fmt: skip
+        err = ("+" if s["error"] >= 0 else "-") + percent(abs(s["error"]))
+        print(f"{s['limit']:>6} {duration_s(s['wall_s']['median']):>10} "
+              f"{duration_s(s['predicted_s']):>10} {err:>7}")  # fmt: skip
 
 
 def _ints(text: str) -> list[int]:

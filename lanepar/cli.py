@@ -120,21 +120,28 @@ def demo(
 
 def _figures(s: dict[str, Any]) -> dict[str, Any]:
     keys = (
-        "tasks", "errors", "wall_s", "task_time_s", "speedup", "ideal_speedup", "efficiency",
-        "cpu_s", "wait_s", "cpu_util_avg", "queued_p50_us", "dispatch_p50_us", "dispatch_p99_us",
+        "tasks", "errors", "wall_s", "task_time_s", "sequential_estimate_s", "speedup",
+        "ideal_speedup", "efficiency", "cpu_s", "wait_s", "gil_wait_s", "runq_wait_s",
+        "cpu_util_avg", "queued_p50_us", "dispatch_p50_us", "dispatch_p99_us",
+        "loop_blocked_count", "loop_blocked_max_ms",
     )  # fmt: skip
     return {k: s.get(k) for k in keys}
 
 
 def _print_table(report: dict[str, Any], out: Callable[[str], None]) -> None:
+    from .analysis import format as fmt
+
     out(f"lanepar demo: {report['tools']} real tools over {report['root']}")
     out("")
-    out(f"{'mode':<11} {'ran as':<11} {'wall s':>8} {'speedup':>8} {'tools':>6} {'errors':>7}")
+    out(f"{'mode':<11} {'ran as':<11} {'wall':>9} {'measured speedup':>17} {'tools':>6} "
+        f"{'errors':>7}")  # fmt: skip
     for r in report["rows"]:
+        speed = fmt.speedup(r["speedup"]) if r["speedup"] is not None else "–"
         out(
-            f"{r['mode']:<11} {r['ran_as']:<11} {r['wall_s']:>8.3f} {r['speedup']:>7.2f}x "
+            f"{r['mode']:<11} {r['ran_as']:<11} {fmt.duration_s(r['wall_s']):>9} {speed:>17} "
             f"{r['tools']:>6} {r['errors']:>7}"
         )
+    out("(measured speedup = the sequential run's wall time / this run's)")
     auto = report["rows"][2]
     if auto.get("reason"):
         out(f"auto mode decided: {auto['reason']}")
@@ -142,21 +149,23 @@ def _print_table(report: dict[str, Any], out: Callable[[str], None]) -> None:
     out("")
     out("parallel run, from its trace:")
     out(
-        f"  speedup {s['speedup']:.2f}x of ideal {s['ideal_speedup']}  "
-        f"(efficiency {s['efficiency']:.0%})"
+        f"  speedup {fmt.speedup(s['speedup'])} of ideal {fmt.speedup(s['ideal_speedup'])} "
+        f"(efficiency {fmt.percent(s['efficiency'])}): the trace's estimate of the sequential "
+        f"time, {fmt.duration_s(s['sequential_estimate_s'])}, over the wall time "
+        f"{fmt.duration_s(s['wall_s'])}"
     )
+    out(f"  ({fmt.SPEEDUP_MEANING})")
+    out(f"  task time: {fmt.time_split(s)}; cores busy {fmt.percent(s['cpu_util_avg'])} on average")
     out(
-        f"  CPU {s['cpu_s']:.3f} s, waiting {s['wait_s']:.3f} s, "
-        f"cores busy {s['cpu_util_avg']:.0%} on average"
+        f"  dispatch p50 {fmt.duration_us(s['dispatch_p50_us'])}, "
+        f"p99 {fmt.duration_us(s['dispatch_p99_us'])}; "
+        f"queued p50 {fmt.duration_us(s['queued_p50_us'])}"
     )
-    out(
-        f"  dispatch p50 {s['dispatch_p50_us']:.0f} µs, p99 {s['dispatch_p99_us']:.0f} µs; "
-        f"queued p50 {s['queued_p50_us']:.0f} µs"
-    )
-    if s["dispatch_p50_us"] > 1000:
+    if s.get("loop_blocked_count"):
         out(
-            "  (sync tools start on threads: their dispatch includes waiting for the GIL while "
-            "CPU-bound tools hold it)"
+            f"  the event loop was blocked {s['loop_blocked_count']}× (longest "
+            f"{fmt.duration_ns(s['loop_blocked_max_ms'] * 1e6)}): move that tool to a thread or "
+            "process lane"
         )
     for i, e in report["errors"].items():
         out(f"  tool {i} failed: {e}")
@@ -178,8 +187,9 @@ def report_cmd(path: Path, html: Path | None, as_json: bool) -> dict[str, Any]:
     if as_json:
         print(json.dumps(figures, indent=2, default=str))
     else:
-        for k, v in _figures(figures).items():
-            print(f"{k:>16}: {v}")
+        from .analysis.format import summary_text
+
+        print(summary_text(figures))
         if html is not None:
             print(f"HTML report written to {html}")
     return figures

@@ -38,6 +38,9 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 _NO_NEWS = {"fetchNews": "false", "checkForUpdates": False}
+#: This checkout's built JupyterLab extension (``cd extension && jlpm build:prod``).
+LABEXTENSION = Path(__file__).resolve().parent.parent / "lanepar" / "labextension"
+EXTENSION_NAME = "lanepar-jupyterlab"
 
 
 def browser_available() -> bool:
@@ -83,15 +86,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _extension_env(state: Path, extension: bool) -> dict[str, str]:
+    """The server's environment: JupyterLab finds *this checkout's* lanepar extension first (a
+    private data dir linking it, ahead of whatever is installed), or none at all when
+    ``extension`` is false (disabled in a private config dir), never touching the global one."""
+    env = dict(os.environ)
+    data = state / "data"
+    (data / "labextensions").mkdir(parents=True)
+    if LABEXTENSION.is_dir():
+        (data / "labextensions" / EXTENSION_NAME).symlink_to(LABEXTENSION)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(data), env.get("JUPYTER_PATH")) if p)
+    if not extension:
+        config = state / "config"
+        (config / "labconfig").mkdir(parents=True)
+        page = {"disabledExtensions": {EXTENSION_NAME: True}}
+        (config / "labconfig" / "page_config.json").write_text(json.dumps(page))
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+            p for p in (str(config), env.get("JUPYTER_CONFIG_PATH")) if p
+        )
+    return env
+
+
 @contextmanager
 def jupyter_lab(
-    root_dir: Path, *, startup_timeout: float = 60.0, app: str = "lab"
+    root_dir: Path, *, startup_timeout: float = 60.0, app: str = "lab", extension: bool = True
 ) -> Iterator[LabServer]:
     """Run ``jupyter lab`` (or Notebook 7 with ``app="notebook"``) headless on a free port
-    serving ``root_dir``; stop it afterwards."""
+    serving ``root_dir``, with this checkout's lanepar extension (or, ``extension=False``, with
+    it disabled); stop it afterwards."""
     port = _free_port()
     token = secrets.token_hex(16)
     state = Path(tempfile.mkdtemp(prefix="lanepar-lab-"))
+    env = _extension_env(state, extension)
     settings = state / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     if app == "lab":  # Notebook 7 has no news pop-up, and trips over a settings file for it
@@ -115,7 +141,7 @@ def jupyter_lab(
         f"--{cls}.user_settings_dir={state / 'settings'}",
     ]
     log = open(state / "server.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = LabServer(f"http://127.0.0.1:{port}", token, root_dir, app)
     try:
         deadline = time.monotonic() + startup_timeout

@@ -194,3 +194,35 @@ def test_bad_arguments_name_the_problem(
 ) -> None:
     with pytest.raises(ValueError, match=msg):
         AdaptiveLimiter(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class CreepingServer(Server):
+    """Latency creeps up by ``creep`` per request in flight even below capacity, as on a busy
+    machine where the client's own work queues (benchmarks/adaptive.py saw +11-17% at 8)."""
+
+    def __init__(self, capacity: int, creep: float, **kw: object) -> None:
+        super().__init__(capacity, **kw)  # type: ignore[arg-type]
+        self.creep = creep
+
+    def request(self, inflight: int) -> tuple[float, bool]:
+        lat, ok = super().request(inflight)
+        return lat * (1 + self.creep * min(inflight, self.capacity)), ok
+
+
+def test_latency_creep_below_capacity_does_not_hold_the_limit_down() -> None:
+    """At a limit of 8 the creep is +24% (the benchmark's real server showed +11-17% on a busy
+    machine): a relative tolerance alone reads it as congestion and holds the limit under
+    capacity in a run as short as the benchmark's; the queue allowance lets it reach the knee."""
+
+    def make() -> CreepingServer:
+        return CreepingServer(8, 0.03, noise=0.05)
+
+    def mean_limit(queue: float) -> tuple[float, float]:
+        lim = AdaptiveLimiter(1, 64, queue=queue, min_window=8)  # as AdaptiveObserver builds it
+        thr, late = adaptive(make(), lim, seconds=2.0)
+        return thr, sum(late) / len(late)
+
+    thr, mean = mean_limit(2.0)
+    thr_strict, mean_strict = mean_limit(0.0)
+    assert mean >= 0.9 * 8 > mean_strict
+    assert thr >= 0.9 * best_fixed(make, 8) > thr_strict

@@ -241,7 +241,7 @@ def test_snapshot_bundle_has_html_and_trace_json(executor: lp.LaneExecutor, tmp_
     trace = batch.trace
     assert trace is not None
     bundle = snapshot_bundle(trace)
-    assert set(bundle) == {"text/plain", "text/html", MIME}
+    assert set(bundle) == {"text/plain", "text/html", "image/svg+xml", MIME}
     doc = bundle[MIME]
     assert doc["format"] == "lanepar-trace" and doc["version"] == 1
     assert len(doc["tasks"]) == 13
@@ -251,7 +251,13 @@ def test_snapshot_bundle_has_html_and_trace_json(executor: lp.LaneExecutor, tmp_
     html = bundle["text/html"]
     assert '<iframe class="lanepar-snapshot" src="data:text/html;charset=utf-8;base64,' in html
     assert "<table" in html  # what survives a sanitizer that strips iframes
-    b64 = html.split("base64,", 1)[1].split('"', 1)[0]
+    # ... and the timeline as an image with no script in it, ahead of the iframe
+    assert html.index('<img alt="lanepar timeline"') < html.index("<iframe")
+    svg = bundle["image/svg+xml"]
+    assert svg.startswith("<svg") and "<script" not in svg and "query" in svg
+    img = html.split('src="data:image/svg+xml;base64,', 1)[1].split('"', 1)[0]
+    assert base64.b64decode(img).decode() == svg
+    b64 = html.split("data:text/html;charset=utf-8;base64,", 1)[1].split('"', 1)[0]
     page = base64.b64decode(b64).decode()
     assert page == snapshot_page(trace, summarize(trace), title="lanepar")
     assert "laneparSnapshot.mountStatic(" in page and "export default" not in page

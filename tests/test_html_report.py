@@ -9,8 +9,8 @@ import pytest
 
 import lanepar as lp
 from lanepar.export.html import MAX_BARS, build_figure, to_html
-from lanepar.export.palette import LABELS
 from lanepar.trace.model import Sample, TaskRecord, Trace
+from lanepar.trace.palette import LABELS
 
 MS = 1_000_000
 
@@ -95,7 +95,8 @@ def test_small_trace_has_one_bar_per_segment_and_marks_errors() -> None:
     assert len(errs) == 1 and len(errs[0].x) == 2 and "boom 0" in errs[0].hovertext[0]
     heat = [t for t in fig.data if t.type == "heatmap" and t.name == "cores"]
     assert len(heat) == 1 and len(heat[0].z) == 2  # one row per core
-    lanes = [t for t in fig.data if t.type == "scatter" and t.name == "query active"]
+    assert set(bars["queued"].y) == {"query queued"}  # waiting is not a slot: its own row
+    lanes = [t for t in fig.data if t.type == "scatter" and t.name == "query running"]
     assert lanes and max(lanes[0].y) == 4
 
 
@@ -104,7 +105,7 @@ def test_large_trace_draws_a_bounded_heatmap() -> None:
     fig = build_figure(trace)
     assert not [t for t in fig.data if t.type == "bar"]
     (timeline,) = [t for t in fig.data if t.type == "heatmap" and t.name == "timeline"]
-    assert len(timeline.z) == 8  # rows, not tasks
+    assert len(timeline.z) == 8 + 1  # rows (the slots and the lane's queue), not tasks
     kinds = {v for row in timeline.z for v in row if v is not None}
     # 2 ms tasks, 1.5 ms of each waiting: wait dominates most bins
     assert 3 in kinds

@@ -353,6 +353,12 @@ def test_whatif_replays_the_last_run(ip: Any) -> None:
         assert waves * min(spans) - 1e3 <= predicted * 1e9 <= waves * max(spans) + cpu + 1e3
     assert current >= at4 >= at8
     assert "predicted" in cap.stdout and "(current)" in cap.stdout
-    for bad in ("whatif", "whatif query=x", "whatif query=0", "whatif nolane=4", "whatif q=1 r=2"):
+    for bad in ("whatif query=x", "whatif query=0", "whatif nolane=4", "whatif q=1 r=2"):
         with pytest.raises(UsageError):
             ip.run_line_magic("lanepar", bad)
+    # without numbers: the interactive widget, on the same trace
+    with capture_output():
+        ip.run_line_magic("lanepar", "whatif")
+    w = magics_of(ip).last_whatif_widget
+    assert w is not None and w.sliders["query"].value == 2
+    assert w.set(query=4)["wall_s"] == pytest.approx(at4)

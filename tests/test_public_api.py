@@ -17,7 +17,7 @@ PUBLIC = {
     "TaskHandle", "TaskRecord", "TaskTimeoutError", "ToolCall", "Trace", "TraceFormatError",
     "UnknownToolError", "WorkerDiedError", "__version__", "current", "load_ipython_extension",
     "load_trace", "phase", "registered_tools", "replay", "summarize", "tool", "write_html",
-    "write_perfetto", "write_otel", "OTelObserver", "from_otel",
+    "write_perfetto", "write_otel", "OTelObserver", "from_otel", "whatif_widget",
 }  # fmt: skip
 
 

@@ -111,10 +111,12 @@ def test_known_answers() -> None:
     bodies = [10 * MS - 110 * US, 10 * MS - 120 * US, 10 * MS - 10 * US, 10 * MS - 30 * US]
     task_ns = sum(bodies) + 20 * MS - 40 * US
     assert s["task_time_s"] == pytest.approx(task_ns / 1e9)
+    # cpu + wait split every body here, so the sequential estimate is the bodies' sum
     assert s["speedup"] == pytest.approx(task_ns / (20 * MS))
-    # lanes used: a (2) + b (3); "unused" does not count. min(5 tasks, 5).
-    assert s["ideal_speedup"] == 5
-    assert s["efficiency"] == pytest.approx(s["speedup"] / 5)
+    assert s["sequential_estimate_s"] == pytest.approx(task_ns / 1e9)
+    # lanes used: a (4 tasks, limit 2) + b (1 task, limit 3); "unused" does not count.
+    assert s["ideal_speedup"] == 2 + 1
+    assert s["efficiency"] == pytest.approx(s["speedup"] / 3)
     assert s["cpu_s"] + s["wait_s"] == pytest.approx(s["task_time_s"])
     assert s["cpu_s"] == pytest.approx((sum(b // 2 for b in bodies) + 20 * MS - 40 * US) / 1e9)
     # queued: 100us, 100us, 10ms, 10ms, 0 -> p50 is 100us
@@ -281,3 +283,65 @@ def test_real_run_summary() -> None:
     assert s["cpu_s"] + s["wait_s"] == pytest.approx(s["task_time_s"], rel=1e-6, abs=1e-6)
     assert s["wait_s"] >= 8 * 0.05 - s["cpu_s"]
     assert 0 <= s["cpu_util_avg"] <= 1
+
+
+def test_speedup_counts_only_the_time_a_task_would_spend_alone() -> None:
+    """GIL, run-queue, queued and dispatch time come from running beside others: the
+    sequential estimate leaves them out, whatever the segments say."""
+    from lanepar.trace.model import KIND_CODE
+
+    base = 1_000 * MS
+    tasks = []
+    for i in range(4):
+        sub, free, start = base, base + 5 * MS, base + 6 * MS  # 5 ms queued, 1 ms dispatch
+        bounds = [start, start + 2 * MS, start + 5 * MS, start + 6 * MS, start + 10 * MS]
+        kinds = ("cpu", "gil", "runq", "wait")  # 2 ms cpu, 3 ms gil, 1 ms runq, 4 ms wait
+        segs = [(Q, sub, free), (D, free, start)]
+        segs += [(KIND_CODE[k], a, b) for k, a, b in zip(kinds, bounds, bounds[1:])]
+        tasks.append(TaskRecord(
+            id=i + 1, lane="a", name="t", args_summary="", outcome="ok", submitted_ns=sub,
+            slot_free_ns=free, started_ns=start, finished_ns=bounds[-1], cpu_ns=2 * MS,
+            wait_ns=4 * MS, gil_ns=3 * MS, runq_ns=1 * MS, slot=i, segments=segs,
+        ))  # fmt: skip
+    s = lp.summarize(Trace(tasks, lanes=LANES, start_ns=base, end_ns=base + 16 * MS))
+    assert s["sequential_estimate_s"] == pytest.approx(4 * 6 * MS / 1e9)
+    assert s["speedup"] == pytest.approx(4 * 6 / 16)
+    assert s["gil_wait_s"] == pytest.approx(4 * 3 * MS / 1e9)
+    assert s["runq_wait_s"] == pytest.approx(4 * 1 * MS / 1e9)
+    assert not s["ran_sequentially"]
+
+
+def test_a_sequential_run_has_ideal_one() -> None:
+    """Each slot freed once the previous task finished: one at a time was the plan, so a
+    sequential run reads as 1x of 1x, not as a failure against the lane limits."""
+    base = 1_000 * MS
+    tasks, t = [], base
+    for i in range(6):
+        tasks.append(rec(i + 1, lane="ab"[i % 2], sub=base, free=t, start=t + 20 * US,
+                         fin=t + 10 * MS, slot=0))  # fmt: skip
+        t += 10 * MS + 50 * US
+    s = lp.summarize(Trace(tasks, lanes=LANES, start_ns=base, end_ns=t))
+    assert s["ran_sequentially"]
+    assert s["ideal_speedup"] == 1
+    assert 0.95 < s["speedup"] <= 1 and s["efficiency"] == pytest.approx(s["speedup"])
+    # the same tasks overlapping by one microsecond are not a sequence any more
+    tasks[3] = rec(4, lane="b", sub=base, free=tasks[2].finished_ns - 1 * US, start=t,
+                   fin=t + MS, slot=1)  # fmt: skip
+    s = lp.summarize(Trace(tasks, lanes=LANES, start_ns=base, end_ns=t + MS))
+    assert not s["ran_sequentially"] and s["ideal_speedup"] == 2 + 3
+
+
+def test_a_limit_that_moved_counts_at_its_highest_for_the_ideal() -> None:
+    """An adaptive lane ends a run at limit 2 after running 3 at once under a limit of 4: the
+    ideal is what the lane was allowed, so efficiency stays a fraction."""
+    base = 1_000 * MS
+    tasks = [rec(i + 1, sub=base, free=base, start=base, fin=base + 10 * MS, slot=i)
+             for i in range(3)]  # fmt: skip
+    lanes = {"a": {**LANES["a"], "max_concurrency": 2}}
+    events = [{"t_ns": base, "type": "limit", "lane": "a", "limit": 4},
+              {"t_ns": base + MS, "type": "limit", "lane": "a", "limit": 2}]  # fmt: skip
+    s = lp.summarize(Trace(tasks, lanes=lanes, start_ns=base, end_ns=base + 10 * MS,
+                           events=events))  # fmt: skip
+    assert s["per_lane"]["a"]["peak_active"] == 3
+    assert s["ideal_speedup"] == 3  # min(3 tasks, the highest limit 4)
+    assert s["efficiency"] <= 1

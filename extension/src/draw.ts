@@ -20,8 +20,10 @@ export const PAD_RIGHT = 12;
 export const AXIS_H = 22;
 export const LANE_H = 18;
 export const ROW_H = 16;
-/** Slot-holding segments use the top of a row; the queued strip (overlapping waiters) the bottom. */
-export const BODY_H = 9;
+/** Under each lane's caption: how many of its tasks wait for a slot. */
+export const QUEUE_H = 12;
+/** Slot-holding segments fill most of a row. */
+export const BODY_H = 12;
 
 /** The visible window: times [t0, t1] (relative ns) mapped onto [GUTTER, width - PAD_RIGHT]. */
 export interface IViewport {
@@ -52,14 +54,18 @@ export function tOf(vp: IViewport, x: number): number {
 }
 
 export function timelineHeight(groups: ILaneGroup[]): number {
-  return AXIS_H + groups.reduce((h, g) => h + LANE_H + g.rows.length * ROW_H, 0) + 4;
+  return AXIS_H + groups.reduce((h, g) => h + LANE_H + QUEUE_H + g.rows.length * ROW_H, 0) + 4;
 }
 
-/** Which row (if any) is at canvas y; the y of its top edge too. */
+/** Which row (if any) is at canvas y; row -1 is the lane's queue row. */
 export function rowAt(groups: ILaneGroup[], y: number): { group: ILaneGroup; row: number } | null {
   let top = AXIS_H;
   for (const g of groups) {
     top += LANE_H;
+    if (y >= top && y < top + QUEUE_H) {
+      return { group: g, row: -1 };
+    }
+    top += QUEUE_H;
     const i = Math.floor((y - top) / ROW_H);
     if (y >= top && i < g.rows.length) {
       return { group: g, row: i };
@@ -71,6 +77,7 @@ export function rowAt(groups: ILaneGroup[], y: number): { group: ILaneGroup; row
 
 function drawGrid(ctx: CanvasRenderingContext2D, vp: IViewport, theme: ITheme, h: number, labels: boolean): void {
   const { step, ticks } = niceTicks(vp.t0, vp.t1, Math.max(2, plotWidth(vp) / 110));
+  const drawn: Array<[string, number, number]> = [];
   ctx.strokeStyle = theme.grid;
   ctx.lineWidth = 1;
   ctx.fillStyle = theme.fgDim;
@@ -83,34 +90,39 @@ function drawGrid(ctx: CanvasRenderingContext2D, vp: IViewport, theme: ITheme, h
     ctx.lineTo(x, h);
     ctx.stroke();
     if (labels) {
-      ctx.fillText(formatTick(t, step), x, AXIS_H / 2 - 2);
+      // centred on its tick, but never cut by either edge of the canvas
+      const label = formatTick(t, step);
+      const half = ctx.measureText(label).width / 2;
+      const cx = Math.min(Math.max(x, GUTTER + half), vp.width - half - 1);
+      ctx.fillText(label, cx, AXIS_H / 2 - 2);
+      drawn.push([label, cx - half, cx + half]);
     }
+  }
+  if (labels) {
+    ctx.canvas.dataset.axis = JSON.stringify({ width: vp.width, labels: drawn });
   }
   ctx.textAlign = 'left';
 }
 
 /**
- * Paint one task: the queued span as a low thin bar (it overlaps the task that
- * holds the slot meanwhile), then slot-holding segments at full height, then the
- * outcome marks on top so a failure is never hidden by a neighbour.
+ * Paint one task's slot-holding segments (dispatch and body). Its queued time is not on this
+ * row: the task held no slot then, and it is drawn on the lane's queue row instead.
  */
 function drawTask(
   ctx: CanvasRenderingContext2D,
   vp: IViewport,
   task: ITask,
   y: number,
-  lastPx: Record<SegmentKind, number>,
-  pass: 'queued' | 'body'
+  lastPx: Record<SegmentKind, number>
 ): void {
   const segs = task.segments.length
     ? task.segments
     : ([
-        ['queued', task.submitted, task.slotFree],
         ['dispatch', task.slotFree, task.started],
         [task.cpuNs > task.waitNs ? 'cpu' : 'wait', task.started, task.finished]
       ] as [SegmentKind, number, number][]);
   for (const [kind, s, e] of segs) {
-    if ((kind === 'queued') !== (pass === 'queued') || e < vp.t0 || s > vp.t1 || e <= s) {
+    if (kind === 'queued' || e < vp.t0 || s > vp.t1 || e <= s) {
       continue;
     }
     const x0 = Math.max(GUTTER, xOf(vp, s));
@@ -123,12 +135,52 @@ function drawTask(
     px0 = Math.max(px0, lastPx[kind]);
     lastPx[kind] = px1;
     ctx.fillStyle = COLORS[kind];
-    if (kind === 'queued') {
-      ctx.fillRect(px0, y + 2 + BODY_H + 1, px1 - px0, ROW_H - BODY_H - 4);
+    ctx.fillRect(px0, y + 2, px1 - px0, BODY_H);
+  }
+}
+
+/** The lane's queue: grey bars as tall as the number of tasks waiting for a slot. */
+function drawQueue(ctx: CanvasRenderingContext2D, vp: IViewport, g: ILaneGroup, y: number): number {
+  const pw = Math.ceil(plotWidth(vp));
+  const diff = new Float32Array(pw + 2);
+  const k = plotWidth(vp) / (vp.t1 - vp.t0);
+  for (const [a, b] of g.waits) {
+    const x0 = Math.max((a - vp.t0) * k, 0);
+    const x1 = Math.min((b - vp.t0) * k, pw);
+    if (x1 <= x0) {
+      continue;
+    }
+    const i0 = Math.floor(x0);
+    const i1 = Math.floor(x1);
+    if (i0 === i1) {
+      diff[i0] += x1 - x0;
+      diff[i0 + 1] -= x1 - x0;
     } else {
-      ctx.fillRect(px0, y + 2, px1 - px0, BODY_H);
+      diff[i0] += i0 + 1 - x0;
+      diff[i0 + 1] += x0 - i0;
+      diff[i1] += x1 - i1 - 1;
+      diff[i1 + 1] -= x1 - i1;
     }
   }
+  let most = 0;
+  let acc = 0;
+  const depth = new Float32Array(pw);
+  for (let i = 0; i < pw; i++) {
+    acc += diff[i];
+    depth[i] = acc;
+    most = Math.max(most, acc);
+  }
+  if (most > 0) {
+    ctx.fillStyle = COLORS.queued;
+    const h = QUEUE_H - 3;
+    for (let i = 0; i < pw; i++) {
+      if (depth[i] > 0.02) {
+        const bh = h * Math.max(depth[i] / most, 0.34);
+        ctx.fillRect(GUTTER + i, y + 1 + h - bh, 1, bh);
+      }
+    }
+  }
+  return most;
 }
 
 /**
@@ -225,6 +277,7 @@ export function drawTimeline(
   }
 
   let y = AXIS_H;
+  const rowLabels: string[] = [];
   for (const g of groups) {
     ctx.fillStyle = theme.stripe;
     ctx.fillRect(0, y, vp.width, LANE_H);
@@ -233,18 +286,29 @@ export function drawTimeline(
     ctx.fillText(laneCaption(g), 4, y + LANE_H / 2);
     ctx.font = `11px ${theme.font}`;
     y += LANE_H;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(GUTTER, y, plotWidth(vp), QUEUE_H);
+    ctx.clip();
+    const most = drawQueue(ctx, vp, g, y);
+    ctx.restore();
+    ctx.fillStyle = theme.fgDim;
+    ctx.font = `10px ${theme.font}`;
+    ctx.fillText(most > 0 ? 'queued' : 'queued (none)', 10, y + QUEUE_H / 2, GUTTER - 14);
+    ctx.font = `11px ${theme.font}`;
+    y += QUEUE_H;
+    rowLabels.push(`${g.lane} queued`);
     for (const row of g.rows) {
       ctx.fillStyle = theme.fgDim;
       ctx.fillText(row.label, 10, y + ROW_H / 2, GUTTER - 14);
+      rowLabels.push(row.label);
       ctx.save();
       ctx.beginPath();
       ctx.rect(GUTTER, y, plotWidth(vp), ROW_H);
       ctx.clip();
-      for (const pass of ['queued', 'body'] as const) {
-        const lastPx = Object.fromEntries(SEGMENT_KINDS.map(k => [k, -1])) as Record<SegmentKind, number>;
-        for (const task of row.tasks) {
-          drawTask(ctx, vp, task, y, lastPx, pass);
-        }
+      const lastPx = Object.fromEntries(SEGMENT_KINDS.map(k => [k, -1])) as Record<SegmentKind, number>;
+      for (const task of row.tasks) {
+        drawTask(ctx, vp, task, y, lastPx);
       }
       drawSeparators(ctx, vp, row.tasks, y, theme.bg);
       ctx.restore();
@@ -262,6 +326,7 @@ export function drawTimeline(
       y += ROW_H;
     }
   }
+  ctx.canvas.dataset.rows = JSON.stringify(rowLabels);
 }
 
 /** Height of one core's row: taller when there are few cores, never under 5 px. */
@@ -271,7 +336,7 @@ export function coreRowHeight(nCores: number): number {
 
 export function coresHeight(model: ITraceModel): number {
   const n = coreCount(model);
-  return n ? 16 + n * coreRowHeight(n) + 2 : 0;
+  return n ? 16 + n * coreRowHeight(n) + 2 + 14 : 0;
 }
 
 export function coreCount(model: ITraceModel): number {
@@ -324,5 +389,16 @@ export function drawCores(ctx: CanvasRenderingContext2D, vp: IViewport, model: I
       ctx.fillText(`cpu${c}`, 10, top + c * rh + rh / 2);
     }
   }
-  drawGrid(ctx, vp, theme, h, false);
+  // the scale: what a pale and a full cell mean
+  const sy = top + n * rh + 3;
+  ctx.fillStyle = theme.fgDim;
+  ctx.font = `10px ${theme.font}`;
+  ctx.fillText('scale', GUTTER, sy + 5);
+  for (let i = 0; i <= 10; i++) {
+    ctx.fillStyle = withAlpha(CORE_HEAT, 0.06 + 0.094 * i);
+    ctx.fillRect(GUTTER + 32 + i * 10, sy, 10, 9);
+  }
+  ctx.fillStyle = theme.fgDim;
+  ctx.fillText('0% → 100% of one core (sampled)', GUTTER + 32 + 116, sy + 5);
+  drawGrid(ctx, vp, theme, top + n * rh, false);
 }

@@ -20,10 +20,17 @@ export { TraceView } from './view';
 const FILE_TYPE = 'lanetrace';
 const FACTORY = 'lanepar Trace Viewer';
 
+/**
+ * Ahead of HTML (JupyterLab ranks it 50; lower wins): a finished `%%lanepar` cell carries HTML
+ * (an iframe with a script) next to the trace, and an untrusted notebook strips that script, so
+ * the trace must be drawn by this safe, script-free-input renderer whatever the trust.
+ */
+const RANK = 40;
+
 export const rendererFactory: IRenderMime.IRendererFactory = {
   safe: true,
   mimeTypes: [MIME_TYPE],
-  defaultRank: 50,
+  defaultRank: RANK,
   createRenderer: options => new TraceView(options)
 };
 
@@ -31,7 +38,7 @@ const extension: IRenderMime.IExtension = {
   id: 'lanepar-jupyterlab:trace',
   description: 'Kernel-free timeline of lanepar traces (notebook outputs and *.lanetrace.json files).',
   rendererFactory,
-  rank: 50,
+  rank: RANK,
   dataType: 'json',
   fileTypes: [
     {

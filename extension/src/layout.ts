@@ -4,7 +4,7 @@
  * is tested under plain Node with the converters.
  */
 
-import { formatDuration, trim } from './format';
+import { IHeadline, formatDuration, headline } from './format';
 import { ILaneInfo, ITask, ITraceModel } from './model';
 
 export interface IRow {
@@ -20,6 +20,8 @@ export interface ILaneGroup {
   lane: string;
   info: ILaneInfo;
   rows: IRow[];
+  /** [submitted, slot free] of every task that waited for a slot (drawn on the queue row). */
+  waits: Array<[number, number]>;
 }
 
 /** One group per lane (by priority, then name), one row per worker slot used ("lane#slot"). */
@@ -49,7 +51,16 @@ export function buildGroups(model: ITraceModel): ILaneGroup[] {
         label: slot >= 0 ? `${lane}#${slot}` : `${lane} (never ran)`,
         tasks: tasks.slice().sort((a, b) => a.slotFree - b.slotFree)
       }));
-    groups.push({ lane, info: model.lanes[lane] ?? { kind: '?', priority: 99 }, rows });
+    const waits: Array<[number, number]> = [];
+    for (const row of rows) {
+      for (const t of row.tasks) {
+        const end = t.slot >= 0 ? t.slotFree : t.finished;
+        if (end > t.submitted) {
+          waits.push([t.submitted, end]);
+        }
+      }
+    }
+    groups.push({ lane, info: model.lanes[lane] ?? { kind: '?', priority: 99 }, rows, waits });
   }
   groups.sort((a, b) => a.info.priority - b.info.priority || a.lane.localeCompare(b.lane));
   return groups;
@@ -97,41 +108,15 @@ export function taskAt(row: IRow, t: number, tol: number): ITask | null {
   return null;
 }
 
-export interface IFigure {
-  key: string;
-  label: string;
-  value: string;
-}
+export type IFigure = IHeadline;
 
-const KNOWN: Record<string, [string, (v: number) => string]> = {
-  tasks: ['tasks', v => String(Math.round(v))],
-  errors: ['errors', v => String(Math.round(v))],
-  wall_s: ['wall', v => formatDuration(v * 1e9)],
-  speedup: ['speedup', v => `${trim(v)}×`],
-  efficiency: ['efficiency', v => (v <= 1.5 ? `${trim(v * 100)}%` : trim(v))],
-  cpu_util_avg: ['CPU util', v => (v <= 1.5 ? `${trim(v * 100)}%` : trim(v))],
-  dispatch_p50_us: ['dispatch p50', v => formatDuration(v * 1e3)],
-  dispatch_p99_us: ['dispatch p99', v => formatDuration(v * 1e3)],
-  queued_p50_us: ['queued p50', v => formatDuration(v * 1e3)]
-};
-
-function figure(key: string, v: unknown): IFigure | null {
-  const known = KNOWN[key];
-  return known && typeof v === 'number' && isFinite(v) ? { key, label: known[0], value: known[1](v) } : null;
-}
-
-/** The header line: the trace's own summary when it has one, else what the tasks tell. */
+/**
+ * The header line: the headline figures of the trace's own summary (the same function and
+ * formatter as the dashboard's panel) when it has one, else what the tasks alone tell.
+ */
 export function summaryFigures(model: ITraceModel): IFigure[] {
-  const out: IFigure[] = [];
   if (model.summary) {
-    // Only the headline figures: the full summary (per-lane tables, percentiles) belongs to
-    // the Python-side report, and a header line must stay one line.
-    for (const k of Object.keys(KNOWN)) {
-      const f = figure(k, model.summary[k]);
-      if (f) {
-        out.push(f);
-      }
-    }
+    const out = headline(model.summary);
     const dropped = model.summary.dropped ?? model.dropped;
     if (typeof dropped === 'number' && dropped > 0) {
       out.push({ key: 'dropped', label: 'dropped', value: String(dropped) });
@@ -139,11 +124,11 @@ export function summaryFigures(model: ITraceModel): IFigure[] {
     return out;
   }
   const errors = model.tasks.filter(t => t.outcome !== 'ok').length;
-  out.push(
+  const out: IFigure[] = [
     { key: 'tasks', label: 'tasks', value: String(model.tasks.length) },
     { key: 'errors', label: 'errors', value: String(errors) },
     { key: 'wall_s', label: 'wall', value: formatDuration(model.end) }
-  );
+  ];
   if (model.dropped) {
     out.push({ key: 'dropped', label: 'dropped', value: String(model.dropped) });
   }

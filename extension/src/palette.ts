@@ -1,9 +1,9 @@
 /**
- * The one palette, shared with Python: `lanepar/export/palette.json` is imported at build
+ * The one palette, shared with Python: `lanepar/trace/palette.json` is imported at build
  * time (esbuild inlines it), so the HTML report, the widget and this viewer cannot drift.
  */
 
-import palette from '../../lanepar/export/palette.json';
+import palette from '../../lanepar/trace/palette.json';
 
 import type { Outcome, SegmentKind } from './model';
 

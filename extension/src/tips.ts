@@ -36,6 +36,16 @@ export function taskLines(task: ITask, group: ILaneGroup): Array<[string, string
   return lines;
 }
 
+/** The queue row of a lane at time `t`: how many of its tasks waited for a slot. */
+export function queueLines(group: ILaneGroup, t: number): Array<[string, string]> {
+  const waiting = group.waits.filter(([a, b]) => a <= t && t < b).length;
+  return [
+    [`${group.lane} queue`, `at ${formatDuration(t)}`],
+    ['waiting for a slot', String(waiting)],
+    ['queued', 'every slot of the lane was taken (a free slot not yet used counts as dispatch)']
+  ];
+}
+
 export function coreLines(model: ITraceModel, t: number, y: number): Array<[string, string]> | null {
   const s = model.samples.find(s => s.t >= t);
   const n = coreCount(model);

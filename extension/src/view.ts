@@ -26,7 +26,7 @@ import { el, renderHeader } from './header';
 import { ILaneGroup, buildGroups, taskAt } from './layout';
 import { ITask, ITraceModel, MIME_TYPE, TraceFormatError } from './model';
 import { readTrace } from './read';
-import { coreLines, taskLines } from './tips';
+import { coreLines, queueLines, taskLines } from './tips';
 
 const MIN_SPAN_NS = 200;
 
@@ -141,7 +141,9 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
       lo = Math.min(lo, t.submitted);
       hi = Math.max(hi, t.finished);
     }
-    if (model.samples.length) {
+    if (!model.tasks.length && model.samples.length) {
+      // samples alone (a trace of the machine only): show them all; with tasks the picture
+      // ends with the run, as the dashboard's does, not with the sampler's last tick
       hi = Math.max(hi, model.samples[model.samples.length - 1].t);
     }
     const span = Math.max(hi - lo, 1000);
@@ -323,9 +325,11 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
     let task: ITask | null = null;
     if (canvas === this._timeline) {
       const hit = rowAt(this._groups, y);
-      task = hit ? taskAt(hit.group.rows[hit.row], t, tol) : null;
+      task = hit && hit.row >= 0 ? taskAt(hit.group.rows[hit.row], t, tol) : null;
       if (task) {
         lines = taskLines(task, hit!.group);
+      } else if (hit && hit.row < 0) {
+        lines = queueLines(hit.group, t);
       } else if (y < 24) {
         const ev = model.events.find(ev => Math.abs(xOf(this._vp, ev.t) - x) <= 5);
         if (ev) {

@@ -183,7 +183,7 @@ test('summary header uses the trace summary, else counts from the tasks', () => 
 });
 
 test('durations and ticks pick readable units', () => {
-  assert.strictEqual(formatDuration(512), '512 ns');
+  assert.strictEqual(formatDuration(512), '0.512 µs');
   assert.strictEqual(formatDuration(12_340), '12.3 µs');
   assert.strictEqual(formatDuration(20_100_000), '20.1 ms');
   assert.strictEqual(formatDuration(1_500_000_000), '1.5 s');

@@ -6,7 +6,7 @@
 import * as assert from 'assert';
 import { test } from 'node:test';
 
-import palette from '../../lanepar/export/palette.json';
+import palette from '../../lanepar/trace/palette.json';
 import { SEGMENT_KINDS } from '../src/model';
 import { COLORS, LABELS } from '../src/palette';
 import { IDeltaMessage, IResyncRequest, IWidgetModel } from '../src/wire/messages';

@@ -51,7 +51,7 @@ def _tol(t: float) -> float:
 
 
 class _Task:
-    __slots__ = ("arrive", "cls", "id", "idx", "lane", "phases", "start")
+    __slots__ = ("arrive", "cls", "id", "idx", "lane", "marks", "phases", "slot", "start")
 
     def __init__(self, tid: int, lane: str, arrive: float, phases: list[tuple[str, float]]):
         self.id = tid
@@ -61,6 +61,8 @@ class _Task:
         self.idx = 0
         self.start = 0.0
         self.cls = 0  # 0: GIL-bound CPU, 1: free CPU
+        self.slot = -1
+        self.marks: list[tuple[str, float]] | None = None  # (kind, start) per phase: timeline
 
 
 def _body_phases(task: Any, include_dispatch: bool) -> list[tuple[str, float]]:
@@ -77,7 +79,7 @@ def _body_phases(task: Any, include_dispatch: bool) -> list[tuple[str, float]]:
     scaled = [(k, d * totals[k] / seg_sum[k]) for k, d in body if d > 0 and seg_sum[k] > 0]
     out: list[tuple[str, float]] = []
     if include_dispatch and task.dispatch_ns > 0:
-        out.append(("wait", float(task.dispatch_ns)))
+        out.append(("dispatch", float(task.dispatch_ns)))  # needs no resource, like a wait
     for k, d in scaled:
         if out and out[-1][0] == k:
             out[-1] = (k, out[-1][1] + d)
@@ -105,12 +107,16 @@ def replay(
     *,
     gil: bool = True,
     include_dispatch: bool = True,
+    timeline: bool = False,
 ) -> dict[str, Any]:
     """Simulate ``trace``'s tasks with lane limits ``lanes`` (others keep their recorded limit),
     ``cores`` cores (default: the trace's core count) and an optional shared ``max_total``.
 
     Returns JSON-able numbers: the simulated ``wall_s``, average core utilisation, and per lane
     the tasks, busy time (at least one task active), slot-seconds, peak concurrency, limit used.
+    With ``timeline=True`` also ``"timeline"``: per simulated task ``(id, lane, slot, arrive_ns,
+    start_ns, end_ns, [(kind, start_ns, end_ns), ...])`` relative to the trace start, the lowest
+    free slot taken as a lanepar worker pool would, so the replay can be drawn like the run.
     """
     info = {name: dict(v) for name, v in trace.lanes.items()}
     slots_seen: dict[str, int] = {}
@@ -156,6 +162,8 @@ def replay(
         tk = _Task(rec.id, rec.lane, float(rec.submitted_ns - trace.start_ns), [])
         tk.phases = _body_phases(rec, include_dispatch)
         tk.cls = 1 if free_kind[rec.lane] else 0
+        if timeline:
+            tk.marks = []
         cpu_total += float(rec.cpu_ns)
         tasks.append(tk)
     tasks.sort(key=lambda tk: (tk.arrive, tk.id))
@@ -173,6 +181,9 @@ def replay(
     seq = 0
     now = 0.0
     wall = 0.0
+    free_slots: dict[str, list[int]] = {n: [] for n in info}  # heaps of released slots
+    next_slot = dict.fromkeys(info, 0)
+    drawn: list[_Task] = []
 
     def advance(tk: _Task) -> None:
         """Start the task's next phase, or finish it and free its slot."""
@@ -181,13 +192,18 @@ def replay(
             kind, dur = tk.phases[tk.idx]
             tk.idx += 1
             seq += 1
-            if kind == "wait":
+            if tk.marks is not None:
+                tk.marks.append((kind, now))
+            if kind != "cpu":  # a wait or the dispatch delay: time passes, nothing is held
                 heapq.heappush(waits, (now + dur, seq, tk))
             else:
                 heapq.heappush(cpu_heaps[tk.cls], (vclock[tk.cls] + dur, seq, tk))
             return
         st = stats[tk.lane]
         st["slot"] += now - tk.start
+        if tk.marks is not None:
+            tk.marks.append(("", now))
+            heapq.heappush(free_slots[tk.lane], tk.slot)
         active[tk.lane] -= 1
         if active[tk.lane] >= reserve[tk.lane]:
             shared_used -= 1
@@ -214,6 +230,14 @@ def replay(
                 st["tasks"] += 1
                 st["queued"] += now - tk.arrive
                 tk.start = now
+                if tk.marks is not None:
+                    pool = free_slots[name]
+                    if pool:
+                        tk.slot = heapq.heappop(pool)
+                    else:
+                        tk.slot = next_slot[name]
+                        next_slot[name] += 1
+                    drawn.append(tk)
                 advance(tk)
 
     i = 0
@@ -263,7 +287,7 @@ def replay(
         }
         for n, st in stats.items()
     }
-    return {
+    out: dict[str, Any] = {
         "wall_s": wall_s,
         "recorded_wall_s": trace.wall_ns / 1e9,
         "cpu_s": cpu_total / 1e9,
@@ -276,3 +300,11 @@ def replay(
         "tasks": len(tasks),
         "skipped": skipped,
     }
+    if timeline:
+        out["timeline"] = [
+            (tk.id, tk.lane, tk.slot, tk.arrive, tk.start, m[-1][1],
+             [(k, a, b) for (k, a), (_k, b) in zip(m, m[1:])])
+            for tk in drawn
+            if (m := tk.marks)
+        ]  # fmt: skip
+    return out

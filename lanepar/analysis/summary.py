@@ -8,7 +8,8 @@ Every key is present for an empty trace (zeros), because a dashboard must not sp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..trace.model import OUTCOMES, Sample, TaskRecord, Trace
@@ -21,12 +22,21 @@ _US = 1e3
 def summarize(trace: Trace) -> dict[str, Any]:
     """Totals, speedup, latency percentiles, CPU use and a per-lane breakdown of ``trace``.
 
-    ``speedup`` is the sum of task body wall times over the batch wall time (how many tasks ran
-    at once, on average); ``ideal_speedup`` is what the lane limits allowed, ``min(tasks,
-    concurrency)`` where concurrency sums the ``max_concurrency`` of each lane used (falling
-    back to the lane's observed peak when the limit is unknown or adaptive without a number).
-    Percentiles use linear interpolation (see :func:`lanepar.analysis.stats.percentile`);
-    dispatch percentiles count only tasks that started (a dropped task has no dispatch).
+    ``speedup`` is the one speedup every view prints: an estimate of what running the tasks one
+    after another would take, over the batch's wall time. A task run alone would still spend its
+    CPU time and its I/O wait, but not its GIL or run-queue waits, its queueing or its dispatch
+    (those come from running beside other tasks), so the estimate is the sum of ``cpu_ns`` and
+    ``wait_ns`` over all tasks. Measured against a real sequential run of the same batch it is
+    within a few percent when the tools' own work does not change under load.
+
+    ``ideal_speedup`` is what the schedule allowed: 1 for a sequential run (each task's slot
+    freed only after its predecessor finished), otherwise the sum over the lanes used of
+    ``min(tasks in the lane, its limit)``, the limit being the highest the lane had during the
+    run (its ``"limit"`` events, its observed peak).
+    ``peak_active`` (per lane) is the most task bodies running at once, from the same records
+    the timeline draws. Percentiles use linear interpolation (see
+    :func:`lanepar.analysis.stats.percentile`); dispatch percentiles count only tasks that
+    started (a dropped task has no dispatch).
     """
     tasks = trace.tasks
     fields = [t.fields() for t in tasks]  # id, sub, free, start, fin, cpu, wait, slot
@@ -47,17 +57,33 @@ def summarize(trace: Trace) -> dict[str, Any]:
     wait_ns = sum(f[6] for f in fields)
     gil_ns = sum(t.gil_ns for t in tasks)
     runq_ns = sum(t.runq_ns for t in tasks)
+    # cpu + wait never exceed the body they split; a record saying otherwise (a hand-made or
+    # hostile one) must not make a run look faster than its bodies could have been.
+    sequential_ns = sum(min(f[5] + f[6], max(f[4] - f[3], 0)) for f in fields if f[7] >= 0)
+    speedup = sequential_ns / wall_ns if wall_ns > 0 else 0.0
     blocked = [float(e.get("duration_ms", 0.0)) for e in trace.events
                if e.get("type") == "loop_blocked"]  # fmt: skip
-    task_time_s = task_time_ns / _S
-    speedup = task_time_s / wall_s if wall_s > 0 else 0.0
 
     per_lane = _per_lane(tasks, trace.lanes)
     concurrency = sum(
         info["max_concurrency"] if info["max_concurrency"] is not None else info["peak_active"]
         for info in per_lane.values()
     )
-    ideal = float(min(len(tasks), concurrency))
+    sequential = ran_sequentially(fields)
+    # A limit that moved during the run (an adaptive lane, set_concurrency) allowed its highest
+    # value at some point: the ideal must not fall below what the lane really ran at once.
+    moved: dict[str, int] = {}
+    for e in trace.events:
+        if e.get("type") == "limit" and isinstance(e.get("limit"), int):
+            lane = str(e.get("lane"))
+            moved[lane] = max(moved.get(lane, 0), int(e["limit"]))
+    if sequential:
+        ideal = 1.0 if tasks else 0.0
+    else:
+        ideal = float(sum(
+            min(info["tasks"], max(_limit(info), moved.get(name, 0), info["peak_active"]))
+            for name, info in per_lane.items()
+        ))  # fmt: skip
     efficiency = speedup / ideal if ideal > 0 else 0.0
 
     started = [f for f in fields if f[7] >= 0]
@@ -68,11 +94,13 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "errors": len(tasks) - outcomes["ok"],
         "outcomes": outcomes,
         "wall_s": wall_s,
-        "task_time_s": task_time_s,
+        "task_time_s": task_time_ns / _S,
+        "sequential_estimate_s": sequential_ns / _S,
         "speedup": speedup,
         "ideal_speedup": ideal,
         "efficiency": efficiency,
         "concurrency": concurrency,
+        "ran_sequentially": sequential,
         "cpu_s": cpu_ns / _S,
         "wait_s": wait_ns / _S,
         "gil_wait_s": gil_ns / _S,
@@ -89,7 +117,26 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "per_lane": per_lane,
         "dropped": trace.dropped,
         "decisions": [dict(e) for e in trace.events if e.get("type") == "decision"],
-    }
+    }  # fmt: skip
+
+
+def _limit(info: Mapping[str, Any]) -> int:
+    limit = info["max_concurrency"]
+    return int(limit) if limit is not None else int(info["peak_active"])
+
+
+def ran_sequentially(fields: Sequence[Sequence[int]]) -> bool:
+    """True when every task's slot freed only once its predecessor (in submission order) had
+    finished: a sequential run, whose ideal is one task at a time whatever the lane limits.
+
+    Read from the records rather than from a mode flag so that a trace loaded from a file, or a
+    cell's trace holding several sequential batches, answers the same. One task alone is not a
+    sequence. A microsecond of slack absorbs clock conversion of child-process times.
+    """
+    ran = sorted((f for f in fields if f[7] >= 0), key=lambda f: f[0])
+    if len(ran) < 2:
+        return False
+    return all(b[2] + 1_000 >= a[4] for a, b in zip(ran, ran[1:]))
 
 
 def _per_lane(
@@ -168,3 +215,17 @@ def _cpu_use(trace: Trace, cpu_s: float, wall_s: float) -> dict[str, Any]:
 
 def _clamp01(x: float) -> float:
     return 0.0 if x != x else min(max(x, 0.0), 1.0)  # x != x: NaN from a hostile sample
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` with tuples as lists and NaN / infinity as None: what every JSON reader (a browser's
+    ``JSON.parse`` included) accepts, for summaries embedded in files and notebook outputs."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Mapping):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return str(x)

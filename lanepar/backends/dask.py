@@ -26,6 +26,8 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import importlib
+import itertools
+import math
 import pickle
 import time
 import uuid
@@ -37,9 +39,10 @@ import anyio
 from ..config import LaneConfig
 from ..trace.probe import TaskProbe
 from ._clock import causal_offset, estimate_offset
+from ._dask_submit import Coalescer
 from ._remote import RESULT_ERR, dumps_call, settle_reply
 from .base import BackendContext, await_future, running_on_asyncio
-from .dask_worker import clock_probe, cpu_sample, host_clock_id, interrupt, run_task
+from .dask_worker import clock_probe, cpu_sample, host_clock_id, interrupt
 
 _pc = time.perf_counter_ns
 
@@ -51,6 +54,11 @@ DEFAULT_CLUSTER_KWARGS: dict[str, Any] = {
     "processes": True,
     "dashboard_address": None,
 }
+#: Scheduler settings of a lane's own LocalCluster. The lane's limit already bounds what it has on
+#: the cluster, so Dask's root-task queue (worker-saturation 1.1: at most ~1 task per thread on a
+#: worker) only puts a scheduler round trip between a worker's consecutive tasks; with ``inf``
+#: every submitted task goes to a worker at once and the next one is waiting when a body ends.
+LOCAL_SCHEDULER_CONFIG: dict[str, Any] = {"distributed.scheduler.worker-saturation": math.inf}
 #: Seconds between per-worker CPU samples while the lane has tasks on the cluster.
 CPU_SAMPLE_S = 0.5
 #: A worker's clock offset is re-estimated when older than this (clocks drift, NTP steps).
@@ -110,6 +118,10 @@ class DaskBackend:
         self._sampler: asyncio.Task[None] | None = None
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
         self._stopping: list[tuple[Any, str]] = []
+        self._coalescer = Coalescer(ctx.resolution_ns, ctx.max_segments)
+        # Keys unique across every client of a shared cluster: a random prefix, then a counter.
+        self._token_prefix = uuid.uuid4().hex[:16]
+        self._tokens = itertools.count()
 
     # -- start-up ---------------------------------------------------------------------------------
     async def prepare(self, slot: int) -> None:
@@ -156,7 +168,11 @@ class DaskBackend:
         if address is None:
             address = await await_future(self._get_io().submit(self._start_cluster))
         # Not the user's default client: their own dask code must not start using this one.
-        client = _distributed().Client(address, asynchronous=True, set_as_default=False)
+        # direct_to_workers=False: results come through the scheduler (as by default), and saying
+        # so spares each await a failed ``get_worker()`` lookup.
+        client = _distributed().Client(
+            address, asynchronous=True, set_as_default=False, direct_to_workers=False
+        )
         try:
             await client
             try:
@@ -183,7 +199,9 @@ class DaskBackend:
         """In the helper thread (one at a time): a start whose waiter was cancelled still
         leaves its cluster here, where the next start reuses it and ``aclose`` closes it."""
         if self.cluster is None:
-            self.cluster = _distributed().LocalCluster(**self.cluster_kwargs)
+            distributed = _distributed()  # first: it registers the config keys set here
+            with importlib.import_module("dask").config.set(LOCAL_SCHEDULER_CONFIG):
+                self.cluster = distributed.LocalCluster(**self.cluster_kwargs)
         return str(self.cluster.scheduler_address)
 
     def _get_io(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -246,22 +264,26 @@ class DaskBackend:
     ) -> Any:
         client = await self._ensure()
         name = getattr(fn, "__name__", "task").replace("-", "_") or "task"
-        key = f"lanepar_{name}-{uuid.uuid4().hex}"  # Dask groups keys by the part before "-"
+        token = f"{self._token_prefix}{next(self._tokens):x}"  # os.urandom per task drops the GIL
+        key = f"lanepar_{name}-{token}"  # Dask groups keys by the part before "-"
         payload = dumps_call((fn, args, kwargs, is_async), fn)
         self._inflight += 1
-        if self._busy is not None:
+        if self._busy is not None and not self._busy.is_set():
             self._busy.set()
+        fut: Any = None
         try:
             sent = _pc()
-            fut = client.submit(
-                run_task, payload, key, self.resolution_ns, self.max_segments, key=key, pure=False
-            )
+            waiter = self._coalescer.submit(client, key, token, payload)
             try:
+                fut = await waiter
                 data = await fut
             except Exception:
                 raise  # Dask's own failure (KilledWorker, lost scheduler): the task's error
             except BaseException:
-                await self._stop_remote(client, fut, key)
+                if fut is None and waiter.done() and not waiter.cancelled():
+                    fut = waiter.result()  # sent in the tick this task was cancelled
+                if fut is not None:
+                    await self._stop_remote(client, fut, token)
                 raise
             recv = _pc()
         finally:
@@ -272,7 +294,9 @@ class DaskBackend:
         t0, t1, where = reply[2], reply[3], reply[7]
         off = 0
         if probe is not None and t0:
-            clock = await self._clock(client, where.rpartition("/")[0])
+            clock = self.clocks.get(where.rpartition("/")[0]) or await self._clock(
+                client, where.rpartition("/")[0]
+            )
             off = causal_offset(clock.offset_ns, t0, t1, sent, recv)
         status, value = settle_reply(probe, reply, off)
         if status == RESULT_ERR:
@@ -281,7 +305,7 @@ class DaskBackend:
             raise RuntimeError(f"{name} raised {type(value).__name__}: {value}") from value
         return value
 
-    async def _stop_remote(self, client: Any, fut: Any, key: str) -> None:
+    async def _stop_remote(self, client: Any, fut: Any, token: str) -> None:
         """The task was cancelled or timed out here: make the cluster stop it too.
 
         ``cancel`` keeps a queued task from starting; a running one is interrupted in its worker
@@ -290,7 +314,7 @@ class DaskBackend:
         ``interrupt``: one at a time, the first freed thread would start a queued sibling whose
         own cancel was still on its way.
         """
-        self._stopping.append((fut, key))
+        self._stopping.append((fut, token))
         if len(self._stopping) > 1:
             return  # the first task of this wave stops them all
         with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):

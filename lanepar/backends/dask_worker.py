@@ -48,7 +48,10 @@ _MAX_CANCELLED = 4096
 
 
 def run_task(payload: bytes, key: str, resolution_ns: int, max_segments: int) -> bytes:
-    """Run one pickled ``(fn, args, kwargs, is_async)`` under a probe; return the pickled reply."""
+    """Run one pickled ``(fn, args, kwargs, is_async)`` under a probe; return the pickled reply.
+
+    ``key`` is the token :func:`interrupt` knows the task by — not its Dask key, because Dask may
+    read an argument equal to a key as a reference to that task's result."""
     fn, args, kwargs, is_async = pickle.loads(payload)
     probe = TaskProbe(resolution_ns, max_segments)
     value: Any

@@ -13,9 +13,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..analysis.format import SPEEDUP_MEANING, duration_ns, headline, summary_text
 from ..trace.model import SEGMENT_KINDS, TaskRecord, Trace
+from ..trace.palette import COLOURS, LABELS, PALETTE
 from ._checked import escape_html
-from .palette import COLOURS, LABELS, PALETTE
 
 MAX_BARS = 3000
 BINS = 1500
@@ -24,13 +25,16 @@ MAX_HEIGHT_PX = 20_000
 
 
 def _rows(tasks: Sequence[TaskRecord], lanes: Mapping[str, Any]) -> list[tuple[str, int]]:
-    """Timeline rows: one per (lane, slot), lanes in table order, never-started last per lane."""
+    """Timeline rows: per lane its queue (slot -2), then one per slot, never-started last."""
     order = {n: i for i, n in enumerate(lanes)}
     seen = {(t.lane, t.slot) for t in tasks}
-    return sorted(seen, key=lambda r: (order.get(r[0], len(order)), r[1] < 0, r[0], r[1]))
+    seen |= {(t.lane, -2) for t in tasks}  # every lane shows its queue, empty or not
+    return sorted(seen, key=lambda r: (order.get(r[0], len(order)), r[0], r[1] == -1, r[1]))
 
 
 def _label(row: tuple[str, int]) -> str:
+    if row[1] == -2:
+        return _queue_label(escape_html(row[0]))
     # Plotly renders label text as a subset of HTML (links included): lane names are escaped.
     lane = escape_html(row[0])
     return f"{lane} #{row[1]}" if row[1] >= 0 else f"{lane} (not started)"
@@ -38,17 +42,26 @@ def _label(row: tuple[str, int]) -> str:
 
 def _task_hover(t: TaskRecord) -> str:
     f = t.fields()
-    ms = 1e6
+    d = duration_ns
+    body = [f"{LABELS['cpu']} {d(f[5])}", f"{LABELS['wait']} {d(f[6])}"]
+    if t.gil_ns:
+        body.append(f"{LABELS['gil']} {d(t.gil_ns)}")
+    if t.runq_ns:
+        body.append(f"{LABELS['runq']} {d(t.runq_ns)}")
     lines = [
         f"<b>{escape_html(t.name)}</b> #{f[0]}",
         escape_html(t.args_summary[:120]),
         f"{escape_html(t.lane)} #{f[7]}",
-        f"queued {(f[2] - f[1]) / ms:.3f} ms · dispatch {(f[3] - f[2]) / ms:.3f} ms",
-        f"cpu {f[5] / ms:.3f} ms · wait {f[6] / ms:.3f} ms · wall {(f[4] - f[3]) / ms:.3f} ms",
+        f"queued {d(f[2] - f[1])} · dispatch {d(f[3] - f[2])}",
+        " · ".join(body) + f" · wall {d(f[4] - f[3])}",
         f"outcome: {escape_html(t.outcome)}"
         + (f" — {escape_html((t.error or '')[:160])}" if t.error else ""),
     ]
     return "<br>".join(lines)
+
+
+def _queue_label(lane: str) -> str:
+    return f"{lane} queued"
 
 
 def _bar_traces(trace: Trace, rows: list[tuple[str, int]]) -> list[Any]:
@@ -66,11 +79,11 @@ def _bar_traces(trace: Trace, rows: list[tuple[str, int]]) -> list[Any]:
             d = per_kind[kind]
             d["base"].append((s - t0) / 1e6)
             d["x"].append(max(e - s, 0) / 1e6)
-            d["y"].append(y)
+            # queued time is a wait for capacity, not a slot: it is drawn on the lane's queue row
+            d["y"].append(label[(t.lane, -2)] if kind == "queued" else y)
             d["text"].append(hover)
     out = []
-    # queued last: a thin bar over the tasks its slot ran before (it overlaps them in time)
-    for kind in (*SEGMENT_KINDS[1:], SEGMENT_KINDS[0]):
+    for kind in SEGMENT_KINDS:
         d = per_kind[kind]
         out.append(
             go.Bar(
@@ -80,7 +93,8 @@ def _bar_traces(trace: Trace, rows: list[tuple[str, int]]) -> list[Any]:
                 y=d["y"],
                 name=LABELS[kind],
                 marker={"color": COLOURS[kind], "line": {"width": 0}},
-                width=0.18 if kind == "queued" else 0.8,
+                opacity=0.55 if kind == "queued" else 1.0,
+                width=0.8,
                 hovertext=d["text"],
                 hovertemplate="%{hovertext}<extra>" + LABELS[kind] + "</extra>",
                 legendgroup="segments",
@@ -102,8 +116,8 @@ def _heatmap_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any:
     weight = [[[0.0] * len(SEGMENT_KINDS) for _ in range(bins)] for _ in rows]
     codes = {k: i for i, k in enumerate(SEGMENT_KINDS)}
     for t in trace.tasks:
-        grid = weight[index[(t.lane, t.slot)]]
         for kind, s, e in t.segments:
+            grid = weight[index[(t.lane, -2) if kind == "queued" else (t.lane, t.slot)]]
             k = codes[kind]
             a, b = (s - t0) / width, (e - t0) / width
             lo, hi = max(int(a), 0), min(int(b), bins - 1)
@@ -113,8 +127,6 @@ def _heatmap_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any:
     for grid in weight:
         line: list[float | None] = []
         for w in grid:
-            # queued time counts a little: the slot is not busy with it
-            w = [w[0] * 0.25, *w[1:]]
             best = max(range(len(w)), key=w.__getitem__)
             line.append(best if w[best] > 0.05 else None)
         z.append(line)
@@ -131,7 +143,7 @@ def _heatmap_trace(trace: Trace, rows: list[tuple[str, int]]) -> Any:
         colorscale=scale,
         showscale=False,
         customdata=[[LABELS[SEGMENT_KINDS[int(v)]] if v is not None else "" for v in r] for r in z],
-        hovertemplate="%{y} at %{x:.1f} ms: mostly %{customdata}<extra></extra>",
+        hovertemplate="%{y} at %{x:.3~r} ms: mostly %{customdata}<extra></extra>",
         name="timeline",
     )
 
@@ -166,7 +178,9 @@ def build_figure(trace: Trace) -> Any:
         shared_xaxes=True,
         vertical_spacing=0.03,
         row_heights=[0.58, 0.14, 0.12, 0.16],
-        subplot_titles=("timeline (one row per lane slot)", "cores", "CPU average", "lanes"),
+        subplot_titles=("timeline (per lane: its queue, then one row per worker slot)",
+                        "per-core utilisation (sampled)", "CPU, average of all cores",
+                        "tasks running and queued per lane"),
     )
     timeline = (
         _bar_traces(trace, rows) if len(trace.tasks) <= MAX_BARS else [_heatmap_trace(trace, rows)]
@@ -191,7 +205,7 @@ def build_figure(trace: Trace) -> Any:
                 zmax=1,
                 colorscale=[[0, "#fbeaea"], [1, PALETTE["core_heat"]]],
                 showscale=False,
-                hovertemplate="%{y} at %{x:.1f} ms: %{z:.0%}<extra></extra>",
+                hovertemplate="%{y} at %{x:.3~r} ms: %{z:.0%}<extra></extra>",
                 name="cores",
             ),
             row=2,
@@ -206,7 +220,8 @@ def build_figure(trace: Trace) -> Any:
             col=1,
         )
     lane_names = list(trace.lanes) or sorted({t.lane for t in trace.tasks})
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    # lane colours that no segment kind uses, so a line is never read as a kind of time
+    palette = ["#17becf", "#bcbd22", "#393b79", "#e7969c", "#637939", "#8c6d31", "#7b4173"]
     for i, lane in enumerate(lane_names):
         active = [s.lanes.get(lane, (0, 0, 0))[0] for s in samples]
         pending = [s.lanes.get(lane, (0, 0, 0))[1] for s in samples]
@@ -217,7 +232,7 @@ def build_figure(trace: Trace) -> Any:
             go.Scatter(
                 x=xs,
                 y=active,
-                name=f"{escape_html(lane)} active",
+                name=f"{escape_html(lane)} running",
                 line={"color": colour, "shape": "hv"},
                 mode="lines",
             ),
@@ -228,26 +243,38 @@ def build_figure(trace: Trace) -> Any:
             go.Scatter(
                 x=xs,
                 y=pending,
-                name=f"{escape_html(lane)} pending",
+                name=f"{escape_html(lane)} queued",
                 line={"color": colour, "shape": "hv", "dash": "dot"},
                 mode="lines",
             ),
             row=4,
             col=1,
         )
+    labels = [_label(r) for r in rows]
     fig.update_yaxes(
         autorange="reversed",
         categoryorder="array",
-        categoryarray=[_label(r) for r in rows],
+        categoryarray=labels,
+        tickmode="array",  # every row labelled: plotly would thin a crowded category axis
+        tickvals=labels,
+        ticktext=labels,
         row=1,
         col=1,
     )
     fig.update_yaxes(autorange="reversed", row=2, col=1)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=3, col=1)
-    fig.update_xaxes(title_text="time since the first submission (ms)", row=4, col=1)
+    # the same ticks and labels as the dashboard and the SVG: "250 ms", "1.5 s", never "1500"
+    from .svg import tick_label, ticks
+
+    span = max(trace.end_ns - trace.start_ns, max((t.finished_ns for t in trace.tasks),
+                                                    default=0) - trace.start_ns, 1)  # fmt: skip
+    step, ts = ticks(span, 900)
+    fig.update_xaxes(tickvals=[t / 1e6 for t in ts], ticktext=[tick_label(t, step) for t in ts])
+    fig.update_xaxes(title_text="time since the first submission", row=4, col=1)
+    fig.update_yaxes(title_text="tasks", row=4, col=1)
     fig.update_layout(
         barmode="overlay",
-        height=min(int(420 + 14 * n_rows + 14 * n_cores), MAX_HEIGHT_PX),
+        height=min(int(440 + 18 * n_rows + 14 * n_cores), MAX_HEIGHT_PX),
         margin={"l": 110, "r": 20, "t": 40, "b": 50},
         legend={"orientation": "h", "y": 1.04, "x": 0, "yanchor": "bottom"},
         hoverlabel={"align": "left"},
@@ -258,52 +285,20 @@ def build_figure(trace: Trace) -> Any:
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """The summary as a few lines of text (what a terminal or ``text/plain`` shows)."""
-    s = summary
-    lines = [
-        f"lanepar: {s['tasks']} tasks, {s['errors']} errors in {_secs(s['wall_s'])} · "
-        f"speedup {s['speedup']:.2f}× of ideal {s['ideal_speedup']:.0f}× "
-        f"(efficiency {s['efficiency']:.0%}) · CPU {s['cpu_util_avg']:.0%}",
-        f"  dispatch p50 {_us(s['dispatch_p50_us'])} p99 {_us(s['dispatch_p99_us'])} · "
-        f"queued p50 {_us(s['queued_p50_us'])} · cpu {_secs(s['cpu_s'])} · "
-        f"wait {_secs(s['wait_s'])}",
-    ]
-    for name, ln in s.get("per_lane", {}).items():
-        limit = ln.get("max_concurrency")
-        lines.append(
-            f"  {name:<10} {ln['tasks']:>6} tasks  peak {ln['peak_active']}/"
-            f"{limit if limit is not None else '?'}  errors {ln['errors']}  "
-            f"dispatch p50 {_us(ln['dispatch_p50_us'])}"
-        )
-    return "\n".join(lines)
-
-
-def _secs(s: float) -> str:
-    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
-
-
-def _us(us: float) -> str:
-    if us >= 1000:
-        return f"{us / 1000:.2f} ms"
-    return f"{us:.0f} µs"
+    """The summary as a few lines of text (``lanepar.analysis.format.summary_text``)."""
+    return summary_text(summary)
 
 
 def summary_table(summary: Mapping[str, Any]) -> str:
-    """A plain HTML table of the headline numbers: survives sanitizers that drop iframes."""
-    s = summary
-    cells = [
-        ("tasks", f"{s['tasks']}"),
-        ("errors", f"{s['errors']}"),
-        ("wall", _secs(s["wall_s"])),
-        ("speedup", f"{s['speedup']:.2f}× of {s['ideal_speedup']:.0f}×"),
-        ("efficiency", f"{s['efficiency']:.0%}"),
-        ("CPU util", f"{s['cpu_util_avg']:.0%}"),
-        ("dispatch p50 / p99", f"{_us(s['dispatch_p50_us'])} / {_us(s['dispatch_p99_us'])}"),
-        ("queued p50", _us(s["queued_p50_us"])),
-    ]
-    head = "".join(f"<th>{escape_html(k)}</th>" for k, _ in cells)
-    body = "".join(f"<td>{escape_html(v)}</td>" for _, v in cells)
-    return f'<table class="lanepar-summary"><tr>{head}</tr><tr>{body}</tr></table>'
+    """The headline figures as a plain HTML table: survives sanitizers that drop iframes."""
+    cells = headline(summary)
+    head = "".join(f"<th>{escape_html(label)}</th>" for _k, label, _v in cells)
+    body = "".join(f"<td>{escape_html(v)}</td>" for _k, _l, v in cells)
+    return (
+        f'<table class="lanepar-summary"><tr>{head}</tr><tr>{body}</tr></table>'
+        f'<div class="lanepar-note" style="color:#777;font-size:11px">'
+        f"{escape_html(SPEEDUP_MEANING)}</div>"
+    )
 
 
 def _figures_html(summary: Mapping[str, Any]) -> str:

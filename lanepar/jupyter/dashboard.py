@@ -10,8 +10,6 @@ so it packs with ``array`` copies and nothing per number.
 from __future__ import annotations
 
 import contextlib
-import operator
-import struct
 import threading
 import time
 import uuid
@@ -25,14 +23,11 @@ import traitlets
 from ..trace.model import Delta, RunningTask, Sample, TaskRecord, Trace
 from ._static import Bundle
 from .events import event_views
-from .messages import EndMessage, ResetMessage
-from .packing import DeltaPacker, final_figures
+from .messages import EndMessage, ResetMessage, final_figures
+from .packing import DeltaPacker
 
 if TYPE_CHECKING:
     from ..run.executor import LaneExecutor
-
-_ID = struct.Struct("<q")  # a packed record starts with its id
-_PACKED = operator.attrgetter("packed")
 
 
 def trace_since(executor: LaneExecutor, base_recorded: int, t0_ns: int) -> Trace:
@@ -237,10 +232,7 @@ class Dashboard(anywidget.AnyWidget):
             trace = trace if trace is not None else self.run_trace()
             self._trace = trace
             p = self._pending
-            sent = self._packer.sent_ids
-            # ids straight from the packed heads: a property call per record costs 3x more
-            ids = map(_ID.unpack_from, map(_PACKED, trace.tasks))
-            missing = [r for r, (i,) in zip(trace.tasks, ids) if i not in sent]
+            missing = self._packer.unsent(trace.tasks)
             samples = [s for s in trace.samples if s.t_ns > self._last_sample_ns]
             rec = self.executor.recorder
             msg, buffers = self._packer.pack(
@@ -255,6 +247,7 @@ class Dashboard(anywidget.AnyWidget):
             if summary is None:
                 summary = summarize(trace)
             self._packer.set_lane_counts(self.executor.lane_counts())
+            self._packer.set_peaks(summary.get("per_lane", {}))
             with self._in_cell():
                 self.send(msg, buffers)
                 self.send(end)

@@ -49,7 +49,7 @@ CELL_USAGE = (
 )
 LINE_USAGE = (
     "%lanepar config [LANE=N ...] | %lanepar report | %lanepar export PATH | "
-    "%lanepar sweep LANE=N1,N2,... -- EXPR | %lanepar whatif LANE=N1,N2,... [cores=N]"
+    "%lanepar sweep LANE=N1,N2,... -- EXPR | %lanepar whatif [LANE=N1,N2,... [cores=N]]"
 )
 
 
@@ -178,6 +178,7 @@ class LaneparMagics(Magics):
         self.last_summary: dict[str, Any] | None = None
         self.last_sweep: list[dict[str, Any]] | None = None
         self.last_whatif: list[dict[str, Any]] | None = None
+        self.last_whatif_widget: Any = None
 
     @property
     def executor(self) -> LaneExecutor:
@@ -200,7 +201,8 @@ class LaneparMagics(Magics):
         Cell: ``%%lanepar [--lanes query=16,execute=4] [--mode auto|parallel|sequential]
         [--no-live] [--hz 10] [--export out.json|out.html]``.
         Line: ``%lanepar config [lane=N ...]``, ``%lanepar report``, ``%lanepar export PATH``,
-        ``%lanepar sweep query=1,2,4,8,16 -- EXPR``.
+        ``%lanepar sweep query=1,2,4,8,16 -- EXPR``, ``%lanepar whatif`` (sliders) or
+        ``%lanepar whatif query=8,16 [cores=4]`` (a table).
         """
         if cell is not None:
             parse_cell_options(line)  # a usage error before anything runs
@@ -221,9 +223,15 @@ class LaneparMagics(Magics):
             assert self.shell is not None
             self.last_sweep = run_sweep(self.executor, self.shell.user_ns, rest)
         elif cmd == "whatif":
-            from .whatif import run_whatif
+            from .whatif import run_whatif, whatif_widget
 
-            self.last_whatif = run_whatif(self.last_trace, rest)
+            if rest:
+                self.last_whatif = run_whatif(self.last_trace, rest)
+                return
+            if self.last_trace is None or not self.last_trace.tasks:
+                raise UsageError("%lanepar whatif: no traced run yet; run a %%lanepar cell first")
+            self.last_whatif_widget = whatif_widget(self.last_trace)
+            _display(self.last_whatif_widget)
         else:
             what = f"unknown command {cmd!r}" if cmd else "a command is needed"
             raise UsageError(f"%lanepar: {what}. usage: {LINE_USAGE}")

@@ -20,7 +20,8 @@ Buffers of a ``delta`` message, in order (all little-endian):
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict
 
 from ..trace.model import OUTCOMES
 
@@ -113,3 +114,23 @@ class ResyncRequest(TypedDict):
     """From the view: it missed messages (loaded late, or freed its data); send everything."""
 
     type: Literal["resync"]
+
+
+def final_figures(summary: Mapping[str, Any], *, total: int) -> Figures:
+    """The figures panel from an exact ``summarize()`` result."""
+    return {
+        "done": int(summary["tasks"]),
+        "total": max(total, int(summary["tasks"])),
+        "running": 0,
+        "errors": int(summary["errors"]),
+        "elapsed_s": float(summary["wall_s"]),
+        "task_time_s": float(summary["task_time_s"]),
+        "speedup": float(summary["speedup"]),
+        "ideal_speedup": float(summary["ideal_speedup"]),
+        "efficiency": float(summary["efficiency"]),
+        "cpu_util": float(summary["cpu_util_avg"]),
+        "dispatch_p50_ms": float(summary["dispatch_p50_us"]) / 1e3,
+        "dispatch_p99_ms": float(summary["dispatch_p99_us"]) / 1e3,
+        "queued_p50_ms": float(summary["queued_p50_us"]) / 1e3,
+        "final": True,
+    }

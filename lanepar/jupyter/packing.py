@@ -12,10 +12,10 @@ figures come from ``lanepar.analysis.summary.summarize`` and are exact.
 from __future__ import annotations
 
 import array
-import functools
 import itertools
 import operator
 import struct
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -26,19 +26,21 @@ from .messages import OUTCOME_CODE, DeltaMessage, Figures, LaneState
 
 _HEAD = struct.Struct(PACKED_HEAD)
 _SAMPLE = 256
-_PACKED = operator.attrgetter("packed")
+# The slot behind ``TaskRecord.packed``: the property costs a frame per record (a third of it).
+_PACKED = operator.attrgetter("_p")
 _LANE = operator.attrgetter("lane")
 _NAME = operator.attrgetter("name")
 _OUTCOME = operator.attrgetter("outcome")
-# little-endian int64 fields of a packed head, read without building a tuple per record
+# the id, a little-endian int64 at the head of a packed record
 _ID_BYTES = operator.itemgetter(slice(0, 8))
 
 
-_from_le = functools.partial(int.from_bytes, byteorder="little")  # C-level: no frame per call
-
-
-def _column(packed: list[bytes], field: Callable[[bytes], bytes]) -> list[int]:
-    return list(map(_from_le, map(field, packed)))
+def packed_ids(packed: Iterable[bytes]) -> array.array[int]:
+    """The ids of packed records (their 8-byte heads as one int64 array: no int per record)."""
+    ids = array.array("q", b"".join(map(_ID_BYTES, packed)))
+    if sys.byteorder != "little":  # pragma: no cover - the layout is little-endian
+        ids.byteswap()
+    return ids
 
 
 class _Encoded(NamedTuple):
@@ -74,7 +76,11 @@ class DeltaPacker:
         self.n_cores = n_cores
         self.base_submitted = base_submitted
         self.base_finished = base_finished
-        self.sent_ids: set[int] = set()
+        # The packed records sent so far, as the lists they were sent in: the same bytes objects
+        # the recorder holds, so remembering them costs a pointer a record and no work per tick.
+        self._sent: list[list[bytes]] = []
+        self._n_sent = 0
+        self._sent_ids: set[int] | None = None
         self.seq = 0
         # live figures, kept incrementally
         self.done = 0
@@ -85,6 +91,9 @@ class DeltaPacker:
         self.last_ns = t0_ns
         self.now_ns = t0_ns
         self.task_time_ns = 0
+        self.alone_ns = 0  # cpu + I/O wait: what the tasks would also spend run one by one
+        self.lane_done: dict[str, int] = {}
+        self.lane_running: dict[str, int] = {}
         self.util_sum = 0.0
         self.util_n = 0
         self.dispatch = LogHistogram()
@@ -136,14 +145,16 @@ class DeltaPacker:
         finished: int,
         now_ns: int,
     ) -> tuple[DeltaMessage, list[bytes]]:
-        """One ``delta`` message with everything in the arguments that was not sent before,
-        counted into the live figures."""
+        """One ``delta`` message with ``tasks`` (records not sent before: recorder deltas never
+        repeat one, and ``finish()`` passes :meth:`unsent`), counted into the live figures."""
         names_before = len(self.names)
-        enc = self._encode(tasks, fresh_only=True)
+        enc = self._encode(tasks, fresh=True)
         run = array.array("q")
         run_args: list[str] = []
         lane_of, name_of = self._lane, self._name
+        self.lane_running = {}
         for r in running:
+            self.lane_running[r.lane] = self.lane_running.get(r.lane, 0) + 1
             lane, name = lane_of(r.lane), name_of(r.name)
             run.extend((r.id, lane, r.slot, name, r.submitted_ns, r.started_ns))
             run_args.append(r.args_summary)
@@ -157,29 +168,47 @@ class DeltaPacker:
         self.seq += 1
         return self._message(enc, run, run_args, width, smp, len(samples), names_before, now_ns)
 
+    @property
+    def sent_ids(self) -> set[int]:
+        """Ids of the records sent so far (built when asked: only a resync or an unusual
+        ``finish()`` needs them)."""
+        if self._sent_ids is None:
+            self._sent_ids = set(packed_ids(itertools.chain.from_iterable(self._sent)))
+        return self._sent_ids
+
+    def unsent(self, tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+        """The records of ``tasks`` not sent yet, in order.
+
+        A run's trace is normally the records sent, in the order they were sent, then the tail
+        the last tick missed: that is checked by object identity (C-level, no id decoded) and
+        the tail returned. Any other trace is compared by id."""
+        packed = list(map(_PACKED, tasks))
+        k = self._n_sent
+        if k <= len(packed) and all(
+            map(operator.is_, packed, itertools.chain.from_iterable(self._sent))
+        ):
+            return list(tasks[k:])
+        fresh = map(operator.not_, map(self.sent_ids.__contains__, packed_ids(packed)))
+        return list(itertools.compress(tasks, fresh))
+
     def resend(
         self, tasks: Sequence[TaskRecord], samples: Sequence[Sample]
     ) -> tuple[DeltaMessage, list[bytes]]:
         """Everything again, for a view that missed messages: the full name table, no
         counting, and the current ``seq`` (the view was reset to expect it)."""
-        enc = self._encode(tasks, fresh_only=False)
+        enc = self._encode(tasks, fresh=False)
         width, smp = self._pack_samples(samples, account=False)
         return self._message(enc, array.array("q"), [], width, smp, len(samples), 0, self.now_ns)
 
-    def _encode(self, tasks: Sequence[TaskRecord], *, fresh_only: bool) -> _Encoded:
+    def _encode(self, tasks: Sequence[TaskRecord], *, fresh: bool) -> _Encoded:
         # Column-wise with C-level map()/attrgetter and no tuple per task: a Python loop body per
         # task costs ~1 µs, and a tuple per task (a GC-tracked container) sets off collections
         # that walk every live object — each would spend the whole budget of a fast batch.
         packed = list(map(_PACKED, tasks))
-        if fresh_only:
-            sent = self.sent_ids
-            ids = _column(packed, _ID_BYTES)
-            if not sent.isdisjoint(ids):
-                keep = [i for i, t in enumerate(ids) if t not in sent]
-                tasks = [tasks[i] for i in keep]
-                packed = [packed[i] for i in keep]
-                ids = [ids[i] for i in keep]
-            sent.update(ids)
+        if fresh and packed:
+            self._sent.append(packed)
+            self._n_sent += len(packed)
+            self._sent_ids = None
         n = len(packed)
         lane_codes = self._codes(list(map(_LANE, tasks)), self.lane_index, self._lane)
         name_codes = self._codes(list(map(_NAME, tasks)), self.name_index, self._name)
@@ -189,8 +218,12 @@ class DeltaPacker:
         codes[0::3] = array.array("H", lane_codes)
         codes[1::3] = array.array("H", outcome_codes)
         codes[2::3] = array.array("H", name_codes)
-        errors = [(k, tasks[k].error or outcomes[k]) for k, c in enumerate(outcome_codes) if c != 0]
-        if fresh_only and n:
+        errors = (
+            [(k, tasks[k].error or outcomes[k]) for k, c in enumerate(outcome_codes) if c != 0]
+            if any(outcome_codes)  # C-level: the Python loop only when something failed
+            else []
+        )
+        if fresh and n:
             self._account(packed, lane_codes)
             self.errors += len(errors)
         ends = array.array("I", itertools.accumulate(map(len, packed)))
@@ -199,8 +232,11 @@ class DeltaPacker:
     @staticmethod
     def _codes(values: list[str], index: dict[str, int], add: Callable[[str], int]) -> list[int]:
         codes = list(map(index.get, values))
-        if None in codes:
-            codes = [c if c is not None else add(v) for c, v in zip(codes, values)]
+        if None in codes:  # new names: add each once (in order of appearance), then look up again
+            for v in dict.fromkeys(values):
+                if v not in index:
+                    add(v)
+            codes = list(map(index.get, values))
         return codes  # type: ignore[return-value]
 
     def _account(self, packed: list[bytes], lane_codes: list[int]) -> None:
@@ -209,15 +245,21 @@ class DeltaPacker:
         second old needs no more, and the final figures are exact."""
         for i in set(lane_codes):
             self.lanes_used.add(self.lanes[i])
+        done = self.lane_done
+        for i in lane_codes:
+            name = self.lanes[i]
+            done[name] = done.get(name, 0) + 1
         step = max(1, len(packed) // _SAMPLE)
         heads = [_HEAD.unpack_from(p) for p in packed[::step]]
         weight = len(packed) / len(heads)
         cq, cd = self.queued.counts, self.dispatch.counts
-        task_time = 0
+        task_time = alone = 0
         first, last = self.first_ns, self.last_ns
         for h in heads:
             sub, free, start, fin = h[1], h[2], h[3], h[4]
             task_time += fin - start  # a task that never started has started == finished
+            if h[9] >= 0:
+                alone += min(h[5] + h[6], max(fin - start, 0))
             q = free - sub
             cq[_bin(q) if q > 0 else 0] += weight
             if h[9] >= 0:
@@ -228,6 +270,7 @@ class DeltaPacker:
             if fin > last:
                 last = fin
         self.task_time_ns += int(task_time * weight)
+        self.alone_ns += int(alone * weight)
         self.first_ns, self.last_ns = first, last
 
     def _message(
@@ -306,15 +349,21 @@ class DeltaPacker:
 
     # -- figures ---------------------------------------------------------------------------
     def figures(self) -> Figures:
-        """Live estimates with the definitions of ``summarize()`` (speedup = task time / wall,
-        ideal = min(tasks, summed limits of the lanes used))."""
+        """Live estimates with the definitions of ``summarize()``: speedup = the finished tasks'
+        CPU + I/O wait over the elapsed time; ideal = the sum over the lanes used of
+        min(tasks seen in the lane, its limit). The final figures are ``summarize()``'s own."""
         start = self.first_ns if self.first_ns is not None else self.t0_ns
         end = self.now_ns if self.n_running or self.done < self.total else self.last_ns
         elapsed = max(end - start, 0) / 1e9
         task_time = self.task_time_ns / 1e9
-        speedup = task_time / elapsed if elapsed > 0 else 0.0
-        limits = sum(self.lane_state[n]["limit"] for n in self.lanes_used if n in self.lane_state)
-        ideal = float(min(max(self.total, self.done), limits)) if limits else 0.0
+        speedup = self.alone_ns / 1e9 / elapsed if elapsed > 0 else 0.0
+        ideal = 0.0
+        for name in self.lanes_used | set(self.lane_running):
+            st = self.lane_state.get(name)
+            if st is None or not st["limit"]:
+                continue
+            seen = self.lane_done.get(name, 0) + self.lane_running.get(name, 0) + st["pending"]
+            ideal += min(seen, st["limit"])
         return {
             "done": self.done,
             "total": self.total,
@@ -340,25 +389,12 @@ class DeltaPacker:
             st["active"], st["pending"], st["limit"] = active, pending, limit
             st["max_active"] = max(st["max_active"], active)
 
+    def set_peaks(self, per_lane: Mapping[str, Mapping[str, Any]]) -> None:
+        """The exact peaks of a finished run (``summarize()``'s, from the records the timeline
+        draws), replacing the sampled ones: a 20 Hz sampler misses short peaks."""
+        for lane, info in per_lane.items():
+            self._lane(lane)
+            self.lane_state[lane]["max_active"] = int(info.get("peak_active", 0))
+
     def lane_rows(self) -> list[LaneState]:
         return [dict(self.lane_state[n]) for n in self.lanes]  # type: ignore[misc]
-
-
-def final_figures(summary: Mapping[str, Any], *, total: int) -> Figures:
-    """The figures panel from an exact ``summarize()`` result."""
-    return {
-        "done": int(summary["tasks"]),
-        "total": max(total, int(summary["tasks"])),
-        "running": 0,
-        "errors": int(summary["errors"]),
-        "elapsed_s": float(summary["wall_s"]),
-        "task_time_s": float(summary["task_time_s"]),
-        "speedup": float(summary["speedup"]),
-        "ideal_speedup": float(summary["ideal_speedup"]),
-        "efficiency": float(summary["efficiency"]),
-        "cpu_util": float(summary["cpu_util_avg"]),
-        "dispatch_p50_ms": float(summary["dispatch_p50_us"]) / 1e3,
-        "dispatch_p99_ms": float(summary["dispatch_p99_us"]) / 1e3,
-        "queued_p50_ms": float(summary["queued_p50_us"]) / 1e3,
-        "final": True,
-    }

@@ -1,31 +1,38 @@
 """The static snapshot a cell keeps after a run: the same canvas dashboard, frozen, in one page.
 
 A saved notebook has no kernel behind its widgets, so the live dashboard would come back empty on
-GitHub, nbviewer or in an un-run notebook. The snapshot bundles (a) a self-contained HTML page —
-the dashboard's own view (``snapshot.js``, built from the widget's TypeScript as a classic script)
-and CSS with the run's data inlined as the same binary messages the widget receives — shown in an
-iframe as pyinstrument does, (b) a plain HTML summary table for
-renderers that strip iframes, (c) the ``application/vnd.lanepar.trace+json`` document a JupyterLab
-extension can render, and (d) a text summary.
+GitHub, nbviewer or in an un-run notebook. The snapshot bundles:
+
+(a) the ``application/vnd.lanepar.trace+json`` document. The lanepar JupyterLab extension ranks
+    its renderer ahead of HTML, so wherever it is installed (JupyterLab, Notebook 7) it draws
+    the interactive timeline from this, trusted or not;
+(b) ``text/html``: the timeline as a static SVG image (no script: it survives the sanitiser of an
+    untrusted notebook, GitHub and nbviewer), then the dashboard's own view in an iframe
+    (``snapshot.js``, built from the widget's TypeScript, with the run's data inlined as the same
+    binary messages the widget receives, as pyinstrument does), then the headline figures as a
+    table. Where scripts run (a trusted notebook without the extension), a one-line script hides
+    the image because the iframe shows the same picture, live;
+(c) ``image/svg+xml``: the same image, for renderers that prefer images over HTML;
+(d) ``text/plain``: the text summary.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..analysis.format import summary_text
+from ..analysis.summary import json_safe
 from ..export._checked import json_for_script
-from ..export.html import format_summary, summary_table
+from ..export.html import summary_table
 from ..export.native import trace_dict
 from ..trace.model import Trace
 from ._static import read_static
 from .events import event_views
-from .messages import EndMessage, LaneState, WidgetState
-from .packing import DeltaPacker, final_figures
+from .messages import EndMessage, LaneState, WidgetState, final_figures
+from .packing import DeltaPacker
 
 MIME = "application/vnd.lanepar.trace+json"
 
@@ -109,18 +116,21 @@ def page_height(trace: Trace) -> int:
 def trace_payload(trace: Trace, summary: Mapping[str, Any]) -> dict[str, Any]:
     """The ``application/vnd.lanepar.trace+json`` document: the trace, versioned, plus summary."""
     doc = {**trace_dict(trace), "summary": dict(summary)}
-    # round-trip: tuples become lists and NaN/inf become null, so any frontend can parse it
-    return json.loads(json.dumps(_finite(doc), default=str))  # type: ignore[no-any-return]
+    return json_safe(doc)  # type: ignore[no-any-return]
 
 
-def _finite(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
+#: Runs only where the notebook is trusted (a sanitiser drops it, and the iframe with it).
+_HIDE_STATIC = (
+    "<script>(function(s){var p=s&&s.parentNode&&s.parentNode.querySelector('.lanepar-static');"
+    "if(p)p.style.display='none';})(document.currentScript)</script>"
+)
+
+
+def static_image(trace: Trace, summary: Mapping[str, Any], *, title: str) -> str:
+    """The timeline as SVG, for every renderer that shows images but runs no script."""
+    from ..export.svg import trace_svg
+
+    return trace_svg(trace, summary, title=title)
 
 
 def snapshot_bundle(
@@ -138,8 +148,23 @@ def snapshot_bundle(
         f'height="{page_height(trace)}" style="border:0;resize:vertical" '
         f'title="{html.escape(title)}"></iframe>'
     )
+    svg = static_image(trace, summary, title=title)
+    img = (
+        '<div class="lanepar-static"><img alt="lanepar timeline" style="max-width:100%" '
+        f'src="data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()}"></div>'
+    )
     return {
-        "text/plain": format_summary(summary),
-        "text/html": frame + summary_table(summary),
+        "text/plain": summary_text(summary),
+        "text/html": f'<div class="lanepar-snapshot-output">{img}{frame}'
+        f"{summary_table(summary)}{_HIDE_STATIC}</div>",
+        "image/svg+xml": svg,
         MIME: trace_payload(trace, summary),
     }
+
+
+def show(trace: Trace, summary: Mapping[str, Any] | None = None, *, title: str = "lanepar") -> None:
+    """Display the snapshot of a finished ``trace`` under the running cell: the picture a
+    ``%%lanepar`` cell leaves, for a run made any other way (a ``BatchResult.trace``)."""
+    from IPython.display import display
+
+    display(snapshot_bundle(trace, summary, title=title), raw=True)  # type: ignore[no-untyped-call]

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.display import display as _ipy_display
 
+from ..analysis import format as fmt
 from ..config import parse_lane_values
+from .progress import ProgressBar
 
 if TYPE_CHECKING:
     from ..run.executor import LaneExecutor
@@ -59,8 +61,9 @@ def run_sweep(ex: LaneExecutor, ns: dict[str, Any], arg: str) -> list[dict[str, 
             raise UsageError(f"%lanepar sweep: {expr!r} is not valid Python: {exc.msg}") from None
     before = ex.lanes[lane].limit
     rows: list[dict[str, Any]] = []
+    bar = ProgressBar(len(limits), f"runs of the sweep over {lane}")
     try:
-        for n in limits:
+        for i, n in enumerate(limits):
             ex.set_concurrency(lane, n)
             base, t0 = ex.recorder.recorded, time.perf_counter_ns()
             with ex.activate():
@@ -77,8 +80,10 @@ def run_sweep(ex: LaneExecutor, ns: dict[str, Any], arg: str) -> list[dict[str, 
                     "efficiency": s["efficiency"],
                 }
             )
+            bar(i + 1)
     finally:
         ex.set_concurrency(lane, before)
+        bar.close()
     print(format_table(lane, rows))
     _display(sweep_figure(lane, rows))
     return rows
@@ -89,48 +94,15 @@ def format_table(lane: str, rows: list[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         lines.append(
-            f"{r['limit']:>10} {r['tasks']:>6} {r['wall_s'] * 1000:>7.1f}ms "
-            f"{r['speedup']:>7.2f}× {r['ideal_speedup']:>5.0f}× {r['efficiency']:>5.0%}"
+            f"{r['limit']:>10} {r['tasks']:>6} {fmt.duration_s(r['wall_s']):>9} "
+            f"{fmt.speedup(r['speedup']):>8} {fmt.speedup(r['ideal_speedup']):>6} "
+            f"{fmt.percent(r['efficiency']):>5}"
         )
     return "\n".join(lines)
 
 
 def sweep_figure(lane: str, rows: list[dict[str, Any]]) -> Any:
     """Speedup (measured and ideal) and efficiency against the lane limit."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    from ..analysis.figures import sweep_figure as figure
 
-    x = [r["limit"] for r in rows]
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(
-        go.Scatter(x=x, y=[r["speedup"] for r in rows], name="speedup", mode="lines+markers")
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=[r["ideal_speedup"] for r in rows],
-            name="ideal",
-            mode="lines",
-            line={"dash": "dash", "color": "#888"},
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=[r["efficiency"] for r in rows],
-            name="efficiency",
-            mode="lines+markers",
-            line={"color": "#2ca02c"},
-        ),
-        secondary_y=True,
-    )
-    fig.update_layout(
-        title=f"lanepar sweep over {lane}",
-        xaxis_title=f"{lane} limit",
-        height=360,
-        margin={"l": 50, "r": 50, "t": 50, "b": 40},
-    )
-    fig.update_xaxes(type="log" if max(x) / max(min(x), 1) >= 8 else "linear")
-    fig.update_yaxes(title_text="speedup (×)", secondary_y=False)
-    fig.update_yaxes(title_text="efficiency", range=[0, 1.05], tickformat=".0%", secondary_y=True)
-    return fig
+    return figure(lane, rows)

@@ -18,12 +18,17 @@ fails, so latency growth over the no-load latency is the early warning; errors a
   measure the no-load latency again, then restored (BBR's ProbeRTT; Gradient v1 does the same).
 - Only tasks that started after the last limit change count: a task started under the old
   limit says nothing about the new one, and counting it would cut twice for one overshoot.
-- ``gradient = clamp(tolerance * baseline / latency, 0.5, 1)``, where the baseline is widened by
-  the measured sampling noise (see ``_track_noise``). At 1 (latency within tolerance) the limit
-  grows by ``sqrt(limit)``: fast when small, gentle when large. Below 1 the limit is multiplied by
-  the gradient, i.e. cut in proportion to the latency growth, by at most half. Like TCP's
-  ``ssthresh``, the limit after a cut is remembered and growth above it is +1 per window, so the
-  steady state is a small sawtooth around capacity, not repeated sqrt-sized overshoots.
+- ``gradient = clamp(allowed / latency, 0.5, 1)`` with ``allowed = baseline * max(tolerance,
+  1 + queue / limit)``: latency may grow by the tolerance (widened by the measured sampling
+  noise, see ``_track_noise``) or by ``queue`` requests waiting downstream, whichever is more —
+  TCP Vegas's insight that queued requests, not a percentage, measure congestion: at a limit of
+  8, one request waiting in the downstream (or in a busy client machine) is already +12.5%.
+  At 1 (latency within tolerance) the limit grows by ``sqrt(limit)``: fast when small, gentle
+  when large. Below 1 the limit moves halfway to ``limit * gradient``
+  (``CUT_SMOOTHING``, as Gradient2 smooths): cut in proportion to the latency growth, by at
+  most a quarter per window. Like TCP's ``ssthresh``, the limit after a cut is remembered
+  and growth above it is +1 per window, so the steady state is a small sawtooth around
+  capacity, not repeated sqrt-sized overshoots.
 - Any error in a window multiplies the limit by ``backoff`` (once per window, not once per error,
   because a burst of failures is one congestion event).
 - A lane that does not use half its limit is "app-limited": the limit does not grow, because
@@ -44,6 +49,10 @@ from typing import Any
 ALGORITHMS = ("gradient", "aimd")
 
 
+#: How far one window's gradient moves the limit (Gradient2's smoothing): a window whose latency
+#: doubled cuts by a quarter, not a half, because on a shared machine one stalled window (every
+#: request in flight delayed together) is common and says little about the downstream.
+CUT_SMOOTHING = 0.5
 #: The most the latency target may widen for measurement noise (x the tolerance).
 NOISE_CAP = 1.2
 
@@ -63,6 +72,7 @@ class AdaptiveLimiter:
         *,
         algorithm: str = "gradient",
         tolerance: float = 1.1,
+        queue: float = 2.0,
         backoff: float = 0.9,
         min_window: int = 4,
         baseline_windows: int = 100,
@@ -88,6 +98,8 @@ class AdaptiveLimiter:
                              f"{', '.join(ALGORITHMS)}")  # fmt: skip
         if not tolerance >= 1.0:
             raise ValueError(f"AdaptiveLimiter: tolerance={tolerance!r} must be >= 1")
+        if not queue >= 0.0:
+            raise ValueError(f"AdaptiveLimiter: queue={queue!r} must be >= 0")
         if not 0.0 < backoff < 1.0:
             raise ValueError(f"AdaptiveLimiter: backoff={backoff!r} must be in (0, 1)")
         if min_window < 1 or baseline_windows < 1 or max_history < 2:
@@ -96,6 +108,7 @@ class AdaptiveLimiter:
         self.ceiling = ceiling
         self.algorithm = algorithm
         self.tolerance = float(tolerance)
+        self.queue = float(queue)
         self.backoff = float(backoff)
         self.min_window = min_window
         self.max_history = max_history
@@ -184,11 +197,16 @@ class AdaptiveLimiter:
         base = min(self._recent)
         # The noise allowance is capped: past it, "noise" is queueing, and a latency target
         # that grows with noise would let p99 drift far above the no-load latency.
-        allowed = self.tolerance * base * min(1.0 + 3.0 * self._noise, NOISE_CAP)
+        relative = self.tolerance * min(1.0 + 3.0 * self._noise, NOISE_CAP)
+        # At a small limit one request waiting in the downstream's queue already adds more than
+        # the tolerance (1/8 = 12.5% at 8): ``queue`` requests' worth is allowed too (Vegas).
+        allowed = base * max(relative, 1.0 + self.queue / max(limit, 1.0))
         gradient = max(0.5, min(1.0, allowed / latency)) if latency > 0 else 1.0
         self.last_gradient = gradient
         if gradient < 1.0:
-            return self._cut(limit * (gradient if self.algorithm == "gradient" else self.backoff))
+            if self.algorithm == "aimd":
+                return self._cut(limit * self.backoff)
+            return self._cut(limit * (1.0 - CUT_SMOOTHING * (1.0 - gradient)))
         if self._peak_inflight < limit / 2:
             return limit  # app-limited: load never tested a higher limit
         if self.algorithm == "aimd" or limit >= self._threshold:
@@ -224,6 +242,7 @@ class AdaptiveLimiter:
             "min_limit": self.min_limit,
             "ceiling": self.ceiling,
             "tolerance": self.tolerance,
+            "queue": self.queue,
             "backoff": self.backoff,
             "baseline_ms": None if base is None else base / 1e6,
             "last_latency_ms": None if self.last_latency_ns is None else self.last_latency_ns / 1e6,

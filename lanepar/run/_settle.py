@@ -13,6 +13,8 @@ from ..trace.model import KIND_CODE, TaskRecord
 from ..trace.probe import TaskProbe
 
 if TYPE_CHECKING:
+    from ..trace.hooks import Observers
+    from ..trace.recorder import Recorder
     from .job import Job
 
 _pc = time.perf_counter_ns
@@ -91,3 +93,37 @@ def interrupted_probe(start: int, now: int, resolution_ns: int, max_segments: in
     probe.finished_ns = now
     probe.wait(start, now)
     return probe
+
+
+def finish_job(
+    lane: str,
+    recorder: Recorder | None,
+    hooks: Observers,
+    job: Job,
+    slot: int,
+    free: int,
+    probe: TaskProbe | None,
+    value: Any,
+    error: BaseException | None,
+    outcome: str,
+) -> None:
+    """The end of a job, however it ended: its record (also for observers when untraced), the
+    loop-blocking events its steps caused, its result or error in the batch, then the hook."""
+    record: TaskRecord | None = None
+    if recorder is not None or hooks.task_finished:
+        if probe is None:  # untraced (or failed before it ran): times and outcome only
+            probe = TaskProbe(0, 2)
+            probe.started_ns, probe.finished_ns = free, _pc()
+        record = settle(lane, job, slot, free, probe, outcome, error)
+        if recorder is not None:
+            recorder.running.pop(job.id, None)
+            recorder.add(record)
+            for t0, t1, stack in probe.blocks or ():
+                recorder.add_event("loop_blocked", t_ns=t0, duration_ms=(t1 - t0) / 1e6,
+                                   tool=job.name, lane=lane, task=job.id, stack=stack)  # fmt: skip
+    if error is None:
+        job.batch.succeed(job.index, value)
+    else:
+        job.batch.fail(job.index, error, outcome)
+    if record is not None and hooks.task_finished:
+        hooks.emit("task_finished", record)

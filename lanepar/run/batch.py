@@ -10,6 +10,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from .._exceptions import TaskCancelledError
 from ..trace.model import TaskRecord, Trace
@@ -161,6 +162,18 @@ def cancel_batch(batch: _Batch) -> None:
         batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
     for lane in batch.lanes:
         lane.cancel_running(batch)
+
+
+async def wind_down(batches: list[_Batch], bound_s: float) -> None:
+    """Closing: cancel every batch and let their waiters take their results (within
+    ``bound_s``), so a ``run_batch`` blocked in another thread returns a cancelled result."""
+    for batch in batches:
+        cancel_batch(batch)
+    with anyio.move_on_after(bound_s, shield=True):
+        for batch in batches:
+            await batch.done.wait()
+        for _ in range(3):  # the waiters run on the next loop turns
+            await anyio.lowlevel.checkpoint()
 
 
 def finish_batch(

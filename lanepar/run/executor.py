@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 
 from .._exceptions import LaneConfigError
 from ..backends.base import BackendContext
@@ -36,7 +35,7 @@ from ._loopobs import LoopObservers
 from ._nested import caller_lane, fail_unstartable
 from ._submit import Resolver, build_batch
 from ._sync import SyncBridge
-from .batch import BatchResult, TaskHandle, _Batch, cancel_batch, finish_batch
+from .batch import BatchResult, TaskHandle, _Batch, cancel_batch, finish_batch, wind_down
 from .budget import SharedBudget
 from .lane import Lane
 
@@ -189,7 +188,7 @@ class LaneExecutor:
                 try:
                     yield self
                 finally:
-                    await self._wind_down()
+                    await wind_down(list(self._batches), WIND_DOWN_S)
                     tg.cancel_scope.cancel()
         finally:
             self._tg = None
@@ -277,17 +276,6 @@ class LaneExecutor:
         if self._tg is None:
             return
         self._bridge.call(self._cancel_all)
-
-    async def _wind_down(self) -> None:
-        """Closing: cancel every batch and let their waiters take their results (bounded), so a
-        ``run_batch`` blocked in another thread returns a cancelled result, not an error."""
-        batches = list(self._batches)
-        self._cancel_all()
-        with anyio.move_on_after(WIND_DOWN_S, shield=True):
-            for batch in batches:
-                await batch.done.wait()
-            for _ in range(3):  # the waiters run on the next loop turns
-                await anyio.lowlevel.checkpoint()
 
     def _cancel_all(self) -> None:
         for batch in list(self._batches):

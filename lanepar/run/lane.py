@@ -24,10 +24,9 @@ from .._exceptions import TaskCancelledError, TaskTimeoutError
 from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
-from ..trace.model import TaskRecord
 from ..trace.probe import TaskProbe, activate, deactivate, loop_contention, stepped
 from ._nested import BODY
-from ._settle import interrupted_probe, settle, unstarted_probe
+from ._settle import finish_job, interrupted_probe, settle, unstarted_probe
 from .job import Job, Worker
 from .jobqueue import JobQueue
 
@@ -107,6 +106,9 @@ class Lane:
             while slot in self.workers:
                 slot += 1
             w = self.workers[slot] = Worker(slot)
+            # The slot exists (is free) from now, not from when its coroutine first runs: a
+            # job waiting for that start waits for the executor (dispatch), not for capacity.
+            w.free_at = _pc()
             tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
             need -= 1
 
@@ -170,6 +172,7 @@ class Lane:
                     self._finish_interrupted(w, job, scope)
                     await self._drain(w, job)
                     del job
+                w.free_at = _pc()  # the interrupted job held the slot until now
         finally:
             if self.workers.get(w.slot) is w:
                 del self.workers[w.slot]
@@ -180,7 +183,6 @@ class Lane:
         """Run jobs until retired (True) or until this scope was cancelled (False)."""
         budget = self.budget
         since_yield = 0
-        w.free_at = _pc()
         while True:
             if w.slot >= self.limit:
                 return True
@@ -216,32 +218,38 @@ class Lane:
             self.active += 1
             if self.active > self.peak_active:
                 self.peak_active = self.active
+            body_end = 0
             try:
-                await self._run(w, job, granted)
+                body_end = await self._run(w, job, granted)
             finally:
                 self.active -= 1
                 if budget is not None:
                     budget.release(self)
             w.job = None
             del job  # an idle worker must not keep a finished batch (and its results) alive
-            w.free_at = _pc()
+            # The slot is free from the moment its body ended, not from when this coroutine
+            # resumed: a loop slowed by GIL contention notices a finished thread late, and a
+            # task waiting meanwhile waited for the executor (dispatch, or the loop's GIL / core
+            # waits), not for capacity (queued). ``min``: a child's clock may land a hair ahead.
+            now = _pc()
+            w.free_at = min(body_end, now) if body_end else now
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
+                # The slot stays free while lent to the rest of the loop: a job waiting through
+                # this checkpoint is charged dispatch (executor overhead), never queued.
                 await anyio.lowlevel.checkpoint()
-                # The slot was lent to the rest of the loop: it is free again from now, so the
-                # next job's dispatch measures the scheduler, not the other tasks that just ran.
-                w.free_at = _pc()
 
-    async def _run(self, w: Worker, job: Job, granted: int) -> None:
+    async def _run(self, w: Worker, job: Job, granted: int) -> int:
         """Run a job to its end: attempts in a loop (retries are opt-in and bounded), then one
-        record and one outcome. Whatever the body raises — even ``SystemExit`` — is the job's."""
+        record and one outcome. Whatever the body raises — even ``SystemExit`` — is the job's.
+        Returns when the body ended (0 when unknown: untraced, or it never ran)."""
         if self._prepare is not None:
             try:  # a child that cannot start is this task's error, never the lane's end
                 await self._prepare(w.slot)
             except Exception as e:
                 self._settle(w, job, max(job.pushed_ns, w.free_at, granted), None, None, e)
-                return
+                return 0
         while True:
             free = max(job.pushed_ns, w.free_at, granted)
             probe = None
@@ -253,6 +261,7 @@ class Lane:
             await self._backoff(job, error)  # not under the task's deadline
             granted = _pc()
         self._settle(w, job, free, probe, value, error)
+        return probe.finished_ns if probe is not None else 0
 
     async def _attempt(
         self, w: Worker, job: Job, free: int, probe: TaskProbe | None
@@ -326,27 +335,8 @@ class Lane:
         value: Any,
         error: Exception | None,
     ) -> None:
-        outcome = "ok" if error is None else "error"
-        rec = self.recorder
-        record: TaskRecord | None = None
-        if rec is not None or self.hooks.task_finished:
-            if probe is None:  # untraced (or failed before it ran): times and outcome only
-                probe = TaskProbe(0, 2)
-                probe.started_ns, probe.finished_ns = free, _pc()
-            record = settle(self.name, job, w.slot, free, probe, outcome, error)
-            if rec is not None:
-                rec.running.pop(job.id, None)
-                rec.add(record)
-                for t0, t1, stack in probe.blocks or ():
-                    ms = (t1 - t0) / 1e6
-                    rec.add_event("loop_blocked", t_ns=t0, duration_ms=ms, tool=job.name,
-                                  lane=self.name, task=job.id, stack=stack)  # fmt: skip
-        if error is None:
-            job.batch.succeed(job.index, value)
-        else:
-            job.batch.fail(job.index, error, "error")
-        if record is not None and self.hooks.task_finished:
-            self.hooks.emit("task_finished", record)
+        finish_job(self.name, self.recorder, self.hooks, job, w.slot, free, probe, value, error,
+                   "ok" if error is None else "error")  # fmt: skip
 
     def _finish_interrupted(self, w: Worker, job: Job, scope: anyio.CancelScope) -> None:
         """The worker's scope was cancelled mid-job: a timeout if its deadline passed. A timeout
@@ -366,17 +356,12 @@ class Lane:
                                         attempt=job.attempt, error=str(exc))  # fmt: skip
             self.push(((0, job),))
             return
-        record = None
+        start = max(job.pushed_ns, w.free_at)
+        probe = None
         if self.recorder is not None or self.hooks.task_finished:
-            start = max(job.pushed_ns, w.free_at)
             probe = interrupted_probe(start, _pc(), self.resolution_ns, self.max_segments)
-            record = settle(self.name, job, w.slot, start, probe, outcome, exc)
-            if self.recorder is not None:
-                self.recorder.running.pop(job.id, None)
-                self.recorder.add(record)
-        job.batch.fail(job.index, exc, outcome)
-        if record is not None and self.hooks.task_finished:
-            self.hooks.emit("task_finished", record)
+        finish_job(self.name, self.recorder, self.hooks, job, w.slot, start, probe, None, exc,
+                   outcome)  # fmt: skip
 
     async def _drain(self, w: Worker, job: Job) -> None:
         """A body that cannot be interrupted (a thread) keeps its slot until it really returns,

@@ -13,8 +13,10 @@ export function coreRowHeight(nCores: number): number {
   return nCores ? Math.max(3, Math.min(10, Math.floor(64 / nCores))) : 0;
 }
 
+const SCALE_H = 14;
+
 export function coresHeight(nCores: number): number {
-  return nCores * coreRowHeight(nCores) + AVG_H + 6;
+  return nCores * coreRowHeight(nCores) + AVG_H + 6 + SCALE_H;
 }
 
 export function drawCores(ctx: CanvasRenderingContext2D, st: Store, win: IWindow): void {
@@ -29,6 +31,15 @@ export function drawCores(ctx: CanvasRenderingContext2D, st: Store, win: IWindow
   ctx.textBaseline = 'middle';
   ctx.fillStyle = '#333';
   ctx.fillText('cores', 4, Math.min(10, (nc * ch) / 2 + 4));
+  if (ch >= 8) {
+    ctx.textAlign = 'right';
+    ctx.fillStyle = '#666';
+    for (let c = 0; c < nc; c++) {
+      ctx.fillText(`cpu${c}`, GUTTER - 4, c * ch + ch / 2);
+    }
+    ctx.textAlign = 'left';
+    ctx.fillStyle = '#333';
+  }
   const n = st.sampleT.n;
   const T = st.sampleT.a;
   const C = st.sampleCores.a;
@@ -50,8 +61,22 @@ export function drawCores(ctx: CanvasRenderingContext2D, st: Store, win: IWindow
   ctx.fillStyle = '#f4f4f4';
   ctx.fillRect(GUTTER, y0, w - GUTTER, AVG_H);
   ctx.fillStyle = '#333';
-  ctx.fillText('avg', 4, y0 + AVG_H / 2);
-  ctx.fillText('100%', GUTTER - 30, y0 + 5);
+  ctx.fillText('all cores', 4, y0 + AVG_H / 2);
+  ctx.textAlign = 'right';
+  ctx.fillText('100%', GUTTER - 4, y0 + 5);
+  ctx.fillText('0%', GUTTER - 4, y1 - 4);
+  ctx.textAlign = 'left';
+  // the heat scale: what a pale and a full cell mean
+  const sy = y1 + 4;
+  ctx.fillStyle = '#555';
+  ctx.fillText('scale', GUTTER, sy + 5);
+  for (let i = 0; i <= 10; i++) {
+    ctx.fillStyle = withAlpha(CORE_HEAT, 0.08 + 0.092 * i);
+    ctx.fillRect(GUTTER + 32 + i * 10, sy, 10, 9);
+  }
+  ctx.fillStyle = '#555';
+  ctx.fillText('0% → 100% of one core (sampled)', GUTTER + 32 + 116, sy + 5);
+  ctx.canvas.dataset.scale = '0-100%';
   ctx.save();
   ctx.beginPath();
   ctx.rect(GUTTER, 0, w - GUTTER, h);

@@ -3,28 +3,28 @@
  * the limit over time when it moved), and the scheduler's notes in words.
  */
 
-import { formatDuration } from '../format';
+import { SPEEDUP_MEANING, headline } from '../format';
 import { IFigures, ILaneState, IWidgetModel } from '../wire/messages';
 import { div } from './dom';
 import { Store } from './store';
 
-const FIGURES: Array<[keyof IFigures, string]> = [
-  ['elapsed_s', 'elapsed'],
-  ['speedup', 'speedup'],
-  ['efficiency', 'efficiency'],
-  ['cpu_util', 'CPU util'],
-  ['dispatch_p50_ms', 'dispatch p50'],
-  ['dispatch_p99_ms', 'dispatch p99'],
-  ['queued_p50_ms', 'queued p50'],
-  ['errors', 'errors']
-];
+/** The figures panel shows the headline (`format.ts`) minus the task count (its own row). */
+const SHOWN = ['wall_s', 'speedup', 'efficiency', 'cpu_util_avg', 'dispatch_p50_us', 'dispatch_p99_us', 'queued_p50_us', 'errors'];
 
-function ms(v: number | undefined): string {
-  return formatDuration((v ?? 0) * 1e6);
-}
-
-function pct(x: number | undefined): string {
-  return x !== undefined && isFinite(x) ? `${(x * 100).toFixed(0)}%` : '–';
+/** The live figures under the names `summarize()` uses, so one formatter serves both. */
+export function asSummary(fig: Partial<IFigures>): Record<string, number> {
+  return {
+    tasks: fig.done ?? 0,
+    errors: fig.errors ?? 0,
+    wall_s: fig.elapsed_s ?? 0,
+    speedup: fig.speedup ?? 0,
+    ideal_speedup: fig.ideal_speedup ?? 0,
+    efficiency: fig.efficiency ?? 0,
+    cpu_util_avg: fig.cpu_util ?? 0,
+    dispatch_p50_us: (fig.dispatch_p50_ms ?? 0) * 1e3,
+    dispatch_p99_us: (fig.dispatch_p99_ms ?? 0) * 1e3,
+    queued_p50_us: (fig.queued_p50_ms ?? 0) * 1e3
+  };
 }
 
 export class Panel {
@@ -35,11 +35,14 @@ export class Panel {
     const doneRow = div('lanepar-fig lanepar-fig-done', f);
     div('lanepar-fig-label', doneRow, 'tasks');
     this._done = div('lanepar-done', doneRow, '0 / 0');
-    for (const [key, label] of FIGURES) {
-      const row = div(`lanepar-fig lanepar-fig-${key.replace(/_/g, '-')}`, f);
-      div('lanepar-fig-label', row, label);
+    const labels = new Map(headline({}).map(h => [h.key, h.label]));
+    for (const key of SHOWN) {
+      const row = div(`lanepar-fig lanepar-fig-${key === 'wall_s' ? 'wall' : key.replace(/_/g, '-')}`, f);
+      div('lanepar-fig-label', row, labels.get(key) ?? key);
       this._cells.set(key, div('lanepar-fig-value', row, '–'));
     }
+    this._cells.get('speedup')!.parentElement!.title = SPEEDUP_MEANING;
+    div('lanepar-fig-note', f, 'speedup = (CPU + I/O wait of every task) / wall');
     this._lanes = div('lanepar-lanes', parent);
     this._notes = div('lanepar-notes', parent);
   }
@@ -51,18 +54,14 @@ export class Panel {
     const total = Math.max(fig.total ?? st.total, done);
     this._done.textContent = `${done} / ${total}`;
     this._bar.style.width = total ? `${((100 * done) / total).toFixed(1)}%` : '0%';
-    const text: Record<string, string> = {
-      elapsed_s: formatDuration((fig.elapsed_s ?? 0) * 1e9),
-      speedup: `${(fig.speedup ?? 0).toFixed(2)}×` + (fig.ideal_speedup ? ` of ${fig.ideal_speedup.toFixed(0)}×` : ''),
-      efficiency: pct(fig.efficiency ?? 0),
-      cpu_util: pct(fig.cpu_util ?? 0),
-      dispatch_p50_ms: ms(fig.dispatch_p50_ms),
-      dispatch_p99_ms: ms(fig.dispatch_p99_ms),
-      queued_p50_ms: ms(fig.queued_p50_ms),
-      errors: String(fig.errors ?? 0)
-    };
+    const text = new Map(headline(asSummary(fig)).map(h => [h.key, h.value]));
+    if (!fig.final && done === 0) {
+      // nothing has finished: a ratio of nothing is not 0×
+      text.set('speedup', '–');
+      text.set('efficiency', '–');
+    }
     for (const [key, cell] of this._cells) {
-      cell.textContent = text[key];
+      cell.textContent = text.get(key) ?? '–';
     }
     this._cells.get('errors')!.parentElement!.classList.toggle('lanepar-bad', (fig.errors ?? 0) > 0);
     const status = this._model.get('status') ?? '';
@@ -101,7 +100,7 @@ export class Panel {
       fill.style.width = `${Math.min(100, (100 * ln.active) / limit)}%`;
       peak.style.left = `${Math.min(100, (100 * ln.max_active) / limit)}%`;
       text.textContent =
-        `${ln.active}/${ln.limit} active` + (ln.pending ? `, ${ln.pending} pending` : '') + ` · peak ${ln.max_active}`;
+        `${ln.active}/${ln.limit} running` + (ln.pending ? `, ${ln.pending} queued` : '') + ` · peak ${ln.max_active} at once`;
       drawLimitLine(row, history[ln.name]);
     });
   }

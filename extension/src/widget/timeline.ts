@@ -1,5 +1,7 @@
 /**
- * The live timeline painter: one row per worker slot, drawn from the store's columns.
+ * The live timeline painter: per lane a queue row (how many tasks wait for a slot, as a grey
+ * bar whose height follows the count), then one labelled row per worker slot holding its
+ * tasks' dispatch and body segments, drawn from the store's columns.
  *
  * Cost follows pixels, not tasks: each segment kind is one Path2D filled once; segments
  * narrower than a pixel are binned per pixel column and the column takes the colour of the
@@ -23,35 +25,116 @@ export interface IWindow {
   width: number;
 }
 
-/** Row height: tall rows when there are few, never under 3 px, about 360 px in all. */
+/** A line of the timeline: a lane's queue, or one of its worker slots (a store row). */
+export interface IDisplayRow {
+  lane: number;
+  /** The store row of a slot; -1 for the lane's queue row. */
+  r: number;
+}
+
+/** Per lane (in lane order): its queue row, then its slot rows. */
+export function displayRows(st: Store): IDisplayRow[] {
+  const lanes = new Set<number>();
+  for (const [lane] of st.rowKeys) {
+    lanes.add(lane);
+  }
+  for (const t of st.running) {
+    lanes.add(t.lane);
+  }
+  const out: IDisplayRow[] = [];
+  for (const lane of [...lanes].sort((a, b) => a - b)) {
+    out.push({ lane, r: -1 });
+    st.rowKeys.forEach(([l], r) => {
+      if (l === lane) {
+        out.push({ lane, r });
+      }
+    });
+  }
+  return out;
+}
+
+/** Row height: tall rows when there are few, never under 8 px so every label stays legible. */
 export function rowHeight(rows: number): number {
-  return Math.max(3, Math.min(18, Math.floor(360 / Math.max(1, rows))));
+  return Math.max(8, Math.min(18, Math.floor(360 / Math.max(1, rows))));
 }
 
 export function timelineHeight(rows: number): number {
   return Math.max(60, rows * rowHeight(rows)) + AXIS_H + 4;
 }
 
+/** How many tasks of `lane` wait for a slot, per pixel column of [t0, t1] (time-averaged). */
+export function queueDepth(st: Store, lane: number, win: IWindow): Float32Array {
+  const pw = Math.max(1, Math.ceil(win.width - GUTTER));
+  const k = (win.width - GUTTER) / Math.max(win.t1 - win.t0, 1e-9);
+  const diff = new Float32Array(pw + 2);
+  const add = (a: number, b: number): void => {
+    const x0 = Math.max((a - win.t0) * k, 0);
+    const x1 = Math.min((b - win.t0) * k, pw);
+    if (x1 <= x0) {
+      return;
+    }
+    const i0 = Math.floor(x0);
+    const i1 = Math.floor(x1);
+    if (i0 === i1) {
+      diff[i0] += x1 - x0;
+      diff[i0 + 1] -= x1 - x0;
+      return;
+    }
+    // partial first and last columns, whole columns in between (a difference array: O(1))
+    diff[i0] += i0 + 1 - x0;
+    diff[i0 + 1] -= i0 + 1 - x0;
+    diff[i0 + 1] += 1;
+    diff[i1] -= 1;
+    diff[i1] += x1 - i1;
+    diff[i1 + 1] -= x1 - i1;
+  };
+  st.rowKeys.forEach(([l], r) => {
+    if (l !== lane) {
+      return;
+    }
+    for (const i of st.rowTasks[r]) {
+      if (st.free.a[i] > st.sub.a[i]) {
+        add(st.sub.a[i], st.slot.a[i] >= 0 ? st.free.a[i] : st.fin.a[i]);
+      }
+    }
+  });
+  for (const t of st.running) {
+    if (t.lane === lane) {
+      add(t.submitted, isFinite(t.started) ? Math.min(t.started, st.now) : st.now);
+    }
+  }
+  const out = new Float32Array(pw);
+  let acc = 0;
+  for (let i = 0; i < pw; i++) {
+    acc += diff[i];
+    out[i] = acc;
+  }
+  return out;
+}
+
 export function drawTimeline(ctx: CanvasRenderingContext2D, st: Store, win: IWindow): void {
-  const rows = st.rowKeys.length;
-  const rh = rowHeight(rows);
+  const shown = displayRows(st);
+  const rh = rowHeight(shown.length);
   const w = win.width;
   const pw = w - GUTTER;
   const { t0, t1 } = win;
   const k = pw / Math.max(t1 - t0, 1e-9);
   const X = (t: number): number => GUTTER + (t - t0) * k;
-  drawRowLabels(ctx, st, w, rh);
+  drawRowLabels(ctx, st, shown, w, rh);
 
   const paths = KIND_CODES.map(() => new Path2D());
   const outlines = OUTCOME_CODES.map(() => new Path2D());
   const gaps = new Path2D(); // a 1 px gap where a task starts, so neighbours stay distinct
   const bins = new Float32Array(Math.ceil(pw + 2) * N_KINDS);
   const pad = rh >= 6 ? 1 : 0;
-  const qh = Math.max(1, Math.round((rh - 2 * pad) * 0.2));
-  for (let r = 0; r < rows; r++) {
-    const list = st.rowTasks[r];
-    const y = r * rh + pad;
+  shown.forEach((row, d) => {
+    const y = d * rh + pad;
     const bh = rh - 2 * pad;
+    if (row.r < 0) {
+      drawQueue(paths[0], queueDepth(st, row.lane, win), y, bh);
+      return;
+    }
+    const list = st.rowTasks[row.r];
     // first task that may be visible: tasks in a row are in start order and never overlap
     let lo = 0;
     let hi = list.length;
@@ -64,13 +147,6 @@ export function drawTimeline(ctx: CanvasRenderingContext2D, st: Store, win: IWin
       }
     }
     let binned = false;
-    let qa = -1; // the current run of merged queued underlines (one rect per run)
-    let qb = -1;
-    const flushQueued = (): void => {
-      if (qb - qa >= 1) {
-        paths[0].rect(qa, y + bh - qh, qb - qa, qh);
-      }
-    };
     for (let j = Math.max(0, lo - 64); j < list.length; j++) {
       const i = list[j];
       if (st.start.a[i] > t1) {
@@ -81,20 +157,6 @@ export function drawTimeline(ctx: CanvasRenderingContext2D, st: Store, win: IWin
       }
       const s0 = st.sub.a[i];
       const free = st.slot.a[i] >= 0 ? st.free.a[i] : st.fin.a[i];
-      // queued time is a wait for capacity, not slot occupancy: it overlaps the tasks the slot
-      // ran before, so it is a thin underline over them, merged into runs
-      const q0 = Math.max(X(s0), GUTTER);
-      const q1 = Math.min(X(free), w);
-      if (q1 > q0) {
-        if (qa < 0) {
-          [qa, qb] = [q0, q1];
-        } else if (q0 <= qb + 1) {
-          [qa, qb] = [Math.min(qa, q0), Math.max(qb, q1)];
-        } else {
-          flushQueued();
-          [qa, qb] = [q0, q1];
-        }
-      }
       const xa = X(free);
       const xb = X(st.fin.a[i]);
       if (xb - xa < 1) {
@@ -113,6 +175,7 @@ export function drawTimeline(ctx: CanvasRenderingContext2D, st: Store, win: IWin
           const x0 = Math.max(X(prev), GUTTER);
           const x1 = Math.min(X(end), w);
           prev = end;
+          // queued time is drawn on the lane's queue row, never on a slot it did not hold
           if (kind === 0 || x1 <= x0 || kind >= N_KINDS) {
             continue;
           }
@@ -134,26 +197,41 @@ export function drawTimeline(ctx: CanvasRenderingContext2D, st: Store, win: IWin
         outlines[oc].rect(x0, y, Math.max(x1 - x0, 2), bh);
       }
     }
-    flushQueued();
     if (binned) {
       flushBins(bins, paths, y, bh);
     }
-  }
-  for (let kind = 1; kind < N_KINDS; kind++) {
+  });
+  for (let kind = 0; kind < N_KINDS; kind++) {
     ctx.fillStyle = COLORS[KIND_CODES[kind] as SegmentKind];
     ctx.fill(paths[kind]);
   }
   ctx.fillStyle = '#ffffff';
   ctx.fill(gaps);
-  ctx.fillStyle = COLORS.queued;
-  ctx.fill(paths[0]);
-  drawRunning(ctx, st, X, w, rh, pad);
+  drawRunning(ctx, st, X, w, rh, pad, shown);
   drawOutlines(ctx, outlines);
   if (!st.ended && st.now >= t0 && st.now <= t1) {
     ctx.fillStyle = 'rgba(0,0,0,0.35)'; // the live edge
-    ctx.fillRect(X(st.now), 0, 1, rows * rh);
+    ctx.fillRect(X(st.now), 0, 1, shown.length * rh);
   }
-  drawAxis(ctx, win, rows * rh + 2);
+  drawAxis(ctx, win, shown.length * rh + 2);
+}
+
+/** Queue depth as grey bars: as tall as the count, at least a third of the row when any. */
+function drawQueue(path: Path2D, depth: Float32Array, y: number, bh: number): void {
+  let most = 0;
+  for (const d of depth) {
+    most = Math.max(most, d);
+  }
+  if (most <= 0) {
+    return;
+  }
+  for (let i = 0; i < depth.length; i++) {
+    const d = depth[i];
+    if (d > 0.02) {
+      const h = bh * Math.max(d / most, 0.34);
+      path.rect(GUTTER + i, y + bh - h, 1, h);
+    }
+  }
 }
 
 /** Each pixel column of binned time takes the colour of the kind with the most time in it. */
@@ -175,31 +253,45 @@ function flushBins(bins: Float32Array, paths: Path2D[], y: number, bh: number): 
   }
 }
 
-function drawRowLabels(ctx: CanvasRenderingContext2D, st: Store, w: number, rh: number): void {
-  ctx.font = '11px sans-serif';
+function drawRowLabels(ctx: CanvasRenderingContext2D, st: Store, shown: IDisplayRow[], w: number, rh: number): void {
   ctx.textBaseline = 'middle';
-  let prevLane = -1;
-  st.rowKeys.forEach(([lane, slot], r) => {
-    const y = r * rh;
-    if (lane !== prevLane) {
+  const labels: string[] = []; // what each row says, for tests and assistive reading
+  shown.forEach((row, d) => {
+    const y = d * rh;
+    if (row.r < 0) {
+      // a lane starts: its name on its queue row, a rule above it
       ctx.fillStyle = '#dddddd';
       ctx.fillRect(0, y, w, 1);
       ctx.fillStyle = '#333';
-      ctx.fillText(st.lanes[lane] ?? `lane ${lane}`, 4, y + Math.max(rh, 12) / 2);
-      prevLane = lane;
-    } else if (rh >= 12) {
+      ctx.font = `bold ${Math.min(11, rh + 1)}px sans-serif`;
+      ctx.fillText(st.lanes[row.lane] ?? `lane ${row.lane}`, 4, y + rh / 2, GUTTER - 44);
       ctx.fillStyle = '#888';
-      ctx.fillText(slot < 0 ? 'not started' : `#${slot}`, 40, y + rh / 2);
+      ctx.font = `${Math.min(10, rh)}px sans-serif`;
+      ctx.textAlign = 'right';
+      ctx.fillText('queued', GUTTER - 4, y + rh / 2);
+      ctx.textAlign = 'left';
+      labels.push(`${st.lanes[row.lane] ?? row.lane} queued`);
+      return;
     }
-    if (r % 2) {
+    const slot = st.rowKeys[row.r][1];
+    ctx.fillStyle = '#666';
+    ctx.font = `${Math.min(11, rh + 1)}px sans-serif`;
+    ctx.textAlign = 'right';
+    const label = slot < 0 ? 'never ran' : `#${slot}`;
+    ctx.fillText(label, GUTTER - 4, y + rh / 2);
+    labels.push(`${st.lanes[row.lane] ?? row.lane} ${label}`);
+    ctx.textAlign = 'left';
+    if (d % 2) {
       ctx.fillStyle = 'rgba(0,0,0,0.025)';
       ctx.fillRect(GUTTER, y, w - GUTTER, rh);
     }
   });
-  if (!st.rowKeys.length) {
+  if (!shown.length) {
     ctx.fillStyle = '#888';
+    ctx.font = '11px sans-serif';
     ctx.fillText('waiting for tasks…', GUTTER + 8, 20);
   }
+  ctx.canvas.dataset.rows = JSON.stringify(labels);
 }
 
 /** Running tasks: the body so far in the running colour, up to the live edge. */
@@ -209,18 +301,20 @@ function drawRunning(
   X: (t: number) => number,
   w: number,
   rh: number,
-  pad: number
+  pad: number,
+  shown: IDisplayRow[]
 ): void {
   ctx.fillStyle = RUNNING.colour;
   for (const t of st.running) {
     const r = st.rowOf.get(`${t.lane}:${t.slot}`);
-    if (t.slot < 0 || !isFinite(t.started) || r === undefined) {
+    const d = r === undefined ? -1 : shown.findIndex(row => row.r === r);
+    if (t.slot < 0 || !isFinite(t.started) || d < 0) {
       continue;
     }
     const x0 = Math.max(X(t.started), GUTTER);
     const x1 = Math.min(X(st.now), w);
     if (x1 > x0) {
-      ctx.fillRect(x0, r * rh + pad, Math.max(x1 - x0, 1), rh - 2 * pad);
+      ctx.fillRect(x0, d * rh + pad, Math.max(x1 - x0, 1), rh - 2 * pad);
     }
   }
 }
@@ -249,9 +343,16 @@ function drawAxis(ctx: CanvasRenderingContext2D, win: IWindow, y: number): void 
   ctx.font = '10px sans-serif';
   ctx.textBaseline = 'top';
   ctx.textAlign = 'left';
+  const drawn: Array<[string, number, number]> = [];
   for (const t of ticks) {
     const x = X(t);
     ctx.fillRect(x, y, 1, 4);
-    ctx.fillText(formatTick(t, step), x + 2, y + 5);
+    // keep every label inside the canvas: the last one ends at the right edge, not past it
+    const label = formatTick(t, step);
+    const tw = ctx.measureText(label).width;
+    const x0 = Math.min(x + 2, win.width - tw - 2);
+    ctx.fillText(label, x0, y + 5);
+    drawn.push([label, x0, x0 + tw]);
   }
+  ctx.canvas.dataset.axis = JSON.stringify({ width: win.width, labels: drawn });
 }

@@ -52,6 +52,29 @@ export function tipAt(st: Store, r: number, t: number, slop: number): ITip | nul
   return null;
 }
 
+/** The queue row of `lane` at time `t`: how many tasks waited there for a slot. */
+export function queueTip(st: Store, lane: number, t: number): ITip {
+  let waiting = 0;
+  for (let i = 0; i < st.n; i++) {
+    const end = st.slot.a[i] >= 0 ? st.free.a[i] : st.fin.a[i];
+    if (st.lane.a[i] === lane && st.sub.a[i] <= t && t < end) {
+      waiting++;
+    }
+  }
+  for (const rt of st.running) {
+    if (rt.lane === lane && rt.submitted <= t && !(rt.started <= t)) {
+      waiting++;
+    }
+  }
+  return {
+    title: [st.lanes[lane] ?? '?', 'queue'],
+    lines: [
+      [`${waiting} task${waiting === 1 ? '' : 's'} waiting for a slot at ${formatDuration(t)}`],
+      ['queued = every slot of the lane was taken (time a slot was free counts as dispatch)']
+    ]
+  };
+}
+
 export function taskTip(st: Store, i: number): ITip {
   const f = formatDuration;
   const outcome = (OUTCOME_CODES[st.outcome.a[i]] ?? 'error') as Outcome;

@@ -12,8 +12,8 @@ import { coresHeight, drawCores } from './cores';
 import { div, sizeCanvas } from './dom';
 import { Panel } from './panel';
 import { Store } from './store';
-import { renderTip, tipAt } from './tooltip';
-import { GUTTER, IWindow, drawTimeline, rowHeight, timelineHeight } from './timeline';
+import { queueTip, renderTip, tipAt } from './tooltip';
+import { GUTTER, IWindow, displayRows, drawTimeline, rowHeight, timelineHeight } from './timeline';
 
 const WATCHED = ['figures', 'lanes', 'status', 'notes', 'limit_history'];
 
@@ -178,10 +178,14 @@ export class DashboardView {
 
   private _hover(e: MouseEvent): void {
     const st = this._st;
-    const rh = rowHeight(st?.rowKeys.length ?? 0);
+    const shown = st ? displayRows(st) : [];
+    const rh = rowHeight(shown.length);
     const w = this._win;
     const k = (w.width - GUTTER) / Math.max(w.t1 - w.t0, 1e-9);
-    const tip = st && e.offsetX > GUTTER ? tipAt(st, Math.floor(e.offsetY / rh), w.t0 + (e.offsetX - GUTTER) / k, 3 / k) : null;
+    const row = shown[Math.floor(e.offsetY / rh)];
+    const t = w.t0 + (e.offsetX - GUTTER) / k;
+    const tip =
+      !st || !row || e.offsetX <= GUTTER ? null : row.r < 0 ? queueTip(st, row.lane, t) : tipAt(st, row.r, t, 3 / k);
     if (!tip) {
       this._tip.style.display = 'none';
       return;
@@ -209,7 +213,7 @@ export class DashboardView {
     if (this._follow) {
       [this._win.t0, this._win.t1] = this._extent(st);
     }
-    const [ctx, w] = sizeCanvas(this._canvas, timelineHeight(st.rowKeys.length));
+    const [ctx, w] = sizeCanvas(this._canvas, timelineHeight(displayRows(st).length));
     this._win.width = w;
     ctx.clearRect(0, 0, w, this._canvas.height);
     drawTimeline(ctx, st, this._win);

@@ -129,12 +129,20 @@ def to_chrome_trace(trace: Trace, path: str | os.PathLike[str] | None = None) ->
                 "lanes": trace.lanes,
                 "events": trace.events,
                 "dropped": trace.dropped,
+                # the viewer's header shows the same headline figures as the dashboard
+                "summary": _summary(trace),
             }
         },
     }
     if path is not None:
         _write(doc, Path(path))
     return doc
+
+
+def _summary(trace: Trace) -> dict[str, Any]:
+    from ...analysis.summary import json_safe, summarize
+
+    return json_safe(summarize(trace))  # type: ignore[no-any-return]
 
 
 def _lane_tasks(

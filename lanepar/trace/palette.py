@@ -10,7 +10,7 @@ import json
 import pathlib
 from typing import Any
 
-from ..trace.model import OUTCOMES, SEGMENT_KINDS
+from .model import OUTCOMES, SEGMENT_KINDS
 
 
 def _load() -> dict[str, Any]:

@@ -1,0 +1,106 @@
+"""Queued means waiting for capacity; dispatch is the executor's own delay; peak is what ran.
+
+The situation of notebook 01: sync tools on a thread lane finish in their threads while the
+event loop is busy, so the loop learns late that their slots are free. The tasks waiting behind
+them then waited for the executor, not for the lane's limit; charging that to ``queued`` told
+users to raise a limit that was not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import anyio
+
+import lanepar as lp
+from lanepar.trace.model import TaskRecord
+
+MS = 1_000_000
+LIMIT = 4
+BODY_KINDS = {"cpu", "wait", "gil", "runq"}
+
+
+def _occupied_min(recs: list[TaskRecord], me: TaskRecord) -> int:
+    """The fewest slots of ``me``'s lane held by other tasks (slot free → finished) at any
+    moment while ``me`` was queued, probing between consecutive record boundaries."""
+    others = [r for r in recs if r is not me and r.lane == me.lane and r.slot >= 0]
+    lo, hi = me.submitted_ns, me.slot_free_ns
+    cuts = sorted({lo, hi, *(t for r in others for t in (r.slot_free_ns, r.finished_ns)
+                             if lo < t < hi)})  # fmt: skip
+    held = [
+        sum(1 for r in others if r.slot_free_ns <= (a + b) / 2 < r.finished_ns)
+        for a, b in zip(cuts, cuts[1:])
+        if b > a
+    ]
+    return min(held, default=LIMIT)
+
+
+def _loop_blocked_batch() -> lp.BatchResult:
+    started = 0
+    lock = threading.Lock()
+
+    def io_tool(i: int) -> int:
+        nonlocal started
+        with lock:
+            started += 1
+        time.sleep(0.02)
+        return i
+
+    async def blocks_the_loop() -> None:
+        # wait until the first wave runs in its threads, then hold the loop far longer than
+        # those bodies take: they finish while nobody on the loop can notice
+        while started < LIMIT:
+            await anyio.sleep(0.001)
+        time.sleep(0.3)
+
+    lanes = {
+        "q": lp.LaneConfig(max_concurrency=LIMIT, kind="thread"),
+        "loop": lp.LaneConfig(max_concurrency=1, kind="async"),
+    }
+    calls = [lp.ToolCall(io_tool, i, lane="q") for i in range(2 * LIMIT)]
+    calls.append(lp.ToolCall(blocks_the_loop, lane="loop"))
+    with lp.LaneExecutor(lanes) as ex:
+        b = ex.run_batch(calls)
+    assert b.ok, b.errors
+    return b
+
+
+def test_waiting_behind_a_late_loop_is_dispatch_not_queued() -> None:
+    b = _loop_blocked_batch()
+    assert b.trace is not None
+    recs = [r for r in b.trace.tasks if r.lane == "q"]
+    first, second = recs[:LIMIT], recs[LIMIT:]
+    blocker = next(r for r in b.trace.tasks if r.lane == "loop")
+    assert max(r.finished_ns for r in first) < blocker.finished_ns - 200 * MS  # the situation
+    for r in recs:
+        # queued only while every slot of the lane was held by another task
+        assert _occupied_min(recs, r) == LIMIT, (r, _occupied_min(recs, r))
+    for r in second:
+        # the slot freed when a first-wave body ended; the rest was the loop's delay
+        assert r.slot_free_ns <= max(x.finished_ns for x in first)
+        assert r.dispatch_ns > 150 * MS > r.queued_ns
+
+
+def test_peak_is_what_the_timeline_draws() -> None:
+    """The per-lane peak equals the most slot rows holding a body segment at one instant,
+    counted from the segments the timeline paints."""
+    b = _loop_blocked_batch()
+    assert b.trace is not None
+    s = lp.summarize(b.trace)
+    for lane, info in s["per_lane"].items():
+        edges = sorted(
+            (t, d)
+            for r in b.trace.tasks
+            if r.lane == lane
+            for k, a, e in r.segments
+            if k in BODY_KINDS and e > a
+            for t, d in ((a, 1), (e, -1))
+        )
+        # merge each task's adjacent body segments: count tasks, not segments
+        drawn = cur = 0
+        for _t, d in edges:
+            cur += d
+            drawn = max(drawn, cur)
+        assert info["peak_active"] == drawn, (lane, info["peak_active"], drawn)
+    assert s["per_lane"]["q"]["peak_active"] == LIMIT
