@@ -397,14 +397,17 @@ def test_auto_mode_starts_from_the_seed_rule() -> None:
         two = ex.run_batch([lp.ToolCall(noop), lp.ToolCall(noop)], mode="auto")
     with lp.LaneExecutor() as ex:
         five = ex.run_batch([lp.ToolCall(noop) for _ in range(5)], mode="auto")
-        # once profiled, instant tools run sequentially: parallelism cannot repay dispatch
+        # once profiled, the decision comes from the measured profile, not the seed rule (which
+        # way it goes depends on this machine's measured costs: test_auto_policy.py pins the
+        # rule on known profiles)
         again = ex.run_batch([lp.ToolCall(noop) for _ in range(5)], mode="auto")
     assert two.mode == "sequential" and two.decision is not None
     assert "fewer than 3" in two.decision.reason
     assert five.mode == "parallel" and "seed rule" in (
         five.decision.reason if five.decision else ""
     )
-    assert again.mode == "sequential"
+    assert again.decision is not None and again.mode == again.decision.mode
+    assert "seed rule" not in again.decision.reason and "predicted" in again.decision.reason
     assert five.trace is not None
     assert [e["mode"] for e in five.trace.events if e["type"] == "decision"] == ["parallel"]
 
