@@ -11,6 +11,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import heapq
+import signal
 import threading
 from collections import defaultdict
 from typing import Any
@@ -648,6 +649,8 @@ def test_keyboard_interrupt_returns_what_finished_and_cancels_the_rest() -> None
         assert main_thread_waits_in("wait_interruptibly")
         _thread.interrupt_main()
 
+    # interrupt_main() does nothing unless Python's own handler is installed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with lp.LaneExecutor() as ex:
         t = threading.Thread(target=interrupt_when_quick_ones_are_done)
         t.start()
