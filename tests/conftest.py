@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -112,11 +113,13 @@ def _current_executor() -> lp.LaneExecutor | None:
 
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that leaves behind lanepar threads, child processes, open descriptors, or a
-    ``lanepar.current()`` executor. Leaked children are killed so the next test starts clean."""
+    """Fail a test that leaves behind lanepar threads, child processes, open descriptors, a
+    ``lanepar.current()`` executor, or another SIGINT handler. Leaked children are killed and
+    the handler restored so the next test starts clean."""
     threads = _lanepar_threads()
     children = _children()
     fds = _fds()
+    sigint = signal.getsignal(signal.SIGINT)
     assert _current_executor() is None, "a previous test left lanepar.current() set"
     yield
     # grep keeps a few idle regex workers for the process (a cache, not a leak): stopped here so
@@ -125,6 +128,11 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 
     grepper.close_workers()
     problems: list[str] = []
+    if (handler := signal.getsignal(signal.SIGINT)) is not sigint:
+        # Ctrl-C handling is process-wide: a test that leaves another handler silences every
+        # later test's interrupt (interrupt_main() does nothing under SIG_IGN).
+        signal.signal(signal.SIGINT, sigint)
+        problems.append(f"the SIGINT handler was left as {handler!r}")
     if (ex := _current_executor()) is not None:
         problems.append(f"lanepar.current() is still {ex!r} after the test")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import heapq
+import signal
 import threading
 from collections import defaultdict
 from typing import Any
@@ -397,14 +398,17 @@ def test_auto_mode_starts_from_the_seed_rule() -> None:
         two = ex.run_batch([lp.ToolCall(noop), lp.ToolCall(noop)], mode="auto")
     with lp.LaneExecutor() as ex:
         five = ex.run_batch([lp.ToolCall(noop) for _ in range(5)], mode="auto")
-        # once profiled, instant tools run sequentially: parallelism cannot repay dispatch
+        # once profiled, the decision comes from the measured profile, not the seed rule (which
+        # way it goes depends on this machine's measured costs: test_auto_policy.py pins the
+        # rule on known profiles)
         again = ex.run_batch([lp.ToolCall(noop) for _ in range(5)], mode="auto")
     assert two.mode == "sequential" and two.decision is not None
     assert "fewer than 3" in two.decision.reason
     assert five.mode == "parallel" and "seed rule" in (
         five.decision.reason if five.decision else ""
     )
-    assert again.mode == "sequential"
+    assert again.decision is not None and again.mode == again.decision.mode
+    assert "seed rule" not in again.decision.reason and "predicted" in again.decision.reason
     assert five.trace is not None
     assert [e["mode"] for e in five.trace.events if e["type"] == "decision"] == ["parallel"]
 
@@ -645,6 +649,8 @@ def test_keyboard_interrupt_returns_what_finished_and_cancels_the_rest() -> None
         assert main_thread_waits_in("wait_interruptibly")
         _thread.interrupt_main()
 
+    # interrupt_main() does nothing unless Python's own handler is installed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with lp.LaneExecutor() as ex:
         t = threading.Thread(target=interrupt_when_quick_ones_are_done)
         t.start()
