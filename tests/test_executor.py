@@ -221,6 +221,37 @@ def test_fail_fast_cancels_siblings_at_the_first_failure() -> None:
     assert plain.outcomes == ["error", "ok", "ok"] and plain.results[1:] == ["never"] * 2
 
 
+def test_fail_fast_counts_a_timeout_and_drains_a_sequence() -> None:
+    async def nap(s: float) -> float:
+        await anyio.sleep(s)
+        return s
+
+    async def boom() -> None:
+        raise ValueError("first failure")
+
+    async def main() -> tuple[lp.BatchResult, lp.BatchResult, float]:
+        async with lp.LaneExecutor(lanes={"q": lp.LaneConfig(max_concurrency=4)}) as ex:
+            t0 = vnow()
+            timed = await ex.arun_batch(
+                [lp.ToolCall(nap, 10, lane="q").options(timeout_s=0.5)]
+                + [lp.ToolCall(nap, 60, lane="q") for _ in range(3)],
+                fail_fast=True,
+            )
+            elapsed = vnow() - t0
+            seq = await ex.arun_batch(
+                [lp.ToolCall(nap, 1, lane="q"), lp.ToolCall(boom, lane="q")]
+                + [lp.ToolCall(nap, 1, lane="q") for _ in range(3)],
+                mode="sequential", fail_fast=True,
+            )  # fmt: skip
+            return timed, seq, elapsed
+
+    timed, seq, elapsed = run_virtual(main)
+    assert elapsed == pytest.approx(0.5)
+    assert timed.outcomes == ["timeout"] + ["cancelled"] * 3
+    assert seq.outcomes == ["ok", "error"] + ["cancelled"] * 3
+    assert all(str(seq.errors[i]) == "nap was cancelled" for i in (2, 3, 4))
+
+
 def test_timeouts_per_lane_and_per_call() -> None:
     async def nap(s: float) -> float:
         await anyio.sleep(s)
@@ -552,9 +583,10 @@ async def test_cancelling_the_caller_cancels_the_batch(anyio_backend: str) -> No
                 tg.start_soon(ex.arun_batch, [lp.ToolCall(long, lane="q") for _ in range(10)])
                 await all_started.wait()
                 scope.cancel()
-        await anyio.wait_all_tasks_blocked()
         lane = ex.lanes["q"]
+        # the cancellation reached the caller only once every task of it had stopped
         assert lane.pending == 0 and lane.active == 0
+        await anyio.wait_all_tasks_blocked()
         tasks = ex.snapshot().tasks
     assert started == 3
     assert sorted(t.outcome for t in tasks) == ["cancelled"] * 10
