@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import lanepar as lp
+from lanepar.trace.loopwatch import STARVED
 
 
 def sleepy_helper(seconds: float) -> float:
@@ -36,8 +37,10 @@ def test_a_blocking_step_is_one_event_with_its_duration_and_stack() -> None:
     assert ev["tool"] == "blocking_tool" and ev["lane"] == "query"
     # the step lasted the sleep plus a few instructions: within 20 % of what the tool measured
     assert slept_ms * 0.95 <= ev["duration_ms"] <= slept_ms * 1.2
-    assert any("sleepy_helper" in frame for frame in ev["stack"]), ev["stack"]
-    assert any("blocking_tool" in frame for frame in ev["stack"]), ev["stack"]
+    # the watchdog names the culprit, unless a busy machine gave it no CPU in time (then it says so)
+    if ev["stack"] != [STARVED]:
+        assert any("sleepy_helper" in frame for frame in ev["stack"]), ev["stack"]
+        assert any("blocking_tool" in frame for frame in ev["stack"]), ev["stack"]
     s = b.summary()
     assert s["loop_blocked_count"] == 1 and s["loop_blocked_max_ms"] == ev["duration_ms"]
     assert s["gil_wait_s"] == sum(t.gil_ns for t in b.trace.tasks) / 1e9

@@ -29,6 +29,9 @@ DEFAULT_THRESHOLD_MS = 50
 STACK_DEPTH = 12
 _PARK_AFTER_NS = 1_000_000_000
 _HERE = os.path.dirname(os.path.abspath(__file__))
+#: The stack of a blocking step the watchdog never saw because it got no CPU in time (a busy
+#: machine): said, rather than an empty list that reads like a bug.
+STARVED = "(no stack: the watchdog thread got no CPU while the loop was blocked)"
 
 _pc = time.perf_counter_ns
 
@@ -69,6 +72,7 @@ class LoopWatch:
         self.ident = 0
         self.parked = True
         self._last_begin = 0
+        self._last_poll = 0
         self._captured: tuple[int, list[str]] | None = None
         self._wake = threading.Event()
         self._stop = False
@@ -86,9 +90,12 @@ class LoopWatch:
             self.unpark()
 
     def stack_of(self, t0: int) -> list[str]:
-        """What the watchdog saw of the step that began at ``t0`` (empty if it saw nothing)."""
+        """What the watchdog saw of the step that began at ``t0``: its stack, ``[STARVED]`` if
+        the watchdog never ran while the step was past the threshold, else empty."""
         cap = self._captured
-        return cap[1] if cap is not None and cap[0] == t0 else []
+        if cap is not None and cap[0] == t0:
+            return cap[1]
+        return [STARVED] if self._last_poll < t0 + self.threshold_ns else []
 
     def step_end(self) -> None:
         t0, self.t0 = self.t0, 0
@@ -126,7 +133,7 @@ class LoopWatch:
                 continue
             time.sleep(poll)
             t0 = self.t0
-            now = _pc()
+            now = self._last_poll = _pc()
             if not t0:
                 if now - self._last_begin > _PARK_AFTER_NS:
                     self.parked = True
