@@ -132,3 +132,14 @@ def test_no_module_over_400_lines() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
     }
     assert not long, long
+
+
+def test_no_typescript_file_over_400_lines() -> None:
+    src = PKG.parent / "extension"
+    long = {
+        str(p.relative_to(src)): n
+        for folder in ("src", "test")
+        for p in (src / folder).rglob("*.ts")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
+    }
+    assert not long, long

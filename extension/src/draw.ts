@@ -1,10 +1,7 @@
 /**
- * Canvas painting of the timeline and of the per-core strip.
- *
- * A canvas rather than SVG/DOM because a batch can hold tens of thousands of
- * segments and every wheel tick repaints them all; painting skips whatever is
- * off-screen and collapses sub-pixel segments of one colour into a single pixel
- * column, so the cost follows the pixels, not the task count.
+ * Canvas painting of the timeline and the per-core strip: a canvas, not SVG/DOM, because a batch
+ * can hold tens of thousands of segments and every wheel tick repaints them all; painting skips
+ * what is off-screen and collapses sub-pixel runs of one colour, so cost follows the pixels.
  */
 
 import { formatTick, niceTicks } from './format';
@@ -183,10 +180,7 @@ function drawQueue(ctx: CanvasRenderingContext2D, vp: IViewport, g: ILaneGroup, 
   return most;
 }
 
-/**
- * A hairline at each task's start so back-to-back tasks on one slot read as separate
- * bars; only where there is room, to keep dense regions a solid colour.
- */
+/** A hairline at each task's start (where there is room) so back-to-back tasks read apart. */
 function drawSeparators(ctx: CanvasRenderingContext2D, vp: IViewport, tasks: ITask[], y: number, bg: string): void {
   ctx.fillStyle = bg;
   let prevX = -Infinity;
