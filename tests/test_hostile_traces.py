@@ -406,3 +406,15 @@ def test_distinct_names_are_capped_for_the_dashboard_wire_format(
     for d in (doc, chrome):
         with pytest.raises(TraceFormatError, match="4 distinct tool names, over the 3 limit"):
             parse_trace(d)
+
+
+def test_a_huge_slot_number_draws_one_row_not_two_billion() -> None:
+    # found by the fuzz test: the SVG fallback drew a row for every slot up to the highest
+    from lanepar.export.svg import trace_svg
+    from lanepar.trace.model import TaskRecord, Trace
+
+    t = TaskRecord(id=1, lane="q", name="x", args_summary="", outcome="ok", submitted_ns=0,
+                   slot_free_ns=0, started_ns=1, finished_ns=2, cpu_ns=1, wait_ns=0,
+                   slot=2**31 - 1)  # fmt: skip
+    svg = trace_svg(Trace([t]))
+    assert svg.count("#2147483647") == 1 and "#0<" not in svg

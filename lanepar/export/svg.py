@@ -72,14 +72,22 @@ def lanes_of(trace: Trace, peaks: Mapping[str, int] | None = None) -> list[Lane]
     for name in order:
         info = trace.lanes.get(name, {})
         rows = by_lane[name]
-        # every slot up to the highest used gets a row, so "#3" is never missing between rows
+        # every slot up to the highest used gets a row, so "#3" is never missing between rows;
+        # but a slot number from a (hostile) file may be huge: past MAX_ROWS, only used slots
         top = max(rows)
-        full = [rows.get(i) or Row(f"#{i}") for i in range(top + 1)] if top >= 0 else []
+        if top >= MAX_ROWS:
+            full = [rows[i] for i in sorted(rows) if i >= 0]
+        else:
+            full = [rows.get(i) or Row(f"#{i}") for i in range(top + 1)] if top >= 0 else []
         if -1 in rows:
             full.append(rows[-1])
         out.append(Lane(name, lane_caption(name, info, (peaks or {}).get(name)), full,
                         waits.get(name, [])))  # fmt: skip
     return out
+
+
+#: Above this slot number a lane draws only the slots that ran something.
+MAX_ROWS = 4096
 
 
 def lane_caption(name: str, info: Mapping[str, Any], peak: int | None) -> str:
