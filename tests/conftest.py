@@ -104,6 +104,12 @@ def _fd_leaks(before: dict[int, str]) -> list[str]:
     return new()
 
 
+# A shell without job control starts background commands (`pytest &`, nohup) with SIGINT
+# ignored, and then no Ctrl-C reaches Python at all (interrupt_main() does nothing): the tests
+# of interrupt handling need Python's own handler, so the session starts from it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 #: The handler the session started with: every test must leave this one in place.
 SIGINT_AT_START = signal.getsignal(signal.SIGINT)
 
