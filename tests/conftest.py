@@ -104,6 +104,16 @@ def _fd_leaks(before: dict[int, str]) -> list[str]:
     return new()
 
 
+# A shell without job control starts background commands (`pytest &`, nohup) with SIGINT
+# ignored, and then no Ctrl-C reaches Python at all (interrupt_main() does nothing): the tests
+# of interrupt handling need Python's own handler, so the session starts from it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+#: The handler the session started with: every test must leave this one in place.
+SIGINT_AT_START = signal.getsignal(signal.SIGINT)
+
+
 def _current_executor() -> lp.LaneExecutor | None:
     try:
         return lp.current()
@@ -119,7 +129,11 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     threads = _lanepar_threads()
     children = _children()
     fds = _fds()
-    sigint = signal.getsignal(signal.SIGINT)
+    problems: list[str] = []
+    if (handler := signal.getsignal(signal.SIGINT)) is not SIGINT_AT_START:
+        # set while this test's fixtures were made (a module-scoped one, as nothing else ran)
+        signal.signal(signal.SIGINT, SIGINT_AT_START)
+        problems.append(f"a fixture of this test left the SIGINT handler as {handler!r}")
     assert _current_executor() is None, "a previous test left lanepar.current() set"
     yield
     # grep keeps a few idle regex workers for the process (a cache, not a leak): stopped here so
@@ -127,11 +141,10 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     from lanepar.tools import grepper
 
     grepper.close_workers()
-    problems: list[str] = []
-    if (handler := signal.getsignal(signal.SIGINT)) is not sigint:
+    if (handler := signal.getsignal(signal.SIGINT)) is not SIGINT_AT_START:
         # Ctrl-C handling is process-wide: a test that leaves another handler silences every
-        # later test's interrupt (interrupt_main() does nothing under SIG_IGN).
-        signal.signal(signal.SIGINT, sigint)
+        # later test's interrupt (interrupt_main() does nothing unless Python's is installed).
+        signal.signal(signal.SIGINT, SIGINT_AT_START)
         problems.append(f"the SIGINT handler was left as {handler!r}")
     if (ex := _current_executor()) is not None:
         problems.append(f"lanepar.current() is still {ex!r} after the test")
