@@ -56,10 +56,16 @@ def nap(seconds: float) -> None:
 
 
 def ask(port: int) -> float:
-    """One request to the delayed echo server; returns the server's own hold time (s)."""
+    """One request to the delayed echo server; returns how long this thread really sat in
+    ``recv`` waiting for the answer (s): from just before the call (taken while it still holds
+    the GIL) to the server's send, on the one monotonic clock both processes read. The server's
+    own hold time would not do: after ``sendall`` this thread may wait for the GIL before it even
+    reaches ``recv``, and that wait is the GIL's, not the socket's."""
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"x")
-        return float(s.recv(64).decode())
+        t_recv = time.perf_counter()
+        sent_at = float(s.recv(64).decode())
+        return sent_at - t_recv
 
 
 _SERVER = r"""
@@ -68,8 +74,8 @@ srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
 print(srv.getsockname()[1], flush=True)
 while True:
     c, _ = srv.accept()
-    c.recv(1); t = time.perf_counter(); time.sleep(float(sys.argv[1]))
-    c.sendall(repr(time.perf_counter() - t).encode()); c.close()
+    c.recv(1); time.sleep(float(sys.argv[1]))
+    c.sendall(repr(time.perf_counter()).encode()); c.close()
 """
 
 
@@ -140,7 +146,7 @@ def test_sleep_and_socket_waits_stay_wait_beside_gil_hungry_tools(delayed_server
     (watch,) = watches
     assert watch.stats is not None
     tolerance = max(20 * MS, watch.stats["max_gap_ns"])
-    held = b.results[3] * 1e9  # the server's own clock: how long it really kept us waiting
+    held = b.results[3] * 1e9  # how long the asker really sat in recv (see ``ask``)
     for rec, truth in ((sleeper, 200 * MS), (asker, held)):
         _totals_exact(rec)
         assert rec.wait_ns == pytest.approx(truth, abs=tolerance), (rec, watch.stats)

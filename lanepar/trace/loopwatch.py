@@ -29,8 +29,9 @@ DEFAULT_THRESHOLD_MS = 50
 STACK_DEPTH = 12
 _PARK_AFTER_NS = 1_000_000_000
 _HERE = os.path.dirname(os.path.abspath(__file__))
-#: The stack of a blocking step the watchdog never saw because it got no CPU in time (a busy
-#: machine): said, rather than an empty list that reads like a bug.
+#: The stack of a blocking step the watchdog never caught while it ran — on a busy machine the
+#: watchdog thread may get no CPU until the step is over: said, rather than an empty list that
+#: reads like a bug.
 STARVED = "(no stack: the watchdog thread got no CPU while the loop was blocked)"
 
 _pc = time.perf_counter_ns
@@ -90,12 +91,13 @@ class LoopWatch:
             self.unpark()
 
     def stack_of(self, t0: int) -> list[str]:
-        """What the watchdog saw of the step that began at ``t0``: its stack, ``[STARVED]`` if
-        the watchdog never ran while the step was past the threshold, else empty."""
+        """What the watchdog saw of the step that began at ``t0``: its stack, or ``[STARVED]``
+        if it never caught the step running past the threshold (it was descheduled, or woke
+        only as the step ended)."""
         cap = self._captured
         if cap is not None and cap[0] == t0:
             return cap[1]
-        return [STARVED] if self._last_poll < t0 + self.threshold_ns else []
+        return [STARVED]
 
     def step_end(self) -> None:
         t0, self.t0 = self.t0, 0
@@ -132,8 +134,10 @@ class LoopWatch:
                 self._wake.clear()
                 continue
             time.sleep(poll)
-            t0 = self.t0
+            # the clock before the step: a thread preempted between the two reads must not pair
+            # a late clock with a step that had not begun
             now = self._last_poll = _pc()
+            t0 = self.t0
             if not t0:
                 if now - self._last_begin > _PARK_AFTER_NS:
                     self.parked = True
