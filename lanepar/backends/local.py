@@ -17,7 +17,7 @@ from typing import Any
 
 from ..trace import threadstate
 from ..trace.probe import TaskProbe, loop_contention, run_sync_probed, stepped
-from ._threads import DaemonPool
+from ._threads import BodyAbandoned, DaemonPool
 from .base import BackendContext, await_future, tool_exit
 
 log = logging.getLogger("lanepar")
@@ -83,15 +83,18 @@ class LocalBackend:
         return value
 
     async def drain(self, slot: int) -> int:
-        """After the job of ``slot`` was cancelled or timed out: wait until its thread really
+        """After the job of ``slot`` was cancelled or timed out: ask its body to stop
+        (:class:`BodyAbandoned` at its next Python instruction), wait until its thread really
         returns (the slot stays taken meanwhile) and say how long that took, in ns."""
         fut = self._running.pop(slot, None)
         if fut is None or fut.done():
             return 0
         t0 = time.perf_counter_ns()
+        if self._pool is not None:
+            self._pool.interrupt(fut)
         try:
             await await_future(fut)
-        except Exception:  # the body's late error: its task was already settled as timed out
+        except (Exception, BodyAbandoned):  # its task was already settled as timed out
             pass
         return time.perf_counter_ns() - t0
 
