@@ -17,6 +17,7 @@ import types
 from collections.abc import Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._cumruns import CumulativeRuns
 from .segments import CPU as CPU
 from .segments import DEFAULT_MAX_SEGMENTS as DEFAULT_MAX_SEGMENTS
 from .segments import DEFAULT_RESOLUTION_NS as DEFAULT_RESOLUTION_NS
@@ -52,29 +53,28 @@ class _LoopClock(threading.local):
     blocks: LoopWatch | None = None
     states: ThreadWatch | None = None
     slot = -1
+    #: the watched loop thread's GIL / run-queue time as a running sum (windows in O(log n))
+    contention: CumulativeRuns | None = None
 
 
-def watch_loop(
-    blocks: LoopWatch | None, states: ThreadWatch | None = None, slot: int = -1
-) -> None:
+def watch_loop(blocks: LoopWatch | None, states: ThreadWatch | None = None, slot: int = -1) -> None:
     """Observe the steps driven on the calling (loop) thread: ``blocks`` catches steps that hold
     the loop, ``states`` (with the thread's held ``slot``) splits slow steps. ``None`` stops."""
     _clock.blocks, _clock.states, _clock.slot = blocks, states, slot
+    _clock.contention = (
+        CumulativeRuns(states.samples, slot, states.current_period_ns)
+        if states is not None and slot >= 0
+        else None
+    )
 
 
 def loop_contention(t0: int, t1: int) -> tuple[int, int]:
     """(gil, runq) ns the calling (loop) thread spent waiting for the GIL or a core in
     ``[t0, t1]``, as the thread watch sampled it; (0, 0) when the loop is not watched."""
-    states, slot = _clock.states, _clock.slot
-    if states is None or slot < 0 or t1 - t0 < LONG_STEP_OFF_NS // 10:
+    runs = _clock.contention
+    if runs is None or t1 - t0 < LONG_STEP_OFF_NS // 10:
         return 0, 0
-    gil = runq = 0
-    for kind, s, e in states.split_sampled(slot, t0, t1, 0).runs:
-        if kind == GIL:
-            gil += e - s
-        elif kind == RUNQ:
-            runq += e - s
-    return gil, runq
+    return runs.between(t0, t1)
 
 
 FRESH_NS = 50_000
