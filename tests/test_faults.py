@@ -64,6 +64,7 @@ def test_a_tool_that_exits_fails_its_task_only(body: Any, lane: str) -> None:
         assert b.results[1:] == [0, 1, 2]
         err = b.errors[0]
         assert isinstance(err, lp.ToolExitError)
+        assert f"tool {body.__name__!r} raised" in str(err)
         assert isinstance(err.__cause__, (SystemExit, KeyboardInterrupt)) or lane == "p"
         again = ex.run_batch([lp.ToolCall(ok, 9, lane=lane)])  # still usable
         assert again.results == [9]

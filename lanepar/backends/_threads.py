@@ -33,7 +33,13 @@ class BodyAbandoned(BaseException):
 
 
 class DaemonPool:
-    """``submit(fn, *args) -> Future``; idle threads park on a shared queue."""
+    """``submit(fn, *args) -> Future``; idle threads park on a shared queue.
+
+    An interrupt reaches only a tool's own code: the backend wraps the tool's function in
+    :meth:`body`, and :meth:`interrupt` raises in a thread only while it is inside one. lanepar's
+    bookkeeping around the body (the probe, the thread watch) never has an exception appear in
+    the middle of it; at most one passes through its ``finally`` blocks, as any tool error does.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -43,9 +49,10 @@ class DaemonPool:
         self._lock = threading.Lock()
         self._closed = False
         self._n = 0
-        #: thread ident -> the future whose body it runs now; only under ``_lock``
-        self._busy: dict[int, concurrent.futures.Future[Any]] = {}
-        self._interrupted: set[int] = set()  # idents sent an interrupt for their current body
+        # all three only under ``_lock``, keyed by thread ident
+        self._job: dict[int, concurrent.futures.Future[Any]] = {}  # the future it works for
+        self._inside: set[int] = set()  # inside a tool's code (``body``)
+        self._asked: set[int] = set()  # told to stop (once per job)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -60,26 +67,39 @@ class DaemonPool:
                 t.start()
         return fut
 
-    def interrupt(self, fut: concurrent.futures.Future[Any]) -> bool:
-        """Raise :class:`BodyAbandoned` in the thread running ``fut``'s body, at most once per
-        body; ``False`` when no thread runs it (not started, or already returned)."""
+    def body(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run a tool's own function where :meth:`interrupt` can reach it (on a pool thread)."""
+        ident = threading.get_ident()
         with self._lock:
-            for ident, running in self._busy.items():
-                if running is fut:
-                    if ident not in self._interrupted:
-                        self._interrupted.add(ident)
-                        _set_async_exc(ident, BodyAbandoned)
+            if ident in self._asked:  # given up on before it began
+                raise BodyAbandoned()
+            self._inside.add(ident)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._leave(ident)
+
+    def _leave(self, ident: int) -> None:
+        """Out of the tool's code: an interrupt sent as it returned is withdrawn (under the lock
+        that sending takes, so none can arrive after)."""
+        with self._lock:
+            if ident in self._inside:
+                self._inside.discard(ident)
+                if ident in self._asked:
+                    _set_async_exc(ident, ctypes.py_object())  # NULL: clear a pending one
+
+    def interrupt(self, fut: concurrent.futures.Future[Any]) -> bool:
+        """Tell the thread working for ``fut`` to stop: :class:`BodyAbandoned` at the tool's next
+        Python instruction, or as it enters the tool. ``False`` when no thread works for it."""
+        with self._lock:
+            for ident, job in self._job.items():
+                if job is fut:
+                    if ident not in self._asked:
+                        self._asked.add(ident)
+                        if ident in self._inside:
+                            _set_async_exc(ident, BodyAbandoned)
                     return True
         return False
-
-    def _settled(self, ident: int) -> None:
-        """The body of ``ident`` returned: no interrupt may land after this in the pool's own
-        code, so a pending one (sent as the body returned) is withdrawn under the lock."""
-        with self._lock:
-            self._busy.pop(ident, None)
-            if ident in self._interrupted:
-                self._interrupted.discard(ident)
-                _set_async_exc(ident, ctypes.py_object())  # NULL: clear a pending exception
 
     def _work(self) -> None:
         ident = threading.get_ident()
@@ -90,43 +110,27 @@ class DaemonPool:
                     return
                 fut, fn, args = item
                 if fut.set_running_or_notify_cancel():
-                    self._run_one(ident, fut, fn, args)
+                    with self._lock:
+                        self._job[ident] = fut
+                    try:
+                        fut.set_result(fn(*args))
+                    except BaseException as e:  # the body's fault is its future's, not ours
+                        fut.set_exception(e)
+                    finally:
+                        self._leave(ident)  # the tool's own ``finally`` may have been cut short
+                        with self._lock:
+                            del self._job[ident]
+                            self._asked.discard(ident)
                 del item, fut, fn, args  # a parked thread must not keep a result alive
                 self._idle.release()
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _run_one(
-        self,
-        ident: int,
-        fut: concurrent.futures.Future[Any],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-    ) -> None:
-        ok, value, error = False, None, None
-        try:
-            with self._lock:
-                self._busy[ident] = fut
-            try:
-                value, ok = fn(*args), True
-            except BaseException as e:  # the body's fault is its future's, not ours
-                error = e
-            finally:
-                self._settled(ident)
-        except BodyAbandoned as e:  # landed between the body's return and ``_settled``
-            self._settled(ident)
-            ok, error = False, e
-        # the interrupt is withdrawn: the future is set outside its reach
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(error if error is not None else BodyAbandoned())
-
     def busy(self) -> int:
-        """Threads running a body now."""
+        """Threads working for a future now."""
         with self._lock:
-            return len(self._busy)
+            return len(self._job)
 
     def close(self, timeout: float) -> list[str]:
         """Stop every thread, waiting at most ``timeout`` seconds in all; bodies still running
@@ -135,7 +139,7 @@ class DaemonPool:
         with self._lock:
             self._closed = True
             threads = list(self._threads)
-            running = list(self._busy.values())
+            running = list(self._job.values())
         for fut in running:
             self.interrupt(fut)
         for _ in threads:
