@@ -148,14 +148,19 @@ def _step(
     clock.w, clock.c = t1, c1
     cpu = c1 - c0
     states = clock.states
+    stolen = 0  # the step's wall time the loop thread spent waiting for the GIL or a core
     if states is not None and clock.slot >= 0 and t1 - t0 - cpu >= LONG_STEP_OFF_NS:
         sp = states.split_sampled(clock.slot, t0, t1, cpu)
         probe.split(t0, t1, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs)
+        stolen = sp.gil_ns + sp.runq_ns
     else:
         probe.step(t0, t1, cpu)
     if blocks is not None:
         blocks.t0 = 0
-        if t1 - t0 >= blocks.threshold_ns:
+        # the tool held the loop only for what it ran or blocked on itself: a step stretched
+        # because a busy machine took the loop thread's core (or another thread its GIL) is
+        # contention, drawn as such, not a tool to move off the loop
+        if t1 - t0 - stolen >= blocks.threshold_ns:
             probe.block(t0, t1, blocks.stack_of(t0))
 
 
