@@ -112,8 +112,20 @@ class _Batch:
         self.lanes: set[Lane] = set()
         # Sequential mode: the next job is queued only when the previous one ends.
         self.sequence: collections.deque[tuple[Lane, int, Job]] | None = None
+        self._on_done: list[Callable[[], None]] | None = None
         if n == 0:
             self.done.set()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the batch is done (now, if it is): how a sync caller waits
+        without a task on the loop. It runs inside the last job's settling, so it must only
+        schedule work, never finish the batch itself."""
+        if self.done.is_set():
+            callback()
+        elif self._on_done is None:
+            self._on_done = [callback]
+        else:
+            self._on_done.append(callback)
 
     def succeed(self, index: int, value: Any) -> None:
         self.results[index] = value
@@ -140,6 +152,9 @@ class _Batch:
             lane.push(((prio, job),))
         if self.remaining <= 0:
             self.done.set()
+            callbacks, self._on_done = self._on_done, None
+            for cb in callbacks or ():
+                cb()
 
     def drain_sequence(self) -> list[Job]:
         jobs = [j for _, _, j in self.sequence or ()]
