@@ -107,6 +107,32 @@ class TaskRecord:
         self._x = extra
         return self
 
+    @classmethod
+    def packed_from(
+        cls,
+        lane: str,
+        name: str,
+        args_summary: str,
+        outcome: str,
+        flat: list[Any],
+        extra: dict[str, Any] | None,
+    ) -> TaskRecord:
+        """The settling path's record: ``flat`` is the packed layout as values — the head (its
+        segment count left 0, filled in here), then kind and end offset of each segment."""
+        self = cls.__new__(cls)
+        self.lane = lane
+        self.name = name
+        self.outcome = outcome
+        n = (len(flat) - 11) >> 1
+        flat[10] = n
+        packer = _PACKERS.get(n)
+        if packer is None:
+            packer = _PACKERS[n] = struct.Struct(PACKED_HEAD + "Bq" * n)
+        p = packer.pack(*flat)
+        self._p = p + args_summary.encode("utf-8", "replace") if args_summary else p
+        self._x = extra
+        return self
+
     # -- packed fields -----------------------------------------------------------------------
     @property
     def packed(self) -> bytes:
