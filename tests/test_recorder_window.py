@@ -7,7 +7,7 @@ import random
 import time
 from typing import Any
 
-from lanepar.trace.model import Sample
+from lanepar.trace.model import Sample, TaskRecord
 from lanepar.trace.recorder import Recorder
 
 
@@ -60,3 +60,33 @@ def test_window_of_a_full_ring_sees_only_what_the_ring_still_holds() -> None:
     samples, events = rec.window(t0, time.perf_counter_ns())
     assert len(samples) == 10 and len(events) == 10
     assert (samples, events) == _full_scan(rec, t0, time.perf_counter_ns())
+
+
+def _task(i: int, t: int) -> TaskRecord:
+    return TaskRecord(id=i, lane="q", name="t", args_summary="", outcome="ok", submitted_ns=t,
+                      slot_free_ns=t, started_ns=t, finished_ns=t + 1, cpu_ns=1, wait_ns=0,
+                      slot=0)  # fmt: skip
+
+
+def test_a_full_task_ring_takes_older_samples_and_events_with_it() -> None:
+    """With ``max_tasks`` reached, nothing older than the oldest kept task can be shown, so it
+    is not kept either: a long-lived executor with a small ``max_tasks`` stays flat."""
+    rec = Recorder(max_tasks=3)
+    for i in range(10):
+        t = 1_000 * (i + 1)
+        rec.add(_task(i, t))
+        rec.add_sample(_sample(t + 10))
+        rec.add_event("tick", t_ns=t + 20)
+    oldest = rec.tasks[0].submitted_ns
+    assert [t.submitted_ns for t in rec.tasks] == [8_000, 9_000, 10_000]
+    assert [s.t_ns for s in rec.samples] == [8_010, 9_010, 10_010]
+    assert all(e["t_ns"] >= oldest for e in rec.events) and len(rec.events) == 3
+    assert rec.dropped == 7 + 7  # the tasks and the events that fell off
+
+
+def test_a_ring_not_yet_full_keeps_everything() -> None:
+    rec = Recorder(max_tasks=100)
+    for i in range(10):
+        rec.add(_task(i, 1_000 * (i + 1)))
+        rec.add_sample(_sample(5))  # older than every task, kept while there is room
+    assert len(rec.samples) == 10

@@ -25,6 +25,11 @@ log = logging.getLogger("lanepar")
 Subscriber = Callable[[Delta], None]
 
 
+def _t_of(item: Any) -> int:
+    t = item["t_ns"] if isinstance(item, dict) else item.t_ns
+    return t if isinstance(t, int) else 0
+
+
 class Recorder:
     """Bounded storage of task records, samples and scheduler events."""
 
@@ -78,6 +83,7 @@ class Recorder:
                 self._samples_ordered = False
             self._last_sample_ns = sample.t_ns
             self.samples.append(sample)
+            self._trim(self.samples)
         if self.live:
             self._new_samples.append(sample)
 
@@ -91,10 +97,22 @@ class Recorder:
             elif now - t > self._ev_backdate:
                 self._ev_backdate = now - t
             self.events.append(ev)
+            self._trim(self.events)
         self.events_added += 1
         if self.live:
             self._new_events.append(ev)
         return ev
+
+    def _trim(self, ring: collections.deque[Any]) -> None:
+        """Once the task ring is full, samples and events older than its oldest task fall off
+        too: no trace this recorder gives can show them, and a long-lived executor with a small
+        ``max_tasks`` must stay flat rather than fill rings sized for a million tasks."""
+        tasks = self.tasks
+        if len(tasks) < self.max_tasks or not ring:
+            return
+        oldest = tasks[0].submitted_ns
+        while ring and _t_of(ring[0]) < oldest:
+            ring.popleft()
 
     @property
     def dropped(self) -> int:
