@@ -247,7 +247,7 @@ class _Sim:
         t_idx = [0] * n
         t_start = [0.0] * n
         t_slot = [-1] * n
-        marks: list[list[tuple[str, float]]] = [[] for _ in range(n)] if timeline else []
+        marks: list[list[float]] = [[] for _ in range(n)] if timeline else []  # phase starts
         queues: list[collections.deque[int]] = [collections.deque() for _ in range(n_lanes)]
         active = [0] * n_lanes
         s_tasks, s_peak = [0] * n_lanes, [0] * n_lanes
@@ -269,11 +269,11 @@ class _Sim:
             ph = phases[ti]
             k = t_idx[ti]
             if k < len(ph):
-                is_cpu, kind, dur = ph[k]
+                is_cpu, _kind, dur = ph[k]
                 t_idx[ti] = k + 1
                 seq += 1
                 if timeline:
-                    marks[ti].append((kind, now))
+                    marks[ti].append(now)
                 if not is_cpu:  # a wait or the dispatch delay: time passes, nothing is held
                     push(waits, (now + dur, seq, ti))
                 elif tcls[ti]:
@@ -284,7 +284,7 @@ class _Sim:
             ln = lane_of[ti]
             s_slot[ln] += now - t_start[ti]
             if timeline:
-                marks[ti].append(("", now))
+                marks[ti].append(now)  # the end
                 push(free_slots[ln], t_slot[ti])
             active[ln] -= 1
             if active[ln] >= reserve[ln]:
@@ -375,10 +375,12 @@ class _Sim:
 
     def timeline(self, rp: Replayer, names: list[str]) -> list[Any]:
         out = []
+        phases, lanes, ids, arrive = rp.phases, rp.lane_of, rp.ids, rp.arrive
         for ti in self._drawn:
             m = self._marks[ti]
             if m:
-                out.append((rp.ids[ti], names[rp.lane_of[ti]], self._slots[ti], rp.arrive[ti],
-                            self._starts[ti], m[-1][1],
-                            [(k, a, b) for (k, a), (_k, b) in zip(m, m[1:])]))  # fmt: skip
+                ph = phases[ti]
+                segs = [(ph[j][1], m[j], m[j + 1]) for j in range(len(m) - 1)]
+                out.append((ids[ti], names[lanes[ti]], self._slots[ti], arrive[ti],
+                            self._starts[ti], m[-1], segs))  # fmt: skip
         return out

@@ -13,19 +13,23 @@ from collections.abc import Sequence
 
 from ..trace.model import SEGMENT_KINDS
 
+_KIND = {k: i for i, k in enumerate(SEGMENT_KINDS)}
+
 
 def rects(
-    pieces: Sequence[tuple[int, float, float]], pw: float, k: float
-) -> list[tuple[int, float, float]]:
+    pieces: Sequence[tuple[str, float, float]], pw: float, k: float
+) -> list[tuple[str, float, float]]:
     """A row's segments as (kind, x0, x1) pixel rectangles: wide segments as they are, and the
     ones narrower than a pixel binned per pixel column, where the kind with the most time wins.
     O(segments), with no call per segment: the SVG of a 1,000-task replay is rebuilt on every
     slider move. A row with more segments than pixels is rasterised whole instead, so its size
     follows the pixels."""
     if len(pieces) > pw / 2:
-        return dense(list(pieces), pw, k)
-    wide: list[tuple[int, float, float]] = []
-    small: dict[int, dict[int, float]] = {}
+        code = _KIND
+        runs = dense([(code[kind], s, e) for kind, s, e in pieces], pw, k)
+        return [(SEGMENT_KINDS[c], a, b) for c, a, b in runs]
+    wide: list[tuple[str, float, float]] = []
+    small: dict[int, dict[str, float]] = {}
     for kind, s, e in pieces:
         a = s * k
         if a < 0.0:

@@ -29,7 +29,6 @@ AXIS_H = 20
 LANE_H = 15
 QUEUE_H = 10
 BODY_KINDS = ("dispatch", "cpu", "wait", "gil", "runq")
-_KIND = {k: i for i, k in enumerate(SEGMENT_KINDS)}
 
 
 @dataclass
@@ -250,9 +249,8 @@ def _grid(out: list[str], y0: int, y1: int, span_ns: float, pw: float, k: float)
 def _row(out: list[str], row: Row, y: int, rh: int, pw: float, k: float) -> None:
     # the parts of a rectangle that are the same for the whole row, formatted once
     mid = f'" y="{y + 1}" width="'
-    tail = [f'" height="{rh - 2}" fill="{COLOURS[kind]}"/>' for kind in SEGMENT_KINDS]
-    code = _KIND
-    bars = rects([(code[kind], s, e) for kind, s, e in row.segments], pw, k)
+    tail = {kind: f'" height="{rh - 2}" fill="{COLOURS[kind]}"/>' for kind in SEGMENT_KINDS}
+    bars = rects(row.segments, pw, k)
     out.extend([f'<rect x="{GUTTER + a:.1f}{mid}{b - a:.1f}{tail[kind]}' for kind, a, b in bars])
     for s, e in row.failed:
         x0 = GUTTER + max(s * k, 0)
@@ -274,11 +272,12 @@ def _queue_row(out: list[str], waits: Sequence[tuple[float, float]], y: int, pw:
         colour = COLOURS["queued"]
         # one path for the whole row: a rectangle per pixel column would weigh the file down
         base = f" {y + QUEUE_H - 1}v-"
-        d = [
-            f"M{GUTTER + i}{base}{h:.1f}h1v{h:.1f}z"
-            for i, v in enumerate(depth)
-            if v > 0.02 and (h := (QUEUE_H - 2) * max(v / most, 0.34))
-        ]
+        d = []
+        for i, v in enumerate(depth):
+            if v > 0.02:
+                r = v / most
+                h = format((QUEUE_H - 2) * (r if r > 0.34 else 0.34), ".1f")  # >= a third
+                d.append(f"M{GUTTER + i}{base}{h}h1v{h}z")
         out.append(f'<path d="{"".join(d)}" fill="{colour}"/>')
     return y + QUEUE_H
 

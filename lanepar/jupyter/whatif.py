@@ -83,14 +83,17 @@ def replay_lanes(timeline: list[Any], trace: Trace) -> list[Any]:
 
     by_lane: dict[str, dict[int, Row]] = {}
     waits: dict[str, list[tuple[float, float]]] = {}
-    peak: dict[str, int] = {}
     for _id, lane, slot, arrive, start, _end, phases in timeline:
-        rows = by_lane.setdefault(lane, {})
-        row = rows.setdefault(slot, Row(f"#{slot}"))
-        row.segments.extend(phases)
-        peak[lane] = max(peak.get(lane, 0), slot + 1)
+        rows = by_lane.get(lane)
+        if rows is None:
+            rows = by_lane[lane] = {}
+            waits[lane] = []
+        row = rows.get(slot)
+        if row is None:
+            row = rows[slot] = Row(f"#{slot}")
+        row.segments += phases
         if start > arrive:
-            waits.setdefault(lane, []).append((arrive, start))
+            waits[lane].append((arrive, start))
     order = [n for n in trace.lanes if n in by_lane] + [n for n in by_lane if n not in trace.lanes]
     return [
         Lane(name, lane_caption(name, {"kind": trace.lanes.get(name, {}).get("kind")}, None),
