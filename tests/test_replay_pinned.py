@@ -183,3 +183,18 @@ def test_the_widget_draws_the_pinned_picture(
     w = lp.whatif_widget(trace)
     w.set(**setting)
     assert hashlib.sha256(w.picture.value.encode()).hexdigest() == PICTURES[name]
+
+
+def test_dragging_back_shows_the_same_prediction_and_picture(trace: Trace) -> None:
+    """A setting seen before (kept by the widget) shows exactly what it showed the first time,
+    and the prediction handed out is the caller's own copy."""
+    w = lp.whatif_widget(trace)
+    first = w.set(query=6)
+    picture, figures = w.picture.value, w.result.value
+    first["lanes"]["query"] = 99  # the caller's copy: must not change what is kept
+    w.set(query=2)
+    assert w.picture.value != picture
+    again = w.set(query=6)
+    assert again["lanes"]["query"] == 6 and again["wall_s"] == first["wall_s"]
+    assert (w.picture.value, w.result.value) == (picture, figures)
+    assert again["wall_s"] == replay(trace, lanes={"query": 6})["wall_s"]

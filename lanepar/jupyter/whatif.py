@@ -121,7 +121,10 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
     Each change replays the trace (``lanepar.replay``, a discrete-event simulation: no tool runs)
     and redraws the replayed timeline as an SVG string, because one string per update stays
     under 100 ms for a 1,000-task trace where a plotting library would not
-    (``benchmarks/whatif_widget.py`` measures it).
+    (``benchmarks/whatif_widget.py`` measures it). The trace is prepared for replay once; the
+    last ``DRAWN_KEPT`` settings are kept, so dragging back costs nothing. Moves made while an
+    update runs need no debouncing here: ipywidgets' front end keeps one message in flight per
+    widget and merges newer values into the next, so the kernel only sees the latest.
     """
 
     def __init__(self, trace: Trace, *, width: int = 900) -> None:
@@ -208,7 +211,8 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
         self._drawn[key] = drawn  # most recent last: a drag back over a value costs nothing
         while len(self._drawn) > DRAWN_KEPT:
             del self._drawn[next(iter(self._drawn))]
-        self.prediction, self.result.value, self.picture.value = dict(drawn[0]), *drawn[1:]
+        prediction, self.result.value, self.picture.value = drawn
+        self.prediction = {**prediction, "lanes": dict(prediction["lanes"])}  # the caller's copy
         self.updates += 1
         self.last_update_s = time.perf_counter() - t
         return self.prediction
