@@ -9,6 +9,11 @@ file descriptors are counted and its memory sampled.
 
     python benchmarks/soak.py                 # 10 minutes, the figure in BENCHMARKS.md
     python benchmarks/soak.py --seconds 60    # a quick look
+
+The executor keeps only the last ``--max-tasks`` task records (``LaneExecutor(max_tasks=)``), as
+an agent that runs for hours would: with the recorder bounded, memory must be flat — the peak RSS
+of the last third of the run no higher than that of the middle third (the first third includes
+start-up: imports, children, thread stacks).
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def counts() -> tuple[int, int, int]:
     return lanepar_threads, len(me.children(recursive=True)), me.num_fds()
 
 
-def soak(seconds: float, seed: int) -> dict[str, Any]:
+def soak(seconds: float, seed: int, max_tasks: int = 2000) -> dict[str, Any]:
     rng = random.Random(seed)
     me = psutil.Process()
     tasks = faults = lost = wrong = batches = cancels = changes = 0
@@ -101,7 +106,7 @@ def soak(seconds: float, seed: int) -> dict[str, Any]:
     examples: list[str] = []
     base = counts()
     t_end = time.monotonic() + seconds
-    with lp.LaneExecutor(LANES) as ex:
+    with lp.LaneExecutor(LANES, max_tasks=max_tasks) as ex:
         while time.monotonic() < t_end:
             n = rng.randint(4, 24)
             plan = [(rng.choices(KINDS, (70, 10, 8, 7, 5))[0], rng.choice("atp")) for _ in range(n)]
@@ -135,6 +140,7 @@ def soak(seconds: float, seed: int) -> dict[str, Any]:
         "fds": end[2] - base[2],
     }
     third = max(1, len(rss) // 3)
+    per_minute = max(1, round(len(rss) * 60 / seconds))
     return {
         "seconds": seconds,
         "batches": batches,
@@ -146,18 +152,26 @@ def soak(seconds: float, seed: int) -> dict[str, Any]:
         "unexpected_outcomes": wrong,
         "unexpected_examples": examples,
         "leaks": leaks,
-        "rss_mb_first_third": round(max(rss[:third], default=0) / 2**20, 1),
-        "rss_mb_last_third": round(max(rss[-third:], default=0) / 2**20, 1),
+        "recorder_max_tasks": max_tasks,
+        "rss_mb_first_third": _mb(rss[:third]),
+        "rss_mb_middle_third": _mb(rss[third:-third]),
+        "rss_mb_last_third": _mb(rss[-third:]),
+        "rss_mb_by_minute": [_mb(rss[i : i + per_minute]) for i in range(0, len(rss), per_minute)],
     }
+
+
+def _mb(samples: list[int]) -> float:
+    return round(max(samples, default=0) / 2**20, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=600.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-tasks", type=int, default=2000, help="records the recorder keeps")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    r = soak(a.seconds, a.seed)
+    r = soak(a.seconds, a.seed, a.max_tasks)
     if a.json:
         print(json.dumps(r, indent=2))
     else:

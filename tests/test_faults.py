@@ -64,6 +64,7 @@ def test_a_tool_that_exits_fails_its_task_only(body: Any, lane: str) -> None:
         assert b.results[1:] == [0, 1, 2]
         err = b.errors[0]
         assert isinstance(err, lp.ToolExitError)
+        assert f"tool {body.__name__!r} raised" in str(err)
         assert isinstance(err.__cause__, (SystemExit, KeyboardInterrupt)) or lane == "p"
         again = ex.run_batch([lp.ToolCall(ok, 9, lane=lane)])  # still usable
         assert again.results == [9]
@@ -132,9 +133,11 @@ def test_a_timed_out_thread_body_keeps_its_slot() -> None:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        release.wait(20)
-        with lock:
-            running[0] -= 1
+        try:
+            release.wait(20)
+        finally:  # the body is told to stop (``BodyAbandoned``) as soon as the wait returns
+            with lock:
+                running[0] -= 1
 
     lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=2, timeout_s=0.05)}
     with lp.LaneExecutor(lanes) as ex:
@@ -149,6 +152,58 @@ def test_a_timed_out_thread_body_keeps_its_slot() -> None:
     assert peak[0] <= 2
     overruns = [e for e in events if e["type"] == "overrun"]
     assert overruns and all(e["overrun_ms"] > 0 for e in overruns)
+
+
+def _spinner(seen: list[str], started: threading.Event) -> Any:
+    """A body stuck in pure Python (a runaway loop a model wrote): it never returns by itself
+    within the test, and says what stopped it."""
+
+    def spin() -> int:
+        started.set()
+        n, end = 0, time.monotonic() + 60
+        try:
+            while time.monotonic() < end:
+                n += 1
+        except BaseException as e:
+            seen.append(type(e).__name__)
+            raise
+        seen.append("returned")
+        return n
+
+    return spin
+
+
+def test_a_timed_out_spinning_body_is_stopped_and_frees_its_slot() -> None:
+    """The timed-out body is asked to stop at its next instruction: its ``except``/``finally``
+    run, its slot is free for the next task at once, and no thread is left spinning."""
+    seen: list[str] = []
+    spin = _spinner(seen, threading.Event())
+    lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=1, timeout_s=0.2)}
+    with lp.LaneExecutor(lanes) as ex:
+        b = ex.run_batch([lp.ToolCall(spin, lane="t"), lp.ToolCall(ok, 7, lane="t")])
+        events = ex.snapshot().events
+    assert b.outcomes == ["timeout", "ok"] and b.results[1] == 7
+    assert seen == ["BodyAbandoned"]
+    (overrun,) = [e for e in events if e["type"] == "overrun"]
+    assert b.trace is not None and overrun["task"] == b.trace.tasks[0].id
+
+
+def test_close_stops_a_spinning_body_it_abandons() -> None:
+    seen: list[str] = []
+    started = threading.Event()
+    spin = _spinner(seen, started)
+    ex = lp.LaneExecutor({"t": lp.LaneConfig(kind="thread")})
+    ex.__enter__()
+    results: list[lp.BatchResult] = []
+    runner = threading.Thread(
+        target=lambda: results.append(ex.run_batch([lp.ToolCall(spin, lane="t")]))
+    )
+    runner.start()
+    assert started.wait(10)
+    ex.close()
+    runner.join(10)
+    assert results and results[0].outcomes == ["cancelled"]
+    assert seen == ["BodyAbandoned"]  # close waited for it to stop: nothing left running
 
 
 def test_close_from_another_thread_ends_a_running_batch() -> None:

@@ -159,14 +159,16 @@ def test_named_phases_show_as_labelled_spans() -> None:
     assert s1 <= load0 <= load1 <= e1 <= crunch0 <= crunch1 <= e2
     assert e1 - s1 >= 20 * MS  # the sleep inside lasted at least that
     # The phase boundaries split the body: the load phase, a sleep, is mostly wait, and the
-    # crunch phase, a burn, is at least 20 ms of CPU (preemption may add wait to it).
-    cpu_in = {name: 0 for name in ("load", "crunch")}
+    # crunch phase, a burn, wanted a core for at least its 20 ms of CPU. On a busy machine the
+    # burn is interleaved with GIL and run-queue waits, and the picture merges pieces shorter
+    # than its resolution into the kind that dominated, so what counts is time *not* waiting.
+    busy_in = {name: 0 for name in ("load", "crunch")}
     for kind, s, e in rec.segments:
-        if kind == "cpu":
+        if kind in ("cpu", "gil", "runq"):
             for name, ps, pe in rec.phases:
-                cpu_in[name] += max(0, min(e, pe) - max(s, ps))
-    assert cpu_in["crunch"] >= 20 * MS - clock_read_eps()
-    assert cpu_in["load"] < cpu_in["crunch"]
+                busy_in[name] += max(0, min(e, pe) - max(s, ps))
+    assert busy_in["crunch"] >= 20 * MS - clock_read_eps()
+    assert busy_in["load"] < busy_in["crunch"]
 
 
 def test_queued_is_the_wait_for_a_slot_and_dispatch_is_overhead() -> None:

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 import lanepar as lp
 from lanepar.trace import probe as probe_mod
+from lanepar.trace._stateruns import Split
+from lanepar.trace.loopwatch import LoopWatch
 from lanepar.trace.model import KIND_CODE
 from lanepar.trace.probe import FRESH_NS, TaskProbe, activate, deactivate, run_sync_probed, stepped
 
@@ -397,3 +399,42 @@ def test_a_sync_body_gets_its_arguments(clock: FakeClock) -> None:
         return a, b
 
     assert run_sync_probed(TaskProbe(), tool, (7,), {"b": 2}, clock.tt) == (7, 2)
+
+
+class _SplitsAs:
+    """A thread watch that reports every span as ``runq`` for all but ``own`` ns of it."""
+
+    def __init__(self, own: int) -> None:
+        self.own = own
+
+    def samples(self, slot: int, t0: int, t1: int) -> list[tuple[int, int, int]]:
+        return []
+
+    def current_period_ns(self) -> int:
+        return 4 * MS
+
+    def split_sampled(self, slot: int, t0: int, t1: int, cpu: int) -> Split:
+        runq = max(0, t1 - t0 - self.own)
+        return Split(min(cpu, self.own), 0, runq, t1 - t0 - runq - min(cpu, self.own), [])
+
+
+@pytest.mark.parametrize(("own_ms", "flagged"), [(55, True), (10, False)])
+def test_a_step_blocks_the_loop_only_for_what_the_tool_itself_took(
+    clock: FakeClock, own_ms: int, flagged: bool
+) -> None:
+    """A 60 ms step of which the loop thread spent 50 ms waiting for a core (a busy machine) is
+    contention, not a tool holding the loop; the same step run by the tool itself is flagged."""
+    blocks = LoopWatch(50 * MS)
+    probe_mod.watch_loop(blocks, _SplitsAs(own_ms * MS), 0)  # type: ignore[arg-type]
+    try:
+
+        async def body() -> None:
+            clock.run(60 * MS, own_ms * MS)
+
+        p = TaskProbe(500 * US, 64)
+        drive(stepped(body(), p), clock, [])
+    finally:
+        probe_mod.watch_loop(None)
+        blocks.close()
+    assert bool(p.blocks) is flagged
+    assert p.runq_ns == (60 - own_ms) * MS

@@ -190,7 +190,11 @@ def test_a_short_batch_has_core_utilisation_from_the_kernels_counters() -> None:
     busy = sum(a[0] - b0[0] for a, b0 in zip(after, before))
     total = sum(a[1] - b0[1] for a, b0 in zip(after, before))
     truth = busy / total
-    # /proc/stat counts in 10 ms jiffies: over a ~30-60 ms window one jiffy per core is the
-    # reading's own resolution, which is the tolerance (plus the 5 points the figure promises).
-    jiffy = len(before) / max(total, 1)
-    assert s["cpu_util_avg"] == pytest.approx(truth, abs=0.05 + jiffy), (s, truth, total)
+    # /proc/stat counts in jiffies (10 ms): a reading over a window of W jiffies per core is
+    # quantised to 1/W — the test's own window (a little longer: it brackets the batch) and the
+    # executor's (the batch's wall time) each have theirs, which make the tolerance, with the 5
+    # points the figure promises. A busy machine stretches the batch and narrows both.
+    hz = os.sysconf("SC_CLK_TCK")
+    ours = len(before) / max(total, 1)
+    theirs = 1 / max(1.0, s["wall_s"] * hz)
+    assert s["cpu_util_avg"] == pytest.approx(truth, abs=0.05 + ours + theirs), (s, truth, total)

@@ -188,6 +188,28 @@ def test_parse_counts(tree: Path) -> None:
         bt.parse("bad.py", root=tree)
 
 
+def test_parse_survives_another_threads_parse_but_not_real_errors(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPython 3.11 fails an ``ast.parse`` that overlaps one on another thread with a spurious
+    ``SystemError`` (python/cpython#106905), and frameworks parse on their own threads: that
+    error alone is retried; any other error is the tool's."""
+    (tree / "m.py").write_text(PY_SOURCE)
+    real = ast.parse
+    failures = [SystemError("AST constructor recursion depth mismatch (before=2, after=5)")]
+
+    def racy(*args: Any, **kwargs: Any) -> ast.Module:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bt.ast, "parse", racy)
+    assert bt.parse("m.py", root=tree)["classes"] == 2
+    failures.append(SystemError("some other interpreter trouble"))
+    with pytest.raises(SystemError, match="other interpreter trouble"):
+        bt.parse("m.py", root=tree)
+
+
 # -- bash ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv", ["ls -l", b"ls", "rm -rf /"])
 def test_bash_refuses_strings(tree: Path, argv: Any) -> None:

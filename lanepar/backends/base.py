@@ -96,4 +96,3 @@ def tool_exit(fn: Any, exc: BaseException) -> ToolExitError:
     """The task error for a tool that raised ``SystemExit`` or ``KeyboardInterrupt``."""
     name = getattr(fn, "__name__", None) or type(fn).__name__
     return ToolExitError(f"tool {name!r} raised {type(exc).__name__}({exc}): its task failed")
-

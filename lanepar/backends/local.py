@@ -17,7 +17,7 @@ from typing import Any
 
 from ..trace import threadstate
 from ..trace.probe import TaskProbe, loop_contention, run_sync_probed, stepped
-from ._threads import DaemonPool
+from ._threads import BodyAbandoned, DaemonPool
 from .base import BackendContext, await_future, tool_exit
 
 log = logging.getLogger("lanepar")
@@ -58,8 +58,11 @@ class LocalBackend:
             return await stepped(fn(*args, **kwargs), probe)
         ctx = contextvars.copy_context()
         free = 0
+        pool = self._get_pool()
+        # only the tool's own function runs where an interrupt can reach it
+        inner, inner_args = pool.body, (fn, *args)
         if probe is None:
-            fut = self._get_pool().submit(ctx.run, _guarded, fn, args, kwargs)
+            fut = pool.submit(ctx.run, _guarded, fn, inner, inner_args, kwargs)
         else:
             # threadstate: from the hand-off to the body's first instruction the worker (a new
             # one included: ``Thread.start`` waits for it to run) is waiting for the GIL.
@@ -67,9 +70,9 @@ class LocalBackend:
                 self._watch = threadstate.acquire()
             free = probe.started_ns  # the lane's "slot free" time, set before the call
             handed = [time.perf_counter_ns()]
-            fut = self._get_pool().submit(
-                ctx.run, _guarded, run_sync_probed,
-                (probe, fn, args, kwargs, time.thread_time_ns, self._watch, handed), {},
+            fut = pool.submit(
+                ctx.run, _guarded, fn, run_sync_probed,
+                (probe, inner, inner_args, kwargs, time.thread_time_ns, self._watch, handed), {},
             )  # fmt: skip
         self._running[slot] = fut
         try:
@@ -83,15 +86,18 @@ class LocalBackend:
         return value
 
     async def drain(self, slot: int) -> int:
-        """After the job of ``slot`` was cancelled or timed out: wait until its thread really
+        """After the job of ``slot`` was cancelled or timed out: ask its body to stop
+        (:class:`BodyAbandoned` at its next Python instruction), wait until its thread really
         returns (the slot stays taken meanwhile) and say how long that took, in ns."""
         fut = self._running.pop(slot, None)
         if fut is None or fut.done():
             return 0
         t0 = time.perf_counter_ns()
+        if self._pool is not None:
+            self._pool.interrupt(fut)
         try:
             await await_future(fut)
-        except Exception:  # the body's late error: its task was already settled as timed out
+        except (Exception, BodyAbandoned):  # its task was already settled as timed out
             pass
         return time.perf_counter_ns() - t0
 
@@ -110,10 +116,16 @@ class LocalBackend:
                         self.lane, len(stuck), ", ".join(stuck))  # fmt: skip
 
 
-def _guarded(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _guarded(
+    tool: Callable[..., Any],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     """A tool's ``SystemExit`` / ``KeyboardInterrupt`` must not cross into the event loop (where
-    asyncio lets them stop the loop itself): they become the task's :class:`ToolExitError`."""
+    asyncio lets them stop the loop itself): they become the task's :class:`ToolExitError`,
+    which names ``tool`` (``fn`` is what runs it: the probe, the pool's interruptible body)."""
     try:
         return fn(*args, **kwargs)
     except (SystemExit, KeyboardInterrupt) as e:
-        raise tool_exit(fn, e) from e
+        raise tool_exit(tool, e) from e

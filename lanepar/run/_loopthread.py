@@ -9,6 +9,7 @@ that runs before non-daemon threads are joined.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import queue
@@ -39,6 +40,7 @@ class LoopThread:
 
     def __init__(self, lifespan: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
         handoff: queue.SimpleQueue[BlockingPortal | BaseException] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(
             target=self._main, args=(handoff,), name="lanepar-loop", daemon=True
         )
@@ -47,8 +49,13 @@ class LoopThread:
         if isinstance(got, BaseException):
             raise got
         self.portal: BlockingPortal = got
+        #: The loop itself: a crossing that needs no task (a callback) goes straight to it,
+        #: at a quarter of the portal's cost.
+        assert self._loop is not None  # set before the portal was handed over
+        self.loop: asyncio.AbstractEventLoop = self._loop
         self._stop: anyio.Event | None = None
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._held: concurrent.futures.Future[None]
         self._held = self.portal.start_task_soon(self._hold, lifespan, ready)
         try:
             _first_of(ready, self._held, START_TIMEOUT_S)
@@ -59,6 +66,8 @@ class LoopThread:
 
     def _main(self, handoff: queue.SimpleQueue[BlockingPortal | BaseException]) -> None:
         async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            _mark_asyncio_thread()
             async with BlockingPortal() as portal:
                 handoff.put(portal)
                 await portal.sleep_until_stopped()
@@ -109,6 +118,17 @@ class LoopThread:
             pass
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+
+def _mark_asyncio_thread() -> None:
+    """Callbacks scheduled on this loop from other threads (see ``SyncBridge.soon``) run outside
+    any task, where sniffio — which anyio asks which library runs — finds none: this thread only
+    ever runs asyncio, so say so for the thread."""
+    try:
+        import sniffio
+    except ImportError:  # anyio then asks asyncio itself, which answers in callbacks too
+        return
+    sniffio.thread_local.name = "asyncio"
 
 
 async def _set(ev: anyio.Event) -> None:

@@ -50,3 +50,23 @@ def fail_unstartable(
             )
             lane.record_unstarted(job, "error")
             job.batch.fail(job.index, NestedBatchError(msg), "error")
+
+
+def enter_nested(
+    lanes: Mapping[str, Lane], nested: set[_Batch], lane: str | None, batch: _Batch
+) -> None:
+    """``batch`` was submitted by a task of ``lane`` (None: not from a task), which now waits."""
+    if lane is None:
+        return
+    lanes[lane].nested_waiting += 1
+    nested.add(batch)
+    fail_unstartable(lanes, {lane, *(ln.name for ln in batch.lanes)}, nested)
+
+
+def leave_nested(
+    lanes: Mapping[str, Lane], nested: set[_Batch], lane: str | None, batch: _Batch
+) -> None:
+    """The task waiting for ``batch`` stops waiting (once, however often it is called)."""
+    if lane is not None and batch in nested:
+        lanes[lane].nested_waiting -= 1
+        nested.discard(batch)

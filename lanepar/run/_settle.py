@@ -38,15 +38,17 @@ def settle(
     if started < free:  # a body measured elsewhere (a child) cannot start before its slot
         free = started
     body = probe.finish()
-    if free > job.submitted_ns or started > free:
-        segs: list[Any] = []
-        if free > job.submitted_ns:
-            segs.append((QUEUED, job.submitted_ns, free))
-        if started > free:
-            segs.append((DISPATCH, free, started))
-        segs.extend(body)
-    else:
-        segs = body
+    sub = job.submitted_ns
+    # The record's packed form straight away (head, then kind and end offset per segment):
+    # no intermediate segment triples, because this runs once per traced task.
+    flat: list[Any] = [job.id, sub, free, started, finished, probe.cpu_ns, probe.wait_ns,
+                       probe.gil_ns, probe.runq_ns, slot, 0]  # fmt: skip
+    if free > sub:
+        flat += (QUEUED, free - sub)
+    if started > free:
+        flat += (DISPATCH, started - sub)
+    for seg in body:
+        flat += (seg[0], seg[2] - sub)
     extra: dict[str, Any] | None = None
     if error is not None or probe.phases or job.attempt or probe.worker or job.call_id:
         extra = {}
@@ -60,16 +62,7 @@ def settle(
             extra["worker"] = probe.worker
         if job.call_id:
             extra["call_id"] = job.call_id
-    rec = TaskRecord.make(
-        lane,
-        job.name,
-        job.args_summary,
-        outcome,
-        (job.id, job.submitted_ns, free, started, finished, probe.cpu_ns, probe.wait_ns,
-         probe.gil_ns, probe.runq_ns, slot),
-        segs,
-        extra,
-    )  # fmt: skip
+    rec = TaskRecord.packed_from(lane, job.name, job.args_summary, outcome, flat, extra)
     batch = job.batch
     if batch.records is not None:
         batch.records[job.index] = rec

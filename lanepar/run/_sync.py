@@ -47,6 +47,7 @@ class SyncBridge:
     def __init__(self, lifespan: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
         self._lifespan = lifespan
         self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._loop: LoopThread | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         # Several threads may make the first call at once (a framework's own thread pool):
         # exactly one of them starts the loop.
@@ -74,6 +75,7 @@ class SyncBridge:
 
     def _start_locked(self) -> None:
         loop = LoopThread(self._lifespan)
+        self._loop = loop
         self._portal = loop.portal
         # Runs at interpreter exit if the user never closed a lazily started executor; holds no
         # reference to the bridge itself, or the bridge could never be collected.
@@ -85,6 +87,7 @@ class SyncBridge:
         that batch is cancelled and its ``run_batch`` returns."""
         with self._lock:
             self._portal = None
+            self._loop = None
             fin, self._finalizer = self._finalizer, None
         if fin is not None:
             fin()
@@ -97,6 +100,26 @@ class SyncBridge:
         self.start()
         assert self._portal is not None
         return self._portal.call(fn, *args)
+
+    def soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Schedule sync ``fn(*args)`` on the loop thread and return at once: the cheapest
+        crossing (one thread-safe callback, no task), for callers that hand back their own
+        future. Callbacks run in the order they were scheduled from one thread."""
+        if self.on_loop():
+            fn(*args)
+            return
+        self.start()
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("this executor is closed")
+        loop.loop.call_soon_threadsafe(fn, *args)
+
+    def result(self, fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+        """Wait for a future the loop thread completes (see :meth:`soon`), interruptibly; a loop
+        thread that died with the future unfinished raises instead of hanging the caller."""
+        loop = self._loop
+        thread = loop.thread if loop is not None else None
+        return wait_interruptibly(fut, timeout, thread)
 
     def run(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``afn(*args)`` on the loop and block until it returns. A ``KeyboardInterrupt``
@@ -146,14 +169,21 @@ class SyncBridge:
         return await await_future(fut)  # type: ignore[no-any-return]
 
 
-def wait_interruptibly(fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+def wait_interruptibly(
+    fut: concurrent.futures.Future[T],
+    timeout: float | None = None,
+    thread: threading.Thread | None = None,
+) -> T:
     """``fut.result()`` in short slices: a simulated interrupt (``_thread.interrupt_main``, as
-    some front ends send) is only noticed between blocking calls, never inside one."""
+    some front ends send) is only noticed between blocking calls, never inside one. With the
+    ``thread`` that completes ``fut``, its death ends the wait."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, deadline - time.monotonic())
         try:
             return fut.result(timeout=max(0.0, left))
-        except concurrent.futures.TimeoutError:
+        except concurrent.futures.TimeoutError as e:
             if deadline is not None and time.monotonic() >= deadline:
                 raise
+            if thread is not None and not thread.is_alive() and not fut.done():
+                raise RuntimeError("the executor's event loop stopped before the call ended") from e

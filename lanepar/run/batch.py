@@ -17,6 +17,12 @@ from ..trace.model import TaskRecord, Trace
 from ..trace.recorder import Recorder
 from ..trace.sampler import Sampler
 
+#: The kernel's CPU counters tick in jiffies (``/proc/stat``, 10 ms at the usual 100 Hz): a
+#: sample spanning less than one reads 0 % or 100 % whatever ran, so a batch's end is sampled
+#: only when the last sample is at least this old; a shorter batch is then summarised from its
+#: tasks' own CPU time (the summary says ``estimate``) instead of from a meaningless tick.
+MIN_SAMPLE_SPAN_NS = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
 if TYPE_CHECKING:
     from ._seams import Decision
     from ._sync import SyncBridge
@@ -112,8 +118,20 @@ class _Batch:
         self.lanes: set[Lane] = set()
         # Sequential mode: the next job is queued only when the previous one ends.
         self.sequence: collections.deque[tuple[Lane, int, Job]] | None = None
+        self._on_done: list[Callable[[], None]] | None = None
         if n == 0:
             self.done.set()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the batch is done (now, if it is): how a sync caller waits
+        without a task on the loop. It runs inside the last job's settling, so it must only
+        schedule work, never finish the batch itself."""
+        if self.done.is_set():
+            callback()
+        elif self._on_done is None:
+            self._on_done = [callback]
+        else:
+            self._on_done.append(callback)
 
     def succeed(self, index: int, value: Any) -> None:
         self.results[index] = value
@@ -140,6 +158,9 @@ class _Batch:
             lane.push(((prio, job),))
         if self.remaining <= 0:
             self.done.set()
+            callbacks, self._on_done = self._on_done, None
+            for cb in callbacks or ():
+                cb()
 
     def drain_sequence(self) -> list[Job]:
         jobs = [j for _, _, j in self.sequence or ()]
@@ -190,8 +211,8 @@ def finish_batch(
     t1 = time.perf_counter_ns()
     trace = None
     if batch.records is not None:
-        if sampler is not None:  # a short batch still gets a sample of its own
-            sampler.tick()
+        if sampler is not None and sampler.age_ns() >= MIN_SAMPLE_SPAN_NS:
+            sampler.tick()  # a batch of a few jiffies still gets a sample of its own
         recs = [r for r in batch.records if r is not None]
         start, end = (batch.submitted_ns, batch.end_ns) if recs else (t0, t1)
         trace = recorder.trace(recs, lanes=lane_table(), start_ns=start, end_ns=end,

@@ -10,7 +10,9 @@ observers — so this module imports neither ``policy`` nor ``jupyter``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -32,9 +34,10 @@ from . import _seams
 from ._current import current as current
 from ._current import push_current
 from ._loopobs import LoopObservers
-from ._nested import caller_lane, fail_unstartable
+from ._nested import caller_lane, enter_nested, leave_nested
 from ._submit import Resolver, build_batch
 from ._sync import SyncBridge
+from ._syncbatch import SyncRun
 from .batch import BatchResult, TaskHandle, _Batch, cancel_batch, finish_batch, wind_down
 from .budget import SharedBudget
 from .lane import Lane
@@ -107,6 +110,7 @@ class LaneExecutor:
         self._bridge = SyncBridge(self._lifespan)
         self._async_cm: Any = None
         self._batches: set[_Batch] = set()
+        self._sync_runs: set[SyncRun[Any]] = set()
         self._loop_obs = LoopObservers(self.recorder) if self.tracing else None
         self._resolve = Resolver()
         #: The policy of ``mode="auto"`` batches, made (and subscribed) on first use, so an
@@ -189,6 +193,8 @@ class LaneExecutor:
                     yield self
                 finally:
                     await wind_down(list(self._batches), WIND_DOWN_S)
+                    for run in list(self._sync_runs):  # a body ignored cancellation: return
+                        run.settle()  # what finished rather than leave run_batch waiting
                     tg.cancel_scope.cancel()
         finally:
             self._tg = None
@@ -301,26 +307,12 @@ class LaneExecutor:
         from a loop other than the executor's (a notebook cell with a sync executor), it runs
         through the sync bridge."""
         nested = caller_lane(self._owner)
-        return await self._bridge.aawait(self._arun, list(calls), mode, fail_fast, nested, None)
+        return await self._bridge.aawait(self._arun, list(calls), mode, fail_fast, nested)
 
     async def _arun(
-        self,
-        calls: list[ToolCall],
-        mode: str | None,
-        fail_fast: bool,
-        nested: str | None,
-        box: list[Any] | None,
+        self, calls: list[ToolCall], mode: str | None, fail_fast: bool, nested: str | None
     ) -> BatchResult:
-        t0 = _pc()
-        batch, decision, chosen = self._submit(calls, mode, fail_fast)
-        if box is not None:  # run_batch keeps a hold on the batch for a Ctrl-C
-            box[:] = [batch, t0, chosen, decision]
-        if nested is not None:
-            lane = self._lanes[nested]
-            lane.nested_waiting += 1
-            self._nested.add(batch)
-            fail_unstartable(self._lanes, {nested, *(ln.name for ln in batch.lanes)},
-                             self._nested)  # fmt: skip
+        batch, state = self._begin(calls, mode, fail_fast, nested)
         try:
             await batch.done.wait()
         except BaseException:
@@ -329,11 +321,22 @@ class LaneExecutor:
             # when the caller's cancellation (or Ctrl-C) propagates no task of it is running.
             with anyio.CancelScope(shield=True):
                 await batch.done.wait()
+            leave_nested(self._lanes, self._nested, nested, batch)
             raise
-        finally:
-            if nested is not None:
-                lane.nested_waiting -= 1
-                self._nested.discard(batch)
+        return self._end(state)
+
+    def _begin(
+        self, calls: list[ToolCall], mode: str | None, fail_fast: bool, nested: str | None
+    ) -> tuple[_Batch, tuple[Any, ...]]:
+        """Submit a batch (on the loop thread); returns it and what ``_end`` needs."""
+        t0 = _pc()
+        batch, decision, chosen = self._submit(calls, mode, fail_fast)
+        enter_nested(self._lanes, self._nested, nested, batch)
+        return batch, (batch, t0, chosen, decision, nested)
+
+    def _end(self, state: tuple[Any, ...]) -> BatchResult:
+        batch, t0, chosen, decision, nested = state
+        leave_nested(self._lanes, self._nested, nested, batch)
         return self._result(batch, t0, chosen, decision)
 
     def run_batch(
@@ -345,15 +348,21 @@ class LaneExecutor:
         if self._bridge.on_loop():
             raise RuntimeError("run_batch() would block the event loop: use await arun_batch()")
         self._start_sync()
-        nested, box = caller_lane(self._owner), []  # type: ignore[var-annotated]
+        nested = caller_lane(self._owner)
+        run: SyncRun[BatchResult] = SyncRun(
+            functools.partial(self._begin, list(calls), mode, fail_fast, nested),
+            self._end, self._sync_runs)  # fmt: skip
+        self._bridge.soon(run.start)
         try:
-            return self._bridge.run(self._arun, list(calls), mode, fail_fast, nested, box)
+            return self._bridge.result(run.fut)
         except KeyboardInterrupt:
-            if not box:
-                raise
-            batch, t0, chosen, decision = box
-            self._bridge.wait(batch.done.wait, INTERRUPT_GRACE_S)  # cancelled: ends at once
-            result: BatchResult = self._bridge.call(self._result, batch, t0, chosen, decision)
+            if not self._bridge.call(run.interrupt, self._cancel_batch):
+                raise  # interrupted before the batch was submitted: nothing ran
+            try:  # cancelled: ends at once, unless a body ignores cancellation
+                result = self._bridge.result(run.fut, INTERRUPT_GRACE_S)
+            except concurrent.futures.TimeoutError:
+                self._bridge.call(run.settle)
+                result = run.fut.result()
             result.interrupted = True
             if self.tracing:
                 self.recorder.add_event("interrupted", tasks=len(result))

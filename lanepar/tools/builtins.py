@@ -342,6 +342,22 @@ def hash(path: StrPath, root: StrPath = ".") -> str | dict[str, str]:
 #: converting trees at once corrupt it ("SystemError: AST constructor recursion depth mismatch",
 #: python/cpython#106905). Threads gain nothing here anyway (the GIL), and processes don't share it.
 _AST_LOCK = threading.Lock()
+#: The lock covers lanepar's own parses only: a framework that parses on another thread at the
+#: same moment (the OpenAI Agents SDK parses string annotations on every tool call) still trips
+#: the check, which fails a parse whose tree was fine. Only that error is retried.
+_AST_RACE = "recursion depth mismatch"
+_AST_TRIES = 5
+
+
+def _parse_ast(source: bytes, filename: str) -> ast.Module:
+    for attempt in range(_AST_TRIES):
+        with _AST_LOCK:
+            try:
+                return ast.parse(source, filename=filename)
+            except SystemError as e:
+                if _AST_RACE not in str(e) or attempt == _AST_TRIES - 1:
+                    raise
+    raise AssertionError("unreachable")
 
 
 @tool(cpu_bound=True, idempotent=True)
@@ -359,8 +375,8 @@ def parse(path: StrPath, root: StrPath = ".", max_bytes: int = MAX_BYTES) -> dic
         source, more = _read_fd(fd, max_bytes)
     if more:
         raise ValueError(f"parse: {rel!r} is over max_bytes={max_bytes}")
-    with phase("parse"), _AST_LOCK:
-        tree = ast.parse(source, filename=rel)
+    with phase("parse"):
+        tree = _parse_ast(source, rel)
     with phase("count"):
         functions = classes = nodes = 0
         for node in ast.walk(tree):

@@ -107,6 +107,32 @@ class TaskRecord:
         self._x = extra
         return self
 
+    @classmethod
+    def packed_from(
+        cls,
+        lane: str,
+        name: str,
+        args_summary: str,
+        outcome: str,
+        flat: list[Any],
+        extra: dict[str, Any] | None,
+    ) -> TaskRecord:
+        """The settling path's record: ``flat`` is the packed layout as values — the head (its
+        segment count left 0, filled in here), then kind and end offset of each segment."""
+        self = cls.__new__(cls)
+        self.lane = lane
+        self.name = name
+        self.outcome = outcome
+        n = (len(flat) - 11) >> 1
+        flat[10] = n
+        packer = _PACKERS.get(n)
+        if packer is None:
+            packer = _PACKERS[n] = struct.Struct(PACKED_HEAD + "Bq" * n)
+        p = packer.pack(*flat)
+        self._p = p + args_summary.encode("utf-8", "replace") if args_summary else p
+        self._x = extra
+        return self
+
     # -- packed fields -----------------------------------------------------------------------
     @property
     def packed(self) -> bytes:
@@ -285,10 +311,13 @@ class Trace:
         self.tasks: list[TaskRecord] = list(tasks)
         self.samples: list[Sample] = list(samples)
         self.lanes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (lanes or {}).items()}
-        starts = [t.submitted_ns for t in self.tasks]
-        ends = [t.finished_ns for t in self.tasks]
-        self.start_ns = start_ns if start_ns is not None else min(starts, default=0)
-        self.end_ns = end_ns if end_ns is not None else max(ends, default=self.start_ns)
+        # Unpacked only when not given: a million-task batch knows its window already.
+        if start_ns is None:
+            start_ns = min((t.submitted_ns for t in self.tasks), default=0)
+        if end_ns is None:
+            end_ns = max((t.finished_ns for t in self.tasks), default=start_ns)
+        self.start_ns = start_ns
+        self.end_ns = end_ns
         self.dropped = dropped
         #: Scheduler events: auto-mode decisions, limit changes (dicts with "t_ns" and "type").
         self.events: list[dict[str, Any]] = [dict(e) for e in events]

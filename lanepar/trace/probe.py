@@ -17,6 +17,7 @@ import types
 from collections.abc import Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._cumruns import CumulativeRuns
 from .segments import CPU as CPU
 from .segments import DEFAULT_MAX_SEGMENTS as DEFAULT_MAX_SEGMENTS
 from .segments import DEFAULT_RESOLUTION_NS as DEFAULT_RESOLUTION_NS
@@ -37,8 +38,8 @@ _pc = time.perf_counter_ns
 _tt = time.thread_time_ns
 
 
-class _LoopClock(threading.local):
-    """The last (wall, thread CPU) reading on this thread.
+class _Clock:
+    """The last (wall, thread CPU) reading on one loop thread, and that thread's observers.
 
     ``thread_time_ns`` is a real system call (about 0.5 µs), so a step reads it only at its end,
     and at its start only when the last reading is older than ``FRESH_NS``; a step shorter than
@@ -46,35 +47,46 @@ class _LoopClock(threading.local):
     allows is bounded by ``FRESH_NS`` of CPU per step.
     """
 
-    w = 0
-    c = 0
-    #: This loop thread's observers (see :func:`watch_loop`); None/-1 when not watched.
-    blocks: LoopWatch | None = None
-    states: ThreadWatch | None = None
-    slot = -1
+    __slots__ = ("blocks", "c", "contention", "slot", "states", "w")
+
+    def __init__(self) -> None:
+        self.w = 0
+        self.c = 0
+        #: This loop thread's observers (see :func:`watch_loop`); None/-1 when not watched.
+        self.blocks: LoopWatch | None = None
+        self.states: ThreadWatch | None = None
+        self.slot = -1
+        #: the watched loop thread's GIL / run-queue time as a running sum (windows in O(log n))
+        self.contention: CumulativeRuns | None = None
 
 
-def watch_loop(
-    blocks: LoopWatch | None, states: ThreadWatch | None = None, slot: int = -1
-) -> None:
+class _LoopClock(threading.local):
+    """One :class:`_Clock` per thread. Steps read it through a plain object, because an
+    attribute of a ``threading.local`` costs five times as much and a step reads several."""
+
+    def __init__(self) -> None:
+        self.s = _Clock()
+
+
+def watch_loop(blocks: LoopWatch | None, states: ThreadWatch | None = None, slot: int = -1) -> None:
     """Observe the steps driven on the calling (loop) thread: ``blocks`` catches steps that hold
     the loop, ``states`` (with the thread's held ``slot``) splits slow steps. ``None`` stops."""
-    _clock.blocks, _clock.states, _clock.slot = blocks, states, slot
+    c = _clock.s
+    c.blocks, c.states, c.slot = blocks, states, slot
+    c.contention = (
+        CumulativeRuns(states.samples, slot, states.current_period_ns)
+        if states is not None and slot >= 0
+        else None
+    )
 
 
 def loop_contention(t0: int, t1: int) -> tuple[int, int]:
     """(gil, runq) ns the calling (loop) thread spent waiting for the GIL or a core in
     ``[t0, t1]``, as the thread watch sampled it; (0, 0) when the loop is not watched."""
-    states, slot = _clock.states, _clock.slot
-    if states is None or slot < 0 or t1 - t0 < LONG_STEP_OFF_NS // 10:
+    runs = _clock.s.contention
+    if runs is None or t1 - t0 < LONG_STEP_OFF_NS // 10:
         return 0, 0
-    gil = runq = 0
-    for kind, s, e in states.split_sampled(slot, t0, t1, 0).runs:
-        if kind == GIL:
-            gil += e - s
-        elif kind == RUNQ:
-            runq += e - s
-    return gil, runq
+    return runs.between(t0, t1)
 
 
 FRESH_NS = 50_000
@@ -89,12 +101,25 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
     loop anyio supports (asyncio futures, trio traps). A generator function rather than an
     awaitable object, and a fast path for bodies that finish in their first step, because this
     runs once per traced task and the tracing budget is a few microseconds.
+
+    Steps and suspensions shorter than the resolution (nearly all of them) only extend the
+    probe's pending run; that run and the totals are kept in local variables here and handed to
+    the probe whenever one of its own methods runs (a long step or wait, a run to draw, the
+    end), because a method call and a dozen attribute stores per step were most of tracing's
+    cost per suspension. What the probe ends up holding is exactly what calling
+    :meth:`TaskProbe.step` and :meth:`TaskProbe.wait` for every piece would have left.
     """
     send, throw = coro.send, coro.throw
-    clock = _clock
+    clock = _clock.s
     blocks = clock.blocks
+    res = probe.resolution
+    short = min(FRESH_NS, res)  # a step this short is all CPU and joins the pending run
     value: Any = None
     exc: BaseException | None = None
+    # the probe's pending run (start, end, cpu, wait), and cpu / wait not yet in its totals
+    ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
+    ac = aw = 0
+    first = True
     t0 = probe.started_ns = _pc()
     while True:
         if t0 - clock.w > FRESH_NS:
@@ -108,32 +133,76 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
             yielded = send(value) if exc is None else throw(exc)
         except StopIteration as stop:
             t1 = probe.finished_ns = _pc()
-            if t1 - t0 < FRESH_NS and not probe.segs and probe.p_start < 0:
+            if first and t1 - t0 < FRESH_NS and ps < 0 and not probe.segs:
                 # finished in one short first step: all CPU, no merging machinery needed
-                probe.cpu_ns = t1 - t0
+                probe.cpu_ns += t1 - t0
                 probe.segs = [[CPU, t0, t1]]
                 if blocks is not None:
                     blocks.t0 = 0
             else:
+                _hand(probe, ps, pe, pc, pw, ac, aw)
                 _step(probe, clock, blocks, t0, t1, c0)
             return stop.value
         except BaseException:
             t1 = probe.finished_ns = _pc()
+            _hand(probe, ps, pe, pc, pw, ac, aw)
             _step(probe, clock, blocks, t0, t1, c0)
             raise
         t1 = _pc()
-        _step(probe, clock, blocks, t0, t1, c0)
+        d = t1 - t0
+        if d < short:  # TaskProbe.step of a short piece, inline
+            if blocks is not None:
+                blocks.t0 = 0
+            ac += d
+            if ps < 0:
+                ps = t0
+            pe = t1
+            pc += d
+            if t1 - ps >= res:
+                _hand(probe, ps, pe, pc, pw, ac, aw)
+                probe._flush()
+                ps = pe = -1
+                pc = pw = ac = aw = 0
+        else:
+            _hand(probe, ps, pe, pc, pw, ac, aw)
+            _step(probe, clock, blocks, t0, t1, c0)
+            ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
+            ac = aw = 0
+        first = False
         try:
             value = yield yielded
             exc = None
         except BaseException as e:  # cancellation and throw() reach the coroutine
             value, exc = None, e
         t0 = _pc()
-        probe.wait(t1, t0)
+        w = t0 - t1
+        if 0 < w < res:  # TaskProbe.wait of a short piece, inline
+            aw += w
+            if ps < 0:
+                ps = t1
+            pe = t0
+            pw += w
+            if t0 - ps >= res:
+                _hand(probe, ps, pe, pc, pw, ac, aw)
+                probe._flush()
+                ps = pe = -1
+                pc = pw = ac = aw = 0
+        elif w > 0:
+            _hand(probe, ps, pe, pc, pw, ac, aw)
+            probe.wait(t1, t0)
+            ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
+            ac = aw = 0
+
+
+def _hand(probe: TaskProbe, ps: int, pe: int, pc: int, pw: int, ac: int, aw: int) -> None:
+    """Give the probe the pending run and totals :func:`stepped` kept in its locals."""
+    probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait = ps, pe, pc, pw
+    probe.cpu_ns += ac
+    probe.wait_ns += aw
 
 
 def _step(
-    probe: TaskProbe, clock: _LoopClock, blocks: LoopWatch | None, t0: int, t1: int, c0: int
+    probe: TaskProbe, clock: _Clock, blocks: LoopWatch | None, t0: int, t1: int, c0: int
 ) -> None:
     """Account one step. Short steps are all CPU (reading the thread clock costs more than they
     last); a long one reads it, and when the loop thread is watched, a step that was off its CPU
@@ -148,14 +217,19 @@ def _step(
     clock.w, clock.c = t1, c1
     cpu = c1 - c0
     states = clock.states
+    stolen = 0  # the step's wall time the loop thread spent waiting for the GIL or a core
     if states is not None and clock.slot >= 0 and t1 - t0 - cpu >= LONG_STEP_OFF_NS:
         sp = states.split_sampled(clock.slot, t0, t1, cpu)
         probe.split(t0, t1, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs)
+        stolen = sp.gil_ns + sp.runq_ns
     else:
         probe.step(t0, t1, cpu)
     if blocks is not None:
         blocks.t0 = 0
-        if t1 - t0 >= blocks.threshold_ns:
+        # the tool held the loop only for what it ran or blocked on itself: a step stretched
+        # because a busy machine took the loop thread's core (or another thread its GIL) is
+        # contention, drawn as such, not a tool to move off the loop
+        if t1 - t0 - stolen >= blocks.threshold_ns:
             probe.block(t0, t1, blocks.stack_of(t0))
 
 

@@ -49,6 +49,18 @@ class Recorder:
         self._new_tasks: list[TaskRecord] = []
         self._new_samples: list[Sample] = []
         self._new_events: list[dict[str, Any]] = []
+        # ``window`` scans from the newest end and stops early (a batch's window is the tail of
+        # rings that hold hours); these keep that exact. Samples come from one sampler under its
+        # own lock, so in time order — unless someone adds them otherwise, which clears the flag.
+        # An event's ``t_ns`` may be back-dated (a loop block is reported when it ends) by at
+        # most ``_ev_backdate`` ns; ``_ring_lock`` keeps arrival order and guards the rings against
+        # mutation while ``window`` reads them; a forward-dated event turns the early stop off.
+        self._samples_ordered = True
+        self._last_sample_ns = 0
+        self._ev_backdate = 0
+        self._ev_ordered = True
+        self._ring_lock = threading.Lock()
+        self._n_cores = psutil.cpu_count() or 1
 
     # -- writers (the executor's loop thread, the sampler thread) ------------------------------
     def next_id(self) -> int:
@@ -61,13 +73,24 @@ class Recorder:
             self._new_tasks.append(rec)
 
     def add_sample(self, sample: Sample) -> None:
-        self.samples.append(sample)
+        with self._ring_lock:
+            if sample.t_ns < self._last_sample_ns:
+                self._samples_ordered = False
+            self._last_sample_ns = sample.t_ns
+            self.samples.append(sample)
         if self.live:
             self._new_samples.append(sample)
 
     def add_event(self, kind: str, **fields: Any) -> dict[str, Any]:
-        ev = {"t_ns": time.perf_counter_ns(), "type": kind, **fields}
-        self.events.append(ev)
+        with self._ring_lock:
+            now = time.perf_counter_ns()
+            ev = {"t_ns": now, "type": kind, **fields}
+            t = ev["t_ns"]
+            if not isinstance(t, int) or t > now:
+                self._ev_ordered = False
+            elif now - t > self._ev_backdate:
+                self._ev_backdate = now - t
+            self.events.append(ev)
         self.events_added += 1
         if self.live:
             self._new_events.append(ev)
@@ -130,8 +153,36 @@ class Recorder:
     def window(self, lo: int, hi: int) -> tuple[list[Sample], list[dict[str, Any]]]:
         """The samples and events recorded between ``lo`` and ``hi`` (the time span of a batch,
         a cell or a whole run)."""
-        samples = [s for s in list(self.samples) if lo <= s.t_ns <= hi]
-        events = [e for e in list(self.events) if lo <= e["t_ns"] <= hi]
+        with self._ring_lock:
+            return self._window(lo, hi)
+
+    def _window(self, lo: int, hi: int) -> tuple[list[Sample], list[dict[str, Any]]]:
+        samples: list[Sample]
+        events: list[dict[str, Any]]
+        if self._samples_ordered:
+            samples = []
+            for s in reversed(self.samples):
+                if s.t_ns < lo:
+                    break
+                if s.t_ns <= hi:
+                    samples.append(s)
+            samples.reverse()
+        else:
+            samples = [s for s in self.samples if lo <= s.t_ns <= hi]
+        if self._ev_ordered:
+            # arrival >= t_ns >= arrival - backdate, and arrivals are in deque order: once an
+            # event's t_ns is below lo - backdate, it and every older one arrived before lo.
+            stop = lo - self._ev_backdate
+            events = []
+            for e in reversed(self.events):
+                t = e["t_ns"]
+                if t < stop:
+                    break
+                if lo <= t <= hi:
+                    events.append(e)
+            events.reverse()
+        else:
+            events = [e for e in self.events if lo <= e["t_ns"] <= hi]
         return samples, events
 
     def trace(
@@ -150,7 +201,7 @@ class Recorder:
         lo = start_ns if window_from_ns is None else min(start_ns, window_from_ns)
         samples, events = self.window(lo, time.perf_counter_ns())
         return Trace(tasks, samples, lanes=lanes, start_ns=start_ns, end_ns=end_ns,
-                     dropped=dropped, events=events, n_cores=psutil.cpu_count() or 1)  # fmt: skip
+                     dropped=dropped, events=events, n_cores=self._n_cores)  # fmt: skip
 
     def since(
         self, base_recorded: int, t0_ns: int, *, lanes: Mapping[str, Mapping[str, Any]] | None

@@ -1,0 +1,131 @@
+"""Per-task cost and memory as a batch grows to a million no-op tasks, next to asyncio.
+
+Run: ``python benchmarks/scaling.py [--sizes 20000,200000,1000000] [--repeat 1] [--json]``.
+
+At each size, in this one process and interleaved: asyncio gather + Semaphore(16); lanepar traced
+``run_batch`` (sync) and ``arun_batch`` (async); lanepar untraced ``run_batch``. Memory is the
+growth of the process's resident set across a traced ``run_batch`` (the calls are built before
+and the results list, 8 B a task, is subtracted), and what stays once the result is dropped, for
+the default recorder (keeps a million records) and one capped at 10 000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import time
+from typing import Any
+
+import lanepar as lp
+
+LANES = {"query": lp.LaneConfig(min_concurrency=1, max_concurrency=16)}
+
+
+async def noop() -> None:
+    return None
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def gather(n: int) -> float:
+    async def main() -> float:
+        sem = asyncio.Semaphore(16)
+
+        async def one() -> None:
+            async with sem:
+                await noop()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        return time.perf_counter() - t0
+
+    return asyncio.run(main())
+
+
+def sync_batch(n: int, trace: bool = True, max_tasks: int = 1_000_000) -> dict[str, float]:
+    with lp.LaneExecutor(lanes=LANES, trace=trace, max_tasks=max_tasks) as ex:
+        calls = [lp.ToolCall(noop, lane="query") for _ in range(n)]
+        gc.collect()
+        r0 = rss()
+        t0 = time.perf_counter()
+        b = ex.run_batch(calls)
+        s = time.perf_counter() - t0
+        grown = rss() - r0 - 8 * n  # the results list is the caller's
+        assert b.ok and len(b) == n
+        del b
+        gc.collect()
+        kept = rss() - r0
+    return {"s": s, "grown_b_per_task": grown / n, "kept_after_result_dropped_mb": kept / 1e6}
+
+
+def async_batch(n: int) -> float:
+    async def main() -> float:
+        async with lp.LaneExecutor(lanes=LANES) as ex:
+            calls = [lp.ToolCall(noop, lane="query") for _ in range(n)]
+            t0 = time.perf_counter()
+            b = await ex.arun_batch(calls)
+            s = time.perf_counter() - t0
+            assert b.ok
+            return s
+
+    return asyncio.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="20000,200000,1000000")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    for n in [int(x) for x in a.sizes.split(",")]:
+        best: dict[str, float] = {}
+        mem: dict[str, float] = {}
+        for _ in range(a.repeat):
+            runs: dict[str, Any] = {
+                "gather": (gather, {}),
+                "traced_sync": (sync_batch, {}),
+                "traced_async": (async_batch, {}),
+                "untraced_sync": (sync_batch, {"trace": False}),
+                "capped_sync": (sync_batch, {"max_tasks": 10_000}),
+            }
+            for name, (fn, kw) in runs.items():
+                out = fn(n, **kw)
+                s = out["s"] if isinstance(out, dict) else out
+                best[name] = min(best.get(name, float("inf")), s)
+                if isinstance(out, dict):
+                    mem[name + "_grown_b"] = out["grown_b_per_task"]
+                    mem[name + "_kept_mb"] = out["kept_after_result_dropped_mb"]
+        us = {k: v / n * 1e6 for k, v in best.items()}
+        rows.append({"tasks": n, "us_per_task": us, "memory": mem,
+                     "traced_vs_gather": us["traced_sync"] / us["gather"],
+                     "untraced_vs_gather": us["untraced_sync"] / us["gather"],
+                     "sync_vs_async": us["traced_sync"] / us["traced_async"]})  # fmt: skip
+    if rows:
+        base = rows[0]["us_per_task"]["traced_sync"]
+        for r in rows:
+            r["traced_vs_first_size"] = r["us_per_task"]["traced_sync"] / base
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'tasks':>8} {'gather':>7} {'sync':>7} {'async':>7} {'untr.':>7} {'capped':>7}  µs/task"
+          f" | {'tr/g':>5} {'un/g':>5} {'s/a':>5} {'vs 1st':>6} | B/task grown, MB kept "
+          "(default / capped)")  # fmt: skip
+    for r in rows:
+        u, m = r["us_per_task"], r["memory"]
+        print(f"{r['tasks']:>8} {u['gather']:7.2f} {u['traced_sync']:7.2f} {u['traced_async']:7.2f}"
+              f" {u['untraced_sync']:7.2f} {u['capped_sync']:7.2f}"
+              f"  | {r['traced_vs_gather']:5.2f} {r['untraced_vs_gather']:5.2f}"
+              f" {r['sync_vs_async']:5.2f} {r['traced_vs_first_size']:6.2f}"
+              f" | {m['traced_sync_grown_b']:.0f} / {m['capped_sync_grown_b']:.0f} B,"
+              f" {m['traced_sync_kept_mb']:.0f} / {m['capped_sync_kept_mb']:.0f} MB")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""How long the event-loop thread waited for the GIL or a core between two instants, in O(log n).
+
+Every task that waits for the loop (its slot was free, but the loop thread was busy or stalled
+before it could start the body) asks this for its window, so a batch of N tasks asks N times over
+overlapping windows. Splitting each window afresh walks the samples it spans (a 200-task turn's
+windows span tens of samples each); instead the loop thread's sampled states are kept as one
+picture — cumulative GIL and run-queue time at each boundary between samples — extended as
+samples arrive, and a window is two bisections.
+
+The picture is :func:`lanepar.trace._stateruns._runs`'s: each sample's state holds from the
+midpoint with its predecessor to the midpoint with its successor (the newest one holds onward),
+and a running sample whose run-queue counter grew by more than half the time since its
+predecessor counts as run-queue wait.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+
+from . import _statewatch as sw
+
+#: What the watch's ``samples(slot, t0, t1)`` returns: ``(t_ns, class, cumulative runq ns)``.
+Sampler = Callable[[int, int, int], list[tuple[int, int, int]]]
+_NONE, _GIL, _RUNQ = 0, 1, 2
+#: Boundaries kept before the oldest half is dropped: the helper's ring (4 s at 250 Hz) is all
+#: the history there is anyway.
+_KEEP = 4096
+_ALL = 1 << 62  # "through now"
+
+
+class CumulativeRuns:
+    """The GIL / run-queue time of one held thread as a running sum over its samples."""
+
+    __slots__ = ("_bounds", "_cg", "_cr", "_kinds", "_last", "_period", "_samples", "_slot")
+
+    def __init__(self, samples: Sampler, slot: int, period_ns: Callable[[], int]) -> None:
+        self._samples = samples
+        self._slot = slot
+        self._period = period_ns
+        self._reset()
+
+    def _reset(self) -> None:
+        #: start of the interval of sample ``i + 1`` (the midpoint of samples ``i`` and ``i + 1``)
+        self._bounds: list[int] = []
+        self._cg: list[int] = []  # cumulative GIL ns at each bound (from the first bound)
+        self._cr: list[int] = []  # cumulative run-queue ns at each bound
+        self._kinds: list[int] = []  # _NONE / _GIL / _RUNQ of each sample's interval
+        self._last: tuple[int, int, int] | None = None  # the newest sample taken in
+
+    def between(self, t0: int, t1: int) -> tuple[int, int]:
+        """(gil, runq) ns within ``[t0, t1]``; (0, 0) when the watch saw nothing of it."""
+        if t1 <= t0:
+            return 0, 0
+        last = self._last
+        bounds = self._bounds
+        stale = (bounds[0] > t0) if bounds else (last is not None and last[0] > t0)
+        if last is None or stale:
+            self._reset()  # first use, or a window older than what is kept: start from it
+            self._take(self._samples(self._slot, t0, _ALL))
+        else:  # every sample taken so far, however far past t1: a midpoint needs its successor
+            self._take(self._samples(self._slot, last[0], _ALL))
+        last = self._last
+        if last is None or last[0] < t0 - 2 * self._period():
+            return 0, 0
+        g0, r0 = self._at(t0)
+        g1, r1 = self._at(t1)
+        return g1 - g0, r1 - r0
+
+    def _take(self, smp: list[tuple[int, int, int]]) -> None:
+        last = self._last
+        bounds, kinds = self._bounds, self._kinds
+        for s in smp:
+            t, cls, rq = s
+            if last is not None and t <= last[0]:
+                continue
+            kind = _GIL if cls == sw.C_FUTEX else _NONE
+            if cls == sw.C_RUN and last is not None and 2 * (rq - last[2]) > t - last[0]:
+                kind = _RUNQ
+            if last is not None:  # close the previous sample's interval at the midpoint
+                mid = (last[0] + t) // 2
+                if bounds:
+                    g, r = self._at(mid)
+                else:
+                    g = r = 0
+                bounds.append(mid)
+                self._cg.append(g)
+                self._cr.append(r)
+            kinds.append(kind)
+            last = s
+        self._last = last
+        if len(bounds) > _KEEP:
+            half = len(bounds) // 2
+            del bounds[:half], self._cg[:half], self._cr[:half], kinds[:half]
+
+    def _at(self, t: int) -> tuple[int, int]:
+        """Cumulative (gil, runq) at ``t``, relative to the first bound."""
+        bounds = self._bounds
+        if not bounds:  # one sample: its state holds everywhere
+            kind = self._kinds[0] if self._kinds else _NONE
+            return (t if kind == _GIL else 0), (t if kind == _RUNQ else 0)
+        j = bisect_right(bounds, t)  # ``t`` lies in the interval of sample j
+        if j == 0:
+            base_g = base_r = 0
+            start = bounds[0]
+        else:
+            base_g, base_r = self._cg[j - 1], self._cr[j - 1]
+            start = bounds[j - 1]
+        kind = self._kinds[j]
+        d = t - start
+        return base_g + (d if kind == _GIL else 0), base_r + (d if kind == _RUNQ else 0)

@@ -1,0 +1,92 @@
+"""The loop thread's contention as a running sum must say what splitting each window afresh says.
+
+Pure arithmetic over samples: a recorded sample list stands in for the thread watch, and the
+reference is :func:`lanepar.trace._stateruns._runs` over the whole list, clipped to the window.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lanepar.trace import _statewatch as sw
+from lanepar.trace._cumruns import CumulativeRuns
+from lanepar.trace._stateruns import GIL, RUNQ, _runs
+
+PERIOD = 4_000_000
+Sample = tuple[int, int, int]
+
+
+class Ring:
+    """What ``ThreadWatch.samples`` answers, over samples revealed as time goes on."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self.all = samples
+        self.now = 0
+        self.calls = 0
+
+    def samples(self, slot: int, t0: int, t1: int) -> list[Sample]:
+        self.calls += 1
+        seen = [s for s in self.all if s[0] <= min(t1, self.now)]
+        before = [s for s in seen if s[0] <= t0]
+        return ([before[-1]] if before else []) + [s for s in seen if s[0] > t0]
+
+
+def reference(samples: list[Sample], t0: int, t1: int, now: int) -> tuple[int, int]:
+    seen = [s for s in samples if s[0] <= now]
+    if not seen or seen[-1][0] < t0 - 2 * PERIOD:
+        return 0, 0
+    origin = min(seen[0][0], t0)
+    gil = runq = 0
+    for kind, s, e in _runs(seen, origin, max(t1, seen[-1][0]) + 1, PERIOD):
+        overlap = max(0, min(e, t1) - max(s, t0))
+        gil += overlap if kind == GIL else 0
+        runq += overlap if kind == RUNQ else 0
+    return gil, runq
+
+
+@st.composite
+def sampled_thread(draw: st.DrawFn) -> list[Sample]:
+    n = draw(st.integers(1, 40))
+    t, rq, out = 1_000_000_000, 0, []
+    for _ in range(n):
+        t += draw(st.integers(1, 3 * PERIOD))
+        rq += draw(st.integers(0, PERIOD))
+        out.append((t, draw(st.sampled_from([sw.C_RUN, sw.C_FUTEX, sw.C_OTHER])), rq))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(sampled_thread(), st.data())
+def test_windows_match_a_fresh_split(samples: list[Sample], data: st.DataObject) -> None:
+    ring = Ring(samples)
+    runs = CumulativeRuns(ring.samples, 0, lambda: PERIOD)
+    lo, hi = samples[0][0] - PERIOD, samples[-1][0] + PERIOD
+    # windows asked as a batch asks them: time moves on, each window ends about now. The first
+    # reaches back past the first sample, so the running sum starts where the reference does.
+    ring.now = data.draw(st.integers(samples[0][0], hi))
+    windows = [(lo, ring.now, ring.now)]
+    for _ in range(data.draw(st.integers(0, 12))):
+        # the watch holds the loop thread before a batch starts: a window ends after a sample
+        now = data.draw(st.integers(samples[0][0], hi))
+        t1 = data.draw(st.integers(samples[0][0], now))
+        windows.append((data.draw(st.integers(lo, t1)), t1, now))
+    for t0, t1, now in windows:
+        ring.now = max(ring.now, now)
+        got = runs.between(t0, t1)
+        want = reference(samples, t0, t1, ring.now) if t1 > t0 else (0, 0)
+        assert got == want, (t0, t1, ring.now)
+
+
+def test_a_batch_of_windows_reads_each_sample_once() -> None:
+    """Overlapping windows of one batch cost a bisection each, not a walk over their samples."""
+    samples = [
+        (1_000_000_000 + i * PERIOD, sw.C_FUTEX if i % 3 else sw.C_RUN, 0) for i in range(500)
+    ]
+    ring = Ring(samples)
+    ring.now = samples[-1][0]
+    runs = CumulativeRuns(ring.samples, 0, lambda: PERIOD)
+    start = samples[0][0]
+    total = [runs.between(start, start + k * PERIOD) for k in range(1, 500)]
+    assert total[-1] == reference(samples, start, start + 499 * PERIOD, ring.now)
+    assert len(runs._bounds) == 499  # every sample taken in once
