@@ -17,8 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
+import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -139,22 +138,23 @@ def jupyter_lab(
         f"--{cls}.expose_app_in_browser=True",
         f"--{cls}.workspaces_dir={state / 'workspaces'}",
         f"--{cls}.user_settings_dir={state / 'settings'}",
+        "--ServerApp.log_level=DEBUG",  # for the line that says it listens (_READY)
     ]
-    log = open(state / "server.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     server = LabServer(f"http://127.0.0.1:{port}", token, root_dir, app)
+    log = state / "server.log"
+    ready = threading.Event()
+    # the server's output is read as it comes (a full pipe would block the server), kept for a
+    # failure message, and says when it listens: no polling of /api/status with sleeps
+    pump = threading.Thread(target=_pump, args=(proc, log, ready), daemon=True)
+    pump.start()
     try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited: {(state / 'server.log').read_text()}")
-            try:
-                server.api("/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("jupyter lab did not answer /api/status") from None
-                time.sleep(0.25)
+        if not ready.wait(startup_timeout):
+            raise TimeoutError(f"jupyter lab did not start: {log.read_text(errors='replace')}")
+        if proc.poll() is not None:
+            pump.join()
+            raise RuntimeError(f"jupyter lab exited: {log.read_text(errors='replace')}")
+        server.api("/api/status")  # listening since it said so: one request, no retries
         yield server
     finally:
         proc.terminate()
@@ -163,8 +163,27 @@ def jupyter_lab(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
+        pump.join()
         shutil.rmtree(state, ignore_errors=True)
+
+
+#: What Jupyter Server logs (at debug level) once its socket listens. Not "is running at:",
+#: which comes before: the socket is bound by the first callback of the event loop, and the
+#: extensions are started (each saying so) by a callback queued after it.
+_READY = b"extension was successfully started"
+
+
+def _pump(proc: subprocess.Popen[bytes], log: Path, ready: threading.Event) -> None:
+    """Copy the server's output to ``log``; set ``ready`` when it says it listens, or when it
+    exits (the caller then finds ``proc`` ended)."""
+    assert proc.stdout is not None
+    with proc.stdout, open(log, "wb") as out:
+        for line in proc.stdout:
+            out.write(line)
+            out.flush()
+            if _READY in line:
+                ready.set()
+    ready.set()
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -67,18 +66,6 @@ NOTEBOOK_STATE = """() => {
   return { pending, status: kernel ? kernel.status : null, cells: cells.length };
 }"""
 
-LIVE = """() => {
-  const d = document.querySelector(".lanepar-dashboard");
-  if (!d) return null;
-  const c = d.querySelector("canvas.lanepar-timeline");
-  return {
-    done: d.querySelector(".lanepar-done").textContent,
-    timeline: !!c && c.width > 0 && c.height > 0,
-    cores: !!d.querySelector(".lanepar-cores canvas"),
-    lanes: d.querySelectorAll(".lanepar-lanes .lanepar-lane").length,
-  };
-}"""
-
 # How many pixels of the timeline canvas carry each segment colour: proof it really drew bars.
 PAINTED = """(sel) => {
   const c = document.querySelector(sel);
@@ -119,15 +106,62 @@ def _figures(page: Any, selector: str, key_attr: str) -> dict[str, str]:
     )
 
 
-def _wait(page: Any, fn: str, ok: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = page.evaluate(fn)
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last state {value!r}")
-        page.wait_for_timeout(100)
+def _wait(page: Any, state: str, cond: str, timeout: float, what: str) -> Any:
+    """Wait until ``cond`` (a JS expression over ``s``, what the function ``state`` returns)
+    holds, and return ``s``. Playwright re-checks it on every animation frame: no fixed sleep."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    check = f"() => {{ const s = ({state})(); return s !== null && ({cond}) ? s : false; }}"
+    try:
+        return page.wait_for_function(check, timeout=timeout * 1000).json_value()
+    except PlaywrightTimeout:
+        last = page.evaluate(state)
+        raise AssertionError(f"timed out waiting for {what}; last state {last!r}") from None
+
+
+# What a dashboard has painted: the front end bumps ``data-draws`` after every paint.
+DASHBOARD = """() => {
+  const d = document.querySelector(".lanepar-dashboard");
+  if (!d) return null;
+  const c = d.querySelector("canvas.lanepar-timeline");
+  return {draws: Number(d.dataset.draws || 0), tasks: Number(d.dataset.tasks || 0),
+          axis: c ? c.dataset.axis || "" : ""};
+}"""
+
+
+def _viewer(selector: str) -> str:
+    """DASHBOARD for the JupyterLab extension's trace view at ``selector``."""
+    return f"""() => {{
+  const v = document.querySelector({json.dumps(selector)});
+  return v ? {{draws: Number(v.dataset.draws || 0)}} : null;
+}}"""
+
+
+# Every value the live task counter shows, and whether the canvases were there, as they happen
+# (a MutationObserver: each paint bumps ``data-draws``), so no polling interval can miss one.
+RECORD_LIVE = """() => {
+  const rec = window.__laneparLive = {seen: [], canvas: false, cores: false};
+  const note = () => {
+    const d = document.querySelector(".lanepar-dashboard");
+    if (!d) return;
+    const c = d.querySelector("canvas.lanepar-timeline");
+    rec.canvas = rec.canvas || (!!c && c.width > 0 && c.height > 0);
+    rec.cores = rec.cores || !!d.querySelector(".lanepar-cores canvas");
+    const done = d.querySelector(".lanepar-done");
+    if (done && rec.seen[rec.seen.length - 1] !== done.textContent) rec.seen.push(done.textContent);
+  };
+  new MutationObserver(note).observe(document.body, {subtree: true, childList: true,
+    characterData: true, attributes: true, attributeFilter: ["data-draws"]});
+}"""
+
+# The live counter, and whether the notebook has finished (a quick batch may end, and its live
+# view give way to the final picture, before anyone looks at it halfway).
+HALFWAY = f"""() => {{
+  const e = document.querySelector(".lanepar-dashboard .lanepar-done");
+  const [done, total] = e ? e.textContent.split(" / ").map(Number) : [0, 0];
+  const nb = ({NOTEBOOK_STATE})();
+  return {{done, total, finished: !!nb && nb.pending === 0 && nb.status === "idle"}};
+}}"""
 
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
@@ -147,37 +181,19 @@ def test_live_dashboard_in_jupyterlab(tmp_path: Path, app: str) -> None:
             lambda e: None if "notebook_core" in (e.stack or "") else errors.append(str(e)),
         )
         page.goto(lab.page_url("live.ipynb"))
-        _wait(
-            page,
-            NOTEBOOK_STATE,
-            lambda s: s is not None and s["cells"] == 3 and s["status"] == "idle",
-            90,
-            "the notebook and an idle kernel",
-        )
+        _wait(page, NOTEBOOK_STATE, "s.cells === 3 && s.status === 'idle'", 90,
+              "the notebook and an idle kernel")  # fmt: skip
+        page.evaluate(RECORD_LIVE)
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-        seen: list[str] = []
-        live_shot = False
-        saw_canvas = saw_cores = False
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            live = page.evaluate(LIVE)
-            if live is not None:
-                saw_canvas |= live["timeline"]
-                saw_cores |= live["cores"]
-                if not seen or seen[-1] != live["done"]:
-                    seen.append(live["done"])
-                done, _, total = live["done"].partition(" / ")
-                if not live_shot and total != "0" and int(done) >= int(total) // 2:
-                    page.wait_for_timeout(150)
-                    page.screenshot(path=str(ARTIFACTS / f"browser-live{suffix}.png"))
-                    live_shot = True
-            state = page.evaluate(NOTEBOOK_STATE)
-            if state["pending"] == 0 and state["status"] == "idle":
-                break
-            page.wait_for_timeout(60)
-        else:
-            raise AssertionError(f"the notebook did not finish; counter went {seen}")
-        assert saw_canvas and saw_cores
+        # halfway through the batch (the counter and the canvas are painted in one frame)
+        _wait(page, HALFWAY, "(s.total > 0 && 2 * s.done >= s.total) || s.finished", 120,
+              "half the tasks")  # fmt: skip
+        page.screenshot(path=str(ARTIFACTS / f"browser-live{suffix}.png"))
+        _wait(page, NOTEBOOK_STATE, "s.pending === 0 && s.status === 'idle'", 120,
+              "the notebook to finish")  # fmt: skip
+        live = page.evaluate("() => window.__laneparLive")
+        seen = live["seen"]
+        assert live["canvas"] and live["cores"], live
         counts = [int(v.split(" / ")[0]) for v in seen]
         increases = sum(1 for a, b in zip(counts, counts[1:]) if b > a)
         assert increases >= 3, f"the task counter moved only {increases} times: {seen}"
@@ -218,8 +234,7 @@ def test_static_snapshot_draws_and_hovers(tmp_path: Path) -> None:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(page_html.as_uri())
-        page.wait_for_selector(".lanepar-dashboard canvas.lanepar-timeline")
-        page.wait_for_timeout(300)
+        first = _wait(page, DASHBOARD, "s.draws >= 1 && s.tasks === 240", 30, "the first paint")
         assert page.inner_text(".lanepar-done") == "240 / 240"
         painted = page.evaluate(PAINTED, ".lanepar-dashboard canvas.lanepar-timeline")
         assert painted["wait"] > 1000 and painted["queued"] > 0, painted
@@ -228,15 +243,18 @@ def test_static_snapshot_draws_and_hovers(tmp_path: Path) -> None:
         box = page.query_selector("canvas.lanepar-timeline").bounding_box()
         assert box is not None
         page.mouse.move(box["x"] + 96 + (box["width"] - 96) * 0.5, box["y"] + 18 + 9)
-        page.wait_for_timeout(100)
+        page.wait_for_function(
+            "() => { const t = document.querySelector('.lanepar-tip');"
+            " return t && t.style.display === 'block' && t.textContent.includes('wall'); }"
+        )
         tip = page.inner_text(".lanepar-tip")
         assert "_nap" in tip and "query #0" in tip and "wall" in tip
-        # zoom in with the wheel: the axis span shrinks
-        before = page.evaluate("() => document.querySelector('.lanepar-tip') !== null")
+        # zoom in with the wheel: a repaint with a shorter axis
         page.mouse.wheel(0, -600)
-        page.wait_for_timeout(100)
+        zoomed = _wait(page, DASHBOARD, f"s.draws > {first['draws']}", 30, "a repaint on zoom")
+        assert zoomed["axis"] != first["axis"], (first["axis"], zoomed["axis"])
         page.screenshot(path=str(ARTIFACTS / "snapshot-zoomed.png"))
-        assert before and not errors, errors
+        assert not errors, errors
 
 
 def _big_trace(n: int) -> lp.Trace:
@@ -270,25 +288,29 @@ def _big_trace(n: int) -> lp.Trace:
     return lp.Trace(tasks, lanes={name: info for name in lanes}, n_cores=2)
 
 
-REDRAW = """async (n) => {
+# Wheel events over the timeline, alternately zooming in and out, each awaited to its paint.
+ZOOM = """async (n) => {
   const canvas = document.querySelector('canvas.lanepar-timeline');
   const box = canvas.getBoundingClientRect();
-  const frame = () => new Promise(r => requestAnimationFrame(() => r()));
-  await frame();
-  const times = [];
+  const axes = [];
   for (let i = 0; i < n; i++) {
-    const t = performance.now();
+    const before = Number(document.querySelector('.lanepar-dashboard').dataset.draws);
     canvas.dispatchEvent(new WheelEvent('wheel', {deltaY: i % 2 ? 300 : -300, bubbles: true,
       cancelable: true, clientX: box.left + box.width * 0.6, clientY: box.top + 20}));
-    await frame();
-    times.push(performance.now() - t);
+    const give_up = performance.now() + 30000;
+    while (Number(document.querySelector('.lanepar-dashboard').dataset.draws) === before) {
+      if (performance.now() > give_up) throw new Error(`wheel event ${i} was never painted`);
+      await new Promise(r => requestAnimationFrame(() => r()));
+    }
+    axes.push(canvas.dataset.axis);
   }
-  times.sort((a, b) => a - b);
-  return {median: times[Math.floor(n / 2)], max: times[n - 1]};
+  return axes;
 }"""
 
 
 def test_a_50k_task_timeline_stays_interactive(tmp_path: Path) -> None:
+    """50,000 tasks load, and every zoom repaints the timeline at its new scale. How long a
+    repaint takes is measured by ``benchmarks/browser_redraw.py``, not asserted here."""
     trace = _big_trace(50_000)
     page_html = tmp_path / "big.html"
     page_html.write_text(snapshot_page(trace, lp.summarize(trace), title="50k tasks"))
@@ -296,15 +318,15 @@ def test_a_50k_task_timeline_stays_interactive(tmp_path: Path) -> None:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(page_html.as_uri())
-        page.wait_for_selector(".lanepar-dashboard canvas.lanepar-timeline", timeout=60_000)
+        first = _wait(page, DASHBOARD, "s.draws >= 1 && s.tasks === 50000", 60, "the first paint")
         assert page.inner_text(".lanepar-done") == "50000 / 50000"
-        timing = page.evaluate(REDRAW, 20)
+        axes = page.evaluate(ZOOM, 6)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "timeline-50k.png"))
-    med, worst = timing["median"], timing["max"]
-    print(f"50k-task timeline: zoom redraw median {med:.1f} ms, max {worst:.1f} ms")
     assert not errors, errors
-    assert timing["median"] < 250, timing  # still answers a drag at several frames a second
+    # each wheel event (in, out, in, ...) was painted at a new scale
+    shown = [first["axis"], *axes]
+    assert all(a != b for a, b in zip(shown, shown[1:])), shown
 
 
 def _kinds_trace() -> lp.Trace:
@@ -356,8 +378,7 @@ def test_gil_and_runq_draw_in_their_palette_colours(tmp_path: Path) -> None:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto((tmp_path / "kinds.html").as_uri())
-        page.wait_for_selector(".lanepar-dashboard canvas.lanepar-timeline")
-        page.wait_for_timeout(300)
+        _wait(page, DASHBOARD, "s.draws >= 1 && s.tasks === 8", 30, "the snapshot's first paint")
         counts = page.evaluate(painted, ".lanepar-dashboard canvas.lanepar-timeline")
         assert min(counts.values()) > 500, counts
         legend = page.inner_text(".lanepar-legend")
@@ -367,7 +388,7 @@ def test_gil_and_runq_draw_in_their_palette_colours(tmp_path: Path) -> None:
     with jupyter_lab(tmp_path) as lab, chromium_page(1300, 600) as page:
         page.goto(lab.lab_url("kinds.lanetrace.json"))
         page.wait_for_selector(".lanepar-trace-view canvas.lanepar-timeline", timeout=60_000)
-        page.wait_for_timeout(500)
+        _wait(page, _viewer(".lanepar-trace-view"), "s.draws >= 1", 30, "the viewer's first paint")
         counts = page.evaluate(painted, ".lanepar-trace-view canvas.lanepar-timeline")
         assert min(counts.values()) > 500, counts
         legend = page.inner_text(".lanepar-trace-legend")
@@ -504,7 +525,8 @@ def test_saved_views_survive_trust_and_the_viewer_tells_the_same_story(tmp_path:
         page.goto(lab.lab_url("shared.ipynb"))
         out = ".jp-OutputArea-output.lanepar-trace-view canvas.lanepar-timeline"
         page.wait_for_selector(out, timeout=60_000)
-        page.wait_for_timeout(300)
+        _wait(page, _viewer(".jp-OutputArea-output.lanepar-trace-view"), "s.draws >= 1", 30,
+              "the extension's first paint of the output")  # fmt: skip
         counts = page.evaluate(painted, out)
         assert counts["queued"] > 100 and counts["wait"] > 500, counts
         assert page.query_selector(".jp-OutputArea iframe") is None  # untrusted: no iframe
@@ -548,8 +570,7 @@ def test_dragging_a_whatif_slider_changes_the_prediction(tmp_path: Path) -> None
     (tmp_path / "whatif.ipynb").write_text(json.dumps(nb))
     with jupyter_lab(tmp_path) as lab, chromium_page(1400, 900) as page:
         page.goto(lab.lab_url("whatif.ipynb"))
-        _wait(page, NOTEBOOK_STATE, lambda s: s is not None and s["status"] == "idle", 90,
-              "an idle kernel")  # fmt: skip
+        _wait(page, NOTEBOOK_STATE, "s.status === 'idle'", 90, "an idle kernel")
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         wall = ".lanepar-whatif .lanepar-whatif-wall"
         page.wait_for_selector(wall, timeout=90_000)

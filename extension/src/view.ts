@@ -205,6 +205,8 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
     }
     this.node.dataset.viewStartNs = String(Math.round(this._vp.t0));
     this.node.dataset.viewEndNs = String(Math.round(this._vp.t1));
+    // bumped after every paint: tests wait for it instead of sleeping
+    this.node.dataset.draws = String(++this._draws);
   }
 
   // -- interaction ----------------------------------------------------------------------
@@ -382,6 +384,7 @@ export class TraceView extends Widget implements IRenderMime.IRenderer {
   private _hover: ITask | null = null;
   private _drag: { x: number; t0: number; t1: number; moved: boolean } | null = null;
   private _frame = 0;
+  private _draws = 0;
   private _resize: ResizeObserver | null = null;
   private _header: HTMLDivElement;
   private _body: HTMLDivElement;

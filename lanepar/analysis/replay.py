@@ -29,6 +29,10 @@ Cores are shared by a max-min fair split: GIL lanes as a group get at most one c
 ``g`` GIL-bound and ``x`` free CPU phases each phase advances at a rate computed in ``_rates``.
 Each class has one virtual clock of service received per phase, so a phase's finish is a heap
 entry on its class's clock and one event costs O(log n): 100k tasks replay in about a second.
+
+A what-if widget replays one trace on every slider move, so the per-trace work (each task's body
+as phases, the arrival order) is done once by ``Replayer``; ``run`` only simulates, on plain lists
+indexed by task and lane, because attribute and dict look-ups per event were most of its cost.
 """
 
 from __future__ import annotations
@@ -48,21 +52,6 @@ GIL_KINDS = frozenset({"async", "thread"})
 def _tol(t: float) -> float:
     """Event times are float ns: two events closer than this (well under 1 ns) coincide."""
     return 1e-9 * abs(t) + 1e-6
-
-
-class _Task:
-    __slots__ = ("arrive", "cls", "id", "idx", "lane", "marks", "phases", "slot", "start")
-
-    def __init__(self, tid: int, lane: str, arrive: float, phases: list[tuple[str, float]]):
-        self.id = tid
-        self.lane = lane
-        self.arrive = arrive
-        self.phases = phases
-        self.idx = 0
-        self.start = 0.0
-        self.cls = 0  # 0: GIL-bound CPU, 1: free CPU
-        self.slot = -1
-        self.marks: list[tuple[str, float]] | None = None  # (kind, start) per phase: timeline
 
 
 def _body_phases(task: Any, include_dispatch: bool) -> list[tuple[str, float]]:
@@ -118,193 +107,280 @@ def replay(
     start_ns, end_ns, [(kind, start_ns, end_ns), ...])`` relative to the trace start, the lowest
     free slot taken as a lanepar worker pool would, so the replay can be drawn like the run.
     """
-    info = {name: dict(v) for name, v in trace.lanes.items()}
-    slots_seen: dict[str, int] = {}
-    for t in trace.tasks:
-        slots_seen[t.lane] = max(slots_seen.get(t.lane, 0), t.slot + 1)
-        info.setdefault(t.lane, {"min_concurrency": 0})
-    overrides = dict(lanes or {})
-    for name, n in overrides.items():
-        if name not in info:
-            raise ValueError(f"replay: unknown lane {name!r}; lanes are {', '.join(info)}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"replay: lanes[{name!r}]={n!r} must be an integer >= 1")
-    limit: dict[str, int] = {}
-    for name, cfg in info.items():
-        recorded = cfg.get("max_concurrency")
-        fallback = recorded if isinstance(recorded, int) and recorded >= 1 else None
-        limit[name] = overrides.get(name) or fallback or max(1, slots_seen.get(name, 1))
-    if cores is None:
-        cores = trace.n_cores if trace.n_cores > 0 else (os.cpu_count() or 1)
-    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
-        raise ValueError(f"replay: cores={cores!r} must be an integer >= 1")
-    reserve = {n: int(c.get("min_concurrency", 0) or 0) for n, c in info.items()}
-    shared_cap = math.inf
-    if max_total is not None:
-        if isinstance(max_total, bool) or not isinstance(max_total, int) or max_total < 1:
-            raise ValueError(f"replay: max_total={max_total!r} must be an integer >= 1")
-        if sum(reserve.values()) > max_total:
-            raise ValueError(
-                f"replay: max_total={max_total} is smaller than the reserved slots "
-                f"(sum of min_concurrency = {sum(reserve.values())})"
-            )
-        shared_cap = max_total - sum(reserve.values())
-    order = sorted(info, key=lambda n: (int(info[n].get("priority", 1)), n))
-    free_kind = {n: not gil or info[n].get("kind", "async") not in GIL_KINDS for n in info}
+    rp = Replayer(trace, include_dispatch=include_dispatch)
+    return rp.run(lanes, cores, max_total, gil=gil, timeline=timeline)
 
-    tasks: list[_Task] = []
-    skipped = 0
-    cpu_total = 0.0
-    for rec in trace.tasks:
-        if rec.slot < 0:
-            skipped += 1
-            continue
-        tk = _Task(rec.id, rec.lane, float(rec.submitted_ns - trace.start_ns), [])
-        tk.phases = _body_phases(rec, include_dispatch)
-        tk.cls = 1 if free_kind[rec.lane] else 0
-        if timeline:
-            tk.marks = []
-        cpu_total += float(rec.cpu_ns)
-        tasks.append(tk)
-    tasks.sort(key=lambda tk: (tk.arrive, tk.id))
 
-    queue: dict[str, collections.deque[_Task]] = {n: collections.deque() for n in info}
-    active = dict.fromkeys(info, 0)
-    stats = {
-        n: {"tasks": 0, "busy": 0.0, "slot": 0.0, "queued": 0.0, "peak": 0, "since": 0.0}
-        for n in info
-    }
-    shared_used = 0
-    vclock = [0.0, 0.0]  # service received per CPU phase, per class
-    cpu_heaps: list[list[tuple[float, int, _Task]]] = [[], []]
-    waits: list[tuple[float, int, _Task]] = []
-    seq = 0
-    now = 0.0
-    wall = 0.0
-    free_slots: dict[str, list[int]] = {n: [] for n in info}  # heaps of released slots
-    next_slot = dict.fromkeys(info, 0)
-    drawn: list[_Task] = []
+class Replayer:
+    """``trace`` prepared once for many replays: ``Replayer(trace).run(lanes={...})`` gives what
+    ``replay(trace, lanes={...})`` gives, without re-reading every record per what-if."""
 
-    def advance(tk: _Task) -> None:
-        """Start the task's next phase, or finish it and free its slot."""
-        nonlocal seq, shared_used, wall
-        if tk.idx < len(tk.phases):
-            kind, dur = tk.phases[tk.idx]
-            tk.idx += 1
-            seq += 1
-            if tk.marks is not None:
-                tk.marks.append((kind, now))
-            if kind != "cpu":  # a wait or the dispatch delay: time passes, nothing is held
-                heapq.heappush(waits, (now + dur, seq, tk))
-            else:
-                heapq.heappush(cpu_heaps[tk.cls], (vclock[tk.cls] + dur, seq, tk))
-            return
-        st = stats[tk.lane]
-        st["slot"] += now - tk.start
-        if tk.marks is not None:
-            tk.marks.append(("", now))
-            heapq.heappush(free_slots[tk.lane], tk.slot)
-        active[tk.lane] -= 1
-        if active[tk.lane] >= reserve[tk.lane]:
-            shared_used -= 1
-        if active[tk.lane] == 0:
-            st["busy"] += now - st["since"]
-        wall = max(wall, now)
+    def __init__(self, trace: Trace, *, include_dispatch: bool = True) -> None:
+        self.trace = trace
+        self.include_dispatch = include_dispatch
+        info = {name: dict(v) for name, v in trace.lanes.items()}
+        slots_seen: dict[str, int] = {}
+        rows: list[tuple[float, int, str, tuple[tuple[bool, str, float], ...]]] = []
+        skipped = 0
+        cpu_total = 0.0
+        t0 = trace.start_ns
+        for rec in trace.tasks:
+            lane, slot = rec.lane, rec.slot
+            slots_seen[lane] = max(slots_seen.get(lane, 0), slot + 1)
+            info.setdefault(lane, {"min_concurrency": 0})
+            if slot < 0:
+                skipped += 1
+                continue
+            phases = tuple((k == "cpu", k, d) for k, d in _body_phases(rec, include_dispatch))
+            rows.append((float(rec.submitted_ns - t0), rec.id, lane, phases))
+            cpu_total += float(rec.cpu_ns)
+        rows.sort(key=lambda r: (r[0], r[1]))
+        self.info = info
+        self.slots_seen = slots_seen
+        self.skipped = skipped
+        self.cpu_total = cpu_total
+        self.names = list(info)
+        index = {n: i for i, n in enumerate(self.names)}
+        self.arrive = [r[0] for r in rows]
+        self.ids = [r[1] for r in rows]
+        self.lane_of = [index[r[2]] for r in rows]
+        self.phases = [r[3] for r in rows]
 
-    def fill() -> None:
-        nonlocal shared_used
-        for name in order:
-            q = queue[name]
-            while q and active[name] < limit[name]:
-                reserved = active[name] < reserve[name]
-                if not reserved and shared_used >= shared_cap:
-                    break
-                if not reserved:
-                    shared_used += 1
-                tk = q.popleft()
-                st = stats[name]
-                if active[name] == 0:
-                    st["since"] = now
-                active[name] += 1
-                st["peak"] = max(st["peak"], active[name])
-                st["tasks"] += 1
-                st["queued"] += now - tk.arrive
-                tk.start = now
-                if tk.marks is not None:
-                    pool = free_slots[name]
-                    if pool:
-                        tk.slot = heapq.heappop(pool)
-                    else:
-                        tk.slot = next_slot[name]
-                        next_slot[name] += 1
-                    drawn.append(tk)
-                advance(tk)
-
-    i = 0
-    while i < len(tasks) or waits or cpu_heaps[0] or cpu_heaps[1]:
-        rg, rx = _rates(len(cpu_heaps[0]), len(cpu_heaps[1]), cores)
-        rate = (rg, rx)
-        nxt = tasks[i].arrive if i < len(tasks) else math.inf
-        if waits:
-            nxt = min(nxt, waits[0][0])
-        snap = -1
-        for c in (0, 1):
-            if cpu_heaps[c]:
-                t_c = now + (cpu_heaps[c][0][0] - vclock[c]) / rate[c]
-                if t_c < nxt:
-                    nxt, snap = t_c, c
-        if not math.isfinite(nxt):  # pragma: no cover - every phase has a finite end
-            raise RuntimeError("replay: simulation stalled")
-        nxt = max(nxt, now)
-        for c in (0, 1):
-            vclock[c] += rate[c] * (nxt - now)
-        if snap >= 0:  # rounding must never leave the chosen phase a hair short of done
-            vclock[snap] = max(vclock[snap], cpu_heaps[snap][0][0])
-        now = nxt
-        done: list[_Task] = []
-        for c in (0, 1):
-            h = cpu_heaps[c]
-            while h and h[0][0] <= vclock[c] + _tol(vclock[c]):
-                done.append(heapq.heappop(h)[2])
-        while waits and waits[0][0] <= now + _tol(now):
-            done.append(heapq.heappop(waits)[2])
-        while i < len(tasks) and tasks[i].arrive <= now + _tol(now):
-            queue[tasks[i].lane].append(tasks[i])
-            i += 1
-        for tk in done:
-            advance(tk)
-        fill()
-
-    wall_s = wall / 1e9
-    per_lane = {
-        n: {
-            "tasks": int(st["tasks"]),
-            "busy_s": st["busy"] / 1e9,
-            "slot_s": st["slot"] / 1e9,
-            "queued_s": st["queued"] / 1e9,
-            "peak_active": int(st["peak"]),
-            "max_concurrency": limit[n],
+    def run(
+        self,
+        lanes: Mapping[str, int] | None = None,
+        cores: int | None = None,
+        max_total: int | None = None,
+        *,
+        gil: bool = True,
+        timeline: bool = False,
+    ) -> dict[str, Any]:
+        """One replay under these limits (see ``replay`` for the model and the result)."""
+        info, trace = self.info, self.trace
+        overrides = dict(lanes or {})
+        for name, n in overrides.items():
+            if name not in info:
+                raise ValueError(f"replay: unknown lane {name!r}; lanes are {', '.join(info)}")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"replay: lanes[{name!r}]={n!r} must be an integer >= 1")
+        limit: dict[str, int] = {}
+        for name, cfg in info.items():
+            recorded = cfg.get("max_concurrency")
+            fallback = recorded if isinstance(recorded, int) and recorded >= 1 else None
+            limit[name] = overrides.get(name) or fallback or max(1, self.slots_seen.get(name, 1))
+        if cores is None:
+            cores = trace.n_cores if trace.n_cores > 0 else (os.cpu_count() or 1)
+        if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+            raise ValueError(f"replay: cores={cores!r} must be an integer >= 1")
+        reserve = {n: int(c.get("min_concurrency", 0) or 0) for n, c in info.items()}
+        shared_cap = math.inf
+        if max_total is not None:
+            if isinstance(max_total, bool) or not isinstance(max_total, int) or max_total < 1:
+                raise ValueError(f"replay: max_total={max_total!r} must be an integer >= 1")
+            if sum(reserve.values()) > max_total:
+                raise ValueError(
+                    f"replay: max_total={max_total} is smaller than the reserved slots "
+                    f"(sum of min_concurrency = {sum(reserve.values())})"
+                )
+            shared_cap = max_total - sum(reserve.values())
+        names = self.names
+        by_priority = sorted(info, key=lambda n: (int(info[n].get("priority", 1)), n))
+        order = [names.index(n) for n in by_priority]
+        free = [not gil or info[n].get("kind", "async") not in GIL_KINDS for n in names]
+        sim = _Sim(self, [limit[n] for n in names], [reserve[n] for n in names], shared_cap,
+                   order, [1 if f else 0 for f in free], cores, timeline)  # fmt: skip
+        wall = sim.wall
+        cpu_total = self.cpu_total
+        per_lane = {
+            n: {
+                "tasks": sim.tasks[i],
+                "busy_s": sim.busy[i] / 1e9,
+                "slot_s": sim.slot[i] / 1e9,
+                "queued_s": sim.queued[i] / 1e9,
+                "peak_active": sim.peak[i],
+                "max_concurrency": limit[n],
+            }
+            for i, n in enumerate(names)
         }
-        for n, st in stats.items()
-    }
-    out: dict[str, Any] = {
-        "wall_s": wall_s,
-        "recorded_wall_s": trace.wall_ns / 1e9,
-        "cpu_s": cpu_total / 1e9,
-        "cpu_util_avg": (cpu_total / (wall * cores)) if wall > 0 else 0.0,
-        "per_lane": per_lane,
-        "lanes": dict(limit),
-        "cores": cores,
-        "max_total": max_total,
-        "gil": gil,
-        "tasks": len(tasks),
-        "skipped": skipped,
-    }
-    if timeline:
-        out["timeline"] = [
-            (tk.id, tk.lane, tk.slot, tk.arrive, tk.start, m[-1][1],
-             [(k, a, b) for (k, a), (_k, b) in zip(m, m[1:])])
-            for tk in drawn
-            if (m := tk.marks)
-        ]  # fmt: skip
-    return out
+        out: dict[str, Any] = {
+            "wall_s": wall / 1e9,
+            "recorded_wall_s": trace.wall_ns / 1e9,
+            "cpu_s": cpu_total / 1e9,
+            "cpu_util_avg": (cpu_total / (wall * cores)) if wall > 0 else 0.0,
+            "per_lane": per_lane,
+            "lanes": dict(limit),
+            "cores": cores,
+            "max_total": max_total,
+            "gil": gil,
+            "tasks": len(self.arrive),
+            "skipped": self.skipped,
+        }
+        if timeline:
+            out["timeline"] = sim.timeline(self, names)
+        return out
+
+
+class _Sim:
+    """One simulation run: per lane totals and, with a timeline, each task's slot and marks.
+
+    The event loop is written out on lists indexed by task and lane, with local variables,
+    because a what-if slider replays a 1,000-task trace per move; its arithmetic is the earlier
+    one-pass version's, operation for operation, so the floats (and the predictions pinned in
+    tests/test_replay_pinned.py) are exactly the same.
+    """
+
+    def __init__(
+        self,
+        rp: Replayer,
+        limit: list[int],
+        reserve: list[int],
+        shared_cap: float,
+        order: list[int],
+        lane_cls: list[int],
+        cores: int,
+        timeline: bool,
+    ) -> None:
+        arrive, lane_of, phases = rp.arrive, rp.lane_of, rp.phases
+        n, n_lanes = len(arrive), len(limit)
+        push, pop = heapq.heappush, heapq.heappop
+        tcls = [lane_cls[ln] for ln in lane_of]
+        t_idx = [0] * n
+        t_start = [0.0] * n
+        t_slot = [-1] * n
+        marks: list[list[float]] = [[] for _ in range(n)] if timeline else []  # phase starts
+        queues: list[collections.deque[int]] = [collections.deque() for _ in range(n_lanes)]
+        active = [0] * n_lanes
+        s_tasks, s_peak = [0] * n_lanes, [0] * n_lanes
+        s_busy, s_slot, s_queued, s_since = ([0.0] * n_lanes for _ in range(4))
+        free_slots: list[list[int]] = [[] for _ in range(n_lanes)]  # heaps of released slots
+        next_slot = [0] * n_lanes
+        drawn: list[int] = []
+        rates: dict[tuple[int, int], tuple[float, float]] = {}
+        cpu0: list[tuple[float, int, int]] = []  # (service at the end, seq, task): GIL-bound
+        cpu1: list[tuple[float, int, int]] = []  # the same for CPU that needs no GIL
+        waits: list[tuple[float, int, int]] = []  # (time at the end, seq, task)
+        v0 = v1 = 0.0  # each class's virtual clock: service received per CPU phase
+        shared_used = seq = i = 0
+        now = wall = 0.0
+
+        def advance(ti: int) -> None:
+            """Start the task's next phase, or finish it and free its slot."""
+            nonlocal seq, shared_used, wall
+            ph = phases[ti]
+            k = t_idx[ti]
+            if k < len(ph):
+                is_cpu, _kind, dur = ph[k]
+                t_idx[ti] = k + 1
+                seq += 1
+                if timeline:
+                    marks[ti].append(now)
+                if not is_cpu:  # a wait or the dispatch delay: time passes, nothing is held
+                    push(waits, (now + dur, seq, ti))
+                elif tcls[ti]:
+                    push(cpu1, (v1 + dur, seq, ti))
+                else:
+                    push(cpu0, (v0 + dur, seq, ti))
+                return
+            ln = lane_of[ti]
+            s_slot[ln] += now - t_start[ti]
+            if timeline:
+                marks[ti].append(now)  # the end
+                push(free_slots[ln], t_slot[ti])
+            active[ln] -= 1
+            if active[ln] >= reserve[ln]:
+                shared_used -= 1
+            if active[ln] == 0:
+                s_busy[ln] += now - s_since[ln]
+            if now > wall:
+                wall = now
+
+        while i < n or waits or cpu0 or cpu1:
+            key = (len(cpu0), len(cpu1))
+            rate = rates.get(key)
+            if rate is None:
+                rate = rates[key] = _rates(key[0], key[1], cores)
+            rg, rx = rate
+            nxt = arrive[i] if i < n else math.inf
+            if waits and waits[0][0] < nxt:
+                nxt = waits[0][0]
+            snap = -1
+            if cpu0:
+                t_c = now + (cpu0[0][0] - v0) / rg
+                if t_c < nxt:
+                    nxt, snap = t_c, 0
+            if cpu1:
+                t_c = now + (cpu1[0][0] - v1) / rx
+                if t_c < nxt:
+                    nxt, snap = t_c, 1
+            if not math.isfinite(nxt):  # pragma: no cover - every phase has a finite end
+                raise RuntimeError("replay: simulation stalled")
+            if nxt < now:
+                nxt = now
+            v0 += rg * (nxt - now)
+            v1 += rx * (nxt - now)
+            # rounding must never leave the chosen phase a hair short of done
+            if snap == 0 and v0 < cpu0[0][0]:
+                v0 = cpu0[0][0]
+            elif snap == 1 and v1 < cpu1[0][0]:
+                v1 = cpu1[0][0]
+            now = nxt
+            # events closer than _tol(t) coincide (the same expression, inline)
+            done: list[int] = []
+            if cpu0:
+                lim = v0 + (1e-9 * abs(v0) + 1e-6)
+                while cpu0 and cpu0[0][0] <= lim:
+                    done.append(pop(cpu0)[2])
+            if cpu1:
+                lim = v1 + (1e-9 * abs(v1) + 1e-6)
+                while cpu1 and cpu1[0][0] <= lim:
+                    done.append(pop(cpu1)[2])
+            lim = now + (1e-9 * abs(now) + 1e-6)
+            while waits and waits[0][0] <= lim:
+                done.append(pop(waits)[2])
+            while i < n and arrive[i] <= lim:
+                queues[lane_of[i]].append(i)
+                i += 1
+            for ti in done:
+                advance(ti)
+            for ln in order:  # free slots take queued tasks, lanes by priority
+                q = queues[ln]
+                while q and active[ln] < limit[ln]:
+                    reserved = active[ln] < reserve[ln]
+                    if not reserved:
+                        if shared_used >= shared_cap:
+                            break
+                        shared_used += 1
+                    ti = q.popleft()
+                    if active[ln] == 0:
+                        s_since[ln] = now
+                    active[ln] += 1
+                    if active[ln] > s_peak[ln]:
+                        s_peak[ln] = active[ln]
+                    s_tasks[ln] += 1
+                    s_queued[ln] += now - arrive[ti]
+                    t_start[ti] = now
+                    if timeline:
+                        pool = free_slots[ln]
+                        if pool:
+                            t_slot[ti] = pop(pool)
+                        else:
+                            t_slot[ti] = next_slot[ln]
+                            next_slot[ln] += 1
+                        drawn.append(ti)
+                    advance(ti)
+        self.wall = wall
+        self.tasks, self.peak = s_tasks, s_peak
+        self.busy, self.slot, self.queued = s_busy, s_slot, s_queued
+        self._drawn, self._marks, self._slots, self._starts = drawn, marks, t_slot, t_start
+
+    def timeline(self, rp: Replayer, names: list[str]) -> list[Any]:
+        out = []
+        phases, lanes, ids, arrive = rp.phases, rp.lane_of, rp.ids, rp.arrive
+        for ti in self._drawn:
+            m = self._marks[ti]
+            if m:
+                ph = phases[ti]
+                segs = [(ph[j][1], m[j], m[j + 1]) for j in range(len(m) - 1)]
+                out.append((ids[ti], names[lanes[ti]], self._slots[ti], arrive[ti],
+                            self._starts[ti], m[-1], segs))  # fmt: skip
+        return out

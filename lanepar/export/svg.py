@@ -14,13 +14,14 @@ time in a column wins), so the file stays small whatever the task count.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..analysis.format import SPEEDUP_MEANING, headline, sig3
 from ..trace.model import SEGMENT_KINDS, Trace
 from ..trace.palette import COLOURS, LABELS, OUTCOME_COLOURS, PALETTE
+from ._raster import queue_depth, rects
 
 GUTTER = 92
 PAD_RIGHT = 28  # room for the last axis label, centred on its tick
@@ -28,7 +29,6 @@ AXIS_H = 20
 LANE_H = 15
 QUEUE_H = 10
 BODY_KINDS = ("dispatch", "cpu", "wait", "gil", "runq")
-_KIND = {k: i for i, k in enumerate(SEGMENT_KINDS)}
 
 
 @dataclass
@@ -183,15 +183,27 @@ def _text(x: float, y: float, s: str, *, size: float = 11, fill: str = "#222",
 
 
 def _legend(out: list[str], y: int) -> int:
+    cached = _LEGENDS.get(y)
+    if cached is None:  # the same few shapes in every picture: built once per height
+        cached = _LEGENDS[y] = "".join(_legend_parts(y))
+    out.append(cached)
+    return y + 16
+
+
+_LEGENDS: dict[int, str] = {}
+
+
+def _legend_parts(y: int) -> list[str]:
+    parts: list[str] = []
     x = 4.0
     items = [(LABELS[k], COLOURS[k]) for k in SEGMENT_KINDS]
     items.append((f"{PALETTE['outcomes']['error']['label']} (outlined)", "none"))
     for label, colour in items:
         stroke = ' stroke="#000" stroke-width="1.5"' if colour == "none" else ""
-        out.append(f'<rect x="{x}" y="{y + 2}" width="12" height="10" fill="{colour}"{stroke}/>')
-        out.append(_text(x + 16, y + 11, label, size=11, fill="#444"))
+        parts.append(f'<rect x="{x}" y="{y + 2}" width="12" height="10" fill="{colour}"{stroke}/>')
+        parts.append(_text(x + 16, y + 11, label, size=11, fill="#444"))
         x += 16 + 6.5 * len(label) + 14
-    return y + 16
+    return parts
 
 
 def ticks(span_ns: float, pw: float) -> tuple[float, list[float]]:
@@ -234,114 +246,18 @@ def _grid(out: list[str], y0: int, y1: int, span_ns: float, pw: float, k: float)
                    'stroke-opacity="0.08"/>')  # fmt: skip
 
 
-def _rects(
-    pieces: Iterable[tuple[int, float, float]], pw: float, k: float
-) -> list[tuple[int, float, float]]:
-    """A row's segments as (kind, x0, x1) pixel rectangles: wide segments as they are, and the
-    ones narrower than a pixel binned per pixel column, where the kind with the most time wins.
-    O(segments): the SVG of a 1,000-task replay is rebuilt on every slider move. A row with more
-    segments than pixels is rasterised whole instead, so its size follows the pixels."""
-    pieces = list(pieces)
-    if len(pieces) > pw / 2:
-        return _dense(pieces, pw, k)
-    wide: list[tuple[int, float, float]] = []
-    small: dict[int, dict[int, float]] = {}
-    for kind, s, e in pieces:
-        a, b = max(s * k, 0.0), min(e * k, pw)
-        if b <= a:
-            continue
-        if b - a >= 1.0:
-            if wide and wide[-1][0] == kind and abs(wide[-1][2] - a) < 0.01:
-                wide[-1] = (kind, wide[-1][1], b)  # contiguous, same colour: one rectangle
-            else:
-                wide.append((kind, a, b))
-            continue
-        i = int(a)
-        cover = small.setdefault(i, {})
-        cover[kind] = cover.get(kind, 0.0) + b - a
-    binned = [
-        (max(cover, key=cover.__getitem__), float(i), float(i + 1))
-        for i, cover in sorted(small.items())
-        if sum(cover.values()) >= 0.3
-    ]
-    return binned + wide
-
-
-def _dense(
-    pieces: list[tuple[int, float, float]], pw: float, k: float
-) -> list[tuple[int, float, float]]:
-    """Per pixel column the kind with the most time (columns less than 30 % covered stay
-    empty), merged into runs of one kind."""
-    cols = int(pw) + 1
-    cover = [[0.0] * len(SEGMENT_KINDS) for _ in range(cols)]
-    for kind, s, e in pieces:  # the hot loop of a 50 000-task picture: no calls per segment
-        a = s * k
-        b = e * k
-        if a < 0.0:
-            a = 0.0
-        if b > pw:
-            b = pw
-        if b <= a:
-            continue
-        i = int(a)
-        j = int(b)
-        if i == j:
-            cover[i][kind] += b - a
-            continue
-        cover[i][kind] += i + 1 - a
-        for m in range(i + 1, j if j < cols else cols):
-            cover[m][kind] += 1.0
-        if j < cols:
-            cover[j][kind] += b - j
-    runs: list[tuple[int, float, float]] = []
-    for i, col in enumerate(cover):
-        if sum(col) < 0.3:
-            continue
-        kind = max(range(len(col)), key=col.__getitem__)
-        if runs and runs[-1][0] == kind and runs[-1][2] == i:
-            runs[-1] = (kind, runs[-1][1], float(i + 1))
-        else:
-            runs.append((kind, float(i), float(i + 1)))
-    return runs
-
-
 def _row(out: list[str], row: Row, y: int, rh: int, pw: float, k: float) -> None:
-    pieces = [(_KIND[kind], s, e) for kind, s, e in row.segments]
-    for kind, a, b in _rects(pieces, pw, k):
-        colour = COLOURS[SEGMENT_KINDS[kind]]
-        out.append(f'<rect x="{GUTTER + a:.1f}" y="{y + 1}" width="{b - a:.1f}" '
-                   f'height="{rh - 2}" fill="{colour}"/>')  # fmt: skip
+    # the parts of a rectangle that are the same for the whole row, formatted once
+    mid = f'" y="{y + 1}" width="'
+    tail = {kind: f'" height="{rh - 2}" fill="{COLOURS[kind]}"/>' for kind in SEGMENT_KINDS}
+    bars = rects(row.segments, pw, k)
+    out.extend([f'<rect x="{GUTTER + a:.1f}{mid}{b - a:.1f}{tail[kind]}' for kind, a, b in bars])
     for s, e in row.failed:
         x0 = GUTTER + max(s * k, 0)
         w = max(e * k - max(s * k, 0), 2)
         red = OUTCOME_COLOURS["error"]
         out.append(f'<rect x="{x0:.1f}" y="{y + 1}" width="{w:.1f}" height="{rh - 2}" '
                    f'fill="none" stroke="{red}" stroke-width="1.5"/>')  # fmt: skip
-
-
-def queue_depth(waits: Sequence[tuple[float, float]], pw: float, k: float) -> list[float]:
-    """How many tasks waited for a slot, averaged over each pixel column: a difference array,
-    so a wait across the whole picture costs O(1), not one step per pixel."""
-    cols = int(pw) + 1
-    diff = [0.0] * (cols + 2)
-    for s, e in waits:
-        a, b = max(s * k, 0.0), min(e * k, float(cols))
-        if b <= a:
-            continue
-        i, j = int(a), int(b)
-        if i == j:
-            diff[i] += b - a
-            diff[i + 1] -= b - a
-            continue
-        diff[i] += i + 1 - a
-        diff[i + 1] += a - i
-        diff[j] += b - j - 1
-        diff[j + 1] -= b - j
-    out, acc = [], 0.0
-    for i in range(cols):
-        acc += diff[i]
-        out.append(acc)
-    return out
 
 
 def _queue_row(out: list[str], waits: Sequence[tuple[float, float]], y: int, pw: float,
@@ -355,11 +271,13 @@ def _queue_row(out: list[str], waits: Sequence[tuple[float, float]], y: int, pw:
     if most > 0:
         colour = COLOURS["queued"]
         # one path for the whole row: a rectangle per pixel column would weigh the file down
+        base = f" {y + QUEUE_H - 1}v-"
         d = []
         for i, v in enumerate(depth):
             if v > 0.02:
-                h = (QUEUE_H - 2) * max(v / most, 0.34)
-                d.append(f"M{GUTTER + i} {y + QUEUE_H - 1}v-{h:.1f}h1v{h:.1f}z")
+                r = v / most
+                h = format((QUEUE_H - 2) * (r if r > 0.34 else 0.34), ".1f")  # >= a third
+                d.append(f"M{GUTTER + i}{base}{h}h1v{h}z")
         out.append(f'<path d="{"".join(d)}" fill="{colour}"/>')
     return y + QUEUE_H
 

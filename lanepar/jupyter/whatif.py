@@ -7,6 +7,9 @@ numbers it prints a table; without, it shows ``whatif_widget``: sliders whose ev
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -80,14 +83,17 @@ def replay_lanes(timeline: list[Any], trace: Trace) -> list[Any]:
 
     by_lane: dict[str, dict[int, Row]] = {}
     waits: dict[str, list[tuple[float, float]]] = {}
-    peak: dict[str, int] = {}
     for _id, lane, slot, arrive, start, _end, phases in timeline:
-        rows = by_lane.setdefault(lane, {})
-        row = rows.setdefault(slot, Row(f"#{slot}"))
-        row.segments.extend(phases)
-        peak[lane] = max(peak.get(lane, 0), slot + 1)
+        rows = by_lane.get(lane)
+        if rows is None:
+            rows = by_lane[lane] = {}
+            waits[lane] = []
+        row = rows.get(slot)
+        if row is None:
+            row = rows[slot] = Row(f"#{slot}")
+        row.segments += phases
         if start > arrive:
-            waits.setdefault(lane, []).append((arrive, start))
+            waits[lane].append((arrive, start))
     order = [n for n in trace.lanes if n in by_lane] + [n for n in by_lane if n not in trace.lanes]
     return [
         Lane(name, lane_caption(name, {"kind": trace.lanes.get(name, {}).get("kind")}, None),
@@ -115,13 +121,17 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
     Each change replays the trace (``lanepar.replay``, a discrete-event simulation: no tool runs)
     and redraws the replayed timeline as an SVG string, because one string per update stays
     under 100 ms for a 1,000-task trace where a plotting library would not
-    (``benchmarks/whatif_widget.py`` measures it).
+    (``benchmarks/whatif_widget.py`` measures it). The trace is prepared for replay once; the
+    last ``DRAWN_KEPT`` settings are kept, so dragging back costs nothing. Moves made while an
+    update runs need no debouncing here: ipywidgets' front end keeps one message in flight per
+    widget and merges newer values into the next, so the kernel only sees the latest.
     """
 
     def __init__(self, trace: Trace, *, width: int = 900) -> None:
         import ipywidgets as w
 
         from ..analysis.format import SPEEDUP_MEANING, duration_s, speedup
+        from ..analysis.replay import Replayer
         from ..analysis.summary import summarize
 
         if not trace.tasks:
@@ -129,12 +139,16 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
         self.trace = trace
         self.width = width
         self.summary = summarize(trace)
+        self._replayer = Replayer(trace)  # the trace read once; each move only simulates
         used = {t.lane for t in trace.tasks if t.slot >= 0}
         self.sliders: dict[str, Any] = {}
         for lane in [n for n in trace.lanes if n in used] + sorted(used - set(trace.lanes)):
             limit = trace.lanes.get(lane, {}).get("max_concurrency")
-            limit = limit if isinstance(limit, int) and limit > 0 else max(
-                t.slot + 1 for t in trace.tasks if t.lane == lane)
+            limit = (
+                limit
+                if isinstance(limit, int) and limit > 0
+                else max(t.slot + 1 for t in trace.tasks if t.lane == lane)
+            )
             n_tasks = sum(1 for t in trace.tasks if t.lane == lane)
             self.sliders[lane] = w.IntSlider(
                 value=limit, min=1, max=max(2 * limit, n_tasks, 2), description=f"{lane} limit",
@@ -151,6 +165,7 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
         self.result = w.HTML()
         self.picture = w.HTML()
         self.prediction: dict[str, Any] = {}
+        self._drawn: dict[tuple[tuple[int, ...], int], tuple[dict[str, Any], str, str]] = {}
         self.updates = 0
         self.last_update_s = 0.0
         self._quiet = False
@@ -185,26 +200,42 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
         """Replay with the sliders' values and redraw the prediction and its timeline."""
         import time
 
-        from ..analysis.format import duration_s, percent, speedup
-        from ..analysis.replay import replay
-        from ..export.svg import render
-
         t = time.perf_counter()
         lanes = {lane: sl.value for lane, sl in self.sliders.items()}
-        r = replay(self.trace, lanes=lanes, cores=self.cores.value, timeline=True)
+        cores = self.cores.value
+        key = (tuple(lanes.values()), cores)
+        drawn = self._drawn.pop(key, None)
+        if drawn is None:
+            with _gc_paused():
+                drawn = self._draw(lanes, cores)
+        self._drawn[key] = drawn  # most recent last: a drag back over a value costs nothing
+        while len(self._drawn) > DRAWN_KEPT:
+            del self._drawn[next(iter(self._drawn))]
+        prediction, self.result.value, self.picture.value = drawn
+        self.prediction = {**prediction, "lanes": dict(prediction["lanes"])}  # the caller's copy
+        self.updates += 1
+        self.last_update_s = time.perf_counter() - t
+        return self.prediction
+
+    def _draw(self, lanes: dict[str, int], cores: int) -> tuple[dict[str, Any], str, str]:
+        """The prediction, its line of figures and its SVG for one setting of the sliders."""
+        from ..analysis.format import duration_s, percent, speedup
+        from ..export.svg import render
+
+        r = self._replayer.run(lanes, cores, timeline=True)
         s = self.summary
         wall = r["wall_s"]
         pred_speedup = s["sequential_estimate_s"] / wall if wall > 0 else 0.0
         change = wall / s["wall_s"] - 1 if s["wall_s"] > 0 else 0.0
-        self.prediction = {
+        prediction = {
             "wall_s": wall,
             "speedup": pred_speedup,
             "lanes": lanes,
-            "cores": self.cores.value,
+            "cores": cores,
             "cpu_util_avg": r["cpu_util_avg"],
         }
         sign = "+" if change > 0 else "−" if change < 0 else "±"
-        self.result.value = (
+        figures = (
             f"<b>replayed</b>: wall <b class='lanepar-whatif-wall'>{duration_s(wall)}</b> "
             f"({sign}{percent(abs(change))} vs measured), speedup "
             f"<b class='lanepar-whatif-speedup'>{speedup(pred_speedup)}</b>, cores busy "
@@ -213,7 +244,26 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
         span = max(wall * 1e9, s["wall_s"] * 1e9, 1.0)
         svg = render(replay_lanes(r["timeline"], self.trace), span, width=self.width,
                      title="replayed timeline")  # fmt: skip
-        self.picture.value = svg
-        self.updates += 1
-        self.last_update_s = time.perf_counter() - t
-        return self.prediction
+        return prediction, figures, svg
+
+
+#: Settings whose drawing a widget keeps (each about 150 KiB for 1,000 tasks).
+DRAWN_KEPT = 16
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while one setting is drawn.
+
+    A replay allocates a tuple per event and the picture a string per bar: hundreds of young
+    collections per move, and now and then a full one over every object in the kernel, which
+    took up to 150 ms here. Nothing the drawing allocates forms a cycle, so reference counting
+    frees it all; collection resumes (as it was) once the drawing is done.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
