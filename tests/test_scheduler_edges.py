@@ -192,6 +192,39 @@ def test_fail_fast_cancels_its_own_batch_and_not_a_neighbours_running_task() -> 
     assert after.results == ["after"]
 
 
+def test_cancelling_a_sequence_whose_next_call_waits_for_a_slot_cancels_the_rest() -> None:
+    """The queued call of a sequential batch is dropped, and each call after it is cancelled as
+    the sequence moves on, without ever reaching its lane."""
+    started: list[str] = []
+
+    async def nap(s: float, tag: str) -> str:
+        started.append(tag)
+        await anyio.sleep(s)
+        return tag
+
+    async def main() -> tuple[list[lp.BatchResult], str | None]:
+        async with lp.LaneExecutor({"q": lp.LaneConfig(max_concurrency=1)}) as ex:
+            other = ex.submit(lp.ToolCall(nap, 2, "other", lane="q"))
+            box: list[lp.BatchResult] = []
+            async with anyio.create_task_group() as tg:
+
+                async def run() -> None:
+                    calls = [lp.ToolCall(nap, 1, t, lane="q") for t in "abc"]
+                    box.append(await ex.arun_batch(calls, mode="sequential"))
+
+                tg.start_soon(run)
+                await anyio.sleep(0.5)  # "a" waits in the queue behind "other"
+                assert ex.lanes["q"].pending == 1
+                ex.cancel()
+            return box, other.outcome
+
+    (seq,), other_outcome = run_virtual(main)
+    assert started == ["other"] and other_outcome == "cancelled"
+    assert seq.outcomes == ["cancelled"] * 3
+    assert all(isinstance(e, lp.TaskCancelledError) for e in seq.errors.values())
+    assert [str(seq.errors[i]) for i in range(3)] == ["nap was cancelled"] * 3
+
+
 # -- a batch's result and trace ----------------------------------------------------------------
 def test_a_batch_trace_has_its_lanes_its_window_and_a_closing_sample(tmp_path: Path) -> None:
     """The trace of a batch carries the lane table, spans its tasks, and ends with a sample taken
