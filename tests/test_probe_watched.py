@@ -27,7 +27,7 @@ from lanepar.trace.probe import (
     stepped,
     watch_loop,
 )
-from lanepar.trace.threadstate import Split
+from lanepar.trace._stateruns import Split
 
 CPU, WAIT, GIL, RUNQ = (KIND_CODE[k] for k in ("cpu", "wait", "gil", "runq"))
 US = 1_000
