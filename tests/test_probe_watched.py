@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from lanepar.trace import probe as probe_mod
+from lanepar.trace._stateruns import Split
 from lanepar.trace.model import KIND_CODE
 from lanepar.trace.probe import (
     FRESH_NS,
@@ -27,7 +28,6 @@ from lanepar.trace.probe import (
     stepped,
     watch_loop,
 )
-from lanepar.trace._stateruns import Split
 
 CPU, WAIT, GIL, RUNQ = (KIND_CODE[k] for k in ("cpu", "wait", "gil", "runq"))
 US = 1_000
