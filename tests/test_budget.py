@@ -270,3 +270,12 @@ def test_an_executor_checks_the_budget_covers_the_reservations(total: int) -> No
             lp.LaneExecutor(lanes, max_total=total)
     else:
         lp.LaneExecutor(lanes, max_total=total)
+
+
+def test_a_budget_can_start_empty_and_grow_lane_by_lane() -> None:
+    b = SharedBudget(3)
+    assert (b.lanes, b.active, b.shared_used, b.shared_cap) == ([], {}, 0, 3)
+    b.work_arrived(FakeLane("none", 0, 0))  # type: ignore[arg-type]  # nobody waits: a no-op
+    a = FakeLane("a", 2, 1, queued=1)
+    b.add_lane(a)  # type: ignore[arg-type]
+    assert b.shared_cap == 2 and take(b, a, 4) == [True, True, True, False]

@@ -8,11 +8,14 @@ import time
 
 import pytest
 
-from lanepar.run._settle import interrupted_probe, settle, unstarted_probe
+import lanepar as lp
+from lanepar.run._settle import finish_job, interrupted_probe, settle, unstarted_probe
 from lanepar.run.batch import _Batch
 from lanepar.run.job import Job
+from lanepar.trace.hooks import Observers
 from lanepar.trace.model import KIND_CODE
 from lanepar.trace.probe import TaskProbe
+from lanepar.trace.recorder import Recorder
 
 CPU, WAIT = KIND_CODE["cpu"], KIND_CODE["wait"]
 
@@ -131,3 +134,56 @@ def test_interrupted_probe_honours_resolution_and_totals(resolution: int) -> Non
     p = interrupted_probe(0, 1000, resolution, 4)
     assert p.wait_ns == 1000 and p.resolution == resolution and p.max_segments == 4
     assert p.finish()[0][1:] == [0, 1000]
+
+
+def test_finishing_a_job_records_it_and_the_steps_that_held_the_loop() -> None:
+    """One record for the recorder and the observers alike; each step the loop watch kept
+    becomes one ``loop_blocked`` event naming the task, its lane and the culprit's stack."""
+    rec_seen: list[lp.TaskRecord] = []
+
+    class Watch:
+        def task_finished(self, rec: lp.TaskRecord) -> None:
+            rec_seen.append(rec)
+
+    recorder, hooks = Recorder(), Observers()
+    hooks.add(Watch())
+    j = job(100)
+    recorder.running[j.id] = [j.id]  # as a live view saw it while it ran
+    p = probe(150, 60_000_150)
+    p.block(200, 50_000_200, ["tool.py:3 in spin"])
+    p.block(50_000_300, 60_000_100, ["tool.py:9 in spin"])
+    finish_job("q", recorder, hooks, j, 1, 120, p, "value", None, "ok")
+    assert j.batch.results[0] == "value" and j.batch.remaining == 2 and not j.batch.errors
+    assert list(recorder.tasks) == rec_seen and rec_seen[0].slot == 1
+    assert rec_seen[0].slot_free_ns == 120 and rec_seen[0].outcome == "ok"
+    assert recorder.running == {}
+    blocked = [{k: v for k, v in e.items() if k != "type"} for e in recorder.events]
+    assert [e["type"] for e in recorder.events] == ["loop_blocked"] * 2
+    assert blocked == [
+        {"t_ns": 200, "duration_ms": 50.0, "tool": "tool", "lane": "q", "task": 7,
+         "stack": ["tool.py:3 in spin"]},
+        {"t_ns": 50_000_300, "duration_ms": 9.9998, "tool": "tool", "lane": "q", "task": 7,
+         "stack": ["tool.py:9 in spin"]},
+    ]  # fmt: skip
+
+
+def test_finishing_an_untraced_job_tells_observers_only_when_there_are_some() -> None:
+    seen: list[lp.TaskRecord] = []
+
+    class Watch:
+        def task_finished(self, rec: lp.TaskRecord) -> None:
+            seen.append(rec)
+
+    hooks = Observers()
+    j = job(100, traced=False)
+    err = OSError("gone")
+    before = time.perf_counter_ns()
+    finish_job("q", None, hooks, j, 0, 150, None, None, err, "error")  # nobody listens
+    assert j.batch.errors == {0: err} and j.batch.outcomes[0] == "error" and seen == []
+    hooks.add(Watch())
+    j2 = job(100, traced=False, index=1)
+    finish_job("q", None, hooks, j2, 2, 150, None, None, err, "error")
+    (rec,) = seen
+    assert (rec.slot, rec.slot_free_ns, rec.started_ns, rec.outcome) == (2, 150, 150, "error")
+    assert before <= rec.finished_ns <= time.perf_counter_ns()
+    assert rec.error == "OSError: gone" and j2.batch.errors == {1: err}
