@@ -36,7 +36,8 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (PLOTLY_MIME, SNAPSHOT_MIME, WIDGET_MIME),
     ),
     "03-cpu-vs-io.ipynb": (
-        ("cores used", "LLM answered", "decision mode=", "reason:", "fastest batch:"),
+        ("cores used", "LLM answered", "decision mode=", "reason:", "fastest batch:",
+         "held the event loop for", "parse_on_loop"),
         (PLOTLY_MIME, SNAPSHOT_MIME),
     ),
     "04-autotune.ipynb": (
@@ -176,6 +177,9 @@ def _check_figures(name: str, nb: Any, text: str) -> None:
         assert set(rows) == {"loop", "threads", "procs"}
         # CPU-seconds per busy second on the event loop: one thread, so never much above 1.
         assert float(rows["loop"]) <= 1.15
+        # parses inside coroutine steps held the loop; on threads and processes they never do
+        blocked = dict(re.findall(r"^(loop|threads|procs) +loop blocked (\d+)x", text, re.M))
+        assert int(blocked["loop"]) >= 1 and blocked["threads"] == blocked["procs"] == "0"
     elif name == "04-autotune.ipynb":
         # The adaptive lane must have moved its limit.
         assert _number(text, r"limit changes recorded: (\d+)") >= 1
