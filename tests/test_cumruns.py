@@ -90,3 +90,25 @@ def test_a_batch_of_windows_reads_each_sample_once() -> None:
     total = [runs.between(start, start + k * PERIOD) for k in range(1, 500)]
     assert total[-1] == reference(samples, start, start + 499 * PERIOD, ring.now)
     assert len(runs._bounds) == 499  # every sample taken in once
+
+
+def test_lock_waits_are_a_share_of_the_gil_wait_and_draw_as_gil() -> None:
+    """Waits for the GIL and for other locks share the futex time the samples saw; on the
+    timeline both are ``gil`` ("GIL / lock wait"), merged where they touch."""
+    from lanepar.trace._stateruns import CPU, LOCK, WAIT, Split, split_of
+
+    runs = [(GIL, 0, 10), (LOCK, 10, 40), (WAIT, 40, 50), (CPU, 50, 60)]
+    # 80 ns off-CPU (100 - 10 cpu - 10 runq): 40 of 50 sampled blocked ns were futex -> 64 gil,
+    # of which 30 of 40 on another lock -> 48
+    assert split_of(runs, 100, 10, 10) == Split(
+        10, 64, 10, 16, [(GIL, 0, 40), (WAIT, 40, 50), (CPU, 50, 60)], 48
+    )
+    assert split_of([(WAIT, 0, 5)], 10, 0, 0) == Split(0, 0, 0, 10, [(WAIT, 0, 5)], 0)
+
+
+def test_the_loop_waiting_on_a_lock_is_contention_like_the_gil() -> None:
+    samples = [(1_000_000_000, sw.C_LOCK, 0), (1_000_000_000 + 2 * PERIOD, sw.C_OTHER, 0)]
+    ring = Ring(samples)
+    ring.now = samples[-1][0]
+    runs = CumulativeRuns(ring.samples, 0, lambda: PERIOD)
+    assert runs.between(samples[0][0], samples[-1][0]) == (PERIOD, 0)

@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 import lanepar as lp
+from lanepar.analysis.format import time_split
 from lanepar.trace import threadstate
 from lanepar.trace.loopwatch import STARVED, LoopWatch
 from lanepar.trace.probe import TaskProbe, run_sync_probed
@@ -151,6 +152,54 @@ def test_sleep_and_socket_waits_stay_wait_beside_gil_hungry_tools(delayed_server
         _totals_exact(rec)
         assert rec.wait_ns == pytest.approx(truth, abs=tolerance), (rec, watch.stats)
         assert rec.gil_ns > 0  # it woke up into a GIL held by the burners
+
+
+def test_a_wait_for_another_threads_lock_is_told_apart_from_the_gil() -> None:
+    """A tool blocked on a ``threading.Lock`` that another thread holds for 200 ms waits in
+    ``futex`` like a GIL waiter, but on the lock's address, not the GIL's: its wait is ``gil``
+    ("GIL / lock wait") on the timeline and, within that, ``lock_ns``. Tools that only fight
+    over the GIL (burners, in a second batch) show next to no ``lock_ns``."""
+    lock, held = threading.Lock(), threading.Event()
+    watches: list[threadstate.ThreadWatch] = []
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            time.sleep(0.2)
+
+    def waits_for_the_lock() -> float:
+        w = threadstate.current()
+        assert w is not None
+        watches.append(w)
+        assert held.wait(10)
+        t0 = time.perf_counter()
+        with lock:  # nothing else wants the GIL meanwhile: the whole wait is the lock's
+            return time.perf_counter() - t0
+
+    lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=3)}
+    h = threading.Thread(target=holder)
+    with lp.LaneExecutor(lanes=lanes, sample_hz=0) as ex:
+        h.start()
+        try:
+            waited = ex.run_batch([lp.ToolCall(waits_for_the_lock, lane="t")])
+        finally:
+            h.join()
+        burned = ex.run_batch([lp.ToolCall(burn, 0.3, lane="t") for _ in range(3)])
+    assert waited.ok and burned.ok, (waited.errors, burned.errors)
+    assert waited.trace is not None and burned.trace is not None
+    (waiter,) = waited.trace.tasks
+    stats = watches[0].stats
+    assert stats is not None
+    # each end of the wait can be misplaced by up to the sampler's longest gap on this run
+    tolerance = max(20 * MS, 2 * stats["max_gap_ns"])
+    truth = waited.results[0] * 1e9
+    assert waiter.lock_ns == pytest.approx(truth, abs=tolerance), (waiter, stats)
+    assert waiter.gil_ns >= waiter.lock_ns
+    for rec in burned.trace.tasks:
+        assert rec.gil_ns > 0 and rec.lock_ns <= 0.1 * rec.gil_ns, rec
+    s = waited.summary()
+    assert s["lock_wait_s"] == waiter.lock_ns / 1e9 > 0
+    assert "(other locks " in time_split(s)
 
 
 def test_process_tool_among_cpu_hogs_waits_on_the_run_queue() -> None:

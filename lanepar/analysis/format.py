@@ -135,12 +135,16 @@ def summary_text(summary: Mapping[str, Any]) -> str:
 
 
 def time_split(s: Mapping[str, Any]) -> str:
-    """"CPU 1.2 s · I/O wait 3.4 s · GIL / lock wait 0.5 s · run-queue wait 0.1 s"."""
+    """"CPU 1.2 s · I/O wait 3.4 s · GIL / lock wait 0.5 s (other locks 0.2 s) · run-queue wait
+    0.1 s"; the part in brackets only where some of the wait was for a lock other than the GIL."""
     from ..trace.palette import LABELS
 
     parts = [f"{LABELS['cpu']} {duration_s(s.get('cpu_s', 0.0))}",
              f"{LABELS['wait']} {duration_s(s.get('wait_s', 0.0))}"]  # fmt: skip
     for key, kind in (("gil_wait_s", "gil"), ("runq_wait_s", "runq")):
         if s.get(key):
-            parts.append(f"{LABELS[kind]} {duration_s(s[key])}")
+            part = f"{LABELS[kind]} {duration_s(s[key])}"
+            if kind == "gil" and s.get("lock_wait_s"):  # where the GIL could be told apart
+                part += f" (other locks {duration_s(s['lock_wait_s'])})"
+            parts.append(part)
     return " · ".join(parts)

@@ -56,6 +56,7 @@ def summarize(trace: Trace) -> dict[str, Any]:
     cpu_ns = sum(f[5] for f in fields)
     wait_ns = sum(f[6] for f in fields)
     gil_ns = sum(t.gil_ns for t in tasks)
+    lock_ns = sum(t.lock_ns for t in tasks)  # the part of gil_ns that was not the GIL
     runq_ns = sum(t.runq_ns for t in tasks)
     # cpu + wait never exceed the body they split; a record saying otherwise (a hand-made or
     # hostile one) must not make a run look faster than its bodies could have been.
@@ -104,6 +105,7 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "cpu_s": cpu_ns / _S,
         "wait_s": wait_ns / _S,
         "gil_wait_s": gil_ns / _S,
+        "lock_wait_s": lock_ns / _S,
         "runq_wait_s": runq_ns / _S,
         "loop_blocked_count": len(blocked),
         "loop_blocked_max_ms": max(blocked, default=0.0),

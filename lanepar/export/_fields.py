@@ -146,6 +146,8 @@ class TraceFields(Checker):
             self.string(out["error"], f"{where}.error")
         if "phases" in out:
             out["phases"] = self.phases(out["phases"], f"{where}.phases")
+        if "lock_ns" in out:
+            out["lock_ns"] = self.time(out["lock_ns"], f"{where}.lock_ns")
         return out or None
 
     def phases(self, v: Any, where: str) -> list[tuple[str, int, int]]:

@@ -50,7 +50,8 @@ def settle(
     for seg in body:
         flat += (seg[0], seg[2] - sub)
     extra: dict[str, Any] | None = None
-    if error is not None or probe.phases or job.attempt or probe.worker or job.call_id:
+    if (error is not None or probe.phases or job.attempt or probe.worker or job.call_id
+            or probe.lock_ns):  # fmt: skip
         extra = {}
         if error is not None:
             extra["error"] = f"{type(error).__name__}: {error}"[:300]
@@ -62,6 +63,8 @@ def settle(
             extra["worker"] = probe.worker
         if job.call_id:
             extra["call_id"] = job.call_id
+        if probe.lock_ns:
+            extra["lock_ns"] = probe.lock_ns
     rec = TaskRecord.packed_from(lane, job.name, job.args_summary, outcome, flat, extra)
     batch = job.batch
     if batch.records is not None:

@@ -74,7 +74,7 @@ class CumulativeRuns:
             t, cls, rq = s
             if last is not None and t <= last[0]:
                 continue
-            kind = _GIL if cls == sw.C_FUTEX else _NONE
+            kind = _GIL if cls == sw.C_FUTEX or cls == sw.C_LOCK else _NONE
             if cls == sw.C_RUN and last is not None and 2 * (rq - last[2]) > t - last[0]:
                 kind = _RUNQ
             if last is not None:  # close the previous sample's interval at the midpoint

@@ -12,17 +12,36 @@ from . import _statewatch as sw
 from .model import KIND_CODE
 
 CPU, WAIT, GIL, RUNQ = KIND_CODE["cpu"], KIND_CODE["wait"], KIND_CODE["gil"], KIND_CODE["runq"]
-_KIND_OF_CLASS = {sw.C_RUN: CPU, sw.C_FUTEX: GIL, sw.C_OTHER: WAIT, sw.C_GONE: WAIT}
+#: A wait on a lock other than the GIL: drawn as ``gil`` ("GIL / lock wait"), counted apart.
+LOCK = -1
+_KIND_OF_CLASS = {
+    sw.C_RUN: CPU, sw.C_FUTEX: GIL, sw.C_OTHER: WAIT, sw.C_GONE: WAIT, sw.C_LOCK: LOCK
+}  # fmt: skip
 
 
 class Split(NamedTuple):
-    """One interval of a body, its wall time split exactly (``wait`` is the remainder)."""
+    """One interval of a body, its wall time split exactly (``wait`` is the remainder).
+    ``lock_ns`` is the part of ``gil_ns`` spent waiting for a lock other than the GIL."""
 
     cpu_ns: int
     gil_ns: int
     runq_ns: int
     wait_ns: int
     runs: list[tuple[int, int, int]]
+    lock_ns: int = 0
+
+
+def drawn(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """``runs`` as the timeline draws them: a wait for another lock is a ``gil`` piece."""
+    out: list[tuple[int, int, int]] = []
+    for kind, s, e in runs:
+        if kind == LOCK:
+            kind = GIL
+        if out and out[-1][0] == kind and out[-1][2] == s:
+            out[-1] = (kind, out[-1][1], e)
+        else:
+            out.append((kind, s, e))
+    return out
 
 
 def _runs(
@@ -31,7 +50,8 @@ def _runs(
     """The sampled picture of ``[t0, t1]``: each sample's state holds from the midpoint with its
     predecessor to the midpoint with its successor; a sample whose run-queue counter grew by more
     than half the time since the previous one shows as ``runq``. Empty when the helper saw nothing
-    of the span (it started late, or the ring no longer reaches back that far)."""
+    of the span (it started late, or the ring no longer reaches back that far). Waits for a lock
+    other than the GIL are ``LOCK`` pieces here (:func:`drawn` makes them ``gil``)."""
     if not smp or smp[-1][0] < t0 - 2 * period or t1 <= t0:
         return []
     out: list[tuple[int, int, int]] = []
@@ -57,3 +77,22 @@ def _runs(
         last = out[-1]
         out[-1] = (last[0], last[1], t1)
     return out
+
+
+def split_of(runs: list[tuple[int, int, int]], wall: int, cpu: int, runq: int) -> Split:
+    """``wall`` ns of which ``cpu`` ran and ``runq`` waited for a core (both exact): the rest is
+    shared between GIL / lock waits and other waits in the proportion the samples saw them, and
+    the lock waits between the GIL and other locks likewise."""
+    off = wall - cpu - runq
+    gil_seen = lock_seen = other_seen = 0
+    for kind, s, e in runs:
+        if kind == GIL:
+            gil_seen += e - s
+        elif kind == LOCK:
+            lock_seen += e - s
+        elif kind == WAIT:
+            other_seen += e - s
+    futex = gil_seen + lock_seen
+    gil = off * futex // (futex + other_seen) if futex + other_seen else 0
+    lock = gil * lock_seen // futex if futex else 0
+    return Split(cpu, gil, runq, off - gil, drawn(runs), lock)

@@ -1,6 +1,7 @@
 """The far side of :mod:`lanepar.trace.threadstate`: a tiny process that samples thread states.
 
-It runs as ``python -I -S <this file> <memfd> <ppid> <period ns> <slots> <ring> <budget>`` and
+It runs as ``python -I -S <this file> <memfd> <ppid> <period ns> <slots> <ring> <budget>
+[<gil lo> <gil hi>]`` and
 imports only the standard library, so it starts in a few milliseconds and never touches the
 parent's GIL: a Python thread reading ``/proc`` inside the parent would compete for the very lock
 whose waits it is meant to see. The parent and this process share one memory file (a ``memfd``),
@@ -9,7 +10,7 @@ laid out below:
 * a header of int64 words (``H_*``) and a short UTF-8 reason at ``REASON_OFF``;
 * ``slots`` slots of ``SLOT_WORDS`` control words (tid, active flag — written by the parent; write
   index — written here) followed by a ring of ``ring`` samples, two int64 each:
-  ``t_ns * 4 + class`` and the thread's cumulative run-queue wait (``schedstat`` field 2).
+  ``t_ns * 8 + class`` and the thread's cumulative run-queue wait (``schedstat`` field 2).
 
 A sample is written before the write index that publishes it, so a reader that reads the index
 first never sees a half-written sample (stores are ordered on x86-64; on weaker machines a torn
@@ -49,9 +50,11 @@ S_TID, S_ACTIVE, S_WIDX = range(3)
 SLOT_WORDS = 4
 
 STATUS_STARTING, STATUS_OK, STATUS_DEGRADED, STATUS_STOPPED = range(4)
-#: Sampled classes: running or runnable, blocked in futex (GIL or another lock), blocked elsewhere
-#: (I/O, sleep, a child), thread gone.
-C_RUN, C_FUTEX, C_OTHER, C_GONE = range(4)
+#: Sampled classes: running or runnable, blocked in futex on the GIL (or on any lock, when the
+#: GIL's address is not known), blocked elsewhere (I/O, sleep, a child), thread gone, blocked in
+#: futex on another lock (a ``threading.Lock``, an ``Event``, a queue: another thread's work).
+C_RUN, C_FUTEX, C_OTHER, C_GONE, C_LOCK = range(5)
+CLASS_BITS = 3
 
 #: futex and futex_waitv; CPython's GIL wait is a pthread condition wait, i.e. a futex.
 FUTEX_SYSCALLS: dict[str, frozenset[int]] = {
@@ -80,6 +83,8 @@ def _set_reason(mm: mmap.mmap, status: int, reason: str) -> None:
 def main(argv: list[str]) -> int:
     fd, ppid, period_ns, slots, ring = (int(a) for a in argv[1:6])
     budget = float(argv[6]) if len(argv) > 6 else 0.015
+    # the GIL's futex addresses lie in [gil_lo, gil_hi) (see _gilrange.py); empty: not known
+    gil_lo, gil_hi = (int(argv[7]), int(argv[8])) if len(argv) > 8 else (0, 0)
     mm = mmap.mmap(fd, layout_size(slots, ring))
     q = memoryview(mm).cast("q")
     machine = os.uname().machine
@@ -150,7 +155,13 @@ def main(argv: list[str]) -> int:
                         if s[:1] == b"r":  # "running": on a core or on the run queue
                             cls = C_RUN
                         elif s:
-                            cls = C_FUTEX if int(s.split(None, 1)[0]) in futex else C_OTHER
+                            parts = s.split(None, 2)
+                            if int(parts[0]) not in futex:
+                                cls = C_OTHER
+                            elif gil_hi and not gil_lo <= int(parts[1], 16) < gil_hi:
+                                cls = C_LOCK
+                            else:
+                                cls = C_FUTEX
                     if cur[2] >= 0:
                         rq = int(pread(cur[2], 96, 0).split()[1])
                         if cur[1] < 0:
@@ -159,7 +170,7 @@ def main(argv: list[str]) -> int:
                     cls = C_GONE
                 w = q[b + S_WIDX]
                 k = b + SLOT_WORDS + 2 * (w % ring)
-                q[k] = t * 4 + cls
+                q[k] = (t << CLASS_BITS) + cls
                 q[k + 1] = rq
                 q[b + S_WIDX] = w + 1
             ticks += 1

@@ -238,6 +238,14 @@ class TaskRecord:
         return self._x.get("worker") if self._x else None
 
     @property
+    def lock_ns(self) -> int:
+        """The part of ``gil_ns`` spent waiting for a lock other than the GIL (a
+        ``threading.Lock``, an ``Event``, a queue: another thread's work), where the thread
+        watch can tell the GIL's address apart; 0 elsewhere."""
+        v = self._x.get("lock_ns", 0) if self._x else 0
+        return min(max(v, 0), self.gil_ns) if isinstance(v, int) else 0
+
+    @property
     def call_id(self) -> str | None:
         """The id an agent framework gave this call (``ToolCall.options(call_id=...)``)."""
         return self._x.get("call_id") if self._x else None

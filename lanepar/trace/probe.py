@@ -220,7 +220,7 @@ def _step(
     stolen = 0  # the step's wall time the loop thread spent waiting for the GIL or a core
     if states is not None and clock.slot >= 0 and t1 - t0 - cpu >= LONG_STEP_OFF_NS:
         sp = states.split_sampled(clock.slot, t0, t1, cpu)
-        probe.split(t0, t1, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs)
+        probe.split(t0, t1, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs, sp.lock_ns)
         stolen = sp.gil_ns + sp.runq_ns
     else:
         probe.step(t0, t1, cpu)
@@ -261,7 +261,7 @@ class _ThreadMarks:
             self.probe.step(self.t, t, c - self.c)
         else:
             sp = self.watch.split(self.tok, self.t, t, c - self.c)
-            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs)
+            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs, sp.lock_ns)
         self.t, self.c = t, c
         return t
 

@@ -35,6 +35,7 @@ class TaskProbe:
         "cpu_ns",
         "finished_ns",
         "gil_ns",
+        "lock_ns",
         "max_segments",
         "p_cpu",
         "p_end",
@@ -69,6 +70,8 @@ class TaskProbe:
         #: whatever observes the thread from outside (zero where nothing can tell them apart).
         self.gil_ns = 0
         self.runq_ns = 0
+        #: The part of ``gil_ns`` spent waiting for a lock other than the GIL.
+        self.lock_ns = 0
         #: Steps that held the event loop past the loop watch's threshold: (start, end, stack).
         self.blocks: list[tuple[int, int, list[str]]] | None = None
         self.started_ns = 0
@@ -126,8 +129,10 @@ class TaskProbe:
         gil: int,
         runq: int,
         runs: Iterable[tuple[int, int, int]] = (),
+        lock: int = 0,
     ) -> None:
-        """An interval whose wall time is ``cpu`` + ``gil`` + ``runq`` + the rest (wait).
+        """An interval whose wall time is ``cpu`` + ``gil`` + ``runq`` + the rest (wait), of
+        whose ``gil`` time ``lock`` was spent waiting for a lock other than the GIL.
 
         The totals are taken as given (clamped so they never exceed the wall time); ``runs``,
         ``(kind, start, end)`` pieces from a sampler, only draw the picture — where it is empty
@@ -141,6 +146,7 @@ class TaskProbe:
         runq = min(max(runq, 0), wall - cpu - gil)
         self.cpu_ns += cpu
         self.gil_ns += gil
+        self.lock_ns += min(max(lock, 0), gil)
         self.runq_ns += runq
         self.wait_ns += wall - cpu - gil - runq
         cursor = t0

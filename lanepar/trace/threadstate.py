@@ -30,8 +30,9 @@ import threading
 import time
 
 from . import _statewatch as sw
+from ._gilrange import gil_range
 from ._ownsched import OwnSched as _OwnSched
-from ._stateruns import GIL, WAIT, Split, _runs
+from ._stateruns import Split, _runs, split_of
 
 #: Asked rate; GIL hand-offs happen every 5 ms (the switch interval), so 4 ms resolves them. The
 #: helper stretches its period to stay within ``DEFAULT_BUDGET`` of one core (a tick costs ~45 µs
@@ -43,6 +44,7 @@ DEFAULT_SLOTS = 64
 DEFAULT_RING = 1024  # 4 s of history per thread at 250 Hz; longer bodies keep exact totals
 
 _pc = time.perf_counter_ns
+_CLASS_MASK = (1 << sw.CLASS_BITS) - 1
 
 
 class Token:
@@ -125,6 +127,7 @@ class ThreadWatch:
             q[sw.H_SLOTS], q[sw.H_RING] = self.slots, self.ring
             args = [str(fd), str(os.getpid()), str(self.period_ns), str(self.slots), str(self.ring)]
             args.append(repr(self.budget))
+            args.extend(str(a) for a in gil_range() or ())
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", sw.__file__, *args],
                 stdin=subprocess.PIPE,
@@ -325,9 +328,9 @@ class ThreadWatch:
         while i >= lo:
             k = base + 2 * (i % ring)
             v = int(q[k])
-            t = v >> 2
+            t = v >> sw.CLASS_BITS
             if t <= t1:
-                out.append((t, v & 3, int(q[k + 1])))
+                out.append((t, v & _CLASS_MASK, int(q[k + 1])))
                 if t <= t0:
                     break
             i -= 1
@@ -341,16 +344,7 @@ class ThreadWatch:
         if runq is None:  # sampled: the counter's growth between the samples bracketing the span
             runq = smp[-1][2] - smp[0][2] if len(smp) > 1 else 0
         runq = min(max(runq, 0), wall - cpu)
-        off = wall - cpu - runq
-        runs = _runs(smp, t0, t1, self.current_period_ns())
-        futex = other = 0
-        for kind, s, e in runs:
-            if kind == GIL:
-                futex += e - s
-            elif kind == WAIT:
-                other += e - s
-        gil = off * futex // (futex + other) if futex + other else 0
-        return Split(cpu, gil, runq, off - gil, runs)
+        return split_of(_runs(smp, t0, t1, self.current_period_ns()), wall, cpu, runq)
 
 
 # -- one watch shared by every lane of the process, alive while some lane uses it ---------------

@@ -84,6 +84,6 @@ def _watched_step(
         blocks.step_end()
     if states is not None and slot >= 0 and t1 - t0 - cpu >= LONG_STEP_OFF_NS:
         sp = states.split_sampled(slot, t0, t1, cpu)
-        probe.split(t0, t1, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs)
+        probe.split(t0, t1, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs, sp.lock_ns)
     else:
         probe.step(t0, t1, cpu)
