@@ -358,3 +358,40 @@ def test_an_async_tool_that_exits_fails_its_own_task_only() -> None:
     err = b.errors[0]
     assert isinstance(err, lp.ToolExitError) and isinstance(err.__cause__, SystemExit)
     assert str(err) == "tool 'quits' raised SystemExit(3): its task failed"
+
+
+def test_the_resolution_cache_is_bounded_oldest_first_and_follows_the_lane_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A unit test of ``run/_submit.Resolver``: hits cost no resolution, the oldest entry goes
+    first, and a cached call whose lane is gone is resolved again (and refused, naming it)."""
+    from lanepar.run import _submit
+    from lanepar.tools.registry import resolve as real
+
+    asked: list[str] = []
+
+    def counting(call: lp.ToolCall, lanes: Any) -> Any:
+        asked.append(call.tool_name)
+        return real(call, lanes)
+
+    monkeypatch.setattr(_submit, "resolve", counting)
+
+    async def fn() -> None:
+        return None
+
+    def call(name: str) -> lp.ToolCall:
+        return lp.ToolCall(fn, lane="q", name=name)
+
+    r = _submit.Resolver(maxsize=2)
+    lanes = {"q": None}
+    for name in "abc":
+        assert r(call(name), lanes).name == name
+    assert asked == ["a", "b", "c"] and len(r) == 2
+    r(call("b"), lanes)
+    r(call("c"), lanes)
+    assert asked == ["a", "b", "c"]  # both still cached
+    r(call("a"), lanes)
+    assert asked == ["a", "b", "c", "a"]  # "a" was the oldest, so it went first
+    with pytest.raises(KeyError, match="unknown lane 'q'"):
+        r(call("a"), {"other": None})
+    assert asked[-1] == "a"
