@@ -255,3 +255,142 @@ def test_a_batch_trace_has_its_lanes_and_its_window(tmp_path: Path) -> None:
     events = json.loads(out.read_text())
     events = events["traceEvents"] if isinstance(events, dict) else events
     assert {e.get("name") for e in events} >= {"nap"}
+
+
+# -- submission: options, routes, odd callables, validation -------------------------------------
+class Policy:
+    """An auto-mode policy that sends the first call of each batch to lane "side"."""
+
+    def decide_batch(self, executor: Any, calls: list[Any]) -> lp.Decision:
+        return lp.Decision(mode="parallel", reason="test", routes={0: "side"})
+
+
+class Unhashable:
+    """A callable object that cannot be a cache key (it defines ``__eq__`` without a hash)."""
+
+    __name__ = "unhashable"
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    __hash__ = None  # type: ignore[assignment]
+
+    async def __call__(self, x: int, *, times: int = 1) -> int:
+        return x * times
+
+
+def test_what_a_batch_is_told_reaches_its_jobs() -> None:
+    """Keyword arguments (also untraced), call ids, auto mode's routes, and callables that
+    cannot be cached all arrive where the call said; a non-auto batch has no decision."""
+
+    async def where(tag: str, *, suffix: str = "") -> str:
+        return f"{tag}{suffix}"
+
+    async def main() -> tuple[lp.BatchResult, lp.BatchResult, lp.BatchResult]:
+        lanes = {"q": lp.LaneConfig(max_concurrency=2), "side": lp.LaneConfig()}
+        async with lp.LaneExecutor(lanes=lanes, auto_policy=Policy()) as ex:
+            plain = await ex.arun_batch([
+                lp.ToolCall(where, "a", suffix="!", lane="q").options(call_id="call_1"),
+                lp.ToolCall(Unhashable(), 3, times=4, lane="q"),
+            ])  # fmt: skip
+            routed = await ex.arun_batch(
+                [lp.ToolCall(where, "b", lane="q"), lp.ToolCall(where, "c", lane="q")], mode="auto"
+            )
+        async with lp.LaneExecutor(lanes=lanes, trace=False) as bare:
+            untraced = await bare.arun_batch([lp.ToolCall(where, "d", suffix="?", lane="q")])
+        return plain, routed, untraced
+
+    plain, routed, untraced = run_virtual(main)
+    assert plain.results[1] == 12 and untraced.results == ["d?"]
+    assert plain.results[0] == "a!" and plain.decision is None
+    assert plain.trace is not None and plain.trace.tasks[0].call_id == "call_1"
+    assert plain.trace.tasks[1].call_id is None
+    assert routed.decision is not None and routed.decision.routes == {0: "side"}
+    assert routed.trace is not None
+    assert [t.lane for t in routed.trace.tasks] == ["side", "q"]
+
+
+@pytest.mark.parametrize("bad", [0, -1.0])
+def test_loop_block_ms_must_be_positive_or_none(bad: float) -> None:
+    with pytest.raises(lp.LaneConfigError, match="loop_block_ms"):
+        lp.LaneExecutor(loop_block_ms=bad)
+    lp.LaneExecutor(loop_block_ms=None)  # off
+    lp.LaneExecutor(loop_block_ms=0.001)
+
+
+def test_a_task_of_one_executor_may_wait_for_another_executors_batch() -> None:
+    """Nested-batch detection is per executor: a task of A that waits for B's batch holds no
+    slot of B, however alike their lanes are."""
+
+    async def child() -> str:
+        await anyio.sleep(1)
+        return "child"
+
+    async def main() -> lp.BatchResult:
+        lanes = {"q": lp.LaneConfig(max_concurrency=1)}
+        async with lp.LaneExecutor(lanes) as a, lp.LaneExecutor(lanes) as b:
+
+            async def parent() -> lp.BatchResult:
+                return await b.arun_batch([lp.ToolCall(child, lane="q")])
+
+            return await a.arun_batch([lp.ToolCall(parent, lane="q")])
+
+    outer = run_virtual(main)
+    assert outer.ok and outer.results[0].outcomes == ["ok"]
+    assert outer.results[0].results == ["child"]
+
+
+def test_an_async_tool_that_exits_fails_its_own_task_only() -> None:
+    async def quits() -> None:
+        await anyio.sleep(0)
+        raise SystemExit(3)
+
+    async def fine() -> str:
+        return "fine"
+
+    async def main() -> lp.BatchResult:
+        async with lp.LaneExecutor({"q": lp.LaneConfig(max_concurrency=2)}) as ex:
+            return await ex.arun_batch([lp.ToolCall(quits, lane="q"), lp.ToolCall(fine, lane="q")])
+
+    b = run_virtual(main)
+    assert b.outcomes == ["error", "ok"] and b.results[1] == "fine"
+    err = b.errors[0]
+    assert isinstance(err, lp.ToolExitError) and isinstance(err.__cause__, SystemExit)
+    assert str(err) == "tool 'quits' raised SystemExit(3): its task failed"
+
+
+def test_the_resolution_cache_is_bounded_oldest_first_and_follows_the_lane_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A unit test of ``run/_submit.Resolver``: hits cost no resolution, the oldest entry goes
+    first, and a cached call whose lane is gone is resolved again (and refused, naming it)."""
+    from lanepar.run import _submit
+    from lanepar.tools.registry import resolve as real
+
+    asked: list[str] = []
+
+    def counting(call: lp.ToolCall, lanes: Any) -> Any:
+        asked.append(call.tool_name)
+        return real(call, lanes)
+
+    monkeypatch.setattr(_submit, "resolve", counting)
+
+    async def fn() -> None:
+        return None
+
+    def call(name: str) -> lp.ToolCall:
+        return lp.ToolCall(fn, lane="q", name=name)
+
+    r = _submit.Resolver(maxsize=2)
+    lanes = {"q": None}
+    for name in "abc":
+        assert r(call(name), lanes).name == name
+    assert asked == ["a", "b", "c"] and len(r) == 2
+    r(call("b"), lanes)
+    r(call("c"), lanes)
+    assert asked == ["a", "b", "c"]  # both still cached
+    r(call("a"), lanes)
+    assert asked == ["a", "b", "c", "a"]  # "a" was the oldest, so it went first
+    with pytest.raises(KeyError, match="unknown lane 'q'"):
+        r(call("a"), {"other": None})
+    assert asked[-1] == "a"
