@@ -235,9 +235,13 @@ def test_trace_times_in_parent_window_and_cpu_wait_plausible(cluster: str) -> No
             assert r.submitted_ns <= s <= e <= r.finished_ns
         if r.name == "burn":  # spins until its thread has used 50 ms of CPU
             assert 50 * MS <= r.cpu_ns <= r.wall_ns
-        else:  # asleep: a sleeping thread uses (almost) no CPU and waits at least 100 ms
+        else:  # asleep: a sleeping thread uses (almost) no CPU and is off it at least 100 ms
             assert r.cpu_ns < 10 * MS
-            assert r.wait_ns >= 100 * MS - r.cpu_ns
+            assert r.wall_ns - r.cpu_ns >= 100 * MS
+            # mostly as I/O wait: the worker's thread watch splits the off-CPU time by samples,
+            # so waking into a GIL its burner neighbours hold is GIL wait, and each boundary can
+            # be misplaced by a sampling period on a busy machine
+            assert r.wait_ns >= 80 * MS
     assert {e["method"] for e in clock_events} == {"shared"}  # same host: one monotonic clock
     assert {e["offset_ns"] for e in clock_events} == {0}
     cpu = [e for e in long.trace.events if e["type"] == "worker_cpu"]
