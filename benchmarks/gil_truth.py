@@ -6,11 +6,13 @@ Run: ``python benchmarks/gil_truth.py [--reps 5] [--json]``. Prints, on calibrat
     wall − cpu (target ≥ 80 %; also shown net of the run-queue wait other processes caused) and
     ``wait`` as a share of wall (target ≤ 10 %);
 (b) a 200 ms sleep and a 200 ms loopback-socket wait beside two GIL-hungry tools: ``wait``
-    (target 200 ms ± 10 %; the socket's truth is the server's own hold time);
+    (target 200 ms ± 10 %; the socket's truth is how long the asker sat in recv);
 (c) a process-lane tool burning 300 ms among more CPU hogs than cores: ``runq`` as a share of
     wall − cpu (target ≥ 70 %);
 (d) an async step burning 100 ms beside two GIL-hungry threads: its ``gil`` share;
 (e) the loop-blocking detector on an async tool calling ``time.sleep(0.12)``;
+(f) a thread-lane tool blocked 200 ms on another thread's ``threading.Lock``: ``lock_ns``, the
+    part of its GIL / lock wait that was not the GIL;
 and what the sampling helper costs: its CPU per second sampled (target ≤ 2 % of one core) and the
 wall time of a mixed thread-lane batch with the split on vs off (target ≤ 5 %).
 """
@@ -56,9 +58,13 @@ def nap(seconds: float) -> None:
 
 
 def ask(port: int) -> float:
+    """How long this thread sat in ``recv`` (s): from just before it (GIL held) to the server's
+    send, on the monotonic clock both processes share. The server's hold time would also count
+    this thread's GIL wait between ``sendall`` and ``recv``, which is rightly GIL."""
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"x")
-        return float(s.recv(64).decode())
+        t_recv = time.perf_counter()
+        return float(s.recv(64).decode()) - t_recv
 
 
 def mixed() -> None:
@@ -73,8 +79,8 @@ srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
 print(srv.getsockname()[1], flush=True)
 while True:
     c, _ = srv.accept()
-    c.recv(1); t = time.perf_counter(); time.sleep(0.2)
-    c.sendall(repr(time.perf_counter() - t).encode()); c.close()
+    c.recv(1); time.sleep(0.2)
+    c.sendall(repr(time.perf_counter()).encode()); c.close()
 """
 
 
@@ -188,6 +194,33 @@ def case_d() -> dict[str, float]:
     }
 
 
+def case_f() -> dict[str, float]:
+    """A thread tool blocked 200 ms on a ``threading.Lock`` another thread holds: all of it
+    ``gil`` (GIL / lock wait), and within that ``lock_ns`` — the lock is not the GIL."""
+    lock, held = threading.Lock(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            time.sleep(0.2)
+
+    def waits() -> float:
+        held.wait(10)
+        t0 = time.perf_counter()
+        with lock:
+            return time.perf_counter() - t0
+
+    h = threading.Thread(target=holder)
+    h.start()
+    try:
+        b = _batch([lp.ToolCall(waits, lane="t")], {"t": lp.LaneConfig(kind="thread")})
+    finally:
+        h.join()
+    assert b.trace is not None
+    rec = b.trace.tasks[0]
+    return {**_row(rec), "lock_ms": rec.lock_ns / 1e6, "truth_ms": b.results[0] * 1e3}
+
+
 def case_e() -> dict[str, Any]:
     def sleepy_helper() -> None:
         time.sleep(0.12)
@@ -278,6 +311,7 @@ def main() -> None:
     result["c_process_among_hogs"] = case_c()
     result["d_async_step_beside_gil_hogs"] = case_d()
     result["e_loop_blocked"] = case_e()
+    result["f_other_lock"] = case_f()
     result["cost"] = cost(args.reps, keep_helper=True)
     result["cost_helper_per_executor"] = cost(args.reps, keep_helper=False)
     if args.json:
@@ -317,6 +351,12 @@ def main() -> None:
         f"(e) loop blocked by time.sleep(0.12): {r['events']} event(s), "
         f"{r.get('duration_ms', 0):.1f} ms (the tool's own clock: {r['tool_saw_ms']:.1f} ms), "
         f"innermost frame: {(r.get('stack') or ['-'])[-1]}"
+    )
+    r = result["f_other_lock"]
+    print(
+        f"(f) a 200 ms wait on another thread's threading.Lock: gil {r['gil_ms']:.1f} ms, of "
+        f"which another lock {r['lock_ms']:.1f} ms vs truth {r['truth_ms']:.1f} ms "
+        f"(wait {r['wait_ms']:.1f}, runq {r['runq_ms']:.1f})"
     )
     for key, label in (("cost", "one helper for all batches"), ("cost_helper_per_executor",
                        "a helper per executor")):  # fmt: skip
