@@ -394,3 +394,45 @@ def test_the_resolution_cache_is_bounded_oldest_first_and_follows_the_lane_table
     with pytest.raises(KeyError, match="unknown lane 'q'"):
         r(call("a"), {"other": None})
     assert asked[-1] == "a"
+
+
+def test_untraced_bodies_end_as_traced_ones_do() -> None:
+    """Untraced async bodies take a path without the probe's bookkeeping: their values, errors,
+    a tool's SystemExit and fail-fast must still end exactly as on the traced path."""
+
+    async def ok(i: int) -> int:
+        await anyio.sleep(0)
+        return i
+
+    async def boom() -> None:
+        raise ValueError("boom")
+
+    async def exits() -> None:
+        raise SystemExit(3)
+
+    async def slow() -> None:
+        await anyio.sleep(10)
+
+    async def main() -> list[lp.BatchResult]:
+        out = []
+        for traced in (True, False):
+            async with lp.LaneExecutor({"q": lp.LaneConfig(max_concurrency=2)}, trace=traced) as ex:
+                calls = [
+                    lp.ToolCall(f, *a, lane="q") for f, a in ((ok, (1,)), (boom, ()), (exits, ()))
+                ]
+                out.append(await ex.arun_batch(calls))
+                out.append(
+                    await ex.arun_batch(
+                        [lp.ToolCall(slow, lane="q"), lp.ToolCall(boom, lane="q")], fail_fast=True
+                    )
+                )
+        return out
+
+    traced, traced_ff, bare, bare_ff = run_virtual(main)
+    for b in (traced, bare):
+        assert b.outcomes == ["ok", "error", "error"] and b.results[0] == 1
+        assert isinstance(b.errors[1], ValueError) and str(b.errors[1]) == "boom"
+        assert isinstance(b.errors[2], lp.ToolExitError) and "'exits'" in str(b.errors[2])
+        assert isinstance(b.errors[2].__cause__, SystemExit)
+    assert bare.trace is None and traced.trace is not None
+    assert bare_ff.outcomes == traced_ff.outcomes == ["cancelled", "error"]

@@ -252,6 +252,9 @@ class Lane:
                 finish_job(self.name, self.recorder, self.hooks, job, w.slot, start, None, None, e,
                            "error")  # fmt: skip
                 return 0
+        if (self.recorder is None and job.is_async and self.inline_async and not job.retries
+                and job.timeout_s is None and not self.hooks.task_finished):  # fmt: skip
+            return await self._run_bare(job)
         while True:
             free = max(job.pushed_ns, w.free_at, granted)
             probe = None
@@ -265,6 +268,21 @@ class Lane:
         finish_job(self.name, self.recorder, self.hooks, job, w.slot, free, probe, value, error,
                    "ok" if error is None else "error")  # fmt: skip
         return probe.finished_ns if probe is not None else 0
+
+    async def _run_bare(self, job: Job) -> int:
+        """The untraced hot path (no record, observer, deadline or retry to keep): the body and
+        its outcome, as :meth:`_run` would settle them, without its bookkeeping calls."""
+        try:
+            value = await job.fn(*job.args, **job.kwargs)
+        except Exception as e:
+            job.batch.fail(job.index, e, "error")
+        except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
+            err = tool_exit(job.fn, e)
+            err.__cause__ = e
+            job.batch.fail(job.index, err, "error")
+        else:
+            job.batch.succeed(job.index, value)
+        return 0
 
     async def _attempt(
         self, w: Worker, job: Job, free: int, probe: TaskProbe | None
