@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -135,3 +136,48 @@ def main_thread_waits_in(function: str, timeout: float = 60.0) -> bool:
         return False
 
     return wait_until(inside, timeout)
+
+
+#: Where a :class:`FakeClock` starts: far from 0, so an offset mistaken for a time shows.
+T0 = 10**12
+
+
+class FakeClock:
+    """Wall and thread-CPU time that move only when the test says so (for the probe's own
+    arithmetic, which a real clock would blur)."""
+
+    def __init__(self) -> None:
+        self.wall = T0
+        self.cpu = 5 * 10**9
+
+    def pc(self) -> int:
+        return self.wall
+
+    def tt(self) -> int:
+        return self.cpu
+
+    def run(self, wall: int, cpu: int) -> None:
+        """The body ran for ``wall`` ns, ``cpu`` of them on the CPU."""
+        self.wall += wall
+        self.cpu += cpu
+
+    def idle(self, wall: int) -> None:
+        self.wall += wall
+
+
+def fake_probe_clock(mp: Any) -> FakeClock:
+    """Make ``lanepar.trace.probe`` read a :class:`FakeClock` (``mp``: a pytest MonkeyPatch,
+    which puts the real clocks back), with a fresh per-thread loop record the test may fill."""
+    from lanepar.trace import probe as probe_mod
+
+    c = FakeClock()
+    mp.setattr(probe_mod, "_pc", c.pc)
+    mp.setattr(probe_mod, "_tt", c.tt)
+    mp.setattr(probe_mod, "_clock", probe_mod._LoopClock())
+    return c
+
+
+@types.coroutine
+def suspend() -> Generator[str, Any, Any]:
+    """One suspension of a coroutine driven by hand: the driver sees ``"suspended"``."""
+    return (yield "suspended")

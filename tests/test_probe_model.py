@@ -8,13 +8,13 @@ clocks are exercised, with tolerances measured in the same run, in ``test_probe.
 
 from __future__ import annotations
 
-import types
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import T0, FakeClock, fake_probe_clock, suspend
 
 import lanepar as lp
 from lanepar.trace import probe as probe_mod
@@ -26,43 +26,11 @@ from lanepar.trace.probe import FRESH_NS, TaskProbe, activate, deactivate, run_s
 CPU, WAIT = KIND_CODE["cpu"], KIND_CODE["wait"]
 US = 1_000
 MS = 1_000_000
-T0 = 10**12
-
-
-class FakeClock:
-    """Wall and thread-CPU time that move only when the test says so."""
-
-    def __init__(self) -> None:
-        self.wall = T0
-        self.cpu = 5 * 10**9
-
-    def pc(self) -> int:
-        return self.wall
-
-    def tt(self) -> int:
-        return self.cpu
-
-    def run(self, wall: int, cpu: int) -> None:
-        """The body ran for ``wall`` ns, ``cpu`` of them on the CPU."""
-        self.wall += wall
-        self.cpu += cpu
-
-    def idle(self, wall: int) -> None:
-        self.wall += wall
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    c = FakeClock()
-    monkeypatch.setattr(probe_mod, "_pc", c.pc)
-    monkeypatch.setattr(probe_mod, "_tt", c.tt)
-    monkeypatch.setattr(probe_mod, "_clock", probe_mod._LoopClock())
-    yield c
-
-
-@types.coroutine
-def suspend() -> Generator[str, Any, Any]:
-    return (yield "suspended")
+    yield fake_probe_clock(monkeypatch)
 
 
 def drive(gen: Any, clock: FakeClock, waits: list[int]) -> Any:

@@ -7,38 +7,18 @@ resolution, any segment budget.
 
 from __future__ import annotations
 
-import types
-from collections.abc import Generator
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import T0, fake_probe_clock, suspend
 
 from lanepar.trace import probe as probe_mod
 from lanepar.trace.probe import FRESH_NS, TaskProbe, stepped
 
 US = 1_000
 MS = 1_000_000
-T0 = 10**12
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.wall = T0
-        self.cpu = 5 * 10**9
-
-    def pc(self) -> int:
-        return self.wall
-
-    def tt(self) -> int:
-        return self.cpu
-
-
-@types.coroutine
-def suspend() -> Generator[str, Any, Any]:
-    return (yield "suspended")
-
 
 # A piece: ("step", wall, cpu) or ("wait", wall). A long step follows a wait of at least
 # FRESH_NS, so the thread clock is read at its start and its CPU is exactly ``cpu``.
@@ -72,11 +52,8 @@ def bodies(draw: st.DrawFn) -> list[tuple[str, int, int]]:
 def test_stepped_leaves_what_step_and_wait_would(
     pieces: list[tuple[str, int, int]], resolution: int, max_segments: int
 ) -> None:
-    clock = FakeClock()
     mp = pytest.MonkeyPatch()
-    mp.setattr(probe_mod, "_pc", clock.pc)
-    mp.setattr(probe_mod, "_tt", clock.tt)
-    mp.setattr(probe_mod, "_clock", probe_mod._LoopClock())
+    clock = fake_probe_clock(mp)
     try:
         steps = [p for p in pieces if p[0] == "step"]
         waits = [p for p in pieces if p[0] == "wait"]

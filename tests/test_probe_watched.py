@@ -11,10 +11,11 @@ with their answers — which interval it asks about, how it adds, where it draws
 from __future__ import annotations
 
 import types
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import T0, FakeClock, fake_probe_clock, suspend
 
 from lanepar.trace import _statewatch as sw
 from lanepar.trace import probe as probe_mod
@@ -33,35 +34,12 @@ from lanepar.trace.probe import (
 CPU, WAIT, GIL, RUNQ = (KIND_CODE[k] for k in ("cpu", "wait", "gil", "runq"))
 US = 1_000
 MS = 1_000_000
-T0 = 10**12
-
-
-class FakeClock:
-    """Wall and thread-CPU time that move only when the test says so."""
-
-    def __init__(self) -> None:
-        self.wall = T0
-        self.cpu = 5 * 10**9
-
-    def pc(self) -> int:
-        return self.wall
-
-    def tt(self) -> int:
-        return self.cpu
-
-    def run(self, wall: int, cpu: int) -> None:
-        self.wall += wall
-        self.cpu += cpu
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    c = FakeClock()
-    monkeypatch.setattr(probe_mod, "_pc", c.pc)
-    monkeypatch.setattr(probe_mod, "_tt", c.tt)
-    # A fresh per-thread record: ``watch_loop`` below writes into it, and it goes with the test.
-    monkeypatch.setattr(probe_mod, "_clock", probe_mod._LoopClock())
-    yield c
+    # a fresh per-thread record: ``watch_loop`` below writes into it, and it goes with the test
+    yield fake_probe_clock(monkeypatch)
 
 
 class FakeWatch:
@@ -118,11 +96,6 @@ class FakeLoopWatch:
 
     def stack_of(self, t0: int) -> list[str]:
         return [f"stack@{t0}"]
-
-
-@types.coroutine
-def suspend() -> Generator[str, Any, Any]:
-    return (yield "suspended")
 
 
 def run_one_step(clock: FakeClock, wall: int, cpu: int) -> TaskProbe:
