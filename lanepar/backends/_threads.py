@@ -127,11 +127,6 @@ class DaemonPool:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def busy(self) -> int:
-        """Threads working for a future now."""
-        with self._lock:
-            return len(self._job)
-
     def close(self, timeout: float) -> list[str]:
         """Stop every thread, waiting at most ``timeout`` seconds in all; bodies still running
         are interrupted first. Returns the names of threads still running a body after that

@@ -93,6 +93,9 @@ async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
 
 
 def tool_exit(fn: Any, exc: BaseException) -> ToolExitError:
-    """The task error for a tool that raised ``SystemExit`` or ``KeyboardInterrupt``."""
+    """The task error for a tool that raised ``SystemExit`` or ``KeyboardInterrupt``, with that
+    exception as its ``__cause__``."""
     name = getattr(fn, "__name__", None) or type(fn).__name__
-    return ToolExitError(f"tool {name!r} raised {type(exc).__name__}({exc}): its task failed")
+    err = ToolExitError(f"tool {name!r} raised {type(exc).__name__}({exc}): its task failed")
+    err.__cause__ = exc
+    return err

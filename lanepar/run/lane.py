@@ -277,9 +277,7 @@ class Lane:
         except Exception as e:
             job.batch.fail(job.index, e, "error")
         except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
-            err = tool_exit(job.fn, e)
-            err.__cause__ = e
-            job.batch.fail(job.index, err, "error")
+            job.batch.fail(job.index, tool_exit(job.fn, e), "error")
         else:
             job.batch.succeed(job.index, value)
         return 0
@@ -325,9 +323,7 @@ class Lane:
         except Exception as e:
             return e, None
         except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
-            err = tool_exit(job.fn, e)
-            err.__cause__ = e
-            return err, None
+            return tool_exit(job.fn, e), None
         finally:
             if token is not None:
                 deactivate(token)
