@@ -27,7 +27,7 @@ from typing import Any
 
 import lanepar as lp
 from lanepar.jupyter.snapshot import snapshot_page
-from lanepar.trace.model import KIND_CODE
+from lanepar.trace.synthetic import busy_timeline
 
 CHROMIUM = "/usr/lib/chromium/chromium"  # Playwright's own download is blocked on this machine
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,34 +54,6 @@ ZOOM = """async (n) => {
 }"""
 
 
-def big_trace(n: int) -> lp.Trace:
-    """``n`` tasks on 4 lanes x 16 slots, back to back, with queued/dispatch/cpu/wait each (the
-    same shape as ``tests/test_browser.py``'s 50k test)."""
-    q, d, c, w = (KIND_CODE[k] for k in ("queued", "dispatch", "cpu", "wait"))
-    lanes = ["control", "query", "execute", "generate"]
-    tasks = []
-    t0 = 1_000_000_000
-    ends = [t0] * 64
-    for i in range(n):
-        row = i % 64
-        sub = ends[row] - 200_000
-        free, start = ends[row], ends[row] + 20_000
-        mid = start + 300_000 + (i * 7919) % 400_000
-        fin = start + 1_000_000 + (i * 104729) % 900_000
-        ends[row] = fin
-        segs = [(q, sub, free), (d, free, start), (c, start, mid), (w, mid, fin)]
-        tasks.append(
-            lp.TaskRecord(
-                id=i + 1, lane=lanes[row // 16], name=f"tool{i % 7}", args_summary=f"f{i}.py",
-                outcome="error" if i % 997 == 0 else "ok", submitted_ns=sub, slot_free_ns=free,
-                started_ns=start, finished_ns=fin, cpu_ns=mid - start, wait_ns=fin - mid,
-                slot=row % 16, segments=segs,
-            )
-        )  # fmt: skip
-    info = {"kind": "async", "priority": 1, "min_concurrency": 1, "max_concurrency": 16}
-    return lp.Trace(tasks, lanes={name: info for name in lanes}, n_cores=2)
-
-
 def _stats(ms: list[float]) -> str:
     ms = sorted(ms)
     return (f"median {statistics.median(ms):6.1f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:6.1f} ms, "
@@ -96,7 +68,7 @@ def main() -> None:
     a = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    trace = big_trace(a.tasks)
+    trace = busy_timeline(a.tasks)
     page_html = Path(tempfile.mkdtemp(prefix="lanepar-redraw-")) / "big.html"
     page_html.write_text(snapshot_page(trace, lp.summarize(trace), title=f"{a.tasks} tasks"))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

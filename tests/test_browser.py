@@ -20,6 +20,7 @@ from browser_utils import browser_available, chromium_page, jupyter_lab
 import lanepar as lp
 from lanepar.export.native import trace_dict
 from lanepar.jupyter.snapshot import snapshot_page
+from lanepar.trace.synthetic import busy_timeline
 
 pytestmark = [
     pytest.mark.browser,
@@ -257,37 +258,6 @@ def test_static_snapshot_draws_and_hovers(tmp_path: Path) -> None:
         assert not errors, errors
 
 
-def _big_trace(n: int) -> lp.Trace:
-    """``n`` tasks on 4 lanes x 16 slots, back to back, with queued/dispatch/cpu/wait each."""
-    from lanepar.trace.model import KIND_CODE
-
-    q, d, c, w = (KIND_CODE[k] for k in ("queued", "dispatch", "cpu", "wait"))
-    lanes = ["control", "query", "execute", "generate"]
-    tasks = []
-    t0 = 1_000_000_000
-    ends = [t0] * 64
-    for i in range(n):
-        row = i % 64
-        sub = ends[row] - 200_000
-        free, start = ends[row], ends[row] + 20_000
-        mid, fin = (
-            start + 300_000 + (i * 7919) % 400_000,
-            start + 1_000_000 + (i * 104729) % 900_000,
-        )
-        ends[row] = fin
-        segs = [(q, sub, free), (d, free, start), (c, start, mid), (w, mid, fin)]
-        tasks.append(
-            lp.TaskRecord(
-                id=i + 1, lane=lanes[row // 16], name=f"tool{i % 7}", args_summary=f"f{i}.py",
-                outcome="error" if i % 997 == 0 else "ok", submitted_ns=sub, slot_free_ns=free,
-                started_ns=start, finished_ns=fin, cpu_ns=mid - start, wait_ns=fin - mid,
-                slot=row % 16, segments=segs,
-            )
-        )  # fmt: skip
-    info = {"kind": "async", "priority": 1, "min_concurrency": 1, "max_concurrency": 16}
-    return lp.Trace(tasks, lanes={name: info for name in lanes}, n_cores=2)
-
-
 # Wheel events over the timeline, alternately zooming in and out, each awaited to its paint.
 ZOOM = """async (n) => {
   const canvas = document.querySelector('canvas.lanepar-timeline');
@@ -311,7 +281,7 @@ ZOOM = """async (n) => {
 def test_a_50k_task_timeline_stays_interactive(tmp_path: Path) -> None:
     """50,000 tasks load, and every zoom repaints the timeline at its new scale. How long a
     repaint takes is measured by ``benchmarks/browser_redraw.py``, not asserted here."""
-    trace = _big_trace(50_000)
+    trace = busy_timeline(50_000)
     page_html = tmp_path / "big.html"
     page_html.write_text(snapshot_page(trace, lp.summarize(trace), title="50k tasks"))
     with chromium_page(1300, 700) as page:
