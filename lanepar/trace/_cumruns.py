@@ -18,11 +18,14 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 
-from . import _statewatch as sw
+from ._stateruns import GIL, LOCK, RUNQ, kind_of
 
 #: What the watch's ``samples(slot, t0, t1)`` returns: ``(t_ns, class, cumulative runq ns)``.
 Sampler = Callable[[int, int, int], list[tuple[int, int, int]]]
 _NONE, _GIL, _RUNQ = 0, 1, 2
+#: a sample's drawn kind -> what it adds to here (a wait on another lock counts as the GIL's:
+#: either way the loop could not run)
+_OURS = {GIL: _GIL, LOCK: _GIL, RUNQ: _RUNQ}
 #: Boundaries kept before the oldest half is dropped: the helper's ring (4 s at 250 Hz) is all
 #: the history there is anyway.
 _KEEP = 4096
@@ -71,12 +74,10 @@ class CumulativeRuns:
         last = self._last
         bounds, kinds = self._bounds, self._kinds
         for s in smp:
-            t, cls, rq = s
+            t = s[0]
             if last is not None and t <= last[0]:
                 continue
-            kind = _GIL if cls == sw.C_FUTEX or cls == sw.C_LOCK else _NONE
-            if cls == sw.C_RUN and last is not None and 2 * (rq - last[2]) > t - last[0]:
-                kind = _RUNQ
+            kind = _OURS.get(kind_of(s, last), _NONE)
             if last is not None:  # close the previous sample's interval at the midpoint
                 mid = (last[0] + t) // 2
                 if bounds:

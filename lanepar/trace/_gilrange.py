@@ -15,6 +15,7 @@ and every futex wait stays "GIL / lock".
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 _RTLD_DL_SYMENT = 1
@@ -31,6 +32,7 @@ class _Elf64Sym(ctypes.Structure):
                 ("st_value", ctypes.c_uint64), ("st_size", ctypes.c_uint64)]  # fmt: skip
 
 
+@functools.cache  # the interpreter's static state does not move: one lookup per process
 def gil_range() -> tuple[int, int] | None:
     """``[lo, hi)``: the addresses of this interpreter's ``_PyRuntime``, or None if unknown."""
     if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8:

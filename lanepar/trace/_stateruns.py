@@ -44,6 +44,16 @@ def drawn(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return out
 
 
+def kind_of(sample: tuple[int, int, int], prev: tuple[int, int, int] | None) -> int:
+    """The kind a sample's state is drawn as: its class's, except that a running sample whose
+    run-queue counter grew by more than half the time since ``prev`` waited for a core."""
+    t, cls, rq = sample
+    kind = _KIND_OF_CLASS[cls]
+    if kind == CPU and prev is not None and 2 * (rq - prev[2]) > t - prev[0]:
+        return RUNQ
+    return kind
+
+
 def _runs(
     smp: list[tuple[int, int, int]], t0: int, t1: int, period: int
 ) -> list[tuple[int, int, int]]:
@@ -56,12 +66,9 @@ def _runs(
         return []
     out: list[tuple[int, int, int]] = []
     start = t0
-    for i, (t, cls, rq) in enumerate(smp):
-        kind = _KIND_OF_CLASS[cls]
-        if i and kind == CPU:
-            pt, _cls, prq = smp[i - 1]
-            if 2 * (rq - prq) > t - pt:
-                kind = RUNQ
+    for i, sample in enumerate(smp):
+        t = sample[0]
+        kind = kind_of(sample, smp[i - 1] if i else None)
         end = (t + smp[i + 1][0]) // 2 if i + 1 < len(smp) else t1
         end = min(end, t1)
         if end <= start:
