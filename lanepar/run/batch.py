@@ -115,6 +115,9 @@ class _Batch:
         self.records: list[TaskRecord | None] | None = [None] * n if traced else None
         self.submitted_ns = 0
         self.end_ns = 0  # the last finish seen, for the trace window
+        #: when the sample that opens this batch's window was taken (0: no sampler): the end of
+        #: the batch before, when that was fresh enough to serve
+        self.opened_ns = 0
         self.lanes: set[Lane] = set()
         # Sequential mode: the next job is queued only when the previous one ends.
         self.sequence: collections.deque[tuple[Lane, int, Job]] | None = None
@@ -215,8 +218,9 @@ def finish_batch(
             sampler.tick()  # a batch of a few jiffies still gets a sample of its own
         recs = [r for r in batch.records if r is not None]
         start, end = (batch.submitted_ns, batch.end_ns) if recs else (t0, t1)
+        lo = min(t0, batch.opened_ns or t0)
         trace = recorder.trace(recs, lanes=lane_table(), start_ns=start, end_ns=end,
-                               window_from_ns=t0)  # fmt: skip
+                               window_from_ns=lo)  # fmt: skip
     return BatchResult(
         batch.results, batch.errors, batch.outcomes, trace, (t1 - t0) / 1e9, mode, decision
     )

@@ -45,8 +45,6 @@ from .lane import Lane
 _pc = time.perf_counter_ns
 #: After a Ctrl-C, how long run_batch waits for the cancelled batch to settle.
 INTERRUPT_GRACE_S = 1.0
-#: A sample younger than this marks a batch's start well enough (no tick of its own).
-FRESH_SAMPLE_NS = 5_000_000
 #: On close, how long running batches get to settle as cancelled.
 WIND_DOWN_S = 0.5
 Mode = Literal["parallel", "sequential", "auto"]
@@ -263,12 +261,12 @@ class LaneExecutor:
             mode = decision.mode
             if self.tracing:
                 self.recorder.add_event("decision", **decision.to_dict(), tasks=len(calls))
-        if self.tracing and self.sample_hz > 0 and self._sampler.age_ns() > FRESH_SAMPLE_NS:
-            self._sampler.tick()  # the batch's start, unless the last batch's end marks it
+        opened = self._sampler.open_window() if self.tracing and self.sample_hz > 0 else 0
         batch = build_batch(calls, resolved, self._lanes, mode=mode,
                             routes=decision.routes if decision else {},
                             recorder=self.recorder if self.tracing else None,
                             fail_fast=fail_fast, on_fail_fast=self._cancel_batch)  # fmt: skip
+        batch.opened_ns = opened
         if self._loop_obs is not None and not self._batches:
             self._loop_obs.busy()
         self._batches.add(batch)

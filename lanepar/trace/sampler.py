@@ -21,6 +21,8 @@ import psutil
 from .model import Sample
 from .recorder import Recorder
 
+#: A sample younger than this marks a batch's start well enough (no tick of its own).
+FRESH_NS = 5_000_000
 #: Walking /proc for the child list costs milliseconds: done this often, not every tick.
 CHILDREN_REFRESH_S = 3.0
 
@@ -59,6 +61,7 @@ class Sampler:
         self._prev_cores: list[tuple[float, float]] = []
         self._prev_proc: dict[int, float] = {}
         self._prev_t = 0.0
+        self._last_ns = 0  # the last sample's time (0: none yet; the priming read is none)
         self._stat_fd: int | None = None
         self._tick_lock = threading.Lock()
         #: CPU seconds the sampler thread itself used (its cost, reported by benchmarks).
@@ -138,6 +141,14 @@ class Sampler:
         """How long ago the last sample (or the priming read) was taken."""
         return time.perf_counter_ns() - int(self._prev_t * 1e9)
 
+    def open_window(self, fresh_ns: int = FRESH_NS) -> int:
+        """A batch starts: the time of the sample that opens its window — a new one, unless the
+        last (the end of the batch before) is younger than ``fresh_ns`` and can serve."""
+        with self._tick_lock:
+            if self._last_ns and time.perf_counter_ns() - self._last_ns <= fresh_ns:
+                return self._last_ns
+            return self._tick().t_ns
+
     def tick(self) -> Sample:
         """Take one sample now (the executor also calls this at the end of each batch, from its
         own thread: the lock keeps the two from interleaving their deltas)."""
@@ -156,6 +167,7 @@ class Sampler:
         used = sum(v - self._prev_proc.get(pid, v) for pid, v in proc_now.items())
         proc_cpu = max(0.0, used / wall) if wall > 0 else 0.0
         self._prev_cores, self._prev_proc, self._prev_t = cores_now, proc_now, t_ns / 1e9
+        self._last_ns = t_ns
         sample = Sample(t_ns, tuple(cores), proc_cpu, dict(self.lane_counts()))
         self.recorder.add_sample(sample)
         return sample
