@@ -112,3 +112,29 @@ def test_the_loop_waiting_on_a_lock_is_contention_like_the_gil() -> None:
     ring.now = samples[-1][0]
     runs = CumulativeRuns(ring.samples, 0, lambda: PERIOD)
     assert runs.between(samples[0][0], samples[-1][0]) == (PERIOD, 0)
+
+
+def test_a_span_whose_ends_ran_is_not_drawn_from_a_sample_before_it() -> None:
+    """A phase or step boundary is a moment the thread ran (it read the clock there): a burn
+    that starts right after a sleep is CPU from its first instant, however late the first
+    sample inside it came, and the sleep before it does not leak in."""
+    from lanepar.trace._stateruns import CPU, WAIT
+
+    t0 = 1_000_000_000
+    slept = (t0 - PERIOD // 10, sw.C_OTHER, 0)
+    inside = [(t0 + PERIOD // 2 + i * PERIOD, sw.C_RUN, 0) for i in range(5)]
+    t1 = inside[-1][0] + PERIOD // 3
+    assert _runs([slept, *inside], t0, t1, PERIOD, edges_ran=True) == [(CPU, t0, t1)]
+    # without the edges, the sleep reaches to the midpoint with the first sample inside
+    assert _runs([slept, *inside], t0, t1, PERIOD)[0] == (WAIT, t0, (slept[0] + inside[0][0]) // 2)
+    # a wait inside the span is drawn between the midpoints with its neighbours, ends included
+    waited = [(t0 + PERIOD, sw.C_OTHER, 0)]
+    assert _runs([slept, *waited], t0, t0 + 2 * PERIOD, PERIOD, edges_ran=True) == [
+        (CPU, t0, t0 + PERIOD // 2),
+        (WAIT, t0 + PERIOD // 2, t0 + 3 * PERIOD // 2),
+        (CPU, t0 + 3 * PERIOD // 2, t0 + 2 * PERIOD),
+    ]
+    # with no sample inside, the one before is all there is to go by
+    assert _runs([slept], t0, t0 + PERIOD // 4, PERIOD, edges_ran=True) == [
+        (WAIT, t0, t0 + PERIOD // 4)
+    ]

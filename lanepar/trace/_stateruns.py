@@ -55,15 +55,24 @@ def kind_of(sample: tuple[int, int, int], prev: tuple[int, int, int] | None) -> 
 
 
 def _runs(
-    smp: list[tuple[int, int, int]], t0: int, t1: int, period: int
+    smp: list[tuple[int, int, int]], t0: int, t1: int, period: int, edges_ran: bool = False
 ) -> list[tuple[int, int, int]]:
     """The sampled picture of ``[t0, t1]``: each sample's state holds from the midpoint with its
     predecessor to the midpoint with its successor; a sample whose run-queue counter grew by more
     than half the time since the previous one shows as ``runq``. Empty when the helper saw nothing
     of the span (it started late, or the ring no longer reaches back that far). Waits for a lock
-    other than the GIL are ``LOCK`` pieces here (:func:`drawn` makes them ``gil``)."""
+    other than the GIL are ``LOCK`` pieces here (:func:`drawn` makes them ``gil``).
+
+    ``edges_ran``: the thread was running at ``t0`` and ``t1`` (it read the clock there: a step's
+    or a phase's ends), so where samples fall inside the span, one taken before ``t0`` says
+    nothing of it; each end counts as a running sample instead. Otherwise a burn right after a
+    sleep would be drawn as sleep up to the midpoint with the last sample of the sleep."""
     if not smp or smp[-1][0] < t0 - 2 * period or t1 <= t0:
         return []
+    if edges_ran:
+        inner = [i for i, sample in enumerate(smp) if t0 < sample[0] < t1]
+        if inner:
+            return _edged_runs(smp, inner[0], inner[-1], t0, t1)
     out: list[tuple[int, int, int]] = []
     start = t0
     for i, sample in enumerate(smp):
@@ -83,6 +92,28 @@ def _runs(
     if out and out[-1][2] < t1:
         last = out[-1]
         out[-1] = (last[0], last[1], t1)
+    return out
+
+
+def _edged_runs(
+    smp: list[tuple[int, int, int]], lo: int, hi: int, t0: int, t1: int
+) -> list[tuple[int, int, int]]:
+    """:func:`_runs` of the samples ``smp[lo:hi + 1]`` (all inside ``(t0, t1)``) between two
+    running ends; a sample's run-queue test still looks at its real predecessor."""
+    pts = [(t0, CPU)]
+    pts += [(smp[i][0], kind_of(smp[i], smp[i - 1] if i else None)) for i in range(lo, hi + 1)]
+    pts.append((t1, CPU))
+    out: list[tuple[int, int, int]] = []
+    start = t0
+    for j, (t, kind) in enumerate(pts):
+        end = (t + pts[j + 1][0]) // 2 if j + 1 < len(pts) else t1
+        if end <= start:
+            continue
+        if out and out[-1][0] == kind:
+            out[-1] = (kind, out[-1][1], end)
+        else:
+            out.append((kind, start, end))
+        start = end
     return out
 
 

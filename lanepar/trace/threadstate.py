@@ -344,7 +344,8 @@ class ThreadWatch:
         if runq is None:  # sampled: the counter's growth between the samples bracketing the span
             runq = smp[-1][2] - smp[0][2] if len(smp) > 1 else 0
         runq = min(max(runq, 0), wall - cpu)
-        return split_of(_runs(smp, t0, t1, self.current_period_ns()), wall, cpu, runq)
+        runs = _runs(smp, t0, t1, self.current_period_ns(), edges_ran=True)
+        return split_of(runs, wall, cpu, runq)
 
 
 # -- one watch shared by every lane of the process, alive while some lane uses it ---------------
