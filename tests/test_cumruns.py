@@ -134,7 +134,23 @@ def test_a_span_whose_ends_ran_is_not_drawn_from_a_sample_before_it() -> None:
         (WAIT, t0 + PERIOD // 2, t0 + 3 * PERIOD // 2),
         (CPU, t0 + 3 * PERIOD // 2, t0 + 2 * PERIOD),
     ]
-    # with no sample inside, the one before is all there is to go by
-    assert _runs([slept], t0, t0 + PERIOD // 4, PERIOD, edges_ran=True) == [
-        (WAIT, t0, t0 + PERIOD // 4)
-    ]
+    # with no sample inside, nothing was seen of the span: the one before does not draw it
+    assert _runs([slept], t0, t0 + PERIOD // 4, PERIOD, edges_ran=True) == []
+
+
+def test_a_span_the_helper_saw_nothing_of_is_drawn_from_its_exact_totals() -> None:
+    """A 20 ms burn right after a sleep, while a busy machine stretched the helper's period past
+    it: no sample falls inside. The sleep's last sample says nothing of the burn, so the picture
+    is the exact totals (CPU first), not 20 ms of sleep beside a CPU total of 20 ms."""
+    from lanepar.trace._stateruns import CPU, WAIT, split_of
+    from lanepar.trace.segments import TaskProbe
+
+    period = 25_000_000
+    t0, t1 = 1_000_000_000, 1_000_000_000 + 21_000_000
+    slept = (t0 - period // 2, sw.C_OTHER, 0)
+    runs = _runs([slept], t0, t1, period, edges_ran=True)
+    assert runs == []
+    sp = split_of(runs, t1 - t0, 20_000_000, 0)
+    p = TaskProbe()
+    p.split(t0, t1, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs, sp.lock_ns)
+    assert p.finish() == [[CPU, t0, t0 + 20_000_000], [WAIT, t0 + 20_000_000, t1]]

@@ -64,15 +64,16 @@ def _runs(
     other than the GIL are ``LOCK`` pieces here (:func:`drawn` makes them ``gil``).
 
     ``edges_ran``: the thread was running at ``t0`` and ``t1`` (it read the clock there: a step's
-    or a phase's ends), so where samples fall inside the span, one taken before ``t0`` says
-    nothing of it; each end counts as a running sample instead. Otherwise a burn right after a
-    sleep would be drawn as sleep up to the midpoint with the last sample of the sleep."""
+    or a phase's ends), so a sample taken before ``t0`` says nothing of it: each end counts as a
+    running sample instead. Otherwise a burn right after a sleep would be drawn as sleep up to
+    the midpoint with the last sample of the sleep. With no sample inside such a span (the
+    helper's period, stretched on a busy machine, outlasted it) nothing was seen of it: the
+    picture is empty, and the caller draws the span from its exact totals."""
     if not smp or smp[-1][0] < t0 - 2 * period or t1 <= t0:
         return []
     if edges_ran:
         inner = [i for i, sample in enumerate(smp) if t0 < sample[0] < t1]
-        if inner:
-            return _edged_runs(smp, inner[0], inner[-1], t0, t1)
+        return _edged_runs(smp, inner[0], inner[-1], t0, t1) if inner else []
     out: list[tuple[int, int, int]] = []
     start = t0
     for i, sample in enumerate(smp):
