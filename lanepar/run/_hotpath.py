@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import tool_exit
-from ..trace.probe import TaskProbe, activate, deactivate, loop_contention, stepped
+from ..trace.probe import TaskProbe, activate, deactivate, first_step, loop_contention
 from ._settle import finish_job
 
 if TYPE_CHECKING:
@@ -43,7 +43,9 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     error: Exception | None = None
     value: Any = None
     try:
-        value = await stepped(job.fn(*job.args, **job.kwargs), probe)
+        done, value = first_step(job.fn(*job.args, **job.kwargs), probe)
+        if not done:  # it suspended: the rest of its steps
+            value = await value
     except Exception as e:
         error = e
     except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C

@@ -93,14 +93,65 @@ FRESH_NS = 50_000
 _clock = _LoopClock()
 
 
+def first_step(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> tuple[bool, Any]:
+    """Run a coroutine's first step under a :class:`TaskProbe`, here rather than in a generator:
+    ``(True, value)`` when the body finished in it (what it raised propagates, accounted), else
+    ``(False, rest)`` where ``rest`` is to be awaited for the remaining steps.
+
+    Most tool bodies that finish at once never need the generator :func:`stepped` drives the
+    others with: making it, and the second ``StopIteration`` it raises to hand the value on,
+    were a third of tracing's cost per task. A step shorter than ``FRESH_NS`` that ends the body
+    is all CPU and is drawn without the probe's merging machinery.
+    """
+    clock = _clock.s
+    blocks = clock.blocks
+    t0 = probe.started_ns = _pc()
+    if t0 - clock.w > FRESH_NS:
+        clock.w, clock.c = t0, _tt()
+    c0 = clock.c
+    if blocks is not None:  # one store a step: the watchdog reads it from its own thread
+        blocks.t0 = t0
+        if blocks.parked:
+            blocks.begin(t0)
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        t1 = probe.finished_ns = _pc()
+        if t1 - t0 < FRESH_NS and probe.p_start < 0 and not probe.segs:
+            probe.cpu_ns += t1 - t0
+            probe.segs = [[CPU, t0, t1]]
+            if blocks is not None:
+                blocks.t0 = 0
+        else:
+            _step(probe, clock, blocks, t0, t1, c0)
+        return True, stop.value
+    except BaseException:
+        t1 = probe.finished_ns = _pc()
+        _step(probe, clock, blocks, t0, t1, c0)
+        raise
+    return False, _resumed(coro, probe, yielded, t0, _pc(), c0)
+
+
 @types.coroutine
 def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, Any, Any]:
-    """Run a coroutine one step at a time under a :class:`TaskProbe` (``await stepped(...)``).
+    """Run a coroutine one step at a time under a :class:`TaskProbe` (``await stepped(...)``):
+    :func:`first_step`, then, if the body suspended, the rest of it."""
+    done, value = first_step(coro, probe)
+    if done:
+        return value
+    return (yield from value)
+
+
+@types.coroutine
+def _resumed(
+    coro: Coroutine[Any, Any, Any], probe: TaskProbe, yielded: Any, t0: int, t1: int, c0: int
+) -> Generator[Any, Any, Any]:
+    """The steps of a body after its first, which ran from ``t0`` to ``t1`` and yielded
+    ``yielded``.
 
     It forwards whatever the coroutine yields to the event loop untouched, so it works on any
     loop anyio supports (asyncio futures, trio traps). A generator function rather than an
-    awaitable object, and a fast path for bodies that finish in their first step, because this
-    runs once per traced task and the tracing budget is a few microseconds.
+    awaitable object, because this runs once per suspending traced task.
 
     Steps and suspensions shorter than the resolution (nearly all of them) only extend the
     probe's pending run; that run and the totals are kept in local variables here and handed to
@@ -113,42 +164,12 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
     clock = _clock.s
     blocks = clock.blocks
     res = probe.resolution
-    short = min(FRESH_NS, res)  # a step this short is all CPU and joins the pending run
-    value: Any = None
-    exc: BaseException | None = None
+    short = FRESH_NS if res > FRESH_NS else res  # a step this short is all CPU, joins the run
     # the probe's pending run (start, end, cpu, wait), and cpu / wait not yet in its totals
     ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
     ac = aw = 0
-    first = True
-    t0 = probe.started_ns = _pc()
     while True:
-        if t0 - clock.w > FRESH_NS:
-            clock.w, clock.c = t0, _tt()
-        c0 = clock.c
-        if blocks is not None:  # one store a step: the watchdog reads it from its own thread
-            blocks.t0 = t0
-            if blocks.parked:
-                blocks.begin(t0)
-        try:
-            yielded = send(value) if exc is None else throw(exc)
-        except StopIteration as stop:
-            t1 = probe.finished_ns = _pc()
-            if first and t1 - t0 < FRESH_NS and ps < 0 and not probe.segs:
-                # finished in one short first step: all CPU, no merging machinery needed
-                probe.cpu_ns += t1 - t0
-                probe.segs = [[CPU, t0, t1]]
-                if blocks is not None:
-                    blocks.t0 = 0
-            else:
-                _hand(probe, ps, pe, pc, pw, ac, aw)
-                _step(probe, clock, blocks, t0, t1, c0)
-            return stop.value
-        except BaseException:
-            t1 = probe.finished_ns = _pc()
-            _hand(probe, ps, pe, pc, pw, ac, aw)
-            _step(probe, clock, blocks, t0, t1, c0)
-            raise
-        t1 = _pc()
+        # the step [t0, t1] that just yielded
         d = t1 - t0
         if d < short:  # TaskProbe.step of a short piece, inline
             if blocks is not None:
@@ -168,10 +189,9 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
             _step(probe, clock, blocks, t0, t1, c0)
             ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
             ac = aw = 0
-        first = False
+        exc: BaseException | None = None
         try:
             value = yield yielded
-            exc = None
         except BaseException as e:  # cancellation and throw() reach the coroutine
             value, exc = None, e
         t0 = _pc()
@@ -192,6 +212,26 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
             probe.wait(t1, t0)
             ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
             ac = aw = 0
+        if t0 - clock.w > FRESH_NS:
+            clock.w, clock.c = t0, _tt()
+        c0 = clock.c
+        if blocks is not None:
+            blocks.t0 = t0
+            if blocks.parked:
+                blocks.begin(t0)
+        try:
+            yielded = send(value) if exc is None else throw(exc)
+        except StopIteration as stop:
+            t1 = probe.finished_ns = _pc()
+            _hand(probe, ps, pe, pc, pw, ac, aw)
+            _step(probe, clock, blocks, t0, t1, c0)
+            return stop.value
+        except BaseException:
+            t1 = probe.finished_ns = _pc()
+            _hand(probe, ps, pe, pc, pw, ac, aw)
+            _step(probe, clock, blocks, t0, t1, c0)
+            raise
+        t1 = _pc()
 
 
 def _hand(probe: TaskProbe, ps: int, pe: int, pc: int, pw: int, ac: int, aw: int) -> None:
