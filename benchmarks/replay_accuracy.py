@@ -90,6 +90,10 @@ BIG = ("typing.py", "argparse.py", "inspect.py", "pydoc.py", "_pydecimal.py", "t
        "subprocess.py", "doctest.py")  # fmt: skip
 
 
+#: What the blind replay sees each recorded kind as.
+WAIT_FOR = {"gil": "wait", "runq": "wait"}
+
+
 def _blind(trace: lp.Trace) -> lp.Trace:
     """``trace`` as lanepar recorded it before GIL / lock and run-queue waits were told apart:
     both folded into ``wait``, which a replay keeps at its recorded length."""
@@ -108,7 +112,7 @@ def _blind(trace: lp.Trace) -> lp.Trace:
             cpu_ns=t.cpu_ns,
             wait_ns=t.wait_ns + t.gil_ns + t.runq_ns,
             slot=t.slot,
-            segments=[(code["wait" if k in ("gil", "runq") else k], s, e) for k, s, e in t.segments],
+            segments=[(code[WAIT_FOR.get(k, k)], s, e) for k, s, e in t.segments],
         )
         for t in trace.tasks
     ]
