@@ -283,7 +283,7 @@ class _ThreadMarks:
     the interval since the last one is split into its CPU share and the rest — and, under a
     :class:`ThreadWatch`, the rest into GIL/lock wait, run-queue wait and other waiting."""
 
-    __slots__ = ("c", "clock", "probe", "t", "tok", "watch")
+    __slots__ = ("c", "clock", "core_wait", "probe", "t", "tok", "watch")
 
     def __init__(
         self, probe: TaskProbe, clock: Any, watch: ThreadWatch | None, tok: Token | None
@@ -294,14 +294,23 @@ class _ThreadMarks:
         self.tok = tok
         self.t = _pc()
         self.c = clock()
+        #: Run-queue wait of processes working for the body since the last mark (note_core_wait)
+        self.core_wait = 0
 
     def mark(self) -> int:
         t, c = _pc(), self.clock()
+        far = self.core_wait
+        if far:
+            self.core_wait = 0
         if self.tok is None or self.watch is None:
-            self.probe.step(self.t, t, c - self.c)
+            if far:
+                self.probe.split(self.t, t, c - self.c, 0, far)
+            else:
+                self.probe.step(self.t, t, c - self.c)
         else:
             sp = self.watch.split(self.tok, self.t, t, c - self.c)
-            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs, sp.lock_ns)
+            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns + far, sp.runs,
+                             sp.lock_ns)  # fmt: skip
         self.t, self.c = t, c
         return t
 
@@ -338,6 +347,25 @@ def run_sync_probed(
         _current.reset(token)
         if tok is not None and watch is not None:
             watch.end(tok)
+
+
+def note_core_wait(ns: int) -> None:
+    """Count ``ns`` that a process working for the current task (a worker it handed its work
+    to) spent runnable but waiting for a core as the task's run-queue wait, out of its wait.
+
+    The task's own thread was blocked on that process meanwhile, so from the thread alone the
+    time reads as I/O wait; on a busy machine a worker slowed by the run queue would inflate the
+    task's wait — time the trace's speedup counts as spent alone too. Outside a traced task
+    this does nothing."""
+    cur = _current.get()
+    if ns <= 0 or cur is None:
+        return
+    if isinstance(cur, _ThreadMarks):
+        cur.core_wait += ns
+    else:  # an async body: its totals so far (a lower bound: the current run is not in them)
+        moved = min(ns, cur.wait_ns)
+        cur.wait_ns -= moved
+        cur.runq_ns += moved
 
 
 def activate(probe: TaskProbe | None) -> contextvars.Token[Any]:
