@@ -268,6 +268,37 @@ def test_a_grep_whose_worker_waits_for_a_core_counts_that_as_run_queue_wait(
     assert rec.wait_ns <= rec.wall_ns - rec.runq_ns - rec.cpu_ns
 
 
+def test_a_bash_child_waiting_for_a_core_counts_that_as_run_queue_wait(tmp_path: Path) -> None:
+    """A program run by ``bash`` that waits for a core makes the task wait for it: run-queue
+    wait, not I/O. The child pins itself beside two spinners, burns 150 ms of CPU, prints its
+    own run-queue counter and lingers, so the tool reads the counter after the print (reads
+    happen as output arrives: the counter only grows, so the task must show at least that)."""
+    cpu = min(os.sched_getaffinity(0))
+    child = (
+        f"import os, sys, time\nos.sched_setaffinity(0, {{{cpu}}})\n"
+        "end = time.thread_time() + 0.15\nwhile time.thread_time() < end: pass\n"
+        "print(open('/proc/self/schedstat').read().split()[1], flush=True)\ntime.sleep(0.5)\n"
+    )
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(2):
+            hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                         stdin=subprocess.DEVNULL))  # fmt: skip
+            os.sched_setaffinity(hogs[-1].pid, {cpu})
+        with lp.LaneExecutor() as ex:
+            b = ex.run_batch([lp.ToolCall("bash", [sys.executable, "-c", child], root=tmp_path)])
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert b.ok, b.errors
+    truth = int(b.results[0]["stdout"])
+    (rec,) = b.trace.tasks if b.trace else ()
+    _totals_exact(rec)
+    assert truth > 0
+    assert rec.runq_ns >= truth, (rec, truth)
+
+
 def test_async_step_slowed_by_the_gil_is_gil_not_cpu() -> None:
     stop = threading.Event()
 
