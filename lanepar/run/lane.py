@@ -86,10 +86,14 @@ class Lane:
         self._defers_deadline = bool(getattr(backend, "defers_deadline", False))
         #: Async bodies that take the hot paths of :mod:`._hotpath` (no child to prepare).
         self._inline = self.inline_async and self._prepare is None
+        self._event: Callable[[], anyio.Event] = anyio.Event
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
+        # The running backend's event class: ``anyio.Event()`` asks sniffio which backend runs
+        # on every call, and an idle worker makes one per wait (half its cost on a wide lane).
+        self._event = type(anyio.Event())
         self._spawn()
         warm = getattr(self.backend, "warm", None)
         if warm is not None:  # process children start ahead of need, in the background
@@ -190,7 +194,7 @@ class Lane:
             if scope.cancel_called:
                 return False
             if not self.queue.n:
-                ev = w.wake = anyio.Event()
+                ev = w.wake = self._event()
                 self._idle.append(w)
                 await ev.wait()
                 w.wake = None
