@@ -6,7 +6,8 @@ One model turn asks for ``--calls`` no-op tool calls at once; each framework run
 way, then through lanepar (an executor on the same loop, tracing on, lanes wide enough that
 nothing queues). The difference over the number of calls is what the adapter costs a call; the
 target is <= 50 us. Each side runs ``--repeat`` times interleaved and the best time counts (the
-least noisy estimate of cost on a shared machine). Frameworks that are not installed are skipped.
+least noisy estimate of cost on a shared machine), every repeat of either side starting after a
+full garbage collection (see ``timed``). Frameworks that are not installed are skipped.
 
 Two clocks: wall time, and this process's CPU time (``time.process_time``: every thread of the
 client, lanepar's included). On a shared machine the wall figure moves with whatever else runs —
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -38,6 +40,12 @@ Figures = tuple[float, float, float, float]
 
 
 async def timed(fn: Runner) -> tuple[float, float]:
+    # Every repeat of either side starts from the same collector state. Otherwise a full
+    # collection — 90-150 ms here, a walk of every object the frameworks' imports left — lands
+    # in whichever turn happens to cross its threshold (a fifth of the turns of either side in
+    # a 12-turn run), and the young generations carry a varying load of the previous turn's
+    # survivors. The collections a turn's own allocations cause still happen inside it.
+    gc.collect()
     t0, c0 = time.perf_counter(), time.process_time()
     await fn()
     return time.perf_counter() - t0, time.process_time() - c0

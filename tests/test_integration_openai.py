@@ -167,3 +167,28 @@ def test_context_variables_of_the_caller_reach_the_body() -> None:
         rec = ex.snapshot().tasks[0]
     assert msgs[0]["content"] == "ada"
     assert [p[0] for p in rec.phases] == ["look"]  # lanepar's probe still sees the body
+
+
+def test_the_trace_summarises_the_model_arguments_as_for_any_call() -> None:
+    # The adapter formats short scalar arguments itself (a hot path); the text must be what
+    # lanepar shows for the same keyword arguments of any call: truncated, nested values elided.
+    from lanepar.tools.registry import summarize_args
+
+    def echo(**kw: Any) -> str:
+        return "ok"
+
+    shapes: list[dict[str, Any]] = [
+        {"i": 7},
+        {"q": "hello", "n": 2.5, "flag": True, "none": None},
+        {"text": "x" * 40},
+        {"n": 10**30},
+        {"xs": [1, 2, 3, 4, 5], "d": {"a": {"b": 1}}},
+        {"a": 1, "root": "/tmp", "b": "it's"},
+        {},
+    ]
+    turn = [_call(f"c{i}", "echo", **args) for i, args in enumerate(shapes)]
+    with lp.LaneExecutor() as ex:
+        lp_openai.run_tool_calls(turn, {"echo": echo}, executor=ex)
+        by_id = {t.call_id: t.args_summary for t in ex.snapshot().tasks}
+    for i, args in enumerate(shapes):
+        assert by_id[f"c{i}"] == summarize_args((), args, limit=24), args

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -222,6 +223,80 @@ def test_process_tool_among_cpu_hogs_waits_on_the_run_queue() -> None:
     _totals_exact(rec)
     assert rec.runq_ns >= 0.7 * (rec.wall_ns - rec.cpu_ns), rec
     assert rec.gil_ns == 0
+
+
+def test_a_grep_whose_worker_waits_for_a_core_counts_that_as_run_queue_wait(
+    tmp_path: Path,
+) -> None:
+    """grep's regex runs in a worker process; the tool's thread is blocked on its pipe, which
+    alone reads as I/O wait. Pinned to one core with two spinning processes, the worker waits
+    for that core most of the time, and the task must show it as run-queue wait, as much as the
+    worker's own counter says it waited (less what it waited after replying, before the test
+    reads it: a few scheduler slices, well within the 10 % margin of a search this long)."""
+    from lanepar.tools import grepper
+
+    words = ("alpha", "beta", "gamma", "delta", "lane", "task", "probe", "core")
+    for i in range(4):
+        lines = (" ".join(words[(j * 7 + k * 3 + i) % 8] for k in range(8)) + f" {j}\n"
+                 for j in range(40_000))  # fmt: skip
+        (tmp_path / f"f{i}.txt").write_text("".join(lines))
+    call = lp.ToolCall("grep", r"delta \w+ lane \w+ \d+7$", root=str(tmp_path), glob="*.txt")
+    cpu = min(os.sched_getaffinity(0))
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        with lp.LaneExecutor() as ex:
+            assert ex.run_batch([call]).ok  # a worker, idle now, for the next grep to take
+            (worker,) = grepper._idle
+            os.sched_setaffinity(worker.proc.pid, {cpu})
+            for _ in range(2):
+                hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                             stdin=subprocess.DEVNULL))  # fmt: skip
+                os.sched_setaffinity(hogs[-1].pid, {cpu})
+            before = worker.runq()
+            b = ex.run_batch([call])
+            truth = worker.runq() - before
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+        grepper.close_workers()  # the pinned worker must not serve another test
+    assert b.ok, b.errors
+    (rec,) = b.trace.tasks if b.trace else ()
+    _totals_exact(rec)
+    assert truth > 0
+    assert rec.runq_ns >= 0.9 * truth, (rec, truth)
+    assert rec.wait_ns <= rec.wall_ns - rec.runq_ns - rec.cpu_ns
+
+
+def test_a_bash_child_waiting_for_a_core_counts_that_as_run_queue_wait(tmp_path: Path) -> None:
+    """A program run by ``bash`` that waits for a core makes the task wait for it: run-queue
+    wait, not I/O. The child pins itself beside two spinners, burns 150 ms of CPU, prints its
+    own run-queue counter and lingers, so the tool reads the counter after the print (reads
+    happen as output arrives: the counter only grows, so the task must show at least that)."""
+    cpu = min(os.sched_getaffinity(0))
+    child = (
+        f"import os, sys, time\nos.sched_setaffinity(0, {{{cpu}}})\n"
+        "end = time.thread_time() + 0.15\nwhile time.thread_time() < end: pass\n"
+        "print(open('/proc/self/schedstat').read().split()[1], flush=True)\ntime.sleep(0.5)\n"
+    )
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(2):
+            hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                         stdin=subprocess.DEVNULL))  # fmt: skip
+            os.sched_setaffinity(hogs[-1].pid, {cpu})
+        with lp.LaneExecutor() as ex:
+            b = ex.run_batch([lp.ToolCall("bash", [sys.executable, "-c", child], root=tmp_path)])
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert b.ok, b.errors
+    truth = int(b.results[0]["stdout"])
+    (rec,) = b.trace.tasks if b.trace else ()
+    _totals_exact(rec)
+    assert truth > 0
+    assert rec.runq_ns >= truth, (rec, truth)
 
 
 def test_async_step_slowed_by_the_gil_is_gil_not_cpu() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import types
 import weakref
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from typing import Any
@@ -41,6 +42,30 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+#: What a call without keyword arguments carries (never mutated: a body gets ``**`` a copy).
+_NO_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
+#: Argument values the trace's summary can show as their plain ``repr`` (see ``_summary``).
+_SCALARS = (int, float, bool, str, type(None))
+SUMMARY_LIMIT = 24
+
+
+def _summary(shown: Mapping[str, Any]) -> str:
+    """``summarize_args((), shown, limit=24)``, without its ``reprlib`` walk when every value is
+    a short scalar — what model-chosen tool arguments nearly always are. For those ``reprlib``
+    gives the plain ``repr``, so the text is the same; anything else takes the general path."""
+    parts = []
+    for k, v in shown.items():
+        if type(v) in _SCALARS:
+            r = repr(v)
+            if len(r) <= SUMMARY_LIMIT:
+                if k != "root":  # as summarize_args: a ``root`` argument is the call's plumbing
+                    parts.append(f"{k}={r}")
+                continue
+        return summarize_args((), dict(shown), limit=SUMMARY_LIMIT)
+    text = ", ".join(parts)
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
+
+
 class Bound:
     """One framework call bound to its caller: body, arguments, context and event loop."""
 
@@ -54,8 +79,8 @@ class Bound:
         shown: Mapping[str, Any] | None = None,
     ):
         self.fn = fn
-        self.args = tuple(args)
-        self.kwargs = dict(kwargs)
+        self.args = args if type(args) is tuple else tuple(args)
+        self.kwargs = dict(kwargs) if kwargs else _NO_KWARGS
         self.shown = shown
         self.ctx = contextvars.copy_context()
         self.loop = _running_loop()
@@ -64,8 +89,8 @@ class Bound:
         # The trace's args summary shows the tool's own arguments: a framework's run context
         # (whole conversations) must never be repr'd, that would cost milliseconds a call.
         if self.shown is not None:
-            return summarize_args((), dict(self.shown), limit=24)
-        return summarize_args(self.args, self.kwargs, limit=24)
+            return _summary(self.shown)
+        return summarize_args(self.args, dict(self.kwargs), limit=SUMMARY_LIMIT)
 
     def _entered(self) -> contextvars.Context:
         ctx = self.ctx.copy()  # a retry runs the body again: each attempt gets a fresh copy
@@ -104,10 +129,12 @@ class _InContext:
 
 async def _call_async(bound: Bound) -> Any:
     ctx = bound._entered()
-    here = _running_loop()
     body = _InContext(ctx.run(bound.fn, *bound.args, **bound.kwargs), ctx)
-    if bound.loop is not None and here is not None and here is not bound.loop:
-        return await _on_loop(bound.loop, body)
+    home = bound.loop
+    if home is not None:
+        here = _running_loop()
+        if here is not None and here is not home:
+            return await _on_loop(home, body)
     return await body
 
 
@@ -164,9 +191,9 @@ def bound_call(
     ``shown`` are the arguments the trace summarises (default: ``args`` and ``kwargs``)."""
     asynchronous = is_async_callable(fn) if is_async is None else is_async
     target = _call_async if asynchronous else _call_sync
-    call = ToolCall(target, Bound(fn, args, kwargs or {}, shown), name=name, lane=lane)
-    if call_id is not None:
-        call.call_id = str(call_id)  # what .options(call_id=) sets, without copying the call
+    call = ToolCall(target, Bound(fn, args, kwargs or _NO_KWARGS, shown), name=name, lane=lane)
+    if call_id is not None:  # what .options(call_id=) sets, without copying the call
+        call.call_id = call_id if type(call_id) is str else str(call_id)
     return call
 
 

@@ -75,14 +75,13 @@ class LaneToolNode(ToolNode):
         self, request: ToolCallRequest, execute: Callable[[ToolCallRequest], Any]
     ) -> Any:
         ex = executor_or_current(self.lane_executor)
+        awrap, wrap = self._user_awrap, self._user_wrap
+        if wrap is not None and awrap is None:  # as ToolNode does: a sync wrapper on this path
+            return wrap(request, lambda req: run_one(ex, self._call(req, execute, False)))
+        if awrap is None:  # the common case: straight to the lane, no closure per call
+            return await arun_one(ex, self._call(request, execute, is_async=True))
 
         async def on_lane(req: ToolCallRequest) -> Any:
             return await arun_one(ex, self._call(req, execute, is_async=True))
 
-        if self._user_awrap is not None:
-            return await self._user_awrap(request, on_lane)
-        if self._user_wrap is not None:  # as ToolNode does: a sync wrapper on the async path
-            return self._user_wrap(
-                request, lambda req: run_one(ex, self._call(req, execute, False))
-            )
-        return await on_lane(request)
+        return await awrap(request, on_lane)

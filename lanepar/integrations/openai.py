@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..tools.registry import ToolCall
-from ._common import bound_call, error_text, executor_or_current, lane_of, outcomes
+from ._common import (
+    bound_call,
+    error_text,
+    executor_or_current,
+    is_async_callable,
+    lane_of,
+    outcomes,
+)
 
 ToolMessage = dict[str, str]
 
@@ -46,6 +53,7 @@ def _plan(
     calls: list[ToolCall] = []
     where: list[int] = []
     refused: dict[int, str] = {}
+    routes: dict[str, tuple[str | None, bool]] = {}
     for i, tc in enumerate(tool_calls):
         call_id = str(_get(tc, "id") or "")
         ids.append(call_id)
@@ -68,8 +76,12 @@ def _plan(
         if not isinstance(args, Mapping):
             refused[i] = f"Error: the arguments of {name!r} must be a JSON object, got {raw!r}"
             continue
+        route = routes.get(name)
+        if route is None:  # a turn calls the same few functions: look each up once
+            route = routes[name] = (lane_of(name, fn, lanes), is_async_callable(fn))
+        lane, asynchronous = route
         calls.append(
-            bound_call(fn, (), args, name=name, lane=lane_of(name, fn, lanes), call_id=call_id)
+            bound_call(fn, (), args, name=name, lane=lane, call_id=call_id, is_async=asynchronous)
         )
         where.append(i)
     return ids, calls, where, refused

@@ -37,7 +37,7 @@ def settle(
     finished = probe.finished_ns or _pc()
     if started < free:  # a body measured elsewhere (a child) cannot start before its slot
         free = started
-    body = probe.finish()
+    body = probe.segs if probe.p_start < 0 else probe.finish()
     sub = job.submitted_ns
     # The record's packed form straight away (head, then kind and end offset per segment):
     # no intermediate segment triples, because this runs once per traced task.
@@ -112,7 +112,8 @@ def finish_job(
             probe.started_ns, probe.finished_ns = free, _pc()
         record = settle(lane, job, slot, free, probe, outcome, error)
         if recorder is not None:
-            recorder.running.pop(job.id, None)
+            if recorder.running:  # (a live view's "running now" list)
+                recorder.running.pop(job.id, None)
             recorder.add(record)
             for t0, t1, stack in probe.blocks or ():
                 recorder.add_event("loop_blocked", t_ns=t0, duration_ms=(t1 - t0) / 1e6,

@@ -29,28 +29,46 @@ GC_PAUSE_MIN = 1000
 
 
 class Resolver:
-    """A bounded cache (oldest first out) in front of :func:`lanepar.tools.registry.resolve`."""
+    """A bounded cache (oldest first out) in front of :func:`lanepar.tools.registry.resolve`.
+
+    An entry holds only while its lane exists: the lane table is compared once per batch
+    (:meth:`all`), not once per call, because a hit must cost one dict lookup."""
 
     def __init__(self, maxsize: int = RESOLVE_CACHE_SIZE) -> None:
         self.maxsize = maxsize
         self._cache: collections.OrderedDict[tuple[Any, ...], Resolved] = collections.OrderedDict()
+        self._table: Mapping[str, Any] | None = None
+        self._table_len = 0
 
     def __len__(self) -> int:
         return len(self._cache)
 
     def __call__(self, call: ToolCall, lanes: Mapping[str, Any]) -> Resolved:
-        try:
-            key = (call.target, call.lane, call.name)
-            r = self._cache.get(key)
-        except TypeError:  # an unhashable callable
-            return resolve(call, lanes)
-        if r is None:
-            r = self._cache[key] = resolve(call, lanes)
-            if len(self._cache) > self.maxsize:  # the oldest goes first (no reordering on hits:
-                self._cache.popitem(last=False)  # a hit must cost one dict lookup)
-        if r.lane not in lanes:  # the lane table changed since (a lane was added elsewhere)
-            r = self._cache[key] = resolve(call, lanes)
-        return r
+        return self.all((call,), lanes)[0]
+
+    def all(self, calls: Sequence[ToolCall], lanes: Mapping[str, Any]) -> list[Resolved]:
+        """Every call of a batch, in order; raises (naming it) on the first that cannot be."""
+        if lanes is not self._table or len(lanes) != self._table_len:
+            # another lane table (or this one grew): keep only entries whose lane is in it
+            for key in [k for k, r in self._cache.items() if r.lane not in lanes]:
+                del self._cache[key]
+            self._table, self._table_len = lanes, len(lanes)
+        cache = self._cache
+        get = cache.get
+        out: list[Resolved] = []
+        for call in calls:
+            try:
+                key = (call.target, call.lane, call.name)
+                r = get(key)
+            except TypeError:  # an unhashable callable
+                out.append(resolve(call, lanes))
+                continue
+            if r is None:
+                r = cache[key] = resolve(call, lanes)
+                if len(cache) > self.maxsize:  # the oldest goes first (no reordering on hits:
+                    cache.popitem(last=False)  # a hit must cost one dict lookup)
+            out.append(r)
+        return out
 
 
 def build_batch(
@@ -108,11 +126,11 @@ def _build(
                   now)  # fmt: skip
         if call.call_id is not None:
             job.call_id = call.call_id
-        retries = getattr(call, "retries", None)
+        retries = call.retries
         if retries is not None:  # the call opted in (or out) explicitly
             job.retries = retries
-            job.retry_timeouts = bool(getattr(call, "retry_timeouts", False))
-        elif lane.config.retries and getattr(r, "idempotent", False):
+            job.retry_timeouts = bool(call.retry_timeouts)
+        elif lane.config.retries and r.idempotent:
             # a lane's retries apply only to tools declared idempotent: re-running a bash
             # command or a write because it failed once is not the scheduler's call to make
             job.retries = lane.config.retries

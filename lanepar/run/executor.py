@@ -250,7 +250,7 @@ class LaneExecutor:
         mode = self.default_mode if mode is None else _check_mode(mode)
         calls = list(calls)
         lanes = self._lanes
-        resolved = [self._resolve(c, lanes) for c in calls]
+        resolved = self._resolve.all(calls, lanes)
         decision: _seams.Decision | None = None
         if mode == "auto":
             if self.auto_policy is None:

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 
 
 class Job:
+    # Fields most jobs never change are class-level defaults (``__dict__`` takes them on first
+    # write): a job is made per call, and every store in ``__init__`` is paid by every call.
     __slots__ = (
+        "__dict__",
         "args",
-        "args_summary",
-        "attempt",
         "batch",
-        "call_id",
         "fn",
         "id",
         "index",
@@ -30,11 +30,17 @@ class Job:
         "kwargs",
         "name",
         "pushed_ns",
-        "retries",
-        "retry_timeouts",
         "submitted_ns",
         "timeout_s",
     )
+    #: Attempts made before this one (retries only).
+    attempt: int = 0
+    args_summary: str = ""
+    call_id: str | None = None
+    #: Attempts after the first that this job may make (decided at submission: idempotent tools
+    #: under a lane's ``retries``, or a call that opts in), and whether a timeout counts.
+    retries: int = 0
+    retry_timeouts: bool = False
 
     def __init__(
         self,
@@ -62,13 +68,6 @@ class Job:
         # When the job reached its lane's queue: later than submission in sequential mode,
         # where each job waits for its predecessor (queued time, not dispatch overhead).
         self.pushed_ns = submitted_ns
-        self.attempt = 0
-        self.args_summary = ""
-        self.call_id: str | None = None
-        #: Attempts after the first that this job may make (decided at submission: idempotent
-        #: tools under a lane's ``retries``, or a call that opts in), and whether a timeout counts.
-        self.retries = 0
-        self.retry_timeouts = False
 
 
 class Worker:

@@ -25,6 +25,7 @@ from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
 from ..trace.probe import TaskProbe, activate, deactivate, loop_contention, stepped
+from ._hotpath import CONTENTION_MIN_NS, run_bare, run_traced
 from ._nested import BODY
 from ._settle import finish_job, interrupted_probe, settle, unstarted_probe
 from .job import Job, Worker
@@ -41,8 +42,6 @@ _pc = time.perf_counter_ns
 FAIRNESS_EVERY = 64
 #: Process children started ahead of the first batch, at most (each is an interpreter).
 WARM_MAX = 8
-#: A start delay shorter than this is not worth asking the thread watch about.
-CONTENTION_MIN_NS = 200_000
 #: The longest back-off between two attempts of a retried job.
 MAX_BACKOFF_S = 30.0
 
@@ -85,10 +84,16 @@ class Lane:
         # Async bodies on local lanes run right here, skipping the backend call on the hot path.
         self.inline_async = config.kind in ("async", "thread")
         self._defers_deadline = bool(getattr(backend, "defers_deadline", False))
+        #: Async bodies that take the hot paths of :mod:`._hotpath` (no child to prepare).
+        self._inline = self.inline_async and self._prepare is None
+        self._event: Callable[[], anyio.Event] = anyio.Event
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
+        # The running backend's event class: ``anyio.Event()`` asks sniffio which backend runs
+        # on every call, and an idle worker makes one per wait (half its cost on a wide lane).
+        self._event = type(anyio.Event())
         self._spawn()
         warm = getattr(self.backend, "warm", None)
         if warm is not None:  # process children start ahead of need, in the background
@@ -189,7 +194,7 @@ class Lane:
             if scope.cancel_called:
                 return False
             if not self.queue.n:
-                ev = w.wake = anyio.Event()
+                ev = w.wake = self._event()
                 self._idle.append(w)
                 await ev.wait()
                 w.wake = None
@@ -220,7 +225,18 @@ class Lane:
                 self.peak_active = self.active
             body_end = 0
             try:
-                body_end = await self._run(w, job, granted)
+                if (job.is_async and self._inline and not job.retries
+                        and job.timeout_s is None):  # fmt: skip
+                    rec = self.recorder
+                    if rec is None and not self.hooks.task_finished:
+                        body_end = await run_bare(job)
+                    elif rec is not None and not rec.live:
+                        free = max(job.pushed_ns, w.free_at, granted)
+                        body_end = await run_traced(self, w, job, free)
+                    else:
+                        body_end = await self._run(w, job, granted)
+                else:
+                    body_end = await self._run(w, job, granted)
             finally:
                 self.active -= 1
                 if budget is not None:
@@ -232,7 +248,7 @@ class Lane:
             # task waiting meanwhile waited for the executor (dispatch, or the loop's GIL / core
             # waits), not for capacity (queued). ``min``: a child's clock may land a hair ahead.
             now = _pc()
-            w.free_at = min(body_end, now) if body_end else now
+            w.free_at = body_end if 0 < body_end < now else now
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
@@ -252,9 +268,6 @@ class Lane:
                 finish_job(self.name, self.recorder, self.hooks, job, w.slot, start, None, None, e,
                            "error")  # fmt: skip
                 return 0
-        if (self.recorder is None and job.is_async and self.inline_async and not job.retries
-                and job.timeout_s is None and not self.hooks.task_finished):  # fmt: skip
-            return await self._run_bare(job)
         while True:
             free = max(job.pushed_ns, w.free_at, granted)
             probe = None
@@ -268,19 +281,6 @@ class Lane:
         finish_job(self.name, self.recorder, self.hooks, job, w.slot, free, probe, value, error,
                    "ok" if error is None else "error")  # fmt: skip
         return probe.finished_ns if probe is not None else 0
-
-    async def _run_bare(self, job: Job) -> int:
-        """The untraced hot path (no record, observer, deadline or retry to keep): the body and
-        its outcome, as :meth:`_run` would settle them, without its bookkeeping calls."""
-        try:
-            value = await job.fn(*job.args, **job.kwargs)
-        except Exception as e:
-            job.batch.fail(job.index, e, "error")
-        except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
-            job.batch.fail(job.index, tool_exit(job.fn, e), "error")
-        else:
-            job.batch.succeed(job.index, value)
-        return 0
 
     async def _attempt(
         self, w: Worker, job: Job, free: int, probe: TaskProbe | None

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..trace.probe import note_core_wait
 from ._grep_child import Match
 
 _CHILD = str(Path(__file__).with_name("_grep_child.py"))
@@ -45,6 +46,14 @@ class _Worker:
             close_fds=True,
             start_new_session=True,
         )
+
+    def runq(self) -> int:
+        """The worker's run-queue wait so far, in ns (Linux ``schedstat``); -1 if unreadable."""
+        try:
+            with open(f"/proc/{self.proc.pid}/schedstat", "rb") as f:
+                return int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return -1
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -163,11 +172,14 @@ def search(
     }
     payload = pickle.dumps(req, protocol=pickle.HIGHEST_PROTOCOL)
     w = _take()
+    rq0 = w.runq()
     try:
         reply = w.request(payload, deadline)
     except BaseException:
         w.kill()  # mid-request: its state is unknown, never reuse it
         raise
+    if rq0 >= 0:  # the worker's wait for a core was this task's, not I/O
+        note_core_wait(w.runq() - rq0)
     _give(w)
     if reply[0] != "ok":
         raise RuntimeError(f"grep: the regex search failed: {reply[1]}: {reply[2]}")

@@ -41,9 +41,40 @@ class CallProcesses:
         self._me = os.getpid()
         #: Set by a kill_all that found nothing left: the call's processes are all gone.
         self.clean = False
+        #: The direct child's run-queue wait as last read (see :meth:`read_runq`).
+        self.runq_ns = 0
+        # The child's /proc entry, held open: it keeps naming that process after the pid is
+        # reused (reads then fail), so a late read never picks up a stranger's counters.
+        try:
+            self._proc: int | None = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            self._proc = None
+
+    def read_runq(self) -> None:
+        """Read the direct child's run-queue wait so far (Linux ``schedstat``). Called as the
+        call goes on — at each poll and as output arrives, so the last read is close to its
+        exit — because once reaped its counters are gone: the figure is a lower bound."""
+        if self._proc is None:
+            return
+        try:
+            fd = os.open("schedstat", os.O_RDONLY, dir_fd=self._proc)
+        except OSError:
+            return
+        try:
+            self.runq_ns = max(self.runq_ns, int(os.read(fd, 96).split()[1]))
+        except (OSError, ValueError, IndexError):
+            pass
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            os.close(self._proc)
+            self._proc = None
 
     def poll(self) -> None:
         """Remember the call's current descendants (cheap enough to run a few times a second)."""
+        self.read_runq()
         for pid in _descendants(self.pid):
             if pid not in self.seen:
                 started = _start_time(pid)

@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from ..trace.probe import note_core_wait
 from .paths import StrPath, resolve_root
 from .proctree import MARKER, CallProcesses
 from .registry import tool
@@ -102,12 +103,17 @@ def build_env(extra: Mapping[str, str] | None, home: str, token: str) -> dict[st
 
 
 async def _drain(
-    stream: anyio.abc.ByteReceiveStream | None, sink: bytearray, cap: int, cut: list[bool]
+    stream: anyio.abc.ByteReceiveStream | None,
+    sink: bytearray,
+    cap: int,
+    cut: list[bool],
+    tree: CallProcesses,
 ) -> None:
     # Keep reading past the cap so the child never blocks on a full pipe; just stop storing.
     if stream is None:
         return
     async for chunk in stream:
+        tree.read_runq()  # output often comes last: this read is close to the child's exit
         room = cap - len(sink)
         if len(chunk) > room:
             cut[0] = True
@@ -185,8 +191,8 @@ async def _run(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch, tree)
                 async with anyio.create_task_group() as io:
-                    io.start_soon(_drain, process.stdout, out, max_output, cut)
-                    io.start_soon(_drain, process.stderr, err, max_output, cut)
+                    io.start_soon(_drain, process.stdout, out, max_output, cut, tree)
+                    io.start_soon(_drain, process.stderr, err, max_output, cut, tree)
                     await process.wait()
                     # Whatever the program left running would hold the pipes open: end it, then
                     # read what is already buffered.
@@ -196,10 +202,13 @@ async def _run(
     finally:
         if not (tree.clean and process.returncode is not None):
             tree.kill_all()
+        tree.close()
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.aclose()
+    # the child's waits for a core were this task's, not I/O (its own thread was idle)
+    note_core_wait(tree.runq_ns)
     if scope.cancelled_caught:
         raise TimeoutError(f"bash: {args!r} killed after timeout_s={timeout_s}")
     return {

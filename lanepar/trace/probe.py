@@ -93,14 +93,65 @@ FRESH_NS = 50_000
 _clock = _LoopClock()
 
 
+def first_step(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> tuple[bool, Any]:
+    """Run a coroutine's first step under a :class:`TaskProbe`, here rather than in a generator:
+    ``(True, value)`` when the body finished in it (what it raised propagates, accounted), else
+    ``(False, rest)`` where ``rest`` is to be awaited for the remaining steps.
+
+    Most tool bodies that finish at once never need the generator :func:`stepped` drives the
+    others with: making it, and the second ``StopIteration`` it raises to hand the value on,
+    were a third of tracing's cost per task. A step shorter than ``FRESH_NS`` that ends the body
+    is all CPU and is drawn without the probe's merging machinery.
+    """
+    clock = _clock.s
+    blocks = clock.blocks
+    t0 = probe.started_ns = _pc()
+    if t0 - clock.w > FRESH_NS:
+        clock.w, clock.c = t0, _tt()
+    c0 = clock.c
+    if blocks is not None:  # one store a step: the watchdog reads it from its own thread
+        blocks.t0 = t0
+        if blocks.parked:
+            blocks.begin(t0)
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        t1 = probe.finished_ns = _pc()
+        if t1 - t0 < FRESH_NS and probe.p_start < 0 and not probe.segs:
+            probe.cpu_ns += t1 - t0
+            probe.segs = [[CPU, t0, t1]]
+            if blocks is not None:
+                blocks.t0 = 0
+        else:
+            _step(probe, clock, blocks, t0, t1, c0)
+        return True, stop.value
+    except BaseException:
+        t1 = probe.finished_ns = _pc()
+        _step(probe, clock, blocks, t0, t1, c0)
+        raise
+    return False, _resumed(coro, probe, yielded, t0, _pc(), c0)
+
+
 @types.coroutine
 def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, Any, Any]:
-    """Run a coroutine one step at a time under a :class:`TaskProbe` (``await stepped(...)``).
+    """Run a coroutine one step at a time under a :class:`TaskProbe` (``await stepped(...)``):
+    :func:`first_step`, then, if the body suspended, the rest of it."""
+    done, value = first_step(coro, probe)
+    if done:
+        return value
+    return (yield from value)
+
+
+@types.coroutine
+def _resumed(
+    coro: Coroutine[Any, Any, Any], probe: TaskProbe, yielded: Any, t0: int, t1: int, c0: int
+) -> Generator[Any, Any, Any]:
+    """The steps of a body after its first, which ran from ``t0`` to ``t1`` and yielded
+    ``yielded``.
 
     It forwards whatever the coroutine yields to the event loop untouched, so it works on any
     loop anyio supports (asyncio futures, trio traps). A generator function rather than an
-    awaitable object, and a fast path for bodies that finish in their first step, because this
-    runs once per traced task and the tracing budget is a few microseconds.
+    awaitable object, because this runs once per suspending traced task.
 
     Steps and suspensions shorter than the resolution (nearly all of them) only extend the
     probe's pending run; that run and the totals are kept in local variables here and handed to
@@ -113,42 +164,12 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
     clock = _clock.s
     blocks = clock.blocks
     res = probe.resolution
-    short = min(FRESH_NS, res)  # a step this short is all CPU and joins the pending run
-    value: Any = None
-    exc: BaseException | None = None
+    short = FRESH_NS if res > FRESH_NS else res  # a step this short is all CPU, joins the run
     # the probe's pending run (start, end, cpu, wait), and cpu / wait not yet in its totals
     ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
     ac = aw = 0
-    first = True
-    t0 = probe.started_ns = _pc()
     while True:
-        if t0 - clock.w > FRESH_NS:
-            clock.w, clock.c = t0, _tt()
-        c0 = clock.c
-        if blocks is not None:  # one store a step: the watchdog reads it from its own thread
-            blocks.t0 = t0
-            if blocks.parked:
-                blocks.begin(t0)
-        try:
-            yielded = send(value) if exc is None else throw(exc)
-        except StopIteration as stop:
-            t1 = probe.finished_ns = _pc()
-            if first and t1 - t0 < FRESH_NS and ps < 0 and not probe.segs:
-                # finished in one short first step: all CPU, no merging machinery needed
-                probe.cpu_ns += t1 - t0
-                probe.segs = [[CPU, t0, t1]]
-                if blocks is not None:
-                    blocks.t0 = 0
-            else:
-                _hand(probe, ps, pe, pc, pw, ac, aw)
-                _step(probe, clock, blocks, t0, t1, c0)
-            return stop.value
-        except BaseException:
-            t1 = probe.finished_ns = _pc()
-            _hand(probe, ps, pe, pc, pw, ac, aw)
-            _step(probe, clock, blocks, t0, t1, c0)
-            raise
-        t1 = _pc()
+        # the step [t0, t1] that just yielded
         d = t1 - t0
         if d < short:  # TaskProbe.step of a short piece, inline
             if blocks is not None:
@@ -168,10 +189,9 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
             _step(probe, clock, blocks, t0, t1, c0)
             ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
             ac = aw = 0
-        first = False
+        exc: BaseException | None = None
         try:
             value = yield yielded
-            exc = None
         except BaseException as e:  # cancellation and throw() reach the coroutine
             value, exc = None, e
         t0 = _pc()
@@ -192,6 +212,26 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
             probe.wait(t1, t0)
             ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
             ac = aw = 0
+        if t0 - clock.w > FRESH_NS:
+            clock.w, clock.c = t0, _tt()
+        c0 = clock.c
+        if blocks is not None:
+            blocks.t0 = t0
+            if blocks.parked:
+                blocks.begin(t0)
+        try:
+            yielded = send(value) if exc is None else throw(exc)
+        except StopIteration as stop:
+            t1 = probe.finished_ns = _pc()
+            _hand(probe, ps, pe, pc, pw, ac, aw)
+            _step(probe, clock, blocks, t0, t1, c0)
+            return stop.value
+        except BaseException:
+            t1 = probe.finished_ns = _pc()
+            _hand(probe, ps, pe, pc, pw, ac, aw)
+            _step(probe, clock, blocks, t0, t1, c0)
+            raise
+        t1 = _pc()
 
 
 def _hand(probe: TaskProbe, ps: int, pe: int, pc: int, pw: int, ac: int, aw: int) -> None:
@@ -243,7 +283,7 @@ class _ThreadMarks:
     the interval since the last one is split into its CPU share and the rest — and, under a
     :class:`ThreadWatch`, the rest into GIL/lock wait, run-queue wait and other waiting."""
 
-    __slots__ = ("c", "clock", "probe", "t", "tok", "watch")
+    __slots__ = ("c", "clock", "core_wait", "probe", "t", "tok", "watch")
 
     def __init__(
         self, probe: TaskProbe, clock: Any, watch: ThreadWatch | None, tok: Token | None
@@ -254,14 +294,23 @@ class _ThreadMarks:
         self.tok = tok
         self.t = _pc()
         self.c = clock()
+        #: Run-queue wait of processes working for the body since the last mark (note_core_wait)
+        self.core_wait = 0
 
     def mark(self) -> int:
         t, c = _pc(), self.clock()
+        far = self.core_wait
+        if far:
+            self.core_wait = 0
         if self.tok is None or self.watch is None:
-            self.probe.step(self.t, t, c - self.c)
+            if far:
+                self.probe.split(self.t, t, c - self.c, 0, far)
+            else:
+                self.probe.step(self.t, t, c - self.c)
         else:
             sp = self.watch.split(self.tok, self.t, t, c - self.c)
-            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs, sp.lock_ns)
+            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns + far, sp.runs,
+                             sp.lock_ns)  # fmt: skip
         self.t, self.c = t, c
         return t
 
@@ -298,6 +347,25 @@ def run_sync_probed(
         _current.reset(token)
         if tok is not None and watch is not None:
             watch.end(tok)
+
+
+def note_core_wait(ns: int) -> None:
+    """Count ``ns`` that a process working for the current task (a worker it handed its work
+    to) spent runnable but waiting for a core as the task's run-queue wait, out of its wait.
+
+    The task's own thread was blocked on that process meanwhile, so from the thread alone the
+    time reads as I/O wait; on a busy machine a worker slowed by the run queue would inflate the
+    task's wait — time the trace's speedup counts as spent alone too. Outside a traced task
+    this does nothing."""
+    cur = _current.get()
+    if ns <= 0 or cur is None:
+        return
+    if isinstance(cur, _ThreadMarks):
+        cur.core_wait += ns
+    else:  # an async body: its totals so far (a lower bound: the current run is not in them)
+        moved = min(ns, cur.wait_ns)
+        cur.wait_ns -= moved
+        cur.runq_ns += moved
 
 
 def activate(probe: TaskProbe | None) -> contextvars.Token[Any]:

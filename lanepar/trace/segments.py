@@ -30,55 +30,52 @@ class TaskProbe:
     stay exact; :meth:`split` adds an interval whose off-CPU time was told apart from outside.
     """
 
+    # The fields most probes never change are class-level defaults (``__dict__`` takes them
+    # on first write), because a probe is made per traced task and every store in ``__init__``
+    # is paid by every task.
     __slots__ = (
-        "blocks",
+        "__dict__",
         "cpu_ns",
         "finished_ns",
-        "gil_ns",
-        "lock_ns",
         "max_segments",
         "p_cpu",
         "p_end",
-        "p_gil",
-        "p_runq",
         "p_start",
         "p_wait",
-        "phases",
         "resolution",
-        "runq_ns",
         "segs",
         "started_ns",
         "wait_ns",
-        "worker",
     )
+    #: Waiting for the GIL / a lock, and runnable but waiting for a core: filled in by whatever
+    #: observes the thread from outside (zero where nothing can tell them apart).
+    gil_ns: int = 0
+    runq_ns: int = 0
+    #: The part of ``gil_ns`` spent waiting for a lock other than the GIL.
+    lock_ns: int = 0
+    #: The pending run's GIL and run-queue parts (its CPU and wait parts are slots).
+    p_gil: int = 0
+    p_runq: int = 0
+    #: Steps that held the event loop past the loop watch's threshold: (start, end, stack).
+    blocks: list[tuple[int, int, list[str]]] | None = None
+    phases: list[tuple[str, int, int]] | None = None
+    #: Set by remote backends (Dask): "<worker address>/<thread id>" that ran the body.
+    worker: str | None = None
 
     def __init__(
         self, resolution_ns: int = DEFAULT_RESOLUTION_NS, max_segments: int = DEFAULT_MAX_SEGMENTS
     ) -> None:
         self.resolution = resolution_ns
-        self.max_segments = max(2, max_segments)
+        self.max_segments = max_segments if max_segments > 2 else 2
         self.segs: list[list[int]] = []  # [kind, start, end]
         self.p_start = -1
         self.p_end = -1
         self.p_cpu = 0
         self.p_wait = 0
-        self.p_gil = 0
-        self.p_runq = 0
         self.cpu_ns = 0
         self.wait_ns = 0
-        #: Waiting for the GIL / a lock, and runnable but waiting for a core: filled in by
-        #: whatever observes the thread from outside (zero where nothing can tell them apart).
-        self.gil_ns = 0
-        self.runq_ns = 0
-        #: The part of ``gil_ns`` spent waiting for a lock other than the GIL.
-        self.lock_ns = 0
-        #: Steps that held the event loop past the loop watch's threshold: (start, end, stack).
-        self.blocks: list[tuple[int, int, list[str]]] | None = None
         self.started_ns = 0
         self.finished_ns = 0
-        self.phases: list[tuple[str, int, int]] | None = None
-        #: Set by remote backends (Dask): "<worker address>/<thread id>" that ran the body.
-        self.worker: str | None = None
 
     def step(self, t0: int, t1: int, cpu: int) -> None:
         """A step that ran from t0 to t1 on a thread that used ``cpu`` ns of CPU meanwhile:
@@ -237,7 +234,9 @@ class TaskProbe:
         if self.segs and self.segs[-1][2] >= self.p_start:
             self.segs[-1][2] = self.p_end
             self.p_start = self.p_end = -1
-            self.p_cpu = self.p_wait = self.p_gil = self.p_runq = 0
+            self.p_cpu = self.p_wait = 0
+            if self.p_gil | self.p_runq:
+                self.p_gil = self.p_runq = 0
         else:
             self._flush()
 

@@ -1,0 +1,60 @@
+"""The two paths most calls take through a lane: an async body run inline on the loop, with no
+deadline, retry or live view to keep — untraced, or traced into a record.
+
+Kept apart from the worker loop (:mod:`lanepar.run.lane`) because they are what the per-task
+overhead benchmark measures: each skips the attempt machinery (deadline scope, retry loop, live
+"running" entry) that only those features need, and the worker calls them directly, so a call
+costs one coroutine frame less. What they settle is exactly what :meth:`Lane._run` settles.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..backends.base import tool_exit
+from ..trace.probe import TaskProbe, activate, deactivate, first_step, loop_contention
+from ._settle import finish_job
+
+if TYPE_CHECKING:
+    from .job import Job, Worker
+    from .lane import Lane
+
+#: A start delay shorter than this is not worth asking the thread watch about.
+CONTENTION_MIN_NS = 200_000
+
+
+async def run_bare(job: Job) -> int:
+    """Untraced and unobserved: the body and its outcome, nothing else. Returns 0 (no clock)."""
+    try:
+        value = await job.fn(*job.args, **job.kwargs)
+    except Exception as e:
+        job.batch.fail(job.index, e, "error")
+    except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
+        job.batch.fail(job.index, tool_exit(job.fn, e), "error")
+    else:
+        job.batch.succeed(job.index, value)
+    return 0
+
+
+async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
+    """Traced, one attempt: the body under a probe, then its record. Returns when it ended."""
+    probe = TaskProbe(lane.resolution_ns, lane.max_segments)
+    token = activate(probe)
+    error: Exception | None = None
+    value: Any = None
+    try:
+        done, value = first_step(job.fn(*job.args, **job.kwargs), probe)
+        if not done:  # it suspended: the rest of its steps
+            value = await value
+    except Exception as e:
+        error = e
+    except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
+        error = tool_exit(job.fn, e)
+    finally:
+        deactivate(token)
+        # waking this worker waited on the loop thread's GIL or a core: not overhead
+        if probe.started_ns - free > CONTENTION_MIN_NS:
+            probe.prepend_contention(*loop_contention(free, probe.started_ns))
+    finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
+               "ok" if error is None else "error")  # fmt: skip
+    return probe.finished_ns
