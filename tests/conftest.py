@@ -18,9 +18,16 @@ from typing import Any
 
 import psutil
 import pytest
+from hypothesis import settings
 from support import wait_until as _wait_until
 
 import lanepar as lp
+
+# Property tests assert behaviour, never speed: hypothesis's default per-example deadline
+# (200 ms of wall time) is a timing claim a busy machine breaks (CI saw a first example take
+# 790 ms while numpy warmed up beside two spinning processes).
+settings.register_profile("lanepar", deadline=None)
+settings.load_profile("lanepar")
 
 #: How long a test's threads, children and descriptors may take to go away after it returned:
 #: a joined thread or a killed child is gone at once on an idle machine, but reaping is
