@@ -267,7 +267,10 @@ def test_perfetto_export_includes_dask_tasks(cluster: str, tmp_path: Path) -> No
 
 def test_timeout_outcome_and_the_remote_body_stops(cluster: str, tmp_path: Path) -> None:
     beats = [tmp_path / f"t{i}" for i in range(2)]
-    with dask_executor(cluster, max_concurrency=2, timeout_s=0.5) as ex:
+    # The deadline runs from dispatch (a Dask worker sends no start signal), so the bodies must
+    # start inside it for the test to see them stopped: CI beside two spinning processes once
+    # took over 0.5 s to start one; 3 s is many times a warm worker's start, far below 30 s.
+    with dask_executor(cluster, max_concurrency=2, timeout_s=3.0) as ex:
         b = ex.run_batch([lp.ToolCall(spin, str(p), 30.0, lane="d") for p in beats])
         assert b.outcomes == ["timeout", "timeout"]
         assert all(isinstance(e, lp.TaskTimeoutError) for e in b.errors.values())
