@@ -139,11 +139,31 @@ def test_a_timed_out_thread_body_keeps_its_slot() -> None:
             with lock:
                 running[0] -= 1
 
+    # The stuck bodies are released once the first two have timed out (seen by an observer),
+    # not after a fixed time: a busy machine once took longer to start the batch than a timer
+    # gave it, and the bodies found the release already set.
+    timeouts = [0]
+    both_timed_out = threading.Event()
+
+    class Timeouts:
+        def task_finished(self, rec: lp.TaskRecord) -> None:
+            if rec.outcome == "timeout":
+                timeouts[0] += 1
+                if timeouts[0] == 2:
+                    both_timed_out.set()
+
+    def release_after_the_timeouts() -> None:
+        both_timed_out.wait(60)
+        release.set()
+
     lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=2, timeout_s=0.05)}
     with lp.LaneExecutor(lanes) as ex:
-        threading.Timer(0.3, release.set).start()
+        ex.add_observer(Timeouts())
+        releaser = threading.Thread(target=release_after_the_timeouts)
+        releaser.start()
         b = ex.run_batch([lp.ToolCall(stuck, lane="t") for _ in range(6)])
         events = ex.snapshot().events
+        releaser.join()
     # the first two timed out but kept their slots until released: the rest started only then
     # (most then run to the end, though a busy machine may time one out too); never more than
     # two bodies at once
