@@ -43,34 +43,29 @@ class CallProcesses:
         self.clean = False
         #: The direct child's run-queue wait as last read (see :meth:`read_runq`).
         self.runq_ns = 0
-        # The child's /proc entry, held open: it keeps naming that process after the pid is
-        # reused (reads then fail), so a late read never picks up a stranger's counters.
+        # The child's schedstat, held open: the fd keeps naming that process after the pid is
+        # reused (reads then fail), so a late read never picks up a stranger's counters, and
+        # each read is one pread — it runs per chunk of output, which a tool may flood.
         try:
-            self._proc: int | None = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+            self._sched: int | None = os.open(f"/proc/{pid}/schedstat", os.O_RDONLY)
         except OSError:
-            self._proc = None
+            self._sched = None
 
     def read_runq(self) -> None:
         """Read the direct child's run-queue wait so far (Linux ``schedstat``). Called as the
         call goes on — at each poll and as output arrives, so the last read is close to its
         exit — because once reaped its counters are gone: the figure is a lower bound."""
-        if self._proc is None:
+        if self._sched is None:
             return
         try:
-            fd = os.open("schedstat", os.O_RDONLY, dir_fd=self._proc)
-        except OSError:
-            return
-        try:
-            self.runq_ns = max(self.runq_ns, int(os.read(fd, 96).split()[1]))
+            self.runq_ns = max(self.runq_ns, int(os.pread(self._sched, 96, 0).split()[1]))
         except (OSError, ValueError, IndexError):
             pass
-        finally:
-            os.close(fd)
 
     def close(self) -> None:
-        if self._proc is not None:
-            os.close(self._proc)
-            self._proc = None
+        if self._sched is not None:
+            os.close(self._sched)
+            self._sched = None
 
     def poll(self) -> None:
         """Remember the call's current descendants (cheap enough to run a few times a second)."""
