@@ -97,6 +97,24 @@ def test_no_return_value_outlives_its_batch_result(mode: str) -> None:
         ex.run_batch([lp.ToolCall(make_payload, lane="execute")], mode=mode)  # still usable
 
 
+def test_a_pool_future_gives_its_value_away() -> None:
+    """The worker thread may still hold its job's future when the batch returns (a busy machine
+    deschedules it between ``set_result`` and dropping it): the future must not keep the value."""
+    from lanepar.backends._threads import DaemonPool, take
+
+    pool = DaemonPool("t")
+    try:
+        fut = pool.submit(make_payload)
+        value = take(fut.result(timeout=20))
+        assert isinstance(value, Payload)
+        ref = weakref.ref(value)
+        del value
+        gc.collect()
+        assert ref() is None and fut.done()  # ``fut`` is still alive here, as in the worker
+    finally:
+        assert pool.close(20) == []
+
+
 def test_resolution_cache_is_bounded() -> None:
     from functools import partial
 

@@ -32,8 +32,14 @@ class BodyAbandoned(BaseException):
     ``BaseException``, like ``KeyboardInterrupt``: a tool's ``except Exception`` does not eat it."""
 
 
+def take(box: list[Any]) -> Any:
+    """The value a pool future carried (it leaves the box: see ``DaemonPool._work``)."""
+    return box.pop()
+
+
 class DaemonPool:
-    """``submit(fn, *args) -> Future``; idle threads park on a shared queue.
+    """``submit(fn, *args) -> Future`` of ``[fn(*args)]``, a box :func:`take` empties; idle
+    threads park on a shared queue.
 
     An interrupt reaches only a tool's own code: the backend wraps the tool's function in
     :meth:`body`, and :meth:`interrupt` raises in a thread only while it is inside one. lanepar's
@@ -113,7 +119,10 @@ class DaemonPool:
                     with self._lock:
                         self._job[ident] = fut
                     try:
-                        fut.set_result(fn(*args))
+                        # boxed: the awaiting side takes the value out of the box, so this
+                        # thread, not yet past ``del`` below when the batch returns on a busy
+                        # machine, never keeps a tool's return value alive after its batch
+                        fut.set_result([fn(*args)])
                     except BaseException as e:  # the body's fault is its future's, not ours
                         fut.set_exception(e)
                     finally:

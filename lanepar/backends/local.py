@@ -17,7 +17,7 @@ from typing import Any
 
 from ..trace import threadstate
 from ..trace.probe import TaskProbe, loop_contention, run_sync_probed, stepped
-from ._threads import BodyAbandoned, DaemonPool
+from ._threads import BodyAbandoned, DaemonPool, take
 from .base import BackendContext, await_future, tool_exit
 
 log = logging.getLogger("lanepar")
@@ -76,7 +76,7 @@ class LocalBackend:
             )  # fmt: skip
         self._running[slot] = fut
         try:
-            value = await await_future(fut)
+            value = take(await await_future(fut))
         finally:
             if probe is not None and free:
                 # the loop thread's own GIL / core waits between the free slot and the hand-off
