@@ -154,3 +154,22 @@ def test_a_span_the_helper_saw_nothing_of_is_drawn_from_its_exact_totals() -> No
     p = TaskProbe()
     p.split(t0, t1, sp.cpu_ns, sp.gil_ns, sp.runq_ns, sp.runs, sp.lock_ns)
     assert p.finish() == [[CPU, t0, t0 + 20_000_000], [WAIT, t0 + 20_000_000, t1]]
+
+
+def test_a_wake_caught_in_a_gil_wait_is_the_gils_not_the_sleeps() -> None:
+    """A 200 ms sleep, then 127 ms waiting for the GIL, sampled every 10 ms; one sample catches
+    the thread in one of its wakes (2 ms runnable, exact). That sample stands for 10 ms, but only
+    the exact 3 ms ran or queued: the other 7 ms were the GIL wait around it. Spread over every
+    blocked kind instead, they made the sleep 205 ms."""
+    from lanepar.trace._stateruns import split_of
+
+    ms = 1_000_000
+    samples = [
+        (t * ms, sw.C_OTHER if t < 201 else sw.C_RUN if t == 245 else sw.C_FUTEX, 0)
+        for t in range(5, 330, 10)
+    ]
+    runs = _runs(samples, 0, 330 * ms, 10 * ms, edges_ran=True)
+    sp = split_of(runs, 330 * ms, 1 * ms, 2 * ms)
+    assert sp.cpu_ns + sp.gil_ns + sp.runq_ns + sp.wait_ns == 330 * ms
+    assert abs(sp.wait_ns - 200 * ms) <= ms
+    assert abs(sp.gil_ns - 127 * ms) <= ms

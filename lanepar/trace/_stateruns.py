@@ -121,16 +121,31 @@ def _edged_runs(
 def split_of(runs: list[tuple[int, int, int]], wall: int, cpu: int, runq: int) -> Split:
     """``wall`` ns of which ``cpu`` ran and ``runq`` waited for a core (both exact): the rest is
     shared between GIL / lock waits and other waits in the proportion the samples saw them, and
-    the lock waits between the GIL and other locks likewise."""
+    the lock waits between the GIL and other locks likewise.
+
+    A sample that found the thread running stands for a whole gap between samples, however
+    briefly the thread ran: a thread waiting for the GIL wakes every switch interval, and on a
+    busy machine each wake can be the one a sample catches. The sampled running time beyond the
+    exact ``cpu + runq`` was really spent blocked, and it is given to the blocked states next to
+    it (a wake between two GIL-wait samples is the GIL's), not spread over every kind: spread
+    evenly, a sleep followed by a long GIL wait came out up to a tenth too long."""
     off = wall - cpu - runq
-    gil_seen = lock_seen = other_seen = 0
-    for kind, s, e in runs:
-        if kind == GIL:
-            gil_seen += e - s
-        elif kind == LOCK:
-            lock_seen += e - s
-        elif kind == WAIT:
-            other_seen += e - s
+    seen = {GIL: 0, LOCK: 0, WAIT: 0}
+    near = {GIL: 0, LOCK: 0, WAIT: 0}  # sampled running time, by the blocked kinds beside it
+    ran = 0
+    for i, (kind, s, e) in enumerate(runs):
+        if kind in seen:
+            seen[kind] += e - s
+            continue
+        ran += e - s
+        beside = [runs[j][0] for j in (i - 1, i + 1) if 0 <= j < len(runs) and runs[j][0] in seen]
+        for k in beside:
+            near[k] += (e - s) // len(beside)
+    extra, by = ran - cpu - runq, sum(near.values())
+    if extra > 0 and by:
+        for k in seen:
+            seen[k] += extra * near[k] // by
+    gil_seen, lock_seen, other_seen = seen[GIL], seen[LOCK], seen[WAIT]
     futex = gil_seen + lock_seen
     gil = off * futex // (futex + other_seen) if futex + other_seen else 0
     lock = gil * lock_seen // futex if futex else 0
