@@ -115,6 +115,39 @@ def test_a_pool_future_gives_its_value_away() -> None:
         assert pool.close(20) == []
 
 
+def _first_calls_at_once(n: int) -> tuple[list[lp.BatchResult], list[BaseException]]:
+    ex = lp.LaneExecutor()
+    go = threading.Barrier(n)
+    errors: list[BaseException] = []
+    results: list[lp.BatchResult] = []
+
+    def first_call() -> None:
+        go.wait()
+        try:
+            results.append(ex.run_batch([lp.ToolCall(len, "ab", lane="query")]))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=first_call) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ex.close()
+    return results, errors
+
+
+def test_threads_making_an_executors_first_calls_at_once_all_run() -> None:
+    """A framework's thread pool (LangGraph's sync ``ToolNode``) makes a fresh executor's first
+    calls from several threads at once: one starts the private loop, the others wait for it.
+    None may be told the executor "is running on an event loop" because it looked while the
+    loop was half started (the old code did, in about one round in four)."""
+    for _ in range(12):
+        results, errors = _first_calls_at_once(6)
+        assert errors == []
+        assert [b.results for b in results] == [[2]] * 6
+
+
 def test_resolution_cache_is_bounded() -> None:
     from functools import partial
 

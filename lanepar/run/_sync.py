@@ -65,12 +65,19 @@ class SyncBridge:
         return self._portal is not None
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the private loop and enter the lifespan on it (idempotent, thread-safe)."""
+    def start(self, refuse: Callable[[], str | None] | None = None) -> None:
+        """Start the private loop and enter the lifespan on it (idempotent, thread-safe).
+        ``refuse`` is asked under the lock, before starting: a reason not to start raises
+        ``RuntimeError`` with it. Asked outside the lock, it would see the lifespan half entered
+        by a thread that is starting the loop right now (a framework's thread pool making its
+        first calls at once), and refuse a call that only had to wait."""
         if self._portal is not None:
             return
         with self._lock:
             if self._portal is None:
+                why = refuse() if refuse is not None else None
+                if why:
+                    raise RuntimeError(why)
                 self._start_locked()
 
     def _start_locked(self) -> None:

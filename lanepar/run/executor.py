@@ -224,9 +224,13 @@ class LaneExecutor:
         self.close()
 
     def _start_sync(self) -> None:
-        if self._tg is not None and not self._bridge.started:
-            raise RuntimeError("this LaneExecutor is running on an event loop: use `async with`")
-        self._bridge.start()
+        self._bridge.start(self._entered_async)
+
+    def _entered_async(self) -> str | None:
+        """Why a sync call may not start the private loop (the bridge asks under its lock)."""
+        if self._tg is not None:
+            return "this LaneExecutor is running on an event loop: use `async with`"
+        return None
 
     def close(self) -> None:
         """Stop a sync executor: cancel what runs, join its threads, end its processes."""
