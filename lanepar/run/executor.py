@@ -50,6 +50,9 @@ WIND_DOWN_S = 0.5
 Mode = Literal["parallel", "sequential", "auto"]
 MODES: tuple[str, ...] = ("parallel", "sequential", "auto")
 
+_ENTERED_ASYNC = "this LaneExecutor is running on an event loop: use `async with`"
+
+
 def _check_mode(mode: object) -> str:
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected 'parallel', 'sequential' or 'auto'")
@@ -223,14 +226,8 @@ class LaneExecutor:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _start_sync(self) -> None:
-        self._bridge.start(self._entered_async)
-
-    def _entered_async(self) -> str | None:
-        """Why a sync call may not start the private loop (the bridge asks under its lock)."""
-        if self._tg is not None:
-            return "this LaneExecutor is running on an event loop: use `async with`"
-        return None
+    def _start_sync(self) -> None:  # the bridge asks, under its lock, whether it may start
+        self._bridge.start(lambda: _ENTERED_ASYNC if self._tg is not None else None)
 
     def close(self) -> None:
         """Stop a sync executor: cancel what runs, join its threads, end its processes."""
