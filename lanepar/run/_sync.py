@@ -60,10 +60,6 @@ class SyncBridge:
     def on_loop(self) -> bool:
         return self.loop_thread == threading.get_ident()
 
-    @property
-    def started(self) -> bool:
-        return self._portal is not None
-
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self, refuse: Callable[[], str | None] | None = None) -> None:
         """Start the private loop and enter the lifespan on it (idempotent, thread-safe).
