@@ -52,6 +52,9 @@ class DaemonPool:
         self._q: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)
         self._threads: set[threading.Thread] = set()
+        #: Requests for one more worker (None: stop), served by the spawner thread (see submit).
+        self._grow: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
+        self._spawner: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
         self._n = 0
@@ -61,17 +64,64 @@ class DaemonPool:
         self._asked: set[int] = set()  # told to stop (once per job)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """Queue ``fn(*args)`` for an idle worker, or ask for a new one; never waits for a thread.
+
+        ``Thread.start`` waits until the new thread runs, and a new thread runs only once it has
+        the GIL: beside CPU-bound tools that is a switch interval (5 ms) or more, and then the
+        caller waits as long again to get the GIL back. The caller is the event loop, so each
+        worker a batch had to start stalled every lane for that long — the demo's batch start
+        showed it as 2-6 ms a thread, 20-60 ms of "dispatch" in all. New workers are therefore
+        started by the pool's spawner thread; the loop only asks (a ``SimpleQueue`` put, which
+        never releases the GIL), and the job's wait for its thread is the worker's to measure.
+        """
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        first: threading.Thread | None = None
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name}: the thread pool is closed")
             self._q.put((fut, fn, args))
             if not self._idle.acquire(blocking=False):
-                self._n += 1
-                t = threading.Thread(target=self._work, name=f"{self.name}_{self._n}", daemon=True)
-                self._threads.add(t)
-                t.start()
+                if self._spawner is None:  # the pool's first: the one start a caller waits for
+                    first = self._spawner = self._thread(self._spawn, f"{self.name}_spawner")
+                self._grow.put(True)
+        if first is not None:
+            first.start()
         return fut
+
+    def _thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.add(t)
+        return t
+
+    def _spawn(self) -> None:
+        """The spawner: start a worker per request, until told to stop."""
+        try:
+            while self._grow.get():
+                with self._lock:
+                    if self._closed:
+                        continue
+                    self._n += 1
+                    t = self._thread(self._work, f"{self.name}_{self._n}")
+                try:
+                    t.start()  # waits for the thread to run: here, not on the event loop
+                except RuntimeError as e:  # "can't start new thread": the job it was for fails
+                    with self._lock:
+                        self._threads.discard(t)
+                    self._fail_one(e)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _fail_one(self, error: BaseException) -> None:
+        """A queued job that no thread will take: its future gets ``error`` (never a hang)."""
+        try:
+            item = self._q.get_nowait()
+        except queue.Empty:
+            return
+        if item is None:
+            self._q.put(None)
+        elif item[0].set_running_or_notify_cancel():
+            item[0].set_exception(error)
 
     def body(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run a tool's own function where :meth:`interrupt` can reach it (on a pool thread)."""
@@ -115,23 +165,34 @@ class DaemonPool:
                 if item is None:
                     return
                 fut, fn, args = item
-                if fut.set_running_or_notify_cancel():
+                if not fut.set_running_or_notify_cancel():
+                    del item, fut, fn, args
+                    self._idle.release()
+                    continue
+                with self._lock:
+                    self._job[ident] = fut
+                box: list[Any] | None = None
+                error: BaseException | None = None
+                try:
+                    # boxed: the awaiting side takes the value out of the box, so this thread,
+                    # not yet past ``del`` below when the batch returns on a busy machine, never
+                    # keeps a tool's return value alive after its batch
+                    box = [fn(*args)]
+                except BaseException as e:  # the body's fault is its future's, not ours
+                    error = e
+                finally:
+                    self._leave(ident)  # the tool's own ``finally`` may have been cut short
                     with self._lock:
-                        self._job[ident] = fut
-                    try:
-                        # boxed: the awaiting side takes the value out of the box, so this
-                        # thread, not yet past ``del`` below when the batch returns on a busy
-                        # machine, never keeps a tool's return value alive after its batch
-                        fut.set_result([fn(*args)])
-                    except BaseException as e:  # the body's fault is its future's, not ours
-                        fut.set_exception(e)
-                    finally:
-                        self._leave(ident)  # the tool's own ``finally`` may have been cut short
-                        with self._lock:
-                            del self._job[ident]
-                            self._asked.discard(ident)
-                del item, fut, fn, args  # a parked thread must not keep a result alive
+                        del self._job[ident]
+                        self._asked.discard(ident)
+                # idle before the result is out: the loop, woken by it, may submit this slot's
+                # next job at once, and must find this thread idle rather than ask for another
                 self._idle.release()
+                if error is None:
+                    fut.set_result(box)
+                else:
+                    fut.set_exception(error)
+                del item, fut, fn, args, box, error  # a parked thread keeps no result alive
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
@@ -140,15 +201,31 @@ class DaemonPool:
         """Stop every thread, waiting at most ``timeout`` seconds in all; bodies still running
         are interrupted first. Returns the names of threads still running a body after that
         (abandoned: they are daemons and end with the process, or when their C call returns)."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._closed = True
+            spawner = self._spawner
+        self._grow.put(None)
+        if spawner is not None and spawner.ident is not None:
+            spawner.join(timeout)  # no worker starts after this (it sees ``_closed``)
+        with self._lock:
             threads = list(self._threads)
             running = list(self._job.values())
         for fut in running:
             self.interrupt(fut)
         for _ in threads:
             self._q.put(None)
-        deadline = time.monotonic() + timeout
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        return [t.name for t in threads if t.is_alive()]
+        stuck = [t for t in threads if t.is_alive()]
+        closed = RuntimeError(f"{self.name}: the thread pool closed before this job ran")
+        while True:  # jobs queued for a worker that was never started fail; stops are dropped
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[0].set_running_or_notify_cancel():
+                item[0].set_exception(closed)
+        for _ in stuck:  # a thread still in a body finds its stop when it returns
+            self._q.put(None)
+        return [t.name for t in stuck]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..trace import threadstate
+from ..trace._cumruns import hand_off_waits
 from ..trace.probe import TaskProbe, loop_contention, run_sync_probed, stepped
 from ._threads import BodyAbandoned, DaemonPool, take
 from .base import BackendContext, await_future, tool_exit
@@ -36,6 +38,8 @@ class LocalBackend:
         # threadstate: the shared watch that splits a traced body's off-CPU time (GIL / run queue /
         # wait); taken on the first traced sync body, given back on close.
         self._watch: threadstate.ThreadWatch | None = None
+        #: (thread, its CPU clock id) of the loop thread that hands bodies over
+        self._loop_clock: tuple[int, int | None] = (0, None)
 
     def _get_pool(self) -> DaemonPool:
         if self._pool is None:
@@ -70,9 +74,12 @@ class LocalBackend:
                 self._watch = threadstate.acquire()
             free = probe.started_ns  # the lane's "slot free" time, set before the call
             handed = [time.perf_counter_ns()]
+            hand_cpu = time.thread_time_ns()
+            loop_clock = self._clock() if self._watch is not None else None
             fut = pool.submit(
                 ctx.run, _guarded, fn, run_sync_probed,
-                (probe, inner, inner_args, kwargs, time.thread_time_ns, self._watch, handed), {},
+                (probe, inner, inner_args, kwargs, time.thread_time_ns, self._watch, handed,
+                 loop_clock), {},
             )  # fmt: skip
         self._running[slot] = fut
         try:
@@ -81,9 +88,24 @@ class LocalBackend:
             if probe is not None and free:
                 # the loop thread's own GIL / core waits between the free slot and the hand-off
                 # are the tools' contention, not the executor's overhead
-                probe.prepend_contention(*loop_contention(free, handed[0]))
+                waits = loop_contention(free, handed[0])
+                if probe.free_cpu_ns and self._watch is not None:  # exact: both CPU readings
+                    waits = hand_off_waits(handed[0] - free, hand_cpu - probe.free_cpu_ns, waits,
+                                           self._watch.current_period_ns())  # fmt: skip
+                probe.prepend_contention(*waits)
         del self._running[slot]
         return value
+
+    def _clock(self) -> int | None:
+        """The CPU clock of the calling (loop) thread, for its bodies' threads to read."""
+        ident = threading.get_ident()
+        if self._loop_clock[0] != ident:
+            try:
+                clock: int | None = time.pthread_getcpuclockid(ident)
+            except (AttributeError, OSError):  # not on this platform
+                clock = None
+            self._loop_clock = (ident, clock)
+        return self._loop_clock[1]
 
     async def drain(self, slot: int) -> int:
         """After the job of ``slot`` was cancelled or timed out: ask its body to stop

@@ -157,6 +157,7 @@ def _build(
         # queueing a large batch takes milliseconds, and charging that to the first tasks'
         # dispatch would hide the scheduler's real per-task cost.
         now = batch.submitted_ns = _pc()
+        batch.submitted_cpu = time.thread_time_ns()
         for _lane, _prio, job in ordered:
             job.submitted_ns = job.pushed_ns = now
         for items in per_lane.values():

@@ -71,7 +71,7 @@ class Job:
 
 
 class Worker:
-    __slots__ = ("deadline", "free_at", "job", "scope", "slot", "wake")
+    __slots__ = ("deadline", "free_at", "free_cpu", "job", "scope", "slot", "wake")
 
     def __init__(self, slot: int) -> None:
         self.slot = slot
@@ -80,3 +80,12 @@ class Worker:
         self.scope: anyio.CancelScope | None = None
         self.wake: anyio.Event | None = None
         self.free_at = 0
+        self.free_cpu = 0  # the loop thread's CPU clock at ``free_at`` (0: unknown)
+
+    def cpu_at(self, free: int, job: Job) -> int:
+        """The loop thread's CPU clock at ``free`` (this slot's or ``job``'s queueing time), when
+        it was read then; 0 when not."""
+        if free == self.free_at:
+            return self.free_cpu
+        batch = job.batch
+        return batch.submitted_cpu if free == job.pushed_ns == batch.submitted_ns else 0

@@ -227,6 +227,7 @@ class Lane:
             try:
                 if (job.is_async and self._inline and not job.retries
                         and job.timeout_s is None):  # fmt: skip
+                    w.free_cpu = 0  # a body on the loop: its end is not a thread's
                     rec = self.recorder
                     if rec is None and not self.hooks.task_finished:
                         body_end = await run_bare(job)
@@ -248,7 +249,10 @@ class Lane:
             # task waiting meanwhile waited for the executor (dispatch, or the loop's GIL / core
             # waits), not for capacity (queued). ``min``: a child's clock may land a hair ahead.
             now = _pc()
-            w.free_at = body_end if 0 < body_end < now else now
+            if 0 < body_end < now:
+                w.free_at = body_end
+            else:
+                w.free_at, w.free_cpu = now, 0
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
@@ -273,6 +277,7 @@ class Lane:
             probe = None
             if self.recorder is not None:
                 probe = TaskProbe(self.resolution_ns, self.max_segments)
+                probe.free_cpu_ns = w.cpu_at(free, job)
             error, value = await self._attempt(w, job, free, probe)
             if error is None or not self._may_retry(job):
                 break
@@ -280,6 +285,7 @@ class Lane:
             granted = _pc()
         finish_job(self.name, self.recorder, self.hooks, job, w.slot, free, probe, value, error,
                    "ok" if error is None else "error")  # fmt: skip
+        w.free_cpu = probe.end_loop_cpu_ns if probe is not None else 0
         return probe.finished_ns if probe is not None else 0
 
     async def _attempt(

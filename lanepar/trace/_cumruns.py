@@ -110,3 +110,31 @@ class CumulativeRuns:
         kind = self._kinds[j]
         d = t - start
         return base_g + (d if kind == _GIL else 0), base_r + (d if kind == _RUNQ else 0)
+
+
+def hand_off_waits(
+    wall: int, cpu: int, sampled: tuple[int, int], period_ns: int
+) -> tuple[int, int]:
+    """(gil, runq) ns of a hand-off window of ``wall`` ns in which the loop thread ran ``cpu`` ns
+    (both exact: its CPU clock read at both ends), given what the samples saw (``sampled``,
+    taken every ``period_ns``).
+
+    Between a thread body's end and the hand-off of that slot's next job the loop thread has
+    work to do, so what of the window it spent off a CPU it mostly spent waiting: for the GIL or
+    a core itself, or idle because the body's thread had not yet got the GIL back to report its
+    end. That total is exact, where samples 4-15 ms apart miss most waits shorter than that, so
+    it counts — split between GIL and run queue in the samples' proportion — as far as the
+    samples allow: up to what they saw plus their error (a period at each end), and for a
+    window they saw nothing of only when too short for them to have seen it. A tool that blocks
+    the loop thread in a system call (``time.sleep`` in an async tool) is off a CPU without
+    waiting for either; the samples see that, and it stays the hand-off's delay."""
+    off = wall - max(cpu, 0)
+    if off <= 0:
+        return 0, 0
+    g, r = sampled
+    seen = g + r
+    if seen <= 0:
+        return (off, 0) if wall < 2 * period_ns else (0, 0)
+    total = min(off, seen + 2 * period_ns)
+    gil = total * g // seen
+    return gil, total - gil

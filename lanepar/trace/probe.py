@@ -323,13 +323,14 @@ def run_sync_probed(
     clock: Any = _tt,
     watch: ThreadWatch | None = None,
     handed: list[int] | None = None,
+    loop_clock: int | None = None,
 ) -> Any:
     """Run a sync body on this thread, measuring its CPU (``clock``) and wall time.
 
     With a ``watch`` the off-CPU time is split (GIL/lock, run queue, the rest). ``handed`` holds
-    the time the body was handed to this thread (set by the handing thread, 0 if not yet): from
-    then until the body's first instruction the thread was waking and taking the GIL, so that
-    span is drawn as GIL (its run-queue part as runq) rather than left as dispatch overhead.
+    the hand-off time (set by the handing thread, 0 if not yet): from then until the body's first
+    instruction the thread was waking and taking the GIL, so that span is drawn as GIL (its
+    run-queue part as runq), not dispatch. ``loop_clock``: the loop thread's, read as it ends.
     """
     tok = watch.begin() if watch is not None else None
     marks = _ThreadMarks(probe, clock, watch, tok)
@@ -344,6 +345,8 @@ def run_sync_probed(
         return fn(*args, **kwargs)
     finally:
         probe.finished_ns = marks.mark()
+        if loop_clock is not None:
+            probe.read_loop_clock(loop_clock)
         _current.reset(token)
         if tok is not None and watch is not None:
             watch.end(tok)
@@ -351,12 +354,9 @@ def run_sync_probed(
 
 def note_core_wait(ns: int) -> None:
     """Count ``ns`` that a process working for the current task (a worker it handed its work
-    to) spent runnable but waiting for a core as the task's run-queue wait, out of its wait.
-
-    The task's own thread was blocked on that process meanwhile, so from the thread alone the
-    time reads as I/O wait; on a busy machine a worker slowed by the run queue would inflate the
-    task's wait — time the trace's speedup counts as spent alone too. Outside a traced task
-    this does nothing."""
+    to) spent runnable but waiting for a core as the task's run-queue wait, out of its wait:
+    the thread blocked on it meanwhile, so alone it reads as I/O wait, which a busy machine
+    would inflate (and the trace's speedup count). Outside a traced task this does nothing."""
     cur = _current.get()
     if ns <= 0 or cur is None:
         return

@@ -6,6 +6,8 @@ tested as such (hypothesis checks that merging never changes a total).
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterable
 
 from .model import KIND_CODE
@@ -53,6 +55,10 @@ class TaskProbe:
     runq_ns: int = 0
     #: The part of ``gil_ns`` spent waiting for a lock other than the GIL.
     lock_ns: int = 0
+    #: The event-loop thread's CPU clock when the slot came free, and when a thread body ended
+    #: (read from its thread): with them a hand-off's loop-side waits are exact (0: unknown).
+    free_cpu_ns: int = 0
+    end_loop_cpu_ns: int = 0
     #: The pending run's GIL and run-queue parts (its CPU and wait parts are slots).
     p_gil: int = 0
     p_runq: int = 0
@@ -257,6 +263,12 @@ class TaskProbe:
         if self.blocks is None:
             self.blocks = []
         self.blocks.append((t0, t1, stack))
+
+    def read_loop_clock(self, clock: int) -> None:
+        """``end_loop_cpu_ns`` from the loop thread's CPU clock (unknown once that thread is gone;
+        read on the body's thread, it costs a clock read and never releases the GIL)."""
+        with contextlib.suppress(OSError):
+            self.end_loop_cpu_ns = time.clock_gettime_ns(clock)
 
     def prepend_contention(self, gil: int, runq: int) -> None:
         """Before the body: ``gil`` then ``runq`` ns its hand-off spent waiting for the GIL or a
