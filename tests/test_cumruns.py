@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lanepar.trace import _statewatch as sw
-from lanepar.trace._cumruns import CumulativeRuns
+from lanepar.trace._cumruns import CumulativeRuns, hand_off_waits
 from lanepar.trace._stateruns import GIL, RUNQ, _runs
 
 PERIOD = 4_000_000
+MS = 1_000_000
 Sample = tuple[int, int, int]
 
 
@@ -173,3 +174,38 @@ def test_a_wake_caught_in_a_gil_wait_is_the_gils_not_the_sleeps() -> None:
     assert sp.cpu_ns + sp.gil_ns + sp.runq_ns + sp.wait_ns == 330 * ms
     assert abs(sp.wait_ns - 200 * ms) <= ms
     assert abs(sp.gil_ns - 127 * ms) <= ms
+
+
+@given(
+    wall=st.integers(0, 10**9),
+    cpu_share=st.floats(0, 1.5),
+    g=st.integers(0, 10**9),
+    r=st.integers(0, 10**9),
+    period=st.integers(1, 50_000_000),
+)
+def test_a_hand_offs_waits_are_its_off_cpu_time_as_far_as_the_samples_allow(
+    wall: int, cpu_share: float, g: int, r: int, period: int
+) -> None:
+    cpu = int(wall * cpu_share)
+    gil, runq = hand_off_waits(wall, cpu, (g, r), period)
+    off = max(0, wall - cpu)
+    assert gil >= 0 and runq >= 0
+    assert gil + runq <= off  # never more than the loop thread was off a CPU
+    if g + r:
+        assert gil + runq == min(off, g + r + 2 * period)  # exact, within the samples' error
+        if g == 0:
+            assert gil == 0
+        if r == 0:
+            assert runq == 0
+    else:  # unseen: counted only when too short to have been seen
+        assert gil + runq == (off if wall < 2 * period else 0) and runq == 0
+
+
+def test_a_loop_blocked_in_a_system_call_stays_the_hand_offs_delay() -> None:
+    """300 ms off a CPU, of which the samples saw 8 ms of GIL wait: the rest was not waiting
+    for the GIL or a core (a tool's ``time.sleep`` on the loop), and is not drawn as such."""
+    gil, runq = hand_off_waits(300 * MS, 1 * MS, (8 * MS, 0), PERIOD)
+    assert (gil, runq) == (16 * MS, 0)
+    assert hand_off_waits(300 * MS, 1 * MS, (0, 0), PERIOD) == (0, 0)
+    # a short window the samples could not have seen: all of its off-CPU time is the GIL's
+    assert hand_off_waits(3 * MS, MS, (0, 0), PERIOD) == (2 * MS, 0)

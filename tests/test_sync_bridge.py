@@ -115,6 +115,67 @@ def test_a_pool_future_gives_its_value_away() -> None:
         assert pool.close(20) == []
 
 
+def test_a_pool_starts_its_workers_off_the_submitting_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``submit`` runs on the event loop, and ``Thread.start`` waits until the new thread has
+    the GIL — milliseconds beside CPU-bound tools, every lane stalled meanwhile. Only the pool's
+    first start (its spawner) may happen on the submitting thread; the workers, one per body
+    running at once, are started by the spawner."""
+    from lanepar.backends._threads import DaemonPool, take
+
+    starters: list[tuple[str, int]] = []
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        starters.append((self.name, threading.get_ident()))
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    gate, running = threading.Event(), threading.Semaphore(0)
+
+    def held(i: int) -> int:
+        running.release()
+        gate.wait(20)
+        return i
+
+    pool = DaemonPool("t")
+    try:
+        futs = [pool.submit(held, i) for i in range(4)]
+        for _ in range(4):  # four bodies at once: four workers
+            assert running.acquire(timeout=20)
+        gate.set()
+        assert [take(f.result(timeout=20)) for f in futs] == [0, 1, 2, 3]
+    finally:
+        gate.set()
+        assert pool.close(20) == []
+    mine = [n for n, ident in starters if n.startswith("t_")]
+    assert [n for n, ident in starters if ident == threading.get_ident()] == ["t_spawner"]
+    assert sorted(mine) == ["t_1", "t_2", "t_3", "t_4", "t_spawner"]
+
+
+def test_a_job_whose_thread_cannot_start_fails_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lanepar.backends._threads import DaemonPool
+
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        if not self.name.endswith("_spawner"):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    pool = DaemonPool("t")
+    try:
+        fut = pool.submit(int, "1")
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            fut.result(timeout=20)
+    finally:
+        assert pool.close(20) == []
+
+
 def _first_calls_at_once(n: int) -> tuple[list[lp.BatchResult], list[BaseException]]:
     ex = lp.LaneExecutor()
     go = threading.Barrier(n)
