@@ -103,6 +103,10 @@ def demo(
         "tools": len(calls),
         "rows": rows,
         "parallel_summary": _figures(summary),
+        "dispatch_by_lane_us": {
+            lane: [info["dispatch_p50_us"], info["dispatch_p99_us"]]
+            for lane, info in summary["per_lane"].items()
+        },
         "errors": {str(i): repr(e) for i, e in par.errors.items()},
     }
     if trace_path is not None:
@@ -161,6 +165,12 @@ def _print_table(report: dict[str, Any], out: Callable[[str], None]) -> None:
         f"p99 {fmt.duration_us(s['dispatch_p99_us'])}; "
         f"queued p50 {fmt.duration_us(s['queued_p50_us'])}"
     )
+    by_lane = " · ".join(
+        f"{lane} {fmt.duration_us(p50)} / {fmt.duration_us(p99)}"
+        for lane, (p50, p99) in report.get("dispatch_by_lane_us", {}).items()
+    )
+    if by_lane:
+        out(f"  dispatch by lane, p50 / p99: {by_lane}")
     if s.get("loop_blocked_count"):
         out(
             f"  the event loop was blocked {s['loop_blocked_count']}× (longest "

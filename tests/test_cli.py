@@ -49,6 +49,10 @@ def test_demo_json_runs_three_modes_on_the_stdlib(tmp_path: Path) -> None:
         s["task_time_s"]
     )
     assert s["dispatch_p50_us"] <= s["dispatch_p99_us"]
+    assert list(report["dispatch_by_lane_us"]) == list(again["per_lane"]) != []
+    for lane, (p50, p99) in report["dispatch_by_lane_us"].items():
+        info = again["per_lane"][lane]
+        assert [p50, p99] == pytest.approx([info["dispatch_p50_us"], info["dispatch_p99_us"]])
     # the parallel run's: its trace window lies inside the batch's wall time (rounded to 0.1 ms)
     assert s["wall_s"] <= rows[1]["wall_s"] + 0.00005
 

@@ -289,6 +289,41 @@ def test_catastrophic_regex_times_out_and_its_worker_is_killed(box: Path) -> Non
     ]
 
 
+def test_a_burst_of_greps_runs_at_most_a_worker_per_core(
+    box: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six greps at once on a 2-worker bound: never more than two searches in workers at once
+    (a third would start an interpreter for a search of milliseconds), and every one answers."""
+    monkeypatch.setattr(grepper, "_busy", threading.BoundedSemaphore(2))
+    inside, most = 0, 0
+    crowd = threading.Condition()
+    real = grepper._Worker.request
+
+    def request(self: Any, payload: bytes, deadline: float) -> Any:
+        nonlocal inside, most
+        with crowd:
+            inside += 1
+            most = max(most, inside)
+            crowd.notify_all()
+            crowd.wait_for(lambda: inside > 2, timeout=0.5)  # let a third in, if it can come
+        try:
+            return real(self, payload, deadline)
+        finally:
+            with crowd:
+                inside -= 1
+
+    monkeypatch.setattr(grepper._Worker, "request", request)
+    for i in range(6):
+        (box / f"g{i}.txt").write_text(f"needle {i}\n" * 50)
+    calls = [lp.ToolCall("grep", "needle", f"g{i}.txt", root=str(box)) for i in range(6)]
+    with lp.LaneExecutor({"query": lp.LaneConfig(max_concurrency=6, kind="thread")}) as ex:
+        b = ex.run_batch(calls)
+    assert b.ok, b.errors
+    assert [len(r) for r in b.results] == [50] * 6
+    assert most == 2
+    assert len(grepper._idle) <= 2
+
+
 def test_grep_bad_pattern_and_bad_options() -> None:
     import re
 

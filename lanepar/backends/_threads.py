@@ -50,7 +50,9 @@ class DaemonPool:
     def __init__(self, name: str) -> None:
         self.name = name
         self._q: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
+        #: Threads parked (or about to park) on the queue with no job of theirs: under ``_lock``.
+        #: A plain count, not a ``Semaphore``: ``submit`` runs on the event loop, per job.
+        self._idle = 0
         self._threads: set[threading.Thread] = set()
         #: Requests for one more worker (None: stop), served by the spawner thread (see submit).
         self._grow: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
@@ -80,7 +82,9 @@ class DaemonPool:
             if self._closed:
                 raise RuntimeError(f"{self.name}: the thread pool is closed")
             self._q.put((fut, fn, args))
-            if not self._idle.acquire(blocking=False):
+            if self._idle:
+                self._idle -= 1
+            else:
                 if self._spawner is None:  # the pool's first: the one start a caller waits for
                     first = self._spawner = self._thread(self._spawn, f"{self.name}_spawner")
                 self._grow.put(True)
@@ -167,7 +171,8 @@ class DaemonPool:
                 fut, fn, args = item
                 if not fut.set_running_or_notify_cancel():
                     del item, fut, fn, args
-                    self._idle.release()
+                    with self._lock:
+                        self._idle += 1
                     continue
                 with self._lock:
                     self._job[ident] = fut
@@ -185,9 +190,10 @@ class DaemonPool:
                     with self._lock:
                         del self._job[ident]
                         self._asked.discard(ident)
-                # idle before the result is out: the loop, woken by it, may submit this slot's
-                # next job at once, and must find this thread idle rather than ask for another
-                self._idle.release()
+                        # idle before the result is out: the loop, woken by it, may submit this
+                        # slot's next job at once, and must find this thread idle, not ask for
+                        # another
+                        self._idle += 1
                 if error is None:
                     fut.set_result(box)
                 else:

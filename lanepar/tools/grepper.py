@@ -29,6 +29,12 @@ from ._grep_child import Match
 _CHILD = str(Path(__file__).with_name("_grep_child.py"))
 _LEN = struct.Struct("<Q")
 _MAX_IDLE = 4
+#: Searches at once, one worker each: a worker per core. A search that finds them all busy
+#: waits for one rather than start another interpreter — about 20 ms of CPU, on cores the
+#: searches already keep busy, to run a search of a few ms: twelve greps at once on this 2-core
+#: machine took 207-261 ms with a worker each, 63-104 ms with two (``benchmarks/grep_burst.py``).
+#: The wait for a worker is a lock wait (contention), not the search's own time.
+_MAX_BUSY = max(2, os.cpu_count() or 2)
 _READ_CHUNK = 1 << 20
 
 
@@ -100,6 +106,7 @@ class _Worker:
 
 _idle: list[_Worker] = []
 _lock = threading.Lock()
+_busy = threading.BoundedSemaphore(_MAX_BUSY)
 
 
 def _take() -> _Worker:
@@ -132,8 +139,9 @@ def close_workers() -> None:
 def _forget_after_fork() -> None:
     # A forked child shares the parent's pipes to these workers; talking to them would interleave
     # with the parent's requests. Drop this process's copies and start fresh when needed.
-    global _lock
+    global _lock, _busy
     _lock = threading.Lock()
+    _busy = threading.BoundedSemaphore(_MAX_BUSY)
     for w in _idle:
         for stream in (w.proc.stdin, w.proc.stdout):
             if stream is not None:
@@ -171,16 +179,22 @@ def search(
         "max_line": max_line,
     }
     payload = pickle.dumps(req, protocol=pickle.HIGHEST_PROTOCOL)
-    w = _take()
-    rq0 = w.runq()
+    busy = _busy
+    if not busy.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        raise GrepTimeoutError
     try:
-        reply = w.request(payload, deadline)
-    except BaseException:
-        w.kill()  # mid-request: its state is unknown, never reuse it
-        raise
-    if rq0 >= 0:  # the worker's wait for a core was this task's, not I/O
-        note_core_wait(w.runq() - rq0)
-    _give(w)
+        w = _take()
+        rq0 = w.runq()
+        try:
+            reply = w.request(payload, deadline)
+        except BaseException:
+            w.kill()  # mid-request: its state is unknown, never reuse it
+            raise
+        if rq0 >= 0:  # the worker's wait for a core was this task's, not I/O
+            note_core_wait(w.runq() - rq0)
+        _give(w)
+    finally:
+        busy.release()
     if reply[0] != "ok":
         raise RuntimeError(f"grep: the regex search failed: {reply[1]}: {reply[2]}")
     matches, more = reply[1]
