@@ -131,6 +131,29 @@ def test_swap_race_never_reads_or_writes_outside(box: Path) -> None:
     assert rounds == [SWAPS] and seen["inside"] > 0 and seen["refused"] > 0, (rounds, seen)
 
 
+@pytest.mark.parametrize("path", ["f.txt", "d/f.txt"])
+def test_a_link_swapped_back_before_the_walk_looks_is_looked_at_again(
+    box: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The swap race, made deterministic: ``O_NOFOLLOW`` met a symlink (``ELOOP``), and by the
+    time the walk asks what the entry is, a file (or directory) is back. The walk must look
+    again, never hand the tool a bare ``ELOOP`` — the swap test above hit that by chance."""
+    from lanepar.tools import beneath
+
+    real_open = os.open
+    tripped: list[str] = []
+
+    def open_(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if kwargs.get("dir_fd") is not None and name in ("f.txt", "d") and name not in tripped:
+            tripped.append(name)
+            raise OSError(errno.ELOOP, "Too many levels of symbolic links", name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(beneath.os, "open", open_)
+    assert bt.read(path, root=box) == ("inside\n" if path == "f.txt" else "inside d\n")
+    assert tripped
+
+
 def test_symlinks_inside_the_root_still_work(box: Path) -> None:
     (box / "link").symlink_to("d/f.txt")
     (box / "dlink").symlink_to("d", target_is_directory=True)
@@ -354,8 +377,18 @@ def _pids(path: Path) -> Iterator[int]:
         yield int(line)
 
 
+@pytest.fixture(params=["pidfd", "portable"])
+def bash_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways ``bash`` runs a program: a pidfd and raw pipes (Linux), anyio's process."""
+    from lanepar.tools import shell
+
+    if request.param == "pidfd" and not shell._PIDFD:
+        pytest.skip("no pidfd_open here")
+    monkeypatch.setattr(shell, "_PIDFD", request.param == "pidfd")
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_setsid_grandchild_is_killed_on_timeout(box: Path, backend: str) -> None:
+def test_setsid_grandchild_is_killed_on_timeout(box: Path, backend: str, bash_path: None) -> None:
     script = (
         "setsid sleep 300 & echo $! >> pids; sleep 300 & echo $! >> pids; echo $$ >> pids; wait"
     )
@@ -424,7 +457,7 @@ def test_bash_env_argument_is_passed_and_checked(box: Path) -> None:
             anyio.run(bt.bash, ["true"], box, None, bt_shell().MAX_OUTPUT, bad)
 
 
-def test_bash_output_flood_is_truncated_and_says_so(box: Path) -> None:
+def test_bash_output_flood_is_truncated_and_says_so(box: Path, bash_path: None) -> None:
     code = "import sys; sys.stdout.write('x' * 5_000_000); sys.stderr.write('e' * 10)"
     out = anyio.run(lambda: bt.bash([sys.executable, "-c", code], box, max_output=1000))
     assert len(out["stdout"]) == 1000 and out["stderr"] == "e" * 10 and out["truncated"] is True

@@ -17,8 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..trace import threadstate
-from ..trace._cumruns import hand_off_waits
-from ..trace.probe import TaskProbe, loop_contention, run_sync_probed, stepped
+from ..trace.probe import TaskProbe, loop_waits, run_sync_probed, stepped
 from ._threads import BodyAbandoned, DaemonPool, take
 from .base import BackendContext, await_future, tool_exit
 
@@ -88,11 +87,8 @@ class LocalBackend:
             if probe is not None and free:
                 # the loop thread's own GIL / core waits between the free slot and the hand-off
                 # are the tools' contention, not the executor's overhead
-                waits = loop_contention(free, handed[0])
-                if probe.free_cpu_ns and self._watch is not None:  # exact: both CPU readings
-                    waits = hand_off_waits(handed[0] - free, hand_cpu - probe.free_cpu_ns, waits,
-                                           self._watch.current_period_ns())  # fmt: skip
-                probe.prepend_contention(*waits)
+                probe.prepend_contention(*loop_waits(free, handed[0], probe.free_cpu_ns,
+                                                     hand_cpu))  # fmt: skip
         del self._running[slot]
         return value
 

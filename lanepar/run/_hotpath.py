@@ -9,10 +9,11 @@ costs one coroutine frame less. What they settle is exactly what :meth:`Lane._ru
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import tool_exit
-from ..trace.probe import TaskProbe, activate, deactivate, first_step, loop_contention
+from ..trace.probe import TaskProbe, activate, deactivate, first_step, loop_waits
 from ._settle import finish_job
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 #: A start delay shorter than this is not worth asking the thread watch about.
 CONTENTION_MIN_NS = 200_000
+_pc = time.perf_counter_ns
+_tt = time.thread_time_ns
 
 
 async def run_bare(job: Job) -> int:
@@ -39,6 +42,10 @@ async def run_bare(job: Job) -> int:
 async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     """Traced, one attempt: the body under a probe, then its record. Returns when it ended."""
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
+    # the loop's CPU clock now and when the slot came free, for a late start (the one that asks
+    # about contention); this body ends on the loop, so that end is no thread's to read
+    cpu, free_cpu = (_tt(), w.cpu_at(free, job)) if _pc() - free > CONTENTION_MIN_NS else (0, 0)
+    w.free_cpu = 0
     token = activate(probe)
     error: Exception | None = None
     value: Any = None
@@ -54,7 +61,7 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
         deactivate(token)
         # waking this worker waited on the loop thread's GIL or a core: not overhead
         if probe.started_ns - free > CONTENTION_MIN_NS:
-            probe.prepend_contention(*loop_contention(free, probe.started_ns))
+            probe.prepend_contention(*loop_waits(free, probe.started_ns, free_cpu, cpu))
     finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
                "ok" if error is None else "error")  # fmt: skip
     return probe.finished_ns

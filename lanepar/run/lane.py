@@ -24,7 +24,7 @@ from .._exceptions import TaskCancelledError, TaskTimeoutError
 from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
-from ..trace.probe import TaskProbe, activate, deactivate, loop_contention, stepped
+from ..trace.probe import TaskProbe, activate, deactivate, loop_waits, stepped
 from ._hotpath import CONTENTION_MIN_NS, run_bare, run_traced
 from ._nested import BODY
 from ._settle import finish_job, interrupted_probe, settle, unstarted_probe
@@ -227,7 +227,6 @@ class Lane:
             try:
                 if (job.is_async and self._inline and not job.retries
                         and job.timeout_s is None):  # fmt: skip
-                    w.free_cpu = 0  # a body on the loop: its end is not a thread's
                     rec = self.recorder
                     if rec is None and not self.hooks.task_finished:
                         body_end = await run_bare(job)
@@ -316,11 +315,13 @@ class Lane:
             if job.is_async and self.inline_async:  # the hot path: no backend frames
                 if probe is None:
                     return None, await job.fn(*job.args, **job.kwargs)
+                cpu = time.thread_time_ns()
                 try:
                     return None, await stepped(job.fn(*job.args, **job.kwargs), probe)
                 finally:  # waking this worker waited on the loop thread's GIL: not overhead
                     if probe.started_ns - free > CONTENTION_MIN_NS:
-                        probe.prepend_contention(*loop_contention(free, probe.started_ns))
+                        probe.prepend_contention(*loop_waits(free, probe.started_ns,
+                                                             probe.free_cpu_ns, cpu))  # fmt: skip
             if probe is not None:
                 probe.started_ns = free  # what the backend may measure its hand-off from
             return None, await self.backend.run(

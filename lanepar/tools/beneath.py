@@ -39,7 +39,8 @@ MAX_SYMLINKS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: if a FIFO is swapped in between the type check and the open, open must not block.
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
-_LINK_ERRNOS = {errno.ELOOP, errno.EMLINK, errno.ENOTDIR}
+#: What ``O_NOFOLLOW`` answers for a symlink (``EMLINK`` on the BSDs).
+_NOFOLLOW_ERRNOS = {errno.ELOOP, errno.EMLINK}
 _PLAIN_ERRORS = (OSError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
@@ -164,7 +165,7 @@ class Root:
             if not mkdir:
                 raise
         except OSError as e:
-            if e.errno in _LINK_ERRNOS and _is_link(dir_fd, name):
+            if _was_link(e, dir_fd, name):
                 return None
             raise
         _check_new_tail(rest, depth, path, self.path)
@@ -175,7 +176,7 @@ class Root:
         try:
             return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
         except OSError as e:
-            if e.errno in _LINK_ERRNOS and _is_link(dir_fd, name):
+            if _was_link(e, dir_fd, name):
                 return None
             raise
 
@@ -241,7 +242,7 @@ class Root:
             try:
                 fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
             except OSError as e:
-                if e.errno in _LINK_ERRNOS and _is_link(dir_fd, name):
+                if _was_link(e, dir_fd, name):
                     raise _Symlink from None
                 raise
             return fd, "/".join(where if name == "." else [*where, name])
@@ -296,6 +297,17 @@ class Root:
         return walk(dir_fd, prefix, max_depth)
 
 
+def _was_link(e: OSError, dir_fd: int, name: str) -> bool:
+    """Whether an ``O_NOFOLLOW`` open failed because ``name`` was a symlink. ``ELOOP`` says so
+    outright, even when the link has been swapped back for a file by now — the walk then follows
+    it, finds no link and looks again (a hop) — where asking the entry again would see the file
+    and pass the bare ``ELOOP`` to the caller. ``ENOTDIR`` (a directory open of a link, or of a
+    file) says so only if it is a link now."""
+    if e.errno in _NOFOLLOW_ERRNOS:
+        return True
+    return e.errno == errno.ENOTDIR and _is_link(dir_fd, name)
+
+
 def _is_link(dir_fd: int, name: str) -> bool:
     try:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
@@ -317,7 +329,7 @@ def _open_nofollow(name: str, flags: int, dir_fd: int, mode: int = 0o777) -> int
         return os.open(name, flags | _FILE_FLAGS, mode, dir_fd=dir_fd)
     except OSError as e:
         # Swapped for a symlink since the type check: follow it by the walk's rules instead.
-        if e.errno in _LINK_ERRNOS and _is_link(dir_fd, name):
+        if _was_link(e, dir_fd, name):
             raise _Symlink from None
         raise
 

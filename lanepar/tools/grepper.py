@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..trace.probe import note_core_wait
+from ..trace.notes import note_core_wait
 from ._grep_child import Match
 
 _CHILD = str(Path(__file__).with_name("_grep_child.py"))

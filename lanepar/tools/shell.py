@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..trace.probe import note_core_wait
+from ..trace.notes import note_core_wait, note_gil_wait
 from .paths import StrPath, resolve_root
 from .proctree import MARKER, CallProcesses
 from .registry import tool
@@ -56,6 +57,19 @@ MAX_OUTPUT = 10 * 1024 * 1024
 _POLL_S = (0.01, 0.02, 0.05, 0.1, 0.25)
 #: After the program exits and its leftovers are killed, how long its pipes may take to close.
 _DRAIN_GRACE_S = 2.0
+_READ = 1 << 16
+
+
+def _pidfd_works() -> bool:
+    """Linux >= 5.3: a process's exit can be awaited as a readable descriptor (``pidfd_open``)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+_PIDFD = _pidfd_works()
 
 
 def _check_argv(argv: object) -> list[str]:
@@ -161,7 +175,8 @@ async def bash(
     home = tempfile.mkdtemp(prefix="lanepar-bash-")
     try:
         child_env = build_env(env, home, token)
-        return await _run(args, cwd, child_env, token, timeout_s, max_output)
+        run = _run_pidfd if _PIDFD else _run
+        return await run(args, cwd, child_env, token, timeout_s, max_output)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -209,11 +224,123 @@ async def _run(
             await process.aclose()
     # the child's waits for a core were this task's, not I/O (its own thread was idle)
     note_core_wait(tree.runq_ns)
-    if scope.cancelled_caught:
+    return _outcome(args, process.returncode, out, err, cut[0], scope.cancelled_caught, timeout_s)
+
+
+def _outcome(
+    args: list[str],
+    returncode: int | None,
+    out: bytearray,
+    err: bytearray,
+    truncated: bool,
+    timed_out: bool,
+    timeout_s: float | None,
+) -> dict[str, Any]:
+    if timed_out:
         raise TimeoutError(f"bash: {args!r} killed after timeout_s={timeout_s}")
     return {
-        "returncode": process.returncode,
+        "returncode": returncode,
         "stdout": out.decode("utf-8", errors="replace"),
         "stderr": err.decode("utf-8", errors="replace"),
-        "truncated": cut[0],
+        "truncated": truncated,
     }
+
+
+async def _spawn(args: list[str], cwd: os.PathLike[str], env: dict[str, str]) -> Any:
+    """Start the program from a worker thread, never the event loop.
+
+    ``Popen`` releases the GIL around each of its system calls (pipes, closes, the wait for the
+    child's ``exec``) and must take it back after each: beside CPU-bound threads that costs a
+    switch interval (5 ms) or more every time — 100-150 ms for one start here, with two threads
+    spinning — and on the loop every other task and lane would stand still meanwhile. On a
+    thread only this call waits; that thread's time off a CPU, from the hand-off to its return,
+    is then this task's GIL wait (with the child's brief wait to ``exec``), not its I/O."""
+    handed = time.perf_counter_ns()
+
+    def start() -> tuple[subprocess.Popen[bytes], int]:
+        c = time.thread_time_ns()
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+        return proc, time.perf_counter_ns() - handed - (time.thread_time_ns() - c)
+
+    process, off_cpu = await anyio.to_thread.run_sync(start)
+    note_gil_wait(off_cpu)
+    return process
+
+
+async def _read_fd(
+    fd: int, sink: bytearray, cap: int, cut: list[bool], tree: CallProcesses
+) -> None:
+    """:func:`_drain` on a raw non-blocking pipe."""
+    while True:
+        await anyio.wait_readable(fd)
+        try:
+            chunk = os.read(fd, _READ)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return
+        tree.read_runq()
+        room = cap - len(sink)
+        if len(chunk) > room:
+            cut[0] = True
+        if room > 0:
+            sink += chunk[:room]
+
+
+async def _run_pidfd(
+    args: list[str],
+    cwd: os.PathLike[str],
+    env: dict[str, str],
+    token: str,
+    timeout_s: float | None,
+    max_output: int,
+) -> dict[str, Any]:
+    """:func:`_run` where Linux gives a process's exit as a descriptor: started off the loop
+    (:func:`_spawn`), its exit a readable ``pidfd`` and its pipes plain non-blocking descriptors,
+    all waited on by the loop itself — on asyncio (whose own machinery, before 3.12, starts a
+    watcher thread per child) and on trio alike."""
+    out, err = bytearray(), bytearray()
+    cut = [False]
+    process = await _spawn(args, cwd, env)
+    assert process.stdout is not None and process.stderr is not None
+    pidfd = os.pidfd_open(process.pid)
+    tree = CallProcesses(process.pid, token)
+    fds = (process.stdout.fileno(), process.stderr.fileno())
+    for fd in fds:
+        os.set_blocking(fd, False)
+    try:
+        with anyio.move_on_after(timeout_s) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch, tree)
+                async with anyio.create_task_group() as io:
+                    io.start_soon(_read_fd, fds[0], out, max_output, cut, tree)
+                    io.start_soon(_read_fd, fds[1], err, max_output, cut, tree)
+                    await anyio.wait_readable(pidfd)
+                    tree.read_runq()  # a zombie until reaped: its counters are still there
+                    process.wait()  # it has exited: this only reaps it
+                    tree.kill_all()  # what it left running would hold the pipes open
+                    io.cancel_scope.deadline = anyio.current_time() + _DRAIN_GRACE_S
+                tg.cancel_scope.cancel()
+    finally:
+        if not (tree.clean and process.returncode is not None):
+            tree.kill_all()
+        tree.close()
+        with anyio.CancelScope(shield=True):
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await anyio.wait_readable(pidfd)
+                process.wait()
+        os.close(pidfd)
+        process.stdout.close()
+        process.stderr.close()
+    note_core_wait(tree.runq_ns)
+    return _outcome(args, process.returncode, out, err, cut[0], scope.cancelled_caught, timeout_s)

@@ -17,7 +17,7 @@ import types
 from collections.abc import Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._cumruns import CumulativeRuns
+from ._cumruns import CumulativeRuns, hand_off_waits
 from .segments import CPU as CPU
 from .segments import DEFAULT_MAX_SEGMENTS as DEFAULT_MAX_SEGMENTS
 from .segments import DEFAULT_RESOLUTION_NS as DEFAULT_RESOLUTION_NS
@@ -87,6 +87,16 @@ def loop_contention(t0: int, t1: int) -> tuple[int, int]:
     if runs is None or t1 - t0 < LONG_STEP_OFF_NS // 10:
         return 0, 0
     return runs.between(t0, t1)
+
+
+def loop_waits(t0: int, t1: int, cpu0: int, cpu1: int) -> tuple[int, int]:
+    """:func:`loop_contention`, made exact in total where the calling (loop) thread's CPU clock
+    was read at both ends (``cpu0``, ``cpu1``; 0: not read): see ``hand_off_waits``."""
+    sampled = loop_contention(t0, t1)
+    states = _clock.s.states
+    if not (cpu0 and cpu1) or states is None or t1 - t0 < LONG_STEP_OFF_NS // 10:
+        return sampled
+    return hand_off_waits(t1 - t0, cpu1 - cpu0, sampled, states.current_period_ns())
 
 
 FRESH_NS = 50_000
@@ -350,22 +360,6 @@ def run_sync_probed(
         _current.reset(token)
         if tok is not None and watch is not None:
             watch.end(tok)
-
-
-def note_core_wait(ns: int) -> None:
-    """Count ``ns`` that a process working for the current task (a worker it handed its work
-    to) spent runnable but waiting for a core as the task's run-queue wait, out of its wait:
-    the thread blocked on it meanwhile, so alone it reads as I/O wait, which a busy machine
-    would inflate (and the trace's speedup count). Outside a traced task this does nothing."""
-    cur = _current.get()
-    if ns <= 0 or cur is None:
-        return
-    if isinstance(cur, _ThreadMarks):
-        cur.core_wait += ns
-    else:  # an async body: its totals so far (a lower bound: the current run is not in them)
-        moved = min(ns, cur.wait_ns)
-        cur.wait_ns -= moved
-        cur.runq_ns += moved
 
 
 def activate(probe: TaskProbe | None) -> contextvars.Token[Any]:
