@@ -14,6 +14,7 @@ network and read any file its user can read by absolute path (SECURITY.md says m
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -127,12 +128,39 @@ async def _drain(
     if stream is None:
         return
     async for chunk in stream:
-        tree.read_runq()  # output often comes last: this read is close to the child's exit
-        room = cap - len(sink)
-        if len(chunk) > room:
-            cut[0] = True
-        if room > 0:
-            sink += chunk[:room]
+        _keep(chunk, sink, cap, cut, tree)
+
+
+def _keep(chunk: bytes, sink: bytearray, cap: int, cut: list[bool], tree: CallProcesses) -> None:
+    tree.read_runq()  # output often comes last: this read is close to the child's exit
+    room = cap - len(sink)
+    if len(chunk) > room:
+        cut[0] = True
+    if room > 0:
+        sink += chunk[:room]
+
+
+async def _supervise(
+    tree: CallProcesses,
+    readers: tuple[Callable[[], Coroutine[Any, Any, None]], ...],
+    exited: Callable[[], Awaitable[object]],
+    timeout_s: float | None,
+) -> bool:
+    """Read both pipes and poll the call's processes until the program exits, then end what it
+    left running and read what is already buffered. True when ``timeout_s`` ran out first."""
+    with anyio.move_on_after(timeout_s) as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch, tree)
+            async with anyio.create_task_group() as io:
+                for read in readers:
+                    io.start_soon(read)
+                await exited()
+                # Whatever the program left running would hold the pipes open: end it, then
+                # read what is already buffered.
+                tree.kill_all()
+                io.cancel_scope.deadline = anyio.current_time() + _DRAIN_GRACE_S
+            tg.cancel_scope.cancel()
+    return scope.cancelled_caught
 
 
 async def _watch(tree: CallProcesses) -> None:
@@ -201,19 +229,11 @@ async def _run(
         start_new_session=sys.platform != "win32",
     )
     tree = CallProcesses(process.pid, token)
+    readers = (functools.partial(_drain, process.stdout, out, max_output, cut, tree),
+               functools.partial(_drain, process.stderr, err, max_output, cut, tree))  # fmt: skip
+    timed_out = False
     try:
-        with anyio.move_on_after(timeout_s) as scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_watch, tree)
-                async with anyio.create_task_group() as io:
-                    io.start_soon(_drain, process.stdout, out, max_output, cut, tree)
-                    io.start_soon(_drain, process.stderr, err, max_output, cut, tree)
-                    await process.wait()
-                    # Whatever the program left running would hold the pipes open: end it, then
-                    # read what is already buffered.
-                    tree.kill_all()
-                    io.cancel_scope.deadline = anyio.current_time() + _DRAIN_GRACE_S
-                tg.cancel_scope.cancel()
+        timed_out = await _supervise(tree, readers, process.wait, timeout_s)
     finally:
         if not (tree.clean and process.returncode is not None):
             tree.kill_all()
@@ -224,7 +244,7 @@ async def _run(
             await process.aclose()
     # the child's waits for a core were this task's, not I/O (its own thread was idle)
     note_core_wait(tree.runq_ns)
-    return _outcome(args, process.returncode, out, err, cut[0], scope.cancelled_caught, timeout_s)
+    return _outcome(args, process.returncode, out, err, cut[0], timed_out, timeout_s)
 
 
 def _outcome(
@@ -287,12 +307,7 @@ async def _read_fd(
             continue
         if not chunk:
             return
-        tree.read_runq()
-        room = cap - len(sink)
-        if len(chunk) > room:
-            cut[0] = True
-        if room > 0:
-            sink += chunk[:room]
+        _keep(chunk, sink, cap, cut, tree)
 
 
 async def _run_pidfd(
@@ -316,19 +331,17 @@ async def _run_pidfd(
     fds = (process.stdout.fileno(), process.stderr.fileno())
     for fd in fds:
         os.set_blocking(fd, False)
+
+    async def exited() -> None:
+        await anyio.wait_readable(pidfd)
+        tree.read_runq()  # a zombie until reaped: its counters are still there
+        process.wait()  # it has exited: this only reaps it
+
+    readers = (functools.partial(_read_fd, fds[0], out, max_output, cut, tree),
+               functools.partial(_read_fd, fds[1], err, max_output, cut, tree))  # fmt: skip
+    timed_out = False
     try:
-        with anyio.move_on_after(timeout_s) as scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_watch, tree)
-                async with anyio.create_task_group() as io:
-                    io.start_soon(_read_fd, fds[0], out, max_output, cut, tree)
-                    io.start_soon(_read_fd, fds[1], err, max_output, cut, tree)
-                    await anyio.wait_readable(pidfd)
-                    tree.read_runq()  # a zombie until reaped: its counters are still there
-                    process.wait()  # it has exited: this only reaps it
-                    tree.kill_all()  # what it left running would hold the pipes open
-                    io.cancel_scope.deadline = anyio.current_time() + _DRAIN_GRACE_S
-                tg.cancel_scope.cancel()
+        timed_out = await _supervise(tree, readers, exited, timeout_s)
     finally:
         if not (tree.clean and process.returncode is not None):
             tree.kill_all()
@@ -343,4 +356,4 @@ async def _run_pidfd(
         process.stdout.close()
         process.stderr.close()
     note_core_wait(tree.runq_ns)
-    return _outcome(args, process.returncode, out, err, cut[0], scope.cancelled_caught, timeout_s)
+    return _outcome(args, process.returncode, out, err, cut[0], timed_out, timeout_s)
