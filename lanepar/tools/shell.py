@@ -157,18 +157,20 @@ async def _supervise(
                 await exited()
                 # Whatever the program left running would hold the pipes open: end it, then
                 # read what is already buffered.
-                tree.kill_all()
+                await anyio.to_thread.run_sync(tree.kill_all)
                 io.cancel_scope.deadline = anyio.current_time() + _DRAIN_GRACE_S
             tg.cancel_scope.cancel()
     return scope.cancelled_caught
 
 
 async def _watch(tree: CallProcesses) -> None:
+    # Off the loop: a poll reads /proc entry by entry, and each read gives the GIL up and waits
+    # to get it back — beside CPU-bound tools, milliseconds per entry that would stall the loop.
     for delay in _POLL_S:
-        tree.poll()
+        await anyio.to_thread.run_sync(tree.poll)
         await anyio.sleep(delay)
     while True:
-        tree.poll()
+        await anyio.to_thread.run_sync(tree.poll)
         await anyio.sleep(_POLL_S[-1])
 
 
