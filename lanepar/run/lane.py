@@ -177,7 +177,7 @@ class Lane:
                     self._finish_interrupted(w, job, scope)
                     await self._drain(w, job)
                     del job
-                w.free_at = _pc()  # the interrupted job held the slot until now
+                w.free_at, w.free_cpu = _pc(), 0  # the interrupted job held the slot until now
         finally:
             if self.workers.get(w.slot) is w:
                 del self.workers[w.slot]
