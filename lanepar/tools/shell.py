@@ -59,6 +59,14 @@ _POLL_S = (0.01, 0.02, 0.05, 0.1, 0.25)
 #: After the program exits and its leftovers are killed, how long its pipes may take to close.
 _DRAIN_GRACE_S = 2.0
 _READ = 1 << 16
+#: However it is started: no stdin, both outputs piped, and its own session (so its group can
+#: be killed as one).
+_CHILD_IO: dict[str, Any] = {
+    "stdin": subprocess.DEVNULL,
+    "stdout": subprocess.PIPE,
+    "stderr": subprocess.PIPE,
+    "start_new_session": sys.platform != "win32",
+}
 
 
 def _pidfd_works() -> bool:
@@ -205,8 +213,7 @@ async def bash(
     home = tempfile.mkdtemp(prefix="lanepar-bash-")
     try:
         child_env = build_env(env, home, token)
-        run = _run_pidfd if _PIDFD else _run
-        return await run(args, cwd, child_env, token, timeout_s, max_output)
+        return await _run(args, cwd, child_env, token, timeout_s, max_output)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -221,54 +228,123 @@ async def _run(
 ) -> dict[str, Any]:
     out, err = bytearray(), bytearray()
     cut = [False]
-    process = await anyio.open_process(
-        args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=env,
-        start_new_session=sys.platform != "win32",
-    )
-    tree = CallProcesses(process.pid, token)
-    readers = (functools.partial(_drain, process.stdout, out, max_output, cut, tree),
-               functools.partial(_drain, process.stderr, err, max_output, cut, tree))  # fmt: skip
+    child: _PidfdChild | _AnyioChild
+    child = await (_PidfdChild.start if _PIDFD else _AnyioChild.start)(args, cwd, env)
+    tree = CallProcesses(child.pid, token)
+    readers = (functools.partial(child.read, 0, out, max_output, cut, tree),
+               functools.partial(child.read, 1, err, max_output, cut, tree))  # fmt: skip
     timed_out = False
     try:
-        timed_out = await _supervise(tree, readers, process.wait, timeout_s)
+        exited = functools.partial(child.exited, tree)
+        timed_out = await _supervise(tree, readers, exited, timeout_s)
     finally:
-        if not (tree.clean and process.returncode is not None):
+        if not (tree.clean and child.returncode is not None):
             tree.kill_all()
         tree.close()
         with anyio.CancelScope(shield=True):
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.aclose()
+            await child.close()
     # the child's waits for a core were this task's, not I/O (its own thread was idle)
     note_core_wait(tree.runq_ns)
-    return _outcome(args, process.returncode, out, err, cut[0], timed_out, timeout_s)
-
-
-def _outcome(
-    args: list[str],
-    returncode: int | None,
-    out: bytearray,
-    err: bytearray,
-    truncated: bool,
-    timed_out: bool,
-    timeout_s: float | None,
-) -> dict[str, Any]:
     if timed_out:
         raise TimeoutError(f"bash: {args!r} killed after timeout_s={timeout_s}")
     return {
-        "returncode": returncode,
+        "returncode": child.returncode,
         "stdout": out.decode("utf-8", errors="replace"),
         "stderr": err.decode("utf-8", errors="replace"),
-        "truncated": truncated,
+        "truncated": cut[0],
     }
 
 
-async def _spawn(args: list[str], cwd: os.PathLike[str], env: dict[str, str]) -> Any:
+class _AnyioChild:
+    """The program as anyio's process, where Linux's ``pidfd`` is not available."""
+
+    def __init__(self, process: anyio.abc.Process) -> None:
+        self._p = process
+        self.pid = process.pid
+
+    @classmethod
+    async def start(
+        cls, args: list[str], cwd: os.PathLike[str], env: dict[str, str]
+    ) -> _AnyioChild:
+        return cls(await anyio.open_process(args, cwd=cwd, env=env, **_CHILD_IO))
+
+    @property
+    def returncode(self) -> int | None:
+        return self._p.returncode
+
+    async def read(self, which: int, sink: bytearray, cap: int, cut: list[bool],
+                   tree: CallProcesses) -> None:  # fmt: skip
+        await _drain((self._p.stdout, self._p.stderr)[which], sink, cap, cut, tree)
+
+    async def exited(self, tree: CallProcesses) -> None:
+        await self._p.wait()
+
+    async def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._p.kill()
+        await self._p.aclose()
+
+
+class _PidfdChild:
+    """The program where Linux gives a process's exit as a descriptor: started off the loop
+    (:func:`_spawn`), its exit a readable ``pidfd`` and its pipes plain non-blocking descriptors,
+    all waited on by the loop itself — on asyncio (whose own machinery, before 3.12, starts a
+    watcher thread per child) and on trio alike."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None and process.stderr is not None
+        self._p = process
+        self.pid = process.pid
+        self._pidfd = os.pidfd_open(process.pid)
+        self._fds = (process.stdout.fileno(), process.stderr.fileno())
+        for fd in self._fds:
+            os.set_blocking(fd, False)
+
+    @classmethod
+    async def start(
+        cls, args: list[str], cwd: os.PathLike[str], env: dict[str, str]
+    ) -> _PidfdChild:
+        return cls(await _spawn(args, cwd, env))
+
+    @property
+    def returncode(self) -> int | None:
+        return self._p.returncode
+
+    async def read(self, which: int, sink: bytearray, cap: int, cut: list[bool],
+                   tree: CallProcesses) -> None:  # fmt: skip
+        fd = self._fds[which]
+        while True:
+            await anyio.wait_readable(fd)
+            try:
+                chunk = os.read(fd, _READ)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return
+            _keep(chunk, sink, cap, cut, tree)
+
+    async def exited(self, tree: CallProcesses) -> None:
+        await anyio.wait_readable(self._pidfd)
+        tree.read_runq()  # a zombie until reaped: its counters are still there
+        self._p.wait()  # it has exited: this only reaps it
+
+    async def close(self) -> None:
+        try:
+            if self._p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._p.kill()
+                await anyio.wait_readable(self._pidfd)
+                self._p.wait()
+        finally:
+            os.close(self._pidfd)
+            for stream in (self._p.stdout, self._p.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+async def _spawn(
+    args: list[str], cwd: os.PathLike[str], env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     """Start the program from a worker thread, never the event loop.
 
     ``Popen`` releases the GIL around each of its system calls (pipes, closes, the wait for the
@@ -281,81 +357,9 @@ async def _spawn(args: list[str], cwd: os.PathLike[str], env: dict[str, str]) ->
 
     def start() -> tuple[subprocess.Popen[bytes], int]:
         c = time.thread_time_ns()
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-        )
+        proc = subprocess.Popen(args, cwd=cwd, env=env, **_CHILD_IO)
         return proc, time.perf_counter_ns() - handed - (time.thread_time_ns() - c)
 
     process, off_cpu = await anyio.to_thread.run_sync(start)
     note_gil_wait(off_cpu)
     return process
-
-
-async def _read_fd(
-    fd: int, sink: bytearray, cap: int, cut: list[bool], tree: CallProcesses
-) -> None:
-    """:func:`_drain` on a raw non-blocking pipe."""
-    while True:
-        await anyio.wait_readable(fd)
-        try:
-            chunk = os.read(fd, _READ)
-        except BlockingIOError:
-            continue
-        if not chunk:
-            return
-        _keep(chunk, sink, cap, cut, tree)
-
-
-async def _run_pidfd(
-    args: list[str],
-    cwd: os.PathLike[str],
-    env: dict[str, str],
-    token: str,
-    timeout_s: float | None,
-    max_output: int,
-) -> dict[str, Any]:
-    """:func:`_run` where Linux gives a process's exit as a descriptor: started off the loop
-    (:func:`_spawn`), its exit a readable ``pidfd`` and its pipes plain non-blocking descriptors,
-    all waited on by the loop itself — on asyncio (whose own machinery, before 3.12, starts a
-    watcher thread per child) and on trio alike."""
-    out, err = bytearray(), bytearray()
-    cut = [False]
-    process = await _spawn(args, cwd, env)
-    assert process.stdout is not None and process.stderr is not None
-    pidfd = os.pidfd_open(process.pid)
-    tree = CallProcesses(process.pid, token)
-    fds = (process.stdout.fileno(), process.stderr.fileno())
-    for fd in fds:
-        os.set_blocking(fd, False)
-
-    async def exited() -> None:
-        await anyio.wait_readable(pidfd)
-        tree.read_runq()  # a zombie until reaped: its counters are still there
-        process.wait()  # it has exited: this only reaps it
-
-    readers = (functools.partial(_read_fd, fds[0], out, max_output, cut, tree),
-               functools.partial(_read_fd, fds[1], err, max_output, cut, tree))  # fmt: skip
-    timed_out = False
-    try:
-        timed_out = await _supervise(tree, readers, exited, timeout_s)
-    finally:
-        if not (tree.clean and process.returncode is not None):
-            tree.kill_all()
-        tree.close()
-        with anyio.CancelScope(shield=True):
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await anyio.wait_readable(pidfd)
-                process.wait()
-        os.close(pidfd)
-        process.stdout.close()
-        process.stderr.close()
-    note_core_wait(tree.runq_ns)
-    return _outcome(args, process.returncode, out, err, cut[0], timed_out, timeout_s)
