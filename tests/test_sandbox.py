@@ -11,6 +11,7 @@ import math
 import os
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -423,6 +424,41 @@ def test_setsid_grandchild_is_killed_when_the_call_is_cancelled(box: Path) -> No
 
     anyio.run(main)
     (pid,) = _pids(box / "pid")
+    assert not _running(pid)
+
+
+def test_a_call_cancelled_while_its_program_starts_kills_it(
+    box: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The program is started from a worker thread: a cancellation that lands while that thread
+    is in ``Popen`` must still reach the program once it exists (never a process nobody
+    supervises, left running after the call)."""
+    from lanepar.tools import shell
+
+    if not shell._PIDFD:
+        pytest.skip("no pidfd_open here: the program starts on the loop")
+    real = subprocess.Popen
+    started, release = threading.Event(), threading.Event()
+    pids: list[int] = []
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        proc = real(*args, **kwargs)
+        pids.append(proc.pid)
+        started.set()
+        release.wait(20)  # the call is cancelled meanwhile
+        return proc
+
+    monkeypatch.setattr(shell.subprocess, "Popen", popen)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: bt.bash(["sleep", "300"], root=box))
+            await anyio.to_thread.run_sync(started.wait, 20)
+            tg.cancel_scope.cancel()
+            release.set()
+
+    anyio.run(main)
+    (pid,) = pids
     assert not _running(pid)
 
 

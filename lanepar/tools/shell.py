@@ -360,6 +360,7 @@ async def _spawn(
         proc = subprocess.Popen(args, cwd=cwd, env=env, **_CHILD_IO)
         return proc, time.perf_counter_ns() - handed - (time.thread_time_ns() - c)
 
+    # not abandoned on cancel: a cancelled call still gets its program back, and so kills it
     process, off_cpu = await anyio.to_thread.run_sync(start)
     note_gil_wait(off_cpu)
     return process
