@@ -292,6 +292,22 @@ def test_retries_are_a_bounded_loop_and_opt_in() -> None:
         lp.LaneConfig(retries=1, retry_backoff_s=float("inf"))
 
 
+def test_lanes_start_their_first_workers_ahead_of_the_first_batch() -> None:
+    """A worker made as its job arrives delays that job and every job handed out after it (a
+    task and a cancel scope to start, 15-20 µs each on a wide fan-out): lanes start up to
+    ``WORKERS_WARM`` waiting workers with the executor, and never more for a huge limit."""
+    from lanepar.run.lane import WORKERS_WARM
+
+    lanes = {"q": lp.LaneConfig(max_concurrency=4), "w": lp.LaneConfig(max_concurrency=4096)}
+    with lp.LaneExecutor(lanes) as ex:
+        assert ex.run_batch([lp.ToolCall(aok, 1, lane="q")]).results == [1]
+        assert len(ex.lanes["q"]._lane.workers) == 4
+        assert len(ex.lanes["w"]._lane.workers) == WORKERS_WARM < 4096
+        b = ex.run_batch([lp.ToolCall(aok, i, lane="w") for i in range(WORKERS_WARM)])
+        assert b.results == list(range(WORKERS_WARM))
+        assert len(ex.lanes["w"]._lane.workers) == WORKERS_WARM  # the batch found them all waiting
+
+
 def test_limits_have_a_ceiling_and_cost_nothing_idle() -> None:
     with pytest.raises(lp.LaneConfigError, match="max_concurrency"):
         lp.LaneConfig(max_concurrency=10**9)

@@ -1,0 +1,390 @@
+"""Daemon worker threads for sync tool bodies, made on demand, reused, never waited on forever.
+
+Not ``concurrent.futures.ThreadPoolExecutor``: Python joins its threads at interpreter exit, so a
+tool that hangs (a model-chosen ``input()``, a stuck socket) would keep the interpreter from ever
+exiting. A thread cannot be killed, but a body the executor has given up on (timed out, cancelled,
+closing) can be *asked* to stop: :meth:`DaemonPool.interrupt` raises :class:`BodyAbandoned` in its
+thread at the next Python instruction it runs (``PyThreadState_SetAsyncExc``, the mechanism
+behind Ctrl-C in the main thread). A spinning body ends at once and its ``finally`` blocks run;
+one blocked inside a C call (``time.sleep``, a socket read) ends when that call returns. What
+lanepar promises beyond that is that it stops waiting — bounded, on close — and that the slot
+stays taken while the body runs (see ``LocalBackend``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+#: What a finished job's thread also calls, with (box, error), besides settling its future.
+Deliver = Callable[[list[Any] | None, BaseException | None], None]
+_Item = (
+    tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], Deliver | None]
+    | None
+)
+log = logging.getLogger("lanepar")
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+
+
+class BodyAbandoned(BaseException):
+    """Raised inside a sync tool body whose task lanepar has already settled (timed out,
+    cancelled, executor closing), so the body stops instead of running on unseen. A
+    ``BaseException``, like ``KeyboardInterrupt``: a tool's ``except Exception`` does not eat it."""
+
+
+def running_on_asyncio() -> bool:
+    """Whether this thread runs an asyncio loop (else trio, the other loop anyio drives).
+
+    Asked of asyncio itself because anyio no longer depends on sniffio; through the getter that
+    returns None rather than raising, because a body's hand-off asks it every time."""
+    return asyncio._get_running_loop() is not None
+
+
+async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
+    """Await a ``concurrent.futures.Future`` on whichever loop anyio is running.
+
+    anyio has no public way to await a foreign future; asyncio's ``wrap_future`` is the cheapest
+    bridge, and on trio a done-callback re-enters the loop through its token.
+    """
+    if running_on_asyncio():
+        return await asyncio.wrap_future(fut)
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+
+    def wake(_: object) -> None:
+        try:
+            token.run_sync_soon(done.set)
+        except trio.RunFinishedError:  # the loop ended first: nobody is waiting any more
+            pass
+
+    fut.add_done_callback(wake)
+    try:
+        await done.wait()
+    except BaseException:
+        fut.cancel()
+        raise
+    return fut.result()
+
+
+def _fail(item: tuple[Any, ...], error: BaseException) -> None:
+    """A queued job that will never run: its future, and whoever it delivers to, get ``error``."""
+    fut, _fn, _args, deliver = item
+    if fut.set_running_or_notify_cancel():
+        fut.set_exception(error)
+        if deliver is not None:
+            _deliver(deliver, None, error)
+
+
+def _deliver(deliver: Deliver, box: list[Any] | None, error: BaseException | None) -> None:
+    """Never lets a delivery end the thread: the pool already counts it idle."""
+    try:
+        deliver(box, error)
+    except RuntimeError:  # the loop it was for has closed: nobody is waiting any more
+        pass
+    except Exception:
+        log.exception("lanepar: delivering a thread job's result failed")
+
+
+def loop_delivery(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[asyncio.Future[list[Any]], Deliver]:
+    """An asyncio future of ``loop`` and the ``deliver`` that settles it from a pool thread:
+    one ``call_soon_threadsafe`` and a plain ``set_result`` on the loop, where
+    ``asyncio.wrap_future`` chains callbacks both ways and copies the state under the
+    concurrent future's lock (about 6 µs a job more of the loop's time, here)."""
+    afut: asyncio.Future[list[Any]] = loop.create_future()
+
+    def deliver(box: list[Any] | None, error: BaseException | None) -> None:
+        loop.call_soon_threadsafe(_settle, afut, box, error)
+
+    return afut, deliver
+
+
+def _settle(afut: asyncio.Future[Any], box: list[Any] | None, error: BaseException | None) -> None:
+    if afut.done():  # its awaiter was cancelled
+        return
+    if error is None:
+        afut.set_result(box)
+    else:
+        afut.set_exception(error)
+
+
+def take(box: list[Any]) -> Any:
+    """The value a pool future carried (it leaves the box: see ``DaemonPool._work``)."""
+    return box.pop()
+
+
+class DaemonPool:
+    """``submit(fn, *args) -> Future`` of ``[fn(*args)]``, a box :func:`take` empties; idle
+    threads park on a shared queue.
+
+    An interrupt reaches only a tool's own code: the backend wraps the tool's function in
+    :meth:`body`, and :meth:`interrupt` raises in a thread only while it is inside one. lanepar's
+    bookkeeping around the body (the probe, the thread watch) never has an exception appear in
+    the middle of it; at most one passes through its ``finally`` blocks, as any tool error does.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._q: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        #: Threads parked (or about to park) on the queue with no job of theirs: under ``_lock``.
+        #: A plain count, not a ``Semaphore``: ``submit`` runs on the event loop, per job.
+        self._idle = 0
+        self._threads: set[threading.Thread] = set()
+        #: Requests for one more worker (None: stop), served by the spawner thread (see submit).
+        self._grow: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
+        self._spawner: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._n = 0
+        # all three only under ``_lock``, keyed by thread ident
+        self._job: dict[int, concurrent.futures.Future[Any]] = {}  # the future it works for
+        self._inside: set[int] = set()  # inside a tool's code (``body``)
+        self._asked: set[int] = set()  # told to stop (once per job)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """:meth:`submit_to` with nothing to deliver to: await the future."""
+        return self.submit_to(None, fn, *args)
+
+    def submit_to(
+        self, deliver: Deliver | None, fn: Callable[..., Any], *args: Any
+    ) -> concurrent.futures.Future[Any]:
+        """Queue ``fn(*args)`` for an idle worker, or ask for a new one; never waits for a thread.
+
+        ``Thread.start`` waits until the new thread runs, and a new thread runs only once it has
+        the GIL: beside CPU-bound tools that is a switch interval (5 ms) or more, and then the
+        caller waits as long again to get the GIL back. The caller is the event loop, so each
+        worker a batch had to start stalled every lane for that long — the demo's batch start
+        showed it as 2-6 ms a thread, 20-60 ms of "dispatch" in all. New workers are therefore
+        started by the pool's spawner thread; the loop only asks (a ``SimpleQueue`` put, which
+        never releases the GIL), and the job's wait for its thread is the worker's to measure.
+
+        ``deliver(box, error)`` is called on the job's thread once its future is settled (also
+        when the job fails unstarted): an event loop's own future, set through the loop's
+        ``call_soon_threadsafe``, costs the loop a fraction of what bridging the future does.
+        """
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        first: threading.Thread | None = None
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.name}: the thread pool is closed")
+            self._q.put((fut, fn, args, deliver))
+            if self._idle:
+                self._idle -= 1
+            else:
+                if self._spawner is None:  # the pool's first: the one start a caller waits for
+                    first = self._spawner = self._thread(self._spawn, f"{self.name}_spawner")
+                self._grow.put(True)
+        if first is not None:
+            first.start()
+        return fut
+
+    def _thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.add(t)
+        return t
+
+    def _spawn(self) -> None:
+        """The spawner: start a worker per request, until told to stop."""
+        try:
+            while self._grow.get():
+                with self._lock:
+                    if self._closed:
+                        continue
+                    self._n += 1
+                    t = self._thread(self._work, f"{self.name}_{self._n}")
+                try:
+                    t.start()  # waits for the thread to run: here, not on the event loop
+                except RuntimeError as e:  # "can't start new thread": the job it was for fails
+                    with self._lock:
+                        self._threads.discard(t)
+                    self._fail_one(e)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _fail_one(self, error: BaseException) -> None:
+        """A queued job that no thread will take: its future gets ``error`` (never a hang)."""
+        try:
+            item = self._q.get_nowait()
+        except queue.Empty:
+            return
+        if item is None:
+            self._q.put(None)
+        else:
+            _fail(item, error)
+
+    def body(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run a tool's own function where :meth:`interrupt` can reach it (on a pool thread)."""
+        ident = threading.get_ident()
+        with self._lock:
+            if ident in self._asked:  # given up on before it began
+                raise BodyAbandoned()
+            self._inside.add(ident)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._leave(ident)
+
+    def _leave(self, ident: int) -> None:
+        """Out of the tool's code: an interrupt sent as it returned is withdrawn (under the lock
+        that sending takes, so none can arrive after)."""
+        with self._lock:
+            if ident in self._inside:
+                self._inside.discard(ident)
+                if ident in self._asked:
+                    _set_async_exc(ident, ctypes.py_object())  # NULL: clear a pending one
+
+    def interrupt(self, fut: concurrent.futures.Future[Any]) -> bool:
+        """Tell the thread working for ``fut`` to stop: :class:`BodyAbandoned` at the tool's next
+        Python instruction, or as it enters the tool. ``False`` when no thread works for it."""
+        with self._lock:
+            for ident, job in self._job.items():
+                if job is fut:
+                    if ident not in self._asked:
+                        self._asked.add(ident)
+                        if ident in self._inside:
+                            _set_async_exc(ident, BodyAbandoned)
+                    return True
+        return False
+
+    def _work(self) -> None:
+        ident = threading.get_ident()
+        try:
+            while True:
+                item = self._q.get()
+                if item is None:
+                    return
+                fut, fn, args, deliver = item
+                if not fut.set_running_or_notify_cancel():
+                    del item, fut, fn, args
+                    with self._lock:
+                        self._idle += 1
+                    continue
+                with self._lock:
+                    self._job[ident] = fut
+                box: list[Any] | None = None
+                error: BaseException | None = None
+                try:
+                    # boxed: the awaiting side takes the value out of the box, so this thread,
+                    # not yet past ``del`` below when the batch returns on a busy machine, never
+                    # keeps a tool's return value alive after its batch
+                    box = [fn(*args)]
+                except BaseException as e:  # the body's fault is its future's, not ours
+                    error = e
+                finally:
+                    self._leave(ident)  # the tool's own ``finally`` may have been cut short
+                    with self._lock:
+                        del self._job[ident]
+                        self._asked.discard(ident)
+                        # idle before the result is out: the loop, woken by it, may submit this
+                        # slot's next job at once, and must find this thread idle, not ask for
+                        # another
+                        self._idle += 1
+                if error is None:
+                    fut.set_result(box)
+                else:
+                    fut.set_exception(error)
+                if deliver is not None:
+                    _deliver(deliver, box, error)
+                del item, fut, fn, args, deliver, box, error  # a parked thread keeps no result
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def close(self, timeout: float) -> list[str]:
+        """Stop every thread, waiting at most ``timeout`` seconds in all; bodies still running
+        are interrupted first. Returns the names of threads still running a body after that
+        (abandoned: they are daemons and end with the process, or when their C call returns)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closed = True
+            spawner = self._spawner
+        self._grow.put(None)
+        if spawner is not None and spawner.ident is not None:
+            spawner.join(timeout)  # no worker starts after this (it sees ``_closed``)
+        with self._lock:
+            threads = list(self._threads)
+            running = list(self._job.values())
+        for fut in running:
+            self.interrupt(fut)
+        for _ in threads:
+            self._q.put(None)
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t for t in threads if t.is_alive()]
+        closed = RuntimeError(f"{self.name}: the thread pool closed before this job ran")
+        while True:  # jobs queued for a worker that was never started fail; stops are dropped
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                _fail(item, closed)
+        for _ in stuck:  # a thread still in a body finds its stop when it returns
+            self._q.put(None)
+        return [t.name for t in stuck]
+
+
+_T = TypeVar("_T")
+#: The threads tools hand their blocking helpers to (``bash`` starts programs and reads /proc
+#: there; see :func:`off_loop`): made on first use, kept idle between calls (a cache, like
+#: grep's workers), dropped in a fork.
+_pool: DaemonPool | None = None
+_pool_lock = threading.Lock()
+
+
+def _shared() -> DaemonPool:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = DaemonPool("lanepar-offloop")
+        return _pool
+
+
+def close_off_loop() -> None:
+    """Stop the idle threads (they are daemons: they also end with the process)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.close(0.5)
+
+
+def _forget_after_fork() -> None:
+    # the child has none of the parent's threads: a pool that counts them idle would hang
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+async def off_loop(fn: Callable[[], _T]) -> _T:
+    """``fn()`` on a pool thread, never abandoned: a cancelled caller still gets what it
+    returned (a started program, to kill) and is cancelled at its next checkpoint.
+
+    Not ``anyio.to_thread``: its pool starts a new thread on the calling thread, and
+    ``Thread.start`` waits until that thread holds the GIL — beside CPU-bound tools a switch
+    interval or more with the event loop, and every lane, standing still. This pool's spawner
+    thread starts them instead (see ``DaemonPool.submit``)."""
+    await anyio.lowlevel.checkpoint_if_cancelled()  # nothing is started for a cancelled caller
+    fut = _shared().submit(fn)
+    with anyio.CancelScope(shield=True):
+        box = await await_future(fut)
+    return take(box)  # type: ignore[no-any-return]
