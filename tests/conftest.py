@@ -143,11 +143,13 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         problems.append(f"a fixture of this test left the SIGINT handler as {handler!r}")
     assert _current_executor() is None, "a previous test left lanepar.current() set"
     yield
-    # grep keeps a few idle regex workers for the process (a cache, not a leak): stopped here so
-    # what is left is what the test itself left behind
+    # grep's workers and the tools' off-loop threads stay idle for the process (a cache, not a
+    # leak): stopped here so what is left is what the test itself left behind
+    from lanepar._threads import close_off_loop
     from lanepar.tools import grepper
 
     grepper.close_workers()
+    close_off_loop()
     if (handler := signal.getsignal(signal.SIGINT)) is not SIGINT_AT_START:
         # Ctrl-C handling is process-wide: a test that leaves another handler silences every
         # later test's interrupt (interrupt_main() does nothing unless Python's is installed).

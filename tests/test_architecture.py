@@ -16,10 +16,11 @@ PKG = Path(__file__).resolve().parent.parent / "lanepar"
 #: room -> the rooms (and top-level modules) it may import; a room always may import itself.
 ALLOWED: dict[str, set[str]] = {
     "_exceptions": set(),
+    "_threads": set(),
     "config": {"_exceptions"},
-    "tools": {"_exceptions", "config", "trace"},
+    "tools": {"_exceptions", "_threads", "config", "trace"},
     "trace": {"_exceptions"},
-    "backends": {"_exceptions", "config", "trace"},
+    "backends": {"_exceptions", "_threads", "config", "trace"},
     "run": {"_exceptions", "config", "tools", "trace", "backends", "analysis", "export"},
     "analysis": {"_exceptions", "trace"},
     "policy": {"_exceptions", "config", "tools", "trace", "run", "analysis"},

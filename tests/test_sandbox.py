@@ -462,6 +462,35 @@ def test_a_call_cancelled_while_its_program_starts_kills_it(
     assert not _running(pid)
 
 
+def test_bash_makes_its_system_calls_off_the_event_loop(
+    box: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each system call gives the GIL up, and beside CPU-bound tools taking it back costs a
+    switch interval (5 ms) or more: on the loop every lane would stand still for each. The
+    call's folder checks, its private home, the program's start and the clean-up all happen on
+    a worker thread (only the pipes and the exit are waited on by the loop)."""
+    from lanepar.tools import shell
+
+    where: dict[str, int] = {}
+
+    def spy(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            where[name] = threading.get_ident()
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(shell, "resolve_root", spy("resolve_root", shell.resolve_root))
+    monkeypatch.setattr(shell.tempfile, "mkdtemp", spy("mkdtemp", shell.tempfile.mkdtemp))
+    monkeypatch.setattr(shell.shutil, "rmtree", spy("rmtree", shell.shutil.rmtree))
+    monkeypatch.setattr(shell.subprocess, "Popen", spy("Popen", shell.subprocess.Popen))
+    out = anyio.run(bt.bash, ["true"], box)
+    assert out["returncode"] == 0
+    expected = {"resolve_root", "mkdtemp", "rmtree"} | ({"Popen"} if shell._PIDFD else set())
+    assert expected <= set(where)
+    assert not [name for name, ident in where.items() if ident == threading.get_ident()]
+
+
 def test_bash_environment_is_an_allow_list(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LANEPAR_TEST_SECRET", "hunter2")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")

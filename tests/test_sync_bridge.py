@@ -6,6 +6,7 @@ import asyncio
 import gc
 import threading
 import weakref
+from typing import Any
 
 import anyio
 import pytest
@@ -100,7 +101,7 @@ def test_no_return_value_outlives_its_batch_result(mode: str) -> None:
 def test_a_pool_future_gives_its_value_away() -> None:
     """The worker thread may still hold its job's future when the batch returns (a busy machine
     deschedules it between ``set_result`` and dropping it): the future must not keep the value."""
-    from lanepar.backends._threads import DaemonPool, take
+    from lanepar._threads import DaemonPool, take
 
     pool = DaemonPool("t")
     try:
@@ -122,7 +123,7 @@ def test_a_pool_starts_its_workers_off_the_submitting_thread(
     the GIL — milliseconds beside CPU-bound tools, every lane stalled meanwhile. Only the pool's
     first start (its spawner) may happen on the submitting thread; the workers, one per body
     running at once, are started by the spawner."""
-    from lanepar.backends._threads import DaemonPool, take
+    from lanepar._threads import DaemonPool, take
 
     starters: list[tuple[str, int]] = []
     real_start = threading.Thread.start
@@ -157,7 +158,7 @@ def test_a_pool_starts_its_workers_off_the_submitting_thread(
 def test_a_job_whose_thread_cannot_start_fails_instead_of_hanging(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lanepar.backends._threads import DaemonPool
+    from lanepar._threads import DaemonPool
 
     real_start = threading.Thread.start
 
@@ -168,12 +169,47 @@ def test_a_job_whose_thread_cannot_start_fails_instead_of_hanging(
 
     monkeypatch.setattr(threading.Thread, "start", start)
     pool = DaemonPool("t")
+    delivered: list[tuple[object, BaseException | None]] = []
     try:
-        fut = pool.submit(int, "1")
+        fut = pool.submit_to(lambda box, error: delivered.append((box, error)), int, "1")
         with pytest.raises(RuntimeError, match="can't start new thread"):
             fut.result(timeout=20)
     finally:
         assert pool.close(20) == []
+    # whoever the job delivers to (an event loop's future) learns of it too: never a hang
+    ((box, error),) = delivered
+    assert box is None and "can't start new thread" in str(error)
+
+
+def test_a_job_delivers_on_its_thread_after_its_future_is_settled() -> None:
+    """The event loop awaits its own future, set by ``deliver`` from the job's thread; drains and
+    interrupts keep using the pool's future, which must be settled by then."""
+    from lanepar._threads import DaemonPool, take
+
+    pool = DaemonPool("t")
+    seen: list[tuple[object, object, bool, int]] = []
+    done = threading.Event()
+    futs: list[Any] = []
+
+    def deliver(box: list[Any] | None, error: BaseException | None) -> None:
+        seen.append((take(box) if box else None, error, futs[0].done(), threading.get_ident()))
+        done.set()
+
+    go = threading.Event()
+
+    def job() -> int:
+        go.wait(20)
+        return 7
+
+    try:
+        futs.append(pool.submit_to(deliver, job))
+        go.set()
+        assert done.wait(20)
+    finally:
+        assert pool.close(20) == []
+    ((value, error, settled, ident),) = seen
+    assert (value, error, settled) == (7, None, True)
+    assert ident != threading.get_ident()
 
 
 def _first_calls_at_once(n: int) -> tuple[list[lp.BatchResult], list[BaseException]]:

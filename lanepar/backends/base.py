@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._exceptions import ToolExitError
+from .._threads import await_future as await_future
+from .._threads import running_on_asyncio as running_on_asyncio
 from ..trace.probe import TaskProbe
 
 
@@ -51,45 +51,6 @@ class Backend(Protocol):
     def close_now(self) -> None:
         """Synchronous last-resort cleanup (kill children, stop threads) for abrupt exits."""
         ...
-
-
-def running_on_asyncio() -> bool:
-    """Whether this thread runs an asyncio loop (else trio, the other loop anyio drives).
-
-    Asked of asyncio itself because anyio no longer depends on sniffio."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
-    """Await a ``concurrent.futures.Future`` on whichever loop anyio is running.
-
-    anyio has no public way to await a foreign future; asyncio's ``wrap_future`` is the cheapest
-    bridge, and on trio a done-callback re-enters the loop through its token.
-    """
-    if running_on_asyncio():
-        return await asyncio.wrap_future(fut)
-    import trio
-
-    token = trio.lowlevel.current_trio_token()
-    done = trio.Event()
-
-    def wake(_: object) -> None:
-        try:
-            token.run_sync_soon(done.set)
-        except trio.RunFinishedError:  # the loop ended first: nobody is waiting any more
-            pass
-
-    fut.add_done_callback(wake)
-    try:
-        await done.wait()
-    except BaseException:
-        fut.cancel()
-        raise
-    return fut.result()
 
 
 def tool_exit(fn: Any, exc: BaseException) -> ToolExitError:

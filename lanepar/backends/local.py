@@ -8,6 +8,7 @@ a bounded time, and a hung tool can never keep the interpreter from exiting.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
 import logging
@@ -16,9 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._threads import BodyAbandoned, DaemonPool, loop_delivery, take
 from ..trace import threadstate
 from ..trace.probe import TaskProbe, loop_waits, run_sync_probed, stepped
-from ._threads import BodyAbandoned, DaemonPool, take
 from .base import BackendContext, await_future, tool_exit
 
 log = logging.getLogger("lanepar")
@@ -62,10 +63,12 @@ class LocalBackend:
         ctx = contextvars.copy_context()
         free = 0
         pool = self._get_pool()
+        loop = asyncio._get_running_loop()  # None on trio: there the future is bridged
+        afut, deliver = loop_delivery(loop) if loop is not None else (None, None)
         # only the tool's own function runs where an interrupt can reach it
         inner, inner_args = pool.body, (fn, *args)
         if probe is None:
-            fut = pool.submit(ctx.run, _guarded, fn, inner, inner_args, kwargs)
+            fut = pool.submit_to(deliver, ctx.run, _guarded, fn, inner, inner_args, kwargs)
         else:
             # threadstate: from the hand-off to the body's first instruction the worker (a new
             # one included: ``Thread.start`` waits for it to run) is waiting for the GIL.
@@ -75,14 +78,21 @@ class LocalBackend:
             handed = [time.perf_counter_ns()]
             hand_cpu = time.thread_time_ns()
             loop_clock = self._clock() if self._watch is not None else None
-            fut = pool.submit(
-                ctx.run, _guarded, fn, run_sync_probed,
+            fut = pool.submit_to(
+                deliver, ctx.run, _guarded, fn, run_sync_probed,
                 (probe, inner, inner_args, kwargs, time.thread_time_ns, self._watch, handed,
                  loop_clock), {},
             )  # fmt: skip
         self._running[slot] = fut
         try:
-            value = take(await await_future(fut))
+            if afut is None:
+                value = take(await await_future(fut))
+            else:
+                try:
+                    value = take(await afut)
+                except BaseException:
+                    fut.cancel()  # not yet taken by a thread: it never starts
+                    raise
         finally:
             if probe is not None and free:
                 # the loop thread's own GIL / core waits between the free slot and the hand-off

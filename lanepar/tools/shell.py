@@ -24,11 +24,13 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 
+from .._threads import off_loop
 from ..trace.notes import note_core_wait, note_gil_wait
 from .paths import StrPath, resolve_root
 from .proctree import MARKER, CallProcesses
@@ -58,6 +60,8 @@ MAX_OUTPUT = 10 * 1024 * 1024
 _POLL_S = (0.01, 0.02, 0.05, 0.1, 0.25)
 #: After the program exits and its leftovers are killed, how long its pipes may take to close.
 _DRAIN_GRACE_S = 2.0
+_T = TypeVar("_T")
+
 _READ = 1 << 16
 #: However it is started: no stdin, both outputs piped, and its own session (so its group can
 #: be killed as one).
@@ -165,7 +169,7 @@ async def _supervise(
                 await exited()
                 # Whatever the program left running would hold the pipes open: end it, then
                 # read what is already buffered.
-                await anyio.to_thread.run_sync(tree.kill_all)
+                await off_loop(tree.kill_all)
                 io.cancel_scope.deadline = anyio.current_time() + _DRAIN_GRACE_S
             tg.cancel_scope.cancel()
     return scope.cancelled_caught
@@ -175,10 +179,10 @@ async def _watch(tree: CallProcesses) -> None:
     # Off the loop: a poll reads /proc entry by entry, and each read gives the GIL up and waits
     # to get it back — beside CPU-bound tools, milliseconds per entry that would stall the loop.
     for delay in _POLL_S:
-        await anyio.to_thread.run_sync(tree.poll)
+        await off_loop(tree.poll)
         await anyio.sleep(delay)
     while True:
-        await anyio.to_thread.run_sync(tree.poll)
+        await off_loop(tree.poll)
         await anyio.sleep(_POLL_S[-1])
 
 
@@ -208,14 +212,18 @@ async def bash(
             raise ValueError(f"bash: timeout_s={timeout_s!r} must be finite and positive")
     if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 0:
         raise ValueError(f"bash: max_output={max_output!r} must be an int >= 0")
-    cwd = resolve_root(root)
-    token = uuid.uuid4().hex
-    home = tempfile.mkdtemp(prefix="lanepar-bash-")
+    cwd, home, token = await _hop(functools.partial(_prepare, root))
     try:
         child_env = build_env(env, home, token)
         return await _run(args, cwd, child_env, token, timeout_s, max_output)
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        with anyio.CancelScope(shield=True):
+            await _hop(functools.partial(shutil.rmtree, home, ignore_errors=True))
+
+
+def _prepare(root: StrPath) -> tuple[Path, str, str]:
+    """The call's working directory, its private home and its process-tree token."""
+    return resolve_root(root), tempfile.mkdtemp(prefix="lanepar-bash-"), uuid.uuid4().hex
 
 
 async def _run(
@@ -287,7 +295,7 @@ class _AnyioChild:
 
 class _PidfdChild:
     """The program where Linux gives a process's exit as a descriptor: started off the loop
-    (:func:`_spawn`), its exit a readable ``pidfd`` and its pipes plain non-blocking descriptors,
+    (:meth:`start`), its exit a readable ``pidfd`` and its pipes plain non-blocking descriptors,
     all waited on by the loop itself — on asyncio (whose own machinery, before 3.12, starts a
     watcher thread per child) and on trio alike."""
 
@@ -304,7 +312,20 @@ class _PidfdChild:
     async def start(
         cls, args: list[str], cwd: os.PathLike[str], env: dict[str, str]
     ) -> _PidfdChild:
-        return cls(await _spawn(args, cwd, env))
+        """Started from a worker thread, never the event loop (see :func:`_hop`): ``Popen``
+        alone makes a dozen system calls — 100-150 ms for one start here beside two spinning
+        threads. Not abandoned on cancel: a cancelled call still gets its program, to kill."""
+
+        def open_child() -> _PidfdChild:
+            process = subprocess.Popen(args, cwd=cwd, env=env, **_CHILD_IO)
+            try:
+                return cls(process)
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+
+        return await _hop(open_child)
 
     @property
     def returncode(self) -> int | None:
@@ -342,25 +363,20 @@ class _PidfdChild:
                     stream.close()
 
 
-async def _spawn(
-    args: list[str], cwd: os.PathLike[str], env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    """Start the program from a worker thread, never the event loop.
+async def _hop(fn: Callable[[], _T]) -> _T:
+    """``fn()`` — system calls only, no waiting on the world — on a worker thread.
 
-    ``Popen`` releases the GIL around each of its system calls (pipes, closes, the wait for the
-    child's ``exec``) and must take it back after each: beside CPU-bound threads that costs a
-    switch interval (5 ms) or more every time — 100-150 ms for one start here, with two threads
-    spinning — and on the loop every other task and lane would stand still meanwhile. On a
-    thread only this call waits; that thread's time off a CPU, from the hand-off to its return,
-    is then this task's GIL wait (with the child's brief wait to ``exec``), not its I/O."""
+    Each system call gives the GIL up and must take it back after: beside CPU-bound threads
+    that costs a switch interval (5 ms) or more every time, and on the loop every other task
+    and lane would stand still meanwhile. On a thread only this call waits, and that thread's
+    time off a CPU, from the hand-off to its return, is this task's GIL wait, not its I/O."""
     handed = time.perf_counter_ns()
 
-    def start() -> tuple[subprocess.Popen[bytes], int]:
+    def timed() -> tuple[_T, int]:
         c = time.thread_time_ns()
-        proc = subprocess.Popen(args, cwd=cwd, env=env, **_CHILD_IO)
-        return proc, time.perf_counter_ns() - handed - (time.thread_time_ns() - c)
+        value = fn()
+        return value, time.perf_counter_ns() - handed - (time.thread_time_ns() - c)
 
-    # not abandoned on cancel: a cancelled call still gets its program back, and so kills it
-    process, off_cpu = await anyio.to_thread.run_sync(start)
+    value, off_cpu = await off_loop(timed)
     note_gil_wait(off_cpu)
-    return process
+    return value
