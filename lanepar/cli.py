@@ -54,11 +54,14 @@ class Progress:
 
 def _run_mode(ex: LaneExecutor, calls: Sequence[Any], mode: str) -> BatchResult:
     progress = Progress(mode, len(calls))
-    unsubscribe = ex.subscribe(progress)
+    # no terminal to draw on: no live feed either (its thread and the running-task table cost
+    # the batch it would show)
+    unsubscribe = ex.subscribe(progress) if progress.enabled else None
     try:
         return ex.run_batch(list(calls), mode=mode)  # type: ignore[arg-type]
     finally:
-        unsubscribe()
+        if unsubscribe is not None:
+            unsubscribe()
         progress.close()
 
 

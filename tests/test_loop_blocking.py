@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 import lanepar as lp
 from lanepar.trace.loopwatch import STARVED
 
@@ -56,3 +58,24 @@ def test_polite_tools_and_the_switch_are_quiet() -> None:
         b = ex.run_batch([lp.ToolCall(blocking_tool, lane="query")])
     assert b.trace is not None
     assert not [e for e in b.trace.events if e["type"] == "loop_blocked"]
+
+
+def test_a_first_batch_that_cannot_be_built_leaves_the_loop_thread_unwatched() -> None:
+    """The loop thread is registered with the thread watch before a first batch's jobs are
+    built (so their dispatch does not pay for it); a build that fails must give it back, or an
+    idle executor would keep the helper sampling its loop."""
+    from lanepar.run._loopobs import LoopObservers
+    from lanepar.trace.recorder import Recorder
+
+    obs = LoopObservers(Recorder())
+    calls: list[str] = []
+    obs.busy = lambda: calls.append("busy")  # type: ignore[method-assign]
+    obs.idle = lambda: calls.append("idle")  # type: ignore[method-assign]
+
+    def broken() -> None:
+        raise ValueError("no such lane")
+
+    with pytest.raises(ValueError, match="no such lane"):
+        obs.first_batch(broken)
+    assert calls == ["busy", "idle"]
+    assert obs.first_batch(lambda: 7) == 7 and calls[2:] == ["busy"]

@@ -10,11 +10,15 @@ thread watch only while batches are in flight, so an idle executor costs the hel
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..trace import threadstate
 from ..trace.loopwatch import LoopWatch
 from ..trace.probe import watch_loop
 from ..trace.recorder import Recorder
+
+T = TypeVar("T")
 
 #: How long the loop thread stays registered with the thread watch after its last batch.
 LINGER_S = 1.0
@@ -47,6 +51,16 @@ class LoopObservers:
         if self.states is not None and self.slot < 0:
             self.slot = self.states.hold()
         watch_loop(self.blocks, self.states, self.slot)
+
+    def first_batch(self, build: Callable[[], T]) -> T:
+        """``build()`` the first batch in flight, :meth:`busy` first: none of its jobs' dispatch
+        pays for registering the loop thread (undone when they could not be built)."""
+        self.busy()
+        try:
+            return build()
+        except BaseException:
+            self.idle()
+            raise
 
     def idle(self) -> None:
         """No batch in flight: stop sampling the loop thread — after a short linger, because

@@ -42,6 +42,12 @@ class SyncRun(Generic[R]):
         self.state: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def start_soon(self) -> None:
+        """:meth:`start` one loop turn later. Called from the caller's thread, this woke the
+        loop through its self-pipe, and reading that pipe is queued behind it: the batch starts
+        after that read, which is then not part of its first jobs' dispatch."""
+        asyncio.get_running_loop().call_soon(self.start)
+
     def start(self) -> None:
         try:
             self.batch, self.state = self._begin()

@@ -263,13 +263,13 @@ class LaneExecutor:
             if self.tracing:
                 self.recorder.add_event("decision", **decision.to_dict(), tasks=len(calls))
         opened = self._sampler.open_window() if self.tracing and self.sample_hz > 0 else 0
-        batch = build_batch(calls, resolved, self._lanes, mode=mode,
-                            routes=decision.routes if decision else {},
-                            recorder=self.recorder if self.tracing else None,
-                            fail_fast=fail_fast, on_fail_fast=self._cancel_batch)  # fmt: skip
+        build = functools.partial(build_batch, calls, resolved, self._lanes, mode=mode,
+                                  routes=decision.routes if decision else {},
+                                  recorder=self.recorder if self.tracing else None,
+                                  fail_fast=fail_fast, on_fail_fast=self._cancel_batch)  # fmt: skip
+        obs = self._loop_obs
+        batch = obs.first_batch(build) if obs and not self._batches else build()
         batch.opened_ns = opened
-        if self._loop_obs is not None and not self._batches:
-            self._loop_obs.busy()
         self._batches.add(batch)
         return batch, decision, mode
 
@@ -351,7 +351,7 @@ class LaneExecutor:
         run: SyncRun[BatchResult] = SyncRun(
             functools.partial(self._begin, list(calls), mode, fail_fast, nested),
             self._end, self._sync_runs)  # fmt: skip
-        self._bridge.soon(run.start)
+        self._bridge.soon(run.start_soon)
         try:
             return self._bridge.result(run.fut)
         except KeyboardInterrupt:

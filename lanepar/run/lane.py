@@ -28,7 +28,7 @@ from ..trace.probe import TaskProbe, activate, deactivate, loop_waits, stepped
 from ._hotpath import CONTENTION_MIN_NS, run_bare, run_traced
 from ._nested import BODY
 from ._settle import finish_job, interrupted_probe, settle, unstarted_probe
-from .job import Job, Worker
+from .job import FutureWake, Job, Worker, wake_factory
 from .jobqueue import JobQueue
 
 if TYPE_CHECKING:
@@ -86,14 +86,12 @@ class Lane:
         self._defers_deadline = bool(getattr(backend, "defers_deadline", False))
         #: Async bodies that take the hot paths of :mod:`._hotpath` (no child to prepare).
         self._inline = self.inline_async and self._prepare is None
-        self._event: Callable[[], anyio.Event] = anyio.Event
+        self._event: Callable[[], anyio.Event | FutureWake] = anyio.Event
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
-        # The running backend's event class: ``anyio.Event()`` asks sniffio which backend runs
-        # on every call, and an idle worker makes one per wait (half its cost on a wide lane).
-        self._event = type(anyio.Event())
+        self._event = wake_factory()
         self._spawn(warm=min(self.limit, WORKERS_WARM))
         warm = getattr(self.backend, "warm", None)
         if warm is not None:  # process children start ahead of need, in the background
