@@ -1,15 +1,17 @@
-"""The two paths most calls take through a lane: an async body run inline on the loop, with no
-deadline, retry or live view to keep — untraced, or traced into a record.
+"""The paths most calls take through a lane, with no deadline, retry or live view to keep: an
+async body run inline on the loop (untraced, or traced into a record), or a traced sync body
+handed to the lane's threads.
 
 Kept apart from the worker loop (:mod:`lanepar.run.lane`) because they are what the per-task
 overhead benchmark measures: each skips the attempt machinery (deadline scope, retry loop, live
-"running" entry) that only those features need, and the worker calls them directly, so a call
-costs one coroutine frame less. What they settle is exactly what :meth:`Lane._run` settles.
+"running" entry) that only those features need, and the worker awaits them directly, so a call
+costs two coroutine frames less. What they settle is exactly what :meth:`Lane._run` settles.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import tool_exit
@@ -24,6 +26,21 @@ if TYPE_CHECKING:
 CONTENTION_MIN_NS = 200_000
 _pc = time.perf_counter_ns
 _tt = time.thread_time_ns
+
+
+def run_job(lane: Lane, w: Worker, job: Job, granted: int) -> Coroutine[Any, Any, int]:
+    """The coroutine that runs ``job`` on worker ``w`` (a plain call: no frame of its own),
+    returning when its body ended (0: unknown)."""
+    if lane._inline and not job.retries and job.timeout_s is None:
+        rec = lane.recorder
+        if job.is_async:
+            if rec is None and not lane.hooks.task_finished:
+                return run_bare(job)
+            if rec is not None and not rec.live:
+                return run_traced(lane, w, job, max(job.pushed_ns, w.free_at, granted))
+        elif rec is not None and not rec.live:
+            return run_sync_traced(lane, w, job, max(job.pushed_ns, w.free_at, granted))
+    return lane._run(w, job, granted)
 
 
 async def run_bare(job: Job) -> int:
@@ -64,4 +81,24 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
             probe.prepend_contention(*loop_waits(free, probe.started_ns, free_cpu, cpu))
     finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
                "ok" if error is None else "error")  # fmt: skip
+    return probe.finished_ns
+
+
+async def run_sync_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
+    """Traced, one attempt, a sync body on the lane's threads (its backend: see
+    ``LocalBackend.run``, which measures the hand-off from ``free``); then its record."""
+    probe = TaskProbe(lane.resolution_ns, lane.max_segments)
+    probe.free_cpu_ns = w.cpu_at(free, job)
+    probe.started_ns = free
+    error: Exception | None = None
+    value: Any = None
+    try:
+        value = await lane.backend.run(w.slot, job.fn, job.args, job.kwargs, False, probe)
+    except Exception as e:
+        error = e
+    except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
+        error = tool_exit(job.fn, e)
+    finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
+               "ok" if error is None else "error")  # fmt: skip
+    w.free_cpu = probe.end_loop_cpu_ns
     return probe.finished_ns

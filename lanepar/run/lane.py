@@ -25,7 +25,7 @@ from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
 from ..trace.probe import TaskProbe, activate, deactivate, loop_waits, stepped
-from ._hotpath import CONTENTION_MIN_NS, run_bare, run_traced
+from ._hotpath import CONTENTION_MIN_NS, run_job
 from ._nested import BODY
 from ._settle import finish_job, interrupted_probe, settle, unstarted_probe
 from .job import FutureWake, Job, Worker, wake_factory
@@ -226,18 +226,7 @@ class Lane:
                 self.peak_active = self.active
             body_end = 0
             try:
-                if (job.is_async and self._inline and not job.retries
-                        and job.timeout_s is None):  # fmt: skip
-                    rec = self.recorder
-                    if rec is None and not self.hooks.task_finished:
-                        body_end = await run_bare(job)
-                    elif rec is not None and not rec.live:
-                        free = max(job.pushed_ns, w.free_at, granted)
-                        body_end = await run_traced(self, w, job, free)
-                    else:
-                        body_end = await self._run(w, job, granted)
-                else:
-                    body_end = await self._run(w, job, granted)
+                body_end = await run_job(self, w, job, granted)
             finally:
                 self.active -= 1
                 if budget is not None:
