@@ -308,6 +308,59 @@ def test_lanes_start_their_first_workers_ahead_of_the_first_batch() -> None:
         assert len(ex.lanes["w"]._lane.workers) == WORKERS_WARM  # the batch found them all waiting
 
 
+def test_a_body_handed_over_as_it_is_queued_runs_as_its_worker_would_run_it() -> None:
+    """A lane hands a batch's first sync jobs to threads as it queues them, before any worker
+    wakes; those bodies must see what a body its worker hands over sees — the executor's
+    context with their lane set (nested batches rely on it), not the submitting caller's."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("who")
+
+    def who(i: int) -> tuple[int, str, object]:
+        from lanepar.run._nested import BODY
+
+        lane = BODY.get()
+        return i, var.get(), lane[1] if lane else None
+
+    lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=2)}
+    var.set("at start")
+    with lp.LaneExecutor(lanes) as ex:  # 2 workers: 2 bodies handed early, 4 by a worker
+        var.set("at submission")
+        b = ex.run_batch([lp.ToolCall(who, i, lane="t") for i in range(6)])
+    assert b.results == [(i, "at start", "t") for i in range(6)]
+
+
+def test_a_batch_cancelled_before_its_workers_wake_settles_what_was_handed_over() -> None:
+    """Sync bodies handed to threads as they were queued belong to workers that have not run
+    yet; cancelling at that moment (in the same step) must settle them as cancelled, wait for
+    their threads, free the slots and leave nothing pending on the loop."""
+    import gc
+
+    gate = threading.Event()
+
+    def held(i: int) -> int:
+        gate.wait(20)
+        return i
+
+    async def main() -> tuple[list[str], list[int]]:
+        lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=2)}
+        async with lp.LaneExecutor(lanes) as ex:
+            handles = [ex.submit(lp.ToolCall(held, i, lane="t")) for i in range(4)]
+            ex.cancel()  # in the same step: no worker has woken to collect its body yet
+            gate.set()
+            for h in handles:
+                with pytest.raises(lp.TaskCancelledError):
+                    await h
+            after = await ex.arun_batch([lp.ToolCall(held, i, lane="t") for i in range(3)])
+            outcomes = [t.outcome for t in ex.snapshot().tasks[:4]]
+            assert ex.lanes["t"].active == 0
+        return outcomes, after.results
+
+    outcomes, later = anyio.run(main)
+    assert outcomes == ["cancelled"] * 4 and later == [0, 1, 2]
+    gc.collect()  # a loop future settled with nobody awaiting it would complain here
+
+
 def test_limits_have_a_ceiling_and_cost_nothing_idle() -> None:
     with pytest.raises(lp.LaneConfigError, match="max_concurrency"):
         lp.LaneConfig(max_concurrency=10**9)

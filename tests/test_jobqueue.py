@@ -77,3 +77,25 @@ def test_matches_a_stable_sort(items: list[tuple[int, bool]]) -> None:
     assert removed == [j for _, j in model if j.endswith("r")]
     assert len(q) == len(jobs) - len(removed)
     assert drain(q) == [j for _, j in model if not j.endswith("r")]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.booleans()), max_size=30),
+    st.integers(0, 10),
+)
+def test_take_first_looks_only_a_few_jobs_into_the_first_priority(
+    items: list[tuple[int, bool]], within: int
+) -> None:
+    """What a lane hands to a thread as jobs are queued: the first matching job among the next
+    ``within`` of the first priority — never one of a later priority, never one further back —
+    and the rest keep their order."""
+    q: JobQueue[tuple[int, int, bool]] = JobQueue()
+    jobs = [(prio, i, hot) for i, (prio, hot) in enumerate(items)]
+    q.push((prio, job) for job in jobs for prio in [job[0]])
+    order = sorted(jobs, key=lambda j: (j[0], j[1]))
+    head = [j for j in order if order and j[0] == order[0][0]][:within]
+    expected = next((j for j in head if j[2]), None)
+    got = q.take_first(lambda j: j[2], within)
+    assert got == expected
+    rest = [j for j in order if j != got]
+    assert len(q) == len(rest) and [q.pop() for _ in range(len(q))] == rest

@@ -14,7 +14,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._threads import BodyAbandoned, DaemonPool, loop_delivery, take
@@ -23,6 +23,13 @@ from ..trace.probe import TaskProbe, loop_waits, run_sync_probed, stepped
 from .base import BackendContext, await_future, tool_exit
 
 log = logging.getLogger("lanepar")
+#: A sync body handed to a thread: (its pool future, the loop's future it delivers to (None on
+#: trio), its probe, the slot-free time, [the hand-off time], the loop's CPU clock then).
+Handed = tuple[
+    concurrent.futures.Future[Any], "asyncio.Future[list[Any]] | None", TaskProbe | None, int,
+    list[int], int,
+]
+_NOT_HANDED = [0]
 
 #: How long closing waits for bodies still running in threads before it abandons them.
 CLOSE_WAIT_S = 0.5
@@ -46,7 +53,7 @@ class LocalBackend:
             self._pool = DaemonPool(f"lanepar-{self.lane}")
         return self._pool
 
-    async def run(
+    def run(
         self,
         slot: int,
         fn: Callable[..., Any],
@@ -55,13 +62,29 @@ class LocalBackend:
         is_async: bool,
         probe: TaskProbe | None,
         on_start: Callable[[], None] | None = None,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
+        """The body's coroutine (a plain call: no frame of its own); a sync body is handed to
+        a thread here and now, the coroutine waits for it."""
         if is_async:
-            if probe is None:
-                return await fn(*args, **kwargs)
-            return await stepped(fn(*args, **kwargs), probe)
-        ctx = contextvars.copy_context()
-        free = 0
+            return fn(*args, **kwargs) if probe is None else stepped(fn(*args, **kwargs), probe)
+        return self.collect(slot, self.hand_off(slot, fn, args, kwargs, probe))
+
+    def hand_off(
+        self,
+        slot: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        probe: TaskProbe | None,
+        ctx: contextvars.Context | None = None,
+    ) -> Handed:
+        """Give a sync body to one of the lane's threads (on the loop, never waiting); its
+        result is :meth:`collect`'s to await. A lane hands a batch's first jobs over as it
+        queues them, before it wakes the workers that collect them (``ctx``: the one the body
+        runs in, default the caller's)."""
+        ctx = contextvars.copy_context() if ctx is None else ctx
+        free = hand_cpu = 0
+        handed = _NOT_HANDED
         pool = self._get_pool()
         loop = asyncio._get_running_loop()  # None on trio: there the future is bridged
         afut, deliver = loop_delivery(loop) if loop is not None else (None, None)
@@ -84,6 +107,11 @@ class LocalBackend:
                  loop_clock), {},
             )  # fmt: skip
         self._running[slot] = fut
+        return fut, afut, probe, free, handed, hand_cpu
+
+    async def collect(self, slot: int, h: Handed) -> Any:
+        """The value of the body :meth:`hand_off` gave to a thread (or what it raised)."""
+        fut, afut, probe, free, handed, hand_cpu = h
         try:
             if afut is None:
                 value = take(await await_future(fut))

@@ -20,8 +20,11 @@ from ._settle import finish_job
 
 if TYPE_CHECKING:
     from .job import Job, Worker
+    from .jobqueue import JobQueue
     from .lane import Lane
 
+#: How many queued jobs a lane looks through for one to hand to a thread as they are queued.
+EARLY_LOOKAHEAD = 8
 #: A start delay shorter than this is not worth asking the thread watch about.
 CONTENTION_MIN_NS = 200_000
 _pc = time.perf_counter_ns
@@ -39,7 +42,8 @@ def run_job(lane: Lane, w: Worker, job: Job, granted: int) -> Coroutine[Any, Any
             if rec is not None and not rec.live:
                 return run_traced(lane, w, job, max(job.pushed_ns, w.free_at, granted))
         elif rec is not None and not rec.live:
-            return run_sync_traced(lane, w, job, max(job.pushed_ns, w.free_at, granted))
+            free = max(job.pushed_ns, w.free_at, granted)
+            return collect_handed(lane, w, job, free, hand_sync(lane, w, job, free))
     return lane._run(w, job, granted)
 
 
@@ -84,16 +88,44 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     return probe.finished_ns
 
 
-async def run_sync_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
-    """Traced, one attempt, a sync body on the lane's threads (its backend: see
-    ``LocalBackend.run``, which measures the hand-off from ``free``); then its record."""
+def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> tuple[Any, Job | None]:
+    """For idle worker ``w``, as jobs are queued: the first of the next few that takes the sync
+    hot path (traced, no deadline or retries, its batch live), taken out of ``queue`` and
+    handed to a thread — ((slot-free time, the hand-off), the job) — or (None, None), and the
+    worker takes the next job as usual when it wakes. The lookahead is short: those before it
+    are started at once too (by the workers woken with it), and it never scans a long queue."""
+    rec = lane.recorder
+    if rec is None or rec.live:
+        return None, None
+    job = queue.take_first(_sync_hot, EARLY_LOOKAHEAD)
+    if job is None:
+        return None, None
+    free = max(job.pushed_ns, w.free_at)
+    return (free, hand_sync(lane, w, job, free)), job
+
+
+def _sync_hot(job: Job) -> bool:
+    return not (job.is_async or job.retries or job.timeout_s is not None or job.batch.cancelled)
+
+
+def hand_sync(lane: Lane, w: Worker, job: Job, free: int) -> Any:
+    """A traced sync body given to the lane's threads (see ``LocalBackend.hand_off``, which
+    measures the hand-off from ``free``)."""
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
     probe.free_cpu_ns = w.cpu_at(free, job)
     probe.started_ns = free
+    ctx = w.ctx.copy() if w.ctx is not None else None  # the worker's, not the queuer's
+    return lane.backend.hand_off(w.slot, job.fn, job.args, job.kwargs, probe, ctx)  # type: ignore[attr-defined]
+
+
+async def collect_handed(lane: Lane, w: Worker, job: Job, free: int, handed: Any) -> int:
+    """Traced, one attempt: the value of a sync body handed to a thread, then its record.
+    Returns when the body ended."""
+    probe: TaskProbe = handed[2]
     error: Exception | None = None
     value: Any = None
     try:
-        value = await lane.backend.run(w.slot, job.fn, job.args, job.kwargs, False, probe)
+        value = await lane.backend.collect(w.slot, handed)  # type: ignore[attr-defined]
     except Exception as e:
         error = e
     except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
@@ -102,3 +134,14 @@ async def run_sync_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
                "ok" if error is None else "error")  # fmt: skip
     w.free_cpu = probe.end_loop_cpu_ns
     return probe.finished_ns
+
+
+def drop_handed(w: Worker) -> int:
+    """A worker cancelled before it woke to collect its handed job: its loop future is given
+    up (the job itself is settled and drained as any interrupted one). Returns 1, the slot
+    the hand-off had counted active."""
+    _free, handed = w.handed or (0, None)
+    w.handed = None
+    if handed is not None and handed[1] is not None:
+        handed[1].cancel()
+    return 1

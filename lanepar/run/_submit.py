@@ -142,6 +142,17 @@ def _build(
             per_lane.setdefault(lane, []).append((call.priority, job))
     if recorder is not None:
         recorder.submitted += len(calls)
+        # A job is submitted as it is queued, the whole batch at once: building a large batch
+        # takes milliseconds, and charging that to the first tasks' dispatch would hide the
+        # scheduler's real per-task cost. Queueing itself is dispatch: it wakes the workers,
+        # and hands sync jobs straight to threads (``Lane.push``).
+        now = batch.submitted_ns = _pc()
+        batch.submitted_cpu = time.thread_time_ns()
+        for _lane, _prio, job in ordered:
+            job.submitted_ns = job.pushed_ns = now
+        for items in per_lane.values():
+            for _prio, job in items:
+                job.submitted_ns = job.pushed_ns = now
     if mode == "sequential":
         batch.lanes = {ln for ln, _, _ in ordered}
         if ordered:
@@ -152,15 +163,4 @@ def _build(
         batch.lanes = set(per_lane)
         for lane, items in per_lane.items():
             lane.push(items)
-    if recorder is not None:
-        # A job is submitted once it is in its queue, the whole batch at once: building and
-        # queueing a large batch takes milliseconds, and charging that to the first tasks'
-        # dispatch would hide the scheduler's real per-task cost.
-        now = batch.submitted_ns = _pc()
-        batch.submitted_cpu = time.thread_time_ns()
-        for _lane, _prio, job in ordered:
-            job.submitted_ns = job.pushed_ns = now
-        for items in per_lane.values():
-            for _prio, job in items:
-                job.submitted_ns = job.pushed_ns = now
     return batch

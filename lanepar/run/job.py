@@ -7,6 +7,7 @@ access must stay cheap and each job small.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import math
 from collections.abc import Callable
@@ -73,7 +74,7 @@ class Job:
 
 
 class Worker:
-    __slots__ = ("deadline", "free_at", "free_cpu", "job", "scope", "slot", "wake")
+    __slots__ = ("ctx", "deadline", "free_at", "free_cpu", "handed", "job", "scope", "slot", "wake")
 
     def __init__(self, slot: int) -> None:
         self.slot = slot
@@ -83,6 +84,11 @@ class Worker:
         self.wake: anyio.Event | FutureWake | None = None
         self.free_at = 0
         self.free_cpu = 0  # the loop thread's CPU clock at ``free_at`` (0: unknown)
+        #: (slot-free time, the backend's hand-off) of a job given to a thread as it was queued,
+        #: for this worker to collect when it wakes (see ``Lane.push``)
+        self.handed: tuple[int, Any] | None = None
+        #: the worker task's context (its lane set), which bodies handed for it start from
+        self.ctx: contextvars.Context | None = None
 
     def cpu_at(self, free: int, job: Job) -> int:
         """The loop thread's CPU clock at ``free`` (this slot's or ``job``'s queueing time), when

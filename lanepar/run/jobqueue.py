@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
@@ -45,6 +46,23 @@ class JobQueue(Generic[J]):
             added += 1
         self.n += added
         return added
+
+    def take_first(self, pred: Callable[[J], bool], within: int) -> J | None:
+        """The first of the next ``within`` jobs of the first priority that matches ``pred``,
+        taken out (the others keep their order), or None."""
+        if not self.n:
+            return None
+        prio = self._prios[0]
+        dq = self._buckets[prio]
+        for i, job in enumerate(itertools.islice(dq, within)):
+            if pred(job):
+                del dq[i]
+                if not dq:
+                    del self._buckets[prio]
+                    self._prios.pop(0)
+                self.n -= 1
+                return job
+        return None
 
     def pop(self) -> J:
         prio = self._prios[0]

@@ -25,7 +25,7 @@ from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
 from ..trace.probe import TaskProbe, activate, deactivate, loop_waits, stepped
-from ._hotpath import CONTENTION_MIN_NS, run_job
+from ._hotpath import CONTENTION_MIN_NS, collect_handed, drop_handed, hand_early, run_job
 from ._nested import BODY
 from ._settle import finish_job, interrupted_probe, settle, unstarted_probe
 from .job import FutureWake, Job, Worker, wake_factory
@@ -142,11 +142,20 @@ class Lane:
 
     # -- submission ------------------------------------------------------------------------------
     def push(self, jobs: Iterable[tuple[int, Job]]) -> None:
-        """Queue (priority, job) pairs in one step and wake as many idle workers as needed."""
+        """Queue (priority, job) pairs in one step and wake as many idle workers as needed.
+
+        A traced sync job (no deadline or retries) that an idle worker would take next is
+        handed to a thread right here (``hand_early``): a batch's threads then all start before
+        the first woken worker runs, instead of one per worker wake-up and task switch."""
         added = self.queue.push(jobs)
-        idle = self._idle
+        idle, queue = self._idle, self.queue
         while idle and added > 0:
             w = idle.pop()
+            if self._inline and self.budget is None and w.slot < self.limit:
+                w.handed, w.job = hand_early(self, w, queue)
+                if w.handed is not None:
+                    self.active += 1
+                    self.peak_active = max(self.peak_active, self.active)
             if w.wake is not None:
                 w.wake.set()
             added -= 1
@@ -155,8 +164,7 @@ class Lane:
         if self.budget is not None:
             self.budget.work_arrived(self)
 
-    def drop(self, batch: _Batch) -> list[Job]:
-        """Remove the queued jobs of a batch at once (cancellation must not wait for workers)."""
+    def drop(self, batch: _Batch) -> list[Job]:  # (cancellation must not wait for workers)
         return self.queue.remove_if(lambda j: j.batch is batch)
 
     def cancel_running(self, batch: _Batch | None) -> None:
@@ -167,6 +175,7 @@ class Lane:
     # -- workers ---------------------------------------------------------------------------------
     async def _worker_main(self, w: Worker) -> None:
         BODY.set((self.owner, self.name))  # once per worker: tasks it runs see their lane
+        w.ctx = contextvars.copy_context()
         try:
             while True:
                 with anyio.CancelScope() as scope:
@@ -174,6 +183,8 @@ class Lane:
                     if await self._serve(w, scope):
                         return
                 job, w.job = w.job, None
+                if w.handed is not None:  # cancelled before it woke to collect it
+                    self.active -= drop_handed(w)
                 if job is not None:
                     self._finish_interrupted(w, job, scope)
                     await self._drain(w, job)
@@ -190,58 +201,60 @@ class Lane:
         budget = self.budget
         since_yield = 0
         while True:
-            if w.slot >= self.limit:
-                return True
-            if scope.cancel_called:
-                return False
-            if not self.queue.n:
-                ev = w.wake = self._event()
-                self._idle.append(w)
-                await ev.wait()
-                w.wake = None
-                since_yield = 0
-                continue
+            handed, w.handed = w.handed, None
             granted = 0
-            if budget is not None:
-                if not budget.try_acquire(self):
-                    await budget.acquire(self)
+            if handed is not None:  # given to a thread as it was queued: collect it
+                job = w.job
+                assert job is not None
+                coro = collect_handed(self, w, job, *handed)
+            else:
+                if w.slot >= self.limit:
+                    return True
+                if scope.cancel_called:
+                    return False
+                if not self.queue.n:
+                    ev = w.wake = self._event()
+                    self._idle.append(w)
+                    await ev.wait()
+                    w.wake = None
                     since_yield = 0
-                granted = _pc()
-                if not self.queue.n or w.slot >= self.limit:
-                    budget.release(self)
                     continue
-            job = self.queue.pop()
-            if job.batch.cancelled:
                 if budget is not None:
-                    budget.release(self)
-                self.record_unstarted(job, "cancelled")
-                job.batch.fail(
-                    job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled"
-                )
-                del job  # an idle worker must not keep a finished batch (and its results) alive
-                continue
-            w.job = job
-            self.active += 1
-            if self.active > self.peak_active:
-                self.peak_active = self.active
+                    if not budget.try_acquire(self):
+                        await budget.acquire(self)
+                        since_yield = 0
+                    granted = _pc()
+                    if not self.queue.n or w.slot >= self.limit:
+                        budget.release(self)
+                        continue
+                job = self.queue.pop()
+                if job.batch.cancelled:
+                    if budget is not None:
+                        budget.release(self)
+                    self.record_unstarted(job, "cancelled")
+                    job.batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"),
+                                   "cancelled")  # fmt: skip
+                    del job  # an idle worker must not keep a finished batch (and its results)
+                    continue
+                w.job = job
+                self.active += 1
+                if self.active > self.peak_active:
+                    self.peak_active = self.active
+                coro = run_job(self, w, job, granted)
             body_end = 0
             try:
-                body_end = await run_job(self, w, job, granted)
+                body_end = await coro
             finally:
                 self.active -= 1
                 if budget is not None:
                     budget.release(self)
             w.job = None
             del job  # an idle worker must not keep a finished batch (and its results) alive
-            # The slot is free from the moment its body ended, not from when this coroutine
-            # resumed: a loop slowed by GIL contention notices a finished thread late, and a
-            # task waiting meanwhile waited for the executor (dispatch, or the loop's GIL / core
-            # waits), not for capacity (queued). ``min``: a child's clock may land a hair ahead.
+            # The slot is free from its body's end, not from when this coroutine resumed (late
+            # on a GIL-bound loop): a task waiting meanwhile waited for the executor (dispatch,
+            # or the loop's GIL / core waits), not for capacity. A child's clock may run ahead.
             now = _pc()
-            if 0 < body_end < now:
-                w.free_at = body_end
-            else:
-                w.free_at, w.free_cpu = now, 0
+            w.free_at, w.free_cpu = (body_end, w.free_cpu) if 0 < body_end < now else (now, 0)
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
