@@ -9,13 +9,17 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
+from .._exceptions import TaskCancelledError, TaskTimeoutError
 from ..trace.model import KIND_CODE, TaskRecord
 from ..trace.probe import TaskProbe
 
 if TYPE_CHECKING:
     from ..trace.hooks import Observers
     from ..trace.recorder import Recorder
-    from .job import Job
+    from .job import Job, Worker
+    from .lane import Lane
 
 _pc = time.perf_counter_ns
 QUEUED = KIND_CODE["queued"]
@@ -124,3 +128,29 @@ def finish_job(
         job.batch.fail(job.index, error, outcome)
     if record is not None and hooks.task_finished:
         hooks.emit("task_finished", record)
+
+
+def finish_interrupted(lane: Lane, w: Worker, job: Job) -> None:
+    """The worker's scope was cancelled mid-job: a timeout if its deadline passed. A timeout
+    the call opted into retrying goes back to the lane's queue; anything else is settled."""
+    timed_out = job.timeout_s is not None and anyio.current_time() >= w.deadline
+    outcome = "timeout" if timed_out else "cancelled"
+    exc: BaseException
+    if timed_out:
+        exc = TaskTimeoutError(f"{job.name} timed out after {job.timeout_s} s")
+    else:
+        exc = TaskCancelledError(f"{job.name} was cancelled")
+    rec = lane.recorder
+    if timed_out and job.retry_timeouts and job.attempt < job.retries and not job.batch.cancelled:
+        job.attempt += 1
+        if rec is not None:
+            rec.running.pop(job.id, None)
+            rec.add_event("retry", lane=lane.name, task=job.id, attempt=job.attempt,
+                          error=str(exc))  # fmt: skip
+        lane.push(((0, job),))
+        return
+    start = max(job.pushed_ns, w.free_at)
+    probe = None
+    if rec is not None or lane.hooks.task_finished:
+        probe = interrupted_probe(start, _pc(), lane.resolution_ns, lane.max_segments)
+    finish_job(lane.name, rec, lane.hooks, job, w.slot, start, probe, None, exc, outcome)

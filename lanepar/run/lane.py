@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .._exceptions import TaskCancelledError, TaskTimeoutError
+from .._exceptions import TaskCancelledError
 from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
 from ..trace.probe import TaskProbe, activate, deactivate, loop_waits, stepped
 from ._hotpath import CONTENTION_MIN_NS, collect_handed, drop_handed, hand_early, run_job
 from ._nested import BODY
-from ._settle import finish_job, interrupted_probe, settle, unstarted_probe
+from ._settle import finish_interrupted, finish_job, settle, unstarted_probe
 from .job import FutureWake, Job, Worker, wake_factory
 from .jobqueue import JobQueue
 
@@ -144,9 +144,9 @@ class Lane:
     def push(self, jobs: Iterable[tuple[int, Job]]) -> None:
         """Queue (priority, job) pairs in one step and wake as many idle workers as needed.
 
-        A traced sync job (no deadline or retries) that an idle worker would take next is
-        handed to a thread right here (``hand_early``): a batch's threads then all start before
-        the first woken worker runs, instead of one per worker wake-up and task switch."""
+        A traced sync job (no deadline or retries) that a woken worker would take is handed to
+        a thread right here (``hand_early``): a batch's threads then all start before the first
+        woken worker runs, instead of one per worker wake-up and task switch."""
         added = self.queue.push(jobs)
         idle, queue = self._idle, self.queue
         while idle and added > 0:
@@ -186,7 +186,7 @@ class Lane:
                 if w.handed is not None:  # cancelled before it woke to collect it
                     self.active -= drop_handed(w)
                 if job is not None:
-                    self._finish_interrupted(w, job, scope)
+                    finish_interrupted(self, w, job)
                     await self._drain(w, job)
                     del job
                 w.free_at, w.free_cpu = _pc(), 0  # the interrupted job held the slot until now
@@ -352,31 +352,6 @@ class Lane:
                 "retry", lane=self.name, task=job.id, attempt=job.attempt, error=repr(error)[:300]
             )
         await anyio.sleep(delay)
-
-    def _finish_interrupted(self, w: Worker, job: Job, scope: anyio.CancelScope) -> None:
-        """The worker's scope was cancelled mid-job: a timeout if its deadline passed. A timeout
-        the call opted into retrying goes back to the queue; anything else is settled."""
-        timed_out = job.timeout_s is not None and anyio.current_time() >= w.deadline
-        outcome = "timeout" if timed_out else "cancelled"
-        exc: BaseException
-        if timed_out:
-            exc = TaskTimeoutError(f"{job.name} timed out after {job.timeout_s} s")
-        else:
-            exc = TaskCancelledError(f"{job.name} was cancelled")
-        if timed_out and job.retry_timeouts and self._may_retry(job):
-            job.attempt += 1
-            if self.recorder is not None:
-                self.recorder.running.pop(job.id, None)
-                self.recorder.add_event("retry", lane=self.name, task=job.id,
-                                        attempt=job.attempt, error=str(exc))  # fmt: skip
-            self.push(((0, job),))
-            return
-        start = max(job.pushed_ns, w.free_at)
-        probe = None
-        if self.recorder is not None or self.hooks.task_finished:
-            probe = interrupted_probe(start, _pc(), self.resolution_ns, self.max_segments)
-        finish_job(self.name, self.recorder, self.hooks, job, w.slot, start, probe, None, exc,
-                   outcome)  # fmt: skip
 
     async def _drain(self, w: Worker, job: Job) -> None:
         """A body that cannot be interrupted (a thread) keeps its slot until it really returns,
