@@ -36,10 +36,9 @@ def _overlay_lanepar(worker: contextvars.Context) -> None:
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:  # no loop, or a trio loop
-        return None
+    """This thread's running asyncio loop, or None (no loop, or a trio loop): asked through the
+    getter that returns None rather than raising, as every call of a turn asks it."""
+    return asyncio._get_running_loop()
 
 
 #: What a call without keyword arguments carries (never mutated: a body gets ``**`` a copy).
