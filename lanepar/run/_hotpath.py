@@ -138,10 +138,13 @@ async def collect_handed(lane: Lane, w: Worker, job: Job, free: int, handed: Any
 
 def drop_handed(w: Worker) -> int:
     """A worker cancelled before it woke to collect its handed job: its loop future is given
-    up (the job itself is settled and drained as any interrupted one). Returns 1, the slot
-    the hand-off had counted active."""
+    up, and the body never starts if no thread has taken it yet (what ``collect`` does when
+    cancelled; the job itself is settled and drained as any interrupted one). Returns 1, the
+    slot the hand-off had counted active."""
     _free, handed = w.handed or (0, None)
     w.handed = None
-    if handed is not None and handed[1] is not None:
-        handed[1].cancel()
+    if handed is not None:
+        handed[0].cancel()
+        if handed[1] is not None:
+            handed[1].cancel()
     return 1
