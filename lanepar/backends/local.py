@@ -85,7 +85,7 @@ class LocalBackend:
         ctx = contextvars.copy_context() if ctx is None else ctx
         free = hand_cpu = 0
         handed = _NOT_HANDED
-        pool = self._get_pool()
+        pool = self._pool or self._get_pool()
         loop = asyncio._get_running_loop()  # None on trio: there the future is bridged
         afut, deliver = loop_delivery(loop) if loop is not None else (None, None)
         # only the tool's own function runs where an interrupt can reach it

@@ -54,6 +54,8 @@ class JobQueue(Generic[J]):
             return None
         prio = self._prios[0]
         dq = self._buckets[prio]
+        if within > 0 and pred(dq[0]):  # nearly always: the next job itself
+            return self.pop()
         for i, job in enumerate(itertools.islice(dq, within)):
             if pred(job):
                 del dq[i]
