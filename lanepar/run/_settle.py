@@ -141,7 +141,7 @@ def finish_interrupted(lane: Lane, w: Worker, job: Job) -> None:
     else:
         exc = TaskCancelledError(f"{job.name} was cancelled")
     rec = lane.recorder
-    if timed_out and job.retry_timeouts and job.attempt < job.retries and not job.batch.cancelled:
+    if timed_out and job.retry_timeouts and lane._may_retry(job):
         job.attempt += 1
         if rec is not None:
             rec.running.pop(job.id, None)
