@@ -36,13 +36,13 @@ def run_job(lane: Lane, w: Worker, job: Job, granted: int) -> Coroutine[Any, Any
     returning when its body ended (0: unknown)."""
     if lane._inline and not job.retries and job.timeout_s is None:
         rec = lane.recorder
-        if job.is_async:
-            if rec is None and not lane.hooks.task_finished:
+        if rec is None:
+            if job.is_async and not lane.hooks.task_finished:
                 return run_bare(job)
-            if rec is not None and not rec.live:
-                return run_traced(lane, w, job, max(job.pushed_ns, w.free_at, granted))
-        elif rec is not None and not rec.live:
+        elif not rec.live:
             free = max(job.pushed_ns, w.free_at, granted)
+            if job.is_async:
+                return run_traced(lane, w, job, free)
             return collect_handed(lane, w, job, free, hand_sync(lane, w, job, free))
     return lane._run(w, job, granted)
 
@@ -136,15 +136,13 @@ async def collect_handed(lane: Lane, w: Worker, job: Job, free: int, handed: Any
     return probe.finished_ns
 
 
-def drop_handed(w: Worker) -> int:
+def drop_handed(w: Worker) -> None:
     """A worker cancelled before it woke to collect its handed job: its loop future is given
     up, and the body never starts if no thread has taken it yet (what ``collect`` does when
-    cancelled; the job itself is settled and drained as any interrupted one). Returns 1, the
-    slot the hand-off had counted active."""
+    cancelled; the job itself is settled and drained as any interrupted one)."""
     _free, handed = w.handed or (0, None)
     w.handed = None
     if handed is not None:
         handed[0].cancel()
         if handed[1] is not None:
             handed[1].cancel()
-    return 1

@@ -184,7 +184,8 @@ class Lane:
                         return
                 job, w.job = w.job, None
                 if w.handed is not None:  # cancelled before it woke to collect it
-                    self.active -= drop_handed(w)
+                    drop_handed(w)
+                    self.active -= 1  # (the hand-off counted it)
                 if job is not None:
                     finish_interrupted(self, w, job)
                     await self._drain(w, job)
