@@ -52,16 +52,12 @@ class JobQueue(Generic[J]):
         taken out (the others keep their order), or None."""
         if not self.n:
             return None
-        prio = self._prios[0]
-        dq = self._buckets[prio]
-        if within > 0 and pred(dq[0]):  # nearly always: the next job itself
-            return self.pop()
+        dq = self._buckets[self._prios[0]]
         for i, job in enumerate(itertools.islice(dq, within)):
             if pred(job):
-                del dq[i]
-                if not dq:
-                    del self._buckets[prio]
-                    self._prios.pop(0)
+                if i == 0:  # nearly always: the next job itself
+                    return self.pop()
+                del dq[i]  # (a later one: the job before it keeps the bucket)
                 self.n -= 1
                 return job
         return None
