@@ -246,10 +246,10 @@ async def _run(
         exited = functools.partial(child.exited, tree)
         timed_out = await _supervise(tree, readers, exited, timeout_s)
     finally:
-        if not (tree.clean and child.returncode is not None):
-            tree.kill_all()
-        tree.close()
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):  # (a timeout or cancel ends the call here)
+            if not (tree.clean and child.returncode is not None):
+                await off_loop(tree.kill_all)  # off the loop, as when the program exits
+            tree.close()
             await child.close()
     # the child's waits for a core were this task's, not I/O (its own thread was idle)
     note_core_wait(tree.runq_ns)
