@@ -56,8 +56,7 @@ async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
     """Await a ``concurrent.futures.Future`` on whichever loop anyio is running.
 
     anyio has no public way to await a foreign future; asyncio's ``wrap_future`` is the cheapest
-    bridge, and on trio a done-callback re-enters the loop through its token.
-    """
+    bridge, and on trio a done-callback re-enters the loop through its token."""
     if running_on_asyncio():
         return await asyncio.wrap_future(fut)
     import trio
@@ -100,13 +99,14 @@ def _deliver(deliver: Deliver, box: list[Any] | None, error: BaseException | Non
 
 
 def loop_delivery(
-    loop: asyncio.AbstractEventLoop,
-) -> tuple[asyncio.Future[list[Any]], Deliver]:
-    """An asyncio future of ``loop`` and the ``deliver`` that settles it from a pool thread:
-    one ``call_soon_threadsafe`` and a plain ``set_result`` on the loop, where
-    ``asyncio.wrap_future`` chains callbacks both ways and copies the state under the
+    loop: asyncio.AbstractEventLoop, afut: asyncio.Future[Any] | None = None
+) -> tuple[asyncio.Future[Any], Deliver]:
+    """An asyncio future of ``loop`` (``afut``, or a new one) and the ``deliver`` that settles
+    it from a pool thread: one ``call_soon_threadsafe`` and a plain ``set_result`` on the loop,
+    where ``asyncio.wrap_future`` chains callbacks both ways and copies the state under the
     concurrent future's lock (about 6 µs a job more of the loop's time, here)."""
-    afut: asyncio.Future[list[Any]] = loop.create_future()
+    if afut is None:
+        afut = loop.create_future()
 
     def deliver(box: list[Any] | None, error: BaseException | None) -> None:
         loop.call_soon_threadsafe(_settle, afut, box, error)
@@ -165,12 +165,10 @@ class DaemonPool:
     ) -> concurrent.futures.Future[Any]:
         """Queue ``fn(*args)`` for an idle worker, or ask for a new one; never waits for a thread.
 
-        ``Thread.start`` waits until the new thread runs, and a new thread runs only once it has
-        the GIL: beside CPU-bound tools that is a switch interval (5 ms) or more, and then the
-        caller waits as long again to get the GIL back. The caller is the event loop, so each
-        worker a batch had to start stalled every lane for that long — the demo's batch start
-        showed it as 2-6 ms a thread, 20-60 ms of "dispatch" in all. New workers are therefore
-        started by the pool's spawner thread; the loop only asks (a ``SimpleQueue`` put, which
+        ``Thread.start`` waits until the new thread runs, which needs the GIL: beside CPU-bound
+        tools a switch interval (5 ms) or more, then as long again to get it back. On the event
+        loop each new worker stalled every lane that long (the demo showed 2-6 ms a thread), so
+        the pool's spawner thread starts them; the loop only asks (a ``SimpleQueue`` put, which
         never releases the GIL), and the job's wait for its thread is the worker's to measure.
 
         ``deliver(box, error)`` is called on the job's thread once its future is settled (also
@@ -305,6 +303,18 @@ class DaemonPool:
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def stop(self, futs: list[concurrent.futures.Future[Any]], timeout: float) -> list[str]:
+        """Stop the jobs of ``futs`` only (one user of a shared pool closing): those not yet
+        started never start, running bodies are interrupted; waits at most ``timeout``
+        seconds for them. Returns the names of threads still running one of them."""
+        for fut in futs:
+            if not fut.cancel():
+                self.interrupt(fut)
+        concurrent.futures.wait(futs, timeout)
+        with self._lock:
+            busy = {ident for ident, fut in self._job.items() if fut in futs}
+            return [t.name for t in self._threads if t.ident in busy]
 
     def close(self, timeout: float) -> list[str]:
         """Stop every thread, waiting at most ``timeout`` seconds in all; bodies still running

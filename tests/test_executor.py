@@ -471,7 +471,7 @@ def test_sync_bodies_never_run_on_the_loop() -> None:
         )
         side = ex.run_batch([lp.ToolCall(together, lane="execute") for _ in range(4)])
     assert b.ok and side.ok
-    assert all(name.startswith("lanepar-query") and ok for name, ok in b.results[:4])
+    assert all(name.startswith("lanepar-threads") and ok for name, ok in b.results[:4])
     assert b.results[4] == 10
     assert sorted(side.results) == [0, 1, 2, 3]  # four threads of the execute lane at once
 

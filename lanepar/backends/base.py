@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._exceptions import ToolExitError
+from .._threads import DaemonPool
 from .._threads import await_future as await_future
 from .._threads import running_on_asyncio as running_on_asyncio
 from ..trace.probe import TaskProbe
@@ -15,7 +16,8 @@ from ..trace.probe import TaskProbe
 @dataclasses.dataclass(frozen=True)
 class BackendContext:
     """All a backend may know of the executor that owns it: its lane's name, how finely to
-    record segments, and where to send scheduler events (``None`` when tracing is off).
+    record segments, where to send scheduler events (``None`` when tracing is off), and the
+    threads its lanes share (``None``: the lane makes its own).
 
     A backend never receives the executor itself, so nothing it does can reach into lanes,
     batches or the recorder behind the run loop's back."""
@@ -24,6 +26,7 @@ class BackendContext:
     resolution_ns: int = 500_000
     max_segments: int = 64
     emit: Callable[..., Any] | None = None
+    threads: Callable[[], DaemonPool] | None = None
 
 
 class Backend(Protocol):

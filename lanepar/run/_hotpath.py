@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends.base import tool_exit
 from ..trace.probe import TaskProbe, activate, deactivate, first_step, loop_waits
 from ._settle import finish_job
+from .job import FutureWake
 
 if TYPE_CHECKING:
     from .job import Job, Worker
@@ -101,21 +102,23 @@ def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> tuple[Any, Job | 
     if job is None:
         return None, None
     free = max(job.pushed_ns, w.free_at)
-    return (free, hand_sync(lane, w, job, free)), job
+    wake = w.wake
+    into = wake.fut if isinstance(wake, FutureWake) else None  # (see Lane.wake_one)
+    return (free, hand_sync(lane, w, job, free, into)), job
 
 
 def _sync_hot(job: Job) -> bool:
     return not (job.is_async or job.retries or job.timeout_s is not None or job.batch.cancelled)
 
 
-def hand_sync(lane: Lane, w: Worker, job: Job, free: int) -> Any:
+def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> Any:
     """A traced sync body given to the lane's threads (see ``LocalBackend.hand_off``, which
-    measures the hand-off from ``free``)."""
+    measures the hand-off from ``free``; ``into``: the loop future its result goes to)."""
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
     probe.free_cpu_ns = w.cpu_at(free, job)
     probe.started_ns = free
     ctx = w.ctx.copy() if w.ctx is not None else None  # the worker's, not the queuer's
-    return lane.backend.hand_off(w.slot, job.fn, job.args, job.kwargs, probe, ctx)  # type: ignore[attr-defined]
+    return lane.backend.hand_off(w.slot, job.fn, job.args, job.kwargs, probe, ctx, into)  # type: ignore[attr-defined]
 
 
 async def collect_handed(lane: Lane, w: Worker, job: Job, free: int, handed: Any) -> int:

@@ -24,6 +24,7 @@ import anyio.abc
 from .._exceptions import LaneConfigError
 from ..backends.base import BackendContext
 from ..backends.factory import make_backend
+from ..backends.local import SharedThreads
 from ..config import DEFAULT_LANES, MAX_CONCURRENCY, LaneConfig, check_options, validate_lanes
 from ..tools.registry import ToolCall
 from ..trace.hooks import Observers, is_observer
@@ -99,6 +100,7 @@ class LaneExecutor:
         self._nested: set[_Batch] = set()
         self._budget = SharedBudget(max_total) if max_total is not None else None
         self._lanes: dict[str, Lane] = {}
+        self._threads = SharedThreads()  # the lanes' sync bodies run on these
         for name, cfg in self._configs.items():
             self._lanes[name] = self._make_lane(name, cfg)
         if self._budget is not None:
@@ -123,7 +125,7 @@ class LaneExecutor:
     # -- lanes ---------------------------------------------------------------------------------
     def _make_lane(self, name: str, cfg: LaneConfig) -> Lane:
         emit = self.recorder.add_event if self.tracing else None
-        ctx = BackendContext(name, self.resolution_ns, self.max_segments, emit)
+        ctx = BackendContext(name, self.resolution_ns, self.max_segments, emit, self._threads.get)
         return Lane(name, cfg, make_backend(ctx, cfg),
                     recorder=self.recorder if self.tracing else None, hooks=self._hooks,
                     budget=self._budget, resolution_ns=self.resolution_ns,
@@ -204,6 +206,7 @@ class LaneExecutor:
             with anyio.CancelScope(shield=True):
                 for lane in self._lanes.values():
                     await lane.backend.aclose()
+                self._threads.close()
             self._sampler.stop()
             if self._loop_obs is not None:
                 self._loop_obs.stop()
@@ -266,25 +269,21 @@ class LaneExecutor:
         build = functools.partial(build_batch, calls, resolved, self._lanes, mode=mode,
                                   routes=decision.routes if decision else {},
                                   recorder=self.recorder if self.tracing else None,
-                                  fail_fast=fail_fast, on_fail_fast=self._cancel_batch)  # fmt: skip
+                                  fail_fast=fail_fast, on_fail_fast=cancel_batch)  # fmt: skip
         obs = self._loop_obs
         batch = obs.first_batch(build) if obs and not self._batches else build()
         batch.opened_ns = opened
         self._batches.add(batch)
         return batch, decision, mode
 
-    def _cancel_batch(self, batch: _Batch) -> None:
-        cancel_batch(batch)
-
     def cancel(self) -> None:
         """Cancel every batch in flight: queued tasks are dropped, running ones cancelled."""
-        if self._tg is None:
-            return
-        self._bridge.call(self._cancel_all)
+        if self._tg is not None:
+            self._bridge.call(self._cancel_all)
 
     def _cancel_all(self) -> None:
         for batch in list(self._batches):
-            self._cancel_batch(batch)
+            cancel_batch(batch)
 
     def _result(
         self, batch: _Batch, t0: int, mode: str, decision: _seams.Decision | None
@@ -315,7 +314,7 @@ class LaneExecutor:
         try:
             await batch.done.wait()
         except BaseException:
-            self._cancel_batch(batch)
+            cancel_batch(batch)
             # Cancelled workers settle on their next turn of the loop: wait for them, so that
             # when the caller's cancellation (or Ctrl-C) propagates no task of it is running.
             with anyio.CancelScope(shield=True):
@@ -355,7 +354,7 @@ class LaneExecutor:
         try:
             return self._bridge.result(run.fut)
         except KeyboardInterrupt:
-            if not self._bridge.call(run.interrupt, self._cancel_batch):
+            if not self._bridge.call(run.interrupt, cancel_batch):
                 raise  # interrupted before the batch was submitted: nothing ran
             try:  # cancelled: ends at once, unless a body ignores cancellation
                 result = self._bridge.result(run.fut, INTERRUPT_GRACE_S)
@@ -370,7 +369,7 @@ class LaneExecutor:
     def submit(self, call: ToolCall) -> TaskHandle:
         """Queue one call; ``await`` the handle (from any loop) or call ``.result()`` (sync)."""
         batch, _, _ = self._bridge.call(self._submit, [call], "parallel", False)
-        return TaskHandle(batch, self._bridge, self._cancel_batch)
+        return TaskHandle(batch, self._bridge, cancel_batch)
 
     def set_concurrency(self, lane: str, n: int, *, source: str = "user") -> None:
         """Change a lane's limit now; running batches see it at their next dispatch."""

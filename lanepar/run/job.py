@@ -103,19 +103,28 @@ class FutureWake:
     """What an idle worker waits on, on asyncio: one of the loop's futures. ``anyio.Event``
     there wraps an ``asyncio.Event``, which makes a future per wait all the same, keeps a
     waiter list and adds two frames to every wake — a microsecond of each job's dispatch on a
-    batch's fan-out, where the workers are woken one after another."""
+    batch's fan-out, where the workers are woken one after another.
 
-    __slots__ = ("_f",)
+    A sync job handed to a thread for this worker as it is queued is delivered into this same
+    future (``fut``): the worker then wakes once, when the job's result is there to collect,
+    rather than once to start waiting for it and again when it comes."""
+
+    __slots__ = ("fut",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._f: asyncio.Future[None] = loop.create_future()
+        self.fut: asyncio.Future[Any] = loop.create_future()
 
     def set(self) -> None:
-        if not self._f.done():  # (cancelled: its worker was cancelled while idle)
-            self._f.set_result(None)
+        if not self.fut.done():  # (cancelled: its worker was cancelled while idle)
+            self.fut.set_result(None)
 
     async def wait(self) -> None:
-        await self._f
+        try:
+            await self.fut
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # a handed job's error, delivered here: collecting it raises it
+            pass
 
 
 def wake_factory() -> Callable[[], anyio.Event | FutureWake]:

@@ -142,24 +142,37 @@ class Lane:
 
     # -- submission ------------------------------------------------------------------------------
     def push(self, jobs: Iterable[tuple[int, Job]]) -> None:
-        """Queue (priority, job) pairs in one step and wake as many idle workers as needed.
+        """Queue (priority, job) pairs in one step and wake as many idle workers as needed
+        (``_submit.push_lanes`` does it for several lanes at once)."""
+        owed = self.queue.push(jobs)
+        while owed and self.wake_one():
+            owed -= 1
+        self.pushed(owed)
 
-        A traced sync job (no deadline or retries) that a woken worker would take is handed to
+    def wake_one(self) -> bool:
+        """Wake one idle worker for a queued job; False when none is idle.
+
+        A traced sync job (no deadline or retries) that the woken worker would take is handed to
         a thread right here (``hand_early``): a batch's threads then all start before the first
         woken worker runs, instead of one per worker wake-up and task switch."""
-        added = self.queue.push(jobs)
-        idle, queue = self._idle, self.queue
-        while idle and added > 0:
-            w = idle.pop()
-            if self._inline and self.budget is None and w.slot < self.limit:
-                w.handed, w.job = hand_early(self, w, queue)
-                if w.handed is not None:
-                    self.active += 1
-                    self.peak_active = max(self.peak_active, self.active)
-            if w.wake is not None:
-                w.wake.set()
-            added -= 1
-        if added > 0:
+        if not self._idle:
+            return False
+        w = self._idle.pop()
+        wake = w.wake
+        if self._inline and self.budget is None and w.slot < self.limit:
+            w.handed, w.job = hand_early(self, w, self.queue)
+            if w.handed is not None:
+                self.active += 1
+                self.peak_active = max(self.peak_active, self.active)
+                if isinstance(wake, FutureWake):  # its result wakes it (see FutureWake)
+                    return True
+        if wake is not None:
+            wake.set()
+        return True
+
+    def pushed(self, owed: int) -> None:
+        """After a push: workers for the ``owed`` jobs no idle one was woken for, and the budget."""
+        if owed > 0:
             self._spawn()
         if self.budget is not None:
             self.budget.work_arrived(self)

@@ -1,0 +1,129 @@
+"""How a batch's fan-out reaches the threads: lanes handed their jobs in turn, a worker given a
+job as it is queued woken only by that job's result, and one set of threads for all lanes.
+
+These pin the order and number of things the event loop does (white-box spies on the hand-off),
+never how long they take.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any
+
+import pytest
+
+import lanepar as lp
+from lanepar.backends.local import LocalBackend
+from lanepar.run.job import FutureWake
+
+
+def ok(i: int) -> int:
+    return i
+
+
+def ident(i: int) -> tuple[int, int, str]:
+    t = threading.current_thread()
+    return i, threading.get_ident(), t.name
+
+
+@pytest.fixture
+def handed_lanes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The lane of every sync body handed to a thread, in hand-off order."""
+    order: list[str] = []
+    real = LocalBackend.hand_off
+
+    def spy(self: LocalBackend, *args: Any, **kwargs: Any) -> Any:
+        order.append(self.lane)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalBackend, "hand_off", spy)
+    return order
+
+
+def test_a_batch_hands_each_lane_its_next_job_in_turn(handed_lanes: list[str]) -> None:
+    """A narrow lane queued after a wide one does not wait for the wide lane's whole fan-out:
+    the lanes' first jobs go out first, then their second ones, and so on."""
+    lanes = {
+        "wide": lp.LaneConfig(kind="thread", max_concurrency=8),
+        "narrow": lp.LaneConfig(kind="thread", max_concurrency=2),
+    }
+    calls = [lp.ToolCall(ok, i, lane="wide") for i in range(8)]
+    calls += [lp.ToolCall(ok, 10 + i, lane="narrow") for i in range(2)]
+    with lp.LaneExecutor(lanes) as ex:
+        assert ex.run_batch(calls).ok  # every worker now waits, idle, for the next batch
+        handed_lanes.clear()
+        b = ex.run_batch(calls)
+    assert b.results == [*range(8), 10, 11]
+    assert handed_lanes[:4] == ["wide", "narrow", "wide", "narrow"]
+    assert handed_lanes[4:] == ["wide"] * 6
+
+
+def test_a_worker_given_a_job_as_it_is_queued_wakes_with_its_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job's result (or error) is delivered into the future its idle worker sleeps on, so
+    the loop wakes no worker at hand-off time — and an error still reaches its own task."""
+    sets: list[int] = []
+    real = FutureWake.set
+
+    def counted(self: FutureWake) -> None:
+        sets.append(1)
+        real(self)
+
+    def boom(i: int) -> int:
+        raise ValueError(f"tool {i} failed")
+
+    lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=4)}
+    with lp.LaneExecutor(lanes) as ex:
+        assert ex.run_batch([lp.ToolCall(ok, 0, lane="t")]).ok
+        monkeypatch.setattr(FutureWake, "set", counted)
+        calls = [lp.ToolCall(f, i, lane="t") for i, f in ((1, ok), (2, boom), (3, ok))]
+        b = ex.run_batch(calls)
+        monkeypatch.undo()
+    assert b.outcomes == ["ok", "error", "ok"]
+    assert b.results[0] == 1 and b.results[2] == 3
+    assert isinstance(b.errors[1], ValueError) and "tool 2 failed" in str(b.errors[1])
+    assert sets == []  # three jobs handed to threads, no worker woken before their results
+    gc.collect()  # a delivered error nobody retrieved would be reported here
+
+
+def test_lanes_share_one_set_of_threads() -> None:
+    """A thread a lane's body ran on serves the next lane's body: an executor keeps as many
+    threads as its lanes ran bodies at once, not a set per lane."""
+    lanes = {
+        "a": lp.LaneConfig(kind="thread", max_concurrency=2),
+        "b": lp.LaneConfig(kind="thread", max_concurrency=2),
+    }
+    with lp.LaneExecutor(lanes) as ex:
+        first = ex.run_batch([lp.ToolCall(ident, 0, lane="a")])
+        second = ex.run_batch([lp.ToolCall(ident, 1, lane="b")])
+    (_, a_thread, a_name), (_, b_thread, b_name) = first.results[0], second.results[0]
+    assert a_thread == b_thread
+    assert a_name.startswith("lanepar-threads") and b_name == a_name
+
+
+def test_closing_one_lane_stops_only_its_own_bodies() -> None:
+    """With shared threads a lane that closes (its backend) stops its own bodies and leaves the
+    pool working for the others; the executor closes the pool last."""
+    gate = threading.Event()
+    started = threading.Event()
+
+    def held() -> str:
+        started.set()
+        gate.wait(20)
+        return "done"
+
+    lanes = {
+        "a": lp.LaneConfig(kind="thread", max_concurrency=1),
+        "b": lp.LaneConfig(kind="thread", max_concurrency=1),
+    }
+    with lp.LaneExecutor(lanes) as ex:
+        assert ex.run_batch([lp.ToolCall(ok, 0, lane="a"), lp.ToolCall(ok, 1, lane="b")]).ok
+        lane_a: Any = ex.lanes["a"]._lane
+        handle = ex.submit(lp.ToolCall(held, lane="b"))
+        assert started.wait(20)
+        ex._bridge.call(lane_a.backend.close_now)  # on the loop, as the executor closes it
+        gate.set()
+        assert handle.result(20) == "done"
+        assert ex.run_batch([lp.ToolCall(ok, 2, lane="a")]).results == [2]  # a takes it again
