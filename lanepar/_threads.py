@@ -171,8 +171,8 @@ class DaemonPool:
         the pool's spawner thread starts them; the loop only asks (a ``SimpleQueue`` put, which
         never releases the GIL), and the job's wait for its thread is the worker's to measure.
 
-        ``deliver(box, error)`` is called on the job's thread once its future is settled (also
-        when the job fails unstarted): an event loop's own future, set through the loop's
+        ``deliver(box, error)`` is called on the job's thread just before its future is settled
+        (also when the job fails unstarted): an event loop's own future, set through the loop's
         ``call_soon_threadsafe``, costs the loop a fraction of what bridging the future does.
         """
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -293,12 +293,12 @@ class DaemonPool:
                         # slot's next job at once, and must find this thread idle, not ask for
                         # another
                         self._idle += 1
+                if deliver is not None:  # first: the loop waits for it, drains for ``fut``
+                    _deliver(deliver, box, error)
                 if error is None:
                     fut.set_result(box)
                 else:
                     fut.set_exception(error)
-                if deliver is not None:
-                    _deliver(deliver, box, error)
                 del item, fut, fn, args, deliver, box, error  # a parked thread keeps no result
         finally:
             with self._lock:
