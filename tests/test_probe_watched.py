@@ -224,6 +224,30 @@ def test_loop_contention_adds_up_the_sampled_gil_and_run_queue(clock: FakeClock)
     assert len(watch.asked) == 3
 
 
+def test_a_hand_off_window_off_its_cpu_by_less_than_the_clocks_skew_asks_nothing(
+    clock: FakeClock,
+) -> None:
+    """``loop_waits``: the loop thread's wall and CPU clocks drift a few µs apart even when it
+    never left its core; a window off its CPU by less than ``OFF_NOISE_NS`` has no waits to look
+    up (each lookup cost a fan-out's every late start), one off by more is split by the samples
+    and, in total, exact."""
+    from lanepar.trace.probe import OFF_NOISE_NS, loop_waits
+
+    class Sampled(FakeWatch):
+        def samples(self, slot: int, t0: int, t1: int) -> list[tuple[int, int, int]]:
+            self.asked.append((slot, t0, t1))
+            return [(T0, sw.C_FUTEX, 0), (T0 + 2 * MS, sw.C_FUTEX, 0)]
+
+    watch = Sampled(0, 0)
+    watch_loop(None, watch, 2)  # type: ignore[arg-type]
+    wall, cpu0 = 3 * MS, 10 * MS
+    assert loop_waits(T0, T0 + wall, cpu0, cpu0 + wall - OFF_NOISE_NS + 1) == (0, 0)
+    assert watch.asked == []
+    off = 400 * US
+    assert loop_waits(T0, T0 + wall, cpu0, cpu0 + wall - off) == (off, 0)  # all of it GIL
+    assert len(watch.asked) == 1
+
+
 # -- thread bodies under a watch ---------------------------------------------------------------
 def test_a_thread_body_is_split_at_each_mark_and_its_hand_off_is_gil(clock: FakeClock) -> None:
     """From the hand-off to the body's first instruction the thread was waking and taking the

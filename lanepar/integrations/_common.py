@@ -22,17 +22,23 @@ import weakref
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from typing import Any
 
+from ..run._current import _current as CURRENT
+from ..run._nested import BODY
 from ..run.executor import current
 from ..tools.registry import ToolCall, registered_tools, summarize_args
+from ..trace.probe import _current as PROBE
+
+#: lanepar's own context variables: the only ones of a worker's context a body sees (the probe
+#: the worker activated, the lane it runs on, the executor ``current()`` returns). Everything
+#: else of the worker's context (what was current when the executor started) must not shadow
+#: the caller's.
+_OURS: tuple[contextvars.ContextVar[Any], ...] = (PROBE, BODY, CURRENT)
+_UNSET = object()
 
 
-def _overlay_lanepar(worker: contextvars.Context) -> None:
-    # Only lanepar's own variables (the probe a worker activated) cross over: everything else of
-    # the worker's context (what was current when the executor started) must not shadow the
-    # caller's.
-    for var, value in worker.items():
-        if var.name.startswith("lanepar"):
-            var.set(value)
+def _overlay_lanepar(values: list[tuple[contextvars.ContextVar[Any], Any]]) -> None:
+    for var, value in values:
+        var.set(value)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -93,7 +99,10 @@ class Bound:
 
     def _entered(self) -> contextvars.Context:
         ctx = self.ctx.copy()  # a retry runs the body again: each attempt gets a fresh copy
-        ctx.run(_overlay_lanepar, contextvars.copy_context())
+        # read here, in the worker's context: cheaper than copying it to walk every variable
+        ours = [(var, v) for var in _OURS if (v := var.get(_UNSET)) is not _UNSET]
+        if ours:
+            ctx.run(_overlay_lanepar, ours)
         return ctx
 
 
