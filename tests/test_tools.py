@@ -13,6 +13,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support import run_virtual, vnow
 
 import lanepar as lp
@@ -364,3 +366,30 @@ def test_demo_calls_on_another_folder(tree: Path) -> None:
     with lp.LaneExecutor() as ex:
         b = ex.run_batch([c for c in calls if c.tool_name != "generate"])
     assert b.errors == {}
+
+
+_scalars = st.one_of(
+    st.integers(min_value=-(10**45), max_value=10**45), st.floats(), st.booleans(), st.none(),
+    st.text(max_size=40),
+)  # fmt: skip
+
+
+@given(
+    args=st.lists(_scalars, max_size=3),
+    kwargs=st.dictionaries(st.sampled_from(["a", "root", "q"]), _scalars),
+)
+def test_the_args_summary_of_scalars_is_what_reprlib_shows(
+    args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    """``summarize_args`` skips ``reprlib`` for short scalars (most calls' arguments, and a
+    seventh of a traced no-op task's cost); the text must be exactly what ``reprlib`` gives."""
+    from lanepar.tools.registry import _repr, summarize_args
+
+    def by_reprlib(limit: int) -> str:
+        parts = [_repr.repr(a) for a in args]
+        parts += [f"{k}={_repr.repr(v)}" for k, v in kwargs.items() if k != "root"]
+        text = ", ".join(parts)
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    for limit in (24, 40, 200):
+        assert summarize_args(tuple(args), kwargs, limit) == by_reprlib(limit)

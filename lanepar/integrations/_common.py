@@ -49,26 +49,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 #: What a call without keyword arguments carries (never mutated: a body gets ``**`` a copy).
 _NO_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
-#: Argument values the trace's summary can show as their plain ``repr`` (see ``_summary``).
-_SCALARS = (int, float, bool, str, type(None))
 SUMMARY_LIMIT = 24
-
-
-def _summary(shown: Mapping[str, Any]) -> str:
-    """``summarize_args((), shown, limit=24)``, without its ``reprlib`` walk when every value is
-    a short scalar — what model-chosen tool arguments nearly always are. For those ``reprlib``
-    gives the plain ``repr``, so the text is the same; anything else takes the general path."""
-    parts = []
-    for k, v in shown.items():
-        if type(v) in _SCALARS:
-            r = repr(v)
-            if len(r) <= SUMMARY_LIMIT:
-                if k != "root":  # as summarize_args: a ``root`` argument is the call's plumbing
-                    parts.append(f"{k}={r}")
-                continue
-        return summarize_args((), dict(shown), limit=SUMMARY_LIMIT)
-    text = ", ".join(parts)
-    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
 
 
 class Bound:
@@ -94,7 +75,7 @@ class Bound:
         # The trace's args summary shows the tool's own arguments: a framework's run context
         # (whole conversations) must never be repr'd, that would cost milliseconds a call.
         if self.shown is not None:
-            return _summary(self.shown)
+            return summarize_args((), self.shown, limit=SUMMARY_LIMIT)
         return summarize_args(self.args, dict(self.kwargs), limit=SUMMARY_LIMIT)
 
     def _entered(self) -> contextvars.Context:
