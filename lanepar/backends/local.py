@@ -1,4 +1,4 @@
-"""Async and thread lanes: coroutine bodies on the loop, sync bodies in the lane's own threads.
+"""Async and thread lanes: coroutine bodies on the loop, sync bodies on the executor's threads.
 
 A sync body is never run on the event loop, whatever the lane kind, because one blocking tool would
 stall every other lane. An executor's lanes share one set of daemon threads
