@@ -108,7 +108,7 @@ class LocalBackend:
         ctx: contextvars.Context | None = None,
         into: asyncio.Future[Any] | None = None,
     ) -> Handed:
-        """Give a sync body to one of the lane's threads (on the loop, never waiting); its
+        """Give a sync body to one of the executor's threads (on the loop, never waiting); its
         result is :meth:`collect`'s to await. A lane hands a batch's first jobs over as it
         queues them, before it wakes the workers that collect them (``ctx``: the one the body
         runs in, default the caller's; ``into``: the loop future to deliver the result to, the

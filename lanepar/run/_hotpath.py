@@ -1,6 +1,6 @@
 """The paths most calls take through a lane, with no deadline, retry or live view to keep: an
 async body run inline on the loop (untraced, or traced into a record), or a traced sync body
-handed to the lane's threads.
+handed to the executor's threads.
 
 Kept apart from the worker loop (:mod:`lanepar.run.lane`) because they are what the per-task
 overhead benchmark measures: each skips the attempt machinery (deadline scope, retry loop, live
@@ -112,7 +112,7 @@ def _sync_hot(job: Job) -> bool:
 
 
 def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> Any:
-    """A traced sync body given to the lane's threads (see ``LocalBackend.hand_off``, which
+    """A traced sync body given to the executor's threads (see ``LocalBackend.hand_off``, which
     measures the hand-off from ``free``; ``into``: the loop future its result goes to)."""
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
     probe.free_cpu_ns = w.cpu_at(free, job)
