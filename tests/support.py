@@ -168,11 +168,13 @@ class FakeClock:
 def fake_probe_clock(mp: Any) -> FakeClock:
     """Make ``lanepar.trace.probe`` read a :class:`FakeClock` (``mp``: a pytest MonkeyPatch,
     which puts the real clocks back), with a fresh per-thread loop record the test may fill."""
+    from lanepar.trace import _threadprobe
     from lanepar.trace import probe as probe_mod
 
     c = FakeClock()
-    mp.setattr(probe_mod, "_pc", c.pc)
-    mp.setattr(probe_mod, "_tt", c.tt)
+    for mod in (probe_mod, _threadprobe):  # (a thread body's marks live in the second)
+        mp.setattr(mod, "_pc", c.pc)
+        mp.setattr(mod, "_tt", c.tt)
     mp.setattr(probe_mod, "_clock", probe_mod._LoopClock())
     return c
 

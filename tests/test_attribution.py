@@ -2,8 +2,9 @@
 
 The situation of notebook 01: sync tools on a thread lane finish in their threads while the
 event loop is busy, so the loop learns late that their slots are free. The tasks waiting behind
-them then waited for the executor, not for the lane's limit; charging that to ``queued`` told
-users to raise a limit that was not the bottleneck.
+them did not wait for the lane's limit; charging that to ``queued`` told users to raise a limit
+that was not the bottleneck. When what kept the loop busy was another tool's step, they waited
+for that tool (a lock held by it), not for the executor either.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _loop_blocked_batch() -> lp.BatchResult:
     return b
 
 
-def test_waiting_behind_a_late_loop_is_dispatch_not_queued() -> None:
+def test_waiting_behind_a_blocked_loop_is_lock_wait_not_queued() -> None:
     b = _loop_blocked_batch()
     assert b.trace is not None
     recs = [r for r in b.trace.tasks if r.lane == "q"]
@@ -77,9 +78,11 @@ def test_waiting_behind_a_late_loop_is_dispatch_not_queued() -> None:
         # queued only while every slot of the lane was held by another task
         assert _occupied_min(recs, r) == LIMIT, (r, _occupied_min(recs, r))
     for r in second:
-        # the slot freed when a first-wave body ended; the rest was the loop's delay
+        # the slot freed when a first-wave body ended; the rest was the loop's delay: the
+        # blocking tool's step held it, so that is another lock's wait, not the executor's
         assert r.slot_free_ns <= max(x.finished_ns for x in first)
-        assert r.dispatch_ns > 150 * MS > r.queued_ns
+        assert r.lock_ns > 150 * MS > r.queued_ns
+        assert r.gil_ns >= r.lock_ns > r.dispatch_ns
 
 
 def test_peak_is_what_the_timeline_draws() -> None:
@@ -104,3 +107,38 @@ def test_peak_is_what_the_timeline_draws() -> None:
             drawn = max(drawn, cur)
         assert info["peak_active"] == drawn, (lane, info["peak_active"], drawn)
     assert s["per_lane"]["q"]["peak_active"] == LIMIT
+
+
+def _spin_cpu(seconds: float) -> None:
+    c0 = time.thread_time()
+    while time.thread_time() - c0 < seconds:
+        pass
+
+
+def test_waiting_for_the_loop_held_by_another_tools_step_is_lock_wait_not_dispatch() -> None:
+    """Two async tools submitted at once, each to a free slot of its own lane: the second can
+    only start once the first's step lets go of the event loop. That wait is another tool's code
+    holding the loop — a lock other than the GIL — not the executor's overhead: it is drawn as
+    GIL / lock wait, and at least the first tool's CPU of it is counted as another lock's."""
+
+    async def hog() -> str:
+        _spin_cpu(0.03)  # 30 ms of CPU in one step, holding the loop
+        return "hog"
+
+    async def quick() -> str:
+        return "quick"
+
+    lanes = {"a": lp.LaneConfig(kind="async"), "b": lp.LaneConfig(kind="async")}
+    with lp.LaneExecutor(lanes) as ex:
+        assert ex.run_batch([lp.ToolCall(quick, lane=n) for n in lanes]).ok  # workers idle
+        b = ex.run_batch([lp.ToolCall(hog, lane="a"), lp.ToolCall(quick, lane="b")])
+    assert b.results == ["hog", "quick"]
+    assert b.trace is not None
+    first, second = b.trace.tasks
+    assert first.started_ns < second.started_ns  # the situation: the hog ran first
+    assert second.lock_ns >= 29 * MS  # its wait for the loop, the hog's CPU at least
+    assert second.gil_ns >= second.lock_ns
+    assert second.dispatch_ns < second.lock_ns
+    assert second.queued_ns == 0  # its slot was free from the start
+    kinds = [k for k, _s, _e in second.segments]
+    assert kinds.index("gil") < kinds.index("cpu")  # drawn before its body

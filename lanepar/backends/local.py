@@ -20,7 +20,7 @@ from typing import Any
 
 from .._threads import BodyAbandoned, DaemonPool, loop_delivery, take
 from ..trace import threadstate
-from ..trace.probe import TaskProbe, loop_waits, run_sync_probed, stepped
+from ..trace.probe import TaskProbe, loop_mark, loop_state, run_sync_probed, start_waits, stepped
 from .base import BackendContext, await_future, tool_exit
 
 log = logging.getLogger("lanepar")
@@ -132,10 +132,11 @@ class LocalBackend:
             handed = [time.perf_counter_ns()]
             hand_cpu = time.thread_time_ns()
             loop_clock = self._clock() if self._watch is not None else None
+            probe.hand_held = loop_mark()
             fut = pool.submit_to(
                 deliver, ctx.run, _guarded, fn, run_sync_probed,
                 (probe, inner, inner_args, kwargs, time.thread_time_ns, self._watch, handed,
-                 loop_clock), {},
+                 loop_clock, loop_state()), {},
             )  # fmt: skip
         self._running[slot] = fut
         return fut, afut, probe, free, handed, hand_cpu
@@ -156,8 +157,8 @@ class LocalBackend:
             if probe is not None and free:
                 # the loop thread's own GIL / core waits between the free slot and the hand-off
                 # are the tools' contention, not the executor's overhead
-                probe.prepend_contention(*loop_waits(free, handed[0], probe.free_cpu_ns,
-                                                     hand_cpu))  # fmt: skip
+                probe.prepend_contention(*start_waits(free, handed[0], probe.free_cpu_ns,
+                    hand_cpu, probe.free_held, probe.hand_held))  # fmt: skip
         del self._running[slot]
         return value
 

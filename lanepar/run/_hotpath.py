@@ -15,7 +15,16 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import tool_exit
-from ..trace.probe import TaskProbe, activate, deactivate, first_step, loop_waits
+from ..trace.probe import (
+    NO_MARK,
+    TaskProbe,
+    activate,
+    deactivate,
+    first_step,
+    loop_held,
+    loop_mark,
+    start_waits,
+)
 from ._settle import finish_job
 from .job import FutureWake
 
@@ -66,7 +75,10 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
     # the loop's CPU clock now and when the slot came free, for a late start (the one that asks
     # about contention); this body ends on the loop, so that end is no thread's to read
-    cpu, free_cpu = (_tt(), w.cpu_at(free, job)) if _pc() - free > CONTENTION_MIN_NS else (0, 0)
+    cpu = free_cpu = 0
+    held0, mark = -1, NO_MARK
+    if _pc() - free > CONTENTION_MIN_NS:
+        cpu, free_cpu, held0, mark = _tt(), w.cpu_at(free, job), w.held_at(free, job), loop_mark()
     w.free_cpu = 0
     token = activate(probe)
     error: Exception | None = None
@@ -81,11 +93,14 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
         error = tool_exit(job.fn, e)
     finally:
         deactivate(token)
-        # waking this worker waited on the loop thread's GIL or a core: not overhead
+        # waking this worker waited for other tools' steps, or on the loop thread's GIL or a
+        # core: not overhead
         if probe.started_ns - free > CONTENTION_MIN_NS:
-            probe.prepend_contention(*loop_waits(free, probe.started_ns, free_cpu, cpu))
+            probe.prepend_contention(*start_waits(free, probe.started_ns, free_cpu, cpu, held0,
+                                                  mark))  # fmt: skip
     finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
                "ok" if error is None else "error")  # fmt: skip
+    w.free_held = loop_held()  # its body's last step ended just now, on this loop
     return probe.finished_ns
 
 
@@ -116,6 +131,7 @@ def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> A
     measures the hand-off from ``free``; ``into``: the loop future its result goes to)."""
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
     probe.free_cpu_ns = w.cpu_at(free, job)
+    probe.free_held = w.held_at(free, job)
     probe.started_ns = free
     ctx = w.ctx.copy() if w.ctx is not None else None  # the worker's, not the queuer's
     return lane.backend.hand_off(w.slot, job.fn, job.args, job.kwargs, probe, ctx, into)  # type: ignore[attr-defined]
@@ -135,7 +151,7 @@ async def collect_handed(lane: Lane, w: Worker, job: Job, free: int, handed: Any
         error = tool_exit(job.fn, e)
     finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
                "ok" if error is None else "error")  # fmt: skip
-    w.free_cpu = probe.end_loop_cpu_ns
+    w.free_cpu, w.free_held = probe.end_loop_cpu_ns, probe.end_loop_held
     return probe.finished_ns
 
 

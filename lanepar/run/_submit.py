@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..tools.registry import Resolved, ToolCall, resolve, summarize_args
+from ..trace.probe import loop_held
 from ..trace.recorder import Recorder
 from .batch import _Batch
 from .job import Job
@@ -148,6 +149,7 @@ def _build(
         # and hands sync jobs straight to threads (``Lane.push``).
         now = batch.submitted_ns = _pc()
         batch.submitted_cpu = time.thread_time_ns()
+        batch.submitted_held = loop_held()
         for _lane, _prio, job in ordered:
             job.submitted_ns = job.pushed_ns = now
         for items in per_lane.values():

@@ -115,6 +115,7 @@ class _Batch:
         self.records: list[TaskRecord | None] | None = [None] * n if traced else None
         self.submitted_ns = 0
         self.submitted_cpu = 0  # the loop thread's CPU clock then (0: untraced)
+        self.submitted_held = -1  # ``probe.loop_held()`` then (-1: untraced)
         self.end_ns = 0  # the last finish seen, for the trace window
         #: when the sample that opens this batch's window was taken (0: no sampler): the end of
         #: the batch before, when that was fresh enough to serve

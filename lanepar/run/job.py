@@ -74,7 +74,10 @@ class Job:
 
 
 class Worker:
-    __slots__ = ("ctx", "deadline", "free_at", "free_cpu", "handed", "job", "scope", "slot", "wake")
+    __slots__ = (
+        "ctx", "deadline", "free_at", "free_cpu", "free_held", "handed", "job", "scope", "slot",
+        "wake",
+    )  # fmt: skip
 
     def __init__(self, slot: int) -> None:
         self.slot = slot
@@ -84,11 +87,23 @@ class Worker:
         self.wake: anyio.Event | FutureWake | None = None
         self.free_at = 0
         self.free_cpu = 0  # the loop thread's CPU clock at ``free_at`` (0: unknown)
+        self.free_held = -1  # ``probe.loop_held()`` at ``free_at`` (-1: unknown)
         #: (slot-free time, the backend's hand-off) of a job given to a thread as it was queued,
         #: for this worker to collect when it wakes (see ``Lane.push``)
         self.handed: tuple[int, Any] | None = None
         #: the worker task's context (its lane set), which bodies handed for it start from
         self.ctx: contextvars.Context | None = None
+
+    def freed(self, end: int, now: int, held: int) -> None:
+        """This slot is free from ``end``, its body's end (0: unknown, or later than ``now``: a
+        child's clock may run ahead), where ``free_cpu`` / ``free_held`` were read (-1: not
+        read: from ``now``, when the loop learnt of it, ``held`` being ``loop_held()`` then)."""
+        if 0 < end < now:
+            self.free_at = end
+        else:
+            self.free_at, self.free_cpu, self.free_held = now, 0, -1
+        if self.free_held < 0:
+            self.free_held = held
 
     def cpu_at(self, free: int, job: Job) -> int:
         """The loop thread's CPU clock at ``free`` (this slot's or ``job``'s queueing time), when
@@ -97,6 +112,13 @@ class Worker:
             return self.free_cpu
         batch = job.batch
         return batch.submitted_cpu if free == job.pushed_ns == batch.submitted_ns else 0
+
+    def held_at(self, free: int, job: Job) -> int:
+        """``probe.loop_held()`` at ``free`` as :meth:`cpu_at` has it; -1 when not read then."""
+        if free == self.free_at:
+            return self.free_held
+        batch = job.batch
+        return batch.submitted_held if free == job.pushed_ns == batch.submitted_ns else -1
 
 
 class FutureWake:

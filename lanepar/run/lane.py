@@ -24,7 +24,15 @@ from .._exceptions import TaskCancelledError
 from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
 from ..trace.hooks import Observers
-from ..trace.probe import TaskProbe, activate, deactivate, loop_waits, stepped
+from ..trace.probe import (
+    TaskProbe,
+    activate,
+    deactivate,
+    loop_held,
+    loop_mark,
+    start_waits,
+    stepped,
+)
 from ._hotpath import CONTENTION_MIN_NS, collect_handed, drop_handed, hand_early, run_job
 from ._nested import BODY
 from ._settle import finish_interrupted, finish_job, settle, unstarted_probe
@@ -114,7 +122,7 @@ class Lane:
             w = self.workers[slot] = Worker(slot)
             # The slot exists (is free) from now, not from when its coroutine first runs: a
             # job waiting for that start waits for the executor (dispatch), not for capacity.
-            w.free_at = _pc()
+            w.free_at, w.free_held = _pc(), loop_held()
             tg.start_soon(self._worker_main, w, name=f"lanepar-{self.name}-{slot}")
             need -= 1
 
@@ -203,7 +211,8 @@ class Lane:
                     finish_interrupted(self, w, job)
                     await self._drain(w, job)
                     del job
-                w.free_at, w.free_cpu = _pc(), 0  # the interrupted job held the slot until now
+                # the interrupted job held the slot until now
+                w.free_at, w.free_cpu, w.free_held = _pc(), 0, loop_held()
         finally:
             if self.workers.get(w.slot) is w:
                 del self.workers[w.slot]
@@ -267,8 +276,7 @@ class Lane:
             # The slot is free from its body's end, not from when this coroutine resumed (late
             # on a GIL-bound loop): a task waiting meanwhile waited for the executor (dispatch,
             # or the loop's GIL / core waits), not for capacity. A child's clock may run ahead.
-            now = _pc()
-            w.free_at, w.free_cpu = (body_end, w.free_cpu) if 0 < body_end < now else (now, 0)
+            w.freed(body_end, _pc(), loop_held())
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
@@ -293,7 +301,7 @@ class Lane:
             probe = None
             if self.recorder is not None:
                 probe = TaskProbe(self.resolution_ns, self.max_segments)
-                probe.free_cpu_ns = w.cpu_at(free, job)
+                probe.free_cpu_ns, probe.free_held = w.cpu_at(free, job), w.held_at(free, job)
             error, value = await self._attempt(w, job, free, probe)
             if error is None or not self._may_retry(job):
                 break
@@ -302,6 +310,7 @@ class Lane:
         finish_job(self.name, self.recorder, self.hooks, job, w.slot, free, probe, value, error,
                    "ok" if error is None else "error")  # fmt: skip
         w.free_cpu = probe.end_loop_cpu_ns if probe is not None else 0
+        w.free_held = probe.end_loop_held if probe is not None else -1
         return probe.finished_ns if probe is not None else 0
 
     async def _attempt(
@@ -332,13 +341,13 @@ class Lane:
             if job.is_async and self.inline_async:  # the hot path: no backend frames
                 if probe is None:
                     return None, await job.fn(*job.args, **job.kwargs)
-                cpu = time.thread_time_ns()
+                cpu, mark = time.thread_time_ns(), loop_mark()
                 try:
                     return None, await stepped(job.fn(*job.args, **job.kwargs), probe)
-                finally:  # waking this worker waited on the loop thread's GIL: not overhead
+                finally:  # waking this worker waited for other tools or the GIL: not overhead
                     if probe.started_ns - free > CONTENTION_MIN_NS:
-                        probe.prepend_contention(*loop_waits(free, probe.started_ns,
-                                                             probe.free_cpu_ns, cpu))  # fmt: skip
+                        probe.prepend_contention(*start_waits(free, probe.started_ns,
+                            probe.free_cpu_ns, cpu, probe.free_held, mark))  # fmt: skip
             if probe is not None:
                 probe.started_ns = free  # what the backend may measure its hand-off from
             return None, await self.backend.run(

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import threading
 import time
 import types
 from collections.abc import Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._cumruns import CumulativeRuns, hand_off_waits
+from ._loopclock import _Clock, _LoopClock
+from ._threadprobe import _current as _current
+from ._threadprobe import _ThreadMarks as _ThreadMarks
+from ._threadprobe import run_sync_probed as run_sync_probed
 from .segments import CPU as CPU
 from .segments import DEFAULT_MAX_SEGMENTS as DEFAULT_MAX_SEGMENTS
 from .segments import DEFAULT_RESOLUTION_NS as DEFAULT_RESOLUTION_NS
@@ -25,7 +28,7 @@ from .segments import GIL as GIL
 from .segments import RUNQ as RUNQ
 from .segments import WAIT as WAIT
 from .segments import TaskProbe as TaskProbe
-from .threadstate import ThreadWatch, Token
+from .threadstate import ThreadWatch
 
 if TYPE_CHECKING:
     from .loopwatch import LoopWatch
@@ -36,36 +39,6 @@ LONG_STEP_OFF_NS = 2_000_000
 
 _pc = time.perf_counter_ns
 _tt = time.thread_time_ns
-
-
-class _Clock:
-    """The last (wall, thread CPU) reading on one loop thread, and that thread's observers.
-
-    ``thread_time_ns`` is a real system call (about 0.5 µs), so a step reads it only at its end,
-    and at its start only when the last reading is older than ``FRESH_NS``; a step shorter than
-    ``FRESH_NS`` is counted as CPU outright — a blocking call that short is noise. The error this
-    allows is bounded by ``FRESH_NS`` of CPU per step.
-    """
-
-    __slots__ = ("blocks", "c", "contention", "slot", "states", "w")
-
-    def __init__(self) -> None:
-        self.w = 0
-        self.c = 0
-        #: This loop thread's observers (see :func:`watch_loop`); None/-1 when not watched.
-        self.blocks: LoopWatch | None = None
-        self.states: ThreadWatch | None = None
-        self.slot = -1
-        #: the watched loop thread's GIL / run-queue time as a running sum (windows in O(log n))
-        self.contention: CumulativeRuns | None = None
-
-
-class _LoopClock(threading.local):
-    """One :class:`_Clock` per thread. Steps read it through a plain object, because an
-    attribute of a ``threading.local`` costs five times as much and a step reads several."""
-
-    def __init__(self) -> None:
-        self.s = _Clock()
 
 
 def watch_loop(blocks: LoopWatch | None, states: ThreadWatch | None = None, slot: int = -1) -> None:
@@ -109,6 +82,43 @@ FRESH_NS = 50_000
 _clock = _LoopClock()
 
 
+def loop_held() -> int:
+    """How long traced tool steps have held the calling (loop) thread, in all (``_Clock.held``)."""
+    return _clock.s.held
+
+
+NO_MARK = (-1, 0)
+
+
+def loop_mark() -> tuple[int, int]:
+    """(:func:`loop_held`, when the last of those steps ended): a late start's end of window."""
+    c = _clock.s
+    return c.held, c.held_end
+
+
+def loop_state() -> _Clock:
+    """The calling loop thread's record, for a body's thread to read ``held`` from as it ends."""
+    return _clock.s
+
+
+def start_waits(
+    t0: int, t1: int, cpu0: int, cpu1: int, held0: int, mark: tuple[int, int]
+) -> tuple[int, int, int]:
+    """(gil, runq, lock) ns of a late start's window ``[t0, t1]``: other tools' steps held the
+    loop for ``lock`` (``held0``: :func:`loop_held` at ``t0``, -1 unknown; ``mark``:
+    :func:`loop_mark` at ``t1`` — a step under way at ``t0`` counts only from there), and of the
+    rest the loop thread waited ``gil`` / ``runq`` (:func:`loop_waits`, which would also count a
+    step's own blocking as the loop's off-CPU time: the steps go first)."""
+    held1, end = mark
+    lock = min(held1 - held0, min(end, t1) - t0) if held0 >= 0 else 0
+    lock = max(lock, 0)
+    gil, runq = loop_waits(t0, t1, cpu0, cpu1)
+    room, both = t1 - t0 - lock, gil + runq
+    if both > room:
+        gil, runq = (gil * room // both, runq * room // both) if room > 0 else (0, 0)
+    return gil, runq, lock
+
+
 def first_step(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> tuple[bool, Any]:
     """Run a coroutine's first step under a :class:`TaskProbe`, here rather than in a generator:
     ``(True, value)`` when the body finished in it (what it raised propagates, accounted), else
@@ -136,6 +146,8 @@ def first_step(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> tuple[bool, 
         if t1 - t0 < FRESH_NS and probe.p_start < 0 and not probe.segs:
             probe.cpu_ns += t1 - t0
             probe.segs = [[CPU, t0, t1]]
+            clock.held += t1 - t0
+            clock.held_end = t1
             if blocks is not None:
                 blocks.t0 = 0
         else:
@@ -190,6 +202,8 @@ def _resumed(
         if d < short:  # TaskProbe.step of a short piece, inline
             if blocks is not None:
                 blocks.t0 = 0
+            clock.held += d
+            clock.held_end = t1
             ac += d
             if ps < 0:
                 ps = t0
@@ -266,6 +280,8 @@ def _step(
     watch's threshold is kept with the stack the watchdog saw."""
     if t1 - t0 < FRESH_NS:
         probe.step(t0, t1, t1 - t0)
+        clock.held += t1 - t0
+        clock.held_end = t1
         if blocks is not None:
             blocks.t0 = 0
         return
@@ -280,6 +296,8 @@ def _step(
         stolen = sp.gil_ns + sp.runq_ns
     else:
         probe.step(t0, t1, cpu)
+    clock.held += t1 - t0 - stolen
+    clock.held_end = t1
     if blocks is not None:
         blocks.t0 = 0
         # the tool held the loop only for what it ran or blocked on itself: a step stretched
@@ -287,85 +305,6 @@ def _step(
         # contention, drawn as such, not a tool to move off the loop
         if t1 - t0 - stolen >= blocks.threshold_ns:
             probe.block(t0, t1, blocks.stack_of(t0))
-
-
-_current: contextvars.ContextVar[_ThreadMarks | TaskProbe | None] = contextvars.ContextVar(
-    "lanepar_probe", default=None
-)
-
-
-class _ThreadMarks:
-    """Checkpoints for a body running in a thread or child process: at each ``phase`` boundary
-    the interval since the last one is split into its CPU share and the rest — and, under a
-    :class:`ThreadWatch`, the rest into GIL/lock wait, run-queue wait and other waiting."""
-
-    __slots__ = ("c", "clock", "core_wait", "probe", "t", "tok", "watch")
-
-    def __init__(
-        self, probe: TaskProbe, clock: Any, watch: ThreadWatch | None, tok: Token | None
-    ) -> None:
-        self.probe = probe
-        self.clock = clock
-        self.watch = watch
-        self.tok = tok
-        self.t = _pc()
-        self.c = clock()
-        #: Run-queue wait of processes working for the body since the last mark (note_core_wait)
-        self.core_wait = 0
-
-    def mark(self) -> int:
-        t, c = _pc(), self.clock()
-        far = self.core_wait
-        if far:
-            self.core_wait = 0
-        if self.tok is None or self.watch is None:
-            if far:
-                self.probe.split(self.t, t, c - self.c, 0, far)
-            else:
-                self.probe.step(self.t, t, c - self.c)
-        else:
-            sp = self.watch.split(self.tok, self.t, t, c - self.c)
-            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns + far, sp.runs,
-                             sp.lock_ns)  # fmt: skip
-        self.t, self.c = t, c
-        return t
-
-
-def run_sync_probed(
-    probe: TaskProbe,
-    fn: Any,
-    args: Any,
-    kwargs: Any,
-    clock: Any = _tt,
-    watch: ThreadWatch | None = None,
-    handed: list[int] | None = None,
-    loop_clock: int | None = None,
-) -> Any:
-    """Run a sync body on this thread, measuring its CPU (``clock``) and wall time.
-
-    With a ``watch`` the off-CPU time is split (GIL/lock, run queue, the rest). ``handed`` holds
-    the hand-off time (set by the handing thread, 0 if not yet): from then until the body's first
-    instruction the thread was waking and taking the GIL, so that span is drawn as GIL (its
-    run-queue part as runq), not dispatch. ``loop_clock``: the loop thread's, read as it ends.
-    """
-    tok = watch.begin() if watch is not None else None
-    marks = _ThreadMarks(probe, clock, watch, tok)
-    probe.started_ns = marks.t
-    if tok is not None and handed is not None and 0 < handed[0] < marks.t:
-        h = handed[0]
-        rq = min(tok.pre_runq, marks.t - h)
-        probe.split(h, marks.t, 0, marks.t - h - rq, rq)
-        probe.started_ns = h
-    token = _current.set(marks)
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        probe.finished_ns = marks.mark()
-        if loop_clock is not None:
-            probe.read_loop_clock(loop_clock)
-        _current.reset(token)
-        if tok is not None and watch is not None:
-            watch.end(tok)
 
 
 def activate(probe: TaskProbe | None) -> contextvars.Token[Any]:

@@ -59,6 +59,11 @@ class TaskProbe:
     #: (read from its thread): with them a hand-off's loop-side waits are exact (0: unknown).
     free_cpu_ns: int = 0
     end_loop_cpu_ns: int = 0
+    #: ``probe.loop_held()`` when the slot came free and when a thread body ended (-1:
+    #: unknown), and (held, its end) at the hand-off: the loop held by other tools' steps.
+    free_held: int = -1
+    end_loop_held: int = -1
+    hand_held: tuple[int, int] = (-1, 0)
     #: The pending run's GIL and run-queue parts (its CPU and wait parts are slots).
     p_gil: int = 0
     p_runq: int = 0
@@ -270,16 +275,19 @@ class TaskProbe:
         with contextlib.suppress(OSError):
             self.end_loop_cpu_ns = time.clock_gettime_ns(clock)
 
-    def prepend_contention(self, gil: int, runq: int) -> None:
+    def prepend_contention(self, gil: int, runq: int, lock: int = 0) -> None:
         """Before the body: ``gil`` then ``runq`` ns its hand-off spent waiting for the GIL or a
-        core on the handing (loop) thread. They move from dispatch (the executor's own overhead)
-        to the body's waits: the body starts that much earlier, and its totals stay exact."""
-        if (gil <= 0 and runq <= 0) or not self.started_ns:
+        core on the handing (loop) thread, and ``lock`` ns the loop was held by other tools'
+        steps (a lock other than the GIL). They move from dispatch (the executor's own
+        overhead) to the body's waits: the body starts that much earlier, totals stay exact."""
+        gil, runq, lock = max(gil, 0), max(runq, 0), max(lock, 0)
+        if not (gil or runq or lock) or not self.started_ns:
             return
-        start = self.started_ns - gil - runq
-        head = [[k, s, e] for k, s, e in ((GIL, start, start + gil),
-                (RUNQ, start + gil, self.started_ns)) if e > s]  # fmt: skip
+        start = self.started_ns - lock - gil - runq
+        head = [[k, s, e] for k, s, e in ((GIL, start, start + lock + gil),
+                (RUNQ, start + lock + gil, self.started_ns)) if e > s]  # fmt: skip
         self.segs[:0] = head
-        self.gil_ns += max(gil, 0)
-        self.runq_ns += max(runq, 0)
+        self.gil_ns += lock + gil
+        self.lock_ns += lock
+        self.runq_ns += runq
         self.started_ns = start

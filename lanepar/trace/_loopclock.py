@@ -1,0 +1,47 @@
+"""The per-thread record the probe keeps on each event-loop thread: its last clock reading, its
+observers, and how long traced tool steps have held it (see :mod:`lanepar.trace.probe`)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._cumruns import CumulativeRuns
+    from .loopwatch import LoopWatch
+    from .threadstate import ThreadWatch
+
+
+class _Clock:
+    """The last (wall, thread CPU) reading on one loop thread, and that thread's observers.
+
+    ``thread_time_ns`` is a real system call (about 0.5 µs), so a step reads it only at its end,
+    and at its start only when the last reading is older than ``FRESH_NS``; a step shorter than
+    ``FRESH_NS`` is counted as CPU outright — a blocking call that short is noise. The error this
+    allows is bounded by ``FRESH_NS`` of CPU per step.
+    """
+
+    __slots__ = ("blocks", "c", "contention", "held", "held_end", "slot", "states", "w")
+
+    def __init__(self) -> None:
+        self.w = 0
+        self.c = 0
+        #: This loop thread's observers (see :func:`watch_loop`); None/-1 when not watched.
+        self.blocks: LoopWatch | None = None
+        self.states: ThreadWatch | None = None
+        self.slot = -1
+        #: the watched loop thread's GIL / run-queue time as a running sum (windows in O(log n))
+        self.contention: CumulativeRuns | None = None
+        #: How long traced tool steps have held this loop in all (their own GIL / run-queue
+        #: waits apart): a task that waited for the loop meanwhile waited for other tools' code
+        #: — a lock held by them — not for the executor (see ``loop_held``).
+        self.held = 0
+        self.held_end = 0  # when the last of those steps ended
+
+
+class _LoopClock(threading.local):
+    """One :class:`_Clock` per thread. Steps read it through a plain object, because an
+    attribute of a ``threading.local`` costs five times as much and a step reads several."""
+
+    def __init__(self) -> None:
+        self.s = _Clock()

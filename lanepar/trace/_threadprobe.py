@@ -1,0 +1,101 @@
+"""Measuring a sync body on its own thread (a lane's thread, or a child process's main thread):
+CPU and wall time at each mark, and under a thread watch the off-CPU time split. The context
+variable ``phase`` and the tools' notes read is here too: a body of either kind sets it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._loopclock import _Clock
+    from .segments import TaskProbe
+    from .threadstate import ThreadWatch, Token
+
+_pc = time.perf_counter_ns
+_tt = time.thread_time_ns
+
+
+_current: contextvars.ContextVar[_ThreadMarks | TaskProbe | None] = contextvars.ContextVar(
+    "lanepar_probe", default=None
+)
+
+
+class _ThreadMarks:
+    """Checkpoints for a body running in a thread or child process: at each ``phase`` boundary
+    the interval since the last one is split into its CPU share and the rest — and, under a
+    :class:`ThreadWatch`, the rest into GIL/lock wait, run-queue wait and other waiting."""
+
+    __slots__ = ("c", "clock", "core_wait", "probe", "t", "tok", "watch")
+
+    def __init__(
+        self, probe: TaskProbe, clock: Any, watch: ThreadWatch | None, tok: Token | None
+    ) -> None:
+        self.probe = probe
+        self.clock = clock
+        self.watch = watch
+        self.tok = tok
+        self.t = _pc()
+        self.c = clock()
+        #: Run-queue wait of processes working for the body since the last mark (note_core_wait)
+        self.core_wait = 0
+
+    def mark(self) -> int:
+        t, c = _pc(), self.clock()
+        far = self.core_wait
+        if far:
+            self.core_wait = 0
+        if self.tok is None or self.watch is None:
+            if far:
+                self.probe.split(self.t, t, c - self.c, 0, far)
+            else:
+                self.probe.step(self.t, t, c - self.c)
+        else:
+            sp = self.watch.split(self.tok, self.t, t, c - self.c)
+            self.probe.split(self.t, t, sp.cpu_ns, sp.gil_ns, sp.runq_ns + far, sp.runs,
+                             sp.lock_ns)  # fmt: skip
+        self.t, self.c = t, c
+        return t
+
+
+def run_sync_probed(
+    probe: TaskProbe,
+    fn: Any,
+    args: Any,
+    kwargs: Any,
+    clock: Any = _tt,
+    watch: ThreadWatch | None = None,
+    handed: list[int] | None = None,
+    loop_clock: int | None = None,
+    loop: _Clock | None = None,
+) -> Any:
+    """Run a sync body on this thread, measuring its CPU (``clock``) and wall time.
+
+    With a ``watch`` the off-CPU time is split (GIL/lock, run queue, the rest). ``handed`` holds
+    the hand-off time (set by the handing thread, 0 if not yet): from then until the body's first
+    instruction the thread was waking and taking the GIL, so that span is drawn as GIL (its
+    run-queue part as runq), not dispatch. ``loop_clock``: the loop thread's, read as it ends,
+    as is ``loop``'s ``held`` (see :func:`start_waits`).
+    """
+    tok = watch.begin() if watch is not None else None
+    marks = _ThreadMarks(probe, clock, watch, tok)
+    probe.started_ns = marks.t
+    if tok is not None and handed is not None and 0 < handed[0] < marks.t:
+        h = handed[0]
+        rq = min(tok.pre_runq, marks.t - h)
+        probe.split(h, marks.t, 0, marks.t - h - rq, rq)
+        probe.started_ns = h
+    token = _current.set(marks)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        probe.finished_ns = marks.mark()
+        if loop_clock is not None:
+            probe.read_loop_clock(loop_clock)
+        if loop is not None:
+            probe.end_loop_held = loop.held
+        _current.reset(token)
+        if tok is not None and watch is not None:
+            watch.end(tok)
