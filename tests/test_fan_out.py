@@ -127,3 +127,27 @@ def test_closing_one_lane_stops_only_its_own_bodies() -> None:
         gate.set()
         assert handle.result(20) == "done"
         assert ex.run_batch([lp.ToolCall(ok, 2, lane="a")]).results == [2]  # a takes it again
+
+
+def test_an_idle_workers_wait_swallows_a_delivered_error_but_not_its_own_end() -> None:
+    """``FutureWake.wait`` returns when a handed job's error is delivered into its future (the
+    collect raises it), but a cancel or a close of the waiting coroutine still ends it."""
+    import asyncio
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        w = FutureWake(loop)
+        w.fut.set_exception(ValueError("the tool's"))
+        await w.wait()  # no raise: the error is the collect's
+        with pytest.raises(ValueError):
+            w.fut.result()
+        parked = FutureWake(loop).wait()
+        assert parked.send(None) is not None  # suspended on the future
+        parked.close()  # GeneratorExit goes through (it is not swallowed as an error)
+        task = asyncio.ensure_future(FutureWake(loop).wait())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())

@@ -143,7 +143,7 @@ class FutureWake:
     async def wait(self) -> None:
         try:
             await self.fut
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
             raise
         except BaseException:  # a handed job's error, delivered here: collecting it raises it
             pass
