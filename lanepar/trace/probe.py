@@ -112,8 +112,11 @@ def start_waits(
     held1, end = mark
     lock = min(held1 - held0, min(end, t1) - t0) if held0 >= 0 else 0
     lock = max(lock, 0)
+    room = t1 - t0 - lock
+    if room < LONG_STEP_OFF_NS // 10:  # too little left to look up, as for a short window
+        return 0, 0, lock
     gil, runq = loop_waits(t0, t1, cpu0, cpu1)
-    room, both = t1 - t0 - lock, gil + runq
+    both = gil + runq
     if both > room:
         gil, runq = (gil * room // both, runq * room // both) if room > 0 else (0, 0)
     return gil, runq, lock

@@ -284,9 +284,12 @@ class TaskProbe:
         if not (gil or runq or lock) or not self.started_ns:
             return
         start = self.started_ns - lock - gil - runq
-        head = [[k, s, e] for k, s, e in ((GIL, start, start + lock + gil),
-                (RUNQ, start + lock + gil, self.started_ns)) if e > s]  # fmt: skip
-        self.segs[:0] = head
+        if not runq:  # (nearly always: one piece)
+            self.segs.insert(0, [GIL, start, self.started_ns])
+        else:
+            head = [[k, s, e] for k, s, e in ((GIL, start, start + lock + gil),
+                    (RUNQ, start + lock + gil, self.started_ns)) if e > s]  # fmt: skip
+            self.segs[:0] = head
         self.gil_ns += lock + gil
         self.lock_ns += lock
         self.runq_ns += runq
