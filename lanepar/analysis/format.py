@@ -135,8 +135,9 @@ def summary_text(summary: Mapping[str, Any]) -> str:
 
 
 def time_split(s: Mapping[str, Any]) -> str:
-    """"CPU 1.2 s · I/O wait 3.4 s · GIL / lock wait 0.5 s (other locks 0.2 s) · run-queue wait
-    0.1 s"; the part in brackets only where some of the wait was for a lock other than the GIL."""
+    """"CPU 1.2 s · I/O wait 3.4 s · GIL / lock wait 0.5 s (other locks or the event loop 0.2 s) ·
+    run-queue wait 0.1 s"; the part in brackets only where some of the wait was for a lock other
+    than the GIL — the event loop among them, while other tools' steps held it."""
     from ..trace.palette import LABELS
 
     parts = [f"{LABELS['cpu']} {duration_s(s.get('cpu_s', 0.0))}",
@@ -145,6 +146,6 @@ def time_split(s: Mapping[str, Any]) -> str:
         if s.get(key):
             part = f"{LABELS[kind]} {duration_s(s[key])}"
             if kind == "gil" and s.get("lock_wait_s"):  # where the GIL could be told apart
-                part += f" (other locks {duration_s(s['lock_wait_s'])})"
+                part += f" (other locks or the event loop {duration_s(s['lock_wait_s'])})"
             parts.append(part)
     return " · ".join(parts)
