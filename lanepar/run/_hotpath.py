@@ -21,7 +21,6 @@ from ..trace.probe import (
     activate,
     deactivate,
     first_step,
-    loop_held,
     loop_mark,
     start_waits,
 )
@@ -79,7 +78,8 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     held0, mark = -1, NO_MARK
     if _pc() - free > CONTENTION_MIN_NS:
         cpu, free_cpu, held0, mark = _tt(), w.cpu_at(free, job), w.held_at(free, job), loop_mark()
-    w.free_cpu = 0
+    # read for this job; the worker reads both afresh as the body ends (``Worker.freed``)
+    w.free_cpu, w.free_held = 0, -1
     token = activate(probe)
     error: Exception | None = None
     value: Any = None
@@ -100,7 +100,6 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
                                                   mark))  # fmt: skip
     finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
                "ok" if error is None else "error")  # fmt: skip
-    w.free_held = loop_held()  # its body's last step ended just now, on this loop
     return probe.finished_ns
 
 

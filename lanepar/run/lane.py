@@ -211,8 +211,7 @@ class Lane:
                     finish_interrupted(self, w, job)
                     await self._drain(w, job)
                     del job
-                # the interrupted job held the slot until now
-                w.free_at, w.free_cpu, w.free_held = _pc(), 0, loop_held()
+                w.freed(0, _pc(), loop_held())  # the interrupted job held the slot until now
         finally:
             if self.workers.get(w.slot) is w:
                 del self.workers[w.slot]
