@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 import time
 import types
-from collections.abc import Coroutine, Generator, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._cumruns import CumulativeRuns, hand_off_waits
@@ -191,13 +191,20 @@ def _resumed(
     cost per suspension. What the probe ends up holding is exactly what calling
     :meth:`TaskProbe.step` and :meth:`TaskProbe.wait` for every piece would have left.
     """
-    send, throw = coro.send, coro.throw
+    send, now = coro.send, _pc
+    throw: Callable[[Any], Any] = coro.throw
+    into: Callable[[Any], Any]
     clock = _clock.s
     blocks = clock.blocks
     res = probe.resolution
     short = FRESH_NS if res > FRESH_NS else res  # a step this short is all CPU, joins the run
-    # the probe's pending run (start, end, cpu, wait), and cpu / wait not yet in its totals
-    ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
+    # The probe's pending run, kept here as its start ``ps`` (the pieces are contiguous: step,
+    # wait, step, ..., so a run starts where the last one ended and ends at the last instant
+    # seen), its cpu / wait as the probe's ``pc`` / ``pw`` plus what was added here since
+    # (``ac`` / ``aw``, not yet in the probe's totals either).
+    ps, pc, pw = probe.p_start, probe.p_cpu, probe.p_wait
+    if ps < 0:
+        ps = t0
     ac = aw = 0
     while True:
         # the step [t0, t1] that just yielded
@@ -208,42 +215,37 @@ def _resumed(
             clock.held += d
             clock.held_end = t1
             ac += d
-            if ps < 0:
-                ps = t0
-            pe = t1
-            pc += d
             if t1 - ps >= res:
-                _hand(probe, ps, pe, pc, pw, ac, aw)
+                _hand(probe, ps, t1, pc + ac, pw + aw, ac, aw)
                 probe._flush()
-                ps = pe = -1
-                pc = pw = ac = aw = 0
+                ps, pc, pw, ac, aw = t1, 0, 0, 0, 0
         else:
-            _hand(probe, ps, pe, pc, pw, ac, aw)
+            _hand(probe, ps, t0, pc + ac, pw + aw, ac, aw)
             _step(probe, clock, blocks, t0, t1, c0)
-            ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
+            ps, pc, pw = probe.p_start, probe.p_cpu, probe.p_wait
+            if ps < 0:
+                ps = t1
             ac = aw = 0
-        exc: BaseException | None = None
         try:
             value = yield yielded
         except BaseException as e:  # cancellation and throw() reach the coroutine
-            value, exc = None, e
-        t0 = _pc()
+            value, into = e, throw
+        else:
+            into = send
+        t0 = now()
         w = t0 - t1
         if 0 < w < res:  # TaskProbe.wait of a short piece, inline
             aw += w
-            if ps < 0:
-                ps = t1
-            pe = t0
-            pw += w
             if t0 - ps >= res:
-                _hand(probe, ps, pe, pc, pw, ac, aw)
+                _hand(probe, ps, t0, pc + ac, pw + aw, ac, aw)
                 probe._flush()
-                ps = pe = -1
-                pc = pw = ac = aw = 0
+                ps, pc, pw, ac, aw = t0, 0, 0, 0, 0
         elif w > 0:
-            _hand(probe, ps, pe, pc, pw, ac, aw)
+            _hand(probe, ps, t1, pc + ac, pw + aw, ac, aw)
             probe.wait(t1, t0)
-            ps, pe, pc, pw = probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait
+            ps, pc, pw = probe.p_start, probe.p_cpu, probe.p_wait
+            if ps < 0:
+                ps = t0
             ac = aw = 0
         if t0 - clock.w > FRESH_NS:
             clock.w, clock.c = t0, _tt()
@@ -253,23 +255,37 @@ def _resumed(
             if blocks.parked:
                 blocks.begin(t0)
         try:
-            yielded = send(value) if exc is None else throw(exc)
+            yielded = into(value)
         except StopIteration as stop:
-            t1 = probe.finished_ns = _pc()
-            _hand(probe, ps, pe, pc, pw, ac, aw)
-            _step(probe, clock, blocks, t0, t1, c0)
+            t1 = probe.finished_ns = now()
+            d = t1 - t0
+            if d < short:  # the last step short, as nearly always: the pending run takes it
+                clock.held += d
+                clock.held_end = t1
+                if blocks is not None:
+                    blocks.t0 = 0
+                _hand(probe, ps, t1, pc + ac + d, pw + aw, ac + d, aw)
+                if t1 - ps >= res:
+                    probe._flush()
+            else:
+                _hand(probe, ps, t0, pc + ac, pw + aw, ac, aw)
+                _step(probe, clock, blocks, t0, t1, c0)
             return stop.value
         except BaseException:
-            t1 = probe.finished_ns = _pc()
-            _hand(probe, ps, pe, pc, pw, ac, aw)
+            t1 = probe.finished_ns = now()
+            _hand(probe, ps, t0, pc + ac, pw + aw, ac, aw)
             _step(probe, clock, blocks, t0, t1, c0)
             raise
-        t1 = _pc()
+        t1 = now()
 
 
 def _hand(probe: TaskProbe, ps: int, pe: int, pc: int, pw: int, ac: int, aw: int) -> None:
-    """Give the probe the pending run and totals :func:`stepped` kept in its locals."""
-    probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait = ps, pe, pc, pw
+    """Give the probe the pending run ``[ps, pe]`` (none when empty) and the totals
+    :func:`_resumed` kept in its locals."""
+    if pe > ps or pc or pw:
+        probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait = ps, pe, pc, pw
+    else:
+        probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait = -1, -1, 0, 0
     probe.cpu_ns += ac
     probe.wait_ns += aw
 
