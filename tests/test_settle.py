@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import lanepar as lp
 from lanepar.run._settle import finish_job, interrupted_probe, settle, unstarted_probe
@@ -187,3 +189,43 @@ def test_finishing_an_untraced_job_tells_observers_only_when_there_are_some() ->
     assert (rec.slot, rec.slot_free_ns, rec.started_ns, rec.outcome) == (2, 150, 150, "error")
     assert before <= rec.finished_ns <= time.perf_counter_ns()
     assert rec.error == "OSError: gone" and j2.batch.errors == {1: err}
+
+
+@given(
+    sub=st.integers(1, 10**12),
+    queued=st.integers(0, 10**6),
+    dispatch=st.integers(0, 10**6),
+    pieces=st.lists(st.tuples(st.booleans(), st.integers(0, 10**7)), min_size=1, max_size=90),
+    summary=st.text(max_size=30),
+)
+def test_the_plain_record_is_the_general_one(
+    sub: int, queued: int, dispatch: int, pieces: list[tuple[bool, int]], summary: str
+) -> None:
+    """Jobs that returned with nothing noted beside their times take ``settle_plain``; its record
+    is byte for byte the one ``settle`` makes (and the recorder and batch see it the same way)."""
+    free = sub + queued
+    t = started = free + dispatch
+    made = []
+    for _ in range(2):
+        p = TaskProbe(500_000, 8)  # few segments: merging is part of what both must agree on
+        p.started_ns = t = started
+        for is_cpu, d in pieces:
+            if is_cpu:
+                p.step(t, t + d, d)
+            else:
+                p.wait(t, t + d)
+            t += d
+        p.finished_ns = t
+        j = job(sub)
+        j.args_summary = summary
+        made.append((j, p))
+    (j1, p1), (j2, p2) = made
+    assert not p2.__dict__  # nothing noted: the plain path's condition
+    general = settle("q", j1, 3, free, p1, "ok", None)
+    rec = Recorder()
+    finish_job("q", rec, Observers(), j2, 3, free, p2, "v", None, "ok")
+    plain = rec.tasks[0]
+    assert j2.batch.records is not None and j2.batch.records[0] is plain
+    assert j2.batch.results[0] == "v" and j2.batch.end_ns == general.finished_ns
+    assert (plain.packed, plain.lane, plain.name, plain.outcome, plain.extra) == (
+        general.packed, general.lane, general.name, general.outcome, general.extra)  # fmt: skip

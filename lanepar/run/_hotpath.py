@@ -18,12 +18,11 @@ from ..backends.base import tool_exit
 from ..trace.probe import (
     NO_MARK,
     TaskProbe,
-    activate,
-    deactivate,
     first_step,
     loop_mark,
     start_waits,
 )
+from ..trace.probe import _current as PROBE
 from ._settle import finish_job
 from .job import FutureWake
 
@@ -80,7 +79,7 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
         cpu, free_cpu, held0, mark = _tt(), w.cpu_at(free, job), w.held_at(free, job), loop_mark()
     # read for this job; the worker reads both afresh as the body ends (``Worker.freed``)
     w.free_cpu, w.free_held = 0, -1
-    token = activate(probe)
+    token = PROBE.set(probe)  # (``probe.activate``, without its frame)
     error: Exception | None = None
     value: Any = None
     try:
@@ -92,7 +91,7 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
         error = tool_exit(job.fn, e)
     finally:
-        deactivate(token)
+        PROBE.reset(token)
         # waking this worker waited for other tools' steps, or on the loop thread's GIL or a
         # core: not overhead
         if probe.started_ns - free > CONTENTION_MIN_NS:

@@ -292,22 +292,27 @@ _repr.maxlevel = 2
 #: Argument types whose plain ``repr`` is what ``_repr`` gives them when it is short: the
 #: arguments nearly every call has, summarised without ``reprlib``'s walk (a seventh of a traced
 #: no-op task's cost).
-_SCALARS = (int, float, bool, str, type(None))
+_SCALARS = frozenset((int, float, bool, str, type(None)))
+_SHORT = _repr.maxstring
 
 
 def _short(v: Any) -> str:
     if type(v) in _SCALARS:
         r = repr(v)
-        if len(r) <= _repr.maxstring:
+        if len(r) <= _SHORT:
             return r
     return _repr.repr(v)
 
 
 def summarize_args(args: tuple[Any, ...], kwargs: Mapping[str, Any], limit: int = 40) -> str:
     """A short, bounded description of arguments for the timeline's hover text."""
-    if not args and not kwargs:
-        return ""
-    parts = [_short(a) for a in args]
-    parts += [f"{k}={_short(v)}" for k, v in kwargs.items() if k != "root"]
-    text = ", ".join(parts)
+    if not kwargs:
+        if not args:
+            return ""
+        # one argument, as most calls have: no list to build and join (a traced call pays this)
+        text = _short(args[0]) if len(args) == 1 else ", ".join([_short(a) for a in args])
+    else:
+        parts = [_short(a) for a in args]
+        parts += [f"{k}={_short(v)}" for k, v in kwargs.items() if k != "root"]
+        text = ", ".join(parts)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -32,6 +32,14 @@ PACKED_SEGMENT: str = _SEG.format
 Segment = tuple[str, int, int]
 
 
+def packer(n: int) -> struct.Struct:
+    """The struct that packs a record's head and its ``n`` segments in one ``pack()``."""
+    p = _PACKERS.get(n)
+    if p is None:
+        p = _PACKERS[n] = struct.Struct(PACKED_HEAD + "Bq" * n)
+    return p
+
+
 class TaskRecord:
     """One finished task, on the parent's ``time.perf_counter_ns()`` clock.
 
@@ -95,14 +103,11 @@ class TaskRecord:
         self.outcome = outcome
         sub = head[1]
         n = len(segments)
-        packer = _PACKERS.get(n)
-        if packer is None:
-            packer = _PACKERS[n] = struct.Struct(PACKED_HEAD + "Bq" * n)
         flat: list[int] = [*head, n]
         for seg in segments:
             flat.append(seg[0])
             flat.append(seg[2] - sub)
-        p = packer.pack(*flat)
+        p = packer(n).pack(*flat)
         self._p = p + args_summary.encode("utf-8", "replace") if args_summary else p
         self._x = extra
         return self
@@ -125,11 +130,22 @@ class TaskRecord:
         self.outcome = outcome
         n = (len(flat) - 11) >> 1
         flat[10] = n
-        packer = _PACKERS.get(n)
-        if packer is None:
-            packer = _PACKERS[n] = struct.Struct(PACKED_HEAD + "Bq" * n)
-        p = packer.pack(*flat)
+        p = packer(n).pack(*flat)
         self._p = p + args_summary.encode("utf-8", "replace") if args_summary else p
+        self._x = extra
+        return self
+
+    @classmethod
+    def from_packed(
+        cls, lane: str, name: str, outcome: str, packed: bytes, extra: dict[str, Any] | None
+    ) -> TaskRecord:
+        """A record from its packed form (``packed``: head, segments and summary, as
+        :func:`packer` lays them out), for a settling path that packs it itself."""
+        self = cls.__new__(cls)
+        self.lane = lane
+        self.name = name
+        self.outcome = outcome
+        self._p = packed
         self._x = extra
         return self
 
