@@ -264,7 +264,18 @@ def _resumed(
                 clock.held_end = t1
                 if blocks is not None:
                     blocks.t0 = 0
-                _hand(probe, ps, t1, pc + ac + d, pw + aw, ac + d, aw)
+                ac += d
+                if not probe.segs and not probe.__dict__:  # the whole body one run, drawn as
+                    # ``finish`` draws it (one segment, of the kind that dominated), directly
+                    probe.cpu_ns += ac
+                    probe.wait_ns += aw
+                    pc += ac
+                    pw += aw
+                    probe.segs = [[CPU if pc >= pw else WAIT, ps, t1]] if t1 > ps else []
+                    probe.p_start = probe.p_end = -1
+                    probe.p_cpu = probe.p_wait = 0
+                    return stop.value
+                _hand(probe, ps, t1, pc + ac, pw + aw, ac, aw)
                 if t1 - ps >= res:
                     probe._flush()
             else:
