@@ -378,6 +378,9 @@ class _SplitsAs:
     def samples(self, slot: int, t0: int, t1: int) -> list[tuple[int, int, int]]:
         return []
 
+    def written(self, slot: int) -> int:
+        return -1
+
     def current_period_ns(self) -> int:
         return 4 * MS
 

@@ -66,6 +66,9 @@ class FakeWatch:
     def samples(self, slot: int, t0: int, t1: int) -> list[tuple[int, int, int]]:
         return []  # what the loop's contention reads (see the loop_contention test)
 
+    def written(self, slot: int) -> int:
+        return -1  # unknown: the samples are read for every window
+
     def current_period_ns(self) -> int:
         return 4 * MS
 

@@ -47,7 +47,7 @@ def watch_loop(blocks: LoopWatch | None, states: ThreadWatch | None = None, slot
     c = _clock.s
     c.blocks, c.states, c.slot = blocks, states, slot
     c.contention = (
-        CumulativeRuns(states.samples, slot, states.current_period_ns)
+        CumulativeRuns(states.samples, slot, states.current_period_ns, states.written)
         if states is not None and slot >= 0
         else None
     )

@@ -312,6 +312,13 @@ class ThreadWatch:
         return self._split(slot, t0, t1, cpu_ns, None)
 
     # -- reading the samples ---------------------------------------------------------------------
+    def written(self, slot: int) -> int:
+        """How many samples of ``slot`` the helper has written so far (-1: not sampled)."""
+        q = self._q
+        if q is None or slot < 0:
+            return -1
+        return int(q[sw.slot_offset(slot, self.ring) // 8 + sw.S_WIDX])
+
     def samples(self, slot: int, t0: int, t1: int) -> list[tuple[int, int, int]]:
         """``(t_ns, class, cumulative runq ns)`` of ``slot`` from the last one at or before ``t0``
         through ``t1``, oldest first (what the ring still holds)."""
