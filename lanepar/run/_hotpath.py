@@ -48,7 +48,11 @@ def run_job(lane: Lane, w: Worker, job: Job, granted: int) -> Coroutine[Any, Any
             if job.is_async and not lane.hooks.task_finished:
                 return run_bare(job)
         elif not rec.live:
-            free = max(job.pushed_ns, w.free_at, granted)
+            free = job.pushed_ns  # the latest of queueing, slot free and grant (no max() call)
+            if w.free_at > free:
+                free = w.free_at
+            if granted > free:
+                free = granted
             if job.is_async:
                 return run_traced(lane, w, job, free)
             return collect_handed(lane, w, job, free, hand_sync(lane, w, job, free))
