@@ -12,7 +12,13 @@ from lanepar.run.jobqueue import JobQueue
 
 
 def drain(q: JobQueue[str]) -> list[str]:
-    return [q.pop() for _ in range(len(q))]
+    out = []
+    while q:
+        nxt = q.peek()
+        out.append(q.pop())
+        assert out[-1] == nxt  # peek names what pop takes, and leaves it queued until then
+    assert q.peek() is None
+    return out
 
 
 def test_empty_queue() -> None:

@@ -115,6 +115,9 @@ def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> tuple[Any, Job | 
     rec = lane.recorder
     if rec is None or rec.live:
         return None, None
+    first = queue.peek()
+    if first is None or not first.batch.any_sync:  # (an all-async batch's fan-out: no scan)
+        return None, None
     job = queue.take_first(_sync_hot, EARLY_LOOKAHEAD)
     if job is None:
         return None, None

@@ -126,6 +126,8 @@ def _build(
         job_id = next_id() if next_id is not None else 0
         job = Job(batch, i, r.fn, call.args, call.kwargs, r.is_async, r.name, timeout, job_id,
                   now)  # fmt: skip
+        if not r.is_async:
+            batch.any_sync = True
         if call.call_id is not None:
             job.call_id = call.call_id
         retries = call.retries

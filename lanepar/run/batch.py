@@ -117,6 +117,9 @@ class _Batch:
         self.submitted_cpu = 0  # the loop thread's CPU clock then (0: untraced)
         self.submitted_held = -1  # ``probe.loop_held()`` then (-1: untraced)
         self.end_ns = 0  # the last finish seen, for the trace window
+        #: Whether any of its jobs runs a sync body: a lane waking a worker for an all-async
+        #: batch's job need not look for one to hand to a thread (``hand_early``).
+        self.any_sync = False
         #: when the sample that opens this batch's window was taken (0: no sampler): the end of
         #: the batch before, when that was fresh enough to serve
         self.opened_ns = 0

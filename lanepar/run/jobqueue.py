@@ -62,6 +62,10 @@ class JobQueue(Generic[J]):
                 return job
         return None
 
+    def peek(self) -> J | None:
+        """The job :meth:`pop` would return, left queued; None when empty."""
+        return self._buckets[self._prios[0]][0] if self.n else None
+
     def pop(self) -> J:
         prio = self._prios[0]
         dq = self._buckets[prio]

@@ -28,6 +28,7 @@ from .segments import GIL as GIL
 from .segments import RUNQ as RUNQ
 from .segments import WAIT as WAIT
 from .segments import TaskProbe as TaskProbe
+from .segments import hand_and_wait
 from .threadstate import ThreadWatch
 
 if TYPE_CHECKING:
@@ -241,12 +242,8 @@ def _resumed(
                 probe._flush()
                 ps, pc, pw, ac, aw = t0, 0, 0, 0, 0
         elif w > 0:
-            _hand(probe, ps, t1, pc + ac, pw + aw, ac, aw)
-            probe.wait(t1, t0)
-            ps, pc, pw = probe.p_start, probe.p_cpu, probe.p_wait
-            if ps < 0:
-                ps = t0
-            ac = aw = 0
+            hand_and_wait(probe, ps, t1, pc + ac, pw + aw, ac, aw, t0)
+            ps, pc, pw, ac, aw = t0, 0, 0, 0, 0
         if t0 - clock.w > FRESH_NS:
             clock.w, clock.c = t0, _tt()
         c0 = clock.c
