@@ -249,3 +249,125 @@ def test_gil_wait_of_overlapping_thread_tasks_is_not_counted_as_io() -> None:
     proc = AutoPolicy()
     proc.observe(recs, {"execute": "process"})
     assert proc.profiles["spin"].cpu_fraction == pytest.approx(1 / 3)
+
+
+# -- measured batch shapes ---------------------------------------------------------------------
+TINY = ["glob", "ls", "glob", "ls", "glob"]
+
+
+def _ran(pol: AutoPolicy, names: list[str], mode: str, wall_ns: int, runs: int) -> None:
+    shape = pol.shapes.shape_of(("query", n) for n in names)
+    assert shape is not None
+    for _ in range(runs):
+        pol.shapes.record(shape, mode, wall_ns)
+
+
+def test_a_measured_shape_decides_over_the_model() -> None:
+    calls = [call(n, "query") for n in TINY]
+    for par_ms, want in ((1.6, "parallel"), (1.9, "sequential"), (1.78, "sequential")):
+        pol = trained(("glob", 40 * US, 0.8, "query"), ("ls", 30 * US, 0.8, "query"))
+        assert pol.decide(calls, LANES).mode == "sequential"  # the model alone
+        _ran(pol, TINY, "sequential", int(1.8 * MS), 3)
+        _ran(pol, TINY, "parallel", int(par_ms * MS), 2)
+        assert "trying it" in pol.decide(calls, LANES).reason  # too few parallel runs yet
+        _ran(pol, TINY, "parallel", int(par_ms * MS), 1)
+        d = pol.decide(calls, LANES)
+        # parallel only when it was faster by more than measured_ratio (3 %): 1.78 is not
+        assert d.mode == want and "measured on this batch shape" in d.reason, (par_ms, d)
+    # the same tools in another order are the same shape; other tools are not
+    assert pol.decide(calls[::-1], LANES).reason.startswith("sequential: measured on")
+    assert "measured on" not in pol.decide(calls[:4], LANES).reason
+
+
+def test_one_slow_run_does_not_flip_a_measured_choice() -> None:
+    pol = trained(("glob", 40 * US, 0.8, "query"), ("ls", 30 * US, 0.8, "query"))
+    _ran(pol, TINY, "sequential", int(1.8 * MS), 7)
+    _ran(pol, TINY, "parallel", int(1.6 * MS), 6)
+    _ran(pol, TINY, "parallel", 50 * MS, 1)  # a collection, a page fault
+    assert pol.decide([call(n, "query") for n in TINY], LANES).mode == "parallel"
+
+
+def test_the_other_mode_is_tried_only_when_the_model_cannot_tell() -> None:
+    tiny = trained(("glob", 40 * US, 0.8, "query"), ("ls", 30 * US, 0.8, "query"))
+    _ran(tiny, TINY, "sequential", int(1.8 * MS), 3)
+    d = tiny.decide([call(n, "query") for n in TINY], LANES)
+    assert d.mode == "parallel" and "trying it" in d.reason
+    # I/O-bound tools the model is sure about: no trial of sequential after parallel runs
+    io = trained(("fetch", 30 * MS, 0.01, "query"))
+    names = ["fetch"] * 5
+    _ran(io, names, "parallel", 32 * MS, 3)
+    d = io.decide([call(n, "query") for n in names], LANES)
+    assert d.mode == "parallel" and "trying" not in d.reason and "predicted" in d.reason
+
+
+def test_routed_and_large_batches_are_left_to_the_model() -> None:
+    pol = AutoPolicy(n_cores=4)
+    assert pol.shapes.shape_of(("query", "x") for _ in range(pol.shapes.max_calls + 1)) is None
+    assert pol.shapes.shape_of([("query", "x")]) is None  # one call: nothing to choose
+    heavy = trained(("parse", 50 * MS, 0.95, "execute"))
+    calls = [call("parse") for _ in range(4)]
+    _ran(heavy, ["parse"] * 4, "sequential", 200 * MS, 3)
+    shape = heavy.shapes.shape_of(("execute", "parse") for _ in range(4))
+    assert shape is not None
+    for _ in range(3):
+        heavy.shapes.record(shape, "parallel", 400 * MS)
+        heavy.shapes.record(shape, "sequential", 200 * MS)
+    d = heavy.decide(calls, LANES, "cpu")
+    assert d.routes and "measured" not in d.reason  # routed to processes: not what was measured
+
+
+def test_shape_times_keep_the_last_runs_of_the_latest_shapes() -> None:
+    from lanepar.policy.shapes import ShapeTimes
+
+    st = ShapeTimes(keep=3, min_runs=2, max_shapes=2)
+    a, b, c = (((("q", n),) * 2) for n in "abc")
+    for w in (10, 20, 30, 40):
+        st.record(a, "sequential", w)
+    assert st.runs(a, "sequential") == 3 and st.median(a, "sequential") == 30
+    st.record(a, "auto", 5)  # (what ran is recorded, never "auto")
+    st.record(a, "parallel", 0)  # (no time: not a run)
+    assert st.runs(a, "parallel") == 0 and st.median(a, "parallel") is None
+    st.record(b, "parallel", 7)
+    assert st.median(b, "parallel") is None  # under min_runs
+    st.record(a, "sequential", 50)  # a is the most recent again: c evicts b
+    st.record(c, "sequential", 1)
+    assert st.runs(b, "parallel") == 0 and st.runs(a, "sequential") == 3
+    assert json.loads(json.dumps(st.to_dict()))["q/a, q/a"]["sequential_runs"] == 3
+    with pytest.raises(ValueError, match="min_runs"):
+        ShapeTimes(keep=2, min_runs=3)
+
+
+def test_an_executor_measures_each_mode_and_auto_follows_the_faster(tmp_path: Any) -> None:
+    """Real directory tools, sequential and parallel batches taking turns with auto's, on one
+    executor: once both modes have run a few times, auto goes by what they took — whichever
+    that was on this machine now — and says so."""
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+        for i in range(20):
+            (tmp_path / d / f"f{i}.py").write_text("x = 1\n")
+    root = str(tmp_path)
+    calls = [
+        lp.ToolCall("glob", "a/*.py", root=root),
+        lp.ToolCall("ls", "b", root=root),
+        lp.ToolCall("ls", "c", root=root),
+        lp.ToolCall("glob", "*/f1.py", root=root),
+    ]
+    pol = AutoPolicy()
+    with lp.LaneExecutor(auto_policy=pol) as ex:
+        last = None
+        for _ in range(4):
+            for mode in ("sequential", "parallel", "auto"):
+                b = ex.run_batch(calls, mode=mode)
+                assert b.ok, b.errors
+                last = b if mode == "auto" else last
+        assert last is not None and last.decision is not None
+        assert last.trace is not None
+        shape = pol.shapes.shape_of((t.lane, t.name) for t in last.trace.tasks)
+        assert shape is not None
+        seq, par = pol.shapes.median(shape, "sequential"), pol.shapes.median(shape, "parallel")
+        assert seq is not None and par is not None
+        b = ex.run_batch(calls, mode="auto")
+        assert b.decision is not None and "measured on this batch shape" in b.decision.reason
+        # (learnt between the batches: the decision went by the medians as they stood then)
+        assert b.mode in ("parallel", "sequential")
+        assert "shapes" in pol.to_dict()

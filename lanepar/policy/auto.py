@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import heapq
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -32,9 +31,10 @@ from ..config import LaneConfig
 from ..run._seams import Decision
 from ..tools.registry import Resolved
 from ..trace.model import TaskRecord, Trace
+from ._model import GIL_KINDS, fmt_ns, gil_waits, makespan
+from .shapes import ShapeTimes, explore, finished, measured
 
 FAST_OPS = frozenset({"glob", "ls", "list_files"})
-GIL_KINDS = frozenset({"async", "thread"})
 
 
 def seed_rule(names: Sequence[str]) -> Decision:
@@ -43,14 +43,6 @@ def seed_rule(names: Sequence[str]) -> Decision:
     if all(n in FAST_OPS for n in names):
         return Decision("sequential", "only instant directory ops (glob/ls/list_files)")
     return Decision("parallel", f"{len(names)} tools, not all instant")
-
-
-def _fmt(ns: float) -> str:
-    if ns < 1e6:
-        return f"{ns / 1e3:.0f} µs"
-    if ns < 1e9:
-        return f"{ns / 1e6:.1f} ms"
-    return f"{ns / 1e9:.2f} s"
 
 
 @dataclasses.dataclass
@@ -97,43 +89,6 @@ def _lane_facts(lane: Any) -> tuple[str, int]:
     return str(kind), max(1, int(limit) if isinstance(limit, int) else 1)
 
 
-def _gil_waits(records: Sequence[TaskRecord], kinds: Mapping[str, str]) -> dict[int, int]:
-    """Estimated GIL wait per task id: CPU that overlapping GIL-lane tasks ran inside its body.
-
-    Another task's CPU is assumed spread evenly over its body, so the share falling inside this
-    body's interval is ``cpu * overlap / body``: an estimate, but it only has to tell a CPU-bound
-    tool slowed by its neighbours from an I/O-bound one.
-    """
-    gil = sorted(
-        (r.started_ns, r.finished_ns, r.cpu_ns, r.id)
-        for r in records
-        if kinds.get(r.lane) in GIL_KINDS and r.finished_ns > r.started_ns
-    )
-    if len(gil) > 2000:  # quadratic in the worst case; large batches teach enough without it
-        return {}
-    out: dict[int, int] = {}
-    for i, (s0, e0, _c0, id0) in enumerate(gil):
-        wait = 0.0
-        for j, (s1, e1, c1, _id1) in enumerate(gil):
-            if j == i:
-                continue
-            if s1 >= e0:
-                break
-            overlap = min(e0, e1) - max(s0, s1)
-            if overlap > 0:
-                wait += c1 * overlap / (e1 - s1)
-        out[id0] = int(wait)
-    return out
-
-
-def _makespan(durations: Sequence[float], slots: int) -> float:
-    """Greedy list schedule in submission order over ``slots`` workers, as a lane runs it."""
-    free = [0.0] * min(slots, max(1, len(durations)))
-    for d in durations:
-        heapq.heappush(free, heapq.heappop(free) + d)
-    return max(free)
-
-
 class AutoPolicy:
     """Learns from finished tasks; decides sequential vs parallel and process routing per batch.
 
@@ -151,6 +106,8 @@ class AutoPolicy:
         process_lane: str | None = None,
         min_ratio: float = 0.95,
         min_saving_ns: float = 1_000_000,
+        measured_ratio: float = 0.97,
+        explore_band: float = 1.25,
         tiny_ns: float = 200_000,
         cpu_heavy_fraction: float = 0.7,
         cpu_heavy_ns: float = 5_000_000,
@@ -167,6 +124,10 @@ class AutoPolicy:
         self.process_lane = process_lane
         self.min_ratio = min_ratio
         self.min_saving_ns = min_saving_ns
+        self.measured_ratio = measured_ratio
+        self.explore_band = explore_band
+        #: What each mode really took per small batch shape (see :mod:`lanepar.policy.shapes`).
+        self.shapes = ShapeTimes()
         self.tiny_ns = tiny_ns
         self.cpu_heavy_fraction = cpu_heavy_fraction
         self.cpu_heavy_ns = cpu_heavy_ns
@@ -180,7 +141,10 @@ class AutoPolicy:
         self.default_dispatch_ns = float(dispatch_ns)
         self.handoff: dict[str, float] = {}
         self.dispatch: dict[str, float] = {}
-        self._unlearnt: collections.deque[Trace] = collections.deque(maxlen=16)
+        #: finished batches not learnt from yet: (trace, mode, wall ns, clean: ok, unrouted)
+        self._unlearnt: collections.deque[tuple[Trace, str, int, bool]] = collections.deque(
+            maxlen=16
+        )
         self._learn_scheduled = False
 
     # -- learning ---------------------------------------------------------------------------------
@@ -195,26 +159,28 @@ class AutoPolicy:
         lacks them, ``lane_kinds`` (lane -> kind) lets the GIL wait of thread/async tasks be
         inferred from their overlap.
         """
-        started = [r for r in records if r.slot >= 0 and r.outcome != "cancelled"]
-        gil_wait = _gil_waits(started, lane_kinds) if lane_kinds else {}
-        for r in started:  # cancelled or never ran: its wall time is not the tool's cost
+        # each record with its numbers, unpacked once (id, submitted, slot_free, started,
+        # finished, cpu, wait, gil, runq, slot): learning runs between an agent's batches
+        started = [(r, h) for r in records if (h := r.head())[9] >= 0 and r.outcome != "cancelled"]
+        gil_wait = gil_waits(started, lane_kinds) if lane_kinds else {}
+        dispatch = self.dispatch
+        for r, h in started:  # cancelled or never ran: its wall time is not the tool's cost
             prof = self.profiles.get(r.name)
             if prof is None:
                 prof = self.profiles[r.name] = ToolProfile(r.name)
             # What the tool would take alone: without waiting for the GIL or a core. Measured
             # (the thread-state observer) where the trace has it, inferred from overlap if not.
-            contention = r.gil_ns + r.runq_ns or gil_wait.get(r.id, 0)
-            wall = max(r.cpu_ns, r.wall_ns - contention)
-            prof.update(wall, r.cpu_ns, r.outcome == "ok", self.alpha)
-            self.dispatch[r.lane] = self._learn(
-                self.dispatch.get(r.lane, self.default_dispatch_ns), r.dispatch_ns
-            )
+            contention = h[7] + h[8] or gil_wait.get(h[0], 0)
+            wall = max(h[5], h[4] - h[3] - contention)
+            prof.update(wall, h[5], r.outcome == "ok", self.alpha)
+            dispatch[r.lane] = self._learn(dispatch.get(r.lane, self.default_dispatch_ns),
+                                           h[3] - h[2])  # fmt: skip
         # A task that existed while its predecessor ran but started only after it finished was
         # handed over: the gap is what running back to back costs per task.
-        started.sort(key=lambda r: r.started_ns)
-        for prev, nxt in zip(started, started[1:], strict=False):
-            if nxt.lane == prev.lane and nxt.submitted_ns <= prev.finished_ns <= nxt.started_ns:
-                gap = nxt.started_ns - prev.finished_ns
+        started.sort(key=lambda rh: rh[1][3])
+        for (prev, hp), (nxt, hn) in zip(started, started[1:], strict=False):
+            if nxt.lane == prev.lane and hn[1] <= hp[4] <= hn[3]:
+                gap = hn[3] - hp[4]
                 if gap < 50_000_000:  # a longer gap is the caller pausing, not the executor
                     self.handoff[nxt.lane] = self._learn(
                         self.handoff.get(nxt.lane, self.default_handoff_ns), gap
@@ -232,7 +198,7 @@ class AutoPolicy:
         trace = getattr(result, "trace", None)
         if trace is None:
             return
-        self._unlearnt.append(trace)
+        self._unlearnt.append(finished(result, trace))
         if not self._learn_scheduled:
             try:
                 asyncio.get_running_loop().call_soon(self._learn_pending)
@@ -244,7 +210,12 @@ class AutoPolicy:
         self._learn_scheduled = False
         pending = list(self._unlearnt)
         self._unlearnt.clear()
-        self.learn(pending)
+        for trace, mode, wall_ns, clean in pending:
+            self.learn((trace,))
+            if clean and len(trace.tasks) <= self.shapes.max_calls:
+                shape = self.shapes.shape_of((t.lane, t.name) for t in trace.tasks)
+                if shape is not None:
+                    self.shapes.record(shape, mode, wall_ns)
 
     # -- deciding ---------------------------------------------------------------------------------
     def learn(self, results: Iterable[Any], per_batch: int = 512) -> None:
@@ -281,6 +252,8 @@ class AutoPolicy:
         n = len(resolved)
         facts = {}
         for r in resolved:
+            if r.lane in facts:
+                continue
             if r.lane not in lanes:
                 raise ValueError(f"AutoPolicy: call {r.name!r} is in unknown lane {r.lane!r}")
             facts[r.lane] = _lane_facts(lanes[r.lane])
@@ -305,6 +278,9 @@ class AutoPolicy:
             return Decision(seed.mode, f"no profiles yet, seed rule: {seed.reason}")
         if n < 2:
             return Decision("sequential", f"{n} call: nothing to overlap")
+        shape = None if routes else self.shapes.shape_of((r.lane, r.name) for r in resolved)
+        if shape is not None and (known := measured(self.shapes, shape, self.measured_ratio)):
+            return known
 
         t_seq = sum(
             w + self.handoff.get(r.lane, self.default_handoff_ns)
@@ -313,17 +289,22 @@ class AutoPolicy:
         t_par, bound = self._predict_parallel(resolved, est, routes, facts)
         saving = t_seq - t_par
         head = (
-            f"predicted parallel {_fmt(t_par)} ({bound}) vs sequential {_fmt(t_seq)} "
+            f"predicted parallel {fmt_ns(t_par)} ({bound}) vs sequential {fmt_ns(t_seq)} "
             f"for {n} calls ({profiled} profiled)"
         )
+        # too close to call: within the band, or a saving either way under the minimum
+        unsure = max(t_par, t_seq) <= self.explore_band * min(t_par, t_seq)
+        unsure = unsure or abs(saving) < self.min_saving_ns
+        if shape is not None and unsure and (trial := explore(self.shapes, shape, head)):
+            return trial
         if t_par >= self.min_ratio * t_seq or saving < self.min_saving_ns:
             why = (
                 f"parallel ≥ {self.min_ratio:.0%} of sequential"
                 if t_par >= self.min_ratio * t_seq
-                else f"saving {_fmt(max(0.0, saving))} < {_fmt(self.min_saving_ns)}"
+                else f"saving {fmt_ns(max(0.0, saving))} < {fmt_ns(self.min_saving_ns)}"
             )
             if all(w < self.tiny_ns for w, _, _ in est):
-                why += f"; all tools under {_fmt(self.tiny_ns)}, dispatch overhead dominates"
+                why += f"; all tools under {fmt_ns(self.tiny_ns)}, dispatch overhead dominates"
             elif bound == "GIL":
                 why += "; CPU-bound Python on threads shares one GIL"
             return Decision("sequential", f"sequential: {head}: {why}")
@@ -356,7 +337,7 @@ class AutoPolicy:
             if kind in GIL_KINDS:
                 gil_cpu += f * w
         bounds = {
-            "slots": max(_makespan(ds, facts[ln][1]) for ln, ds in per_lane.items()),
+            "slots": max(makespan(ds, facts[ln][1]) for ln, ds in per_lane.items()),
             "GIL": gil_cpu,
             "cores": all_cpu / self.n_cores,
         }
@@ -371,6 +352,7 @@ class AutoPolicy:
             "n_cores": self.n_cores,
             "min_ratio": self.min_ratio,
             "min_saving_ms": self.min_saving_ns / 1e6,
+            "shapes": self.shapes.to_dict(),
             "cpu_heavy": {"fraction": self.cpu_heavy_fraction, "ms": self.cpu_heavy_ns / 1e6},
         }
 

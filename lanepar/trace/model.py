@@ -226,6 +226,11 @@ class TaskRecord:
         h = _HEAD.unpack_from(self._p)
         return (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[9])
 
+    def head(self) -> tuple[int, ...]:
+        """(id, submitted, slot_free, started, finished, cpu, wait, gil, runq, slot, number of
+        segments) in one unpack: for readers that need several (learning from a trace)."""
+        return _HEAD.unpack_from(self._p)
+
     @property
     def segments(self) -> list[Segment]:
         h = _HEAD.unpack_from(self._p)

@@ -1,0 +1,130 @@
+"""What batches of one shape actually took, per mode: auto mode's measured ground truth.
+
+The model in :mod:`lanepar.policy.auto` predicts both schedules from tool profiles. For a small
+batch of tools that take microseconds, the two differ by the executor's own hand-offs and
+fan-out — tens of µs either way, inside any model's error — and the model's answer is a coin
+toss with a 5-10 % price. But agents run the same few batch shapes again and again (the same
+tools, turn after turn), so what each mode really took for a shape is there to be had: kept here
+from every finished batch (``auto`` or fixed mode alike), it decides once both modes have been
+seen a few times, and it is what the decision says it went by.
+
+A shape is the batch's (lane, tool name) pairs, sorted: arguments differ from turn to turn, the
+cost of a glob over a directory hardly does. Only small batches are kept (``max_calls``) — a large
+batch's schedules differ by far more than the model's error — and only batches that ran where
+their tools live (no process routing) and ended cleanly.
+"""
+
+from __future__ import annotations
+
+import collections
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+from ..run._seams import Decision
+from ..trace.model import Trace
+from ._model import fmt_ns
+
+Shape = tuple[tuple[str, str], ...]
+MODES = ("sequential", "parallel")
+
+
+class ShapeTimes:
+    """The last ``keep`` wall times of each (shape, mode), for at most ``max_shapes`` shapes."""
+
+    def __init__(
+        self, *, keep: int = 7, min_runs: int = 3, max_calls: int = 64, max_shapes: int = 256
+    ) -> None:
+        if keep < 1 or not 1 <= min_runs <= keep:
+            raise ValueError(f"ShapeTimes: need 1 <= min_runs ({min_runs}) <= keep ({keep})")
+        self.keep = keep
+        self.min_runs = min_runs
+        self.max_calls = max_calls
+        self.max_shapes = max_shapes
+        self._walls: collections.OrderedDict[Shape, dict[str, collections.deque[int]]] = (
+            collections.OrderedDict()
+        )
+
+    def shape_of(self, calls: Iterable[tuple[str, str]]) -> Shape | None:
+        """The shape of a batch of (lane, tool name) calls; None when too large to keep."""
+        pairs = list(calls)
+        if not 2 <= len(pairs) <= self.max_calls:
+            return None
+        return tuple(sorted(pairs))
+
+    def record(self, shape: Shape, mode: str, wall_ns: int) -> None:
+        if mode not in MODES or wall_ns <= 0:
+            return
+        walls = self._walls.get(shape)
+        if walls is None:
+            walls = self._walls[shape] = {}
+            if len(self._walls) > self.max_shapes:  # the least recently run shape goes
+                self._walls.popitem(last=False)
+        else:
+            self._walls.move_to_end(shape)
+        runs = walls.get(mode)
+        if runs is None:
+            runs = walls[mode] = collections.deque(maxlen=self.keep)
+        runs.append(wall_ns)
+
+    def runs(self, shape: Shape, mode: str) -> int:
+        walls = self._walls.get(shape)
+        return len(walls.get(mode, ())) if walls else 0
+
+    def median(self, shape: Shape, mode: str) -> float | None:
+        """The median of the kept walls (ns) of ``mode`` for ``shape``: one slow run (a
+        collection, a page fault) must not flip the choice; None below ``min_runs`` runs."""
+        walls = self._walls.get(shape)
+        runs = walls.get(mode) if walls else None
+        if runs is None or len(runs) < self.min_runs:
+            return None
+        ordered = sorted(runs)
+        mid = len(ordered) // 2
+        return (ordered[mid] + ordered[~mid]) / 2
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """Per shape (``"lane/tool, ..."``), each mode's median wall in ms and its run count."""
+        out: dict[str, dict[str, float]] = {}
+        for shape, walls in self._walls.items():
+            key = ", ".join(f"{lane}/{name}" for lane, name in shape)
+            out[key] = {}
+            for mode, runs in walls.items():
+                out[key][f"{mode}_ms"] = statistics.median(runs) / 1e6
+                out[key][f"{mode}_runs"] = len(runs)
+        return out
+
+
+def measured(st: ShapeTimes, shape: Shape, ratio: float) -> Decision | None:
+    """The decision from what this batch shape really took in each mode, once both have been
+    run ``st.min_runs`` times: parallel when its median is under ``ratio`` of sequential's.
+    None: not known yet, the model decides. Checked before the model, which it makes moot."""
+    seq, par = st.median(shape, "sequential"), st.median(shape, "parallel")
+    if seq is None or par is None:
+        return None
+    mode = "parallel" if par < ratio * seq else "sequential"
+    both = f"parallel {fmt_ns(par)} vs sequential {fmt_ns(seq)}"
+    return Decision(mode, f"{mode}: measured on this batch shape, {both} (medians of the last "
+                    f"{st.keep} runs of each)")  # fmt: skip
+
+
+def explore(st: ShapeTimes, shape: Shape, head: str) -> Decision | None:
+    """For a batch the model cannot call (its caller decides when: predictions too close, or
+    a saving too small to trust) whose shape has one mode measured: the other one, until it
+    has been measured too — then :func:`measured` has something to go by. A few batches in
+    the slower mode, once per shape, is the price. None: the model decides."""
+    for mode, other in (MODES, MODES[::-1]):
+        known = st.median(shape, other)
+        if known is not None and st.runs(shape, mode) < st.min_runs:
+            why = f"{other} measured on this batch shape, {fmt_ns(known)}"
+            return Decision(mode, f"{mode} (trying it: {why}; the model's {head} is too close "
+                            "to call)")  # fmt: skip
+    return None
+
+
+def finished(result: Any, trace: Trace) -> tuple[Trace, str, int, bool]:
+    """What learning keeps of a finished batch: never its results."""
+    decision = getattr(result, "decision", None)
+    clean = bool(getattr(result, "ok", False)) and not getattr(result, "interrupted", False)
+    clean = clean and not (decision is not None and decision.routes)
+    wall_ns = int(float(getattr(result, "wall_s", 0.0)) * 1e9)
+    return trace, str(getattr(result, "mode", "")), wall_ns, clean
