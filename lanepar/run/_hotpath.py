@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import tool_exit
 from ..trace.probe import (
+    LOOKUP_MIN_NS,
     NO_MARK,
     TaskProbe,
     first_step,
@@ -79,8 +80,13 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     # about contention); this body ends on the loop, so that end is no thread's to read
     cpu = free_cpu = 0
     held0, mark = -1, NO_MARK
-    if _pc() - free > CONTENTION_MIN_NS:
-        cpu, free_cpu, held0, mark = _tt(), w.cpu_at(free, job), w.held_at(free, job), loop_mark()
+    late = _pc() - free
+    if late > CONTENTION_MIN_NS:
+        held0, mark = w.held_at(free, job), loop_mark()
+        # the CPU clocks matter only if what other tools' steps did not fill is worth a lookup
+        # (a fan-out's late start nearly never: ``start_waits``)
+        if held0 < 0 or late - (mark[0] - held0) >= LOOKUP_MIN_NS:
+            cpu, free_cpu = _tt(), w.cpu_at(free, job)
     # read for this job; the worker reads both afresh as the body ends (``Worker.freed``)
     w.free_cpu, w.free_held = 0, -1
     token = PROBE.set(probe)  # (``probe.activate``, without its frame)

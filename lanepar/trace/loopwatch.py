@@ -6,7 +6,8 @@ while it happens, so a watchdog thread looks at the loop thread's stack once a s
 than the threshold. It can: a blocking call (``time.sleep``, a socket read) releases the GIL, and
 pure-Python crunching gives it up at the switch interval (5 ms), so the watchdog gets the GIL
 within a few milliseconds either way. The loop pays two attribute stores per step; the watchdog
-wakes every quarter threshold while steps are running, and parks after a second without any.
+wakes when the step it saw would cross the threshold (at most once a threshold while steps are
+running), and parks after a second without any.
 
 Wiring: ``LoopWatch(threshold_ns, emit)``; the step driver calls :meth:`LoopWatch.step_begin`
 before each ``send()`` into a coroutine and :meth:`LoopWatch.step_end` after it;
@@ -127,13 +128,15 @@ class LoopWatch:
         self._wake.set()
 
     def _run(self) -> None:
-        poll = self.threshold_ns / 4e9
+        # It wakes when the step it last saw would cross the threshold — or a threshold after
+        # a look that found none running — so at most once a threshold while steps run: a wake
+        # takes the GIL from the loop, and four a threshold cost an MCP call a microsecond.
+        threshold = self.threshold_ns
         while not self._stop:
             if self.parked:
                 self._wake.wait()
                 self._wake.clear()
                 continue
-            time.sleep(poll)
             # the clock before the step: a thread preempted between the two reads must not pair
             # a late clock with a step that had not begun
             now = self._last_poll = _pc()
@@ -143,14 +146,19 @@ class LoopWatch:
                     self.parked = True
                     if self.t0:  # a step began meanwhile and saw us awake
                         self.parked = False
-                continue
-            cap = self._captured
-            if now - t0 < self.threshold_ns or (cap is not None and cap[0] == t0):
-                continue
-            frame = sys._current_frames().get(self.ident)
-            if frame is not None and self.t0 == t0:
-                self._captured = (t0, format_stack(frame))
-            del frame
+                    continue
+                due = now + threshold
+            else:
+                due = t0 + threshold
+                if now >= due:  # this step has held the loop past the threshold: its stack
+                    cap = self._captured
+                    if cap is None or cap[0] != t0:
+                        frame = sys._current_frames().get(self.ident)
+                        if frame is not None and self.t0 == t0:
+                            self._captured = (t0, format_stack(frame))
+                        del frame
+                    due = now + threshold
+            time.sleep((due - now) / 1e9)
 
     def close(self) -> None:
         self._stop = True

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 #: A step off its CPU at least this long asks the loop thread's watch why (GIL, run queue, a
 #: blocking call); shorter ones are drawn from the thread clock alone.
 LONG_STEP_OFF_NS = 2_000_000
+#: A window off the CPU shorter than this is not worth a look at the watch's samples.
+LOOKUP_MIN_NS = LONG_STEP_OFF_NS // 10
 
 _pc = time.perf_counter_ns
 _tt = time.thread_time_ns
@@ -58,7 +60,7 @@ def loop_contention(t0: int, t1: int) -> tuple[int, int]:
     """(gil, runq) ns the calling (loop) thread spent waiting for the GIL or a core in
     ``[t0, t1]``, as the thread watch sampled it; (0, 0) when the loop is not watched."""
     runs = _clock.s.contention
-    if runs is None or t1 - t0 < LONG_STEP_OFF_NS // 10:
+    if runs is None or t1 - t0 < LOOKUP_MIN_NS:
         return 0, 0
     return runs.between(t0, t1)
 
@@ -68,7 +70,7 @@ def loop_waits(t0: int, t1: int, cpu0: int, cpu1: int) -> tuple[int, int]:
     was read at both ends (``cpu0``, ``cpu1``; 0: not read): see ``hand_off_waits``. Off-CPU
     time under ``OFF_NOISE_NS`` is the two clocks' skew, not a wait: nothing to look up."""
     states = _clock.s.states
-    if not (cpu0 and cpu1) or states is None or t1 - t0 < LONG_STEP_OFF_NS // 10:
+    if not (cpu0 and cpu1) or states is None or t1 - t0 < LOOKUP_MIN_NS:
         return loop_contention(t0, t1)
     if (t1 - t0) - (cpu1 - cpu0) < OFF_NOISE_NS:
         return 0, 0
@@ -114,7 +116,7 @@ def start_waits(
     lock = min(held1 - held0, min(end, t1) - t0) if held0 >= 0 else 0
     lock = max(lock, 0)
     room = t1 - t0 - lock
-    if room < LONG_STEP_OFF_NS // 10:  # too little left to look up, as for a short window
+    if room < LOOKUP_MIN_NS:  # too little left to look up, as for a short window
         return 0, 0, lock
     gil, runq = loop_waits(t0, t1, cpu0, cpu1)
     both = gil + runq
