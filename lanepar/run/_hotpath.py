@@ -24,7 +24,7 @@ from ..trace.probe import (
     start_waits,
 )
 from ..trace.probe import _current as PROBE
-from ._settle import finish_job
+from ._settle import finish_job, settle_plain
 from .job import FutureWake
 
 if TYPE_CHECKING:
@@ -107,8 +107,16 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
         if probe.started_ns - free > CONTENTION_MIN_NS:
             probe.prepend_contention(*start_waits(free, probe.started_ns, free_cpu, cpu, held0,
                                                   mark))  # fmt: skip
-    finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
-               "ok" if error is None else "error")  # fmt: skip
+    rec = lane.recorder  # (there, or this path would not have been taken)
+    if (error is None and not probe.__dict__ and not job.call_id and rec is not None
+            and not lane.hooks.task_finished):  # fmt: skip
+        # ``finish_job``'s plain case without its frame: no attempt on this path, and a live
+        # view that began meanwhile still gets the record (``Recorder.add``)
+        settle_plain(lane.name, rec, job, w.slot, free, probe)
+        job.batch.succeed(job.index, value)
+    else:
+        finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
+                   "ok" if error is None else "error")  # fmt: skip
     return probe.finished_ns
 
 
