@@ -226,3 +226,28 @@ def test_latency_creep_below_capacity_does_not_hold_the_limit_down() -> None:
     thr_strict, mean_strict = mean_limit(0.0)
     assert mean >= 0.9 * 8 > mean_strict
     assert thr >= 0.9 * best_fixed(make, 8) > thr_strict
+
+
+def test_growth_waits_for_the_slower_quarter_after_an_increase() -> None:
+    """Right after an increase the first completions started before the new slots filled: their
+    median says "fine" while the rest already queue. Growing on that median overshot twice
+    (8 -> 11 -> 14 against a server of 8); the window's upper quartile cuts instead."""
+    lim = AdaptiveLimiter(1, 64, initial=8)
+    now = 0
+
+    def window(latencies_ms: list[float], inflight: int) -> int | None:
+        nonlocal now
+        changed = None
+        for lat in latencies_ms:
+            now += 30 * MS  # every task started after the previous window closed
+            changed = lim.observe(int(lat * MS), True, now, inflight) or changed
+        return changed
+
+    assert window([20.0] * 4, 8) == 10  # unloaded at 8: slow start, +sqrt(8)
+    # at 10 against a capacity of 8: the median (23 ms) is within the allowance, the slower
+    # quarter is not
+    after = window([23.0, 23.0, 23.0, 33.0, 38.0], 10)
+    assert after is not None and after < 10, lim.to_dict()
+    # a window that is all unloaded grows again: the rule is about the slower quarter only
+    grown = window([20.0] * 4, after)
+    assert grown is not None and grown > after

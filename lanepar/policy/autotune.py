@@ -29,6 +29,11 @@ fails, so latency growth over the no-load latency is the early warning; errors a
   most a quarter per window. Like TCP's ``ssthresh``, the limit after a cut is remembered
   and growth above it is +1 per window, so the steady state is a small sawtooth around
   capacity, not repeated sqrt-sized overshoots.
+- Growth needs the window's slower quarter to agree: when its upper quartile exceeds that
+  quartile's own no-load level (its sliding minimum) widened as above, the limit is cut by that
+  gradient instead. A median alone lags an increase: the first completions after it started
+  before the new slots filled, so the median reads "fine" and slow start overshoots twice (8 ->
+  11 -> 14 against a downstream of 8, whose slow tasks then set the run's p99 by themselves).
 - Any error in a window multiplies the limit by ``backoff`` (once per window, not once per error,
   because a burst of failures is one congestion event).
 - A lane that does not use half its limit is "app-limited": the limit does not grow, because
@@ -125,6 +130,9 @@ class AdaptiveLimiter:
         self._threshold = math.inf  # TCP's ssthresh: above it grow by 1, not sqrt(limit)
         self._noise = 0.0  # EWMA of the relative standard error of a window's median latency
         self._recent: collections.deque[float] = collections.deque(maxlen=baseline_windows)
+        #: the windows' upper quartiles, whose sliding minimum is the slower quarter's no-load
+        #: level (a noisy downstream's upper quartile sits above its median even unloaded)
+        self._recent_upper: collections.deque[float] = collections.deque(maxlen=baseline_windows)
         self.last_latency_ns: float | None = None
         self.last_gradient: float | None = None
         #: (t_ns, limit) for every change of the integer limit, oldest first (bounded).
@@ -176,9 +184,13 @@ class AdaptiveLimiter:
         """The limit after one window; the caller clamps it."""
         limit = self._limit
         latency: float | None = None
+        upper = 0.0
         if self._window:
-            latency = float(statistics.median(self._window))
+            ordered = sorted(self._window)
+            latency = float(statistics.median(ordered))
+            upper = float(ordered[(3 * len(ordered)) // 4])
             self._recent.append(latency)
+            self._recent_upper.append(upper)
             self.last_latency_ns = latency
             self._track_noise(latency)
         if self._probe_saved is not None:  # a probe window ends: back to the limit before it
@@ -200,7 +212,8 @@ class AdaptiveLimiter:
         relative = self.tolerance * min(1.0 + 3.0 * self._noise, NOISE_CAP)
         # At a small limit one request waiting in the downstream's queue already adds more than
         # the tolerance (1/8 = 12.5% at 8): ``queue`` requests' worth is allowed too (Vegas).
-        allowed = base * max(relative, 1.0 + self.queue / max(limit, 1.0))
+        widen = max(relative, 1.0 + self.queue / max(limit, 1.0))
+        allowed = base * widen
         gradient = max(0.5, min(1.0, allowed / latency)) if latency > 0 else 1.0
         self.last_gradient = gradient
         if gradient < 1.0:
@@ -209,6 +222,16 @@ class AdaptiveLimiter:
             return self._cut(limit * (1.0 - CUT_SMOOTHING * (1.0 - gradient)))
         if self._peak_inflight < limit / 2:
             return limit  # app-limited: load never tested a higher limit
+        allowed_upper = min(self._recent_upper) * widen
+        if upper > allowed_upper and self.algorithm == "gradient":  # (AIMD grows by 1 only)
+            # The median is fine but the slower quarter queues beyond its own no-load level
+            # (its sliding minimum, as the baseline is the median's): right after an increase,
+            # a window's first completions started before the new slots filled, and a median of
+            # them would grow the limit again past the downstream's capacity (8 -> 11 -> 14
+            # against a server of 8, whose tasks then made the run's p99 alone). Cut by the
+            # slower quarter's gradient instead.
+            gradient = max(0.5, allowed_upper / upper)
+            return self._cut(limit * (1.0 - CUT_SMOOTHING * (1.0 - gradient)))
         if self.algorithm == "aimd" or limit >= self._threshold:
             return limit + 1.0
         return min(limit + math.sqrt(limit), max(self._threshold, limit + 1.0))
