@@ -319,10 +319,4 @@ def hand_and_wait(
         else:
             probe.p_start, probe.p_end, probe.p_cpu, probe.p_wait = ps, pe, pc, pw
             probe._flush()
-            segs = probe.segs
-    if segs:
-        last = segs[-1]
-        if last[0] == WAIT and last[2] >= pe:
-            last[2] = t1
-            return
     probe._emit(WAIT, pe, t1)
