@@ -301,9 +301,9 @@ def hand_and_wait(
 ) -> None:
     """For a step driver that keeps the pending run in local variables: hand the probe that run
     ``[ps, pe]`` (its cpu / wait ``pc`` / ``pw``, of which ``ac`` / ``aw`` are not yet in the
-    totals), then a wait ``[pe, t1]`` of at least the resolution — in one call, because a
-    tool that waits on real I/O takes this path at every suspension, and the method calls it
-    replaces (hand, wait, close the run, emit) were half of what tracing cost it per wait.
+    totals), then a wait ``[pe, t1]`` of at least the resolution — in one call rather than the
+    four methods it replaces (hand, wait, close the run, emit), because a tool that waits on
+    real I/O takes this path at every suspension.
 
     Leaves the probe's totals and segments exactly as :meth:`TaskProbe.wait` after the hand
     would; its pending-run fields are the driver's to set again before any other method.
