@@ -30,6 +30,7 @@ from ..trace.probe import (
     deactivate,
     loop_held,
     loop_mark,
+    loop_state,
     start_waits,
     stepped,
 )
@@ -222,6 +223,7 @@ class Lane:
         """Run jobs until retired (True) or until this scope was cancelled (False)."""
         budget = self.budget
         since_yield = 0
+        clock = loop_state()  # this loop thread's (``loop_held()`` without its call, per job)
         while True:
             handed, w.handed = w.handed, None
             granted = 0
@@ -275,7 +277,7 @@ class Lane:
             # The slot is free from its body's end, not from when this coroutine resumed (late
             # on a GIL-bound loop): a task waiting meanwhile waited for the executor (dispatch,
             # or the loop's GIL / core waits), not for capacity. A child's clock may run ahead.
-            w.freed(body_end, _pc(), loop_held())
+            w.freed(body_end, _pc(), clock.held)
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
