@@ -371,3 +371,19 @@ def test_an_executor_measures_each_mode_and_auto_follows_the_faster(tmp_path: An
         # (learnt between the batches: the decision went by the medians as they stood then)
         assert b.mode in ("parallel", "sequential")
         assert "shapes" in pol.to_dict()
+
+
+def test_the_mode_not_chosen_is_re_checked_once_in_a_while() -> None:
+    pol = trained(("glob", 40 * US, 0.8, "query"), ("ls", 30 * US, 0.8, "query"))
+    calls = [call(n, "query") for n in TINY]
+    _ran(pol, TINY, "sequential", int(1.8 * MS), 3)
+    _ran(pol, TINY, "parallel", int(1.6 * MS), pol.shapes.recheck_every - 1)
+    assert pol.decide(calls, LANES).mode == "parallel"  # sequential last ran 63 batches ago
+    _ran(pol, TINY, "parallel", int(1.6 * MS), 1)
+    d = pol.decide(calls, LANES)
+    assert d.mode == "sequential" and "re-checking" in d.reason, d
+    _ran(pol, TINY, "sequential", int(1.5 * MS), 1)  # ... and it got faster meanwhile
+    d = pol.decide(calls, LANES)
+    assert d.mode == "parallel" and "measured on this batch shape" in d.reason
+    _ran(pol, TINY, "sequential", int(1.5 * MS), 3)  # its median moves with its new runs
+    assert pol.decide(calls, LANES).mode == "sequential"

@@ -30,20 +30,35 @@ MODES = ("sequential", "parallel")
 
 
 class ShapeTimes:
-    """The last ``keep`` wall times of each (shape, mode), for at most ``max_shapes`` shapes."""
+    """The last ``keep`` wall times of each (shape, mode), for at most ``max_shapes`` shapes.
+
+    A mode that stops being chosen stops being measured, and the machine under it may change (a
+    busier host, a warmer cache): once ``recheck_every`` batches of a shape have run without it,
+    :func:`measured` runs it once more, so a stale choice costs one batch in that many.
+    """
 
     def __init__(
-        self, *, keep: int = 7, min_runs: int = 3, max_calls: int = 64, max_shapes: int = 256
+        self,
+        *,
+        keep: int = 7,
+        min_runs: int = 3,
+        max_calls: int = 64,
+        max_shapes: int = 256,
+        recheck_every: int = 64,
     ) -> None:
-        if keep < 1 or not 1 <= min_runs <= keep:
-            raise ValueError(f"ShapeTimes: need 1 <= min_runs ({min_runs}) <= keep ({keep})")
+        if keep < 1 or not 1 <= min_runs <= keep or recheck_every < 1:
+            raise ValueError(f"ShapeTimes: need 1 <= min_runs ({min_runs}) <= keep ({keep}) "
+                             f"and recheck_every ({recheck_every}) >= 1")  # fmt: skip
         self.keep = keep
         self.min_runs = min_runs
         self.max_calls = max_calls
         self.max_shapes = max_shapes
+        self.recheck_every = recheck_every
         self._walls: collections.OrderedDict[Shape, dict[str, collections.deque[int]]] = (
             collections.OrderedDict()
         )
+        #: per shape: batches recorded in all, and that count at each mode's latest
+        self._count: dict[Shape, dict[str, int]] = {}
 
     def shape_of(self, calls: Iterable[tuple[str, str]]) -> Shape | None:
         """The shape of a batch of (lane, tool name) calls; None when too large to keep."""
@@ -59,13 +74,22 @@ class ShapeTimes:
         if walls is None:
             walls = self._walls[shape] = {}
             if len(self._walls) > self.max_shapes:  # the least recently run shape goes
-                self._walls.popitem(last=False)
+                gone, _ = self._walls.popitem(last=False)
+                self._count.pop(gone, None)
         else:
             self._walls.move_to_end(shape)
         runs = walls.get(mode)
         if runs is None:
             runs = walls[mode] = collections.deque(maxlen=self.keep)
         runs.append(wall_ns)
+        count = self._count.setdefault(shape, {"all": 0})
+        count["all"] += 1
+        count[mode] = count["all"]
+
+    def unrun_for(self, shape: Shape, mode: str) -> int:
+        """How many batches of ``shape`` have run since ``mode`` last did."""
+        count = self._count.get(shape)
+        return count["all"] - count.get(mode, 0) if count else 0
 
     def runs(self, shape: Shape, mode: str) -> int:
         walls = self._walls.get(shape)
@@ -103,6 +127,10 @@ def measured(st: ShapeTimes, shape: Shape, ratio: float) -> Decision | None:
         return None
     mode = "parallel" if par < ratio * seq else "sequential"
     both = f"parallel {fmt_ns(par)} vs sequential {fmt_ns(seq)}"
+    other = "sequential" if mode == "parallel" else "parallel"
+    if st.unrun_for(shape, other) >= st.recheck_every:
+        return Decision(other, f"{other} (re-checking it: {st.unrun_for(shape, other)} batches "
+                        f"of this shape since it last ran; measured {both})")  # fmt: skip
     return Decision(mode, f"{mode}: measured on this batch shape, {both} (medians of the last "
                     f"{st.keep} runs of each)")  # fmt: skip
 
