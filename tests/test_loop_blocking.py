@@ -79,3 +79,36 @@ def test_a_first_batch_that_cannot_be_built_leaves_the_loop_thread_unwatched() -
         obs.first_batch(broken)
     assert calls == ["busy", "idle"]
     assert obs.first_batch(lambda: 7) == 7 and calls[2:] == ["busy"]
+
+
+def test_the_watchdog_wakes_at_most_once_a_threshold_while_steps_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wake takes the GIL from the loop: while short steps run back to back, the watchdog
+    sleeps until the step it saw would cross the threshold, not on a fixed short poll."""
+    from lanepar.trace import loopwatch
+
+    sleeps: list[float] = []
+    real_sleep = time.sleep
+
+    def counted(s: float) -> None:
+        sleeps.append(s)
+        real_sleep(s)
+
+    monkeypatch.setattr(loopwatch.time, "sleep", counted)
+    watch = loopwatch.LoopWatch(threshold_ns=50_000_000)
+    try:
+        t_end = time.perf_counter() + 0.4
+        while time.perf_counter() < t_end:  # 400 ms of 50 µs steps, as a busy loop runs them
+            watch.step_begin("tool")
+            t1 = time.perf_counter() + 50e-6
+            while time.perf_counter() < t1:
+                pass
+            watch.step_end()
+    finally:
+        watch.close()
+    assert sleeps, "the watchdog never ran"
+    # 400 ms is 8 thresholds: about 8 sleeps (8-9 here, also with both cores busy); a step
+    # stretched past the threshold by a busy machine adds one. The quarter-threshold poll
+    # this replaced slept ~32 times, and ~20 when the steps' GIL held it back.
+    assert len(sleeps) <= 16, sleeps
