@@ -17,7 +17,6 @@ their tools live (no process routing) and ended cleanly.
 from __future__ import annotations
 
 import collections
-import statistics
 from collections.abc import Iterable
 from typing import Any
 
@@ -102,9 +101,7 @@ class ShapeTimes:
         runs = walls.get(mode) if walls else None
         if runs is None or len(runs) < self.min_runs:
             return None
-        ordered = sorted(runs)
-        mid = len(ordered) // 2
-        return (ordered[mid] + ordered[~mid]) / 2
+        return _median(runs)
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         """Per shape (``"lane/tool, ..."``), each mode's median wall in ms and its run count."""
@@ -113,9 +110,15 @@ class ShapeTimes:
             key = ", ".join(f"{lane}/{name}" for lane, name in shape)
             out[key] = {}
             for mode, runs in walls.items():
-                out[key][f"{mode}_ms"] = statistics.median(runs) / 1e6
+                out[key][f"{mode}_ms"] = _median(runs) / 1e6
                 out[key][f"{mode}_runs"] = len(runs)
         return out
+
+
+def _median(runs: Iterable[int]) -> float:
+    ordered = sorted(runs)
+    mid = len(ordered) // 2
+    return (ordered[mid] + ordered[~mid]) / 2
 
 
 def measured(st: ShapeTimes, shape: Shape, ratio: float) -> Decision | None:
