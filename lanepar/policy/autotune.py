@@ -219,7 +219,7 @@ class AdaptiveLimiter:
         if gradient < 1.0:
             if self.algorithm == "aimd":
                 return self._cut(limit * self.backoff)
-            return self._cut(limit * (1.0 - CUT_SMOOTHING * (1.0 - gradient)))
+            return self._cut_by(limit, gradient)
         if self._peak_inflight < limit / 2:
             return limit  # app-limited: load never tested a higher limit
         allowed_upper = min(self._recent_upper) * widen
@@ -231,10 +231,14 @@ class AdaptiveLimiter:
             # against a server of 8, whose tasks then made the run's p99 alone). Cut by the
             # slower quarter's gradient instead.
             gradient = max(0.5, allowed_upper / upper)
-            return self._cut(limit * (1.0 - CUT_SMOOTHING * (1.0 - gradient)))
+            return self._cut_by(limit, gradient)
         if self.algorithm == "aimd" or limit >= self._threshold:
             return limit + 1.0
         return min(limit + math.sqrt(limit), max(self._threshold, limit + 1.0))
+
+    def _cut_by(self, limit: float, gradient: float) -> float:
+        """Halfway from ``limit`` to ``limit * gradient`` (``CUT_SMOOTHING``), as a cut."""
+        return self._cut(limit * (1.0 - CUT_SMOOTHING * (1.0 - gradient)))
 
     def _cut(self, new: float) -> float:
         """A congestion signal: remember where it happened so growth slows near it again."""
