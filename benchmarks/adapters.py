@@ -209,15 +209,16 @@ async def bench_mcp(ex: lp.LaneExecutor, n: int, repeat: int) -> Figures:
                 return await ex.arun_batch([lp.ToolCall(peak) for _ in range(n)])
 
             # A turn's CPU moves by ±15 % with how the server's replies happen to batch up
-            # (one read for several, or one each): best of 5 read the overhead anywhere from
-            # -2 to 51 µs on one quiet machine; best of 25 a side, 42-55.
+            # (one read for several, or one each), so the best of a few turns is itself noisy:
+            # the overhead read -2 to 51 µs at best of 5 a side, 38-55 at best of 25, and
+            # 42.3-43.0 at best of 100 (three runs on one quiet machine). A turn is ~25 ms.
             figures = await pair(plain, laned, max(repeat, MCP_REPEAT))
     scale = BENCH_N[0] / n  # per-call figures use the common n
     return (figures[0] * scale, figures[1] * scale, figures[2] * scale, figures[3] * scale)
 
 
 BENCH_N = [0]
-MCP_REPEAT = 25
+MCP_REPEAT = 100
 BENCHES: dict[str, Callable[[lp.LaneExecutor, int, int], Awaitable[Figures]]] = {
     "openai.run_tool_calls": bench_openai,
     "langgraph.LaneToolNode": bench_langgraph,
