@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import hashlib
 import os
 import pickle
@@ -115,6 +116,26 @@ def test_read_replaces_undecodable_bytes(tree: Path) -> None:
 def test_write_creates_parents_and_round_trips(tree: Path) -> None:
     assert bt.write("new/dir/x.txt", "héllo", root=tree) == len("héllo".encode())
     assert (tree / "new" / "dir" / "x.txt").read_text(encoding="utf-8") == "héllo"
+
+
+def _glob_reference(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """pathlib's component glob, written as its definition (no memo, no fast path)."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_glob_reference(pattern[1:], parts[k:]) for k in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _glob_reference(
+        pattern[1:], parts[1:]
+    )
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "*", "?", "a*", "[ab]", "**"]), min_size=1, max_size=4),
+    st.lists(st.sampled_from(["a", "b", "ab", "ba", "x"]), min_size=1, max_size=5),
+)
+def test_glob_component_match_is_pathlib_s_definition(pattern: list[str], parts: list[str]) -> None:
+    pat, path = tuple(pattern), tuple(parts)
+    assert bt._matches(pat, path) == _glob_reference(pat, path)
 
 
 def test_glob_list_files_and_ls(tree: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import codecs
 import fnmatch
-import functools
 import hashlib
 import math
 import os
@@ -152,15 +151,28 @@ def _pattern_parts(pattern: str) -> tuple[str, ...]:
 
 
 def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
-    """pathlib's glob on components: ``**`` is zero or more directories, the rest fnmatch."""
+    """pathlib's glob on components: ``**`` is zero or more directories, the rest fnmatch.
 
-    @functools.cache
+    Called for every entry a walk yields, so a pattern without ``**`` (nearly all) is compared
+    component by component; only ``**`` needs the memoised search (a dict, not a
+    ``functools.cache`` wrapper built per entry: that cost more than the whole match)."""
+    if "**" not in pattern:
+        return len(pattern) == len(parts) and all(map(fnmatch.fnmatchcase, parts, pattern))
+    memo: dict[tuple[int, int], bool] = {}
+
     def m(i: int, j: int) -> bool:
+        key = (i, j)
+        hit = memo.get(key)
+        if hit is not None:
+            return hit
         if i == len(pattern):
-            return j == len(parts)
-        if pattern[i] == "**":
-            return any(m(i + 1, k) for k in range(j, len(parts) + 1))
-        return j < len(parts) and fnmatch.fnmatchcase(parts[j], pattern[i]) and m(i + 1, j + 1)
+            out = j == len(parts)
+        elif pattern[i] == "**":
+            out = any(m(i + 1, k) for k in range(j, len(parts) + 1))
+        else:
+            out = j < len(parts) and fnmatch.fnmatchcase(parts[j], pattern[i]) and m(i + 1, j + 1)
+        memo[key] = out
+        return out
 
     return m(0, 0)
 
