@@ -151,18 +151,15 @@ def _pattern_parts(pattern: str) -> tuple[str, ...]:
 
 
 def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
-    """pathlib's glob on components: ``**`` is zero or more directories, the rest fnmatch.
-
-    Called for every entry a walk yields, so a pattern without ``**`` (nearly all) is compared
-    component by component; only ``**`` needs the memoised search (a dict, not a
-    ``functools.cache`` wrapper built per entry: that cost more than the whole match)."""
+    """pathlib's glob on components: ``**`` is zero or more directories, the rest fnmatch. Run per
+    walked entry, so only ``**`` gets the memoised search (a per-call ``functools.cache`` cost
+    more than the match)."""
     if "**" not in pattern:
         return len(pattern) == len(parts) and all(map(fnmatch.fnmatchcase, parts, pattern))
     memo: dict[tuple[int, int], bool] = {}
 
     def m(i: int, j: int) -> bool:
-        key = (i, j)
-        hit = memo.get(key)
+        hit = memo.get((i, j))
         if hit is not None:
             return hit
         if i == len(pattern):
@@ -171,7 +168,7 @@ def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
             out = any(m(i + 1, k) for k in range(j, len(parts) + 1))
         else:
             out = j < len(parts) and fnmatch.fnmatchcase(parts[j], pattern[i]) and m(i + 1, j + 1)
-        memo[key] = out
+        memo[i, j] = out
         return out
 
     return m(0, 0)
