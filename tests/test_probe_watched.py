@@ -24,6 +24,7 @@ from lanepar.trace.model import KIND_CODE
 from lanepar.trace.probe import (
     FRESH_NS,
     LONG_STEP_OFF_NS,
+    OFF_NOISE_NS,
     TaskProbe,
     loop_contention,
     run_sync_probed,
@@ -272,6 +273,24 @@ def test_a_thread_body_is_split_at_each_mark_and_its_hand_off_is_gil(clock: Fake
         [GIL, T0, T0 + 1 * MS], [CPU, T0 + 1 * MS, T0 + 2 * MS],  # the body, as sampled
         [RUNQ, T0 + 2 * MS, T0 + 3 * MS], [WAIT, T0 + 3 * MS, T0 + 4 * MS],
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("off", [0, OFF_NOISE_NS - 1, OFF_NOISE_NS])
+def test_a_thread_body_interval_that_never_left_its_cpu_asks_the_watch_nothing(
+    clock: FakeClock, off: int
+) -> None:
+    """Off its CPU by less than the clocks' skew, an interval has no waits to split: no
+    run-queue read, no sample lookup (what made a short traced sync tool cost ~45 µs)."""
+    watch = FakeWatch(gil=0, runq=0)
+
+    def tool() -> None:
+        clock.run(3 * MS, 3 * MS - off)
+
+    p = TaskProbe(0, 64)
+    run_sync_probed(p, tool, (), {}, clock.tt, watch, [0])  # type: ignore[arg-type]
+    assert watch.asked == ([] if off < OFF_NOISE_NS else [("own", T0, T0 + 3 * MS, 3 * MS - off)])
+    assert (p.cpu_ns, p.wait_ns, p.finished_ns - p.started_ns) == (3 * MS - off, off, 3 * MS)
+    assert watch.ended == [watch.tok]
 
 
 @pytest.mark.parametrize("handed_at", [0, T0, T0 + 1])

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 
 _pc = time.perf_counter_ns
 _tt = time.thread_time_ns
+#: The wall and CPU clocks of a thread that never left its core drift 2-4 µs apart over a
+#: window of milliseconds here (read apart, and counted apart by the kernel): a fan-out's late
+#: starts all see that much "off-CPU" time, and a lookup each cost an adapter 5-8 µs a call.
+#: A thread body's interval off its CPU by less than this has nothing for the watch to split
+#: either (its run-queue read and sample lookup were half of tracing a short sync tool).
+OFF_NOISE_NS = 10_000
 
 
 _current: contextvars.ContextVar[_ThreadMarks | TaskProbe | None] = contextvars.ContextVar(
@@ -47,7 +53,9 @@ class _ThreadMarks:
         far = self.core_wait
         if far:
             self.core_wait = 0
-        if self.tok is None or self.watch is None:
+        if self.tok is None or self.watch is None or (t - self.t) - (c - self.c) < OFF_NOISE_NS:
+            # (no watch, or the interval never left its CPU: the run-queue wait the next split
+            # reads since the last one includes this interval's, which is under OFF_NOISE_NS)
             if far:
                 self.probe.split(self.t, t, c - self.c, 0, far)
             else:

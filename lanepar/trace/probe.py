@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cumruns import CumulativeRuns, hand_off_waits
 from ._loopclock import _Clock, _LoopClock
+from ._threadprobe import OFF_NOISE_NS as OFF_NOISE_NS
 from ._threadprobe import _current as _current
 from ._threadprobe import _ThreadMarks as _ThreadMarks
 from ._threadprobe import run_sync_probed as run_sync_probed
@@ -77,10 +78,6 @@ def loop_waits(t0: int, t1: int, cpu0: int, cpu1: int) -> tuple[int, int]:
     return hand_off_waits(t1 - t0, cpu1 - cpu0, loop_contention(t0, t1), states.current_period_ns())
 
 
-#: The wall and CPU clocks of a thread that never left its core drift 2-4 µs apart over a
-#: window of milliseconds here (read apart, and counted apart by the kernel): a fan-out's late
-#: starts all see that much "off-CPU" time, and a lookup each cost an adapter 5-8 µs a call.
-OFF_NOISE_NS = 10_000
 FRESH_NS = 50_000
 _clock = _LoopClock()
 
