@@ -233,9 +233,11 @@ class AutoPolicy:
         """The ``BatchPolicy`` hook: learn what finished since, then decide over the executor's
         lanes, adding a process lane for CPU-heavy tools when none is configured."""
         self._learn_pending()
-        if self.process_lane is None or self.process_lane not in executor.lanes:
+        lanes = executor.lanes  # (a view built per read: once a decision, unless one is added)
+        if self.process_lane is None or self.process_lane not in lanes:
             self.process_lane = process_lane_for(executor)
-        return self.decide(resolved, executor.lanes, self.process_lane)
+            lanes = executor.lanes
+        return self.decide(resolved, lanes, self.process_lane)
 
     def _estimate(self, r: Resolved) -> tuple[float, float, bool]:
         """(wall_ns, cpu_fraction, profiled) of one call."""
@@ -250,26 +252,23 @@ class AutoPolicy:
         self, resolved: list[Resolved], lanes: Mapping[str, Any], process_lane: str | None = None
     ) -> Decision:
         n = len(resolved)
-        facts = {}
         for r in resolved:
-            if r.lane in facts:
-                continue
             if r.lane not in lanes:
                 raise ValueError(f"AutoPolicy: call {r.name!r} is in unknown lane {r.lane!r}")
-            facts[r.lane] = _lane_facts(lanes[r.lane])
-        if process_lane is not None:
-            if process_lane not in lanes:
-                raise ValueError(f"AutoPolicy: unknown process lane {process_lane!r}")
-            facts[process_lane] = _lane_facts(lanes[process_lane])
+        if process_lane is not None and process_lane not in lanes:
+            raise ValueError(f"AutoPolicy: unknown process lane {process_lane!r}")
+        # one pass: the estimates, how many are profiled, and the CPU-heavy calls
         est = [self._estimate(r) for r in resolved]
-        profiled = sum(e[2] for e in est)
-
-        heavy = [
-            i
-            for i, (r, (w, f, known)) in enumerate(zip(resolved, est, strict=True))
-            if (known and f > self.cpu_heavy_fraction and w > self.cpu_heavy_ns)
-            or (not known and r.cpu_bound)
-        ]
+        profiled = 0
+        heavy: list[int] = []
+        frac, ns = self.cpu_heavy_fraction, self.cpu_heavy_ns
+        for i, (w, f, profiled_i) in enumerate(est):
+            if profiled_i:
+                profiled += 1
+                if f > frac and w > ns:
+                    heavy.append(i)
+            elif resolved[i].cpu_bound:
+                heavy.append(i)
         routes: dict[int, str] = {}
         if process_lane is not None and len(heavy) >= 2:
             routes = {i: process_lane for i in heavy if resolved[i].lane != process_lane}
@@ -282,6 +281,11 @@ class AutoPolicy:
         if shape is not None and (known := measured(self.shapes, shape, self.measured_ratio)):
             return known
 
+        # the lanes' kinds and limits only for the model (a measured shape, most repeated
+        # batches, decides without them: this decision is on the batch's critical path)
+        facts = {r.lane: _lane_facts(lanes[r.lane]) for r in resolved}
+        if process_lane is not None:
+            facts[process_lane] = _lane_facts(lanes[process_lane])
         t_seq = sum(
             w + self.handoff.get(r.lane, self.default_handoff_ns)
             for r, (w, _, _) in zip(resolved, est, strict=True)

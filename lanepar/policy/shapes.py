@@ -58,6 +58,10 @@ class ShapeTimes:
         )
         #: per shape: batches recorded in all, and that count at each mode's latest
         self._count: dict[Shape, dict[str, int]] = {}
+        #: per (shape, mode): the median of its kept walls once it has ``min_runs`` of them,
+        #: worked out as a run is recorded (learning, after the batch) rather than as a batch
+        #: is decided (on its critical path)
+        self._medians: dict[tuple[Shape, str], float] = {}
 
     def shape_of(self, calls: Iterable[tuple[str, str]]) -> Shape | None:
         """The shape of a batch of (lane, tool name) calls; None when too large to keep."""
@@ -75,12 +79,16 @@ class ShapeTimes:
             if len(self._walls) > self.max_shapes:  # the least recently run shape goes
                 gone, _ = self._walls.popitem(last=False)
                 self._count.pop(gone, None)
+                for m in MODES:
+                    self._medians.pop((gone, m), None)
         else:
             self._walls.move_to_end(shape)
         runs = walls.get(mode)
         if runs is None:
             runs = walls[mode] = collections.deque(maxlen=self.keep)
         runs.append(wall_ns)
+        if len(runs) >= self.min_runs:
+            self._medians[shape, mode] = _median(runs)
         count = self._count.setdefault(shape, {"all": 0})
         count["all"] += 1
         count[mode] = count["all"]
@@ -97,11 +105,7 @@ class ShapeTimes:
     def median(self, shape: Shape, mode: str) -> float | None:
         """The median of the kept walls (ns) of ``mode`` for ``shape``: one slow run (a
         collection, a page fault) must not flip the choice; None below ``min_runs`` runs."""
-        walls = self._walls.get(shape)
-        runs = walls.get(mode) if walls else None
-        if runs is None or len(runs) < self.min_runs:
-            return None
-        return _median(runs)
+        return self._medians.get((shape, mode))
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         """Per shape (``"lane/tool, ..."``), each mode's median wall in ms and its run count."""
