@@ -135,6 +135,22 @@ def lanepar_sync(n: int, c: int, k: int) -> float:
         return elapsed
 
 
+def lanepar_threads(trace: bool) -> Runner:
+    """Sync no-op tools, which a lane runs on the executor's threads (most agent tools are
+    sync functions): next to ``ThreadPoolExecutor``, what a thread hop and its tracing cost."""
+
+    def run(n: int, c: int, k: int) -> float:
+        with lp.LaneExecutor(lanes=_lanes(c), trace=trace, sample_hz=20) as ex:
+            calls = [lp.ToolCall(noop_sync, lane="query") for _ in range(n)]
+            t0 = time.perf_counter()
+            b = ex.run_batch(calls)
+            elapsed = time.perf_counter() - t0
+            assert b.ok and len(b.results) == n
+            return elapsed
+
+    return run
+
+
 #: name, runner, whether its tasks can suspend (a thread pool runs sync no-ops only)
 CONTENDERS: list[tuple[str, Runner, bool]] = [
     ("asyncio gather+Semaphore", gather_semaphore, True),
@@ -144,6 +160,8 @@ CONTENDERS: list[tuple[str, Runner, bool]] = [
     ("anyio TaskGroup+CapacityLimiter", anyio_limiter, True),
     ("aiometer run_all", aiometer_run, True),
     ("ThreadPoolExecutor", thread_pool, False),
+    ("lanepar sync tools (trace off)", lanepar_threads(False), False),
+    ("lanepar sync tools (trace on)", lanepar_threads(True), False),
 ]
 if sys.version_info >= (3, 11):
     CONTENDERS.insert(1, ("asyncio TaskGroup+Semaphore", taskgroup_semaphore, True))
