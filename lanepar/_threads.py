@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
+from ._inbox import inbox_of as _inbox_of
+
 #: What a finished job's thread also calls, with (box, error), besides settling its future.
 Deliver = Callable[[list[Any] | None, BaseException | None], None]
 _Item = (
@@ -102,25 +104,18 @@ def loop_delivery(
     loop: asyncio.AbstractEventLoop, afut: asyncio.Future[Any] | None = None
 ) -> tuple[asyncio.Future[Any], Deliver]:
     """An asyncio future of ``loop`` (``afut``, or a new one) and the ``deliver`` that settles
-    it from a pool thread: one ``call_soon_threadsafe`` and a plain ``set_result`` on the loop,
-    where ``asyncio.wrap_future`` chains callbacks both ways and copies the state under the
-    concurrent future's lock (about 6 µs a job more of the loop's time, here)."""
+    it from a pool thread: through the loop's :class:`~lanepar._inbox.Inbox` (one wake-up for
+    the results of a burst) and a plain ``set_result`` on the loop, where
+    ``asyncio.wrap_future`` chains callbacks both ways and copies the state under the concurrent
+    future's lock (about 6 µs a job more of the loop's time, here)."""
     if afut is None:
         afut = loop.create_future()
+    inbox = _inbox_of(loop)
 
     def deliver(box: list[Any] | None, error: BaseException | None) -> None:
-        loop.call_soon_threadsafe(_settle, afut, box, error)
+        inbox.put(afut, box, error)
 
     return afut, deliver
-
-
-def _settle(afut: asyncio.Future[Any], box: list[Any] | None, error: BaseException | None) -> None:
-    if afut.done():  # its awaiter was cancelled
-        return
-    if error is None:
-        afut.set_result(box)
-    else:
-        afut.set_exception(error)
 
 
 def take(box: list[Any]) -> Any:

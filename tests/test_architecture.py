@@ -16,7 +16,8 @@ PKG = Path(__file__).resolve().parent.parent / "lanepar"
 #: room -> the rooms (and top-level modules) it may import; a room always may import itself.
 ALLOWED: dict[str, set[str]] = {
     "_exceptions": set(),
-    "_threads": set(),
+    "_inbox": set(),
+    "_threads": {"_inbox"},
     "config": {"_exceptions"},
     "tools": {"_exceptions", "_threads", "config", "trace"},
     "trace": {"_exceptions"},

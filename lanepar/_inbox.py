@@ -1,0 +1,70 @@
+"""Results handed from pool threads to an event loop, one wake-up for all that arrive together.
+
+``loop.call_soon_threadsafe`` writes to the loop's self-pipe every time: a system call on the
+thread, another on the loop to read it, and a loop pass per result. Sixteen threads finishing
+short tools at once cost sixteen of each. An :class:`Inbox` queues the results and asks the loop
+to drain them only when no drain is already on its way, so a burst costs one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import weakref
+from typing import Any
+
+_Result = tuple["asyncio.Future[Any]", "list[Any] | None", "BaseException | None"]
+
+
+class Inbox:
+    """The results waiting for one loop. ``put`` runs on any thread, ``_drain`` on the loop.
+
+    The flag is cleared *before* the queue is drained: a result put after the drain has looked
+    finds the flag clear and schedules the next drain, and one put before it is drained now. Two
+    threads may both see the flag clear and both schedule a drain; the second finds nothing."""
+
+    __slots__ = ("__weakref__", "_items", "_loop", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: collections.deque[_Result] = collections.deque()
+        self._pending = False
+
+    def put(
+        self, afut: asyncio.Future[Any], box: list[Any] | None, err: BaseException | None
+    ) -> None:
+        self._items.append((afut, box, err))
+        if not self._pending:
+            self._pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop closed: nobody is left to wait for it
+                self._pending = False
+
+    def _drain(self) -> None:
+        self._pending = False
+        items = self._items
+        while items:
+            afut, box, error = items.popleft()
+            if afut.done():  # its awaiter was cancelled
+                continue
+            if error is None:
+                afut.set_result(box)
+            else:
+                afut.set_exception(error)
+
+
+_inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Inbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def inbox_of(loop: asyncio.AbstractEventLoop) -> Inbox:
+    """The loop's inbox (made on first use; it goes with the loop)."""
+    try:
+        box = _inboxes.get(loop)
+        if box is None:
+            box = _inboxes[loop] = Inbox(loop)
+    except TypeError:  # a loop that takes no weak reference: an inbox per job, as correct
+        box = Inbox(loop)
+    return box
