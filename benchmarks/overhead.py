@@ -6,7 +6,8 @@ column says (0: a no-op), because real tools suspend and tracing pays per step. 
 runs ``--repeat`` times in this one process, the contenders interleaved round by round so they
 share the machine's noise, and the best time counts (the minimum is the least noisy estimate of
 cost on a shared machine). Ratios are against asyncio gather + Semaphore, the recipe most agent
-frameworks use.
+frameworks use. The k=0 column also has sync no-op tools, which a lane runs on the executor's
+threads (most agent tools are sync functions), next to ``ThreadPoolExecutor``.
 """
 
 from __future__ import annotations
