@@ -126,23 +126,17 @@ def lanepar_async(trace: bool) -> Runner:
     return run
 
 
-def lanepar_sync(n: int, c: int, k: int) -> float:
-    with lp.LaneExecutor(lanes=_lanes(c), trace=True, sample_hz=20) as ex:
-        calls = [lp.ToolCall(body, k, lane="query") for _ in range(n)]
-        t0 = time.perf_counter()
-        b = ex.run_batch(calls)
-        elapsed = time.perf_counter() - t0
-        assert b.ok and len(b.results) == n
-        return elapsed
-
-
-def lanepar_threads(trace: bool) -> Runner:
-    """Sync no-op tools, which a lane runs on the executor's threads (most agent tools are
-    sync functions): next to ``ThreadPoolExecutor``, what a thread hop and its tracing cost."""
+def lanepar_sync(trace: bool, sync_tools: bool) -> Runner:
+    """``run_batch`` from a plain thread: of the async bodies, or of sync no-op tools, which a
+    lane runs on the executor's threads (most agent tools are sync functions) — beside
+    ``ThreadPoolExecutor``, what a thread hop and its tracing cost."""
 
     def run(n: int, c: int, k: int) -> float:
         with lp.LaneExecutor(lanes=_lanes(c), trace=trace, sample_hz=20) as ex:
-            calls = [lp.ToolCall(noop_sync, lane="query") for _ in range(n)]
+            if sync_tools:
+                calls = [lp.ToolCall(noop_sync, lane="query") for _ in range(n)]
+            else:
+                calls = [lp.ToolCall(body, k, lane="query") for _ in range(n)]
             t0 = time.perf_counter()
             b = ex.run_batch(calls)
             elapsed = time.perf_counter() - t0
@@ -157,12 +151,12 @@ CONTENDERS: list[tuple[str, Runner, bool]] = [
     ("asyncio gather+Semaphore", gather_semaphore, True),
     ("lanepar (trace off)", lanepar_async(False), True),
     ("lanepar (trace on)", lanepar_async(True), True),
-    ("lanepar sync run_batch (trace on)", lanepar_sync, True),
+    ("lanepar sync run_batch (trace on)", lanepar_sync(True, False), True),
     ("anyio TaskGroup+CapacityLimiter", anyio_limiter, True),
     ("aiometer run_all", aiometer_run, True),
     ("ThreadPoolExecutor", thread_pool, False),
-    ("lanepar sync tools (trace off)", lanepar_threads(False), False),
-    ("lanepar sync tools (trace on)", lanepar_threads(True), False),
+    ("lanepar sync tools (trace off)", lanepar_sync(False, True), False),
+    ("lanepar sync tools (trace on)", lanepar_sync(True, True), False),
 ]
 if sys.version_info >= (3, 11):
     CONTENDERS.insert(1, ("asyncio TaskGroup+Semaphore", taskgroup_semaphore, True))
