@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 import lanepar as lp
-from lanepar.backends._dask_submit import Coalescer
+from lanepar.backends._dask_submit import CHUNK_MIN, Coalescer
 from lanepar.backends._remote import dumps_call
 
 pytestmark = [pytest.mark.dask, pytest.mark.dask_in_process, pytest.mark.timeout(120)]
@@ -112,3 +113,106 @@ def test_a_call_cancelled_before_the_flush_never_reaches_the_cluster(
     assert [sorted(u) for u in plugin.updates] == [
         ["lanepar_square-cancel0", "lanepar_square-cancel2"]
     ]
+
+
+def test_a_wide_lane_refills_and_fetches_in_waves(cluster: tuple[Any, GraphUpdates]) -> None:
+    """64 jobs on 16 slots of a 2-thread cluster: while enough of the lane's tasks are out to
+    keep both threads busy, refills are held and go together — far fewer graph updates than
+    jobs — yet every job runs once, in order, with its own result, and the batch ends (a held
+    wave never waits for a task that cannot end)."""
+    c, plugin = cluster
+    lane = lp.LaneConfig(kind="dask", address=c.scheduler_address, max_concurrency=16)
+    with lp.LaneExecutor(lanes={"d": lane}) as ex:
+        ex.run_batch([lp.ToolCall(square, 0, lane="d")])
+        plugin.updates.clear()
+        b = ex.run_batch([lp.ToolCall(busy_square, i, lane="d") for i in range(64)])
+    assert b.results == [i * i for i in range(64)]
+    keys = [k for u in plugin.updates for k in u]
+    assert len(keys) == len(set(keys)) == 64
+    assert len(plugin.updates[0]) == 16
+    # one update per finished task would be 49; waves of at least CHUNK_MIN make it ≤ 13
+    assert len(plugin.updates) <= 1 + 48 // CHUNK_MIN
+
+
+def busy_square(x: int) -> int:
+    """A few ms of CPU: tasks end one by one, each in its own tick of the parent's loop."""
+    t = time.thread_time()
+    while time.thread_time() - t < 0.003:
+        pass
+    return x * x
+
+
+class FakeFuture:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value
+        yield  # (a generator: awaitable)
+
+
+class FakeClient:
+    """What the waves call on a client: ``map`` (recording each message) and ``gather``."""
+
+    def __init__(self, fail_gather: bool = False) -> None:
+        self.maps: list[list[str]] = []
+        self.gathers: list[int] = []
+        self.fail_gather = fail_gather
+
+    def map(self, fn: Any, payloads: list[bytes], tokens: list[str], **kw: Any) -> list[str]:
+        self.maps.append(list(kw["key"]))
+        return [f"fut-{k}" for k in kw["key"]]
+
+    async def gather(self, futs: list[FakeFuture]) -> list[Any]:
+        self.gathers.append(len(futs))
+        if self.fail_gather:
+            raise KeyError("lost")
+        return [f.value for f in futs]
+
+
+def test_held_waves_go_when_full_or_when_the_cluster_runs_short() -> None:
+    async def scenario() -> tuple[list[list[str]], list[list[str]]]:
+        client = FakeClient()
+        co = Coalescer(500_000, 64, deep=4)
+        first = [co.submit(client, f"k{i}", f"t{i}", b"") for i in range(16)]
+        await asyncio.gather(*first)  # not held: nothing was out
+        assert co.out.n == 16
+        # 16 out, 4 enough: a refill is held...
+        refill = [co.submit(client, "r0", "r0", b"")]
+        await asyncio.sleep(0)
+        held = list(client.maps)
+        # ...until a quarter of what is out and waiting waits (16 + 4 → 5 would; 4 do not)
+        for i in range(1, 5):
+            co.finished()
+            refill.append(co.submit(client, f"r{i}", f"r{i}", b""))
+        await asyncio.gather(*refill)
+        after_full = list(client.maps)
+        # the cluster runs short: a wave held below a quarter goes at once
+        late = co.submit(client, "late", "late", b"")
+        for _ in range(co.out.n - co.deep + 1):
+            co.finished()
+        assert await late == "fut-late"
+        return held, after_full
+
+    held, after_full = asyncio.run(scenario())
+    assert held == [[f"k{i}" for i in range(16)]]
+    assert after_full[1:] == [[f"r{i}" for i in range(5)]]
+
+
+def test_results_of_one_wave_are_one_gather_and_each_keeps_its_fate() -> None:
+    async def scenario(fail: bool) -> tuple[list[int], list[Any]]:
+        client = FakeClient(fail_gather=fail)
+        co = Coalescer(500_000, 64)
+        second = ValueError("two") if fail else 2  # (a wave's gather fails when one is lost)
+        futs = [FakeFuture(1), FakeFuture(second), FakeFuture(3)]
+        waiters = [co.results.get(client, f) for f in futs]
+        out = await asyncio.gather(*waiters, return_exceptions=True)
+        return client.gathers, out
+
+    gathers, out = asyncio.run(scenario(False))
+    assert gathers == [3] and out == [1, 2, 3]  # one message for the wave
+    gathers, out = asyncio.run(scenario(True))  # the wave's gather failed: each alone
+    assert gathers == [3] and out[0] == 1 and out[2] == 3
+    assert isinstance(out[1], ValueError) and str(out[1]) == "two"

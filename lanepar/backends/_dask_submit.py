@@ -1,11 +1,22 @@
-"""One message for a lane's ready jobs: Dask submissions made in the same loop tick are coalesced.
+"""Few messages for many tasks: a Dask lane's submissions and result fetches go in waves.
 
 Every ``Client.submit`` is its own ``update-graph`` on the scheduler, which costs the scheduler
 more than running a no-op task does. A lane starts its ready jobs from its worker slots one after
 the other in a single pass of the event loop (a batch wakes every idle slot at once), so each slot
 only *enqueues* its call here; the first enqueue of a tick schedules one flush behind the slots
 already woken, and the flush sends them all with one ``Client.map`` — one message, one graph
-update, however many slots started.
+update, however many slots started. Results come back the same way: awaiting a Dask future
+fetches its value alone (one request through the scheduler to the worker, whose event loop then
+competes with its compute thread), so a finished task's value is fetched with the others of its
+wave in one ``gather``.
+
+A wide lane's tasks end one by one, each in its own tick, so a tick's wave is one task: one
+graph update and one fetch per task again, which is what plain ``Client.submit`` refilled from
+``as_completed`` pays. So while the cluster still holds ``deep`` tasks of this lane that have not
+ended (enough to keep every worker thread busy), a wave is held until it is a quarter of what
+the lane has out (``_Out.full``), until fewer than ``deep`` remain out, or ``HOLD_S`` passed: the
+workers never run dry for it. A held result only delays its slot's refill, which is held anyway; a
+lane's last tasks (fewer than ``deep`` out) go at once.
 
 This is the whole seam: the lane still calls ``backend.run`` once per job, and each call still
 gets its own Dask future (its own result, error, cancellation and timeout).
@@ -14,45 +25,135 @@ gets its own Dask future (its own result, error, cancellation and timeout).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import time
+from typing import Any, Generic, TypeVar
 
 from .dask_worker import run_task
+
+#: A held wave goes once it is this share of what the lane has out and waiting (a quarter: the
+#: workers keep three quarters queued), and at least ``CHUNK_MIN`` entries.
+CHUNK_SHARE = 4
+CHUNK_MIN = 4
+#: The longest a wave is held while the cluster has ``deep`` tasks out.
+HOLD_S = 0.1
+
+E = TypeVar("E", bound=tuple[Any, ...])
+
+
+class _Wave(Generic[E]):
+    """Entries of one loop tick (or of a held wave), sent together by ``_send``; an entry's
+    last item is its waiter, and one whose waiter is done by then is skipped."""
+
+    def __init__(self, out: _Out) -> None:
+        self.out = out
+        self._pending: list[E] = []
+        self._client: Any = None
+        self._flush_at: asyncio.Handle | asyncio.TimerHandle | None = None
+
+    def _add(self, client: Any, entry: E) -> None:
+        loop = asyncio.get_running_loop()
+        self._client = client
+        self._pending.append(entry)
+        at = self._flush_at
+        if at is None:
+            if self.out.holding():
+                self._flush_at = loop.call_later(HOLD_S, self._flush)
+            else:
+                # call_soon runs after the callbacks already scheduled, i.e. after the other
+                # slots woken by the same push: they all enqueue before this flush.
+                self._flush_at = loop.call_soon(self._flush)
+        elif self.out.full(len(self._pending)):
+            self.release()
+
+    def release(self) -> None:
+        """A held wave goes now (its timer's work, done early)."""
+        if isinstance(self._flush_at, asyncio.TimerHandle):
+            self._flush_at.cancel()
+            self._flush_at = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_at = None
+        batch = [e for e in self._pending if not e[-1].done()]
+        self._pending = []
+        if batch:
+            self._send(self._client, batch)
+
+    def _send(self, client: Any, batch: list[E]) -> None:
+        raise NotImplementedError
+
+
+class _Out:
+    """How many of a lane's tasks are out on the cluster (sent, not yet ended there), and above
+    which count its waves are held (``deep``; 0: never)."""
+
+    def __init__(self, deep: int) -> None:
+        self.deep = deep
+        self.n = 0
+
+    def holding(self) -> bool:
+        return bool(self.deep) and self.n >= self.deep
+
+    def full(self, waiting: int) -> bool:
+        """Whether a held wave of ``waiting`` entries is worth a message now."""
+        return waiting >= max(CHUNK_MIN, (self.n + waiting) // CHUNK_SHARE)
+
 
 #: (Dask key, token the worker knows the task by, pickled call, waiter for the Dask future)
 _Entry = tuple[str, str, bytes, "asyncio.Future[Any]"]
 
 
-class Coalescer:
-    """Collects the submissions of one loop tick and sends them in one ``Client.map``."""
+class Coalescer(_Wave[_Entry]):
+    """Collects submissions and sends each wave in one ``Client.map``; with it, a
+    :class:`Gatherer` fetches the results of each wave of finished tasks in one ``gather``."""
 
-    def __init__(self, resolution_ns: int, max_segments: int) -> None:
+    def __init__(self, resolution_ns: int, max_segments: int, deep: int = 0) -> None:
+        super().__init__(_Out(deep))
         self.resolution_ns = resolution_ns
         self.max_segments = max_segments
-        self._pending: list[_Entry] = []
-        self._client: Any = None
+        self.results = Gatherer(self.out)
+
+    @property
+    def deep(self) -> int:
+        return self.out.deep
+
+    @deep.setter
+    def deep(self, value: int) -> None:
+        self.out.deep = value
 
     def submit(self, client: Any, key: str, token: str, payload: bytes) -> asyncio.Future[Any]:
         """Queue one call; the returned waiter resolves to its Dask future at the flush.
 
         A waiter cancelled before the flush is skipped (nothing reaches the cluster for it).
         """
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            # call_soon runs after the callbacks already scheduled, i.e. after the other slots
-            # woken by the same push: they all enqueue before this flush.
-            loop.call_soon(self._flush)
-        self._client = client
-        self._pending.append((key, token, payload, waiter))
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._add(client, (key, token, payload, waiter))
         return waiter
 
-    def _flush(self) -> None:
-        batch = [e for e in self._pending if not e[3].done()]
-        self._pending = []
-        if not batch:
-            return
+    def finished(self) -> None:
+        """A task sent by a flush ended on the cluster (or was given up), its value not
+        necessarily fetched yet: held waves go now if the cluster is running short."""
+        self.out.n -= 1
+        if not self.out.holding():
+            self.release()
+            self.results.release()
+
+    async def collect(self, client: Any, fut: Any) -> tuple[int, Any]:
+        """(when it was seen to end, the value) of a Dask future this coalescer sent: the
+        value fetched with those that ended beside it (``results``), an error or a
+        cancellation its own ``await``. Its end is counted (``finished``) once, even when the
+        wait is cancelled."""
         try:
-            futs = self._client.map(
+            await ended(fut)
+        finally:
+            self.finished()
+        seen = time.perf_counter_ns()
+        if getattr(fut, "_state", None) is None or fut.status != "finished":
+            return seen, await fut
+        return seen, await self.results.get(client, fut)
+
+    def _send(self, client: Any, batch: list[_Entry]) -> None:
+        try:
+            futs = client.map(
                 run_task,
                 [e[2] for e in batch],
                 [e[1] for e in batch],
@@ -65,5 +166,56 @@ class Coalescer:
             for entry in batch:
                 entry[3].set_exception(e)
             return
+        self.out.n += len(batch)
         for entry, fut in zip(batch, futs):
             entry[3].set_result(fut)
+
+
+async def ended(fut: Any) -> None:
+    """Wait until a Dask future has ended (finished, failed or cancelled) without fetching its
+    value, through its state (Dask's internals: a client without one fetches as it ends)."""
+    state = getattr(fut, "_state", None)
+    if state is not None:
+        await state.wait()
+    else:
+        await fut
+
+
+class Gatherer(_Wave[tuple[Any, "asyncio.Future[Any]"]]):
+    """Fetches the values of finished Dask futures, a wave in one ``gather``."""
+
+    def get(self, client: Any, fut: Any) -> asyncio.Future[Any]:
+        """The value of ``fut`` (finished, not failed), fetched with the others of its wave."""
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._add(client, (fut, waiter))
+        return waiter
+
+    def __init__(self, out: _Out) -> None:
+        super().__init__(out)
+        self._fetching: set[asyncio.Task[None]] = set()  # (the loop keeps only weak references)
+
+    def _send(self, client: Any, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        task = asyncio.get_running_loop().create_task(_fetch(client, batch))
+        self._fetching.add(task)
+        task.add_done_callback(self._fetching.discard)
+
+
+async def _fetch(client: Any, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+    try:
+        values = await client.gather([f for f, _ in batch])
+    except Exception:  # one of them was lost meanwhile: each is fetched alone, with its own fate
+        values = None
+    for i, (fut, waiter) in enumerate(batch):
+        if waiter.done():
+            continue
+        if values is not None:
+            waiter.set_result(values[i])
+            continue
+        try:
+            value = await fut
+        except Exception as e:
+            if not waiter.done():
+                waiter.set_exception(e)
+        else:
+            if not waiter.done():
+                waiter.set_result(value)

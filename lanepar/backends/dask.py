@@ -60,6 +60,8 @@ DEFAULT_CLUSTER_KWARGS: dict[str, Any] = {
 #: worker) only puts a scheduler round trip between a worker's consecutive tasks; with ``inf``
 #: every submitted task goes to a worker at once and the next one is waiting when a body ends.
 LOCAL_SCHEDULER_CONFIG: dict[str, Any] = {"distributed.scheduler.worker-saturation": math.inf}
+#: Tasks out per worker thread above which a lane's refills are sent in chunks (``_dask_submit``).
+DEEP_PER_THREAD = 2
 #: Seconds between per-worker CPU samples while the lane has tasks on the cluster.
 CPU_SAMPLE_S = 0.5
 #: A worker's clock offset is re-estimated when older than this (clocks drift, NTP steps).
@@ -187,6 +189,8 @@ class DaskBackend:
                 await client.close()
             raise
         self.client = client
+        # (threads counted once: workers that join later get fewer queued, each hold still ends)
+        self._coalescer.deep = DEEP_PER_THREAD * max(1, sum((await client.nthreads()).values()))
         if self._emit is not None:
             self._busy = asyncio.Event()
             if self._inflight:
@@ -276,16 +280,16 @@ class DaskBackend:
             waiter = self._coalescer.submit(client, key, token, payload)
             try:
                 fut = await waiter
-                data = await fut
+                recv, data = await self._coalescer.collect(client, fut)
             except Exception:
                 raise  # Dask's own failure (KilledWorker, lost scheduler): the task's error
             except BaseException:
                 if fut is None and waiter.done() and not waiter.cancelled():
                     fut = waiter.result()  # sent in the tick this task was cancelled
+                    self._coalescer.finished()  # (given up before it was collected)
                 if fut is not None:
                     await self._stop_remote(client, fut, token)
                 raise
-            recv = _pc()
         finally:
             self._inflight -= 1
             if not self._inflight and self._busy is not None:
