@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import functools
+import gc
 import json
 import sys
 import time
@@ -169,6 +170,7 @@ def measure(n: int, c: int, ks: list[int], repeat: int) -> list[dict[str, Any]]:
             for name, fn, suspends in CONTENDERS:
                 if k and not suspends:
                     continue
+                gc.collect()  # every run starts from the same collected heap
                 s = fn(n, c, k)
                 best[name, k] = min(best.get((name, k), float("inf")), s)
     rows = []

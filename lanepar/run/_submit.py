@@ -119,11 +119,11 @@ def _build(
     now = batch.submitted_ns = _pc()
     per_lane: dict[Lane, list[tuple[int, Job]]] = {}
     ordered: list[tuple[Lane, int, Job]] = []
-    next_id = recorder.next_id if recorder is not None else None
+    first_id = recorder.reserve_ids(len(calls)) if recorder is not None else 0
     for i, (call, r) in enumerate(zip(calls, resolved)):
         lane = lanes[routes.get(i, r.lane)]
         timeout = call.timeout_s if call.timeout_s is not None else lane.config.timeout_s
-        job_id = next_id() if next_id is not None else 0
+        job_id = first_id + i if first_id else 0
         job = Job(batch, i, r.fn, call.args, call.kwargs, r.is_async, r.name, timeout, job_id,
                   now)  # fmt: skip
         if not r.is_async:
