@@ -1,6 +1,6 @@
 """Auto mode against sequential and parallel on four batch shapes, in one run.
 
-Run: ``python benchmarks/auto_mode.py [--trials 15] [--json]``. Shapes:
+Run: ``python benchmarks/auto_mode.py [--trials 18] [--json]``. Shapes:
 
 * ``tiny``: 5 glob/ls ops — the reported case where parallel was 1.66x *slower* than sequential;
 * ``io``: 8 heavy I/O tools (loopback socket calls with a 50 ms delay, server in its own process);
@@ -12,8 +12,8 @@ Two tables, both in this one run:
 * **after a warm-up**: every mode runs each shape after the same warm-up (auto mode learns its
   tool profiles from the traces of the warm-up runs, as it would in an agent that calls the same
   tools again and again), the modes taking turns trial by trial so they share the machine's
-  noise; the median of ``--trials`` runs counts (15: the tiny shape lasts 2 ms, where one noisy
-  run is 10%);
+  noise, in each of their six orders in turn; the median of ``--trials`` runs counts (18: the
+  tiny shape lasts 1 ms, where one noisy run is 10%);
 * **alternating, no warm-up**: a fresh executor per shape, whose very first batch is auto's,
   then auto and the fixed modes in turn (auto, sequential, parallel, auto, parallel, sequential)
   for ``--trials`` rounds, an order in which every mode follows each other mode equally often
@@ -29,6 +29,7 @@ than both on the mix.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from typing import Any
@@ -37,6 +38,9 @@ import lanepar as lp
 from lanepar.tools.loopback import server_process
 from lanepar.tools.workload import default_root
 
+#: Every order of the three modes: over six trials each mode follows each other mode equally
+#: often, and comes first, second and third equally often.
+ORDERS = list(itertools.permutations(("sequential", "parallel", "auto")))
 BIG = ("typing.py", "inspect.py", "argparse.py", "subprocess.py", "pickle.py", "tarfile.py",
        "logging/__init__.py", "functools.py")  # fmt: skip
 
@@ -70,8 +74,10 @@ def run(trials: int) -> dict[str, Any]:
                     ex.run_batch(calls, mode=mode)
                 times: dict[str, list[float]] = {"sequential": [], "parallel": [], "auto": []}
                 decision = None
-                for _ in range(trials):  # the modes take turns: they share the noise
-                    for mode in times:
+                # the modes take turns, so they share the noise, in each of the six orders in
+                # turn: a batch's time depends on the one before it (see the docstring)
+                for trial in range(trials):
+                    for mode in ORDERS[trial % len(ORDERS)]:
                         b = ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]
                         assert b.ok, b.errors
                         times[mode].append(b.wall_s)
@@ -97,7 +103,7 @@ def run(trials: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=15)
+    ap.add_argument("--trials", type=int, default=18)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     r = run(a.trials)
