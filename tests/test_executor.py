@@ -518,6 +518,25 @@ def test_a_bad_call_queues_nothing_of_its_batch() -> None:
     assert ran == []
 
 
+def test_task_ids_are_unique_and_in_submission_order_across_batches() -> None:
+    """A batch takes its ids in one block: each record's id follows its call's index, the next
+    batch continues after it, and a batch refused before queueing takes none."""
+
+    async def noop(i: int) -> int:
+        return i
+
+    with lp.LaneExecutor() as ex:
+        a = ex.run_batch([lp.ToolCall(noop, i) for i in range(5)])
+        with pytest.raises(KeyError, match="unknown tool"):
+            ex.run_batch([lp.ToolCall(noop, 0), lp.ToolCall("no_such_tool")])
+        b = ex.run_batch([lp.ToolCall(noop, i) for i in range(3)], mode="sequential")
+    assert a.trace is not None and b.trace is not None
+    ids_a = [r.id for r in sorted(a.trace.tasks, key=lambda r: int(r.args_summary))]
+    ids_b = [r.id for r in sorted(b.trace.tasks, key=lambda r: int(r.args_summary))]
+    assert ids_a == [1, 2, 3, 4, 5]
+    assert ids_b == [6, 7, 8]
+
+
 def test_empty_batch() -> None:
     with lp.LaneExecutor() as ex:
         b = ex.run_batch([])
