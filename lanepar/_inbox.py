@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 _Result = tuple["asyncio.Future[Any]", "list[Any] | None", "BaseException | None"]
+#: What a finished job's thread also calls, with (box, error), besides settling its future.
+Deliver = Callable[[list[Any] | None, BaseException | None], None]
 
 
 class Inbox:
@@ -68,3 +71,21 @@ def inbox_of(loop: asyncio.AbstractEventLoop) -> Inbox:
     except TypeError:  # a loop that takes no weak reference: an inbox per job, as correct
         box = Inbox(loop)
     return box
+
+
+def loop_delivery(
+    loop: asyncio.AbstractEventLoop, afut: asyncio.Future[Any] | None = None
+) -> tuple[asyncio.Future[Any], Deliver]:
+    """An asyncio future of ``loop`` (``afut``, or a new one) and the ``deliver`` that settles
+    it from a pool thread: through the loop's :class:`Inbox` (one wake-up for
+    the results of a burst) and a plain ``set_result`` on the loop, where
+    ``asyncio.wrap_future`` chains callbacks both ways and copies the state under the concurrent
+    future's lock (about 6 µs a job more of the loop's time, here)."""
+    if afut is None:
+        afut = loop.create_future()
+    inbox = inbox_of(loop)
+
+    def deliver(box: list[Any] | None, error: BaseException | None) -> None:
+        inbox.put(afut, box, error)
+
+    return afut, deliver

@@ -27,15 +27,15 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
-from ._inbox import inbox_of as _inbox_of
+from ._inbox import Deliver
+from ._inbox import loop_delivery as loop_delivery
 
-#: What a finished job's thread also calls, with (box, error), besides settling its future.
-Deliver = Callable[[list[Any] | None, BaseException | None], None]
 _Item = (
     tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], Deliver | None]
     | None
 )
 log = logging.getLogger("lanepar")
+_NO: list[_Item] = []
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
 
@@ -100,24 +100,6 @@ def _deliver(deliver: Deliver, box: list[Any] | None, error: BaseException | Non
         log.exception("lanepar: delivering a thread job's result failed")
 
 
-def loop_delivery(
-    loop: asyncio.AbstractEventLoop, afut: asyncio.Future[Any] | None = None
-) -> tuple[asyncio.Future[Any], Deliver]:
-    """An asyncio future of ``loop`` (``afut``, or a new one) and the ``deliver`` that settles
-    it from a pool thread: through the loop's :class:`~lanepar._inbox.Inbox` (one wake-up for
-    the results of a burst) and a plain ``set_result`` on the loop, where
-    ``asyncio.wrap_future`` chains callbacks both ways and copies the state under the concurrent
-    future's lock (about 6 µs a job more of the loop's time, here)."""
-    if afut is None:
-        afut = loop.create_future()
-    inbox = _inbox_of(loop)
-
-    def deliver(box: list[Any] | None, error: BaseException | None) -> None:
-        inbox.put(afut, box, error)
-
-    return afut, deliver
-
-
 def take(box: list[Any]) -> Any:
     """The value a pool future carried (it leaves the box: see ``DaemonPool._work``)."""
     return box.pop()
@@ -150,13 +132,15 @@ class DaemonPool:
         self._job: dict[int, concurrent.futures.Future[Any]] = {}  # the future it works for
         self._inside: set[int] = set()  # inside a tool's code (``body``)
         self._asked: set[int] = set()  # told to stop (once per job)
+        #: Under ``_lock``: a job's successor, run by the same thread as soon as it ends.
+        self._then: dict[concurrent.futures.Future[Any], _Item] = {}
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         """:meth:`submit_to` with nothing to deliver to: await the future."""
         return self.submit_to(None, fn, *args)
 
     def submit_to(
-        self, deliver: Deliver | None, fn: Callable[..., Any], *args: Any
+        self, deliver: Deliver | None, fn: Callable[..., Any], *args: Any, then: list[_Item] = _NO
     ) -> concurrent.futures.Future[Any]:
         """Queue ``fn(*args)`` for an idle worker, or ask for a new one; never waits for a thread.
 
@@ -169,12 +153,18 @@ class DaemonPool:
         ``deliver(box, error)`` is called on the job's thread just before its future is settled
         (also when the job fails unstarted): an event loop's own future, set through the loop's
         ``call_soon_threadsafe``, costs the loop a fraction of what bridging the future does.
+
+        ``then``: items (each with its own future: cancel it, and it and those after it never
+        start) the same thread runs one after the other as this job ends, waking nobody: a
+        sequence of short sync bodies pays one hand-off, not one each (``LocalBackend``).
         """
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         first: threading.Thread | None = None
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name}: the thread pool is closed")
+            for prev, nxt in zip([fut, *(t[0] for t in then)], then):  # type: ignore[index]
+                self._then[prev] = nxt
             self._q.put((fut, fn, args, deliver))
             if self._idle:
                 self._idle -= 1
@@ -258,15 +248,20 @@ class DaemonPool:
     def _work(self) -> None:
         ident = threading.get_ident()
         try:
+            nxt: _Item = None
             while True:
-                item = self._q.get()
+                item, nxt = (self._q.get() if nxt is None else nxt), None
                 if item is None:
                     return
                 fut, fn, args, deliver = item
                 if not fut.set_running_or_notify_cancel():
-                    del item, fut, fn, args
                     with self._lock:
                         self._idle += 1
+                        # its successors never start either (see ``submit_to``'s ``then``)
+                        while (item := self._then.pop(fut, None)) is not None:
+                            fut = item[0]
+                            fut.cancel()
+                    del item, fut, fn, args
                     continue
                 with self._lock:
                     self._job[ident] = fut
@@ -284,10 +279,12 @@ class DaemonPool:
                     with self._lock:
                         del self._job[ident]
                         self._asked.discard(ident)
+                        nxt = self._then.pop(fut, None) if self._then and not self._closed else None
                         # idle before the result is out: the loop, woken by it, may submit this
                         # slot's next job at once, and must find this thread idle, not ask for
-                        # another
-                        self._idle += 1
+                        # another (unless it has its next job already)
+                        if nxt is None:
+                            self._idle += 1
                 if deliver is not None:  # first: the loop waits for it, drains for ``fut``
                     _deliver(deliver, box, error)
                 if error is None:
@@ -295,6 +292,7 @@ class DaemonPool:
                 else:
                     fut.set_exception(error)
                 del item, fut, fn, args, deliver, box, error  # a parked thread keeps no result
+                # (a cancelled successor: the top of the loop counts this thread idle)
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
@@ -338,6 +336,11 @@ class DaemonPool:
                 item = self._q.get_nowait()
             except queue.Empty:
                 break
+            if item is not None:
+                _fail(item, closed)
+        with self._lock:  # successors of jobs that will not end (or ended after the close)
+            thens, self._then = list(self._then.values()), {}
+        for item in thens:
             if item is not None:
                 _fail(item, closed)
         for _ in stuck:  # a thread still in a body finds its stop when it returns

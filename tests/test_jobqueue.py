@@ -105,3 +105,17 @@ def test_take_first_looks_only_a_few_jobs_into_the_first_priority(
     assert got == expected
     rest = [j for j in order if j != got]
     assert len(q) == len(rest) and [q.pop() for _ in range(len(q))] == rest
+
+
+@given(st.lists(st.tuples(st.integers(-3, 3), st.integers(0, 99)), max_size=30), st.integers(-3, 3))
+def test_push_front_goes_first_whatever_the_priorities(
+    items: list[tuple[int, int]], prio: int
+) -> None:
+    """A sequence's next job whose body already runs takes the next free slot; everything else
+    keeps its order."""
+    q: JobQueue[str] = JobQueue()
+    q.push([(p, f"{p}:{i}") for p, i in items])
+    expected = [f"{p}:{i}" for p, i in sorted(items, key=lambda pi: pi[0])]  # stable: FIFO
+    q.push_front("next", prio)
+    assert len(q) == len(items) + 1
+    assert drain(q) == ["next", *expected]

@@ -10,6 +10,10 @@ costs two coroutine frames less. What they settle is exactly what :meth:`Lane._r
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
+import itertools
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
 
 #: How many queued jobs a lane looks through for one to hand to a thread as they are queued.
 EARLY_LOOKAHEAD = 8
+#: The most bodies of a sequence handed to one thread at once (``hand_sync``).
+CHAIN_MAX = 16
 #: A start delay shorter than this is not worth asking the thread watch about.
 CONTENTION_MIN_NS = 200_000
 _pc = time.perf_counter_ns
@@ -43,6 +49,9 @@ _tt = time.thread_time_ns
 def run_job(lane: Lane, w: Worker, job: Job, granted: int) -> Coroutine[Any, Any, int]:
     """The coroutine that runs ``job`` on worker ``w`` (a plain call: no frame of its own),
     returning when its body ended (0: unknown)."""
+    if job.prehanded is not None:  # already under way on a thread (see ``hand_sync``)
+        free = max(job.pushed_ns, w.free_at, granted)
+        return collect_handed(lane, w, job, free, hand_sync(lane, w, job, free))
     if lane._inline and not job.retries and job.timeout_s is None:
         rec = lane.recorder
         if rec is None:
@@ -147,13 +156,68 @@ def _sync_hot(job: Job) -> bool:
 
 def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> Any:
     """A traced sync body given to the executor's threads (see ``LocalBackend.hand_off``, which
-    measures the hand-off from ``free``; ``into``: the loop future its result goes to)."""
+    measures the hand-off from ``free``; ``into``: the loop future its result goes to).
+
+    In a sequential batch the sync bodies that follow it on this lane go to the same thread,
+    each to run as soon as the one before it ends (``hand_off_chain``): one hand-off for the
+    run instead of two thread wake-ups per body. Each is still queued, started and recorded
+    in its turn; its turn adopts the body already under way (``Job.prehanded``)."""
+    pre = job.prehanded
+    if pre is not None:
+        job.prehanded = None
+        h = pre[0]
+        if lane.backend.adopt(w.slot, h):  # type: ignore[attr-defined]
+            if into is not None and h[1] is not None:
+                h[1].add_done_callback(functools.partial(_forward, into))
+                h = (h[0], into, *h[2:])
+            return h
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
     probe.free_cpu_ns = w.cpu_at(free, job)
     probe.free_held = w.held_at(free, job)
     probe.started_ns = free
-    ctx = w.ctx.copy() if w.ctx is not None else None  # the worker's, not the queuer's
-    return lane.backend.hand_off(w.slot, job.fn, job.args, job.kwargs, probe, ctx, into)  # type: ignore[attr-defined]
+    ctx = w.ctx.copy() if w.ctx is not None else contextvars.copy_context()  # the worker's
+    first = (job.fn, job.args, job.kwargs, probe, ctx)
+    run = _run_after(lane, job)
+    if not run:
+        return lane.backend.hand_off(w.slot, *first, into)  # type: ignore[attr-defined]
+    bodies = [(j.fn, j.args, j.kwargs, TaskProbe(lane.resolution_ns, lane.max_segments),
+               ctx.copy()) for j in run]  # fmt: skip
+    handed, handles = lane.backend.hand_off_chain(w.slot, first, bodies, into)  # type: ignore[attr-defined]
+    for j, h in zip(run, handles):
+        j.prehanded = (h, functools.partial(lane.backend.drop, h))  # type: ignore[attr-defined]
+    return handed
+
+
+def _run_after(lane: Lane, job: Job) -> list[Job]:
+    """The jobs of ``job``'s sequence right after it that can follow it on its thread: sync,
+    traced hot path, on this lane, not yet handed. None in a fail-fast batch (a failure must
+    stop the next body before it starts), while observers or a live view watch each task (they
+    see one task finished before the next begins, as OpenTelemetry spans do), or on a backend
+    that cannot chain."""
+    batch = job.batch
+    seq = batch.sequence
+    rec = lane.recorder
+    if (not seq or batch.fail_fast or lane.hooks.task_finished or rec is None or rec.live
+            or not hasattr(lane.backend, "hand_off_chain")):  # fmt: skip
+        return []
+    run = []
+    for nlane, _prio, nxt in itertools.islice(seq, CHAIN_MAX):
+        if nlane is not lane or not _sync_hot(nxt) or nxt.prehanded is not None:
+            break
+        run.append(nxt)
+    return run
+
+
+def _forward(into: asyncio.Future[Any], src: asyncio.Future[Any]) -> None:
+    """A successor's result, delivered to its own future, to the one its worker sleeps on."""
+    if into.done():
+        return
+    if src.cancelled():
+        into.cancel()
+    elif (e := src.exception()) is not None:
+        into.set_exception(e)
+    else:
+        into.set_result(src.result())
 
 
 async def collect_handed(lane: Lane, w: Worker, job: Job, free: int, handed: Any) -> int:

@@ -160,10 +160,15 @@ class _Batch:
         if seq:
             lane, prio, job = seq.popleft()
             if self.cancelled:
+                forget(job)
                 self.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
                 return
             job.pushed_ns = time.perf_counter_ns()
-            lane.push(((prio, job),))
+            if job.prehanded is not None:  # its body runs already: the next free slot is its
+                lane.queue.push_front(job, prio)
+                lane.pushed(0 if lane.wake_one() else 1)
+            else:
+                lane.push(((prio, job),))
         if self.remaining <= 0:
             self.done.set()
             callbacks, self._on_done = self._on_done, None
@@ -177,6 +182,14 @@ class _Batch:
         return jobs
 
 
+def forget(job: Job) -> None:
+    """A job that will never run: a body already handed for it (``Job.prehanded``) is given up."""
+    pre = job.prehanded
+    if pre is not None:
+        job.prehanded = None
+        pre[1]()
+
+
 def cancel_batch(batch: _Batch) -> None:
     """Cancel a batch at once: queued jobs are dropped (and recorded as such), the sequence is
     emptied, running bodies' scopes are cancelled. A no-op on a batch already done."""
@@ -185,9 +198,11 @@ def cancel_batch(batch: _Batch) -> None:
     batch.cancelled = True
     for lane in batch.lanes:
         for job in lane.drop(batch):
+            forget(job)
             lane.record_unstarted(job, "cancelled")
             batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
     for job in batch.drain_sequence():
+        forget(job)
         batch.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
     for lane in batch.lanes:
         lane.cancel_running(batch)

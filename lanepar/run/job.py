@@ -44,6 +44,9 @@ class Job:
     #: under a lane's ``retries``, or a call that opts in), and whether a timeout counts.
     retries: int = 0
     retry_timeouts: bool = False
+    #: A sequential batch's next sync body, handed to the thread of the one before it to run
+    #: as soon as that one ends: (the backend's handle, how to give it up) (``_hotpath``).
+    prehanded: tuple[Any, Callable[[], None]] | None = None
 
     def __init__(
         self,

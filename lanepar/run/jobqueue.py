@@ -47,6 +47,17 @@ class JobQueue(Generic[J]):
         self.n += added
         return added
 
+    def push_front(self, job: J, prio: int) -> None:
+        """Queue ``job`` ahead of every other (a sequence's next body, already running on the
+        thread of the one before it: the next slot to come free must be its)."""
+        first = self._prios[0] if self.n else prio
+        dq = self._buckets.get(first)
+        if dq is None:
+            dq = self._buckets[first] = collections.deque()
+            bisect.insort(self._prios, first)
+        dq.appendleft(job)
+        self.n += 1
+
     def take_first(self, pred: Callable[[J], bool], within: int) -> J | None:
         """The first of the next ``within`` jobs of the first priority that matches ``pred``,
         taken out (the others keep their order), or None."""
