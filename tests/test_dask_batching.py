@@ -216,3 +216,22 @@ def test_results_of_one_wave_are_one_gather_and_each_keeps_its_fate() -> None:
     gathers, out = asyncio.run(scenario(True))  # the wave's gather failed: each alone
     assert gathers == [3] and out[0] == 1 and out[2] == 3
     assert isinstance(out[1], ValueError) and str(out[1]) == "two"
+
+
+def test_a_task_that_ended_no_longer_holds_the_fetch_of_its_value() -> None:
+    """A lane at its limit with every task out: the first to end is fetched at once. Counted
+    as out until its value arrived, it would hold its own fetch for the whole ``HOLD_S``."""
+
+    async def scenario() -> list[int]:
+        client = FakeClient()
+        co = Coalescer(500_000, 64, deep=4)
+        await asyncio.gather(*[co.submit(client, f"k{i}", f"t{i}", b"") for i in range(4)])
+        assert co.out.n == 4 and co.out.holding()
+        co.finished()  # Dask reported one ended: three still run
+        waiter = co.results.get(client, FakeFuture(7))
+        for _ in range(3):  # a few loop turns, far less than HOLD_S
+            await asyncio.sleep(0)
+        assert waiter.done() and waiter.result() == 7
+        return client.gathers
+
+    assert asyncio.run(scenario()) == [1]
