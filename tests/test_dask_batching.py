@@ -235,3 +235,33 @@ def test_a_task_that_ended_no_longer_holds_the_fetch_of_its_value() -> None:
         return client.gathers
 
     assert asyncio.run(scenario()) == [1]
+
+
+def test_the_hold_threshold_follows_the_clusters_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``per_thread`` tasks per worker thread, counted as tasks are submitted: a cluster that
+    grows gets a higher threshold (its new threads must not wait on held waves), and one whose
+    count fails keeps the last."""
+    import lanepar.backends._dask_submit as ds
+
+    monkeypatch.setattr(ds, "RECOUNT_S", 0.0)  # count at every submit
+
+    class Growing(FakeClient):
+        threads: dict[str, int] = {}  # noqa: RUF012 (set per step below)
+
+        async def nthreads(self) -> dict[str, int]:
+            if not self.threads:
+                raise OSError("scheduler gone")
+            return dict(self.threads)
+
+    async def scenario() -> list[int]:
+        client, co = Growing(), Coalescer(500_000, 64, per_thread=2)
+        seen = [co.deep]  # nothing counted yet: nothing is held
+        for threads in ({"w1": 1, "w2": 1}, {"w1": 1, "w2": 1, "w3": 4}, {}):
+            client.threads = threads
+            await co.submit(client, f"k{len(seen)}", "t", b"")
+            for _ in range(3):
+                await asyncio.sleep(0)
+            seen.append(co.deep)
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 4, 12, 12]

@@ -36,6 +36,8 @@ CHUNK_SHARE = 4
 CHUNK_MIN = 4
 #: The longest a wave is held while the cluster has ``deep`` tasks out.
 HOLD_S = 0.1
+#: Seconds between counts of the cluster's worker threads (``Coalescer``'s ``per_thread``).
+RECOUNT_S = 5.0
 
 E = TypeVar("E", bound=tuple[Any, ...])
 
@@ -106,28 +108,46 @@ class Coalescer(_Wave[_Entry]):
     """Collects submissions and sends each wave in one ``Client.map``; with it, a
     :class:`Gatherer` fetches the results of each wave of finished tasks in one ``gather``."""
 
-    def __init__(self, resolution_ns: int, max_segments: int, deep: int = 0) -> None:
+    def __init__(
+        self, resolution_ns: int, max_segments: int, deep: int = 0, per_thread: int = 0
+    ) -> None:
+        """``deep``: a fixed threshold; ``per_thread``: instead, that many per worker thread of
+        the cluster, counted in the background at most every ``RECOUNT_S`` while tasks are
+        submitted (a cluster that grows must not have its new threads wait on held waves)."""
         super().__init__(_Out(deep))
         self.resolution_ns = resolution_ns
         self.max_segments = max_segments
         self.results = Gatherer(self.out)
+        self.per_thread = per_thread
+        self._counted = -RECOUNT_S
+        self._counting: asyncio.Task[None] | None = None
 
     @property
     def deep(self) -> int:
         return self.out.deep
-
-    @deep.setter
-    def deep(self, value: int) -> None:
-        self.out.deep = value
 
     def submit(self, client: Any, key: str, token: str, payload: bytes) -> asyncio.Future[Any]:
         """Queue one call; the returned waiter resolves to its Dask future at the flush.
 
         A waiter cancelled before the flush is skipped (nothing reaches the cluster for it).
         """
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self.per_thread and self._counting is None and loop.time() - self._counted > RECOUNT_S:
+            self._counted = loop.time()
+            self._counting = loop.create_task(self._recount(client))
+        waiter: asyncio.Future[Any] = loop.create_future()
         self._add(client, (key, token, payload, waiter))
         return waiter
+
+    async def _recount(self, client: Any) -> None:
+        try:
+            threads = sum((await client.nthreads()).values())
+        except Exception:  # a cluster going away: keep the last count (holds still end)
+            pass
+        else:
+            self.out.deep = self.per_thread * max(1, threads)
+        finally:
+            self._counting = None
 
     def finished(self) -> None:
         """A task sent by a flush ended on the cluster (or was given up), its value not

@@ -60,7 +60,7 @@ DEFAULT_CLUSTER_KWARGS: dict[str, Any] = {
 #: worker) only puts a scheduler round trip between a worker's consecutive tasks; with ``inf``
 #: every submitted task goes to a worker at once and the next one is waiting when a body ends.
 LOCAL_SCHEDULER_CONFIG: dict[str, Any] = {"distributed.scheduler.worker-saturation": math.inf}
-#: Tasks out per worker thread above which a lane's refills are sent in chunks (``_dask_submit``).
+#: Tasks running per worker thread above which a lane's refills and fetches go in waves.
 DEEP_PER_THREAD = 2
 #: Seconds between per-worker CPU samples while the lane has tasks on the cluster.
 CPU_SAMPLE_S = 0.5
@@ -121,7 +121,7 @@ class DaskBackend:
         self._sampler: asyncio.Task[None] | None = None
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
         self._stopping: list[tuple[Any, str]] = []
-        self._coalescer = Coalescer(ctx.resolution_ns, ctx.max_segments)
+        self._coalescer = Coalescer(ctx.resolution_ns, ctx.max_segments, per_thread=DEEP_PER_THREAD)
         # Keys unique across every client of a shared cluster: a random prefix, then a counter.
         self._token_prefix = uuid.uuid4().hex[:16]
         self._tokens = itertools.count()
@@ -189,8 +189,6 @@ class DaskBackend:
                 await client.close()
             raise
         self.client = client
-        # (threads counted once: workers that join later get fewer queued, each hold still ends)
-        self._coalescer.deep = DEEP_PER_THREAD * max(1, sum((await client.nthreads()).values()))
         if self._emit is not None:
             self._busy = asyncio.Event()
             if self._inflight:
