@@ -54,15 +54,24 @@ def cluster() -> Iterator[tuple[Any, GraphUpdates]]:
         yield c, plugin
 
 
-def test_a_wave_of_ready_jobs_is_one_graph_update(cluster: tuple[Any, GraphUpdates]) -> None:
+def run_connected(
+    cluster: tuple[Any, GraphUpdates], limit: int, calls: list[lp.ToolCall]
+) -> lp.BatchResult:
+    """``calls`` on a Dask lane of ``limit`` slots already connected (one task ran first, and
+    every slot is idle), with only their graph updates left in the plugin's record."""
     c, plugin = cluster
-    lane = lp.LaneConfig(kind="dask", address=c.scheduler_address, max_concurrency=8)
+    lane = lp.LaneConfig(kind="dask", address=c.scheduler_address, max_concurrency=limit)
+    with lp.LaneExecutor(lanes={"d": lane}) as ex:
+        ex.run_batch([lp.ToolCall(square, 0, lane="d")])
+        plugin.updates.clear()
+        return ex.run_batch(calls)
+
+
+def test_a_wave_of_ready_jobs_is_one_graph_update(cluster: tuple[Any, GraphUpdates]) -> None:
+    plugin = cluster[1]
     calls = [lp.ToolCall(square, i, lane="d") for i in range(8)]
     calls[3] = lp.ToolCall(fail, "three", lane="d")
-    with lp.LaneExecutor(lanes={"d": lane}) as ex:
-        ex.run_batch([lp.ToolCall(square, 0, lane="d")])  # connected, every slot idle
-        plugin.updates.clear()
-        b = ex.run_batch(calls)
+    b = run_connected(cluster, 8, calls)
     # Eight idle slots woken by one batch start in one loop pass: one message for all eight.
     assert [len(u) for u in plugin.updates] == [8]
     assert len(set(plugin.updates[0])) == 8
@@ -75,12 +84,8 @@ def test_a_wave_of_ready_jobs_is_one_graph_update(cluster: tuple[Any, GraphUpdat
 def test_more_jobs_than_slots_each_wave_one_update(cluster: tuple[Any, GraphUpdates]) -> None:
     """20 jobs on 4 slots: every job reaches the cluster exactly once, never more than the
     limit per update, and fewer updates than jobs."""
-    c, plugin = cluster
-    lane = lp.LaneConfig(kind="dask", address=c.scheduler_address, max_concurrency=4)
-    with lp.LaneExecutor(lanes={"d": lane}) as ex:
-        ex.run_batch([lp.ToolCall(square, 0, lane="d")])
-        plugin.updates.clear()
-        b = ex.run_batch([lp.ToolCall(square, i, lane="d") for i in range(20)])
+    plugin = cluster[1]
+    b = run_connected(cluster, 4, [lp.ToolCall(square, i, lane="d") for i in range(20)])
     assert b.results == [i * i for i in range(20)]
     keys = [k for u in plugin.updates for k in u]
     assert len(keys) == len(set(keys)) == 20
@@ -120,12 +125,8 @@ def test_a_wide_lane_refills_and_fetches_in_waves(cluster: tuple[Any, GraphUpdat
     keep both threads busy, refills are held and go together — far fewer graph updates than
     jobs — yet every job runs once, in order, with its own result, and the batch ends (a held
     wave never waits for a task that cannot end)."""
-    c, plugin = cluster
-    lane = lp.LaneConfig(kind="dask", address=c.scheduler_address, max_concurrency=16)
-    with lp.LaneExecutor(lanes={"d": lane}) as ex:
-        ex.run_batch([lp.ToolCall(square, 0, lane="d")])
-        plugin.updates.clear()
-        b = ex.run_batch([lp.ToolCall(busy_square, i, lane="d") for i in range(64)])
+    plugin = cluster[1]
+    b = run_connected(cluster, 16, [lp.ToolCall(busy_square, i, lane="d") for i in range(64)])
     assert b.results == [i * i for i in range(64)]
     keys = [k for u in plugin.updates for k in u]
     assert len(keys) == len(set(keys)) == 64

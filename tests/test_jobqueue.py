@@ -116,6 +116,6 @@ def test_push_front_goes_first_whatever_the_priorities(
     q: JobQueue[str] = JobQueue()
     q.push([(p, f"{p}:{i}") for p, i in items])
     expected = [f"{p}:{i}" for p, i in sorted(items, key=lambda pi: pi[0])]  # stable: FIFO
-    q.push_front("next", prio)
+    assert q.push_front([(prio, "next")]) == 1
     assert len(q) == len(items) + 1
     assert drain(q) == ["next", *expected]

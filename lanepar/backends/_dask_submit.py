@@ -204,15 +204,15 @@ async def ended(fut: Any) -> None:
 class Gatherer(_Wave[tuple[Any, "asyncio.Future[Any]"]]):
     """Fetches the values of finished Dask futures, a wave in one ``gather``."""
 
+    def __init__(self, out: _Out) -> None:
+        super().__init__(out)
+        self._fetching: set[asyncio.Task[None]] = set()  # (the loop keeps only weak references)
+
     def get(self, client: Any, fut: Any) -> asyncio.Future[Any]:
         """The value of ``fut`` (finished, not failed), fetched with the others of its wave."""
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._add(client, (fut, waiter))
         return waiter
-
-    def __init__(self, out: _Out) -> None:
-        super().__init__(out)
-        self._fetching: set[asyncio.Task[None]] = set()  # (the loop keeps only weak references)
 
     def _send(self, client: Any, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         task = asyncio.get_running_loop().create_task(_fetch(client, batch))

@@ -125,26 +125,21 @@ class LocalBackend:
         pool = self._pool or self._get_pool()
         loop = asyncio._get_running_loop()  # None on trio: there the future is bridged
         afut, deliver = loop_delivery(loop, into) if loop is not None else (None, None)
-        # only the tool's own function runs where an interrupt can reach it
-        inner, inner_args = pool.body, (fn, *args)
         if probe is None:
-            fut = pool.submit_to(deliver, ctx.run, _guarded, fn, inner, inner_args, kwargs,
+            fut = pool.submit_to(deliver, ctx.run, *self._call(pool, fn, args, kwargs, None),
                                  then=then)  # fmt: skip
         else:
             # threadstate: from the hand-off to the body's first instruction the worker (a new
             # one included: ``Thread.start`` waits for it to run) is waiting for the GIL.
-            if self._watch is None and threadstate.enabled():
-                self._watch = threadstate.acquire()
+            self._watched()
             free = probe.started_ns  # the lane's "slot free" time, set before the call
             handed = [time.perf_counter_ns()]
             hand_cpu = time.thread_time_ns()
             loop_clock = self._clock() if self._watch is not None else None
             probe.hand_held = loop_mark()
-            fut = pool.submit_to(
-                deliver, ctx.run, _guarded, fn, run_sync_probed,
-                (probe, inner, inner_args, kwargs, time.thread_time_ns, self._watch, handed,
-                 loop_clock, loop_state()), {}, then=then,
-            )  # fmt: skip
+            fut = pool.submit_to(deliver, ctx.run,
+                                 *self._call(pool, fn, args, kwargs, probe, handed, loop_clock),
+                                 then=then)  # fmt: skip
         self._running[slot] = fut
         return fut, afut, probe, free, handed, hand_cpu
 
@@ -161,25 +156,45 @@ class LocalBackend:
         :meth:`adopt` when its turn comes on the loop, or to :meth:`drop` if it never comes;
         what a probe of theirs measures starts at the body's first instruction (it had no
         hand-off of its own)."""
-        if self._watch is None and threadstate.enabled() and any(b[3] for b in then):
-            self._watch = threadstate.acquire()
+        if any(b[3] for b in then):
+            self._watched()
         pool = self._pool or self._get_pool()
         loop = asyncio._get_running_loop()
+        loop_clock = self._clock() if self._watch is not None else None
         items: list[Any] = []
         handles: list[Handed] = []
         for fn, args, kwargs, probe, ctx in then:
             fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
             afut, deliver = loop_delivery(loop) if loop is not None else (None, None)
-            inner, inner_args = pool.body, (fn, *args)
-            if probe is None:
-                body: tuple[Any, ...] = (_guarded, fn, inner, inner_args, kwargs)
-            else:
-                body = (_guarded, fn, run_sync_probed, (probe, inner, inner_args, kwargs,
-                        time.thread_time_ns, self._watch, None,
-                        self._clock() if self._watch else None, loop_state()), {})  # fmt: skip
-            items.append((fut, ctx.run, body, deliver))
+            call = self._call(pool, fn, args, kwargs, probe, None, loop_clock)
+            items.append((fut, ctx.run, call, deliver))
             handles.append((fut, afut, probe, 0, _NOT_HANDED, 0))
         return self.hand_off(slot, *first, into, items), handles
+
+    def _watched(self) -> None:
+        """Take threadstate's watch, which splits a traced body's off-CPU time, on the first
+        traced sync body (given back on close)."""
+        if self._watch is None and threadstate.enabled():
+            self._watch = threadstate.acquire()
+
+    def _call(
+        self,
+        pool: DaemonPool,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        probe: TaskProbe | None,
+        handed: list[int] | None = None,
+        loop_clock: int | None = None,
+    ) -> tuple[Any, ...]:
+        """``_guarded``'s arguments for a body on ``pool``: only the tool's own function runs
+        where an interrupt can reach it (``pool.body``); a traced one under ``run_sync_probed``
+        (``handed``, ``loop_clock``: see there)."""
+        inner, inner_args = pool.body, (fn, *args)
+        if probe is None:
+            return _guarded, fn, inner, inner_args, kwargs
+        return _guarded, fn, run_sync_probed, (probe, inner, inner_args, kwargs,
+            time.thread_time_ns, self._watch, handed, loop_clock, loop_state()), {}  # fmt: skip
 
     def adopt(self, slot: int, h: Handed) -> bool:
         """A successor (:meth:`hand_off_chain`) is now ``slot``'s job; False when it will never

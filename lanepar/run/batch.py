@@ -164,11 +164,8 @@ class _Batch:
                 self.fail(job.index, TaskCancelledError(f"{job.name} was cancelled"), "cancelled")
                 return
             job.pushed_ns = time.perf_counter_ns()
-            if job.prehanded is not None:  # its body runs already: the next free slot is its
-                lane.queue.push_front(job, prio)
-                lane.pushed(0 if lane.wake_one() else 1)
-            else:
-                lane.push(((prio, job),))
+            # a job whose body runs already (``Job.prehanded``) takes the next free slot
+            lane.push(((prio, job),), front=job.prehanded is not None)
         if self.remaining <= 0:
             self.done.set()
             callbacks, self._on_done = self._on_done, None

@@ -47,16 +47,21 @@ class JobQueue(Generic[J]):
         self.n += added
         return added
 
-    def push_front(self, job: J, prio: int) -> None:
-        """Queue ``job`` ahead of every other (a sequence's next body, already running on the
-        thread of the one before it: the next slot to come free must be its)."""
-        first = self._prios[0] if self.n else prio
+    def push_front(self, items: Iterable[tuple[int, J]]) -> int:
+        """Queue (priority, job) pairs ahead of every other job, in their order (a sequence's
+        next body, already running on the thread of the one before it: the next slot to come
+        free must be its); returns count."""
+        jobs = list(items)
+        if not jobs:
+            return 0
+        first = self._prios[0] if self.n else jobs[0][0]
         dq = self._buckets.get(first)
         if dq is None:
             dq = self._buckets[first] = collections.deque()
             bisect.insort(self._prios, first)
-        dq.appendleft(job)
-        self.n += 1
+        dq.extendleft(job for _prio, job in reversed(jobs))
+        self.n += len(jobs)
+        return len(jobs)
 
     def take_first(self, pred: Callable[[J], bool], within: int) -> J | None:
         """The first of the next ``within`` jobs of the first priority that matches ``pred``,

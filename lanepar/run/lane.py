@@ -150,10 +150,10 @@ class Lane:
         return self.queue.n
 
     # -- submission ------------------------------------------------------------------------------
-    def push(self, jobs: Iterable[tuple[int, Job]]) -> None:
-        """Queue (priority, job) pairs in one step and wake as many idle workers as needed
-        (``_submit.push_lanes`` does it for several lanes at once)."""
-        owed = self.queue.push(jobs)
+    def push(self, jobs: Iterable[tuple[int, Job]], front: bool = False) -> None:
+        """Queue (priority, job) pairs in one step (``front``: ahead of all others) and wake as
+        many idle workers as needed (``_submit.push_lanes`` does it for several lanes at once)."""
+        owed = self.queue.push_front(jobs) if front else self.queue.push(jobs)
         while owed and self.wake_one():
             owed -= 1
         self.pushed(owed)

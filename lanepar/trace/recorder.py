@@ -67,9 +67,6 @@ class Recorder:
         self._n_cores = psutil.cpu_count() or 1
 
     # -- writers (the executor's loop thread, the sampler thread) ------------------------------
-    def next_id(self) -> int:
-        return self.reserve_ids(1)
-
     def reserve_ids(self, n: int) -> int:
         """The first of ``n`` consecutive task ids: a batch takes its ids in one call, not one
         call per task."""
