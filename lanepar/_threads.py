@@ -163,8 +163,9 @@ class DaemonPool:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name}: the thread pool is closed")
-            for prev, nxt in zip([fut, *(t[0] for t in then)], then):  # type: ignore[index]
-                self._then[prev] = nxt
+            if then:  # (a chain; not built per plain job, which this runs on the loop for)
+                for prev, nxt in zip([fut, *(t[0] for t in then)], then):  # type: ignore[index]
+                    self._then[prev] = nxt
             self._q.put((fut, fn, args, deliver))
             if self._idle:
                 self._idle -= 1

@@ -4,7 +4,9 @@ every result arrives, in order, and a burst costs the loop one wake-up."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,3 +84,15 @@ def test_no_result_is_lost_while_threads_race_the_drain(loop: asyncio.AbstractEv
 
     out = loop.run_until_complete(asyncio.wait_for(main(), 60))
     assert out == [[i] for _ in range(n) for i in range(per)]
+
+
+def test_an_inbox_does_not_keep_its_loop_alive() -> None:
+    """The inbox lives on its loop: a closed, dropped loop is collected (a module-level map of
+    inboxes by loop kept every loop an executor ever ran for)."""
+    loop = asyncio.new_event_loop()
+    assert inbox_of(loop) is inbox_of(loop)
+    gone = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None

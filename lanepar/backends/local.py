@@ -131,7 +131,8 @@ class LocalBackend:
         else:
             # threadstate: from the hand-off to the body's first instruction the worker (a new
             # one included: ``Thread.start`` waits for it to run) is waiting for the GIL.
-            self._watched()
+            if self._watch is None:
+                self._watched()
             free = probe.started_ns  # the lane's "slot free" time, set before the call
             handed = [time.perf_counter_ns()]
             hand_cpu = time.thread_time_ns()

@@ -177,7 +177,7 @@ def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> A
     probe.started_ns = free
     ctx = w.ctx.copy() if w.ctx is not None else contextvars.copy_context()  # the worker's
     first = (job.fn, job.args, job.kwargs, probe, ctx)
-    run = _run_after(lane, job)
+    run = _run_after(lane, job) if job.batch.sequence else None  # (a fan-out: no call)
     if not run:
         return lane.backend.hand_off(w.slot, *first, into)  # type: ignore[attr-defined]
     bodies = [(j.fn, j.args, j.kwargs, TaskProbe(lane.resolution_ns, lane.max_segments),
