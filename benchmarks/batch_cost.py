@@ -5,7 +5,11 @@ Run: ``python benchmarks/batch_cost.py [--reps 400] [--rounds 5] [--json]``.
 - one no-op task: a traced sync ``run_batch`` (a thread waits for the executor's loop), the same
   batch on ``arun_batch`` (no thread crossing), and ``loop.run_in_executor`` round trips (the
   cheapest crossing asyncio itself offers: one hop to a thread and back);
-- sixteen 30 ms sleeps: a traced sync ``run_batch`` against asyncio gather + Semaphore(16).
+- sixteen 30 ms sleeps: a traced sync ``run_batch`` against asyncio gather + Semaphore(16);
+- a fan-out of sixteen sync tools started at once (each notes its first instruction, then blocks
+  10 ms so all sixteen overlap): how long after the batch began each tool's first instruction
+  ran, on ``arun_batch`` against ``gather`` of ``loop.run_in_executor`` on a warm 16-thread pool
+  — both hand sixteen bodies to threads from one loop, one after the other.
 
 Every contender runs in this one process, interleaved round by round so they share the machine's
 noise; medians of each round, then the median over rounds.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import statistics
 import threading
@@ -91,6 +96,36 @@ class AsyncSide:
         return statistics.median(ts) / 1e3
 
 
+#: What :func:`fanout_start_us` returns, in order.
+FANOUT_KEYS = ("fanout_p50_us", "fanout_last_us", "executor_fanout_p50_us",
+               "executor_fanout_last_us", "fanout_dispatch_p50_us")  # fmt: skip
+
+
+def first_instruction(out: list[int]) -> None:
+    """A sync tool: when its body began, then 10 ms blocked (so a fan-out's bodies overlap)."""
+    out.append(time.perf_counter_ns())
+    time.sleep(0.01)
+
+
+async def fanout_start_us(side: AsyncSide, pool: concurrent.futures.Executor) -> tuple[float, ...]:
+    """(lanepar p50, lanepar last, run_in_executor p50, run_in_executor last) µs from the
+    batch's start to a body's first instruction, sixteen sync bodies at once; then lanepar's
+    own dispatch p50 from its trace (slot free -> hand-off: the loop's own work per start)."""
+    loop = asyncio.get_running_loop()
+    starts: list[int] = []
+    calls = [lp.ToolCall(first_instruction, starts, lane="query") for _ in range(16)]
+    t0 = time.perf_counter_ns()
+    b = await side.ex.arun_batch(calls)
+    lp_us = [(t - t0) / 1e3 for t in starts]
+    starts.clear()
+    t0 = time.perf_counter_ns()
+    await asyncio.gather(*(loop.run_in_executor(pool, first_instruction, starts)
+                           for _ in range(16)))  # fmt: skip
+    ex_us = [(t - t0) / 1e3 for t in starts]
+    return (statistics.median(lp_us), max(lp_us), statistics.median(ex_us), max(ex_us),
+            b.summary()["dispatch_p50_us"])
+
+
 async def gather16(n: int = 16) -> float:
     sem = asyncio.Semaphore(16)
 
@@ -108,11 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=400, help="one-task batches per round")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--sleep-reps", type=int, default=10, help="16 x 30 ms batches per round")
+    ap.add_argument("--fan-reps", type=int, default=40, help="16-tool fan-outs per round")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     rounds: dict[str, list[float]] = {k: [] for k in (
         "run_batch_1_us", "arun_batch_1_us", "run_in_executor_us",
-        "run_batch_16x30ms_ms", "gather_16x30ms_ms")}  # fmt: skip
+        "run_batch_16x30ms_ms", "gather_16x30ms_ms", *FANOUT_KEYS)}  # fmt: skip
+    pool = concurrent.futures.ThreadPoolExecutor(16)
     side = AsyncSide()
     one = [lp.ToolCall(noop, lane="query")]
     sixteen = [lp.ToolCall(sleep30, lane="query") for _ in range(16)]
@@ -120,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(50):  # warm: workers exist, caches are full
             ex.run_batch(one)
             side.call(side.ex.arun_batch(one))
+        for _ in range(20):  # both pools: sixteen threads made and parked
+            side.call(fanout_start_us(side, pool))
         for _ in range(a.rounds):
             rounds["run_batch_1_us"].append(_median_us(lambda: ex.run_batch(one), a.reps))
             rounds["arun_batch_1_us"].append(side.call(side.arun_us(a.reps)))
@@ -130,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                 g_ms.append(side.call(gather16()) * 1e3)
             rounds["run_batch_16x30ms_ms"].append(statistics.median(lp_ms))
             rounds["gather_16x30ms_ms"].append(statistics.median(g_ms))
+            fan = [side.call(fanout_start_us(side, pool)) for _ in range(a.fan_reps)]
+            for i, k in enumerate(FANOUT_KEYS):
+                rounds[k].append(statistics.median(f[i] for f in fan))
     side.close()
+    pool.shutdown()
     out: dict[str, Any] = {k: statistics.median(v) for k, v in rounds.items()}
     out["rounds"] = rounds
     out["sleep_ratio"] = out["run_batch_16x30ms_ms"] / out["gather_16x30ms_ms"]
@@ -147,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  lanepar run_batch (sync, traced)   {out['run_batch_16x30ms_ms']:7.2f} ms")
     print(f"  asyncio gather+Semaphore           {out['gather_16x30ms_ms']:7.2f} ms")
     print(f"  ratio {out['sleep_ratio']:.3f} (target <= 1.03)")
+    print("sixteen sync tools at once: batch start -> a body's first instruction, p50 / last:")
+    print(f"  lanepar arun_batch (traced)        {out['fanout_p50_us']:7.1f} / "
+          f"{out['fanout_last_us']:.1f} µs")
+    print(f"  gather of run_in_executor          {out['executor_fanout_p50_us']:7.1f} / "
+          f"{out['executor_fanout_last_us']:.1f} µs")
+    print(f"  lanepar's own dispatch p50 in that fan-out (its trace): "
+          f"{out['fanout_dispatch_p50_us']:.1f} µs")
     return 0
 
 
