@@ -86,20 +86,27 @@ def run_sync_probed(
     instruction the thread was waking and taking the GIL, so that span is drawn as GIL (its
     run-queue part as runq), not dispatch. ``loop_clock``: the loop thread's, read as it ends,
     as is ``loop``'s ``held`` (see :func:`start_waits`).
+
+    That span is drawn once the body has ended (in front of the body's own pieces, and moving
+    its start back to the hand-off), not before it begins: in a fan-out the threads take the GIL
+    one after another, and every µs this thread spends before the body gives it up is a µs
+    longer the next one waits to start.
     """
     tok = watch.begin() if watch is not None else None
     marks = _ThreadMarks(probe, clock, watch, tok)
     probe.started_ns = marks.t
+    lead = None
     if tok is not None and handed is not None and 0 < handed[0] < marks.t:
-        h = handed[0]
-        rq = min(tok.pre_runq, marks.t - h)
-        probe.split(h, marks.t, 0, marks.t - h - rq, rq)
-        probe.started_ns = h
+        window = marks.t - handed[0]
+        rq = min(tok.pre_runq, window)
+        lead = (window - rq, rq)
     token = _current.set(marks)
     try:
         return fn(*args, **kwargs)
     finally:
         probe.finished_ns = marks.mark()
+        if lead is not None:
+            probe.prepend_contention(*lead)
         if loop_clock is not None:
             probe.read_loop_clock(loop_clock)
         if loop is not None:
