@@ -409,3 +409,28 @@ def test_a_step_blocks_the_loop_only_for_what_the_tool_itself_took(
         blocks.close()
     assert bool(p.blocks) is flagged
     assert p.runq_ns == (60 - own_ms) * MS
+
+
+def test_contention_before_a_body_that_began_waiting_for_the_gil_is_one_wait() -> None:
+    """``prepend_contention`` moves a hand-off's waits in front of the body (its start moves
+    back, totals stay exact). Where the body's first piece is itself a GIL wait, the two are
+    one wait on the timeline; in front of any other piece, a new one."""
+    gil, cpu = KIND_CODE["gil"], KIND_CODE["cpu"]
+    p = TaskProbe()
+    p.started_ns = 1_000
+    p.segs = [[gil, 1_000, 1_500], [cpu, 1_500, 2_000]]
+    p.gil_ns, p.cpu_ns = 500, 500
+    p.prepend_contention(300, 0)
+    assert (p.started_ns, p.gil_ns) == (700, 800)
+    assert p.segs == [[gil, 700, 1_500], [cpu, 1_500, 2_000]]
+    p.prepend_contention(0, 0)  # nothing to move: nothing moves
+    assert p.started_ns == 700
+
+    q = TaskProbe()
+    q.started_ns = 1_000
+    q.segs = [[cpu, 1_000, 2_000]]
+    q.cpu_ns = 1_000
+    q.prepend_contention(200, 100, lock=50)
+    assert (q.started_ns, q.gil_ns, q.lock_ns, q.runq_ns) == (650, 250, 50, 100)
+    assert q.segs == [[gil, 650, 900], [KIND_CODE["runq"], 900, 1_000], [cpu, 1_000, 2_000]]
+    assert sum(e - s for _, s, e in q.segs) == 2_000 - 650

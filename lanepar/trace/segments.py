@@ -285,12 +285,16 @@ class TaskProbe:
         if not (gil or runq or lock) or not self.started_ns:
             return
         start = self.started_ns - lock - gil - runq
-        if not runq:  # (nearly always: one piece)
-            self.segs.insert(0, [GIL, start, self.started_ns])
+        segs = self.segs
+        if not runq:  # (nearly always: one piece, or a longer first one)
+            if segs and segs[0][0] == GIL and segs[0][1] == self.started_ns:
+                segs[0][1] = start  # the body began waiting for the GIL too: one wait
+            else:
+                segs.insert(0, [GIL, start, self.started_ns])
         else:
             head = [[k, s, e] for k, s, e in ((GIL, start, start + lock + gil),
                     (RUNQ, start + lock + gil, self.started_ns)) if e > s]  # fmt: skip
-            self.segs[:0] = head
+            segs[:0] = head
         self.gil_ns += lock + gil
         self.lock_ns += lock
         self.runq_ns += runq
