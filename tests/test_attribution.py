@@ -40,11 +40,16 @@ def _occupied_min(recs: list[TaskRecord], me: TaskRecord) -> int:
 def _loop_blocked_batch() -> lp.BatchResult:
     started = 0
     lock = threading.Lock()
+    holding = threading.Event()
 
     def io_tool(i: int) -> int:
         nonlocal started
         with lock:
             started += 1
+        # the first wave ends only once the loop is held: on a busy machine the blocker's
+        # next poll can come later than a 20 ms body's end, and the loop would start the
+        # second wave before it blocked (seen in CI with two burners beside the suite)
+        assert holding.wait(10)
         time.sleep(0.02)
         return i
 
@@ -53,6 +58,7 @@ def _loop_blocked_batch() -> lp.BatchResult:
         # those bodies take: they finish while nobody on the loop can notice
         while started < LIMIT:
             await anyio.sleep(0.001)
+        holding.set()
         time.sleep(0.3)
 
     lanes = {
