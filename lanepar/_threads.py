@@ -28,7 +28,7 @@ import anyio
 import anyio.lowlevel
 
 from ._inbox import Deliver
-from ._inbox import loop_delivery as loop_delivery
+from ._inbox import loop_delivery as loop_delivery  # (backends reach the inbox here)
 
 _Item = (
     tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], Deliver | None]

@@ -189,19 +189,18 @@ def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> A
 
 
 def _run_after(lane: Lane, job: Job) -> list[Job]:
-    """The jobs of ``job``'s sequence right after it that can follow it on its thread: sync,
-    traced hot path, on this lane, not yet handed. None in a fail-fast batch (a failure must
-    stop the next body before it starts), while observers or a live view watch each task (they
-    see one task finished before the next begins, as OpenTelemetry spans do), or on a backend
-    that cannot chain."""
+    """The jobs of ``job``'s sequence (the caller has checked it has one) right after it that
+    can follow it on its thread: sync, traced hot path, on this lane, not yet handed. None in a
+    fail-fast batch (a failure must stop the next body before it starts), while observers or a
+    live view watch each task (they see one task finished before the next begins, as
+    OpenTelemetry spans do), or on a backend that cannot chain."""
     batch = job.batch
-    seq = batch.sequence
     rec = lane.recorder
-    if (not seq or batch.fail_fast or lane.hooks.task_finished or rec is None or rec.live
+    if (batch.fail_fast or lane.hooks.task_finished or rec is None or rec.live
             or not hasattr(lane.backend, "hand_off_chain")):  # fmt: skip
         return []
     run = []
-    for nlane, _prio, nxt in itertools.islice(seq, CHAIN_MAX):
+    for nlane, _prio, nxt in itertools.islice(batch.sequence or (), CHAIN_MAX):
         if nlane is not lane or not _sync_hot(nxt) or nxt.prehanded is not None:
             break
         run.append(nxt)
