@@ -337,6 +337,26 @@ def test_shape_times_keep_the_last_runs_of_the_latest_shapes() -> None:
         ShapeTimes(keep=2, min_runs=3)
 
 
+def test_a_measured_decision_is_kept_until_the_shape_runs_again() -> None:
+    """The answer for a shape is worked out once per run of it (by the learning that records
+    the run), not once per batch decided: it changes only when a run is recorded."""
+    from lanepar.policy.shapes import ShapeTimes, measured
+
+    st = ShapeTimes(keep=3, min_runs=1, max_shapes=1)
+    a, b = ((("q", "a"),) * 2), ((("q", "b"),) * 2)
+    assert st.record(a, "sequential", 100) is False  # nobody asked about it yet
+    assert measured(st, a, 0.97) is None  # one mode known: the model decides
+    assert st.record(a, "parallel", 50) is True  # asked since: that answer is now stale
+    first = measured(st, a, 0.97)
+    assert first is not None and first.mode == "parallel"
+    assert measured(st, a, 0.97) is first  # kept
+    assert measured(st, a, 0.4).mode == "sequential"  # another ratio is another answer
+    st.record(a, "parallel", 300)  # parallel's median is now 175 ns against sequential's 100
+    assert measured(st, a, 0.97).mode == "sequential"
+    st.record(b, "sequential", 1)  # b evicts a, and a's answer goes with it
+    assert st.runs(a, "parallel") == 0 and measured(st, a, 0.97) is None
+
+
 def test_an_executor_measures_each_mode_and_auto_follows_the_faster(tmp_path: Any) -> None:
     """Real directory tools, sequential and parallel batches taking turns with auto's, on one
     executor: once both modes have run a few times, auto goes by what they took — whichever

@@ -214,8 +214,9 @@ class AutoPolicy:
             self.learn((trace,))
             if clean and len(trace.tasks) <= self.shapes.max_calls:
                 shape = self.shapes.shape_of((t.lane, t.name) for t in trace.tasks)
-                if shape is not None:
-                    self.shapes.record(shape, mode, wall_ns)
+                # a shape auto mode decides: its next batch decided now, not on its critical path
+                if shape is not None and self.shapes.record(shape, mode, wall_ns):
+                    measured(self.shapes, shape, self.measured_ratio)
 
     # -- deciding ---------------------------------------------------------------------------------
     def learn(self, results: Iterable[Any], per_batch: int = 512) -> None:
