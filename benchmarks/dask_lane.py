@@ -8,7 +8,8 @@ machine's load moves between rounds; interleaving gives each contender the same 
 - ``process x2``: a lanepar process lane with 2 slots — the noise floor: what two busy processes
   get from this machine right now;
 - ``dask xN``: a lanepar Dask lane with N tasks on the cluster at once (N = 2: one per worker;
-  N ≥ 4: the next task already waits on the worker when a body ends);
+  N ≥ 4: the next task already waits on the worker when a body ends; N = 256, above the batch
+  size: the whole batch goes out at once, as ``Client.map`` sends it, and the lane only fetches);
 - ``plain map``: ``Client.map`` + ``gather`` of the whole batch — Dask's own best case;
 - ``plain x16``: ``Client.submit`` refilled from ``as_completed`` with 16 in flight — the usual
   way to bound work in flight with plain Dask.
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             f"dask x{n}": lp.LaneConfig(
                 kind="dask", max_concurrency=n, address=cluster.scheduler_address
             )
-            for n in (2, 4, 16, 64)
+            for n in (2, 4, 16, 64, 256)
         },
     }
     executors = {name: lp.LaneExecutor(lanes={"x": cfg}) for name, cfg in lanes.items()}
