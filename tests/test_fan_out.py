@@ -59,34 +59,6 @@ def test_a_batch_hands_each_lane_its_next_job_in_turn(handed_lanes: list[str]) -
     assert handed_lanes[4:] == ["wide"] * 6
 
 
-def test_the_fan_out_runs_with_the_cyclic_gc_paused_and_leaves_it_as_found(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A collection landing among a batch's hand-offs would delay every job handed after it, so
-    the batch is built and its first jobs handed over with the GC paused — and only then: it is
-    back on when the batch returns, and a caller's own ``gc.disable()`` stays."""
-    seen: list[bool] = []
-    real = LocalBackend.hand_off
-
-    def spy(self: LocalBackend, *args: Any, **kwargs: Any) -> Any:
-        seen.append(gc.isenabled())
-        return real(self, *args, **kwargs)
-
-    lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=4)}
-    with lp.LaneExecutor(lanes) as ex:
-        assert ex.run_batch([lp.ToolCall(ok, 0, lane="t")]).ok  # workers idle, threads warm
-        monkeypatch.setattr(LocalBackend, "hand_off", spy)
-        b = ex.run_batch([lp.ToolCall(ok, i, lane="t") for i in range(4)])
-        assert b.results == [0, 1, 2, 3] and gc.isenabled()
-        assert seen == [False] * 4  # the whole fan-out, handed as the batch was queued
-        gc.disable()
-        try:
-            assert ex.run_batch([lp.ToolCall(ok, 5, lane="t")]).ok
-            assert not gc.isenabled()
-        finally:
-            gc.enable()
-
-
 def test_a_worker_given_a_job_as_it_is_queued_wakes_with_its_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

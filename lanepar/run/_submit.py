@@ -25,6 +25,8 @@ _pc = time.perf_counter_ns
 
 #: Distinct (target, lane, name) keys the resolution cache keeps.
 RESOLVE_CACHE_SIZE = 1024
+#: A batch at least this large is built with the cyclic GC paused (see ``build_batch``).
+GC_PAUSE_MIN = 1000
 
 
 class Resolver:
@@ -85,15 +87,12 @@ def build_batch(
     and chains the rest). Runs on the executor's loop thread, so no worker can start before it
     returns.
 
-    The batch is built and its first jobs handed to threads with the cyclic GC paused. Making a
-    job per call allocates nothing but acyclic objects, yet each 700 allocations start a
-    collection: in a large batch one that, as the batch grows, walks every job made so far (and
-    the caller's calls) — two thirds of the build time of a million calls; in a small one a
-    young-generation collection of 30-80 µs here, landing in the fan-out, where it delays every
-    job handed after it — a fifth of the demo's 30-tool dispatch p50 (``BENCHMARKS.md``, "The
-    demo"). The collection comes later, off that path. The pause lasts the build and the
-    hand-offs only (no tool code runs in it), and the GC is left as it was found."""
-    paused = gc.isenabled()
+    A large batch is built with the cyclic GC paused: making a job per call allocates nothing
+    but acyclic objects, yet each 700 allocations start a collection that, as the batch grows,
+    walks every job made so far (and the caller's calls) — two thirds of the build time of a
+    million calls. The pause lasts the build only (no tool code runs in it), and the GC is left
+    as it was found."""
+    paused = len(calls) >= GC_PAUSE_MIN and gc.isenabled()
     if paused:
         gc.disable()
     try:
