@@ -29,6 +29,7 @@ import anyio.lowlevel
 
 from ._inbox import Deliver
 from ._inbox import loop_delivery as loop_delivery  # (backends reach the inbox here)
+from ._poolfuture import PoolFuture
 
 _Item = (
     tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], Deliver | None]
@@ -125,7 +126,7 @@ class DaemonPool:
         #: Requests for one more worker (None: stop), served by the spawner thread (see submit).
         self._grow: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
         self._spawner: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock, self.condition = threading.Lock(), threading.Condition()  # (its futures')
         self._closed = False
         self._n = 0
         # all three only under ``_lock``, keyed by thread ident
@@ -158,7 +159,7 @@ class DaemonPool:
         start) the same thread runs one after the other as this job ends, waking nobody: a
         sequence of short sync bodies pays one hand-off, not one each (``LocalBackend``).
         """
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        fut: concurrent.futures.Future[Any] = PoolFuture(self.condition)
         first: threading.Thread | None = None
         with self._lock:
             if self._closed:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .._poolfuture import PoolFuture
 from .._threads import BodyAbandoned, DaemonPool, loop_delivery, take
 from ..trace import threadstate
 from ..trace.probe import TaskProbe, loop_mark, loop_state, run_sync_probed, start_waits, stepped
@@ -165,7 +166,7 @@ class LocalBackend:
         items: list[Any] = []
         handles: list[Handed] = []
         for fn, args, kwargs, probe, ctx in then:
-            fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            fut: concurrent.futures.Future[Any] = PoolFuture(pool.condition)
             afut, deliver = loop_delivery(loop) if loop is not None else (None, None)
             call = self._call(pool, fn, args, kwargs, probe, None, loop_clock)
             items.append((fut, ctx.run, call, deliver))

@@ -141,10 +141,11 @@ def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> tuple[Any, Job | 
     first = queue.peek()
     if first is None or not first.batch.any_sync:  # (an all-async batch's fan-out: no scan)
         return None, None
-    job = queue.take_first(_sync_hot, EARLY_LOOKAHEAD)
+    # nearly always the next job itself (no scan)
+    job = queue.pop() if _sync_hot(first) else queue.take_first(_sync_hot, EARLY_LOOKAHEAD)
     if job is None:
         return None, None
-    free = max(job.pushed_ns, w.free_at)
+    free = job.pushed_ns if job.pushed_ns > w.free_at else w.free_at  # (no max() call)
     wake = w.wake
     into = wake.fut if isinstance(wake, FutureWake) else None  # (see Lane.wake_one)
     return (free, hand_sync(lane, w, job, free, into)), job
