@@ -129,26 +129,29 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     return probe.finished_ns
 
 
-def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> tuple[Any, Job | None]:
+def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> bool:
     """For idle worker ``w``, as jobs are queued: the first of the next few that takes the sync
     hot path (traced, no deadline or retries, its batch live), taken out of ``queue`` and
-    handed to a thread — ((slot-free time, the hand-off), the job) — or (None, None), and the
-    worker takes the next job as usual when it wakes. The lookahead is short: those before it
-    are started at once too (by the workers woken with it), and it never scans a long queue."""
+    handed to a thread — ``w.handed`` = (slot-free time, the hand-off), ``w.job`` = the job:
+    True — or False, and the worker takes the next job as usual when it wakes. The lookahead is
+    short: those before it are started at once too (by the workers woken with it), and it
+    never scans a long queue."""
     rec = lane.recorder
     if rec is None or rec.live:
-        return None, None
+        return False
     first = queue.peek()
     if first is None or not first.batch.any_sync:  # (an all-async batch's fan-out: no scan)
-        return None, None
+        return False
     # nearly always the next job itself (no scan)
     job = queue.pop() if _sync_hot(first) else queue.take_first(_sync_hot, EARLY_LOOKAHEAD)
     if job is None:
-        return None, None
+        return False
     free = job.pushed_ns if job.pushed_ns > w.free_at else w.free_at  # (no max() call)
     wake = w.wake
     into = wake.fut if isinstance(wake, FutureWake) else None  # (see Lane.wake_one)
-    return (free, hand_sync(lane, w, job, free, into)), job
+    w.job = job
+    w.handed = (free, hand_sync(lane, w, job, free, into))
+    return True
 
 
 def _sync_hot(job: Job) -> bool:

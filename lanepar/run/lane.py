@@ -168,13 +168,13 @@ class Lane:
             return False
         w = self._idle.pop()
         wake = w.wake
-        if self._inline and self.budget is None and w.slot < self.limit:
-            w.handed, w.job = hand_early(self, w, self.queue)
-            if w.handed is not None:
-                self.active += 1
-                self.peak_active = max(self.peak_active, self.active)
-                if isinstance(wake, FutureWake):  # its result wakes it (see FutureWake)
-                    return True
+        if (self._inline and self.budget is None and w.slot < self.limit
+                and hand_early(self, w, self.queue)):  # fmt: skip
+            self.active += 1
+            if self.active > self.peak_active:
+                self.peak_active = self.active
+            if isinstance(wake, FutureWake):  # its result wakes it (see FutureWake)
+                return True
         if wake is not None:
             wake.set()
         return True
