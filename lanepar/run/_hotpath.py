@@ -149,8 +149,8 @@ def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> bool:
     free = job.pushed_ns if job.pushed_ns > w.free_at else w.free_at  # (no max() call)
     wake = w.wake
     into = wake.fut if isinstance(wake, FutureWake) else None  # (see Lane.wake_one)
-    w.job = job
-    w.handed = (free, hand_sync(lane, w, job, free, into))
+    handed = hand_sync(lane, w, job, free, into)
+    w.job, w.handed = job, (free, handed)  # (after: a hand-off that raised leaves w as it was)
     return True
 
 
