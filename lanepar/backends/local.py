@@ -137,12 +137,11 @@ class LocalBackend:
             free = probe.started_ns  # the lane's "slot free" time, set before the call
             handed = [time.perf_counter_ns()]
             hand_cpu = time.thread_time_ns()
-            watch = self._watch
+            loop_clock = self._clock() if self._watch is not None else None
             probe.hand_held = loop_mark()
-            # ``_call``'s arguments, inline: a call and a tuple less on every hand-off
-            fut = pool.submit_to(deliver, ctx.run, _guarded, fn, run_sync_probed, (
-                probe, pool.body, (fn, *args), kwargs, time.thread_time_ns, watch, handed,
-                self._clock() if watch is not None else None, loop_state()), {}, then=then)
+            fut = pool.submit_to(deliver, ctx.run,
+                                 *self._call(pool, fn, args, kwargs, probe, handed, loop_clock),
+                                 then=then)  # fmt: skip
         self._running[slot] = fut
         return fut, afut, probe, free, handed, hand_cpu
 
