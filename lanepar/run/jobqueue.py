@@ -66,13 +66,13 @@ class JobQueue(Generic[J]):
     def take_first(self, pred: Callable[[J], bool], within: int) -> J | None:
         """The first of the next ``within`` jobs of the first priority that matches ``pred``,
         taken out (the others keep their order), or None."""
-        if not self.n:
+        if not self.n or within < 1:
             return None
         dq = self._buckets[self._prios[0]]
-        for i, job in enumerate(itertools.islice(dq, within)):
+        if pred(dq[0]):  # nearly always: the next job itself (no scan)
+            return self.pop()
+        for i, job in enumerate(itertools.islice(dq, 1, within), 1):
             if pred(job):
-                if i == 0:  # nearly always: the next job itself
-                    return self.pop()
                 del dq[i]  # (a later one: the job before it keeps the bucket)
                 self.n -= 1
                 return job
