@@ -37,6 +37,10 @@ class LaneConfig:
     control lane). ``max_concurrency`` is honoured exactly — never clamped — because agent
     frameworks silently turned a user's 10 into 4 and nobody could see why a batch was slow.
     ``max_concurrency="auto"`` makes the limit adaptive between ``min_concurrency`` and ``ceiling``.
+    ``address`` and ``pack_ms`` apply to Dask lanes: the scheduler to use (None: start a local
+    cluster), and how many ms of expected work short jobs may share one Dask task (None: 100,
+    Dask's own guidance for a task's length; 0: every job its own Dask task). A job's value
+    then arrives with its Dask task's; jobs with a deadline always go alone.
     """
 
     min_concurrency: int = 1
@@ -48,6 +52,7 @@ class LaneConfig:
     retry_backoff_s: float = 0.05
     ceiling: int | None = None
     address: str | None = None
+    pack_ms: float | None = None
 
     def __post_init__(self) -> None:
         _check_int("min_concurrency", self.min_concurrency, low=0)
@@ -69,6 +74,19 @@ class LaneConfig:
             raise LaneConfigError(
                 f"LaneConfig: address={self.address!r} only applies to kind='dask'"
             )
+        if self.pack_ms is not None:
+            if self.kind != "dask":
+                raise LaneConfigError(
+                    f"LaneConfig: pack_ms={self.pack_ms!r} only applies to kind='dask'"
+                )
+            if not (
+                isinstance(self.pack_ms, (int, float))
+                and not isinstance(self.pack_ms, bool)
+                and 0 <= self.pack_ms < math.inf
+            ):
+                raise LaneConfigError(
+                    f"LaneConfig: pack_ms={self.pack_ms!r} must be a number of ms >= 0"
+                )
         _check_int("priority", self.priority, low=-(2**31))
         _check_int("retries", self.retries, low=0, high=MAX_RETRIES)
         if self.timeout_s is not None and not (

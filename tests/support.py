@@ -5,11 +5,13 @@ Not fixtures (those live in conftest.py): plain functions a test imports by name
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import types
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Generator
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -183,3 +185,41 @@ def fake_probe_clock(mp: Any) -> FakeClock:
 def suspend() -> Generator[str, Any, Any]:
     """One suspension of a coroutine driven by hand: the driver sees ``"suspended"``."""
     return (yield "suspended")
+
+
+# -- a body watched from outside (Dask workers import it from here) ---------------------------
+def spin(path: str, seconds: float) -> int:
+    """Pure-Python work that writes a heartbeat ("pid wall-time") every ~10 ms, and a ``.end``
+    file when it stops, however it stops: the test sees from outside whether the body still
+    runs, in which process, and when it is over."""
+    end = time.monotonic() + seconds
+    beat = 0.0
+    n = 0
+    try:
+        while time.monotonic() < end:
+            n += 1
+            now = time.monotonic()
+            if now - beat > 0.01:
+                beat = now
+                # Atomic: an interrupt lands mostly right after I/O, which could leave it empty.
+                Path(path + ".tmp").write_text(f"{os.getpid()} {time.time()}")
+                os.replace(path + ".tmp", path)
+    finally:
+        Path(path + ".end").write_text(str(n))
+    return n
+
+
+def last_beat(path: Path) -> float:
+    try:
+        return float(path.read_text().split()[1])
+    except FileNotFoundError:  # not started yet
+        return 0.0
+
+
+def ended(path: Path) -> bool:
+    return Path(str(path) + ".end").exists()
+
+
+def assert_stopped(paths: list[Path]) -> None:
+    """Each body's own ``finally`` ran: it was interrupted in its worker, not left spinning."""
+    assert wait_until(lambda: all(ended(p) for p in paths), 60), "a remote body still runs"

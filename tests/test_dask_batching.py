@@ -8,14 +8,18 @@ this process, so the plugin's record is read directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import distributed
 import pytest
 from distributed.diagnostics.plugin import SchedulerPlugin
+from support import assert_stopped, last_beat, spin, wait_until
 
 import lanepar as lp
 from lanepar.backends._dask_submit import CHUNK_MIN, Coalescer
@@ -30,6 +34,12 @@ def square(x: int) -> int:
 
 def fail(msg: str) -> None:
     raise ValueError(msg)
+
+
+def square_unless_five(x: int) -> int:
+    if x == 5:
+        raise ValueError("five")
+    return x * x
 
 
 class GraphUpdates(SchedulerPlugin):
@@ -55,12 +65,15 @@ def cluster() -> Iterator[tuple[Any, GraphUpdates]]:
 
 
 def run_connected(
-    cluster: tuple[Any, GraphUpdates], limit: int, calls: list[lp.ToolCall]
+    cluster: tuple[Any, GraphUpdates], limit: int, calls: list[lp.ToolCall], pack_ms: float = 0
 ) -> lp.BatchResult:
-    """``calls`` on a Dask lane of ``limit`` slots already connected (one task ran first, and
-    every slot is idle), with only their graph updates left in the plugin's record."""
+    """``calls`` on a Dask lane of ``limit`` slots already connected (one task of ``square`` ran
+    first, and every slot is idle), with only their graph updates left in the plugin's record.
+    Packing is off unless ``pack_ms`` says (these tests count one key per job)."""
     c, plugin = cluster
-    lane = lp.LaneConfig(kind="dask", address=c.scheduler_address, max_concurrency=limit)
+    lane = lp.LaneConfig(
+        kind="dask", address=c.scheduler_address, max_concurrency=limit, pack_ms=pack_ms
+    )
     with lp.LaneExecutor(lanes={"d": lane}) as ex:
         ex.run_batch([lp.ToolCall(square, 0, lane="d")])
         plugin.updates.clear()
@@ -133,6 +146,80 @@ def test_a_wide_lane_refills_and_fetches_in_waves(cluster: tuple[Any, GraphUpdat
     assert len(plugin.updates[0]) == 16
     # one update per finished task would be 49; waves of at least CHUNK_MIN make it ≤ 13
     assert len(plugin.updates) <= 1 + 48 // CHUNK_MIN
+
+
+@contextlib.contextmanager
+def packing(
+    cluster: tuple[Any, GraphUpdates], limit: int, warm: lp.ToolCall, **cfg: Any
+) -> Iterator[lp.LaneExecutor]:
+    """An executor whose Dask lane (packing on, as by default) has run ``warm`` once — so its
+    tool's length is known, and the cluster's threads were counted as it connected — with the
+    plugin's record empty."""
+    c, plugin = cluster
+    lane = lp.LaneConfig(kind="dask", address=c.scheduler_address, max_concurrency=limit, **cfg)
+    with lp.LaneExecutor(lanes={"d": lane}) as ex:
+        assert ex.run_batch([warm]).ok
+        plugin.updates.clear()
+        yield ex
+
+
+def test_short_jobs_share_dask_tasks_and_each_keeps_its_fate(
+    cluster: tuple[Any, GraphUpdates],
+) -> None:
+    """16 jobs of a tool known to take µs, on 16 slots of a 2-thread cluster: one message of
+    four Dask tasks (two queued per thread), and still one result or error per job, each job
+    timed on its own."""
+    plugin = cluster[1]
+    with packing(cluster, 16, lp.ToolCall(square_unless_five, 0, lane="d")) as ex:
+        b = ex.run_batch([lp.ToolCall(square_unless_five, i, lane="d") for i in range(16)])
+    assert [len(u) for u in plugin.updates] == [4]
+    assert [b.results[i] for i in range(16) if i != 5] == [i * i for i in range(16) if i != 5]
+    assert set(b.errors) == {5} and str(b.errors[5]) == "five"
+    assert b.trace is not None and len(b.trace.tasks) == 16
+    by_thread: dict[str, list[Any]] = {}
+    for r in b.trace.tasks:
+        assert r.started_ns < r.finished_ns
+        by_thread.setdefault(r.worker or "", []).append(r)
+    assert "" not in by_thread and len(by_thread) <= 2
+    for recs in by_thread.values():  # jobs of one thread, packed or not, one after another
+        recs.sort(key=lambda r: r.started_ns)
+        assert all(a.finished_ns <= c.started_ns for a, c in zip(recs, recs[1:]))
+
+
+def test_jobs_with_a_deadline_are_never_packed(cluster: tuple[Any, GraphUpdates]) -> None:
+    plugin = cluster[1]
+    warm = lp.ToolCall(square, 0, lane="d")
+    with packing(cluster, 16, warm, timeout_s=60.0) as ex:
+        b = ex.run_batch([lp.ToolCall(square, i, lane="d") for i in range(16)])
+    assert b.results == [i * i for i in range(16)]
+    assert [len(u) for u in plugin.updates] == [16]
+
+
+def test_cancelled_packs_stop_their_running_jobs_and_never_start_the_rest(
+    cluster: tuple[Any, GraphUpdates], tmp_path: Path
+) -> None:
+    """Eight bodies that turn out long, packed two to a Dask task after a short first run, on
+    two single-thread workers: the first job of two packs runs; cancelled, those two are
+    interrupted (each by its own token), their mates and the other packs never start, and the
+    workers are free for the next batch at once."""
+    plugin = cluster[1]
+    beats = [tmp_path / f"p{i}" for i in range(8)]
+    warm = lp.ToolCall(spin, str(tmp_path / "warm"), 0.005, lane="d")
+    with packing(cluster, 8, warm) as ex:
+        out: list[lp.BatchResult] = []
+        calls = [lp.ToolCall(spin, str(p), 60.0, lane="d") for p in beats]
+        runner = threading.Thread(target=lambda: out.append(ex.run_batch(calls)))
+        runner.start()
+        assert wait_until(lambda: sum(last_beat(p) > 0 for p in beats) == 2, 60)
+        ex.cancel()
+        runner.join(60)
+        assert out and out[0].outcomes == ["cancelled"] * 8
+        running = [p for p in beats if last_beat(p) > 0]
+        assert_stopped(running)
+        assert [len(u) for u in plugin.updates] == [4]
+        again = ex.run_batch([lp.ToolCall(square, 3, lane="d") for _ in range(2)])
+    assert again.results == [9, 9]
+    assert sum(last_beat(p) > 0 for p in beats) == 2  # no queued job ever started
 
 
 def busy_square(x: int) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 import distributed
 import pytest
-from support import wait_until
+from support import assert_stopped, last_beat, spin, wait_until
 
 import lanepar as lp
 from lanepar.backends.dask import DaskLaneError, causal_offset, estimate_offset
@@ -62,27 +62,6 @@ async def async_square(x: int) -> int:
 
     await asyncio.sleep(0.01)
     return x * x
-
-
-def spin(path: str, seconds: float) -> int:
-    """Pure-Python work that writes a heartbeat ("pid wall-time") every ~10 ms, and a ``.end``
-    file when it stops, however it stops: the test sees from outside whether the body still
-    runs, in which process, and when it is over."""
-    end = time.monotonic() + seconds
-    beat = 0.0
-    n = 0
-    try:
-        while time.monotonic() < end:
-            n += 1
-            now = time.monotonic()
-            if now - beat > 0.01:
-                beat = now
-                # Atomic: an interrupt lands mostly right after I/O, which could leave it empty.
-                Path(path + ".tmp").write_text(f"{os.getpid()} {time.time()}")
-                os.replace(path + ".tmp", path)
-    finally:
-        Path(path + ".end").write_text(str(n))
-    return n
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -139,22 +118,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def dask_executor(cluster: str, **cfg: Any) -> lp.LaneExecutor:
     lane = lp.LaneConfig(kind="dask", address=cluster, **cfg)
     return lp.LaneExecutor(lanes={"d": lane})
-
-
-def last_beat(path: Path) -> float:
-    try:
-        return float(path.read_text().split()[1])
-    except FileNotFoundError:  # not started yet
-        return 0.0
-
-
-def ended(path: Path) -> bool:
-    return Path(str(path) + ".end").exists()
-
-
-def assert_stopped(paths: list[Path]) -> None:
-    """Each body's own ``finally`` ran: it was interrupted in its worker, not left spinning."""
-    assert wait_until(lambda: all(ended(p) for p in paths), 60), "a remote body still runs"
 
 
 # -- clock conversion (pure) -------------------------------------------------------------------

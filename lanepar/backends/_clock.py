@@ -8,7 +8,19 @@ its answer arrived.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerClock:
+    """How to read one worker's ``perf_counter_ns`` on the parent's clock: ``t - offset_ns``."""
+
+    offset_ns: int
+    uncertainty_ns: int
+    rtt_ns: int
+    method: str  # "shared" (same host, same monotonic clock), "ping", or "unknown"
+    measured_ns: int
 
 
 def estimate_offset(rounds: Iterable[tuple[int, int, int]]) -> tuple[int, int, int]:

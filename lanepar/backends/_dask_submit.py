@@ -19,7 +19,8 @@ workers never run dry for it. A held result only delays its slot's refill, which
 lane's last tasks (fewer than ``deep`` out) go at once.
 
 This is the whole seam: the lane still calls ``backend.run`` once per job, and each call still
-gets its own Dask future (its own result, error, cancellation and timeout).
+gets its own result, error, cancellation and timeout. Short jobs of a wave may share one Dask
+task (``_dask_pack``); a job's waiter then resolves to its place in that pack.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import asyncio
 import time
 from typing import Any, Generic, TypeVar
 
-from .dask_worker import run_task
+from ._dask_pack import Member, Pack, plan
+from .dask_worker import run_pack, run_task
 
 #: A held wave goes once it is this share of what the lane has out and waiting (a quarter: the
 #: workers keep three quarters queued), and at least ``CHUNK_MIN`` entries.
@@ -100,8 +102,9 @@ class _Out:
         return waiting >= max(CHUNK_MIN, (self.n + waiting) // CHUNK_SHARE)
 
 
-#: (Dask key, token the worker knows the task by, pickled call, waiter for the Dask future)
-_Entry = tuple[str, str, bytes, "asyncio.Future[Any]"]
+#: (Dask key, token the worker knows the task by, pickled call, expected ns or None, waiter for
+#: the Dask future or the job's ``Member`` of a pack)
+_Entry = tuple[str, str, bytes, "int | None", "asyncio.Future[Any]"]
 
 
 class Coalescer(_Wave[_Entry]):
@@ -109,14 +112,23 @@ class Coalescer(_Wave[_Entry]):
     :class:`Gatherer` fetches the results of each wave of finished tasks in one ``gather``."""
 
     def __init__(
-        self, resolution_ns: int, max_segments: int, deep: int = 0, per_thread: int = 0
+        self,
+        resolution_ns: int,
+        max_segments: int,
+        deep: int = 0,
+        per_thread: int = 0,
+        pack_ns: int = 0,
     ) -> None:
         """``deep``: a fixed threshold; ``per_thread``: instead, that many per worker thread of
         the cluster, counted in the background at most every ``RECOUNT_S`` while tasks are
-        submitted (a cluster that grows must not have its new threads wait on held waves)."""
+        submitted (a cluster that grows must not have its new threads wait on held waves).
+        ``pack_ns``: expected work per pack of short jobs (0: every job its own Dask task);
+        nothing is packed until the cluster's threads were counted."""
         super().__init__(_Out(deep))
         self.resolution_ns = resolution_ns
         self.max_segments = max_segments
+        self.pack_ns = pack_ns
+        self.threads = 0
         self.results = Gatherer(self.out)
         self.per_thread = per_thread
         self._counted = -RECOUNT_S
@@ -126,28 +138,41 @@ class Coalescer(_Wave[_Entry]):
     def deep(self) -> int:
         return self.out.deep
 
-    def submit(self, client: Any, key: str, token: str, payload: bytes) -> asyncio.Future[Any]:
-        """Queue one call; the returned waiter resolves to its Dask future at the flush.
+    def submit(
+        self, client: Any, key: str, token: str, payload: bytes, expected: int | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue one call expected to run ``expected`` ns (None: not known); the returned
+        waiter resolves at the flush to its Dask future, or to its ``Member`` of a pack.
 
         A waiter cancelled before the flush is skipped (nothing reaches the cluster for it).
         """
         loop = asyncio.get_running_loop()
         if self.per_thread and self._counting is None and loop.time() - self._counted > RECOUNT_S:
             self._counted = loop.time()
-            self._counting = loop.create_task(self._recount(client))
+            self._counting = loop.create_task(self.recount(client))
         waiter: asyncio.Future[Any] = loop.create_future()
-        self._add(client, (key, token, payload, waiter))
+        self._add(client, (key, token, payload, expected, waiter))
         return waiter
 
-    async def _recount(self, client: Any) -> None:
+    async def recount(self, client: Any) -> None:
+        """Count the cluster's worker threads now (also done at connection, so that a lane
+        packs from its first batch on)."""
+        self._counted = asyncio.get_running_loop().time()
         try:
             threads = sum((await client.nthreads()).values())
         except Exception:  # a cluster going away: keep the last count (holds still end)
             pass
         else:
-            self.out.deep = self.per_thread * max(1, threads)
+            self.threads = max(1, threads)
+            self.out.deep = self.per_thread * self.threads
         finally:
             self._counting = None
+
+    def gone(self, sent: Any) -> None:
+        """A job stopped waiting for what its submit's waiter gave (it saw it end, or gave up):
+        its Dask task is ``finished`` — a pack's once, when its last job leaves."""
+        if not isinstance(sent, Member) or sent.pack.leave():
+            self.finished()
 
     def finished(self) -> None:
         """A task sent by a flush ended on the cluster (or was given up), its value not
@@ -157,38 +182,59 @@ class Coalescer(_Wave[_Entry]):
             self.release()
             self.results.release()
 
-    async def collect(self, client: Any, fut: Any) -> tuple[int, Any]:
-        """(when it was seen to end, the value) of a Dask future this coalescer sent: the
-        value fetched with those that ended beside it (``results``), an error or a
+    async def collect(self, client: Any, sent: Any) -> tuple[int, Any]:
+        """(when it was seen to end, the value) of what a submit's waiter gave (a Dask future
+        this coalescer sent, or a ``Member`` of a pack): the value fetched with those that
+        ended beside it (``results``; a pack's once for all its jobs), an error or a
         cancellation its own ``await``. Its end is counted (``finished``) once, even when the
         wait is cancelled."""
+        fut = sent.pack.fut if isinstance(sent, Member) else sent
         try:
             await ended(fut)
         finally:
-            self.finished()
+            self.gone(sent)
         seen = time.perf_counter_ns()
         if getattr(fut, "_state", None) is None or fut.status != "finished":
             return seen, await fut
+        if isinstance(sent, Member):  # a pack's values are a wave already: fetched at once
+            value = sent.pack.value(lambda: self.results.get_now(client, fut))
+            return seen, (await asyncio.shield(value))[sent.index]
         return seen, await self.results.get(client, fut)
 
     def _send(self, client: Any, batch: list[_Entry]) -> None:
+        groups: list[list[_Entry]] = []
+        at = 0
+        # Enough Dask tasks to bring the cluster up to ``deep`` of the lane's (a refill while
+        # it has that many out may go as one pack); nothing packed before the threads' count.
+        spread = max(1, self.out.deep - self.out.n) if self.threads else 0
+        for size in plan([e[3] for e in batch], spread, self.pack_ns):
+            groups.append(batch[at : at + size])
+            at += size
+        packed = len(groups) < len(batch)
         try:
+            # One message either way; when any job is packed, every group goes as a pack (of
+            # one, for a job that goes alone).
             futs = client.map(
-                run_task,
-                [e[2] for e in batch],
-                [e[1] for e in batch],
-                key=[e[0] for e in batch],
+                run_pack if packed else run_task,
+                [[e[2] for e in g] for g in groups] if packed else [e[2] for e in batch],
+                [[e[1] for e in g] for g in groups] if packed else [e[1] for e in batch],
+                key=[g[0][0] for g in groups],
                 pure=False,
                 resolution_ns=self.resolution_ns,
                 max_segments=self.max_segments,
             )
         except Exception as e:  # a closed client: every call of this flush fails with it
             for entry in batch:
-                entry[3].set_exception(e)
+                entry[4].set_exception(e)
             return
-        self.out.n += len(batch)
-        for entry, fut in zip(batch, futs):
-            entry[3].set_result(fut)
+        self.out.n += len(groups)
+        for group, fut in zip(groups, futs):
+            if not packed:
+                group[0][4].set_result(fut)
+                continue
+            pack = Pack(fut, len(group))
+            for i, entry in enumerate(group):
+                entry[4].set_result(Member(pack, i))
 
 
 async def ended(fut: Any) -> None:
@@ -212,6 +258,12 @@ class Gatherer(_Wave[tuple[Any, "asyncio.Future[Any]"]]):
         """The value of ``fut`` (finished, not failed), fetched with the others of its wave."""
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._add(client, (fut, waiter))
+        return waiter
+
+    def get_now(self, client: Any, fut: Any) -> asyncio.Future[Any]:
+        """The value of ``fut`` fetched alone, at once (a pack's: its own wave)."""
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._send(client, [(fut, waiter)])
         return waiter
 
     def _send(self, client: Any, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:

@@ -7,10 +7,11 @@ this lane has on the cluster at once; the calls of one loop tick travel in one m
 (``_dask_submit``). The client is ``distributed.Client(asynchronous=True)`` on the
 executor's own loop (asyncio only: the client is built on tornado/asyncio and cannot run on trio).
 
-With no ``address`` a ``LocalCluster`` is started on first use (in ``prepare``, before the first
-task's deadline, so start-up shows as dispatch and never as a timeout) and closed with the
-executor. It is started synchronously in a helper thread so that its scheduler runs on its own
-loop, not on the executor's: the two would otherwise slow each other down.
+With no ``address`` a ``LocalCluster`` with the lane's settings (``_dask_cluster``) is started on
+first use (in ``prepare``, before the first task's deadline, so start-up shows as dispatch and
+never as a timeout) and closed with the executor. It is started synchronously in a helper thread
+so that its scheduler runs on its own loop, not on the executor's: the two would otherwise slow
+each other down.
 
 Times cross the wire once: a task measures itself on the worker (``dask_worker.run_task``) and
 its worker-clock timestamps are converted with a per-worker offset. The offset is estimated by
@@ -25,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
-import importlib
 import itertools
 import math
 import pickle
@@ -39,7 +38,13 @@ import anyio
 
 from ..config import LaneConfig
 from ..trace.probe import TaskProbe
-from ._clock import causal_offset, estimate_offset
+from ._clock import WorkerClock, causal_offset, estimate_offset
+from ._dask_cluster import (
+    DEFAULT_CLUSTER_KWARGS,
+    distributed_module,
+    start_local_cluster,
+)
+from ._dask_pack import DEFAULT_PACK_MS, Durations, Member
 from ._dask_submit import Coalescer
 from ._remote import RESULT_ERR, dumps_call, settle_reply
 from .base import BackendContext, await_future, running_on_asyncio
@@ -47,19 +52,6 @@ from .dask_worker import clock_probe, cpu_sample, host_clock_id, interrupt
 
 _pc = time.perf_counter_ns
 
-#: What a lane without ``address`` starts. ``dashboard_address=None`` because a second cluster
-#: on the default port would warn (and tests turn warnings into errors).
-DEFAULT_CLUSTER_KWARGS: dict[str, Any] = {
-    "n_workers": 2,
-    "threads_per_worker": 1,
-    "processes": True,
-    "dashboard_address": None,
-}
-#: Scheduler settings of a lane's own LocalCluster. The lane's limit already bounds what it has on
-#: the cluster, so Dask's root-task queue (worker-saturation 1.1: at most ~1 task per thread on a
-#: worker) only puts a scheduler round trip between a worker's consecutive tasks; with ``inf``
-#: every submitted task goes to a worker at once and the next one is waiting when a body ends.
-LOCAL_SCHEDULER_CONFIG: dict[str, Any] = {"distributed.scheduler.worker-saturation": math.inf}
 #: Tasks running per worker thread above which a lane's refills and fetches go in waves.
 DEEP_PER_THREAD = 2
 #: Seconds between per-worker CPU samples while the lane has tasks on the cluster.
@@ -74,24 +66,8 @@ CLEANUP_TIMEOUT_S = 5.0
 STOP_GATHER_S = 0.002
 
 
-def _distributed() -> Any:
-    """``distributed``, imported on first use (it is heavy) and typed loosely (partly untyped)."""
-    return importlib.import_module("distributed")
-
-
 class DaskLaneError(RuntimeError):
     """A Dask lane cannot run: wrong loop, scheduler unreachable, lanepar missing on workers."""
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerClock:
-    """How to read one worker's ``perf_counter_ns`` on the parent's clock: ``t - offset_ns``."""
-
-    offset_ns: int
-    uncertainty_ns: int
-    rtt_ns: int
-    method: str  # "shared" (same host, same monotonic clock), "ping", or "unknown"
-    measured_ns: int
 
 
 class DaskBackend:
@@ -121,7 +97,11 @@ class DaskBackend:
         self._sampler: asyncio.Task[None] | None = None
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
         self._stopping: list[tuple[Any, str]] = []
-        self._coalescer = Coalescer(ctx.resolution_ns, ctx.max_segments, per_thread=DEEP_PER_THREAD)
+        pack_ns = int((DEFAULT_PACK_MS if cfg.pack_ms is None else cfg.pack_ms) * 1e6)
+        self._coalescer = Coalescer(
+            ctx.resolution_ns, ctx.max_segments, per_thread=DEEP_PER_THREAD, pack_ns=pack_ns
+        )
+        self._runs = Durations()  # per tool, for packing short ones
         # Keys unique across every client of a shared cluster: a random prefix, then a counter.
         self._token_prefix = uuid.uuid4().hex[:16]
         self._tokens = itertools.count()
@@ -172,7 +152,7 @@ class DaskBackend:
             address = await await_future(self._get_io().submit(self._start_cluster))
         # Not the user's default client: their own dask code must not start using this one.
         # direct_to_workers=False is the default behaviour, said so each await skips get_worker().
-        client = _distributed().Client(
+        client = distributed_module().Client(
             address, asynchronous=True, set_as_default=False, direct_to_workers=False
         )
         try:
@@ -188,6 +168,7 @@ class DaskBackend:
             with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
                 await client.close()
             raise
+        await self._coalescer.recount(client)
         self.client = client
         if self._emit is not None:
             self._busy = asyncio.Event()
@@ -201,9 +182,7 @@ class DaskBackend:
         """In the helper thread (one at a time): a start whose waiter was cancelled still
         leaves its cluster here, where the next start reuses it and ``aclose`` closes it."""
         if self.cluster is None:
-            distributed = _distributed()  # first: it registers the config keys set here
-            with importlib.import_module("dask").config.set(LOCAL_SCHEDULER_CONFIG):
-                self.cluster = distributed.LocalCluster(**self.cluster_kwargs)
+            self.cluster = start_local_cluster(self.cluster_kwargs)
         return str(self.cluster.scheduler_address)
 
     def _get_io(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -269,13 +248,18 @@ class DaskBackend:
         token = f"{self._token_prefix}{next(self._tokens):x}"  # os.urandom per task drops the GIL
         key = f"lanepar_{name}-{token}"  # Dask groups keys by the part before "-"
         payload = dumps_call((fn, args, kwargs, is_async), fn)
+        tool = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', name)}"
         self._inflight += 1
         if self._busy is not None and not self._busy.is_set():
             self._busy.set()
         fut: Any = None
         try:
             sent = _pc()
-            waiter = self._coalescer.submit(client, key, token, payload)
+            # A job with a deadline goes alone: its value must not wait for a pack-mate that
+            # runs past it (a packed job's value arrives with its pack's).
+            unbounded = anyio.current_effective_deadline() == math.inf
+            expect = self._runs.expect(tool) if unbounded else None
+            waiter = self._coalescer.submit(client, key, token, payload, expect)
             try:
                 fut = await waiter
                 recv, data = await self._coalescer.collect(client, fut)
@@ -284,7 +268,7 @@ class DaskBackend:
             except BaseException:
                 if fut is None and waiter.done() and not waiter.cancelled():
                     fut = waiter.result()  # sent in the tick this task was cancelled
-                    self._coalescer.finished()  # (given up before it was collected)
+                    self._coalescer.gone(fut)  # (given up before it was collected)
                 if fut is not None:
                     await self._stop_remote(client, fut, token)
                 raise
@@ -295,6 +279,8 @@ class DaskBackend:
         reply = pickle.loads(data)
         t0, t1, where = reply[2], reply[3], reply[7]
         off = 0
+        if t0:
+            self._runs.record(tool, t1 - t0)
         if probe is not None and t0:
             worker = where.rpartition("/")[0]
             clock = self.clocks.get(worker) or await self._clock(client, worker)
@@ -306,15 +292,20 @@ class DaskBackend:
             raise RuntimeError(f"{name} raised {type(value).__name__}: {value}") from value
         return value
 
-    async def _stop_remote(self, client: Any, fut: Any, token: str) -> None:
+    async def _stop_remote(self, client: Any, sent: Any, token: str) -> None:
         """The task was cancelled or timed out here: make the cluster stop it too.
 
         ``cancel`` keeps a queued task from starting; a running one is interrupted in its worker
         thread, because Dask would let it run to the end and hold the worker meanwhile. Tasks
         cancelled together (a batch, executor close) are stopped in one ``cancel`` and one
         ``interrupt``: one at a time, the first freed thread would start a queued sibling whose
-        own cancel was still on its way.
+        own cancel was still on its way. A packed job is skipped or interrupted by its token
+        alone; its pack's Dask task is cancelled once every job in it was stopped.
         """
+        if isinstance(sent, Member):
+            fut = sent.pack.fut if sent.pack.stop_one() else None
+        else:
+            fut = sent
         self._stopping.append((fut, token))
         if len(self._stopping) > 1:
             return  # the first task of this wave stops them all
@@ -322,7 +313,8 @@ class DaskBackend:
             await anyio.sleep(STOP_GATHER_S)  # siblings cancelled in the same step join in
             wave, self._stopping = self._stopping, []
             with contextlib.suppress(Exception):
-                await client.cancel([f for f, _ in wave], reason="lanepar: cancelled/timed out")
+                futs = [f for f, _ in wave if f is not None]  # (a pack's once: its last stop)
+                await client.cancel(futs, reason="lanepar: cancelled/timed out")
             with contextlib.suppress(Exception):
                 await client.run(interrupt, [k for _, k in wave], on_error="ignore")
 

@@ -77,6 +77,14 @@ def run_task(payload: bytes, key: str, resolution_ns: int, max_segments: int) ->
     return dumps_reply(make_reply(status, value, probe, where), fn)
 
 
+def run_pack(
+    payloads: list[bytes], keys: list[str], resolution_ns: int, max_segments: int
+) -> list[bytes]:
+    """Run a pack's calls one after another on this thread (see ``_dask_pack``): each is a task
+    of its own to lanepar — its own probe and reply, skipped or interrupted by its own key."""
+    return [run_task(p, k, resolution_ns, max_segments) for p, k in zip(payloads, keys)]
+
+
 def _checkpoint() -> None:
     """A Python-level call: pending asynchronous exceptions are delivered at calls."""
 

@@ -1,0 +1,48 @@
+"""The cluster a Dask lane starts for itself when it is given no ``address``.
+
+Its settings are the lane's, not Dask's defaults, because the lane already does part of what
+those defaults are for, and this cluster shares the machine's cores with the bodies it runs:
+
+- the lane's limit bounds what it has on the cluster, so Dask's root-task queue
+  (``worker-saturation`` 1.1: about one task per worker thread) only puts a scheduler round trip
+  between a worker's consecutive tasks; with ``inf`` every submitted task goes to a worker at
+  once and the next one is waiting when a body ends;
+- the cluster has no dashboard (a second one on the default port would warn), so nobody reads
+  the workers' statistical profiles. Taking them costs each worker a stack walk every 10 ms,
+  holding the GIL its pure-Python bodies need, and every heartbeat carries them to the
+  scheduler, which runs in this process: two to four points of a CPU batch's efficiency on two
+  cores (``benchmarks/dask_lane.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any
+
+#: What a lane without ``address`` starts. ``dashboard_address=None`` because a second cluster
+#: on the default port would warn (and tests turn warnings into errors).
+DEFAULT_CLUSTER_KWARGS: dict[str, Any] = {
+    "n_workers": 2,
+    "threads_per_worker": 1,
+    "processes": True,
+    "dashboard_address": None,
+}
+#: Dask settings of a lane's own cluster (see the module docstring); the nannies hand them to
+#: their workers, so they hold in every worker process.
+LOCAL_SCHEDULER_CONFIG: dict[str, Any] = {
+    "distributed.scheduler.worker-saturation": math.inf,
+    "distributed.worker.profile.enabled": False,
+}
+
+
+def distributed_module() -> Any:
+    """``distributed``, imported on first use (it is heavy) and typed loosely (partly untyped)."""
+    return importlib.import_module("distributed")
+
+
+def start_local_cluster(kwargs: dict[str, Any]) -> Any:
+    """A ``LocalCluster`` with the lane's settings (blocking: call it from a helper thread)."""
+    distributed = distributed_module()  # first: it registers the config keys set here
+    with importlib.import_module("dask").config.set(LOCAL_SCHEDULER_CONFIG):
+        return distributed.LocalCluster(**kwargs)
