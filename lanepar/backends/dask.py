@@ -39,11 +39,8 @@ import anyio
 from ..config import LaneConfig
 from ..trace.probe import TaskProbe
 from ._clock import WorkerClock, causal_offset, estimate_offset
-from ._dask_cluster import (
-    DEFAULT_CLUSTER_KWARGS,
-    distributed_module,
-    start_local_cluster,
-)
+from ._dask_cluster import DEFAULT_CLUSTER_KWARGS, distributed_module, start_local_cluster
+from ._dask_cluster import LOCAL_SCHEDULER_CONFIG as LOCAL_SCHEDULER_CONFIG  # (re-exported)
 from ._dask_pack import DEFAULT_PACK_MS, Durations, Member
 from ._dask_submit import Coalescer
 from ._remote import RESULT_ERR, dumps_call, settle_reply
