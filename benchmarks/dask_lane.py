@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, ex in executors.items():
             ex.__enter__()
             ex.run_batch([lp.ToolCall(noop, lane="x") for _ in range(32)])  # start, connect
+            # A lane learns its tools' lengths (a Dask lane packs short ones): it has seen the
+            # CPU tool once before it is timed, as an agent's lane has seen its tools.
+            ex.run_batch([lp.ToolCall(fnv_work, rounds, lane="x") for _ in range(4)])
             runners[name] = lanepar_runner(ex)
         client.gather(client.map(lambda _: None, range(32), pure=False))
         runners["plain map"] = plain_runner(client, None)

@@ -55,7 +55,7 @@ def weighted(samples: list[Sample], start_ns: int, value: list[float]) -> float:
 
 def test_per_core_figures_agree_with_proc_stat() -> None:
     rec = Recorder()
-    sampler = Sampler(rec, dict, hz=20)
+    sampler = Sampler(rec, dict, hz=20, idle_hz=None)  # (no lane: idle, yet sampled at 20 Hz)
     stop = threading.Event()
 
     def spin() -> None:
@@ -129,6 +129,36 @@ def test_lane_counts_and_flush_to_subscribers() -> None:
     assert got == sorted(got, key=lambda s: s.t_ns)
     assert all(s.lanes == {"query": (3, 7, 16)} for s in got)
     assert len(got) == len(rec.samples)  # none lost between the ring and the subscriber
+
+
+def test_an_idle_executor_is_sampled_slowly() -> None:
+    """No lane has work: samples come at ``idle_hz``, not ``hz`` (a busy machine can only
+    space them further apart)."""
+    rec = Recorder()
+    sampler = Sampler(rec, lambda: {"q": (0, 0, 4)}, hz=50, idle_hz=5)
+    sampler.start()
+    try:
+        assert wait_until(lambda: len(rec.samples) >= 4, 60)
+    finally:
+        sampler.stop()
+    ts = [s.t_ns for s in rec.samples][:-1]  # (stop's own last sample comes at once)
+    assert min(b - a for a, b in zip(ts, ts[1:])) >= 0.19e9
+
+
+def test_a_batch_window_wakes_an_idle_sampler_to_its_full_rate() -> None:
+    """Idle at one sample in 1 000 s, the sampler reaches 20 samples only if a window's opening
+    and the lanes' work bring it back to its full rate."""
+    rec = Recorder()
+    counts = {"q": (0, 0, 4)}
+    sampler = Sampler(rec, lambda: counts, hz=50, idle_hz=0.001)
+    sampler.start()
+    try:
+        counts["q"] = (2, 5, 4)  # a batch: work queued and running
+        sampler.open_window()
+        assert wait_until(lambda: len(rec.samples) >= 20, 60)
+    finally:
+        sampler.stop()
+    assert all(s.lanes == {"q": (2, 5, 4)} for s in list(rec.samples)[-5:])
 
 
 def test_a_subscriber_that_raises_is_removed_not_fatal() -> None:

@@ -25,6 +25,13 @@ from .recorder import Recorder
 FRESH_NS = 5_000_000
 #: Walking /proc for the child list costs milliseconds: done this often, not every tick.
 CHILDREN_REFRESH_S = 3.0
+#: Samples a second while no lane has work: an open executor at the full rate costs about 1 %
+#: of a core doing nothing, for as long as it lives. A batch's start wakes the sampler to its
+#: full rate at once (``open_window``), as does any work found at an idle tick.
+IDLE_HZ = 1.0
+#: After a batch's start the full rate holds this long, work seen or not (its jobs may not be
+#: queued yet when the window opens).
+HOT_S = 1.0
 
 LaneCounts = Callable[[], Mapping[str, tuple[int, int, int]]]
 
@@ -38,7 +45,9 @@ def _busy_idle(t: object) -> tuple[float, float]:
 
 
 class Sampler:
-    """Samples at ``hz`` into a recorder and flushes the recorder's subscribers at ``flush_hz``."""
+    """Samples at ``hz`` into a recorder and flushes the recorder's subscribers at ``flush_hz``;
+    while no lane has work (``lane_counts``: active and queued), at ``idle_hz`` (None: never
+    slower than ``hz``)."""
 
     def __init__(
         self,
@@ -46,14 +55,20 @@ class Sampler:
         lane_counts: LaneCounts,
         hz: float = 20.0,
         flush_hz: float = 10.0,
+        idle_hz: float | None = IDLE_HZ,
     ) -> None:
-        if hz < 0 or flush_hz <= 0:
-            raise ValueError(f"Sampler: hz={hz} must be >= 0 and flush_hz={flush_hz} > 0")
+        if hz < 0 or flush_hz <= 0 or (idle_hz is not None and idle_hz <= 0):
+            raise ValueError(
+                f"Sampler: hz={hz} must be >= 0, flush_hz={flush_hz} and idle_hz={idle_hz} > 0"
+            )
         self.recorder = recorder
         self.lane_counts = lane_counts
         self.hz = hz
         self.flush_hz = min(flush_hz, 10.0)
+        self.idle_hz = idle_hz
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a window opened, or stop: the wait ends now
+        self._hot_until = 0.0  # (perf_counter) the full rate holds until then
         self._thread: threading.Thread | None = None
         self._proc = psutil.Process(os.getpid())
         self._children: list[psutil.Process] = []
@@ -71,6 +86,7 @@ class Sampler:
         if self._thread is not None:
             return
         self._stop.clear()
+        self._wake.clear()
         self._prime()
         self._thread = threading.Thread(target=self._run, name="lanepar-sampler", daemon=True)
         self._thread.start()
@@ -80,6 +96,7 @@ class Sampler:
         if th is None:
             return
         self._stop.set()
+        self._wake.set()
         th.join()
         self.tick()  # a last sample and flush so the end of a run is never missing
         self.recorder.flush()
@@ -143,7 +160,11 @@ class Sampler:
 
     def open_window(self, fresh_ns: int = FRESH_NS) -> int:
         """A batch starts: the time of the sample that opens its window — a new one, unless the
-        last (the end of the batch before) is younger than ``fresh_ns`` and can serve."""
+        last (the end of the batch before) is younger than ``fresh_ns`` and can serve. An idle
+        sampler goes back to its full rate."""
+        self._hot_until = time.perf_counter() + HOT_S
+        if not self._wake.is_set():
+            self._wake.set()
         with self._tick_lock:
             if self._last_ns and time.perf_counter_ns() - self._last_ns <= fresh_ns:
                 return self._last_ns
@@ -172,12 +193,23 @@ class Sampler:
         self.recorder.add_sample(sample)
         return sample
 
+    def _working(self) -> bool:
+        if time.perf_counter() < self._hot_until:
+            return True
+        return any(active or queued for active, queued, _ in self.lane_counts().values())
+
     def _run(self) -> None:
         period = 1.0 / self.hz if self.hz > 0 else 1.0 / self.flush_hz
+        idle = max(period, 1.0 / self.idle_hz) if self.idle_hz is not None else period
         flush_every = 1.0 / self.flush_hz
         next_flush = time.perf_counter() + flush_every
-        while not self._stop.wait(period):
-            if self.hz > 0:
+        while not self._stop.is_set():
+            self._wake.wait(period if idle == period or self._working() else idle)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            # (not when a window's own sample was just taken: a delta of a few µs reads 0 %)
+            if self.hz > 0 and time.perf_counter_ns() - self._last_ns >= FRESH_NS:
                 self.tick()
             now = time.perf_counter()
             if now >= next_flush:
