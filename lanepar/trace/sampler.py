@@ -69,6 +69,7 @@ class Sampler:
         self._stop = threading.Event()
         self._wake = threading.Event()  # a window opened, or stop: the wait ends now
         self._hot_until = 0.0  # (perf_counter) the full rate holds until then
+        self._idle = False  # the thread waits at the idle rate
         self._thread: threading.Thread | None = None
         self._proc = psutil.Process(os.getpid())
         self._children: list[psutil.Process] = []
@@ -163,7 +164,7 @@ class Sampler:
         last (the end of the batch before) is younger than ``fresh_ns`` and can serve. An idle
         sampler goes back to its full rate."""
         self._hot_until = time.perf_counter() + HOT_S
-        if not self._wake.is_set():
+        if self._idle:  # (at the full rate it wakes soon anyway: no extra wake-up, no GIL)
             self._wake.set()
         with self._tick_lock:
             if self._last_ns and time.perf_counter_ns() - self._last_ns <= fresh_ns:
@@ -204,7 +205,13 @@ class Sampler:
         flush_every = 1.0 / self.flush_hz
         next_flush = time.perf_counter() + flush_every
         while not self._stop.is_set():
-            self._wake.wait(period if idle == period or self._working() else idle)
+            # Set, then look (``open_window`` sets its time, then looks at ``_idle``): one of
+            # the two sees the other, so a window never waits out an idle period.
+            self._idle = idle != period
+            if self._idle and self._working():
+                self._idle = False
+            self._wake.wait(idle if self._idle else period)
+            self._idle = False
             self._wake.clear()
             if self._stop.is_set():
                 break
