@@ -1,15 +1,16 @@
 """Short tasks go to a Dask cluster several to one Dask task ("packs").
 
-Dask costs about a millisecond of CPU per task whatever the task does: the scheduler's
-bookkeeping, the client's messages and the worker's own event loop, on the same cores as the
-bodies when the cluster is local. Dask's best practices say so and ask for tasks of 100 ms or
-more; its own collections get there by fusing tasks. A lane cannot ask its user for bigger tools,
-so it does the fusing: when a wave of ready jobs goes out, jobs whose tool is known (from its
-earlier runs on this lane) to be short are grouped, up to ``pack_ns`` of expected work, into one
-Dask task that runs them one after another on one worker thread (``dask_worker.run_pack``).
+Dask costs a millisecond or more of CPU per task whatever the task does (2.6–3.0 ms on this
+2-core machine: BENCHMARKS.md, "Dask lane", thirteenth stop): the scheduler's bookkeeping, the
+client's messages and the worker's own event loop, on the same cores as the bodies when the
+cluster is local. Dask's best practices say so and ask for tasks of 100 ms or more; its own
+collections get there by fusing tasks. A lane cannot ask its user for bigger tools, so it does
+the fusing: when a wave of ready jobs goes out, jobs whose tool is known (from its earlier runs
+on this lane) to be short are grouped, up to ``pack_ns`` of expected work, into one Dask task
+that runs them one after another on one worker thread (``dask_worker.run_pack``).
 
 Each job keeps its own fate: its own probe, reply, error and trace on the worker; its own
-interruption (by its own token, so a pack-mate's timeout never stops it); a pack's Dask task is
+interruption (by its own token, so a pack-mate's cancellation never stops it); a pack's Dask task is
 cancelled only once every job in it was stopped. What a job gives up is latency: its value
 arrives with its pack's, so a pack holds at most ``PACK_MAX`` jobs; a job with a deadline goes
 alone (a mate running long must not make it miss its deadline after its own body ended), and so
