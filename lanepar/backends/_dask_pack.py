@@ -3,7 +3,7 @@
 Dask costs a millisecond or more of CPU per task whatever the task does (2.6–3.0 ms on this
 2-core machine: BENCHMARKS.md, "Dask lane", thirteenth stop): the scheduler's bookkeeping, the
 client's messages and the worker's own event loop, on the same cores as the bodies when the
-cluster is local. Dask's best practices say so and ask for tasks of 100 ms or more; its own
+cluster is local. Dask's best practices say so and ask for tasks of about 100 ms; its own
 collections get there by fusing tasks. A lane cannot ask its user for bigger tools, so it does
 the fusing: when a wave of ready jobs goes out, jobs whose tool is known (from its earlier runs
 on this lane) to be short are grouped, up to ``pack_ns`` of expected work, into one Dask task
