@@ -152,11 +152,14 @@ def test_a_wide_lane_refills_and_fetches_in_waves(cluster: tuple[Any, GraphUpdat
 def packing(
     cluster: tuple[Any, GraphUpdates], limit: int, warm: lp.ToolCall, **cfg: Any
 ) -> Iterator[lp.LaneExecutor]:
-    """An executor whose Dask lane (packing on, as by default) has run ``warm`` once — so its
-    tool's length is known, and the cluster's threads were counted as it connected — with the
-    plugin's record empty."""
+    """An executor whose Dask lane (packing on) has run ``warm`` once — so its tool's length
+    is known, and the cluster's threads were counted as it connected — with the plugin's record
+    empty. Packs of up to a second of expected work: even if a stalled machine made that first
+    run a thousand times longer, the packs are bounded by the wave's share alone."""
     c, plugin = cluster
-    lane = lp.LaneConfig(kind="dask", address=c.scheduler_address, max_concurrency=limit, **cfg)
+    lane = lp.LaneConfig(
+        kind="dask", address=c.scheduler_address, max_concurrency=limit, pack_ms=1000.0, **cfg
+    )
     with lp.LaneExecutor(lanes={"d": lane}) as ex:
         assert ex.run_batch([warm]).ok
         plugin.updates.clear()
