@@ -155,7 +155,7 @@ def packing(
     """An executor whose Dask lane (packing on) has run ``warm`` once — so its tool's length
     is known, and the cluster's threads were counted as it connected — with the plugin's record
     empty. Packs of up to a second of expected work: even if a stalled machine made that first
-    run a thousand times longer, the packs are bounded by the wave's share alone."""
+    run take 250 ms, the packs of these tests are bounded by the wave's share alone."""
     c, plugin = cluster
     lane = lp.LaneConfig(
         kind="dask", address=c.scheduler_address, max_concurrency=limit, pack_ms=1000.0, **cfg
