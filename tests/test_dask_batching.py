@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import distributed
 import pytest
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -223,6 +224,39 @@ def test_cancelled_packs_stop_their_running_jobs_and_never_start_the_rest(
         again = ex.run_batch([lp.ToolCall(square, 3, lane="d") for _ in range(2)])
     assert again.results == [9, 9]
     assert sum(last_beat(p) > 0 for p in beats) == 2  # no queued job ever started
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_packed_job_stopped_alone_leaves_its_mates_running(
+    cluster: tuple[Any, GraphUpdates], tmp_path: Path, anyio_backend: str
+) -> None:
+    """Eight jobs submitted in one step of the executor's own loop go as one wave: four packs of
+    two. The first job spins until it is cancelled, alone; its pack-mate then runs and returns,
+    as do the other six: a job is stopped by its own token, not by cancelling its pack."""
+    c, plugin = cluster
+    lane = lp.LaneConfig(
+        kind="dask", address=c.scheduler_address, max_concurrency=8, pack_ms=1000.0
+    )
+    beats = [tmp_path / f"m{i}" for i in range(8)]
+    async with lp.LaneExecutor(lanes={"d": lane}) as ex:
+        assert (await ex.arun_batch([lp.ToolCall(spin, str(tmp_path / "w"), 0.005, lane="d")])).ok
+        plugin.updates.clear()
+        handles = [
+            ex.submit(lp.ToolCall(spin, str(b), 60.0 if i == 0 else 0.02, lane="d"))
+            for i, b in enumerate(beats)
+        ]
+        with anyio.fail_after(60):
+            while last_beat(beats[0]) == 0:  # the long job runs: its mate waits behind it
+                await anyio.sleep(0.01)
+        assert last_beat(beats[1]) == 0
+        handles[0].cancel()
+        counts = [await h for h in handles[1:]]
+        with pytest.raises(lp.TaskCancelledError):
+            await handles[0]
+    assert [len(u) for u in plugin.updates] == [4]
+    assert all(isinstance(n, int) and n > 0 for n in counts)
+    assert_stopped([beats[0]])
 
 
 def busy_square(x: int) -> int:
