@@ -161,6 +161,24 @@ def test_a_batch_window_wakes_an_idle_sampler_to_its_full_rate() -> None:
     assert all(s.lanes == {"q": (2, 5, 4)} for s in list(rec.samples)[-5:])
 
 
+def test_when_the_work_ends_subscribers_get_everything_before_the_idle_wait() -> None:
+    """Idle at one sample in 1 000 s: the samples of the last busy ticks reach a subscriber
+    only if the sampler flushes as it goes idle (the usual flush comes every 100 ms)."""
+    rec = Recorder()
+    counts = {"q": (1, 0, 4)}
+    sampler = Sampler(rec, lambda: counts, hz=50, idle_hz=0.001)
+    got: list[object] = []
+    unsubscribe = rec.subscribe(lambda d: got.extend(d["samples"]))
+    sampler.start()
+    try:
+        assert wait_until(lambda: len(got) >= 5, 60)
+        counts["q"] = (0, 0, 4)  # the lane's work ended: the sampler goes to its idle wait
+        assert wait_until(lambda: sampler.idle and len(rec.samples) == len(got), 60)
+    finally:
+        sampler.stop()
+        unsubscribe()
+
+
 def test_a_subscriber_that_raises_is_removed_not_fatal() -> None:
     rec = Recorder()
     calls = []

@@ -194,6 +194,11 @@ class Sampler:
         self.recorder.add_sample(sample)
         return sample
 
+    @property
+    def idle(self) -> bool:
+        """Whether the sampler waits at its idle rate (no lane has work)."""
+        return self._idle
+
     def _working(self) -> bool:
         if time.perf_counter() < self._hot_until:
             return True
@@ -204,12 +209,17 @@ class Sampler:
         idle = max(period, 1.0 / self.idle_hz) if self.idle_hz is not None else period
         flush_every = 1.0 / self.flush_hz
         next_flush = time.perf_counter() + flush_every
+        quiet = False
         while not self._stop.is_set():
             # Set, then look (``open_window`` sets its time, then looks at ``_idle``): one of
             # the two sees the other, so a window never waits out an idle period.
             self._idle = idle != period
             if self._idle and self._working():
                 self._idle = False
+            if self._idle and not quiet:  # the work just ended: what its last ticks left goes
+                self.recorder.flush()  # to the subscribers now, not after the idle wait
+                next_flush = time.perf_counter() + flush_every
+            quiet = self._idle
             self._wake.wait(idle if self._idle else period)
             self._idle = False
             self._wake.clear()
