@@ -209,7 +209,7 @@ class Sampler:
         idle = max(period, 1.0 / self.idle_hz) if self.idle_hz is not None else period
         flush_every = 1.0 / self.flush_hz
         next_flush = time.perf_counter() + flush_every
-        quiet = False
+        quiet = True  # (no work before: nothing to hand over as it starts)
         while not self._stop.is_set():
             # Set, then look (``open_window`` sets its time, then looks at ``_idle``): one of
             # the two sees the other, so a window never waits out an idle period.
