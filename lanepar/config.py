@@ -79,20 +79,14 @@ class LaneConfig:
                 raise LaneConfigError(
                     f"LaneConfig: pack_ms={self.pack_ms!r} only applies to kind='dask'"
                 )
-            if not (
-                isinstance(self.pack_ms, (int, float))
-                and not isinstance(self.pack_ms, bool)
-                and 0 <= self.pack_ms < math.inf
-            ):
+            if not (_is_real(self.pack_ms) and 0 <= self.pack_ms < math.inf):
                 raise LaneConfigError(
                     f"LaneConfig: pack_ms={self.pack_ms!r} must be a number of ms >= 0"
                 )
         _check_int("priority", self.priority, low=-(2**31))
         _check_int("retries", self.retries, low=0, high=MAX_RETRIES)
         if self.timeout_s is not None and not (
-            isinstance(self.timeout_s, (int, float))
-            and not isinstance(self.timeout_s, bool)
-            and 0 < self.timeout_s < math.inf
+            _is_real(self.timeout_s) and 0 < self.timeout_s < math.inf
         ):
             raise LaneConfigError(
                 f"LaneConfig: timeout_s={self.timeout_s!r} must be a positive number"
@@ -126,6 +120,11 @@ class LaneConfig:
 
     def replace(self, **changes: object) -> LaneConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _is_real(value: object) -> bool:
+    """An int or a float, never a bool (``True`` is an ``int`` to Python, not a setting)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_int(field: str, value: object, *, low: int, high: int | None = None) -> None:
@@ -175,7 +174,7 @@ def check_options(
         ("sample_hz", sample_hz, 0.0, 1000.0),
         ("resolution_ms", resolution_ms, 0.0, 1000.0),
     ):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        if not (_is_real(value) and lo <= value <= hi):
             raise LaneConfigError(
                 f"LaneExecutor: {field}={value!r} must be a number in [{lo}, {hi}]"
             )
