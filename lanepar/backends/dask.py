@@ -250,25 +250,34 @@ class DaskBackend:
         if self._busy is not None and not self._busy.is_set():
             self._busy.set()
         fut: Any = None
+        # A job with a deadline goes alone: its value must not wait for a pack-mate that runs
+        # past it (a packed job's value arrives with its pack's).
+        bounded = anyio.current_effective_deadline() != math.inf
+        expect = None if bounded else self._runs.expect(tool)
         try:
-            sent = _pc()
-            # A job with a deadline goes alone: its value must not wait for a pack-mate that
-            # runs past it (a packed job's value arrives with its pack's).
-            unbounded = anyio.current_effective_deadline() == math.inf
-            expect = self._runs.expect(tool) if unbounded else None
-            waiter = self._coalescer.submit(client, key, token, payload, expect)
-            try:
-                fut = await waiter
-                recv, data = await self._coalescer.collect(client, fut)
-            except Exception:
-                raise  # Dask's own failure (KilledWorker, lost scheduler): the task's error
-            except BaseException:
-                if fut is None and waiter.done() and not waiter.cancelled():
-                    fut = waiter.result()  # sent in the tick this task was cancelled
-                    self._coalescer.gone(fut)  # (given up before it was collected)
-                if fut is not None:
-                    await self._stop_remote(client, fut, token)
-                raise
+            while True:
+                sent = _pc()
+                waiter = self._coalescer.submit(client, key, token, payload, expect)
+                try:
+                    fut = await waiter
+                    recv, data = await self._coalescer.collect(client, fut)
+                    break
+                except Exception:
+                    # Dask's own failure (KilledWorker, lost scheduler) is the task's error;
+                    # a pack's is its mates' too (one that killed its worker takes the pack
+                    # down): each runs again alone, under a new key, and keeps its own fate.
+                    if not (isinstance(fut, Member) and fut.pack.n > 1):
+                        raise
+                    fut, expect = None, None
+                    token = f"{self._token_prefix}{next(self._tokens):x}"
+                    key = f"lanepar_{name}-{token}"
+                except BaseException:
+                    if fut is None and waiter.done() and not waiter.cancelled():
+                        fut = waiter.result()  # sent in the tick this task was cancelled
+                        self._coalescer.gone(fut)  # (given up before it was collected)
+                    if fut is not None:
+                        await self._stop_remote(client, fut, token)
+                    raise
         finally:
             self._inflight -= 1
             if not self._inflight and self._busy is not None:
