@@ -126,17 +126,24 @@ class FakeClient:
 
 
 class FakeFuture:
-    """Ended at once, its value a list of per-job "replies" (the job's token)."""
-
-    status = "finished"
+    """Ended at once, its value a list of per-job "replies" (the job's token), or failed with
+    ``error`` (status "error"), which awaiting it raises as a Dask future's does."""
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.value: Any = None
+        self.status = "finished"
+        self.error: BaseException | None = None
         self._state = self
 
     async def wait(self) -> None:
         return None
+
+    def __await__(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+        yield  # (a generator: awaitable)
 
 
 def test_a_wave_of_known_short_jobs_goes_as_packs_and_each_gets_its_own_value() -> None:
@@ -175,3 +182,63 @@ def test_pack_ms_is_checked_and_only_for_dask_lanes() -> None:
     for bad in (-1, float("inf"), True, "10"):
         with pytest.raises(lp.LaneConfigError, match="must be a number of ms"):
             lp.LaneConfig(kind="dask", pack_ms=bad)  # type: ignore[arg-type]
+
+
+class WorkerLost(Exception):
+    """What Dask raises for a task whose worker died under it (``KilledWorker``)."""
+
+
+class DyingPackClient(FakeClient):
+    """A cluster where every pack dies (one of its jobs ends its worker's process) and a job
+    sent alone runs for real here, unless it is the one that kills its worker (``poison``)."""
+
+    def __init__(self, poison: int) -> None:
+        super().__init__()
+        self.poison = poison
+
+    def map(self, fn: Any, payloads: list[Any], tokens: list[Any], **kw: Any) -> list[Any]:
+        self.maps.append((fn.__name__, list(kw["key"]), list(tokens)))
+        futs = []
+        for key, payload, token in zip(kw["key"], payloads, tokens):
+            fut = FakeFuture(key)
+            if fn is run_pack or pickle.loads(payload)[1] == (self.poison,):
+                fut.status, fut.error = "error", WorkerLost(f"{key} lost its worker")
+            else:
+                fut.value = fn(payload, token, kw["resolution_ns"], kw["max_segments"])
+            futs.append(fut)
+        return futs
+
+
+def test_a_pack_dask_gives_up_runs_each_job_again_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pack's Dask task failing as a whole (``KilledWorker``: one job ended its worker's
+    process) fails no job for its mates: each runs again alone under a new key, and only the
+    job that kills its worker alone too gets Dask's error."""
+    from lanepar.backends import _remote
+    from lanepar.backends.base import BackendContext
+    from lanepar.backends.dask import DaskBackend
+
+    monkeypatch.setattr(_remote, "_RUNQ_WATCH", [])
+    client = DyingPackClient(poison=3)
+    backend = DaskBackend(BackendContext("dask"), lp.LaneConfig(kind="dask", pack_ms=100))
+    backend.client = client
+    backend._runs.record(f"{square.__module__}.{square.__qualname__}", 10 * MS)  # known short
+
+    async def scenario() -> list[Any]:
+        await backend._coalescer.recount(client)
+        return await asyncio.gather(
+            *(backend.run(i, square, (i,), {}, False, None) for i in range(8)),
+            return_exceptions=True,
+        )
+
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        for watch in _remote._RUNQ_WATCH:
+            watch.close()
+    assert client.maps[0][0] == "run_pack" and len(client.maps[0][1]) < 8  # packed at first
+    assert all(fn == "run_task" for fn, _, _ in client.maps[1:])
+    resent = [k for _, keys, _ in client.maps[1:] for k in keys]
+    assert len(resent) == 8 and not set(resent) & set(client.maps[0][1])  # each, under a new key
+    assert [o for i, o in enumerate(outcomes) if i != 3] == [i * i for i in range(8) if i != 3]
+    assert isinstance(outcomes[3], WorkerLost)  # its own fate: Dask's error, raised once
+    assert backend._coalescer.out.n == 0  # every Dask task counted out once
