@@ -38,8 +38,8 @@ class LaneConfig:
     frameworks silently turned a user's 10 into 4 and nobody could see why a batch was slow.
     ``max_concurrency="auto"`` makes the limit adaptive between ``min_concurrency`` and ``ceiling``.
     ``address`` and ``pack_ms`` apply to Dask lanes: the scheduler to use (None: start a local
-    cluster), and how many ms of expected work short jobs may share one Dask task (None: 100,
-    Dask's own guidance for a task's length; 0: every job its own Dask task). A job's value
+    cluster), and how many ms of expected work short jobs may share one Dask task (None: 250,
+    see ``backends/_dask_pack.py``; 0: every job its own Dask task). A job's value
     then arrives with its Dask task's; jobs with a deadline always go alone.
     """
 

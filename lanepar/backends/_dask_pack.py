@@ -22,9 +22,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-#: Expected work per pack when the lane does not say (``LaneConfig.pack_ms``): Dask's own
-#: guidance for a task's length.
-DEFAULT_PACK_MS = 100.0
+#: Expected work per pack when the lane does not say (``LaneConfig.pack_ms``). Dask asks for
+#: tasks of 100 ms or more, counting about 1 ms of overhead a task; on a machine whose cores the
+#: scheduler, the client and the workers' event loops share with the bodies, a Dask task costs a
+#: worker nearer 9 ms of its core (CPU, and the waits of its event loop and its compute thread
+#: for each other's GIL). 20 ms CPU jobs kept two workers 83–85 % busy in 100 ms packs, 87–88 % in
+#: 200 ms, 90 % in 300 ms (an interleaved A/B on ``benchmarks/dask_lane.py``'s cluster:
+#: BENCHMARKS.md, "Dask lane", sixteenth stop). 250 ms keeps that overhead near 3 %, while a
+#: refill still comes every few packs to even the workers out, and a job's value waits for at
+#: most a quarter second of mates.
+DEFAULT_PACK_MS = 250.0
 #: The most jobs in one pack, however short: their values wait for the whole pack.
 PACK_MAX = 16
 #: Weight of the newest run in a tool's expected length (an exponential average).
