@@ -1,12 +1,8 @@
 """The cluster a Dask lane starts for itself when it is given no ``address``.
 
-Its settings are the lane's, not Dask's defaults, because the lane already does part of what
-those defaults are for, and this cluster shares the machine's cores with the bodies it runs:
+Two of its settings are not Dask's defaults, because this cluster shares the machine's cores
+with the bodies it runs, and it has no dashboard:
 
-- the lane's limit bounds what it has on the cluster, so Dask's root-task queue
-  (``worker-saturation`` 1.1: about one task per worker thread) only puts a scheduler round trip
-  between a worker's consecutive tasks; with ``inf`` every submitted task goes to a worker at
-  once and the next one is waiting when a body ends;
 - the cluster has no dashboard (a second one on the default port would warn), so nobody reads
   the workers' statistical profiles. Taking them costs each worker a stack walk every 10 ms,
   holding the GIL its pure-Python bodies need, and every heartbeat carries them to the
@@ -17,12 +13,19 @@ those defaults are for, and this cluster shares the machine's cores with the bod
   was blocked for 3 s, and a metric for the dashboard). Every 500 ms, as Dask's own test
   clusters do, still catches a 3 s stall; an idle cluster then costs half the CPU it did
   (1.2 s of CPU every 10 s here, now 0.55 s).
+
+It keeps Dask's root-task queue as it is (``worker-saturation`` 1.1: two tasks on a worker of one
+thread, the next handed out as one ends), the same depth as the lane keeps (two per worker
+thread). A lane that sends more than that at once, up to a whole batch, then has the rest handed
+out as workers free up, so a worker that the machine slows during that batch gets less of it.
+Until the sixteenth stop this cluster sent every task to a worker at once (``inf``). With packs
+of 250 ms, the 200 × 20 ms CPU batch sent at once read 82–88 % efficiency that way, and 88–90 %
+with the queue (BENCHMARKS.md, "Dask lane").
 """
 
 from __future__ import annotations
 
 import importlib
-import math
 from typing import Any
 
 #: What a lane without ``address`` starts. ``dashboard_address=None`` because a second cluster
@@ -36,7 +39,6 @@ DEFAULT_CLUSTER_KWARGS: dict[str, Any] = {
 #: Dask settings of a lane's own cluster (see the module docstring); the nannies hand them to
 #: their workers, so they hold in every worker process.
 LOCAL_SCHEDULER_CONFIG: dict[str, Any] = {
-    "distributed.scheduler.worker-saturation": math.inf,
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "500ms",
 }
