@@ -148,8 +148,7 @@ class Coalescer(_Wave[_Entry]):
         """
         loop = asyncio.get_running_loop()
         if self.per_thread and self._counting is None and loop.time() - self._counted > RECOUNT_S:
-            self._counted = loop.time()
-            self._counting = loop.create_task(self.recount(client))
+            self._counting = loop.create_task(self.recount(client))  # (it sets ``_counted``)
         waiter: asyncio.Future[Any] = loop.create_future()
         self._add(client, (key, token, payload, expected, waiter))
         return waiter

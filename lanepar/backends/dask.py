@@ -242,8 +242,7 @@ class DaskBackend:
     ) -> Any:
         client = await self._ensure()
         name = getattr(fn, "__name__", "task").replace("-", "_") or "task"
-        token = f"{self._token_prefix}{next(self._tokens):x}"  # os.urandom per task drops the GIL
-        key = f"lanepar_{name}-{token}"  # Dask groups keys by the part before "-"
+        token, key = self._new_key(name)
         payload = dumps_call((fn, args, kwargs, is_async), fn)
         tool = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', name)}"
         self._inflight += 1
@@ -269,8 +268,7 @@ class DaskBackend:
                     if not (isinstance(fut, Member) and fut.pack.n > 1):
                         raise
                     fut, expect = None, None
-                    token = f"{self._token_prefix}{next(self._tokens):x}"
-                    key = f"lanepar_{name}-{token}"
+                    token, key = self._new_key(name)
                 except BaseException:
                     if fut is None and waiter.done() and not waiter.cancelled():
                         fut = waiter.result()  # sent in the tick this task was cancelled
@@ -297,6 +295,12 @@ class DaskBackend:
                 raise value
             raise RuntimeError(f"{name} raised {type(value).__name__}: {value}") from value
         return value
+
+    def _new_key(self, name: str) -> tuple[str, str]:
+        """(the token a worker knows a task by, its Dask key), unique across a shared cluster's
+        clients: a random prefix, then a counter (``os.urandom`` per task drops the GIL)."""
+        token = f"{self._token_prefix}{next(self._tokens):x}"
+        return token, f"lanepar_{name}-{token}"  # Dask groups keys by the part before "-"
 
     async def _stop_remote(self, client: Any, sent: Any, token: str) -> None:
         """The task was cancelled or timed out here: make the cluster stop it too.
