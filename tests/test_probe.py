@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import psutil
+import pytest
 
 import lanepar as lp
 from lanepar.trace.probe import FRESH_NS
@@ -115,6 +116,31 @@ def _assert_consistent(rec: lp.TaskRecord) -> None:
     assert rec.cpu_ns + rec.wait_ns + rec.gil_ns + rec.runq_ns == rec.wall_ns
     assert rec.queued_ns + rec.dispatch_ns + rec.wall_ns == rec.finished_ns - rec.submitted_ns
     assert rec.submitted_ns <= rec.slot_free_ns <= rec.started_ns <= rec.finished_ns
+
+
+def test_a_bodys_cpu_clock_is_read_inside_its_wall_clock_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Wall clock first at the start, CPU clock first at the end: the CPU measured can never
+    exceed the wall time around it by whatever stretched a clock read (a fault, an interrupt)."""
+    from lanepar.trace import _threadprobe
+    from lanepar.trace.segments import TaskProbe
+
+    reads: list[str] = []
+
+    def wall() -> int:
+        reads.append("wall")
+        return time.perf_counter_ns()
+
+    def cpu() -> int:
+        reads.append("cpu")
+        return time.thread_time_ns()
+
+    monkeypatch.setattr(_threadprobe, "_pc", wall)
+    probe = TaskProbe()
+    _threadprobe.run_sync_probed(probe, lambda: reads.append("body"), (), {}, cpu)
+    assert reads == ["wall", "cpu", "body", "cpu", "wall"]
+    assert probe.cpu_ns <= probe.finished_ns - probe.started_ns
 
 
 def test_thread_lane_cpu_then_sleep() -> None:
