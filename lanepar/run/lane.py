@@ -158,12 +158,12 @@ class Lane:
             owed -= 1
         self.pushed(owed)
 
-    def wake_one(self) -> bool:
-        """Wake one idle worker for a queued job; False when none is idle.
-
-        A traced sync job (no deadline or retries) that the woken worker would take is handed to
-        a thread right here (``hand_early``): a batch's threads then all start before the first
-        woken worker runs, instead of one per worker wake-up and task switch."""
+    def wake_one(self, hand_only: bool = False) -> bool:
+        """Wake one idle worker for a queued job; False when none is idle (``hand_only``: or
+        when the job it would take is not one to hand to a thread now). A traced sync job (no
+        deadline or retries) that the woken worker would take is handed to a thread right here
+        (``hand_early``): a batch's threads then all start before the first woken worker runs,
+        instead of one per worker wake-up and task switch."""
         if not self._idle:
             return False
         w = self._idle.pop()
@@ -175,6 +175,9 @@ class Lane:
                 self.peak_active = self.active
             if isinstance(wake, FutureWake):  # its result wakes it (see FutureWake)
                 return True
+        elif hand_only:
+            self._idle.append(w)
+            return False
         if wake is not None:
             wake.set()
         return True
@@ -274,9 +277,8 @@ class Lane:
                     budget.release(self)
             w.job = None
             del job  # an idle worker must not keep a finished batch (and its results) alive
-            # The slot is free from its body's end, not from when this coroutine resumed (late
-            # on a GIL-bound loop): a task waiting meanwhile waited for the executor (dispatch,
-            # or the loop's GIL / core waits), not for capacity. A child's clock may run ahead.
+            # The slot is free from its body's end, not from when this coroutine resumed (late on
+            # a GIL-bound loop): a task waiting meanwhile waited for the executor, not capacity.
             w.freed(body_end, _pc(), clock.held)
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
@@ -372,9 +374,8 @@ class Lane:
         job.attempt += 1
         if self.recorder is not None:
             self.recorder.running.pop(job.id, None)
-            self.recorder.add_event(
-                "retry", lane=self.name, task=job.id, attempt=job.attempt, error=repr(error)[:300]
-            )
+            self.recorder.add_event("retry", lane=self.name, task=job.id, attempt=job.attempt,
+                                    error=repr(error)[:300])  # fmt: skip
         await anyio.sleep(delay)
 
     async def _drain(self, w: Worker, job: Job) -> None:
