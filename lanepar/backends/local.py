@@ -21,7 +21,15 @@ from typing import Any
 from .._poolfuture import PoolFuture
 from .._threads import BodyAbandoned, DaemonPool, loop_delivery, take
 from ..trace import threadstate
-from ..trace.probe import TaskProbe, loop_mark, loop_state, run_sync_probed, start_waits, stepped
+from ..trace.probe import (
+    LOOKUP_MIN_NS,
+    TaskProbe,
+    loop_mark,
+    loop_state,
+    run_sync_probed,
+    start_waits,
+    stepped,
+)
 from .base import BackendContext, await_future, tool_exit
 
 log = logging.getLogger("lanepar")
@@ -135,8 +143,11 @@ class LocalBackend:
             if self._watch is None:
                 self._watched()
             free = probe.started_ns  # the lane's "slot free" time, set before the call
-            handed = [time.perf_counter_ns()]
-            hand_cpu = time.thread_time_ns()
+            t = time.perf_counter_ns()
+            handed = [t]
+            # the loop's CPU clock (a system call) only for a window worth a look at the loop's
+            # waits (``start_waits``): not in a fan-out, where each hand-off follows the last
+            hand_cpu = time.thread_time_ns() if t - free >= LOOKUP_MIN_NS else 0
             loop_clock = self._clock() if self._watch is not None else None
             probe.hand_held = loop_mark()
             fut = pool.submit_to(deliver, ctx.run,
