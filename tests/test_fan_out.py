@@ -64,35 +64,26 @@ async def aok(i: int) -> int:
 
 
 def test_a_batch_hands_out_its_sync_jobs_before_it_wakes_any_worker(
-    monkeypatch: pytest.MonkeyPatch,
+    handed_lanes: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A plain wake-up (an async lane's worker, which runs only once the batch is queued) never
     comes before a thread's hand-off, whichever lane the batch names first."""
-    events: list[str] = []
-    real_hand, real_set = LocalBackend.hand_off, FutureWake.set
-
-    def hand(self: LocalBackend, *args: Any, **kwargs: Any) -> Any:
-        events.append(f"hand {self.lane}")
-        return real_hand(self, *args, **kwargs)
+    real_set = FutureWake.set
 
     def wake(self: FutureWake) -> None:
-        events.append("wake")
+        handed_lanes.append("(a wake-up)")
         real_set(self)
 
-    lanes = {
-        "a": lp.LaneConfig(kind="async", max_concurrency=3),
-        "t": lp.LaneConfig(kind="thread", max_concurrency=3),
-    }
+    lanes = {"a": lp.LaneConfig(kind="async", max_concurrency=3),
+             "t": lp.LaneConfig(kind="thread", max_concurrency=3)}  # fmt: skip
     calls = [lp.ToolCall(aok, i, lane="a") for i in range(3)]
-    calls += [lp.ToolCall(ok, 10 + i, lane="t") for i in range(3)]
     with lp.LaneExecutor(lanes) as ex:
+        calls += [lp.ToolCall(ok, 10 + i, lane="t") for i in range(3)]
         assert ex.run_batch(calls).ok  # every worker now waits, idle, for the next batch
-        monkeypatch.setattr(LocalBackend, "hand_off", hand)
+        handed_lanes.clear()
         monkeypatch.setattr(FutureWake, "set", wake)
-        b = ex.run_batch(calls)
-        monkeypatch.undo()
-    assert b.results == [0, 1, 2, 10, 11, 12]
-    assert events[:6] == ["hand t"] * 3 + ["wake"] * 3, events
+        assert ex.run_batch(calls).results == [0, 1, 2, 10, 11, 12]
+    assert handed_lanes[:6] == ["t"] * 3 + ["(a wake-up)"] * 3, handed_lanes
 
 
 def test_a_worker_given_a_job_as_it_is_queued_wakes_with_its_result(
