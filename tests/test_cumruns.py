@@ -2,6 +2,7 @@
 
 Pure arithmetic over samples: a recorded sample list stands in for the thread watch, and the
 reference is :func:`lanepar.trace._stateruns._runs` over the whole list, clipped to the window.
+And a late start's window too short for a look-up is answered without the loop's CPU clock.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from lanepar.trace import _statewatch as sw
 from lanepar.trace._cumruns import CumulativeRuns, hand_off_waits
 from lanepar.trace._stateruns import GIL, RUNQ, _runs
+from lanepar.trace.probe import LOOKUP_MIN_NS, start_waits
 
 PERIOD = 4_000_000
 MS = 1_000_000
@@ -215,3 +217,24 @@ def test_a_loop_blocked_in_a_system_call_stays_the_hand_offs_delay() -> None:
     assert hand_off_waits(300 * MS, 1 * MS, (0, 0), PERIOD) == (0, 0)
     # a short window the samples could not have seen: all of its off-CPU time is the GIL's
     assert hand_off_waits(3 * MS, MS, (0, 0), PERIOD) == (2 * MS, 0)
+
+
+@given(
+    window=st.integers(0, LOOKUP_MIN_NS - 1),
+    cpu0=st.integers(0, 10**12),
+    cpu_used=st.integers(0, 10**9),
+    held=st.integers(-1, 10**6),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_short_late_starts_waits_never_need_the_loops_cpu_clock(
+    window: int, cpu0: int, cpu_used: int, held: int
+) -> None:
+    """A window shorter than a look-up's worth is answered without the loop's CPU clock, which
+    a fan-out's hand-offs therefore do not read (``LocalBackend.hand_off``): whatever the clock
+    said, or not read (0), the answer is the same."""
+    t0 = 10**9
+    mark = (held + window // 2, t0 + window) if held >= 0 else (0, 0)
+    read = start_waits(t0, t0 + window, cpu0 + 1, cpu0 + 1 + cpu_used, held, mark)
+    unread = start_waits(t0, t0 + window, cpu0 + 1, 0, held, mark)
+    assert read == unread
+    assert read[:2] == (0, 0)
