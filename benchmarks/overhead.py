@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 
 import lanepar as lp
+from lanepar.trace import probe as probe_mod
 
 Runner = Callable[[int, int, int], float]  # (tasks, concurrency, suspensions) -> seconds
 
@@ -111,8 +112,20 @@ def _lanes(c: int) -> dict[str, lp.LaneConfig]:
     return {"query": lp.LaneConfig(min_concurrency=1, max_concurrency=c)}
 
 
-def lanepar_async(trace: bool) -> Runner:
+def lanepar_async(trace: bool, python_driver: bool = False) -> Runner:
+    """``arun_batch`` of the async bodies; ``python_driver``: traced steps driven by the Python
+    step driver rather than the C one (the same state machine: what C saves per step)."""
+
     def run(n: int, c: int, k: int) -> float:
+        if python_driver:
+            saved, probe_mod._Resumed = probe_mod._Resumed, probe_mod._resumed
+            try:
+                return run_it(n, c, k)
+            finally:
+                probe_mod._Resumed = saved
+        return run_it(n, c, k)
+
+    def run_it(n: int, c: int, k: int) -> float:
         async def main() -> float:
             async with lp.LaneExecutor(lanes=_lanes(c), trace=trace, sample_hz=20) as ex:
                 calls = [lp.ToolCall(body, k, lane="query") for _ in range(n)]
@@ -152,6 +165,7 @@ CONTENDERS: list[tuple[str, Runner, bool]] = [
     ("asyncio gather+Semaphore", gather_semaphore, True),
     ("lanepar (trace off)", lanepar_async(False), True),
     ("lanepar (trace on)", lanepar_async(True), True),
+    ("lanepar (trace on, Python driver)", lanepar_async(True, python_driver=True), True),
     ("lanepar sync run_batch (trace on)", lanepar_sync(True, False), True),
     ("anyio TaskGroup+CapacityLimiter", anyio_limiter, True),
     ("aiometer run_all", aiometer_run, True),
@@ -197,10 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     ks = [int(x) for x in a.suspensions.split(",")]
     rows = measure(a.tasks, a.concurrency, ks, a.repeat)
     if a.json:
-        print(json.dumps({"tasks": a.tasks, "concurrency": a.concurrency, "rows": rows}, indent=2))
+        out = {"tasks": a.tasks, "concurrency": a.concurrency, "driver": probe_mod.DRIVER}
+        print(json.dumps({**out, "rows": rows}, indent=2))
         return 0
     print(f"{a.tasks} tasks, concurrency {a.concurrency}, best of {a.repeat}; "
-          "µs/task (x gather+Semaphore) by suspensions per task")  # fmt: skip
+          "µs/task (x gather+Semaphore) by suspensions per task; "
+          f"step driver: {probe_mod.DRIVER}")  # fmt: skip
     print(f"{'runner':36}" + "".join(f"{'k=' + str(k):>18}" for k in ks))
     for r in rows:
         cells = []

@@ -181,6 +181,17 @@ def fake_probe_clock(mp: Any) -> FakeClock:
     return c
 
 
+def step_drivers() -> dict[str, Any]:
+    """The step drivers after a body's first step, by name: the C one where the build hook
+    compiled it, and the Python one (the fallback, and the reference the C one is held to)."""
+    from lanepar.trace import probe as probe_mod
+
+    drivers: dict[str, Any] = {"python": probe_mod._resumed}
+    if probe_mod._stepc is not None:
+        drivers["c"] = probe_mod._stepc.resumed
+    return drivers
+
+
 @types.coroutine
 def suspend() -> Generator[str, Any, Any]:
     """One suspension of a coroutine driven by hand: the driver sees ``"suspended"``."""

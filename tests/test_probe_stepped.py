@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import T0, fake_probe_clock, suspend
+from support import T0, fake_probe_clock, step_drivers, suspend
 
 from lanepar.trace import probe as probe_mod
 from lanepar.trace.probe import FRESH_NS, TaskProbe, stepped
 
 US = 1_000
 MS = 1_000_000
+#: Each step driver (C where built, and Python) must leave exactly what ``step`` / ``wait`` would.
+DRIVERS = step_drivers()
 
 # A piece: ("step", wall, cpu) or ("wait", wall). A long step follows a wait of at least
 # FRESH_NS, so the thread clock is read at its start and its CPU is exactly ``cpu``.
@@ -43,6 +45,7 @@ def bodies(draw: st.DrawFn) -> list[tuple[str, int, int]]:
     return pieces
 
 
+@pytest.mark.parametrize("driver", sorted(DRIVERS))
 @settings(max_examples=300, deadline=None)
 @given(
     pieces=bodies(),
@@ -50,10 +53,11 @@ def bodies(draw: st.DrawFn) -> list[tuple[str, int, int]]:
     max_segments=st.integers(2, 64),
 )
 def test_stepped_leaves_what_step_and_wait_would(
-    pieces: list[tuple[str, int, int]], resolution: int, max_segments: int
+    driver: str, pieces: list[tuple[str, int, int]], resolution: int, max_segments: int
 ) -> None:
     mp = pytest.MonkeyPatch()
     clock = fake_probe_clock(mp)
+    mp.setattr(probe_mod, "_Resumed", DRIVERS[driver])
     try:
         steps = [p for p in pieces if p[0] == "step"]
         waits = [p for p in pieces if p[0] == "wait"]

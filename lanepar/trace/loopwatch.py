@@ -58,6 +58,24 @@ class LoopWatch:
     asks :meth:`stack_of` for what the watchdog saw of that step.
     """
 
+    # Slots, because the step driver stores ``t0`` and reads ``parked`` at every step (the C
+    # driver writes the slot's cell directly).
+    __slots__ = (
+        "_captured",
+        "_last_begin",
+        "_last_poll",
+        "_stop",
+        "_thread",
+        "_wake",
+        "emit",
+        "events",
+        "ident",
+        "parked",
+        "t0",
+        "threshold_ns",
+        "tool",
+    )
+
     def __init__(
         self,
         threshold_ns: int = DEFAULT_THRESHOLD_MS * 1_000_000,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import time
 import types
 from collections.abc import Callable, Coroutine, Generator, Iterator
@@ -160,7 +161,7 @@ def first_step(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> tuple[bool, 
         t1 = probe.finished_ns = _pc()
         _step(probe, clock, blocks, t0, t1, c0)
         raise
-    return False, _resumed(coro, probe, yielded, t0, _pc(), c0)
+    return False, _Resumed(coro, probe, yielded, t0, _pc(), c0, clock, _pc, _tt)
 
 
 @types.coroutine
@@ -175,10 +176,20 @@ def stepped(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> Generator[Any, 
 
 @types.coroutine
 def _resumed(
-    coro: Coroutine[Any, Any, Any], probe: TaskProbe, yielded: Any, t0: int, t1: int, c0: int
+    coro: Coroutine[Any, Any, Any],
+    probe: TaskProbe,
+    yielded: Any,
+    t0: int,
+    t1: int,
+    c0: int,
+    clock: _Clock,
+    now: Callable[[], int],
+    tt: Callable[[], int],
 ) -> Generator[Any, Any, Any]:
     """The steps of a body after its first, which ran from ``t0`` to ``t1`` and yielded
-    ``yielded``.
+    ``yielded``, on the loop thread whose record is ``clock``, read with the clocks ``now`` and
+    ``tt``. The C driver (``_stepc.c``) is this function statement for statement, where it
+    builds; this one is the fallback and the reference the tests hold it to.
 
     It forwards whatever the coroutine yields to the event loop untouched, so it works on any
     loop anyio supports (asyncio futures, trio traps). A generator function rather than an
@@ -191,10 +202,9 @@ def _resumed(
     cost per suspension. What the probe ends up holding is exactly what calling
     :meth:`TaskProbe.step` and :meth:`TaskProbe.wait` for every piece would have left.
     """
-    send, now = coro.send, _pc
+    send = coro.send
     throw: Callable[[Any], Any] = coro.throw
     into: Callable[[Any], Any]
-    clock = _clock.s
     blocks = clock.blocks
     res = probe.resolution
     short = FRESH_NS if res > FRESH_NS else res  # a step this short is all CPU, joins the run
@@ -244,7 +254,7 @@ def _resumed(
             hand_and_wait(probe, ps, t1, pc + ac, pw + aw, ac, aw, t0)
             ps, pc, pw, ac, aw = t0, 0, 0, 0, 0
         if t0 - clock.w > FRESH_NS:
-            clock.w, clock.c = t0, _tt()
+            clock.w, clock.c = t0, tt()
         c0 = clock.c
         if blocks is not None:
             blocks.t0 = t0
@@ -363,3 +373,18 @@ def phase(name: str) -> Iterator[None]:
         yield
     finally:
         cur.add_phase(name, start, _pc())
+
+
+try:  # the C step driver, where the wheel's build hook could compile it
+    from . import _stepc
+except ImportError:  # pragma: no cover - a platform or an install without it
+    _stepc = None  # type: ignore[assignment]
+if os.environ.get("LANEPAR_PURE_PYTHON"):  # the Python driver asked for (to compare the two)
+    _stepc = None  # type: ignore[assignment]
+#: Which driver runs a traced body's steps after its first: "c" (``_stepc.c``, where it was
+#: built) or "python" (:func:`_resumed`; also where ``LANEPAR_PURE_PYTHON=1`` asks for it).
+DRIVER = "python" if _stepc is None else "c"
+_Resumed: Callable[..., Any] = _resumed
+if _stepc is not None:
+    _stepc.setup(_step, hand_and_wait, CPU, WAIT, FRESH_NS, _pc, _tt)
+    _Resumed = _stepc.resumed

@@ -1,0 +1,755 @@
+/* The step driver of traced async bodies, in C: the loop of lanepar.trace.probe._resumed.
+ *
+ * Why C: a traced task's every suspension passes through this loop, and in Python its ~70
+ * bytecodes cost about 1 us a step, more than the step of a task that does little per await.
+ * This is the same state machine, statement for statement (the Python version stays, as the
+ * fallback where this does not build and as the reference the tests hold this one to): the
+ * short steps and waits that nearly every suspension is are handled here, and every rarer
+ * branch (a long step, a run to draw, the end of a body that drew segments) calls the same
+ * Python helpers the Python driver calls, so the records are the same by construction.
+ *
+ * The clocks are the ones the Python driver reads, time.perf_counter_ns (CLOCK_MONOTONIC on
+ * Linux) and time.thread_time_ns (CLOCK_THREAD_CPUTIME_ID), read here directly unless the
+ * caller passes other callables (the tests' fake clock), which are then called instead.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <time.h>
+
+#if !defined(__linux__)
+#error "lanepar's C step driver reads Linux clocks; elsewhere the Python driver is used"
+#endif
+
+/* what probe.py hands over once (setup): the helpers for the rare branches, and constants */
+static PyObject *g_ready, *g_step, *g_hand_and_wait, *g_cpu, *g_wait, *g_real_pc, *g_real_tt;
+static long long g_fresh = 50000;
+
+static PyObject *S_held, *S_held_end, *S_w, *S_c, *S_t0, *S_parked, *S_begin, *S_p_start,
+    *S_p_cpu, *S_p_wait, *S_p_end, *S_cpu_ns, *S_wait_ns, *S_segs, *S_finished_ns, *S_flush,
+    *S_dict, *S_throw, *S_value;
+
+enum { FRESH, SUSPENDED, RUNNING, FINISHED };
+
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *coro, *probe, *clock, *blocks, *yielded, *pc, *tt; /* pc / tt: NULL = real */
+    /* the __slots__ cells of clock's w, c, held, held_end and of blocks' t0, parked (an offset
+     * of -1: attribute access instead); Python 3.11 reads slots fastest, so the record stays a
+     * Python object and this driver reads and writes its cells directly */
+    Py_ssize_t off_w, off_c, off_held, off_held_end, off_t0, off_parked;
+    /* and the probe's (a TaskProbe's slots) */
+    Py_ssize_t off_p_start, off_p_end, off_p_cpu, off_p_wait, off_cpu_ns, off_wait_ns,
+        off_finished_ns;
+    long long t0, t1, c0, res, shrt;
+    long long ps, pc_, pw, ac, aw; /* the pending run, as in _resumed */
+    int state;
+} Resumed;
+
+static PyTypeObject ResumedType;
+
+/* an int's value (PyLong_AsLongLong takes a slow path for any int over 2**30 on 3.11) */
+static int to_ll(PyObject *v, long long *out) {
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "a clock value out of range");
+        return -1;
+    }
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* -- clocks and attribute access ------------------------------------------------------------ */
+static int read_clock(PyObject *fn, clockid_t id, long long *out) {
+    if (fn == NULL) {
+        struct timespec ts;
+        clock_gettime(id, &ts);
+        *out = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        return 0;
+    }
+    PyObject *r = PyObject_CallNoArgs(fn);
+    if (r == NULL) return -1;
+    int bad = to_ll(r, out);
+    Py_DECREF(r);
+    return bad;
+}
+#define NOW(s, out) read_clock((s)->pc, CLOCK_MONOTONIC, (out))
+#define THREAD_CPU(s, out) read_clock((s)->tt, CLOCK_THREAD_CPUTIME_ID, (out))
+
+static int get_ll(PyObject *o, PyObject *name, long long *out) {
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL) return -1;
+    int bad = to_ll(v, out);
+    Py_DECREF(v);
+    return bad;
+}
+
+static int set_ll(PyObject *o, PyObject *name, long long value) {
+    PyObject *v = PyLong_FromLongLong(value);
+    if (v == NULL) return -1;
+    int r = PyObject_SetAttr(o, name, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* an int in a __slots__ cell at ``off`` (attribute ``name`` when off < 0) */
+static int cell_get(PyObject *o, Py_ssize_t off, PyObject *name, long long *out) {
+    if (off < 0) return get_ll(o, name, out);
+    PyObject *v = *(PyObject **)((char *)o + off);
+    if (v == NULL) return get_ll(o, name, out); /* (deleted: the AttributeError) */
+    return to_ll(v, out);
+}
+
+static int cell_set(PyObject *o, Py_ssize_t off, PyObject *name, long long value) {
+    if (off < 0) return set_ll(o, name, value);
+    PyObject *n = PyLong_FromLongLong(value);
+    if (n == NULL) return -1;
+    PyObject **cell = (PyObject **)((char *)o + off);
+    Py_XSETREF(*cell, n);
+    return 0;
+}
+
+#define CLOCK_GET(s, field, name, out) cell_get((s)->clock, (s)->off_##field, (name), (out))
+#define CLOCK_SET(s, field, name, v) cell_set((s)->clock, (s)->off_##field, (name), (v))
+#define blocks_set_t0(s, v) cell_set((s)->blocks, (s)->off_t0, S_t0, (v))
+#define PROBE_GET(s, field, out) cell_get((s)->probe, (s)->off_##field, S_##field, (out))
+#define PROBE_SET(s, field, v) cell_set((s)->probe, (s)->off_##field, S_##field, (v))
+
+static int probe_add(Resumed *s, Py_ssize_t off, PyObject *name, long long d) {
+    long long v;
+    if (d == 0) return 0;
+    if (cell_get(s->probe, off, name, &v) < 0) return -1;
+    return cell_set(s->probe, off, name, v + d);
+}
+
+/* blocks.parked, from its __slots__ cell when it has one (1, 0, -1 on error) */
+static int blocks_parked(Resumed *s) {
+    PyObject *v = NULL;
+    if (s->off_parked >= 0) v = *(PyObject **)((char *)s->blocks + s->off_parked);
+    if (v == Py_False) return 0;
+    if (v == Py_True) return 1;
+    v = PyObject_GetAttr(s->blocks, S_parked);
+    if (v == NULL) return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* the offset of an object's __slots__ cell ``name`` (-1: none, use attribute access) */
+static Py_ssize_t slot_offset(PyObject *o, PyObject *name) {
+    PyObject *d = _PyType_Lookup(Py_TYPE(o), name); /* borrowed */
+    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY)) return -1;
+    if (*(PyObject **)((char *)o + m->offset) == NULL) return -1;
+    return m->offset;
+}
+
+/* -- the pieces of _resumed ------------------------------------------------------------------ */
+static PyObject *call_ll(PyObject *fn, PyObject *a, PyObject *b, int n, const long long *v) {
+    /* fn(a, [b,] v[0], ..., v[n-1]) */
+    PyObject *args[10];
+    int k = 0, i;
+    args[k++] = a;
+    if (b != NULL) args[k++] = b;
+    for (i = 0; i < n; i++) {
+        args[k + i] = PyLong_FromLongLong(v[i]);
+        if (args[k + i] == NULL) {
+            while (--i >= 0) Py_DECREF(args[k + i]);
+            return NULL;
+        }
+    }
+    PyObject *r = PyObject_Vectorcall(fn, args, (size_t)(k + n), NULL);
+    for (i = 0; i < n; i++) Py_DECREF(args[k + i]);
+    return r;
+}
+
+static int drop(PyObject *r) {
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* _hand(probe, ps, pe, pc + ac, pw + aw, ac, aw): give the probe the pending run [ps, pe] and
+ * the totals kept here */
+static int hand(Resumed *s, long long pe) {
+    long long pc = s->pc_ + s->ac, pw = s->pw + s->aw;
+    int some = pe > s->ps || pc || pw;
+    if (PROBE_SET(s, p_start, some ? s->ps : -1) < 0 || PROBE_SET(s, p_end, some ? pe : -1) < 0 ||
+        PROBE_SET(s, p_cpu, some ? pc : 0) < 0 || PROBE_SET(s, p_wait, some ? pw : 0) < 0)
+        return -1;
+    if (probe_add(s, s->off_cpu_ns, S_cpu_ns, s->ac) < 0 ||
+        probe_add(s, s->off_wait_ns, S_wait_ns, s->aw) < 0)
+        return -1;
+    return 0;
+}
+
+static int flush(Resumed *s) { return drop(PyObject_CallMethodNoArgs(s->probe, S_flush)); }
+
+static void zero_run(Resumed *s, long long start) {
+    s->ps = start;
+    s->pc_ = s->pw = s->ac = s->aw = 0;
+}
+
+/* _step(probe, clock, blocks, t0, t1, c0) */
+static int long_step(Resumed *s) {
+    PyObject *args[6];
+    long long v[3] = {s->t0, s->t1, s->c0};
+    int i;
+    args[0] = s->probe;
+    args[1] = s->clock;
+    args[2] = s->blocks ? s->blocks : Py_None;
+    for (i = 0; i < 3; i++) {
+        args[3 + i] = PyLong_FromLongLong(v[i]);
+        if (args[3 + i] == NULL) {
+            while (--i >= 0) Py_DECREF(args[3 + i]);
+            return -1;
+        }
+    }
+    PyObject *r = PyObject_Vectorcall(g_step, args, 6, NULL);
+    for (i = 0; i < 3; i++) Py_DECREF(args[3 + i]);
+    return drop(r);
+}
+
+/* a short step: clock.held += d; clock.held_end = t1; blocks.t0 = 0 */
+static int short_step(Resumed *s, long long d) {
+    long long held;
+    if (s->blocks && blocks_set_t0(s, 0) < 0) return -1;
+    if (CLOCK_GET(s, held, S_held, &held) < 0 || CLOCK_SET(s, held, S_held, held + d) < 0 ||
+        CLOCK_SET(s, held_end, S_held_end, s->t1) < 0)
+        return -1;
+    s->ac += d;
+    return 0;
+}
+
+/* the step [t0, t1] that just yielded */
+static int after_step(Resumed *s) {
+    long long d = s->t1 - s->t0;
+    if (d < s->shrt) {
+        if (short_step(s, d) < 0) return -1;
+        if (s->t1 - s->ps >= s->res) {
+            if (hand(s, s->t1) < 0 || flush(s) < 0) return -1;
+            zero_run(s, s->t1);
+        }
+        return 0;
+    }
+    if (hand(s, s->t0) < 0 || long_step(s) < 0) return -1;
+    if (PROBE_GET(s, p_start, &s->ps) < 0 || PROBE_GET(s, p_cpu, &s->pc_) < 0 ||
+        PROBE_GET(s, p_wait, &s->pw) < 0)
+        return -1;
+    if (s->ps < 0) s->ps = s->t1;
+    s->ac = s->aw = 0;
+    return 0;
+}
+
+/* the body returned from the step that began at t0 */
+static int on_return(Resumed *s) {
+    if (NOW(s, &s->t1) < 0 || PROBE_SET(s, finished_ns, s->t1) < 0) return -1;
+    long long d = s->t1 - s->t0;
+    if (d >= s->shrt) return (hand(s, s->t0) < 0 || long_step(s) < 0) ? -1 : 0;
+    if (short_step(s, d) < 0) return -1;
+    PyObject *segs = PyObject_GetAttr(s->probe, S_segs);
+    if (segs == NULL) return -1;
+    int has_segs = PyObject_IsTrue(segs);
+    Py_DECREF(segs);
+    if (has_segs < 0) return -1;
+    PyObject *dict = PyObject_GetAttr(s->probe, S_dict);
+    if (dict == NULL) return -1;
+    int has_dict = PyObject_IsTrue(dict);
+    Py_DECREF(dict);
+    if (has_dict < 0) return -1;
+    if (!has_segs && !has_dict) { /* the whole body one run, drawn as ``finish`` draws it */
+        if (probe_add(s, s->off_cpu_ns, S_cpu_ns, s->ac) < 0 ||
+            probe_add(s, s->off_wait_ns, S_wait_ns, s->aw) < 0)
+            return -1;
+        long long pc = s->pc_ + s->ac, pw = s->pw + s->aw;
+        PyObject *list = PyList_New(0);
+        if (list == NULL) return -1;
+        if (s->t1 > s->ps) {
+            PyObject *seg = Py_BuildValue("[OLL]", pc >= pw ? g_cpu : g_wait, s->ps, s->t1);
+            if (seg == NULL || PyList_Append(list, seg) < 0) {
+                Py_XDECREF(seg);
+                Py_DECREF(list);
+                return -1;
+            }
+            Py_DECREF(seg);
+        }
+        int r = PyObject_SetAttr(s->probe, S_segs, list);
+        Py_DECREF(list);
+        if (r < 0 || PROBE_SET(s, p_start, -1) < 0 || PROBE_SET(s, p_end, -1) < 0 ||
+            PROBE_SET(s, p_cpu, 0) < 0 || PROBE_SET(s, p_wait, 0) < 0)
+            return -1;
+        return 0;
+    }
+    if (hand(s, s->t1) < 0) return -1;
+    return (s->t1 - s->ps >= s->res) ? flush(s) : 0;
+}
+
+/* what coro.throw() left when it raised StopIteration: its value (new reference) */
+static PyObject *stop_value(void) {
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    PyObject *value = v ? PyObject_GetAttr(v, S_value) : (Py_INCREF(Py_None), Py_None);
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/* Resume the body with ``value`` sent (or thrown, ``thrown``): the loop body of _resumed after
+ * its ``yield``. PYGEN_NEXT: *out is what the body yielded; PYGEN_RETURN: *out its value. */
+static PySendResult resume(Resumed *s, PyObject *value, int thrown, PyObject **out) {
+    *out = NULL;
+    s->state = RUNNING;
+    long long t0, w, cw;
+    if (NOW(s, &t0) < 0) goto fail;
+    s->t0 = t0;
+    w = t0 - s->t1;
+    if (0 < w && w < s->res) { /* TaskProbe.wait of a short piece, inline */
+        s->aw += w;
+        if (t0 - s->ps >= s->res) {
+            if (hand(s, t0) < 0 || flush(s) < 0) goto fail;
+            zero_run(s, t0);
+        }
+    } else if (w > 0) {
+        long long v[7] = {s->ps, s->t1, s->pc_ + s->ac, s->pw + s->aw, s->ac, s->aw, t0};
+        if (drop(call_ll(g_hand_and_wait, s->probe, NULL, 7, v)) < 0) goto fail;
+        zero_run(s, t0);
+    }
+    if (CLOCK_GET(s, w, S_w, &cw) < 0) goto fail;
+    if (t0 - cw > g_fresh) {
+        if (THREAD_CPU(s, &s->c0) < 0 || CLOCK_SET(s, w, S_w, t0) < 0 ||
+            CLOCK_SET(s, c, S_c, s->c0) < 0)
+            goto fail;
+    } else if (CLOCK_GET(s, c, S_c, &s->c0) < 0) {
+        goto fail;
+    }
+    if (s->blocks) {
+        if (blocks_set_t0(s, t0) < 0) goto fail;
+        int p = blocks_parked(s);
+        if (p < 0) goto fail;
+        if (p) {
+            PyObject *at = PyLong_FromLongLong(t0);
+            if (at == NULL) goto fail;
+            int r = drop(PyObject_CallMethodOneArg(s->blocks, S_begin, at));
+            Py_DECREF(at);
+            if (r < 0) goto fail;
+        }
+    }
+    PySendResult r;
+    if (!thrown) {
+        r = PyIter_Send(s->coro, value, out);
+    } else {
+        *out = PyObject_CallMethodOneArg(s->coro, S_throw, value);
+        if (*out != NULL) {
+            r = PYGEN_NEXT;
+        } else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            *out = stop_value();
+            r = *out ? PYGEN_RETURN : PYGEN_ERROR;
+        } else {
+            r = PYGEN_ERROR;
+        }
+    }
+    if (r == PYGEN_RETURN) {
+        s->state = FINISHED;
+        if (on_return(s) < 0) {
+            Py_CLEAR(*out);
+            return PYGEN_ERROR;
+        }
+        return PYGEN_RETURN;
+    }
+    if (r == PYGEN_ERROR) { /* account the step, then let what the body raised propagate */
+        s->state = FINISHED;
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        if (NOW(s, &s->t1) < 0 || PROBE_SET(s, finished_ns, s->t1) < 0 ||
+            hand(s, s->t0) < 0 || long_step(s) < 0) {
+            Py_XDECREF(t);
+            Py_XDECREF(v);
+            Py_XDECREF(tb);
+            return PYGEN_ERROR;
+        }
+        PyErr_Restore(t, v, tb);
+        return PYGEN_ERROR;
+    }
+    if (NOW(s, &s->t1) < 0 || after_step(s) < 0) {
+        Py_CLEAR(*out);
+        goto fail;
+    }
+    s->state = SUSPENDED;
+    return PYGEN_NEXT;
+fail:
+    s->state = FINISHED;
+    return PYGEN_ERROR;
+}
+
+/* -- the iterator / awaitable protocol, as a generator's --------------------------------------- */
+static PySendResult am_send(PyObject *self, PyObject *arg, PyObject **out) {
+    Resumed *s = (Resumed *)self;
+    *out = NULL;
+    switch (s->state) {
+    case FRESH:
+        if (arg != Py_None) {
+            PyErr_SetString(PyExc_TypeError,
+                            "can't send non-None value to a just-started generator");
+            return PYGEN_ERROR;
+        }
+        s->state = RUNNING;
+        if (after_step(s) < 0) {
+            s->state = FINISHED;
+            return PYGEN_ERROR;
+        }
+        s->state = SUSPENDED;
+        *out = s->yielded;
+        s->yielded = NULL;
+        return PYGEN_NEXT;
+    case SUSPENDED:
+        return resume(s, arg, 0, out);
+    case RUNNING:
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return PYGEN_ERROR;
+    default: /* over: as an exhausted generator, nothing more */
+        *out = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+}
+
+static PyObject *returned(PySendResult r, PyObject *out) {
+    /* generator.send()'s way of reporting: the value yielded, or StopIteration(value) */
+    if (r == PYGEN_NEXT) return out;
+    if (r == PYGEN_RETURN) {
+        if (out == Py_None) {
+            PyErr_SetNone(PyExc_StopIteration);
+        } else {
+            PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, out);
+            if (e != NULL) {
+                PyErr_SetObject(PyExc_StopIteration, e);
+                Py_DECREF(e);
+            }
+        }
+        Py_DECREF(out);
+    }
+    return NULL;
+}
+
+static PyObject *r_iternext(PyObject *self) {
+    PyObject *out;
+    PySendResult r = am_send(self, Py_None, &out);
+    if (r == PYGEN_RETURN && out == Py_None) { /* exhausted: no StopIteration object needed */
+        Py_DECREF(out);
+        return NULL;
+    }
+    return returned(r, out);
+}
+
+static PyObject *r_send(PyObject *self, PyObject *arg) {
+    PyObject *out;
+    PySendResult r = am_send(self, arg, &out);
+    return returned(r, out);
+}
+
+/* throw(exc) / throw(type[, value[, traceback]]): as the generator, into the body */
+static PyObject *r_throw(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    Resumed *s = (Resumed *)self;
+    if (n < 1 || n > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    PyObject *typ = args[0], *val = n > 1 ? args[1] : Py_None, *tb = n > 2 ? args[2] : Py_None;
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ)) {
+        exc = Py_NewRef(typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        if (val != Py_None && PyObject_TypeCheck(val, (PyTypeObject *)typ)) {
+            exc = Py_NewRef(val);
+        } else if (val == Py_None) {
+            exc = PyObject_CallNoArgs(typ);
+        } else {
+            exc = PyObject_CallOneArg(typ, val);
+        }
+        if (exc == NULL) return NULL;
+    } else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+        return NULL;
+    }
+    if (tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    if (s->state != SUSPENDED) { /* not yet started, or over: raised here, as a generator does */
+        if (s->state == RUNNING) {
+            Py_DECREF(exc);
+            PyErr_SetString(PyExc_ValueError, "generator already executing");
+            return NULL;
+        }
+        s->state = FINISHED;
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    PyObject *out;
+    PySendResult r = resume(s, exc, 1, &out);
+    Py_DECREF(exc);
+    return returned(r, out);
+}
+
+static PyObject *r_close(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+    Resumed *s = (Resumed *)self;
+    if (s->state != SUSPENDED) {
+        if (s->state == RUNNING) {
+            PyErr_SetString(PyExc_ValueError, "generator already executing");
+            return NULL;
+        }
+        s->state = FINISHED;
+        Py_RETURN_NONE;
+    }
+    PyObject *exc = PyObject_CallNoArgs(PyExc_GeneratorExit);
+    if (exc == NULL) return NULL;
+    PyObject *out;
+    PySendResult r = resume(s, exc, 1, &out);
+    Py_DECREF(exc);
+    if (r == PYGEN_NEXT) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "generator ignored GeneratorExit");
+        return NULL;
+    }
+    if (r == PYGEN_RETURN) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    if (PyErr_ExceptionMatches(PyExc_GeneratorExit) ||
+        PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return NULL;
+}
+
+static PyObject *r_self(PyObject *self) { return Py_NewRef(self); }
+
+static int r_traverse(Resumed *s, visitproc visit, void *arg) {
+    Py_VISIT(s->coro);
+    Py_VISIT(s->probe);
+    Py_VISIT(s->clock);
+    Py_VISIT(s->blocks);
+    Py_VISIT(s->yielded);
+    Py_VISIT(s->pc);
+    Py_VISIT(s->tt);
+    return 0;
+}
+
+static int r_clear(Resumed *s) {
+    Py_CLEAR(s->coro);
+    Py_CLEAR(s->probe);
+    Py_CLEAR(s->clock);
+    Py_CLEAR(s->blocks);
+    Py_CLEAR(s->yielded);
+    Py_CLEAR(s->pc);
+    Py_CLEAR(s->tt);
+    return 0;
+}
+
+static void r_dealloc(Resumed *s) {
+    PyObject_GC_UnTrack(s);
+    r_clear(s);
+    PyObject_GC_Del(s);
+}
+
+static PyMethodDef r_methods[] = {
+    {"send", (PyCFunction)r_send, METH_O, "Resume the body with a value, as generator.send."},
+    {"throw", (PyCFunction)(void (*)(void))r_throw, METH_FASTCALL,
+     "Raise an exception in the body, as generator.throw."},
+    {"close", (PyCFunction)r_close, METH_NOARGS, "Close the body, as generator.close."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyAsyncMethods r_async = {
+    .am_await = r_self,
+    .am_send = am_send,
+};
+
+static PyTypeObject ResumedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lanepar.trace._stepc.Resumed",
+    .tp_basicsize = sizeof(Resumed),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The steps of a traced body after its first (see lanepar.trace.probe._resumed).",
+    .tp_dealloc = (destructor)r_dealloc,
+    .tp_traverse = (traverseproc)r_traverse,
+    .tp_clear = (inquiry)r_clear,
+    .tp_as_async = &r_async,
+    .tp_iter = r_self,
+    .tp_iternext = r_iternext,
+    .tp_methods = r_methods,
+};
+
+/* -- the module ------------------------------------------------------------------------------ */
+#define arg_ll to_ll
+
+/* the cells of the record's and the loop watch's per-step fields, kept per type (one each in
+ * practice; a reference to each type is kept, so its address stays its own) */
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t off[8];
+} Known;
+
+static void known_offsets(PyObject *o, Known *k, PyObject *const *names, int n, Py_ssize_t *out) {
+    int i;
+    if (Py_TYPE(o) != k->type) {
+        int all = 1;
+        for (i = 0; i < n; i++) all &= (k->off[i] = slot_offset(o, names[i])) >= 0;
+        Py_XSETREF(k->type, all ? (PyTypeObject *)Py_NewRef(Py_TYPE(o)) : NULL);
+        if (!all)
+            for (i = 0; i < n; i++) k->off[i] = -1;
+    }
+    for (i = 0; i < n; i++) out[i] = k->off[i];
+}
+
+static void offsets(Resumed *s) {
+    static Known clock_k, blocks_k, probe_k;
+    PyObject *clock_names[4] = {S_w, S_c, S_held, S_held_end};
+    PyObject *blocks_names[2] = {S_t0, S_parked};
+    PyObject *probe_names[7] = {S_p_start, S_p_end, S_p_cpu, S_p_wait,
+                                S_cpu_ns, S_wait_ns, S_finished_ns};
+    Py_ssize_t c[4], b[2] = {-1, -1}, p[7];
+    known_offsets(s->clock, &clock_k, clock_names, 4, c);
+    if (s->blocks) known_offsets(s->blocks, &blocks_k, blocks_names, 2, b);
+    known_offsets(s->probe, &probe_k, probe_names, 7, p);
+    s->off_w = c[0];
+    s->off_c = c[1];
+    s->off_held = c[2];
+    s->off_held_end = c[3];
+    s->off_t0 = b[0];
+    s->off_parked = b[1];
+    s->off_p_start = p[0];
+    s->off_p_end = p[1];
+    s->off_p_cpu = p[2];
+    s->off_p_wait = p[3];
+    s->off_cpu_ns = p[4];
+    s->off_wait_ns = p[5];
+    s->off_finished_ns = p[6];
+}
+
+/* resumed(coro, probe, yielded, t0, t1, c0, clock, pc, tt): _resumed's arguments, plus the
+ * loop thread's record and the clocks the caller reads (the real ones are read directly) */
+static PyObject *m_resumed(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
+    if (n != 9) {
+        PyErr_SetString(PyExc_TypeError, "resumed() takes 9 arguments");
+        return NULL;
+    }
+    if (g_ready == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "lanepar.trace._stepc.setup() was not called");
+        return NULL;
+    }
+    long long t0, t1, c0, res;
+    if (arg_ll(args[3], &t0) < 0 || arg_ll(args[4], &t1) < 0 || arg_ll(args[5], &c0) < 0)
+        return NULL;
+    PyObject *resolution = PyObject_GetAttrString(args[1], "resolution");
+    if (resolution == NULL) return NULL;
+    int bad = arg_ll(resolution, &res);
+    Py_DECREF(resolution);
+    if (bad < 0) return NULL;
+    PyObject *blocks = PyObject_GetAttrString(args[6], "blocks");
+    if (blocks == NULL) return NULL;
+    Resumed *s = PyObject_GC_New(Resumed, &ResumedType);
+    if (s == NULL) {
+        Py_DECREF(blocks);
+        return NULL;
+    }
+    s->coro = Py_NewRef(args[0]);
+    s->probe = Py_NewRef(args[1]);
+    s->yielded = Py_NewRef(args[2]);
+    s->clock = Py_NewRef(args[6]);
+    if (blocks == Py_None) {
+        Py_DECREF(blocks);
+        blocks = NULL;
+    }
+    s->blocks = blocks;
+    offsets(s);
+    s->pc = args[7] == g_real_pc ? NULL : Py_NewRef(args[7]);
+    s->tt = args[8] == g_real_tt ? NULL : Py_NewRef(args[8]);
+    s->t0 = t0;
+    s->t1 = t1;
+    s->c0 = c0;
+    s->res = res;
+    s->shrt = g_fresh < res ? g_fresh : res; /* a step this short is all CPU, joins the run */
+    s->ac = s->aw = 0;
+    s->state = FRESH;
+    PyObject_GC_Track(s);
+    /* the probe's pending run, which the first step may have left */
+    if (PROBE_GET(s, p_start, &s->ps) < 0 || PROBE_GET(s, p_cpu, &s->pc_) < 0 ||
+        PROBE_GET(s, p_wait, &s->pw) < 0) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    if (s->ps < 0) s->ps = t0;
+    return (PyObject *)s;
+}
+
+/* setup(step, hand_and_wait, cpu, wait, fresh_ns, perf_counter_ns, thread_time_ns) */
+static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
+    if (n != 7) {
+        PyErr_SetString(PyExc_TypeError, "setup() takes 7 arguments");
+        return NULL;
+    }
+    if (arg_ll(args[4], &g_fresh) < 0) return NULL;
+    Py_XSETREF(g_step, Py_NewRef(args[0]));
+    Py_XSETREF(g_hand_and_wait, Py_NewRef(args[1]));
+    Py_XSETREF(g_cpu, Py_NewRef(args[2]));
+    Py_XSETREF(g_wait, Py_NewRef(args[3]));
+    Py_XSETREF(g_real_pc, Py_NewRef(args[5]));
+    Py_XSETREF(g_real_tt, Py_NewRef(args[6]));
+    Py_XSETREF(g_ready, Py_NewRef(Py_True));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef m_methods[] = {
+    {"resumed", (PyCFunction)(void (*)(void))m_resumed, METH_FASTCALL,
+     "The rest of a traced body's steps, to be awaited (see lanepar.trace.probe._resumed)."},
+    {"setup", (PyCFunction)(void (*)(void))m_setup, METH_FASTCALL,
+     "Hand over the probe's helpers for the rare branches, its constants and real clocks."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef stepc_module = {
+    PyModuleDef_HEAD_INIT, "_stepc", "lanepar's step driver of traced async bodies, in C.", -1,
+    m_methods,
+};
+
+PyMODINIT_FUNC PyInit__stepc(void) {
+#define INTERN(var, text) \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+    INTERN(S_held, "held")
+    INTERN(S_held_end, "held_end")
+    INTERN(S_w, "w")
+    INTERN(S_c, "c")
+    INTERN(S_t0, "t0")
+    INTERN(S_parked, "parked")
+    INTERN(S_begin, "begin")
+    INTERN(S_p_start, "p_start")
+    INTERN(S_p_cpu, "p_cpu")
+    INTERN(S_p_wait, "p_wait")
+    INTERN(S_p_end, "p_end")
+    INTERN(S_cpu_ns, "cpu_ns")
+    INTERN(S_wait_ns, "wait_ns")
+    INTERN(S_segs, "segs")
+    INTERN(S_finished_ns, "finished_ns")
+    INTERN(S_flush, "_flush")
+    INTERN(S_dict, "__dict__")
+    INTERN(S_throw, "throw")
+    INTERN(S_value, "value")
+#undef INTERN
+    if (PyType_Ready(&ResumedType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&stepc_module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ResumedType);
+    if (PyModule_AddObject(m, "Resumed", (PyObject *)&ResumedType) < 0) {
+        Py_DECREF(&ResumedType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,31 @@
+"""Types of the C step driver (``_stepc.c``); see :func:`lanepar.trace.probe._resumed`."""
+
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+class Resumed(Generator[Any, Any, Any]):
+    def send(self, value: Any, /) -> Any: ...
+    def throw(self, typ: Any, val: Any = ..., tb: Any = ..., /) -> Any: ...
+    def close(self) -> None: ...
+    def __await__(self) -> Resumed: ...
+
+def resumed(
+    coro: Coroutine[Any, Any, Any],
+    probe: Any,
+    yielded: Any,
+    t0: int,
+    t1: int,
+    c0: int,
+    clock: Any,
+    pc: Callable[[], int],
+    tt: Callable[[], int],
+) -> Resumed: ...
+def setup(
+    step: Callable[..., None],
+    hand_and_wait: Callable[..., None],
+    cpu: int,
+    wait: int,
+    fresh_ns: int,
+    perf_counter_ns: Callable[[], int],
+    thread_time_ns: Callable[[], int],
+) -> None: ...
