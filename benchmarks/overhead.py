@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 
 import lanepar as lp
+from lanepar.run import _hotpath
 from lanepar.trace import probe as probe_mod
 
 Runner = Callable[[int, int, int], float]  # (tasks, concurrency, suspensions) -> seconds
@@ -117,13 +118,16 @@ def lanepar_async(trace: bool, python_driver: bool = False) -> Runner:
     step driver rather than the C one (the same state machine: what C saves per step)."""
 
     def run(n: int, c: int, k: int) -> float:
-        if python_driver:
-            saved, probe_mod._Resumed = probe_mod._Resumed, probe_mod._resumed
-            try:
-                return run_it(n, c, k)
-            finally:
-                probe_mod._Resumed = saved
-        return run_it(n, c, k)
+        if not python_driver:
+            return run_it(n, c, k)
+        # the Python driver where the probe and the lane's hot path call one
+        saved = probe_mod.first_step, probe_mod._Resumed, _hotpath.first_step
+        probe_mod.first_step = _hotpath.first_step = probe_mod._first_step
+        probe_mod._Resumed = probe_mod._resumed
+        try:
+            return run_it(n, c, k)
+        finally:
+            probe_mod.first_step, probe_mod._Resumed, _hotpath.first_step = saved
 
     def run_it(n: int, c: int, k: int) -> float:
         async def main() -> float:

@@ -181,15 +181,26 @@ def fake_probe_clock(mp: Any) -> FakeClock:
     return c
 
 
-def step_drivers() -> dict[str, Any]:
-    """The step drivers after a body's first step, by name: the C one where the build hook
-    compiled it, and the Python one (the fallback, and the reference the C one is held to)."""
+def step_drivers() -> dict[str, tuple[Any, Any]]:
+    """The step drivers, by name, as (first step, the rest): the C ones where the build hook
+    compiled them, and the Python ones (the fallback, and the reference the C ones are held
+    to). A test installs one with :func:`use_step_driver`."""
     from lanepar.trace import probe as probe_mod
 
-    drivers: dict[str, Any] = {"python": probe_mod._resumed}
+    drivers: dict[str, tuple[Any, Any]] = {"python": (probe_mod._first_step, probe_mod._resumed)}
     if probe_mod._stepc is not None:
-        drivers["c"] = probe_mod._stepc.resumed
+        drivers["c"] = (probe_mod._stepc.first_step, probe_mod._stepc.resumed)
     return drivers
+
+
+def use_step_driver(mp: Any, name: str) -> None:
+    """Make ``lanepar.trace.probe.stepped`` (and its ``first_step``) use driver ``name``
+    (``mp``: a pytest MonkeyPatch, which puts the default back)."""
+    from lanepar.trace import probe as probe_mod
+
+    first, rest = step_drivers()[name]
+    mp.setattr(probe_mod, "first_step", first)
+    mp.setattr(probe_mod, "_Resumed", rest)
 
 
 @types.coroutine

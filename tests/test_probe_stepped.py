@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import T0, fake_probe_clock, step_drivers, suspend
+from support import T0, fake_probe_clock, step_drivers, suspend, use_step_driver
 
 from lanepar.trace import probe as probe_mod
 from lanepar.trace.probe import FRESH_NS, TaskProbe, stepped
@@ -57,7 +57,7 @@ def test_stepped_leaves_what_step_and_wait_would(
 ) -> None:
     mp = pytest.MonkeyPatch()
     clock = fake_probe_clock(mp)
-    mp.setattr(probe_mod, "_Resumed", DRIVERS[driver])
+    use_step_driver(mp, driver)
     try:
         steps = [p for p in pieces if p[0] == "step"]
         waits = [p for p in pieces if p[0] == "wait"]

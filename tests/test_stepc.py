@@ -16,24 +16,24 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import step_drivers, suspend
+from support import step_drivers, suspend, use_step_driver
 
 from lanepar.trace import probe as probe_mod
-from lanepar.trace.probe import TaskProbe, first_step
+from lanepar.trace.probe import TaskProbe
 
 DRIVERS = step_drivers()
 
 
 @pytest.fixture(params=sorted(DRIVERS))
 def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setattr(probe_mod, "_Resumed", DRIVERS[request.param])
+    use_step_driver(monkeypatch, request.param)
     yield request.param
 
 
 def started(body: Any) -> tuple[TaskProbe, Any]:
     """A probe and the rest of ``body`` after its first step (which must suspend)."""
     p = TaskProbe()
-    done, rest = first_step(body, p)
+    done, rest = probe_mod.first_step(body, p)
     assert not done
     return p, rest
 
@@ -52,6 +52,7 @@ def assert_accounted(p: TaskProbe) -> None:
 def test_the_c_driver_is_built_and_used_on_linux_cpython() -> None:
     assert probe_mod.DRIVER == "c"
     assert probe_mod._Resumed is probe_mod._stepc.resumed
+    assert probe_mod.first_step is probe_mod._stepc.first_step
 
 
 def test_values_go_in_and_out_and_the_return_value_is_kept_whole(driver: str) -> None:
@@ -165,7 +166,7 @@ def test_a_traced_asyncio_task_is_cancelled_through_the_driver(driver: str) -> N
             cleaned.append("cleaned")
 
     async def traced(ready: asyncio.Event) -> Any:
-        done, value = first_step(tool(ready), probe)
+        done, value = probe_mod.first_step(tool(ready), probe)
         return value if done else await value
 
     async def main() -> None:
@@ -180,3 +181,25 @@ def test_a_traced_asyncio_task_is_cancelled_through_the_driver(driver: str) -> N
     assert cleaned == ["cleaned"]
     assert_accounted(probe)
     assert probe.wait_ns > 0  # the suspensions in between were waits
+
+
+def test_a_body_done_in_its_first_step_is_one_cpu_segment(driver: str) -> None:
+    async def instant() -> dict[str, int]:
+        return {"hits": 3}
+
+    p = TaskProbe()
+    done, value = probe_mod.first_step(instant(), p)
+    assert (done, value) == (True, {"hits": 3})
+    assert_accounted(p)
+    assert p.wait_ns == 0 and [k for k, _, _ in p.segs] == [probe_mod.CPU]
+
+
+def test_an_error_in_the_first_step_propagates_accounted(driver: str) -> None:
+    async def bad_args() -> None:
+        raise TypeError("path must be str")
+
+    p = TaskProbe()
+    with pytest.raises(TypeError, match="path must be str") as err:
+        probe_mod.first_step(bad_args(), p)
+    assert "bad_args" in [f.name for f in traceback.extract_tb(err.value.__traceback__)]
+    assert_accounted(p)

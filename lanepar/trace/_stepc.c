@@ -22,12 +22,14 @@
 #endif
 
 /* what probe.py hands over once (setup): the helpers for the rare branches, and constants */
+static PyObject *g_globals; /* lanepar.trace.probe's namespace: its _pc, _tt, _clock */
 static PyObject *g_ready, *g_step, *g_hand_and_wait, *g_cpu, *g_wait, *g_real_pc, *g_real_tt;
 static long long g_fresh = 50000;
 
 static PyObject *S_held, *S_held_end, *S_w, *S_c, *S_t0, *S_parked, *S_begin, *S_p_start,
     *S_p_cpu, *S_p_wait, *S_p_end, *S_cpu_ns, *S_wait_ns, *S_segs, *S_finished_ns, *S_flush,
-    *S_dict, *S_throw, *S_value;
+    *S_throw, *S_value, *S_max_segments, *S_coarsen, *S_started_ns, *S_resolution, *S_s,
+    *S__pc, *S__tt, *S__clock, *S_blocks;
 
 enum { FRESH, SUSPENDED, RUNNING, FINISHED };
 
@@ -41,7 +43,7 @@ typedef struct {
     Py_ssize_t off_w, off_c, off_held, off_held_end, off_t0, off_parked;
     /* and the probe's (a TaskProbe's slots) */
     Py_ssize_t off_p_start, off_p_end, off_p_cpu, off_p_wait, off_cpu_ns, off_wait_ns,
-        off_finished_ns;
+        off_finished_ns, off_segs, off_max_segments, off_started_ns, off_resolution;
     long long t0, t1, c0, res, shrt;
     long long ps, pc_, pw, ac, aw; /* the pending run, as in _resumed */
     int state;
@@ -187,6 +189,72 @@ static int hand(Resumed *s, long long pe) {
 
 static int flush(Resumed *s) { return drop(PyObject_CallMethodNoArgs(s->probe, S_flush)); }
 
+/* Nothing noted in the probe's __dict__ (no GIL / run-queue part in its pending run, none of
+ * the rarer fields): the plain case, the only one the C paths below take. */
+static int probe_plain(Resumed *s) {
+    PyObject **dp = _PyObject_GetDictPtr(s->probe);
+    return dp == NULL || *dp == NULL || PyDict_GET_SIZE(*dp) == 0;
+}
+
+/* a [kind, start, end] of the probe's segs, or -1 where it is not one of ints */
+static long long seg_at(PyObject *seg, Py_ssize_t i) {
+    if (!PyList_CheckExact(seg) || PyList_GET_SIZE(seg) != 3) return -1;
+    PyObject *v = PyList_GET_ITEM(seg, i);
+    if (!PyLong_CheckExact(v)) return -1;
+    int overflow;
+    long long r = PyLong_AsLongLongAndOverflow(v, &overflow);
+    return overflow ? -1 : r;
+}
+
+/* TaskProbe._emit(kind, start, end) for a probe whose segs is a list of [kind, start, end] */
+static int emit(Resumed *s, PyObject *kind, long long start, long long end) {
+    if (end <= start) return 0;
+    PyObject *segs = *(PyObject **)((char *)s->probe + s->off_segs);
+    Py_ssize_t n = PyList_GET_SIZE(segs);
+    if (n) {
+        PyObject *last = PyList_GET_ITEM(segs, n - 1);
+        long long lk = seg_at(last, 0), le = seg_at(last, 2);
+        if (lk < 0 || le < 0) { /* not a shape this knows: the Python method */
+            PyObject *r = PyObject_CallMethod(s->probe, "_emit", "OLL", kind, start, end);
+            return drop(r);
+        }
+        if (lk == PyLong_AsLongLong(kind) && le >= start) {
+            PyObject *e = PyLong_FromLongLong(end);
+            if (e == NULL) return -1;
+            return PyList_SetItem(last, 2, e); /* (steals e) */
+        }
+        if (le < start) start = le; /* a gap (clock skew): the new piece takes it */
+    }
+    PyObject *seg = Py_BuildValue("[OLL]", kind, start, end);
+    if (seg == NULL) return -1;
+    int r = PyList_Append(segs, seg);
+    Py_DECREF(seg);
+    if (r < 0) return -1;
+    long long most;
+    if (cell_get(s->probe, s->off_max_segments, S_max_segments, &most) < 0) return -1;
+    if (PyList_GET_SIZE(segs) >= most)
+        return drop(PyObject_CallMethodNoArgs(s->probe, S_coarsen));
+    return 0;
+}
+
+/* hand(s, pe) then TaskProbe._flush(): the pending run [ps, pe] drawn as the kind that
+ * dominated it, the totals taken; done here for a plain probe (see probe_plain) */
+static int hand_flush(Resumed *s, long long pe) {
+    if (s->off_segs < 0 || s->off_max_segments < 0 || s->off_p_start < 0 || !probe_plain(s) ||
+        !PyList_CheckExact(*(PyObject **)((char *)s->probe + s->off_segs)))
+        return (hand(s, pe) < 0 || flush(s) < 0) ? -1 : 0;
+    long long pc = s->pc_ + s->ac, pw = s->pw + s->aw;
+    if (probe_add(s, s->off_cpu_ns, S_cpu_ns, s->ac) < 0 ||
+        probe_add(s, s->off_wait_ns, S_wait_ns, s->aw) < 0)
+        return -1;
+    if ((pe > s->ps || pc || pw) && emit(s, pc >= pw ? g_cpu : g_wait, s->ps, pe) < 0)
+        return -1;
+    if (PROBE_SET(s, p_start, -1) < 0 || PROBE_SET(s, p_end, -1) < 0 ||
+        PROBE_SET(s, p_cpu, 0) < 0 || PROBE_SET(s, p_wait, 0) < 0)
+        return -1;
+    return 0;
+}
+
 static void zero_run(Resumed *s, long long start) {
     s->ps = start;
     s->pc_ = s->pw = s->ac = s->aw = 0;
@@ -229,7 +297,7 @@ static int after_step(Resumed *s) {
     if (d < s->shrt) {
         if (short_step(s, d) < 0) return -1;
         if (s->t1 - s->ps >= s->res) {
-            if (hand(s, s->t1) < 0 || flush(s) < 0) return -1;
+            if (hand_flush(s, s->t1) < 0) return -1;
             zero_run(s, s->t1);
         }
         return 0;
@@ -254,11 +322,7 @@ static int on_return(Resumed *s) {
     int has_segs = PyObject_IsTrue(segs);
     Py_DECREF(segs);
     if (has_segs < 0) return -1;
-    PyObject *dict = PyObject_GetAttr(s->probe, S_dict);
-    if (dict == NULL) return -1;
-    int has_dict = PyObject_IsTrue(dict);
-    Py_DECREF(dict);
-    if (has_dict < 0) return -1;
+    int has_dict = !probe_plain(s);
     if (!has_segs && !has_dict) { /* the whole body one run, drawn as ``finish`` draws it */
         if (probe_add(s, s->off_cpu_ns, S_cpu_ns, s->ac) < 0 ||
             probe_add(s, s->off_wait_ns, S_wait_ns, s->aw) < 0)
@@ -286,6 +350,33 @@ static int on_return(Resumed *s) {
     return (s->t1 - s->ps >= s->res) ? flush(s) : 0;
 }
 
+/* Before a step that begins at s->t0: the thread clock at its start (read afresh only when the
+ * last reading is older than FRESH_NS), and the loop watch told of it. */
+static int begin_step(Resumed *s) {
+    long long t0 = s->t0, cw;
+    if (CLOCK_GET(s, w, S_w, &cw) < 0) return -1;
+    if (t0 - cw > g_fresh) {
+        if (THREAD_CPU(s, &s->c0) < 0 || CLOCK_SET(s, w, S_w, t0) < 0 ||
+            CLOCK_SET(s, c, S_c, s->c0) < 0)
+            return -1;
+    } else if (CLOCK_GET(s, c, S_c, &s->c0) < 0) {
+        return -1;
+    }
+    if (s->blocks) {
+        if (blocks_set_t0(s, t0) < 0) return -1;
+        int p = blocks_parked(s);
+        if (p < 0) return -1;
+        if (p) {
+            PyObject *at = PyLong_FromLongLong(t0);
+            if (at == NULL) return -1;
+            int r = drop(PyObject_CallMethodOneArg(s->blocks, S_begin, at));
+            Py_DECREF(at);
+            if (r < 0) return -1;
+        }
+    }
+    return 0;
+}
+
 /* what coro.throw() left when it raised StopIteration: its value (new reference) */
 static PyObject *stop_value(void) {
     PyObject *t, *v, *tb;
@@ -303,14 +394,14 @@ static PyObject *stop_value(void) {
 static PySendResult resume(Resumed *s, PyObject *value, int thrown, PyObject **out) {
     *out = NULL;
     s->state = RUNNING;
-    long long t0, w, cw;
+    long long t0, w;
     if (NOW(s, &t0) < 0) goto fail;
     s->t0 = t0;
     w = t0 - s->t1;
     if (0 < w && w < s->res) { /* TaskProbe.wait of a short piece, inline */
         s->aw += w;
         if (t0 - s->ps >= s->res) {
-            if (hand(s, t0) < 0 || flush(s) < 0) goto fail;
+            if (hand_flush(s, t0) < 0) goto fail;
             zero_run(s, t0);
         }
     } else if (w > 0) {
@@ -318,26 +409,7 @@ static PySendResult resume(Resumed *s, PyObject *value, int thrown, PyObject **o
         if (drop(call_ll(g_hand_and_wait, s->probe, NULL, 7, v)) < 0) goto fail;
         zero_run(s, t0);
     }
-    if (CLOCK_GET(s, w, S_w, &cw) < 0) goto fail;
-    if (t0 - cw > g_fresh) {
-        if (THREAD_CPU(s, &s->c0) < 0 || CLOCK_SET(s, w, S_w, t0) < 0 ||
-            CLOCK_SET(s, c, S_c, s->c0) < 0)
-            goto fail;
-    } else if (CLOCK_GET(s, c, S_c, &s->c0) < 0) {
-        goto fail;
-    }
-    if (s->blocks) {
-        if (blocks_set_t0(s, t0) < 0) goto fail;
-        int p = blocks_parked(s);
-        if (p < 0) goto fail;
-        if (p) {
-            PyObject *at = PyLong_FromLongLong(t0);
-            if (at == NULL) goto fail;
-            int r = drop(PyObject_CallMethodOneArg(s->blocks, S_begin, at));
-            Py_DECREF(at);
-            if (r < 0) goto fail;
-        }
-    }
+    if (begin_step(s) < 0) goto fail;
     PySendResult r;
     if (!thrown) {
         r = PyIter_Send(s->coro, value, out);
@@ -593,7 +665,7 @@ static PyTypeObject ResumedType = {
  * practice; a reference to each type is kept, so its address stays its own) */
 typedef struct {
     PyTypeObject *type;
-    Py_ssize_t off[8];
+    Py_ssize_t off[11];
 } Known;
 
 static void known_offsets(PyObject *o, Known *k, PyObject *const *names, int n, Py_ssize_t *out) {
@@ -612,12 +684,13 @@ static void offsets(Resumed *s) {
     static Known clock_k, blocks_k, probe_k;
     PyObject *clock_names[4] = {S_w, S_c, S_held, S_held_end};
     PyObject *blocks_names[2] = {S_t0, S_parked};
-    PyObject *probe_names[7] = {S_p_start, S_p_end, S_p_cpu, S_p_wait,
-                                S_cpu_ns, S_wait_ns, S_finished_ns};
-    Py_ssize_t c[4], b[2] = {-1, -1}, p[7];
+    PyObject *probe_names[11] = {S_p_start, S_p_end, S_p_cpu, S_p_wait, S_cpu_ns, S_wait_ns,
+                                 S_finished_ns, S_segs, S_max_segments, S_started_ns,
+                                 S_resolution};
+    Py_ssize_t c[4], b[2] = {-1, -1}, p[11];
     known_offsets(s->clock, &clock_k, clock_names, 4, c);
     if (s->blocks) known_offsets(s->blocks, &blocks_k, blocks_names, 2, b);
-    known_offsets(s->probe, &probe_k, probe_names, 7, p);
+    known_offsets(s->probe, &probe_k, probe_names, 11, p);
     s->off_w = c[0];
     s->off_c = c[1];
     s->off_held = c[2];
@@ -631,6 +704,56 @@ static void offsets(Resumed *s) {
     s->off_cpu_ns = p[4];
     s->off_wait_ns = p[5];
     s->off_finished_ns = p[6];
+    s->off_segs = p[7];
+    s->off_max_segments = p[8];
+    s->off_started_ns = p[9];
+    s->off_resolution = p[10];
+}
+
+/* A driver for ``coro`` under ``probe`` on the loop thread whose record is ``clock``, reading
+ * the clocks ``pc`` / ``tt`` (the real ones directly); its step state is the caller's to set. */
+static Resumed *new_resumed(PyObject *coro, PyObject *probe, PyObject *clock, PyObject *pc,
+                            PyObject *tt) {
+    if (g_ready == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "lanepar.trace._stepc.setup() was not called");
+        return NULL;
+    }
+    PyObject *blocks = PyObject_GetAttr(clock, S_blocks);
+    if (blocks == NULL) return NULL;
+    Resumed *s = PyObject_GC_New(Resumed, &ResumedType);
+    if (s == NULL) {
+        Py_DECREF(blocks);
+        return NULL;
+    }
+    s->coro = Py_NewRef(coro);
+    s->probe = Py_NewRef(probe);
+    s->clock = Py_NewRef(clock);
+    s->yielded = NULL;
+    if (blocks == Py_None) Py_CLEAR(blocks);
+    s->blocks = blocks;
+    s->pc = pc == g_real_pc ? NULL : Py_NewRef(pc);
+    s->tt = tt == g_real_tt ? NULL : Py_NewRef(tt);
+    s->t0 = s->t1 = s->c0 = s->ps = s->pc_ = s->pw = s->ac = s->aw = 0;
+    s->state = FINISHED; /* (until the caller has set it up) */
+    offsets(s);
+    PyObject_GC_Track(s);
+    if (PROBE_GET(s, resolution, &s->res) < 0) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    s->shrt = g_fresh < s->res ? g_fresh : s->res; /* a step this short is all CPU */
+    return s;
+}
+
+/* The probe's pending run, which the first step may have left, as the driver's own. */
+static int take_pending(Resumed *s) {
+    if (PROBE_GET(s, p_start, &s->ps) < 0 || PROBE_GET(s, p_cpu, &s->pc_) < 0 ||
+        PROBE_GET(s, p_wait, &s->pw) < 0)
+        return -1;
+    if (s->ps < 0) s->ps = s->t0;
+    s->ac = s->aw = 0;
+    s->state = FRESH;
+    return 0;
 }
 
 /* resumed(coro, probe, yielded, t0, t1, c0, clock, pc, tt): _resumed's arguments, plus the
@@ -640,59 +763,100 @@ static PyObject *m_resumed(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssi
         PyErr_SetString(PyExc_TypeError, "resumed() takes 9 arguments");
         return NULL;
     }
-    if (g_ready == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "lanepar.trace._stepc.setup() was not called");
-        return NULL;
-    }
-    long long t0, t1, c0, res;
+    long long t0, t1, c0;
     if (arg_ll(args[3], &t0) < 0 || arg_ll(args[4], &t1) < 0 || arg_ll(args[5], &c0) < 0)
         return NULL;
-    PyObject *resolution = PyObject_GetAttrString(args[1], "resolution");
-    if (resolution == NULL) return NULL;
-    int bad = arg_ll(resolution, &res);
-    Py_DECREF(resolution);
-    if (bad < 0) return NULL;
-    PyObject *blocks = PyObject_GetAttrString(args[6], "blocks");
-    if (blocks == NULL) return NULL;
-    Resumed *s = PyObject_GC_New(Resumed, &ResumedType);
-    if (s == NULL) {
-        Py_DECREF(blocks);
-        return NULL;
-    }
-    s->coro = Py_NewRef(args[0]);
-    s->probe = Py_NewRef(args[1]);
+    Resumed *s = new_resumed(args[0], args[1], args[6], args[7], args[8]);
+    if (s == NULL) return NULL;
     s->yielded = Py_NewRef(args[2]);
-    s->clock = Py_NewRef(args[6]);
-    if (blocks == Py_None) {
-        Py_DECREF(blocks);
-        blocks = NULL;
-    }
-    s->blocks = blocks;
-    offsets(s);
-    s->pc = args[7] == g_real_pc ? NULL : Py_NewRef(args[7]);
-    s->tt = args[8] == g_real_tt ? NULL : Py_NewRef(args[8]);
     s->t0 = t0;
     s->t1 = t1;
     s->c0 = c0;
-    s->res = res;
-    s->shrt = g_fresh < res ? g_fresh : res; /* a step this short is all CPU, joins the run */
-    s->ac = s->aw = 0;
-    s->state = FRESH;
-    PyObject_GC_Track(s);
-    /* the probe's pending run, which the first step may have left */
-    if (PROBE_GET(s, p_start, &s->ps) < 0 || PROBE_GET(s, p_cpu, &s->pc_) < 0 ||
-        PROBE_GET(s, p_wait, &s->pw) < 0) {
+    if (take_pending(s) < 0) {
         Py_DECREF(s);
         return NULL;
     }
-    if (s->ps < 0) s->ps = t0;
     return (PyObject *)s;
 }
 
-/* setup(step, hand_and_wait, cpu, wait, fresh_ns, perf_counter_ns, thread_time_ns) */
+/* The one-step body's record: all CPU, one segment (as probe.first_step draws it). */
+static int one_short_step(Resumed *s, long long d) {
+    long long held;
+    if (probe_add(s, s->off_cpu_ns, S_cpu_ns, d) < 0) return -1;
+    PyObject *segs = Py_BuildValue("[[OLL]]", g_cpu, s->t0, s->t1);
+    if (segs == NULL) return -1;
+    int r = PyObject_SetAttr(s->probe, S_segs, segs);
+    Py_DECREF(segs);
+    if (r < 0 || CLOCK_GET(s, held, S_held, &held) < 0 ||
+        CLOCK_SET(s, held, S_held, held + d) < 0 || CLOCK_SET(s, held_end, S_held_end, s->t1) < 0)
+        return -1;
+    return s->blocks ? blocks_set_t0(s, 0) : 0;
+}
+
+/* first_step(coro, probe): lanepar.trace.probe.first_step, statement for statement, with the
+ * clocks and loop record that module's globals name (so a test's fake clock reaches it). */
+static PyObject *m_first_step(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
+    if (n != 2) {
+        PyErr_SetString(PyExc_TypeError, "first_step() takes 2 arguments");
+        return NULL;
+    }
+    if (g_globals == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "lanepar.trace._stepc.setup() was not called");
+        return NULL;
+    }
+    PyObject *pc = PyDict_GetItemWithError(g_globals, S__pc); /* borrowed */
+    PyObject *tt = pc ? PyDict_GetItemWithError(g_globals, S__tt) : NULL;
+    PyObject *local = tt ? PyDict_GetItemWithError(g_globals, S__clock) : NULL;
+    if (local == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "probe's clocks are gone");
+        return NULL;
+    }
+    PyObject *clock = PyObject_GetAttr(local, S_s);
+    if (clock == NULL) return NULL;
+    Resumed *s = new_resumed(args[0], args[1], clock, pc, tt);
+    Py_DECREF(clock);
+    if (s == NULL) return NULL;
+    PyObject *out = NULL, *result = NULL;
+    if (NOW(s, &s->t0) < 0 || PROBE_SET(s, started_ns, s->t0) < 0 || begin_step(s) < 0)
+        goto done;
+    PySendResult r = PyIter_Send(s->coro, Py_None, &out);
+    if (r == PYGEN_ERROR) { /* account the step, then let what the body raised propagate */
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        if (NOW(s, &s->t1) < 0 || PROBE_SET(s, finished_ns, s->t1) < 0 || long_step(s) < 0) {
+            Py_XDECREF(t);
+            Py_XDECREF(v);
+            Py_XDECREF(tb);
+            goto done;
+        }
+        PyErr_Restore(t, v, tb);
+        goto done;
+    }
+    if (NOW(s, &s->t1) < 0) goto done;
+    if (r == PYGEN_RETURN) {
+        long long d = s->t1 - s->t0, ps;
+        if (PROBE_SET(s, finished_ns, s->t1) < 0 || PROBE_GET(s, p_start, &ps) < 0) goto done;
+        PyObject *segs = *(PyObject **)((char *)s->probe + s->off_segs);
+        int plain = d < g_fresh && ps < 0 && s->off_segs >= 0 && segs != NULL &&
+                    PyList_CheckExact(segs) && PyList_GET_SIZE(segs) == 0;
+        if ((plain ? one_short_step(s, d) : long_step(s)) < 0) goto done;
+        result = PyTuple_Pack(2, Py_True, out);
+        goto done;
+    }
+    s->yielded = out; /* suspended: the rest of its steps are this driver's */
+    out = NULL;
+    if (take_pending(s) < 0) goto done;
+    result = PyTuple_Pack(2, Py_False, (PyObject *)s);
+done:
+    Py_XDECREF(out);
+    Py_DECREF(s);
+    return result;
+}
+
+/* setup(step, hand_and_wait, cpu, wait, fresh_ns, perf_counter_ns, thread_time_ns, globals) */
 static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
-    if (n != 7) {
-        PyErr_SetString(PyExc_TypeError, "setup() takes 7 arguments");
+    if (n != 8 || !PyDict_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError, "setup() takes 8 arguments, the last a dict");
         return NULL;
     }
     if (arg_ll(args[4], &g_fresh) < 0) return NULL;
@@ -702,6 +866,7 @@ static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize
     Py_XSETREF(g_wait, Py_NewRef(args[3]));
     Py_XSETREF(g_real_pc, Py_NewRef(args[5]));
     Py_XSETREF(g_real_tt, Py_NewRef(args[6]));
+    Py_XSETREF(g_globals, Py_NewRef(args[7]));
     Py_XSETREF(g_ready, Py_NewRef(Py_True));
     Py_RETURN_NONE;
 }
@@ -709,6 +874,8 @@ static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize
 static PyMethodDef m_methods[] = {
     {"resumed", (PyCFunction)(void (*)(void))m_resumed, METH_FASTCALL,
      "The rest of a traced body's steps, to be awaited (see lanepar.trace.probe._resumed)."},
+    {"first_step", (PyCFunction)(void (*)(void))m_first_step, METH_FASTCALL,
+     "A traced body's first step (see lanepar.trace.probe.first_step)."},
     {"setup", (PyCFunction)(void (*)(void))m_setup, METH_FASTCALL,
      "Hand over the probe's helpers for the rare branches, its constants and real clocks."},
     {NULL, NULL, 0, NULL},
@@ -738,7 +905,15 @@ PyMODINIT_FUNC PyInit__stepc(void) {
     INTERN(S_segs, "segs")
     INTERN(S_finished_ns, "finished_ns")
     INTERN(S_flush, "_flush")
-    INTERN(S_dict, "__dict__")
+    INTERN(S_max_segments, "max_segments")
+    INTERN(S_started_ns, "started_ns")
+    INTERN(S_resolution, "resolution")
+    INTERN(S_s, "s")
+    INTERN(S__pc, "_pc")
+    INTERN(S__tt, "_tt")
+    INTERN(S__clock, "_clock")
+    INTERN(S_blocks, "blocks")
+    INTERN(S_coarsen, "_coarsen")
     INTERN(S_throw, "throw")
     INTERN(S_value, "value")
 #undef INTERN

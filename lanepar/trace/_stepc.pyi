@@ -20,6 +20,7 @@ def resumed(
     pc: Callable[[], int],
     tt: Callable[[], int],
 ) -> Resumed: ...
+def first_step(coro: Coroutine[Any, Any, Any], probe: Any, /) -> tuple[bool, Any]: ...
 def setup(
     step: Callable[..., None],
     hand_and_wait: Callable[..., None],
@@ -28,4 +29,5 @@ def setup(
     fresh_ns: int,
     perf_counter_ns: Callable[[], int],
     thread_time_ns: Callable[[], int],
+    namespace: dict[str, Any],
 ) -> None: ...

@@ -123,7 +123,7 @@ def start_waits(
     return gil, runq, lock
 
 
-def first_step(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> tuple[bool, Any]:
+def _first_step(coro: Coroutine[Any, Any, Any], probe: TaskProbe) -> tuple[bool, Any]:
     """Run a coroutine's first step under a :class:`TaskProbe`, here rather than in a generator:
     ``(True, value)`` when the body finished in it (what it raised propagates, accounted), else
     ``(False, rest)`` where ``rest`` is to be awaited for the remaining steps.
@@ -385,6 +385,9 @@ if os.environ.get("LANEPAR_PURE_PYTHON"):  # the Python driver asked for (to com
 #: built) or "python" (:func:`_resumed`; also where ``LANEPAR_PURE_PYTHON=1`` asks for it).
 DRIVER = "python" if _stepc is None else "c"
 _Resumed: Callable[..., Any] = _resumed
+#: A body's first step (see :func:`_first_step`, which the C one is statement for statement).
+first_step: Callable[[Coroutine[Any, Any, Any], TaskProbe], tuple[bool, Any]] = _first_step
 if _stepc is not None:
-    _stepc.setup(_step, hand_and_wait, CPU, WAIT, FRESH_NS, _pc, _tt)
+    _stepc.setup(_step, hand_and_wait, CPU, WAIT, FRESH_NS, _pc, _tt, globals())
     _Resumed = _stepc.resumed
+    first_step = _stepc.first_step
