@@ -3,7 +3,9 @@ observers, and how long traced tool steps have held it (see :mod:`lanepar.trace.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,9 +41,21 @@ class _Clock:
         self.held_end = 0  # when the last of those steps ended
 
 
+try:  # the C step driver, where the wheel's build hook could compile it
+    from . import _stepc as _stepc
+except ImportError:  # pragma: no cover - a platform or an install without it
+    _stepc = None  # type: ignore[assignment]
+if os.environ.get("LANEPAR_PURE_PYTHON"):  # the Python driver asked for (to compare the two)
+    _stepc = None  # type: ignore[assignment]
+
+#: A new record: the C driver's struct where that driver is built (it reads and writes the
+#: record at every step without making a Python int), else :class:`_Clock`; same attributes.
+new_clock: Callable[[], _Clock] = _Clock if _stepc is None else _stepc.Clock  # type: ignore[assignment]
+
+
 class _LoopClock(threading.local):
     """One :class:`_Clock` per thread. Steps read it through a plain object, because an
     attribute of a ``threading.local`` costs five times as much and a step reads several."""
 
     def __init__(self) -> None:
-        self.s = _Clock()
+        self.s = new_clock()

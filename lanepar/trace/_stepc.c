@@ -33,6 +33,28 @@ static PyObject *S_held, *S_held_end, *S_w, *S_c, *S_t0, *S_parked, *S_begin, *S
 
 enum { FRESH, SUSPENDED, RUNNING, FINISHED };
 
+/* The per-loop-thread record (lanepar.trace._loopclock._Clock) as a C struct, where this module
+ * is built: the driver reads and writes four of its numbers at every step, which as Python
+ * ints cost an allocation each. Python code sees the same attributes. */
+typedef struct {
+    PyObject_HEAD
+    long long w, c, held, held_end, slot;
+    PyObject *blocks, *states, *contention;
+} Clock;
+
+static PyTypeObject ClockType;
+
+/* The loop watch's per-step fields (lanepar.trace.loopwatch.LoopWatch's base, where this module
+ * is built): the start of the step running now (0 between steps), which the driver writes
+ * twice a step and the watchdog thread reads, and whether the watchdog is parked. */
+typedef struct {
+    PyObject_HEAD
+    long long t0;
+    char parked;
+} StepMark;
+
+static PyTypeObject StepMarkType;
+
 
 typedef struct {
     PyObject_HEAD
@@ -41,6 +63,8 @@ typedef struct {
      * of -1: attribute access instead); Python 3.11 reads slots fastest, so the record stays a
      * Python object and this driver reads and writes its cells directly */
     Py_ssize_t off_w, off_c, off_held, off_held_end, off_t0, off_parked;
+    Clock *cc; /* clock, when it is a C Clock (then its fields are read directly) */
+    StepMark *bm; /* blocks, when it is a StepMark (likewise) */
     /* and the probe's (a TaskProbe's slots) */
     Py_ssize_t off_p_start, off_p_end, off_p_cpu, off_p_wait, off_cpu_ns, off_wait_ns,
         off_finished_ns, off_segs, off_max_segments, off_started_ns, off_resolution;
@@ -112,9 +136,13 @@ static int cell_set(PyObject *o, Py_ssize_t off, PyObject *name, long long value
     return 0;
 }
 
-#define CLOCK_GET(s, field, name, out) cell_get((s)->clock, (s)->off_##field, (name), (out))
-#define CLOCK_SET(s, field, name, v) cell_set((s)->clock, (s)->off_##field, (name), (v))
-#define blocks_set_t0(s, v) cell_set((s)->blocks, (s)->off_t0, S_t0, (v))
+#define CLOCK_GET(s, field, name, out)                                                       \
+    ((s)->cc ? (*(out) = (s)->cc->field, 0)                                                 \
+             : cell_get((s)->clock, (s)->off_##field, (name), (out)))
+#define CLOCK_SET(s, field, name, v)                                                        \
+    ((s)->cc ? ((s)->cc->field = (v), 0) : cell_set((s)->clock, (s)->off_##field, (name), (v)))
+#define blocks_set_t0(s, v)                                                                 \
+    ((s)->bm ? ((s)->bm->t0 = (v), 0) : cell_set((s)->blocks, (s)->off_t0, S_t0, (v)))
 #define PROBE_GET(s, field, out) cell_get((s)->probe, (s)->off_##field, S_##field, (out))
 #define PROBE_SET(s, field, v) cell_set((s)->probe, (s)->off_##field, S_##field, (v))
 
@@ -127,6 +155,7 @@ static int probe_add(Resumed *s, Py_ssize_t off, PyObject *name, long long d) {
 
 /* blocks.parked, from its __slots__ cell when it has one (1, 0, -1 on error) */
 static int blocks_parked(Resumed *s) {
+    if (s->bm) return s->bm->parked != 0;
     PyObject *v = NULL;
     if (s->off_parked >= 0) v = *(PyObject **)((char *)s->blocks + s->off_parked);
     if (v == Py_False) return 0;
@@ -658,6 +687,83 @@ static PyTypeObject ResumedType = {
     .tp_methods = r_methods,
 };
 
+/* -- Clock ------------------------------------------------------------------------------------ */
+static PyObject *clock_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    if (PyTuple_GET_SIZE(args) || (kw && PyDict_GET_SIZE(kw))) {
+        PyErr_SetString(PyExc_TypeError, "Clock() takes no arguments");
+        return NULL;
+    }
+    Clock *c = (Clock *)type->tp_alloc(type, 0);
+    if (c == NULL) return NULL;
+    c->slot = -1;
+    c->blocks = Py_NewRef(Py_None);
+    c->states = Py_NewRef(Py_None);
+    c->contention = Py_NewRef(Py_None);
+    return (PyObject *)c;
+}
+
+static int clock_traverse(Clock *c, visitproc visit, void *arg) {
+    Py_VISIT(c->blocks);
+    Py_VISIT(c->states);
+    Py_VISIT(c->contention);
+    return 0;
+}
+
+static int clock_clear(Clock *c) {
+    Py_CLEAR(c->blocks);
+    Py_CLEAR(c->states);
+    Py_CLEAR(c->contention);
+    return 0;
+}
+
+static void clock_dealloc(Clock *c) {
+    PyObject_GC_UnTrack(c);
+    clock_clear(c);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static PyMemberDef clock_members[] = {
+    {"w", T_LONGLONG, offsetof(Clock, w), 0, "the wall clock at the last thread-clock reading"},
+    {"c", T_LONGLONG, offsetof(Clock, c), 0, "that thread-clock reading"},
+    {"held", T_LONGLONG, offsetof(Clock, held), 0, "how long traced steps held the loop"},
+    {"held_end", T_LONGLONG, offsetof(Clock, held_end), 0, "when the last of them ended"},
+    {"slot", T_LONGLONG, offsetof(Clock, slot), 0, "the loop thread's thread-watch slot"},
+    {"blocks", T_OBJECT, offsetof(Clock, blocks), 0, "the loop watch, or None"},
+    {"states", T_OBJECT, offsetof(Clock, states), 0, "the thread watch, or None"},
+    {"contention", T_OBJECT, offsetof(Clock, contention), 0, "its running sums, or None"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject ClockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lanepar.trace._stepc.Clock",
+    .tp_basicsize = sizeof(Clock),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One loop thread's record (see lanepar.trace._loopclock._Clock).",
+    .tp_new = clock_new,
+    .tp_dealloc = (destructor)clock_dealloc,
+    .tp_traverse = (traverseproc)clock_traverse,
+    .tp_clear = (inquiry)clock_clear,
+    .tp_members = clock_members,
+};
+
+/* -- StepMark --------------------------------------------------------------------------------- */
+static PyMemberDef mark_members[] = {
+    {"t0", T_LONGLONG, offsetof(StepMark, t0), 0, "start of the step running now (0: none)"},
+    {"parked", T_BOOL, offsetof(StepMark, parked), 0, "whether the watchdog is parked"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject StepMarkType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lanepar.trace._stepc.StepMark",
+    .tp_basicsize = sizeof(StepMark),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The loop watch's per-step fields (see lanepar.trace.loopwatch.LoopWatch).",
+    .tp_new = PyType_GenericNew,
+    .tp_members = mark_members,
+};
+
 /* -- the module ------------------------------------------------------------------------------ */
 #define arg_ll to_ll
 
@@ -688,8 +794,13 @@ static void offsets(Resumed *s) {
                                  S_finished_ns, S_segs, S_max_segments, S_started_ns,
                                  S_resolution};
     Py_ssize_t c[4], b[2] = {-1, -1}, p[11];
-    known_offsets(s->clock, &clock_k, clock_names, 4, c);
-    if (s->blocks) known_offsets(s->blocks, &blocks_k, blocks_names, 2, b);
+    if (s->cc == NULL)
+        known_offsets(s->clock, &clock_k, clock_names, 4, c);
+    else
+        c[0] = c[1] = c[2] = c[3] = -1;
+    s->bm = s->blocks && PyObject_TypeCheck(s->blocks, &StepMarkType) ? (StepMark *)s->blocks
+                                                                        : NULL;
+    if (s->blocks && s->bm == NULL) known_offsets(s->blocks, &blocks_k, blocks_names, 2, b);
     known_offsets(s->probe, &probe_k, probe_names, 11, p);
     s->off_w = c[0];
     s->off_c = c[1];
@@ -718,7 +829,9 @@ static Resumed *new_resumed(PyObject *coro, PyObject *probe, PyObject *clock, Py
         PyErr_SetString(PyExc_RuntimeError, "lanepar.trace._stepc.setup() was not called");
         return NULL;
     }
-    PyObject *blocks = PyObject_GetAttr(clock, S_blocks);
+    Clock *cc = Py_IS_TYPE(clock, &ClockType) ? (Clock *)clock : NULL;
+    PyObject *blocks = cc ? Py_NewRef(cc->blocks ? cc->blocks : Py_None)
+                          : PyObject_GetAttr(clock, S_blocks);
     if (blocks == NULL) return NULL;
     Resumed *s = PyObject_GC_New(Resumed, &ResumedType);
     if (s == NULL) {
@@ -728,6 +841,7 @@ static Resumed *new_resumed(PyObject *coro, PyObject *probe, PyObject *clock, Py
     s->coro = Py_NewRef(coro);
     s->probe = Py_NewRef(probe);
     s->clock = Py_NewRef(clock);
+    s->cc = cc;
     s->yielded = NULL;
     if (blocks == Py_None) Py_CLEAR(blocks);
     s->blocks = blocks;
@@ -917,12 +1031,18 @@ PyMODINIT_FUNC PyInit__stepc(void) {
     INTERN(S_throw, "throw")
     INTERN(S_value, "value")
 #undef INTERN
-    if (PyType_Ready(&ResumedType) < 0) return NULL;
+    if (PyType_Ready(&ResumedType) < 0 || PyType_Ready(&ClockType) < 0 ||
+        PyType_Ready(&StepMarkType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&stepc_module);
     if (m == NULL) return NULL;
     Py_INCREF(&ResumedType);
     if (PyModule_AddObject(m, "Resumed", (PyObject *)&ResumedType) < 0) {
         Py_DECREF(&ResumedType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddType(m, &ClockType) < 0 || PyModule_AddType(m, &StepMarkType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

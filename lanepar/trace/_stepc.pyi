@@ -31,3 +31,17 @@ def setup(
     thread_time_ns: Callable[[], int],
     namespace: dict[str, Any],
 ) -> None: ...
+
+class Clock:
+    w: int
+    c: int
+    held: int
+    held_end: int
+    slot: int
+    blocks: Any
+    states: Any
+    contention: Any
+
+class StepMark:
+    t0: int
+    parked: bool

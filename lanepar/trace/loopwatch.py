@@ -23,7 +23,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ._loopclock import _stepc
 
 DEFAULT_THRESHOLD_MS = 50
 #: Innermost frames kept: enough to name the tool's function and what it called.
@@ -49,7 +51,24 @@ def format_stack(frame: Any, depth: int = STACK_DEPTH) -> list[str]:
     return out[-depth:]
 
 
-class LoopWatch:
+class _PyStepMark:
+    """:class:`LoopWatch`'s per-step fields where the C step driver is not built (there, its
+    ``StepMark``, which the driver writes without making a Python int per step)."""
+
+    __slots__ = ("parked", "t0")
+
+    def __init__(self) -> None:
+        self.t0 = 0
+        self.parked = True
+
+
+if TYPE_CHECKING:
+    _StepMark = _PyStepMark
+else:
+    _StepMark = _PyStepMark if _stepc is None else _stepc.StepMark
+
+
+class LoopWatch(_StepMark):
     """Reports coroutine steps that held the loop for ``threshold_ns`` or longer.
 
     The step driver on the loop thread writes ``t0`` (the running step's start, 0 between
@@ -58,8 +77,8 @@ class LoopWatch:
     asks :meth:`stack_of` for what the watchdog saw of that step.
     """
 
-    # Slots, because the step driver stores ``t0`` and reads ``parked`` at every step (the C
-    # driver writes the slot's cell directly).
+    # ``t0`` and ``parked``, which the step driver writes and reads at every step, are the
+    # base's; the rest are slots too.
     __slots__ = (
         "_captured",
         "_last_begin",
@@ -70,8 +89,6 @@ class LoopWatch:
         "emit",
         "events",
         "ident",
-        "parked",
-        "t0",
         "threshold_ns",
         "tool",
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import time
 import types
 from collections.abc import Callable, Coroutine, Generator, Iterator
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cumruns import CumulativeRuns, hand_off_waits
 from ._loopclock import _Clock, _LoopClock
+from ._loopclock import _stepc as _stepc
 from ._threadprobe import OFF_NOISE_NS as OFF_NOISE_NS
 from ._threadprobe import _current as _current
 from ._threadprobe import _ThreadMarks as _ThreadMarks
@@ -375,12 +375,6 @@ def phase(name: str) -> Iterator[None]:
         cur.add_phase(name, start, _pc())
 
 
-try:  # the C step driver, where the wheel's build hook could compile it
-    from . import _stepc
-except ImportError:  # pragma: no cover - a platform or an install without it
-    _stepc = None  # type: ignore[assignment]
-if os.environ.get("LANEPAR_PURE_PYTHON"):  # the Python driver asked for (to compare the two)
-    _stepc = None  # type: ignore[assignment]
 #: Which driver runs a traced body's steps after its first: "c" (``_stepc.c``, where it was
 #: built) or "python" (:func:`_resumed`; also where ``LANEPAR_PURE_PYTHON=1`` asks for it).
 DRIVER = "python" if _stepc is None else "c"
