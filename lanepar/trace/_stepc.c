@@ -59,13 +59,10 @@ static PyTypeObject StepMarkType;
 typedef struct {
     PyObject_HEAD
     PyObject *coro, *probe, *clock, *blocks, *yielded, *pc, *tt; /* pc / tt: NULL = real */
-    /* the __slots__ cells of clock's w, c, held, held_end and of blocks' t0, parked (an offset
-     * of -1: attribute access instead); Python 3.11 reads slots fastest, so the record stays a
-     * Python object and this driver reads and writes its cells directly */
-    Py_ssize_t off_w, off_c, off_held, off_held_end, off_t0, off_parked;
-    Clock *cc; /* clock, when it is a C Clock (then its fields are read directly) */
+    Clock *cc;    /* clock, when it is a C Clock (its fields read directly; else attributes) */
     StepMark *bm; /* blocks, when it is a StepMark (likewise) */
-    /* and the probe's (a TaskProbe's slots) */
+    /* the __slots__ cells of the probe's fields (a TaskProbe's; an offset of -1: attribute
+     * access instead), read and written directly */
     Py_ssize_t off_p_start, off_p_end, off_p_cpu, off_p_wait, off_cpu_ns, off_wait_ns,
         off_finished_ns, off_segs, off_max_segments, off_started_ns, off_resolution;
     long long t0, t1, c0, res, shrt;
@@ -137,12 +134,10 @@ static int cell_set(PyObject *o, Py_ssize_t off, PyObject *name, long long value
 }
 
 #define CLOCK_GET(s, field, name, out)                                                       \
-    ((s)->cc ? (*(out) = (s)->cc->field, 0)                                                 \
-             : cell_get((s)->clock, (s)->off_##field, (name), (out)))
+    ((s)->cc ? (*(out) = (s)->cc->field, 0) : get_ll((s)->clock, (name), (out)))
 #define CLOCK_SET(s, field, name, v)                                                        \
-    ((s)->cc ? ((s)->cc->field = (v), 0) : cell_set((s)->clock, (s)->off_##field, (name), (v)))
-#define blocks_set_t0(s, v)                                                                 \
-    ((s)->bm ? ((s)->bm->t0 = (v), 0) : cell_set((s)->blocks, (s)->off_t0, S_t0, (v)))
+    ((s)->cc ? ((s)->cc->field = (v), 0) : set_ll((s)->clock, (name), (v)))
+#define blocks_set_t0(s, v) ((s)->bm ? ((s)->bm->t0 = (v), 0) : set_ll((s)->blocks, S_t0, (v)))
 #define PROBE_GET(s, field, out) cell_get((s)->probe, (s)->off_##field, S_##field, (out))
 #define PROBE_SET(s, field, v) cell_set((s)->probe, (s)->off_##field, S_##field, (v))
 
@@ -153,14 +148,10 @@ static int probe_add(Resumed *s, Py_ssize_t off, PyObject *name, long long d) {
     return cell_set(s->probe, off, name, v + d);
 }
 
-/* blocks.parked, from its __slots__ cell when it has one (1, 0, -1 on error) */
+/* blocks.parked (1, 0, -1 on error) */
 static int blocks_parked(Resumed *s) {
     if (s->bm) return s->bm->parked != 0;
-    PyObject *v = NULL;
-    if (s->off_parked >= 0) v = *(PyObject **)((char *)s->blocks + s->off_parked);
-    if (v == Py_False) return 0;
-    if (v == Py_True) return 1;
-    v = PyObject_GetAttr(s->blocks, S_parked);
+    PyObject *v = PyObject_GetAttr(s->blocks, S_parked);
     if (v == NULL) return -1;
     int r = PyObject_IsTrue(v);
     Py_DECREF(v);
@@ -767,8 +758,8 @@ static PyTypeObject StepMarkType = {
 /* -- the module ------------------------------------------------------------------------------ */
 #define arg_ll to_ll
 
-/* the cells of the record's and the loop watch's per-step fields, kept per type (one each in
- * practice; a reference to each type is kept, so its address stays its own) */
+/* the cells of the probe's fields, kept per type (one in practice; a reference to the type is
+ * kept, so its address stays its own) */
 typedef struct {
     PyTypeObject *type;
     Py_ssize_t off[11];
@@ -787,27 +778,14 @@ static void known_offsets(PyObject *o, Known *k, PyObject *const *names, int n, 
 }
 
 static void offsets(Resumed *s) {
-    static Known clock_k, blocks_k, probe_k;
-    PyObject *clock_names[4] = {S_w, S_c, S_held, S_held_end};
-    PyObject *blocks_names[2] = {S_t0, S_parked};
+    static Known probe_k;
     PyObject *probe_names[11] = {S_p_start, S_p_end, S_p_cpu, S_p_wait, S_cpu_ns, S_wait_ns,
                                  S_finished_ns, S_segs, S_max_segments, S_started_ns,
                                  S_resolution};
-    Py_ssize_t c[4], b[2] = {-1, -1}, p[11];
-    if (s->cc == NULL)
-        known_offsets(s->clock, &clock_k, clock_names, 4, c);
-    else
-        c[0] = c[1] = c[2] = c[3] = -1;
+    Py_ssize_t p[11];
     s->bm = s->blocks && PyObject_TypeCheck(s->blocks, &StepMarkType) ? (StepMark *)s->blocks
                                                                         : NULL;
-    if (s->blocks && s->bm == NULL) known_offsets(s->blocks, &blocks_k, blocks_names, 2, b);
     known_offsets(s->probe, &probe_k, probe_names, 11, p);
-    s->off_w = c[0];
-    s->off_c = c[1];
-    s->off_held = c[2];
-    s->off_held_end = c[3];
-    s->off_t0 = b[0];
-    s->off_parked = b[1];
     s->off_p_start = p[0];
     s->off_p_end = p[1];
     s->off_p_cpu = p[2];
