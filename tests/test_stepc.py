@@ -41,7 +41,7 @@ def started(body: Any) -> tuple[TaskProbe, Any]:
 def assert_accounted(p: TaskProbe) -> None:
     """The body's wall time from first to last step is all in the record's totals."""
     assert p.finished_ns >= p.started_ns > 0
-    assert p.cpu_ns + p.wait_ns == p.finished_ns - p.started_ns
+    assert p.cpu_ns + p.wait_ns + p.gil_ns + p.runq_ns == p.finished_ns - p.started_ns
 
 
 @pytest.mark.skipif(
@@ -185,7 +185,10 @@ def test_a_traced_asyncio_task_is_cancelled_through_the_driver(driver: str) -> N
     assert probe.wait_ns > 0  # the suspensions in between were waits
 
 
-def test_a_body_done_in_its_first_step_is_one_cpu_segment(driver: str) -> None:
+def test_a_body_done_in_its_first_step_is_drawn_from_start_to_end(driver: str) -> None:
+    """(Its exact segments, on a fake clock: ``test_probe_stepped.py``. Here, on a busy machine
+    the step may be preempted past ``FRESH_NS`` and drawn as CPU, then off-CPU.)"""
+
     async def instant() -> dict[str, int]:
         return {"hits": 3}
 
@@ -193,7 +196,8 @@ def test_a_body_done_in_its_first_step_is_one_cpu_segment(driver: str) -> None:
     done, value = probe_mod.first_step(instant(), p)
     assert (done, value) == (True, {"hits": 3})
     assert_accounted(p)
-    assert p.wait_ns == 0 and [k for k, _, _ in p.segs] == [probe_mod.CPU]
+    assert p.segs[0][:2] == [probe_mod.CPU, p.started_ns]
+    assert p.segs[-1][2] == p.finished_ns
 
 
 def test_an_error_in_the_first_step_propagates_accounted(driver: str) -> None:
