@@ -4,7 +4,9 @@ Run: ``python benchmarks/io_scaling.py [--delay 0.2] [--concurrency 64] [--repea
 Each tool opens a TCP connection to a server on 127.0.0.1, sends a line and waits for the answer,
 which the server sends after ``--delay`` seconds. Efficiency = speedup / min(N, concurrency),
 where speedup = (N x the measured single-call time) / the parallel batch time. The same batch
-through asyncio gather + Semaphore runs in the same process as the peer.
+through asyncio gather + Semaphore runs in the same process as the peer, and through the same
+executor untraced ("untraced x raw"): what the run's noise and the executor account for, apart
+from tracing.
 """
 
 from __future__ import annotations
@@ -40,18 +42,24 @@ def main(argv: list[str] | None = None) -> int:
     ns = [2, 4, 8, 16, 32, 64]
     rows = []
     lanes = {"query": lp.LaneConfig(min_concurrency=1, max_concurrency=a.concurrency)}
-    with server_process(delay_s=a.delay) as (host, port), lp.LaneExecutor(lanes=lanes) as ex:
-        warm = ex.run_batch([lp.ToolCall("fetch", host, port) for _ in range(4)])
-        assert warm.ok, warm.errors
+    with (
+        server_process(delay_s=a.delay) as (host, port),
+        lp.LaneExecutor(lanes=lanes) as ex,
+        lp.LaneExecutor(lanes=lanes, trace=False) as bare,
+    ):
+        for e in (ex, bare):
+            warm = e.run_batch([lp.ToolCall("fetch", host, port) for _ in range(4)])
+            assert warm.ok, warm.errors
         single = min(
             ex.run_batch([lp.ToolCall("fetch", host, port)]).wall_s for _ in range(a.repeat + 2)
         )
         for n in ns:
             calls = [lp.ToolCall("fetch", host, port, f"req{i}") for i in range(n)]
-            par = peer = float("inf")
-            for _ in range(a.repeat):  # interleaved: both see the same stretches of noise
+            par = peer = untraced = float("inf")
+            for _ in range(a.repeat):  # interleaved: all see the same stretches of noise
                 par = min(par, ex.run_batch(calls).wall_s)
                 peer = min(peer, asyncio.run(gather_batch(host, port, n, a.concurrency)))
+                untraced = min(untraced, bare.run_batch(calls).wall_s)
             ideal = min(n, a.concurrency)
             speedup = n * single / par
             rows.append(
@@ -65,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                     "gather_s": peer,
                     "gather_efficiency": n * single / peer / ideal,
                     "vs_gather": par / peer,
+                    # the same executor untraced: what the run's noise and the executor
+                    # itself account for, tracing apart
+                    "untraced_vs_gather": untraced / peer,
                 }
             )
     if a.json:
@@ -76,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'tools':>5} {'seq s':>8} {'lanepar s':>10} {'speedup':>8} {'ideal':>6} "
-        f"{'eff':>6} {'gather s':>9} {'gather eff':>10} {'x raw':>6}"
+        f"{'eff':>6} {'gather s':>9} {'gather eff':>10} {'x raw':>6} {'untraced x raw':>14}"
     )
     for r in rows:
         print(
             f"{r['tools']:>5} {r['sequential_s']:>8.3f} {r['lanepar_s']:>10.4f} "
             f"{r['speedup']:>8.2f} {r['ideal']:>6} {r['efficiency']:>6.2f} "
-            f"{r['gather_s']:>9.4f} {r['gather_efficiency']:>10.2f} {r['vs_gather']:>6.3f}"
+            f"{r['gather_s']:>9.4f} {r['gather_efficiency']:>10.2f} {r['vs_gather']:>6.3f} "
+            f"{r['untraced_vs_gather']:>14.3f}"
         )
     return 0
 
