@@ -23,7 +23,7 @@
 
 /* what probe.py hands over once (setup): the helpers for the rare branches, and constants */
 static PyObject *g_globals; /* lanepar.trace.probe's namespace: its _pc, _tt, _clock */
-static PyObject *g_ready, *g_step, *g_hand_and_wait, *g_cpu, *g_wait, *g_real_pc, *g_real_tt;
+static PyObject *g_step, *g_hand_and_wait, *g_cpu, *g_wait, *g_real_pc, *g_real_tt;
 static long long g_fresh = 50000;
 
 static PyObject *S_held, *S_held_end, *S_w, *S_c, *S_t0, *S_parked, *S_begin, *S_p_start,
@@ -216,6 +216,17 @@ static int probe_plain(Resumed *s) {
     return dp == NULL || *dp == NULL || PyDict_GET_SIZE(*dp) == 0;
 }
 
+/* Whether the probe holds segments already (1, 0, -1 on error). */
+static int probe_has_segs(Resumed *s) {
+    PyObject *segs = s->off_segs >= 0 ? *(PyObject **)((char *)s->probe + s->off_segs) : NULL;
+    if (segs != NULL && PyList_CheckExact(segs)) return PyList_GET_SIZE(segs) != 0;
+    segs = PyObject_GetAttr(s->probe, S_segs);
+    if (segs == NULL) return -1;
+    int r = PyObject_IsTrue(segs);
+    Py_DECREF(segs);
+    return r;
+}
+
 /* a [kind, start, end] of the probe's segs, or -1 where it is not one of ints */
 static long long seg_at(PyObject *seg, Py_ssize_t i) {
     if (!PyList_CheckExact(seg) || PyList_GET_SIZE(seg) != 3) return -1;
@@ -337,10 +348,7 @@ static int on_return(Resumed *s) {
     long long d = s->t1 - s->t0;
     if (d >= s->shrt) return (hand(s, s->t0) < 0 || long_step(s) < 0) ? -1 : 0;
     if (short_step(s, d) < 0) return -1;
-    PyObject *segs = PyObject_GetAttr(s->probe, S_segs);
-    if (segs == NULL) return -1;
-    int has_segs = PyObject_IsTrue(segs);
-    Py_DECREF(segs);
+    int has_segs = probe_has_segs(s);
     if (has_segs < 0) return -1;
     int has_dict = !probe_plain(s);
     if (!has_segs && !has_dict) { /* the whole body one run, drawn as ``finish`` draws it */
@@ -409,6 +417,23 @@ static PyObject *stop_value(void) {
     return value;
 }
 
+/* The step that began at s->t0 ended in an exception, now set: account it (with the pending
+ * run handed to the probe first, ``with_run``), then leave the exception set to propagate.
+ * Returns PYGEN_ERROR either way (the accounting's own error, if any, replaces it). */
+static PySendResult account_raised(Resumed *s, int with_run) {
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (NOW(s, &s->t1) < 0 || PROBE_SET(s, finished_ns, s->t1) < 0 ||
+        (with_run && hand(s, s->t0) < 0) || long_step(s) < 0) {
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        return PYGEN_ERROR;
+    }
+    PyErr_Restore(t, v, tb);
+    return PYGEN_ERROR;
+}
+
 /* Resume the body with ``value`` sent (or thrown, ``thrown``): the loop body of _resumed after
  * its ``yield``. PYGEN_NEXT: *out is what the body yielded; PYGEN_RETURN: *out its value. */
 static PySendResult resume(Resumed *s, PyObject *value, int thrown, PyObject **out) {
@@ -454,17 +479,7 @@ static PySendResult resume(Resumed *s, PyObject *value, int thrown, PyObject **o
     }
     if (r == PYGEN_ERROR) { /* account the step, then let what the body raised propagate */
         s->state = FINISHED;
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        if (NOW(s, &s->t1) < 0 || PROBE_SET(s, finished_ns, s->t1) < 0 ||
-            hand(s, s->t0) < 0 || long_step(s) < 0) {
-            Py_XDECREF(t);
-            Py_XDECREF(v);
-            Py_XDECREF(tb);
-            return PYGEN_ERROR;
-        }
-        PyErr_Restore(t, v, tb);
-        return PYGEN_ERROR;
+        return account_raised(s, 1);
     }
     if (NOW(s, &s->t1) < 0 || after_step(s) < 0) {
         Py_CLEAR(*out);
@@ -758,52 +773,41 @@ static PyTypeObject StepMarkType = {
 /* -- the module ------------------------------------------------------------------------------ */
 #define arg_ll to_ll
 
-/* the cells of the probe's fields, kept per type (one in practice; a reference to the type is
- * kept, so its address stays its own) */
-typedef struct {
-    PyTypeObject *type;
-    Py_ssize_t off[11];
-} Known;
-
-static void known_offsets(PyObject *o, Known *k, PyObject *const *names, int n, Py_ssize_t *out) {
-    int i;
-    if (Py_TYPE(o) != k->type) {
-        int all = 1;
-        for (i = 0; i < n; i++) all &= (k->off[i] = slot_offset(o, names[i])) >= 0;
-        Py_XSETREF(k->type, all ? (PyTypeObject *)Py_NewRef(Py_TYPE(o)) : NULL);
-        if (!all)
-            for (i = 0; i < n; i++) k->off[i] = -1;
-    }
-    for (i = 0; i < n; i++) out[i] = k->off[i];
-}
-
+/* The probe's fields by their __slots__ cells: the offsets of the last probe type seen (one in
+ * practice; a reference to it is kept, so its address stays its own), -1 each where one is not
+ * a slot (then attribute access). */
 static void offsets(Resumed *s) {
-    static Known probe_k;
-    PyObject *probe_names[11] = {S_p_start, S_p_end, S_p_cpu, S_p_wait, S_cpu_ns, S_wait_ns,
-                                 S_finished_ns, S_segs, S_max_segments, S_started_ns,
-                                 S_resolution};
-    Py_ssize_t p[11];
+    static PyTypeObject *known;
+    static Py_ssize_t off[11];
+    PyObject *names[11] = {S_p_start, S_p_end, S_p_cpu, S_p_wait, S_cpu_ns, S_wait_ns,
+                           S_finished_ns, S_segs, S_max_segments, S_started_ns, S_resolution};
+    int i, all = 1;
+    if (Py_TYPE(s->probe) != known) {
+        for (i = 0; i < 11; i++) all &= (off[i] = slot_offset(s->probe, names[i])) >= 0;
+        Py_XSETREF(known, all ? (PyTypeObject *)Py_NewRef(Py_TYPE(s->probe)) : NULL);
+        if (!all)
+            for (i = 0; i < 11; i++) off[i] = -1;
+    }
+    s->off_p_start = off[0];
+    s->off_p_end = off[1];
+    s->off_p_cpu = off[2];
+    s->off_p_wait = off[3];
+    s->off_cpu_ns = off[4];
+    s->off_wait_ns = off[5];
+    s->off_finished_ns = off[6];
+    s->off_segs = off[7];
+    s->off_max_segments = off[8];
+    s->off_started_ns = off[9];
+    s->off_resolution = off[10];
     s->bm = s->blocks && PyObject_TypeCheck(s->blocks, &StepMarkType) ? (StepMark *)s->blocks
                                                                         : NULL;
-    known_offsets(s->probe, &probe_k, probe_names, 11, p);
-    s->off_p_start = p[0];
-    s->off_p_end = p[1];
-    s->off_p_cpu = p[2];
-    s->off_p_wait = p[3];
-    s->off_cpu_ns = p[4];
-    s->off_wait_ns = p[5];
-    s->off_finished_ns = p[6];
-    s->off_segs = p[7];
-    s->off_max_segments = p[8];
-    s->off_started_ns = p[9];
-    s->off_resolution = p[10];
 }
 
 /* A driver for ``coro`` under ``probe`` on the loop thread whose record is ``clock``, reading
  * the clocks ``pc`` / ``tt`` (the real ones directly); its step state is the caller's to set. */
 static Resumed *new_resumed(PyObject *coro, PyObject *probe, PyObject *clock, PyObject *pc,
                             PyObject *tt) {
-    if (g_ready == NULL) {
+    if (g_globals == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "lanepar.trace._stepc.setup() was not called");
         return NULL;
     }
@@ -873,16 +877,12 @@ static PyObject *m_resumed(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssi
 
 /* The one-step body's record: all CPU, one segment (as probe.first_step draws it). */
 static int one_short_step(Resumed *s, long long d) {
-    long long held;
     if (probe_add(s, s->off_cpu_ns, S_cpu_ns, d) < 0) return -1;
     PyObject *segs = Py_BuildValue("[[OLL]]", g_cpu, s->t0, s->t1);
     if (segs == NULL) return -1;
     int r = PyObject_SetAttr(s->probe, S_segs, segs);
     Py_DECREF(segs);
-    if (r < 0 || CLOCK_GET(s, held, S_held, &held) < 0 ||
-        CLOCK_SET(s, held, S_held, held + d) < 0 || CLOCK_SET(s, held_end, S_held_end, s->t1) < 0)
-        return -1;
-    return s->blocks ? blocks_set_t0(s, 0) : 0;
+    return r < 0 ? -1 : short_step(s, d);
 }
 
 /* first_step(coro, probe): lanepar.trace.probe.first_step, statement for statement, with the
@@ -913,25 +913,16 @@ static PyObject *m_first_step(PyObject *Py_UNUSED(m), PyObject *const *args, Py_
         goto done;
     PySendResult r = PyIter_Send(s->coro, Py_None, &out);
     if (r == PYGEN_ERROR) { /* account the step, then let what the body raised propagate */
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        if (NOW(s, &s->t1) < 0 || PROBE_SET(s, finished_ns, s->t1) < 0 || long_step(s) < 0) {
-            Py_XDECREF(t);
-            Py_XDECREF(v);
-            Py_XDECREF(tb);
-            goto done;
-        }
-        PyErr_Restore(t, v, tb);
+        account_raised(s, 0);
         goto done;
     }
     if (NOW(s, &s->t1) < 0) goto done;
     if (r == PYGEN_RETURN) {
         long long d = s->t1 - s->t0, ps;
         if (PROBE_SET(s, finished_ns, s->t1) < 0 || PROBE_GET(s, p_start, &ps) < 0) goto done;
-        PyObject *segs = *(PyObject **)((char *)s->probe + s->off_segs);
-        int plain = d < g_fresh && ps < 0 && s->off_segs >= 0 && segs != NULL &&
-                    PyList_CheckExact(segs) && PyList_GET_SIZE(segs) == 0;
-        if ((plain ? one_short_step(s, d) : long_step(s)) < 0) goto done;
+        int has_segs = ps < 0 ? probe_has_segs(s) : 1;
+        if (has_segs < 0) goto done;
+        if ((d < g_fresh && !has_segs ? one_short_step(s, d) : long_step(s)) < 0) goto done;
         result = PyTuple_Pack(2, Py_True, out);
         goto done;
     }
@@ -959,7 +950,6 @@ static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize
     Py_XSETREF(g_real_pc, Py_NewRef(args[5]));
     Py_XSETREF(g_real_tt, Py_NewRef(args[6]));
     Py_XSETREF(g_globals, Py_NewRef(args[7]));
-    Py_XSETREF(g_ready, Py_NewRef(Py_True));
     Py_RETURN_NONE;
 }
 

@@ -53,13 +53,13 @@ def format_stack(frame: Any, depth: int = STACK_DEPTH) -> list[str]:
 
 class _PyStepMark:
     """:class:`LoopWatch`'s per-step fields where the C step driver is not built (there, its
-    ``StepMark``, which the driver writes without making a Python int per step)."""
+    ``StepMark``, which the driver writes without making a Python int per step); set by
+    :class:`LoopWatch`'s ``__init__``."""
 
     __slots__ = ("parked", "t0")
 
-    def __init__(self) -> None:
-        self.t0 = 0
-        self.parked = True
+    t0: int
+    parked: bool
 
 
 if TYPE_CHECKING:
