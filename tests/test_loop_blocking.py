@@ -81,22 +81,39 @@ def test_a_first_batch_that_cannot_be_built_leaves_the_loop_thread_unwatched() -
     assert obs.first_batch(lambda: 7) == 7 and calls[2:] == ["busy"]
 
 
+@pytest.mark.parametrize("poll", ["python", "c"])
 def test_the_watchdog_wakes_at_most_once_a_threshold_while_steps_run(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, poll: str
 ) -> None:
     """A wake takes the GIL from the loop: while short steps run back to back, the watchdog
-    sleeps until the step it saw would cross the threshold, not on a fixed short poll."""
+    sleeps until the step it saw would cross the threshold, not on a fixed short poll; where
+    the C driver is built its polling needs no GIL at all, and it takes the GIL only to act."""
     from lanepar.trace import loopwatch
 
-    sleeps: list[float] = []
-    real_sleep = time.sleep
+    looks: list[float] = []
+    if poll == "python":
+        real_sleep = time.sleep
 
-    def counted(s: float) -> None:
-        sleeps.append(s)
-        real_sleep(s)
+        def counted(s: float) -> None:
+            looks.append(s)
+            real_sleep(s)
 
-    monkeypatch.setattr(loopwatch.time, "sleep", counted)
-    watch = loopwatch.LoopWatch(threshold_ns=50_000_000)
+        monkeypatch.setattr(loopwatch.time, "sleep", counted)
+        monkeypatch.setattr(loopwatch, "_stepc", None)
+        watch = loopwatch.LoopWatch(threshold_ns=50_000_000)
+    else:
+        if loopwatch._stepc is None:
+            pytest.skip("the C step driver is built for CPython on Linux")
+
+        class Counted(loopwatch.LoopWatch):
+            __slots__ = ()
+
+            def watch(self, *args: int) -> int:
+                t0: int = super().watch(*args)  # type: ignore[misc]
+                looks.append(t0)  # back in Python, with the GIL
+                return t0
+
+        watch = Counted(threshold_ns=50_000_000)
     try:
         t_end = time.perf_counter() + 0.4
         while time.perf_counter() < t_end:  # 400 ms of 50 µs steps, as a busy loop runs them
@@ -107,8 +124,14 @@ def test_the_watchdog_wakes_at_most_once_a_threshold_while_steps_run(
             watch.step_end()
     finally:
         watch.close()
-    assert sleeps, "the watchdog never ran"
-    # 400 ms is 8 thresholds: about 8 sleeps (8-9 here, also with both cores busy); a step
-    # stretched past the threshold by a busy machine adds one. The quarter-threshold poll
-    # this replaced slept ~32 times, and ~20 when the steps' GIL held it back.
-    assert len(sleeps) <= 16, sleeps
+    if poll == "python":
+        assert looks, "the watchdog never ran"
+        # 400 ms is 8 thresholds: about 8 sleeps (8-9 here, also with both cores busy); a step
+        # stretched past the threshold by a busy machine adds one. The quarter-threshold poll
+        # this replaced slept ~32 times, and ~20 when the steps' GIL held it back.
+        assert len(looks) <= 16, looks
+    else:
+        # no step ran past the threshold: back in Python only as it stopped (0), and once for
+        # each step a busy machine stretched past 50 ms (its start)
+        assert looks and looks[-1] == 0, looks
+        assert len(looks) <= 3, looks

@@ -10,12 +10,13 @@ from __future__ import annotations
 import ctypes
 import os
 
+from . import _procread
+
 
 class OwnSched:
     """This thread's ``schedstat``, read without releasing the GIL (``PyDLL`` keeps it)."""
 
     __slots__ = ("buf", "fd", "last_rq")
-    _libc: ctypes.PyDLL | None = None
 
     def __init__(self, tid: int) -> None:
         libc = OwnSched.libc()
@@ -27,17 +28,7 @@ class OwnSched:
 
     @staticmethod
     def libc() -> ctypes.PyDLL:
-        if OwnSched._libc is None:
-            libc = ctypes.PyDLL(None, use_errno=True)
-            libc.pread.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_long]
-            libc.pread.restype = ctypes.c_ssize_t
-            libc.open.argtypes = [ctypes.c_char_p, ctypes.c_int]
-            libc.open.restype = ctypes.c_int
-            libc.write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-            libc.write.restype = ctypes.c_ssize_t
-            libc.close.argtypes = [ctypes.c_int]
-            OwnSched._libc = libc
-        return OwnSched._libc
+        return _procread.libc()
 
     def runq(self) -> int:
         n = OwnSched.libc().pread(self.fd, self.buf, 96, 0)

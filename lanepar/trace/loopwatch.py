@@ -163,6 +163,9 @@ class LoopWatch(_StepMark):
         self._wake.set()
 
     def _run(self) -> None:
+        if _stepc is not None:
+            self._run_c()
+            return
         # It wakes when the step it last saw would cross the threshold — or a threshold after
         # a look that found none running — so at most once a threshold while steps run: a wake
         # takes the GIL from the loop, and four a threshold cost an MCP call a microsecond.
@@ -178,9 +181,7 @@ class LoopWatch(_StepMark):
             t0 = self.t0
             if not t0:
                 if now - self._last_begin > _PARK_AFTER_NS:
-                    self.parked = True
-                    if self.t0:  # a step began meanwhile and saw us awake
-                        self.parked = False
+                    self._park()
                     continue
                 due = now + threshold
             else:
@@ -188,15 +189,41 @@ class LoopWatch(_StepMark):
                 if now >= due:  # this step has held the loop past the threshold: its stack
                     cap = self._captured
                     if cap is None or cap[0] != t0:
-                        frame = sys._current_frames().get(self.ident)
-                        if frame is not None and self.t0 == t0:
-                            self._captured = (t0, format_stack(frame))
-                        del frame
+                        self._capture(t0)
                     due = now + threshold
             time.sleep((due - now) / 1e9)
 
+    def _run_c(self) -> None:
+        """The same watch with its polling in C (``StepMark.watch``), without the GIL: the
+        thread takes the GIL only to capture a stack, to park, or to stop."""
+        while not self._stop:
+            if self.parked:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            self._last_poll = _pc()
+            t0 = self.watch(self.threshold_ns, _PARK_AFTER_NS, self._last_begin)  # type: ignore[attr-defined]
+            if t0 > 0:
+                self._capture(t0)
+            elif t0 < 0:
+                self._park()
+
+    def _park(self) -> None:
+        self.parked = True
+        if self.t0:  # a step began meanwhile and saw us awake
+            self.parked = False
+
+    def _capture(self, t0: int) -> None:
+        """The loop thread's stack, if the step that began at ``t0`` is still running."""
+        frame = sys._current_frames().get(self.ident)
+        if frame is not None and self.t0 == t0:
+            self._captured = (t0, format_stack(frame))
+        del frame
+
     def close(self) -> None:
         self._stop = True
+        if _stepc is not None:
+            self.stop_watch()  # type: ignore[attr-defined]
         self._wake.set()
         t, self._thread = self._thread, None
         if t is not None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 
 import psutil
 
+from . import _procread
 from .model import Sample
 from .recorder import Recorder
 
@@ -72,7 +73,9 @@ class Sampler:
         self._idle = False  # the thread waits at the idle rate
         self._thread: threading.Thread | None = None
         self._proc = psutil.Process(os.getpid())
-        self._children: list[psutil.Process] = []
+        self._children: list[psutil.Process] = []  # (where there is no /proc to read)
+        self._child_fds: dict[int, int] = {}  # pid -> its kept-open /proc/<pid>/stat
+        self._reader = _procread.Reader(65536)
         self._children_at = 0.0
         self._prev_cores: list[tuple[float, float]] = []
         self._prev_proc: dict[int, float] = {}
@@ -104,15 +107,20 @@ class Sampler:
         fd, self._stat_fd = self._stat_fd, None
         if fd is not None:
             os.close(fd)
+        for cfd in self._child_fds.values():
+            os.close(cfd)
+        self._child_fds.clear()
+        self._children_at = 0.0
 
     def _read_cores(self) -> list[tuple[float, float]]:
-        """(busy, total) per core. On Linux straight from a kept-open ``/proc/stat`` (about half
-        the cost of ``psutil.cpu_times``, which reopens and parses every field into tuples:
-        this runs 20 times a second for as long as the executor lives); psutil elsewhere."""
+        """(busy, total) per core. On Linux straight from a kept-open ``/proc/stat``, read with
+        the GIL held (``_procread``: a read that gave it up could wait a switch interval to get
+        it back, with the event loop paying a futex call a turn meanwhile; and it is about half
+        the cost of ``psutil.cpu_times``, which reopens and parses every field into tuples: this
+        runs 20 times a second for as long as the executor lives); psutil elsewhere."""
         if self._stat_fd is not None:
-            try:
-                data = os.pread(self._stat_fd, 65536, 0)
-            except OSError:
+            data = self._reader.read(self._stat_fd)
+            if data is None:
                 self._stat_fd = None
             else:
                 out: list[tuple[float, float]] = []
@@ -129,10 +137,8 @@ class Sampler:
 
     def _prime(self) -> None:
         if self._stat_fd is None and sys.platform.startswith("linux"):
-            try:
-                self._stat_fd = os.open("/proc/stat", os.O_RDONLY)
-            except OSError:
-                self._stat_fd = None
+            fd = _procread.open_ro("/proc/stat")
+            self._stat_fd = fd if fd >= 0 else None
         self._prev_cores = self._read_cores()
         self._prev_proc = self._proc_times()
         self._prev_t = time.perf_counter()
@@ -140,13 +146,17 @@ class Sampler:
     def _proc_times(self) -> dict[int, float]:
         now = time.monotonic()
         if now - self._children_at > CHILDREN_REFRESH_S:
-            try:
-                self._children = self._proc.children(recursive=True)
-            except psutil.Error:
-                self._children = []
+            self._refresh_children()
             self._children_at = now
-        own = os.times()  # a system call, no /proc parsing: the common case costs ~nothing
+        own = os.times()  # a system call, no /proc parsing, the GIL kept: costs ~nothing
         out: dict[int, float] = {self._proc.pid: own.user + own.system}
+        for pid, fd in list(self._child_fds.items()):
+            data = self._reader.read(fd)
+            if data is None:  # it has gone
+                _procread.libc().close(fd)
+                del self._child_fds[pid]
+            else:
+                out[pid] = _procread.stat_cpu_s(data)
         for p in self._children:
             try:
                 t = p.cpu_times()
@@ -154,6 +164,28 @@ class Sampler:
                 continue
             out[p.pid] = t.user + t.system
         return out
+
+    def _refresh_children(self) -> None:
+        """The processes below this one: on Linux from the kernel's per-thread children lists
+        with their ``stat`` files kept open, read with the GIL held (psutil's walk reads every
+        ``/proc/<pid>/stat`` on the machine, giving the GIL up around each); psutil elsewhere."""
+        pids = None
+        if self._stat_fd is not None:
+            pids = _procread.descendants(self._proc.pid, self._reader)
+        if pids is None:
+            try:
+                self._children = self._proc.children(recursive=True)
+            except psutil.Error:
+                self._children = []
+            return
+        fds = self._child_fds
+        for pid in set(fds) - set(pids):
+            _procread.libc().close(fds.pop(pid))
+        for pid in pids:
+            if pid not in fds:
+                fd = _procread.open_ro(f"/proc/{pid}/stat")
+                if fd >= 0:
+                    fds[pid] = fd
 
     def age_ns(self) -> int:
         """How long ago the last sample (or the priming read) was taken."""
