@@ -7,7 +7,9 @@ than the threshold. It can: a blocking call (``time.sleep``, a socket read) rele
 pure-Python crunching gives it up at the switch interval (5 ms), so the watchdog gets the GIL
 within a few milliseconds either way. The loop pays two attribute stores per step; the watchdog
 wakes when the step it saw would cross the threshold (at most once a threshold while steps are
-running), and parks after a second without any.
+running), and parks after a second without any. Where the C step driver is built, that polling
+runs in C without the GIL (``StepMark.watch``): the thread takes the GIL only to act, where a
+wake-up in Python took it from the busy loop every threshold.
 
 Wiring: ``LoopWatch(threshold_ns, emit)``; the step driver calls :meth:`LoopWatch.step_begin`
 before each ``send()`` into a coroutine and :meth:`LoopWatch.step_end` after it;
