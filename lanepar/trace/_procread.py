@@ -64,7 +64,7 @@ class Reader:
         """The file's content (its first ``size`` bytes), or None when the read failed (the
         process behind a ``/proc/<pid>`` file has gone)."""
         n = libc().pread(fd, self.buf, self.size, 0)
-        return self.buf.raw[:n] if n >= 0 else None
+        return ctypes.string_at(self.buf, n) if n >= 0 else None  # (.raw copies it all)
 
 
 def listdir(path: str) -> list[str] | None:
