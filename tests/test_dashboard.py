@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ts_tools import node_decode
 
 import lanepar as lp
@@ -231,6 +233,34 @@ def test_log_histogram_percentiles_are_close() -> None:
         exact = percentile(values, q)
         assert h.percentile(q) == pytest.approx(exact, rel=0.03)
     assert LogHistogram().percentile(50) == 0.0
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 10**12), st.sampled_from([1.0, 0.5, 3.25, 17.0])),
+        min_size=1,
+        max_size=60,
+    ),
+    st.floats(0, 100),
+)
+def test_log_histogram_percentile_is_the_bin_a_running_count_reaches(
+    weighted: list[tuple[int, float]], q: float
+) -> None:
+    """The bin the q-th percentile falls in: the first whose running count passes the rank
+    (what a loop over the bins finds, which the bisection replaced), weights included."""
+    from lanepar.jupyter.histogram import _bin_middle, bin_of
+
+    h = LogHistogram()
+    for v, w in weighted:
+        h.counts[bin_of(v) if v > 0 else 0] += w
+    rank = q / 100.0 * (sum(h.counts) - 1)
+    seen, expect = 0.0, 0.0
+    for b, c in enumerate(h.counts):
+        seen += c
+        if seen > rank:
+            expect = _bin_middle(b)
+            break
+    assert h.percentile(q) == expect
 
 
 def test_snapshot_bundle_has_html_and_trace_json(executor: lp.LaneExecutor, tmp_path: Path) -> None:

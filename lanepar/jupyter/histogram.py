@@ -7,6 +7,7 @@ live figures count values into 32 bins per octave, found with integer bit tricks
 
 from __future__ import annotations
 
+import itertools
 import math
 
 _SUB = 5  # 2**_SUB bins per octave: edges 2-3 % apart, a bin's middle within 1.6 % of its values
@@ -49,7 +50,9 @@ class LogHistogram:
             return 0.0
         rank = q / 100.0 * (total - 1)
         seen = 0.0
-        for b, c in enumerate(self.counts):
+        # only the bins that hold values (skipped in C): the loop over all 2 048 cost a live
+        # tick ~50 µs a percentile, several a tick
+        for b, c in itertools.compress(enumerate(self.counts), self.counts):
             seen += c
             if seen > rank:
                 return _bin_middle(b)
