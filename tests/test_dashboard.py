@@ -253,7 +253,7 @@ def test_log_histogram_percentile_is_the_bin_a_running_count_reaches(
     h = LogHistogram()
     for v, w in weighted:
         h.counts[bin_of(v) if v > 0 else 0] += w
-    rank = q / 100.0 * (sum(h.counts) - 1)
+    rank = max(0.0, q / 100.0 * (sum(h.counts) - 1))
     seen, expect = 0.0, 0.0
     for b, c in enumerate(h.counts):
         seen += c
@@ -261,6 +261,18 @@ def test_log_histogram_percentile_is_the_bin_a_running_count_reaches(
             expect = _bin_middle(b)
             break
     assert h.percentile(q) == expect
+
+
+def test_log_histogram_median_of_three_is_the_middle_one() -> None:
+    """A rank that a running count reaches exactly is not yet passed: the next bin holds it."""
+    from lanepar.jupyter.histogram import _bin_middle, bin_of
+
+    h = LogHistogram()
+    for v in (1_000, 50_000, 2_000_000):
+        h.add(v)
+    assert h.percentile(50) == _bin_middle(bin_of(50_000))
+    assert h.percentile(0) == _bin_middle(bin_of(1_000))
+    assert h.percentile(100) == _bin_middle(bin_of(2_000_000))
 
 
 def test_snapshot_bundle_has_html_and_trace_json(executor: lp.LaneExecutor, tmp_path: Path) -> None:

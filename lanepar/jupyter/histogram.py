@@ -48,7 +48,7 @@ class LogHistogram:
         total = sum(self.counts)
         if total <= 0:
             return 0.0
-        rank = q / 100.0 * (total - 1)
+        rank = max(0.0, q / 100.0 * (total - 1))  # (below 0 only for weights under one)
         seen = 0.0
         # only the bins that hold values (skipped in C): the loop over all 2 048 cost a live
         # tick ~50 µs a percentile, several a tick
