@@ -19,9 +19,9 @@ import ctypes
 import os
 
 _libc: ctypes.PyDLL | None = None
-#: ``struct dirent``'s ``d_name`` on 64-bit Linux (glibc and musl): after d_ino (8), d_off (8),
-#: d_reclen (2) and d_type (1).
-_D_NAME = 19
+#: ``struct dirent``'s ``d_name`` (what ``readdir`` returns; glibc and musl): after d_ino and
+#: d_off (a ``long`` each), d_reclen (2) and d_type (1) — 19 on 64-bit Linux.
+_D_NAME = 2 * ctypes.sizeof(ctypes.c_long) + 3
 
 
 def libc() -> ctypes.PyDLL:
