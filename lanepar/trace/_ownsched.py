@@ -8,31 +8,25 @@ call through ``ctypes.PyDLL`` keeps the GIL for its ~3 µs instead.
 from __future__ import annotations
 
 import ctypes
-import os
 
 from . import _procread
 
 
 class OwnSched:
-    """This thread's ``schedstat``, read without releasing the GIL (``PyDLL`` keeps it)."""
+    """This thread's ``schedstat``, read without releasing the GIL (``_procread`` keeps it)."""
 
-    __slots__ = ("buf", "fd", "last_rq")
+    __slots__ = ("fd", "last_rq", "reader")
 
     def __init__(self, tid: int) -> None:
-        libc = OwnSched.libc()
-        self.fd = libc.open(f"/proc/self/task/{tid}/schedstat".encode(), os.O_RDONLY | os.O_CLOEXEC)
+        self.fd = _procread.open_ro(f"/proc/self/task/{tid}/schedstat")
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "schedstat unreadable")
-        self.buf = ctypes.create_string_buffer(96)
+        self.reader = _procread.Reader(96)
         self.last_rq = -1  # at the end of this thread's previous body
 
-    @staticmethod
-    def libc() -> ctypes.PyDLL:
-        return _procread.libc()
-
     def runq(self) -> int:
-        n = OwnSched.libc().pread(self.fd, self.buf, 96, 0)
-        return int(self.buf.raw[:n].split()[1]) if n > 0 else 0
+        data = self.reader.read(self.fd)
+        return int(data.split()[1]) if data else 0
 
     def close(self) -> None:
-        OwnSched.libc().close(self.fd)
+        _procread.libc().close(self.fd)

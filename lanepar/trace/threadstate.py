@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 
+from . import _procread
 from . import _statewatch as sw
 from ._gilrange import gil_range
 from ._ownsched import OwnSched as _OwnSched
@@ -247,7 +248,7 @@ class ThreadWatch:
             q[b + sw.S_TID] = tid
             q[b + sw.S_ACTIVE] = 1
             if q[sw.H_IDLE] and self._poke_fd >= 0:
-                _OwnSched.libc().write(self._poke_fd, b"p", 1)  # keeps the GIL, unlike os.write
+                _procread.libc().write(self._poke_fd, b"p", 1)  # keeps the GIL, unlike os.write
             return slot
 
     def _release(self, slot: int) -> None:
