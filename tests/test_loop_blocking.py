@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
+from typing import Any
 
 import pytest
 
@@ -135,3 +137,69 @@ def test_the_watchdog_wakes_at_most_once_a_threshold_while_steps_run(
         # each step a busy machine stretched past 50 ms (its start)
         assert looks and looks[-1] == 0, looks
         assert len(looks) <= 3, looks
+
+
+def test_the_loop_thread_stays_watched_until_a_linger_after_the_last_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches back to back keep the loop thread registered (re-registering it per batch
+    costs more than a one-task batch), through one timer that is not remade per batch; it is
+    given back once ``LINGER_S`` has passed since the *last* batch ended, never while one runs."""
+    from lanepar.run import _loopobs
+    from lanepar.trace.recorder import Recorder
+
+    class Clock:
+        """A loop's clock and timers, moved by hand."""
+
+        def __init__(self) -> None:
+            self.now = 100.0
+            self.timers: list[tuple[float, Any, tuple[Any, ...]]] = []
+
+        def time(self) -> float:
+            return self.now
+
+        def call_later(self, delay: float, cb: Any, *args: Any) -> Any:
+            self.timers.append((self.now + delay, cb, args))
+            return types.SimpleNamespace(cancel=lambda: None)
+
+        def advance(self, dt: float) -> None:
+            self.now += dt
+            due = [t for t in self.timers if t[0] <= self.now]
+            self.timers = [t for t in self.timers if t[0] > self.now]
+            for _, cb, args in due:
+                cb(*args)
+
+    class States:
+        def __init__(self) -> None:
+            self.held: list[int] = []
+            self.given_back: list[int] = []
+
+        def hold(self) -> int:
+            self.held.append(7)
+            return 7
+
+        def unhold(self, slot: int) -> None:
+            self.given_back.append(slot)
+
+    clock, states = Clock(), States()
+    monkeypatch.setattr(_loopobs.asyncio, "get_running_loop", lambda: clock)
+    monkeypatch.setattr(_loopobs, "watch_loop", lambda *a: None)
+    obs = _loopobs.LoopObservers(Recorder())
+    obs.states = states  # type: ignore[assignment]
+    linger = _loopobs.LINGER_S
+    for _ in range(50):  # fifty short batches, a tenth of the linger apart
+        obs.busy()
+        obs.idle()
+        clock.advance(linger / 10)
+    assert states.held == [7] and states.given_back == []
+    assert len(clock.timers) == 1  # one timer, re-armed by itself
+    obs.busy()  # a long batch: the timer fires while it runs and gives nothing back
+    clock.advance(linger * 3)
+    assert states.given_back == [] and clock.timers == []
+    obs.idle()
+    clock.advance(linger * 0.9)
+    assert states.given_back == []
+    clock.advance(linger * 0.2)
+    assert states.given_back == [7] and obs.slot == -1
+    obs.busy()  # the next batch registers the thread again
+    assert states.held == [7, 7]

@@ -4,9 +4,11 @@ scan would: samples and events inside [lo, hi], in order, whatever order they we
 from __future__ import annotations
 
 import random
+import threading
 import time
 from typing import Any
 
+import lanepar as lp
 from lanepar.trace.model import Sample, TaskRecord
 from lanepar.trace.recorder import Recorder
 
@@ -14,6 +16,10 @@ from lanepar.trace.recorder import Recorder
 def _full_scan(rec: Recorder, lo: int, hi: int) -> tuple[list[Sample], list[dict[str, Any]]]:
     return ([s for s in rec.samples if lo <= s.t_ns <= hi],
             [e for e in rec.events if lo <= e["t_ns"] <= hi])  # fmt: skip
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
 
 
 def _sample(t: int) -> Sample:
@@ -90,3 +96,29 @@ def test_a_ring_not_yet_full_keeps_everything() -> None:
         rec.add(_task(i, 1_000 * (i + 1)))
         rec.add_sample(_sample(5))  # older than every task, kept while there is room
     assert len(rec.samples) == 10
+
+
+def test_a_batch_trace_looked_at_later_holds_what_its_end_saw() -> None:
+    """``BatchResult.trace`` is assembled on first look, from what the batch's end took: a
+    sample or event recorded after the batch returned is not in it, however late it is asked
+    for; asked from two threads at once it is one object."""
+    with lp.LaneExecutor(lanes={"query": lp.LaneConfig(max_concurrency=2)}) as ex:
+        b = ex.run_batch([lp.ToolCall(_add, 1, 2, lane="query") for _ in range(3)])
+        returned = time.perf_counter_ns()
+        sampler = ex._sampler
+        for _ in range(3):
+            sampler.tick()
+        ex.recorder.add_event("limit", lane="query", limit=2, source="test")
+        assert ex.recorder.samples[-1].t_ns > returned
+        got: list[object] = []
+        threads = [threading.Thread(target=lambda: got.append(b.trace)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        trace = b.trace
+        assert trace is not None and all(g is trace for g in got)
+        assert [t.outcome for t in trace.tasks] == ["ok"] * 3
+        assert trace.samples and all(s.t_ns <= returned for s in trace.samples)
+        assert all(e["t_ns"] <= returned for e in trace.events)
+        assert b == b and repr(b).startswith("BatchResult(results=[3, 3, 3]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import threading
 import weakref
@@ -269,3 +270,55 @@ def test_trimmed_events_count_as_dropped() -> None:
     for i in range(25):
         rec.add_event("limit", lane="q", limit=i)
     assert len(rec.events) == 10 and rec.dropped == 15
+
+
+def test_the_private_loop_reads_its_self_pipe_before_the_turns_callbacks() -> None:
+    """A sync batch starts in the callback that woke the loop, with the wake-up's pipe read
+    already done (``PrivateLoop``): checked through the pipe itself, then through a flood of
+    callbacks from other threads (more bytes than one read takes) that must all run."""
+    import asyncio
+    import socket
+
+    from lanepar.run._loopthread import PrivateLoop
+
+    with lp.LaneExecutor(lanes={"query": lp.LaneConfig(max_concurrency=2)}) as ex:
+        ex.run_batch([])  # starts the private loop
+        assert ex._bridge._loop is not None
+        loop = ex._bridge._loop.loop
+        assert isinstance(loop, PrivateLoop)
+        pending: list[int] = []
+
+        def in_callback() -> None:  # the pipe holds nothing more once a callback runs
+            ssock: socket.socket = loop._ssock  # type: ignore[attr-defined]
+            try:
+                pending.append(len(ssock.recv(4096, socket.MSG_PEEK)))
+            except BlockingIOError:
+                pending.append(0)
+
+        def look_then(done: threading.Event) -> None:
+            in_callback()
+            done.set()
+
+        for _ in range(20):
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(10)  # idle again
+            done = threading.Event()
+            loop.call_soon_threadsafe(look_then, done)  # one byte on the pipe
+            assert done.wait(10)
+        assert pending == [0] * 20
+
+        ran: list[int] = []
+        def send(k: int) -> None:
+            for _ in range(5000):
+                loop.call_soon_threadsafe(ran.append, k)
+
+        senders = [threading.Thread(target=send, args=(k,)) for k in range(4)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        done = threading.Event()
+        loop.call_soon_threadsafe(done.set)
+        assert done.wait(30)
+        assert sorted(collections.Counter(ran).values()) == [5000] * 4
+        b = ex.run_batch([lp.ToolCall(lambda: 7, lane="query")])
+        assert b.results == [7]

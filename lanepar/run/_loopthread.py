@@ -73,7 +73,7 @@ class LoopThread:
                 await portal.sleep_until_stopped()
 
         try:
-            anyio.run(serve, backend="asyncio")
+            anyio.run(serve, backend="asyncio", backend_options=_LOOP_OPTIONS)
         except BaseException as e:  # reported to whoever is waiting for the portal
             handoff.put(e)
 
@@ -118,6 +118,50 @@ class LoopThread:
             pass
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+
+class PrivateLoop(asyncio.SelectorEventLoop):
+    """The private loop: asyncio's own, reading its self-pipe where it learns of it.
+
+    Every sync batch wakes this loop from another thread (``call_soon_threadsafe``: a byte on
+    the self-pipe). Stock asyncio queues the pipe's reader behind the callbacks already
+    waiting, so the batch's own callback would run first and the read — two ``recv`` calls, the
+    second raising ``BlockingIOError`` — would land in its first jobs' dispatch; the batch's
+    start was deferred a loop turn to keep it out. Here the pipe is read inside the event
+    processing, before any callback of the turn runs, with one ``recv`` (level-triggered: a
+    full buffer is simply readable again at the next poll): callbacks from other threads then
+    run with nothing of the wake-up left to pay (``self_pipe_first``)."""
+
+    #: Callbacks scheduled from other threads run after this turn's self-pipe read.
+    self_pipe_first = True
+
+    def _read_from_self(self) -> None:
+        try:
+            data = self._ssock.recv(4096)  # type: ignore[attr-defined]
+        except (BlockingIOError, InterruptedError):
+            return
+        if data:
+            self._process_self_data(data)  # type: ignore[attr-defined]
+
+    def _process_events(self, event_list: list[tuple[Any, int]]) -> None:
+        fd = self._ssock.fileno()  # type: ignore[attr-defined]
+        for i, (key, _mask) in enumerate(event_list):
+            if key.fd == fd:
+                self._read_from_self()
+                event_list = event_list[:i] + event_list[i + 1 :]
+                break
+        super()._process_events(event_list)  # type: ignore[misc]
+
+
+def _loop_options() -> dict[str, Any]:
+    """The private loop's class where asyncio's internals it relies on are there."""
+    base = asyncio.SelectorEventLoop
+    if all(hasattr(base, a) for a in ("_read_from_self", "_process_events", "_process_self_data")):
+        return {"loop_factory": PrivateLoop}
+    return {}
+
+
+_LOOP_OPTIONS = _loop_options()
 
 
 def _mark_asyncio_thread() -> None:

@@ -166,11 +166,13 @@ def _build(
             lane.push(((prio, job),))
     else:
         batch.lanes = set(per_lane)
-        push_lanes(per_lane.items())
+        push_lanes(per_lane.items(), batch.any_sync)
     return batch
 
 
-def push_lanes(per_lane: Iterable[tuple[Lane, list[tuple[int, Job]]]]) -> None:
+def push_lanes(
+    per_lane: Iterable[tuple[Lane, list[tuple[int, Job]]]], any_sync: bool = True
+) -> None:
     """Queue a batch's jobs on several lanes, then wake their idle workers one lane at a time.
 
     Each wake may hand a job to a thread, a few µs on the loop each. Lane by lane, a narrow lane
@@ -178,9 +180,10 @@ def push_lanes(per_lane: Iterable[tuple[Lane, list[tuple[int, Job]]]]) -> None:
     the demo's query lane) before its first job started: the lanes are independent, so each gets
     its next start in turn. The hand-offs all go first, the plain wake-ups after them: a woken
     worker runs only once this returns, wherever its wake-up came, while each one made before
-    a hand-off delayed that thread's (the demo's generate lane: 4-20 µs a wake-up)."""
+    a hand-off delayed that thread's (the demo's generate lane: 4-20 µs a wake-up). A batch
+    without a sync job (``any_sync``) has nothing to hand over: one pass of plain wake-ups."""
     owed = {lane: lane.queue.push(items) for lane, items in per_lane}
-    for hand_only in (True, False):
+    for hand_only in (True, False) if any_sync else (False,):
         turn = [lane for lane, n in owed.items() if n]
         while turn:
             left = []

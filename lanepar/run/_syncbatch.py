@@ -43,10 +43,16 @@ class SyncRun(Generic[R]):
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start_soon(self) -> None:
-        """:meth:`start` one loop turn later. Called from the caller's thread, this woke the
-        loop through its self-pipe, and reading that pipe is queued behind it: the batch starts
-        after that read, which is then not part of its first jobs' dispatch."""
-        asyncio.get_running_loop().call_soon(self.start)
+        """:meth:`start` now on the executor's private loop, which read its self-pipe before
+        this callback ran (``_loopthread.PrivateLoop``); elsewhere one loop turn later. Called
+        from the caller's thread, this woke the loop through its self-pipe, and on a stock
+        loop reading that pipe is queued behind it: the batch starts after that read, which is
+        then not part of its first jobs' dispatch."""
+        loop = asyncio.get_running_loop()
+        if getattr(loop, "self_pipe_first", False):
+            self.start()
+        else:
+            loop.call_soon(self.start)
 
     def start(self) -> None:
         try:

@@ -1,10 +1,9 @@
-"""A batch in flight, its user-facing result, and the handle ``submit`` returns."""
+"""A batch in flight and the handle ``submit`` returns (what it hands back: ``result``)."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
-import dataclasses
-import os
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -13,82 +12,15 @@ import anyio
 import anyio.lowlevel
 
 from .._exceptions import TaskCancelledError
-from ..trace.model import TaskRecord, Trace
-from ..trace.recorder import Recorder
-from ..trace.sampler import Sampler
-
-#: The kernel's CPU counters tick in jiffies (``/proc/stat``, 10 ms at the usual 100 Hz): a
-#: sample spanning less than one reads 0 % or 100 % whatever ran, so a batch's end is sampled
-#: only when the last sample is at least this old; a shorter batch is then summarised from its
-#: tasks' own CPU time (the summary says ``estimate``) instead of from a meaningless tick.
-MIN_SAMPLE_SPAN_NS = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+from .result import MIN_SAMPLE_SPAN_NS as MIN_SAMPLE_SPAN_NS
+from .result import BatchResult as BatchResult
+from .result import finish_batch as finish_batch
 
 if TYPE_CHECKING:
-    from ._seams import Decision
+    from ..trace.model import TaskRecord
     from ._sync import SyncBridge
     from .job import Job
     from .lane import Lane
-
-
-@dataclasses.dataclass
-class BatchResult:
-    """Results in submission order; ``errors`` maps an index to the exception of that call.
-
-    A failed call never hides its siblings' results: look at ``errors`` (or ``outcomes``) instead
-    of expecting an exception.
-    """
-
-    results: list[Any]
-    errors: dict[int, BaseException]
-    outcomes: list[str]
-    trace: Trace | None
-    wall_s: float
-    mode: str
-    decision: Decision | None = None
-    #: A Ctrl-C / kernel interrupt stopped the batch: unfinished calls are ``cancelled``.
-    interrupted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def raise_first(self) -> None:
-        """Raise the first error (by index), for callers who want exceptions after all."""
-        if self.errors:
-            raise self.errors[min(self.errors)]
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    # Conveniences over the trace-as-data functions, for the object users hold after a run.
-    def _traced(self) -> Trace:
-        if self.trace is None:
-            raise ValueError("this batch ran with trace=False: there is no trace to analyse")
-        return self.trace
-
-    def summary(self) -> dict[str, Any]:
-        """``lanepar.summarize(self.trace)``."""
-        from ..analysis.summary import summarize
-
-        return summarize(self._traced())
-
-    def replay(self, **kwargs: Any) -> dict[str, Any]:
-        """``lanepar.replay(self.trace, ...)``: this batch under other limits or core counts."""
-        from ..analysis.replay import replay
-
-        return replay(self._traced(), **kwargs)
-
-    def write_perfetto(self, path: str | os.PathLike[str]) -> None:
-        """``lanepar.write_perfetto(self.trace, path)``."""
-        from ..export.chrome import write_perfetto
-
-        write_perfetto(self._traced(), path)
-
-    def write_html(self, path: str | os.PathLike[str]) -> None:
-        """``lanepar.write_html(self.trace, path)`` (needs the ``lab`` extra: plotly)."""
-        from ..export.html import write_html
-
-        write_html(self._traced(), path)
 
 
 class _Batch:
@@ -107,7 +39,9 @@ class _Batch:
         self.errors: dict[int, BaseException] = {}
         self.outcomes: list[str] = ["ok"] * n
         self.remaining = n
-        self.done = anyio.Event()
+        #: Whether every job has ended (readable from any thread, unlike ``done``).
+        self.finished = False
+        self._done: anyio.Event | None = None
         self.cancelled = False
         self.fail_fast = fail_fast
         self._on_fail_fast = on_fail_fast
@@ -128,13 +62,28 @@ class _Batch:
         self.sequence: collections.deque[tuple[Lane, int, Job]] | None = None
         self._on_done: list[Callable[[], None]] | None = None
         if n == 0:
-            self.done.set()
+            self.finished = True
+
+    @property
+    def done(self) -> anyio.Event:
+        """Set once every job has ended; made on first use, on the loop thread. A sync caller
+        waits through :meth:`when_done` and never needs it: ``anyio.Event()`` asks which
+        backend runs each time it is made, 7 µs here, a tenth of a one-task batch."""
+        ev = self._done
+        if ev is None:
+            ev = self._done = _new_event()
+            if self.finished:
+                ev.set()
+        return ev
+
+    async def wait_done(self) -> None:
+        await self.done.wait()
 
     def when_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once the batch is done (now, if it is): how a sync caller waits
         without a task on the loop. It runs inside the last job's settling, so it must only
         schedule work, never finish the batch itself."""
-        if self.done.is_set():
+        if self.finished:
             callback()
         elif self._on_done is None:
             self._on_done = [callback]
@@ -167,7 +116,9 @@ class _Batch:
             # a job whose body runs already (``Job.prehanded``) takes the next free slot
             lane.push(((prio, job),), front=job.prehanded is not None)
         if self.remaining <= 0:
-            self.done.set()
+            self.finished = True
+            if self._done is not None:
+                self._done.set()
             callbacks, self._on_done = self._on_done, None
             for cb in callbacks or ():
                 cb()
@@ -177,6 +128,20 @@ class _Batch:
         if self.sequence:
             self.sequence.clear()
         return jobs
+
+
+def _new_event() -> anyio.Event:
+    """An ``anyio.Event`` of the running backend: on asyncio its class, made directly (what
+    ``anyio.Event()`` returns there, without asking sniffio which library runs)."""
+    global _asyncio_event
+    if asyncio._get_running_loop() is None:
+        return anyio.Event()
+    if _asyncio_event is None:
+        _asyncio_event = type(anyio.Event())
+    return _asyncio_event()
+
+
+_asyncio_event: type[anyio.Event] | None = None
 
 
 def forget(job: Job) -> None:
@@ -190,7 +155,7 @@ def forget(job: Job) -> None:
 def cancel_batch(batch: _Batch) -> None:
     """Cancel a batch at once: queued jobs are dropped (and recorded as such), the sequence is
     emptied, running bodies' scopes are cancelled. A no-op on a batch already done."""
-    if batch.cancelled or batch.done.is_set():
+    if batch.cancelled or batch.finished:
         return
     batch.cancelled = True
     for lane in batch.lanes:
@@ -217,32 +182,6 @@ async def wind_down(batches: list[_Batch], bound_s: float) -> None:
             await anyio.lowlevel.checkpoint()
 
 
-def finish_batch(
-    batch: _Batch,
-    t0: int,
-    mode: str,
-    decision: Decision | None,
-    recorder: Recorder,
-    lane_table: Callable[[], dict[str, dict[str, Any]]],
-    sampler: Sampler | None,
-) -> BatchResult:
-    """The user-facing result of a finished batch, with its trace when it was traced: its own
-    records in submission order, and the samples and events of its time window."""
-    t1 = time.perf_counter_ns()
-    trace = None
-    if batch.records is not None:
-        if sampler is not None and sampler.age_ns() >= MIN_SAMPLE_SPAN_NS:
-            sampler.tick()  # a batch of a few jiffies still gets a sample of its own
-        recs = [r for r in batch.records if r is not None]
-        start, end = (batch.submitted_ns, batch.end_ns) if recs else (t0, t1)
-        lo = min(t0, batch.opened_ns or t0)
-        trace = recorder.trace(recs, lanes=lane_table(), start_ns=start, end_ns=end,
-                               window_from_ns=lo)  # fmt: skip
-    return BatchResult(
-        batch.results, batch.errors, batch.outcomes, trace, (t1 - t0) / 1e9, mode, decision
-    )
-
-
 class TaskHandle:
     """What ``submit`` returns: ``await handle`` from any event loop, ``handle.result()`` in
     sync code. Both cross to the executor's loop through its sync bridge."""
@@ -253,7 +192,7 @@ class TaskHandle:
         self._cancel = cancel
 
     def done(self) -> bool:
-        return self._batch.done.is_set()
+        return self._batch.finished
 
     def _value(self) -> Any:
         if 0 in self._batch.errors:
@@ -277,7 +216,7 @@ class TaskHandle:
     def result(self, timeout: float | None = None) -> Any:
         """Block until the task ends (sync code only) and return its value or raise its error."""
         try:
-            self._bridge.wait(self._batch.done.wait, timeout)
+            self._bridge.wait(self._batch.wait_done, timeout)
         except KeyboardInterrupt:
             self.cancel()
             raise

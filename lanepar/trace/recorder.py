@@ -64,7 +64,8 @@ class Recorder:
         self._ev_backdate = 0
         self._ev_ordered = True
         self._ring_lock = threading.Lock()
-        self._n_cores = psutil.cpu_count() or 1
+        #: The machine's cores, as every trace made here records them.
+        self.n_cores = psutil.cpu_count() or 1
 
     # -- writers (the executor's loop thread, the sampler thread) ------------------------------
     def reserve_ids(self, n: int) -> int:
@@ -222,7 +223,7 @@ class Recorder:
         lo = start_ns if window_from_ns is None else min(start_ns, window_from_ns)
         samples, events = self.window(lo, time.perf_counter_ns())
         return Trace(tasks, samples, lanes=lanes, start_ns=start_ns, end_ns=end_ns,
-                     dropped=dropped, events=events, n_cores=self._n_cores)  # fmt: skip
+                     dropped=dropped, events=events, n_cores=self.n_cores)  # fmt: skip
 
     def since(
         self, base_recorded: int, t0_ns: int, *, lanes: Mapping[str, Mapping[str, Any]] | None
