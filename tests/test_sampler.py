@@ -7,6 +7,7 @@ granularity of the counters themselves (one clock tick, ``SC_CLK_TCK``, per read
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
@@ -248,3 +249,85 @@ def test_a_short_batch_has_core_utilisation_from_the_kernels_counters() -> None:
     ours = len(before) / max(total, 1)
     theirs = 1 / max(1.0, s["wall_s"] * hz)
     assert s["cpu_util_avg"] == pytest.approx(truth, abs=0.05 + ours + theirs), (s, truth, total)
+
+
+def _ticks_by_thread(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(thread name, time) of every tick the sampler takes from here on."""
+    ticks: list[tuple[str, int]] = []
+    real = Sampler._tick
+
+    def counted(self: Sampler) -> Sample:
+        s = real(self)
+        ticks.append((threading.current_thread().name, s.t_ns))
+        return s
+
+    monkeypatch.setattr(Sampler, "_tick", counted)
+    return ticks
+
+
+def test_the_loop_takes_the_ticks_while_batches_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a batch is in flight its loop takes the sampler's ticks (the thread would take the
+    GIL from a loop that gives it up at every poll, a futex wake-up a turn): once the loop's
+    ticks come, the thread takes none until the batch ends; with a subscriber waiting for
+    flushes, or no batch in flight, the thread ticks as before."""
+    ticks = _ticks_by_thread(monkeypatch)
+
+    async def steps() -> None:
+        for _ in range(40):
+            await asyncio.sleep(0.01)
+
+    async def main() -> None:
+        lanes = {"q": lp.LaneConfig(max_concurrency=2)}
+        async with lp.LaneExecutor(lanes=lanes, sample_hz=20) as ex:
+            loop_thread = threading.current_thread().name
+            await ex.arun_batch([lp.ToolCall(steps, lane="q") for _ in range(2)])
+            on_loop = [t for name, t in ticks if name == loop_thread]
+            assert len(on_loop) >= 3  # ~8 periods of 50 ms
+            # From the loop's second tick (the thread may have been taking one as the first
+            # came) the thread ticks only if the loop's next tick is two periods late: on a
+            # busy machine now and then, never as often as the loop.
+            after = [name for name, t in ticks if t > on_loop[1]]
+            assert after.count("lanepar-sampler") < after.count(loop_thread)
+            sampler = ex._sampler
+            sampler.loop_tick()
+            assert sampler._delegated(0.05)
+            unsubscribe = ex.subscribe(lambda d: None)
+            assert not sampler._delegated(0.05)  # a live view: the thread flushes and ticks
+            unsubscribe()
+            sampler.loop_ticks_end()
+            assert not sampler._delegated(0.05)
+
+    asyncio.run(main())
+
+
+def test_a_stalled_loop_is_sampled_by_the_thread_during_the_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step that holds the loop stops the loop's ticks: the loop watch tells the sampler, whose
+    thread samples the stall itself — the case a sampler on the loop alone would miss."""
+    ticks = _ticks_by_thread(monkeypatch)
+    window: list[int] = []
+    told: list[int] = []
+    real_stalled = Sampler.stalled
+
+    def stalled(self: Sampler) -> None:
+        told.append(time.perf_counter_ns())
+        real_stalled(self)
+
+    monkeypatch.setattr(Sampler, "stalled", stalled)
+
+    async def stalls() -> None:
+        await asyncio.sleep(0.2)  # the loop's ticks under way
+        window.append(time.perf_counter_ns())
+        time.sleep(0.5)  # holds the loop
+        window.append(time.perf_counter_ns())
+
+    async def main() -> None:
+        async with lp.LaneExecutor(loop_block_ms=50, sample_hz=20) as ex:
+            await ex.arun_batch([lp.ToolCall(stalls, lane="query")])
+
+    asyncio.run(main())
+    t0, t1 = window
+    assert any(t0 < t < t1 for t in told)  # the loop watch told the sampler, during the stall
+    inside = [name for name, t in ticks if t0 < t < t1]
+    assert inside.count("lanepar-sampler") >= 2, ticks

@@ -5,6 +5,8 @@ Two observers, both owned here so their lifetimes follow the executor's: a :clas
 the culprit's stack) and the process's :class:`ThreadWatch` (the GIL-free helper that tells a
 step slow for the GIL or a core from one slow for I/O). The loop thread is registered with the
 thread watch only while batches are in flight, so an idle executor costs the helper nothing.
+While batches are in flight the loop also takes the core sampler's ticks itself (see
+``Sampler.loop_tick``), and the loop watch tells the sampler when a step stalls the loop.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..trace import threadstate
 from ..trace.loopwatch import LoopWatch
 from ..trace.probe import watch_loop
 from ..trace.recorder import Recorder
+from ..trace.sampler import Sampler
 
 T = TypeVar("T")
 
@@ -27,8 +30,13 @@ LINGER_S = 1.0
 class LoopObservers:
     """Started and stopped on the loop thread by the executor's lifespan."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, sampler: Sampler | None = None) -> None:
         self.recorder = recorder
+        #: The core sampler whose ticks this loop takes while batches are in flight (None: its
+        #: thread takes them all).
+        self.sampler = sampler
+        self._ticker: asyncio.TimerHandle | None = None
+        self._in_flight = False
         self.blocks: LoopWatch | None = None
         self.states: threadstate.ThreadWatch | None = None
         self.slot = -1
@@ -41,11 +49,16 @@ class LoopObservers:
     def start(self, loop_block_ms: float | None) -> None:
         if loop_block_ms is not None:
             self.blocks = LoopWatch(int(loop_block_ms * 1e6))
+            if self.sampler is not None:
+                self.blocks.on_stall = self.sampler.stalled
         watch_loop(self.blocks)
 
     def busy(self) -> None:
         """The first batch in flight: watch the loop thread's states while work runs."""
         self._idle_at = None
+        self._in_flight = True
+        if self.sampler is not None and self._ticker is None:
+            self._start_ticks()
         if self._linger is not None:  # batches back to back: still held, nothing to do
             return
         if self.states is None and threadstate.enabled():
@@ -73,6 +86,7 @@ class LoopObservers:
         batch's :meth:`busy` cost ~5 µs a batch (a handle, a heap push, a cancel, a pop a second
         later), a tenth of a one-task batch's traced cost; the timer instead looks, when it
         fires, at when the last batch ended (``_lingered``)."""
+        self._in_flight = False
         if self.states is None or self.slot < 0:
             return
         try:
@@ -95,6 +109,27 @@ class LoopObservers:
             return
         self._release()
 
+    def _start_ticks(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio: the sampler's thread takes every tick
+            return
+        assert self.sampler is not None
+        period = 1.0 / self.sampler.hz
+        self._ticker = loop.call_later(period, self._tick, loop, period)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, period: float) -> None:
+        """The sampler's tick, once a period while a batch is in flight; the timer ends (and
+        the sampler's thread takes over) at the first period with none."""
+        sampler = self.sampler
+        if sampler is None or not self._in_flight:
+            self._ticker = None
+            if sampler is not None:
+                sampler.loop_ticks_end()
+            return
+        sampler.loop_tick()
+        self._ticker = loop.call_later(period, self._tick, loop, period)
+
     def _release(self) -> None:
         if self._linger is not None:
             self._linger.cancel()
@@ -106,6 +141,12 @@ class LoopObservers:
         watch_loop(self.blocks)
 
     def stop(self) -> None:
+        self._in_flight = False
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        if self.sampler is not None:
+            self.sampler.loop_ticks_end()
         self._release()
         watch_loop(None)
         blocks, self.blocks = self.blocks, None

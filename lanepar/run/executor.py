@@ -114,7 +114,8 @@ class LaneExecutor:
         self._async_cm: Any = None
         self._batches: set[_Batch] = set()
         self._sync_runs: set[SyncRun[Any]] = set()
-        self._loop_obs = LoopObservers(self.recorder) if self.tracing else None
+        ticks = self._sampler if sample_hz > 0 else None  # (its ticks taken on the loop)
+        self._loop_obs = LoopObservers(self.recorder, ticks) if self.tracing else None
         self._resolve = Resolver()
         #: The policy of ``mode="auto"`` batches, made (and subscribed) on first use, so an
         #: executor that never runs auto mode keeps nothing for it.

@@ -91,6 +91,7 @@ class LoopWatch(_StepMark):
         "emit",
         "events",
         "ident",
+        "on_stall",
         "threshold_ns",
         "tool",
     )
@@ -104,6 +105,9 @@ class LoopWatch(_StepMark):
             raise ValueError(f"LoopWatch: threshold_ns={threshold_ns} must be > 0")
         self.threshold_ns = threshold_ns
         self.emit = emit
+        #: Called (on the watchdog's thread, with the GIL) when a step has held the loop past
+        #: the threshold: whoever relies on the loop for periodic work hears it is stalled.
+        self.on_stall: Callable[[], None] | None = None
         self.events: list[dict[str, Any]] = []  # kept when no ``emit`` is given
         #: Start of the step running now on the watched loop (0 between steps).
         self.t0 = 0
@@ -221,6 +225,9 @@ class LoopWatch(_StepMark):
         if frame is not None and self.t0 == t0:
             self._captured = (t0, format_stack(frame))
         del frame
+        stalled = self.on_stall
+        if stalled is not None:
+            stalled()
 
     def close(self) -> None:
         self._stop = True
