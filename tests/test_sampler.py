@@ -293,6 +293,10 @@ def test_the_loop_takes_the_ticks_while_batches_run(monkeypatch: pytest.MonkeyPa
             assert sampler._delegated(0.05)
             unsubscribe = ex.subscribe(lambda d: None)
             assert not sampler._delegated(0.05)  # a live view: the thread flushes and ticks
+            n = len(ticks)
+            sampler._last_ns = 0  # (due for a tick)
+            sampler.loop_tick()
+            assert len(ticks) == n  # ... and the loop takes none: no samples twice as often
             unsubscribe()
             sampler.loop_ticks_end()
             assert not sampler._delegated(0.05)

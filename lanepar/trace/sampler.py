@@ -245,6 +245,8 @@ class Sampler:
         loop the tick costs its own ~30-150 µs and nothing more. The thread stays the sampler
         of a loop that is stalled (:meth:`stalled`) or idle, when the GIL is not contended."""
         self._loop_beat = time.perf_counter()
+        if self.recorder.live:  # the thread ticks and flushes at its own rate for a live view
+            return
         if self.hz > 0 and time.perf_counter_ns() - self._last_ns >= self._loop_period_ns():
             self.tick()
 
