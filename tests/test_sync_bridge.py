@@ -322,3 +322,38 @@ def test_the_private_loop_reads_its_self_pipe_before_the_turns_callbacks() -> No
         assert sorted(collections.Counter(ran).values()) == [5000] * 4
         b = ex.run_batch([lp.ToolCall(lambda: 7, lane="query")])
         assert b.results == [7]
+
+
+def test_only_the_main_thread_waits_in_short_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A simulated interrupt reaches only the main thread, so only its waits are sliced short;
+    another thread's wake-ups would each take the GIL from the running loop for nothing."""
+    import concurrent.futures
+
+    from lanepar.run import _sync
+
+    monkeypatch.setattr(_sync, "WAIT_SLICE_S", 0.005)
+    monkeypatch.setattr(_sync, "OTHER_SLICE_S", 60.0)
+    slices: dict[str, int] = collections.Counter()
+    real = concurrent.futures.Future.result
+
+    def counted(self: Any, timeout: float | None = None) -> Any:
+        if timeout is not None:
+            slices[threading.current_thread().name] += 1
+        return real(self, timeout)
+
+    monkeypatch.setattr(concurrent.futures.Future, "result", counted)
+
+    async def slow() -> None:
+        await asyncio.sleep(0.3)
+
+    with lp.LaneExecutor() as ex:
+        ex.run_batch([])  # the loop started
+        slices.clear()
+        assert ex.run_batch([lp.ToolCall(slow, lane="query")]).ok
+        worker = threading.Thread(
+            target=lambda: ex.run_batch([lp.ToolCall(slow, lane="query")]), name="caller"
+        )
+        worker.start()
+        worker.join(60)
+    assert slices["MainThread"] >= 10  # 300 ms in 5 ms slices (fewer on a busy machine)
+    assert slices["caller"] == 1
