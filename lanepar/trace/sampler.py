@@ -256,7 +256,7 @@ class Sampler:
 
     def stalled(self) -> None:
         """A step holds the loop (the loop watch): its ticks stop coming, so the thread takes
-        them now, not at its next look."""
+        them now, not at its next look (``LOOP_LOOK_S``: all it has with the watch off)."""
         self._loop_beat = 0.0
         self._wake.set()
 
