@@ -122,10 +122,10 @@ class LoopObservers:
         """The sampler's tick, once a period while a batch is in flight; the timer ends (and
         the sampler's thread takes over) at the first period with none."""
         sampler = self.sampler
-        if sampler is None or not self._in_flight:
+        assert sampler is not None  # (armed only with one: _start_ticks)
+        if not self._in_flight:
             self._ticker = None
-            if sampler is not None:
-                sampler.loop_ticks_end()
+            sampler.loop_ticks_end()
             return
         sampler.loop_tick()
         self._ticker = loop.call_later(period, self._tick, loop, period)

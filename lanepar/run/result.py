@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..trace.model import Sample, TaskRecord, Trace
+from ..trace.model import Trace
 from ..trace.recorder import Recorder
 from ..trace.sampler import Sampler
 
@@ -160,32 +159,14 @@ def finish_batch(
     if batch.records is not None:
         if sampler is not None and sampler.age_ns() >= MIN_SAMPLE_SPAN_NS:
             sampler.tick()  # a batch of a few jiffies still gets a sample of its own
-        records = batch.records
         start, end = (batch.submitted_ns, batch.end_ns) if batch.end_ns else (t0, t1)
         lo = min(t0, batch.opened_ns or t0)
-        # what the batch's end sees now, taken now; the records are final
-        samples, events = recorder.window(lo, time.perf_counter_ns())
-        lanes, n_cores = lane_table(), recorder.n_cores
-        trace = functools.partial(_assemble, records, samples, events, lanes, start, end,
-                                  n_cores)  # fmt: skip
+        # the window as the batch's end sees it, taken now; the records are final
+        trace = recorder.trace_later(batch.records, lanes=lane_table(), start_ns=start,
+                                     end_ns=end, window_from_ns=lo)  # fmt: skip
     return BatchResult(
         batch.results, batch.errors, batch.outcomes, trace, (t1 - t0) / 1e9, mode, decision
     )
-
-
-def _assemble(
-    records: list[TaskRecord | None],
-    samples: list[Sample],
-    events: list[dict[str, Any]],
-    lanes: dict[str, dict[str, Any]],
-    start: int,
-    end: int,
-    n_cores: int,
-) -> Trace:
-    """A finished batch's trace, from what :func:`finish_batch` took as it ended."""
-    recs = [r for r in records if r is not None]
-    return Trace(recs, samples, lanes=lanes, start_ns=start, end_ns=end, events=events,
-                 n_cores=n_cores)  # fmt: skip
 
 
 _BUILD_LOCK = threading.Lock()

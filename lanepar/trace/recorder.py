@@ -9,10 +9,11 @@ and logged, never allowed to break the run (the rule trio applies to its instrum
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psutil
@@ -64,8 +65,7 @@ class Recorder:
         self._ev_backdate = 0
         self._ev_ordered = True
         self._ring_lock = threading.Lock()
-        #: The machine's cores, as every trace made here records them.
-        self.n_cores = psutil.cpu_count() or 1
+        self._n_cores = psutil.cpu_count() or 1
 
     # -- writers (the executor's loop thread, the sampler thread) ------------------------------
     def reserve_ids(self, n: int) -> int:
@@ -220,10 +220,26 @@ class Recorder:
         """``tasks`` as a trace, with the samples and events recorded from ``window_from_ns``
         (default ``start_ns``) until now: the one way a batch, a cell or a snapshot becomes a
         trace, so they all count the same things."""
+        return self.trace_later(tasks, lanes=lanes, start_ns=start_ns, end_ns=end_ns,
+                                window_from_ns=window_from_ns, dropped=dropped)()  # fmt: skip
+
+    def trace_later(
+        self,
+        tasks: Sequence[TaskRecord | None],
+        *,
+        lanes: Mapping[str, Mapping[str, Any]] | None,
+        start_ns: int,
+        end_ns: int,
+        window_from_ns: int | None = None,
+        dropped: int = 0,
+    ) -> Callable[[], Trace]:
+        """:meth:`trace`, its window taken now and the object made when called: a batch's
+        result makes its trace only when it is read (``BatchResult.trace``), from a window as
+        its end saw it. ``tasks`` may hold None (a batch's slot whose job left no record)."""
         lo = start_ns if window_from_ns is None else min(start_ns, window_from_ns)
         samples, events = self.window(lo, time.perf_counter_ns())
-        return Trace(tasks, samples, lanes=lanes, start_ns=start_ns, end_ns=end_ns,
-                     dropped=dropped, events=events, n_cores=self.n_cores)  # fmt: skip
+        return functools.partial(_assemble, tasks, samples, events, lanes, start_ns, end_ns,
+                                 dropped, self._n_cores)  # fmt: skip
 
     def since(
         self, base_recorded: int, t0_ns: int, *, lanes: Mapping[str, Mapping[str, Any]] | None
@@ -243,3 +259,19 @@ class Recorder:
         lo = tasks[0].submitted_ns if tasks else 0
         return self.trace(tasks, lanes=lanes, start_ns=lo, end_ns=time.perf_counter_ns(),
                           dropped=self.dropped)  # fmt: skip
+
+
+def _assemble(
+    tasks: Sequence[TaskRecord | None],
+    samples: list[Sample],
+    events: list[dict[str, Any]],
+    lanes: Mapping[str, Mapping[str, Any]] | None,
+    start_ns: int,
+    end_ns: int,
+    dropped: int,
+    n_cores: int,
+) -> Trace:
+    """The trace :meth:`Recorder.trace_later` took the window of (it holds no recorder: a
+    result kept after its executor closed keeps only what its own trace needs)."""
+    return Trace([t for t in tasks if t is not None], samples, lanes=lanes, start_ns=start_ns,
+                 end_ns=end_ns, dropped=dropped, events=events, n_cores=n_cores)  # fmt: skip

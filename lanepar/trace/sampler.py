@@ -247,7 +247,8 @@ class Sampler:
         self._loop_beat = time.perf_counter()
         if self.recorder.live:  # the thread ticks and flushes at its own rate for a live view
             return
-        if self.hz > 0 and time.perf_counter_ns() - self._last_ns >= self._loop_period_ns():
+        # (not when the thread took one this half period, as the loop's first came)
+        if self.hz > 0 and time.perf_counter_ns() - self._last_ns >= 5e8 / self.hz:
             self.tick()
 
     def loop_ticks_end(self) -> None:
@@ -259,9 +260,6 @@ class Sampler:
         them now, not at its next look (``LOOP_LOOK_S``: all it has with the watch off)."""
         self._loop_beat = 0.0
         self._wake.set()
-
-    def _loop_period_ns(self) -> int:
-        return int(1e9 / self.hz / 2) if self.hz > 0 else 0
 
     def _delegated(self, period: float) -> bool:
         """Whether the loop's ticks are coming, so the thread need not take its own (not while
