@@ -1,11 +1,13 @@
-"""The paths most calls take through a lane, with no deadline, retry or live view to keep: an
-async body run inline on the loop (untraced, or traced into a record), or a traced sync body
-handed to the executor's threads.
+"""The paths most calls take through a lane, with no deadline or retry to keep: an async body
+run inline on the loop (untraced, or traced into a record), or a traced sync body handed to the
+executor's threads.
 
 Kept apart from the worker loop (:mod:`lanepar.run.lane`) because they are what the per-task
-overhead benchmark measures: each skips the attempt machinery (deadline scope, retry loop, live
-"running" entry) that only those features need, and the worker awaits them directly, so a call
-costs two coroutine frames less. What they settle is exactly what :meth:`Lane._run` settles.
+overhead benchmark measures: each skips the attempt machinery (deadline scope, retry loop) that
+only those features need, and the worker awaits them directly, so a call costs two coroutine
+frames less. What they settle is exactly what :meth:`Lane._run` settles. A live view's
+"running now" entry is kept here too (:func:`running`): a batch watched by the dashboard takes
+the same paths as one that is not, instead of paying the attempt machinery per task.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def run_job(lane: Lane, w: Worker, job: Job, granted: int) -> Coroutine[Any, Any
         if rec is None:
             if job.is_async and not lane.hooks.task_finished:
                 return run_bare(job)
-        elif not rec.live:
+        else:
             free = job.pushed_ns  # the latest of queueing, slot free and grant (no max() call)
             if w.free_at > free:
                 free = w.free_at
@@ -85,6 +87,8 @@ async def run_bare(job: Job) -> int:
 async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     """Traced, one attempt: the body under a probe, then its record. Returns when it ended."""
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
+    if lane.recorder.live:  # (traced: there is a recorder)
+        running(lane, w, job)
     # the loop's CPU clock now and when the slot came free, for a late start (the one that asks
     # about contention); this body ends on the loop, so that end is no thread's to read
     cpu = free_cpu = 0
@@ -136,8 +140,7 @@ def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> bool:
     True — or False, and the worker takes the next job as usual when it wakes. The lookahead is
     short: those before it are started at once too (by the workers woken with it), and it
     never scans a long queue."""
-    rec = lane.recorder
-    if rec is None or rec.live:
+    if lane.recorder is None:
         return False
     first = queue.peek()
     if first is None or not first.batch.any_sync:  # (an all-async batch's fan-out: no scan)
@@ -151,6 +154,13 @@ def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> bool:
     handed = hand_sync(lane, w, job, free, into)
     w.job, w.handed = job, (free, handed)  # (after: a hand-off that raised leaves w as it was)
     return True
+
+
+def running(lane: Lane, w: Worker, job: Job) -> None:
+    """A live view's entry for ``job``, starting now on ``w`` (the one ``Lane._attempt`` makes);
+    its settling takes it out (``settle_plain``, ``finish_job``)."""
+    lane.recorder.running[job.id] = [job.id, lane.name, job.name, job.args_summary, w.slot,
+                                     job.submitted_ns, _pc()]  # fmt: skip
 
 
 def _sync_hot(job: Job) -> bool:
@@ -175,6 +185,8 @@ def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> A
                 h = (h[0], into, *h[2:])
             return h
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
+    if lane.recorder.live:  # (traced: there is a recorder)
+        running(lane, w, job)
     probe.free_cpu_ns = w.cpu_at(free, job)
     probe.free_held = w.held_at(free, job)
     probe.started_ns = free

@@ -87,6 +87,8 @@ def settle_plain(
     GIL, run-queue or lock wait, phases, blocks or worker: the probe's ``__dict__``, where those
     defaults are written, is empty). One ``pack()`` with the values as they are: the general
     path's flat list and checks were half of the record's cost."""
+    if recorder.running:  # (a live view's "running now" entry)
+        recorder.running.pop(job.id, None)
     body = probe.segs if probe.p_start < 0 else probe.finish()
     if len(body) != 1:
         recorder.add(settle(lane, job, slot, free, probe, "ok", None))
@@ -154,8 +156,7 @@ def finish_job(
     """The end of a job, however it ended: its record (also for observers when untraced), the
     loop-blocking events its steps caused, its result or error in the batch, then the hook."""
     if (error is None and recorder is not None and probe is not None and not probe.__dict__
-            and not job.attempt and not job.call_id and not recorder.live
-            and not hooks.task_finished):  # fmt: skip
+            and not job.attempt and not job.call_id and not hooks.task_finished):  # fmt: skip
         settle_plain(lane, recorder, job, slot, free, probe)
         job.batch.succeed(job.index, value)
         return
