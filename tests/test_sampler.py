@@ -209,6 +209,30 @@ def test_unsubscribe_stops_deliveries() -> None:
     assert len(calls) == 1 and not rec.has_subscribers
 
 
+def test_a_new_subscriber_gets_nothing_a_previous_one_was_not_handed() -> None:
+    """Records added while a view listened but after its last flush are not news to the next
+    view: a dashboard shows its own run, never the tail of the one before."""
+    def record(i: int) -> lp.TaskRecord:
+        return lp.TaskRecord(id=i, lane="q", name="tool", args_summary="", outcome="ok",
+                             submitted_ns=i, slot_free_ns=i, started_ns=i, finished_ns=i + 1,
+                             cpu_ns=1, wait_ns=0, slot=0)  # fmt: skip
+
+    rec = Recorder()
+    first: list[dict[str, object]] = []
+    stop_first = rec.subscribe(first.append)  # type: ignore[arg-type]
+    rec.add(record(1))
+    rec.flush()
+    rec.add(record(2))  # after the first view's last flush
+    stop_first()
+    rec.add(record(3))  # nobody listens
+    second: list[dict[str, object]] = []
+    rec.subscribe(second.append)  # type: ignore[arg-type]
+    rec.add(record(4))
+    rec.flush()
+    assert [[t.id for t in d["tasks"]] for d in first] == [[1]]  # type: ignore[attr-defined]
+    assert [[t.id for t in d["tasks"]] for d in second] == [[4]]  # type: ignore[attr-defined]
+
+
 def _proc_stat_busy_total() -> list[tuple[int, int]]:
     """(busy, total) jiffies per core, read here independently of lanepar's sampler."""
     out = []

@@ -12,7 +12,6 @@ figures come from ``lanepar.analysis.summary.summarize`` and are exact.
 from __future__ import annotations
 
 import array
-import collections
 import itertools
 import operator
 import struct
@@ -211,16 +210,15 @@ class DeltaPacker:
             self._n_sent += len(packed)
             self._sent_ids = None
         n = len(packed)
-        lane_codes = self._codes(list(map(_LANE, tasks)), self.lane_index, self._lane)
-        name_codes = self._codes(list(map(_NAME, tasks)), self.name_index, self._name)
-        outcomes = list(map(_OUTCOME, tasks))
-        outcome_codes = list(map(OUTCOME_CODE.get, outcomes, itertools.repeat(1)))
+        lane_codes = self._codes(tasks, _LANE, self.lane_index, self._lane)
+        name_codes = self._codes(tasks, _NAME, self.name_index, self._name)
+        outcome_codes = list(map(OUTCOME_CODE.get, map(_OUTCOME, tasks), itertools.repeat(1)))
         codes = array.array("H", bytes(6 * n))
         codes[0::3] = array.array("H", lane_codes)
         codes[1::3] = array.array("H", outcome_codes)
         codes[2::3] = array.array("H", name_codes)
         errors = (
-            [(k, tasks[k].error or outcomes[k]) for k, c in enumerate(outcome_codes) if c != 0]
+            [(k, tasks[k].error or tasks[k].outcome) for k, c in enumerate(outcome_codes) if c]
             if any(outcome_codes)  # C-level: the Python loop only when something failed
             else []
         )
@@ -231,13 +229,19 @@ class DeltaPacker:
         return _Encoded(n, b"".join(packed), ends, codes, errors)
 
     @staticmethod
-    def _codes(values: list[str], index: dict[str, int], add: Callable[[str], int]) -> list[int]:
-        codes = list(map(index.get, values))
+    def _codes(
+        tasks: Sequence[TaskRecord],
+        attr: Callable[[TaskRecord], str],
+        index: dict[str, int],
+        add: Callable[[str], int],
+    ) -> list[int]:
+        """Each task's ``attr`` as its index in a table (no list of the strings in between)."""
+        codes = list(map(index.get, map(attr, tasks)))
         if None in codes:  # new names: add each once (in order of appearance), then look up again
-            for v in dict.fromkeys(values):
+            for v in dict.fromkeys(map(attr, tasks)):
                 if v not in index:
                     add(v)
-            codes = list(map(index.get, values))
+            codes = list(map(index.get, map(attr, tasks)))
         return codes  # type: ignore[return-value]
 
     def _account(self, packed: list[bytes], lane_codes: list[int]) -> None:
@@ -245,10 +249,11 @@ class DeltaPacker:
         ``_SAMPLE`` of them (each standing for ``weight`` records): an estimate a tenth of a
         second old needs no more, and the final figures are exact."""
         done = self.lane_done
-        for i, k in collections.Counter(lane_codes).items():  # (counted in C, not a loop a task)
-            name = self.lanes[i]
-            self.lanes_used.add(name)
-            done[name] = done.get(name, 0) + k
+        for i, name in enumerate(self.lanes):  # (a few lanes: a C-level count each)
+            k = lane_codes.count(i)
+            if k:
+                self.lanes_used.add(name)
+                done[name] = done.get(name, 0) + k
         step = -(-len(packed) // _SAMPLE)  # (ceiling: at most _SAMPLE heads, never 2x)
         heads = [_HEAD.unpack_from(p) for p in packed[::step]]
         weight = len(packed) / len(heads)

@@ -128,6 +128,8 @@ class Recorder:
         """Call ``callback(delta)`` with what is new, from a background thread; returns an
         unsubscribe function."""
         with self._lock:
+            if not self._subscribers:
+                self._forget_pending()
             self._subscribers.append(callback)
             self.live = True
 
@@ -136,8 +138,16 @@ class Recorder:
                 if callback in self._subscribers:
                     self._subscribers.remove(callback)
                 self.live = bool(self._subscribers)
+                if not self.live:
+                    self._forget_pending()
 
         return unsubscribe
+
+    def _forget_pending(self) -> None:
+        """Nobody listens: what no flush handed over is nobody's. Kept, it went to the next
+        subscriber as news — a previous view's tail (tens of thousands of records after a few
+        watched batches), drawn as this run's and packed at its cost."""
+        self._new_tasks, self._new_samples, self._new_events = [], [], []
 
     @property
     def has_subscribers(self) -> bool:
@@ -170,6 +180,8 @@ class Recorder:
                     if cb in self._subscribers:
                         self._subscribers.remove(cb)
                     self.live = bool(self._subscribers)
+                    if not self.live:
+                        self._forget_pending()
 
     # -- readers -----------------------------------------------------------------------------
     def window(self, lo: int, hi: int) -> tuple[list[Sample], list[dict[str, Any]]]:
