@@ -217,11 +217,10 @@ class DeltaPacker:
         codes[0::3] = array.array("H", lane_codes)
         codes[1::3] = array.array("H", outcome_codes)
         codes[2::3] = array.array("H", name_codes)
-        errors = (
-            [(k, tasks[k].error or tasks[k].outcome) for k, c in enumerate(outcome_codes) if c]
-            if any(outcome_codes)  # C-level: the Python loop only when something failed
-            else []
-        )
+        errors = []  # (any() is C-level: the Python loop only when something failed)
+        if any(outcome_codes):
+            errors = [(k, tasks[k].error or tasks[k].outcome)
+                      for k, c in enumerate(outcome_codes) if c]  # fmt: skip
         if fresh and n:
             self._account(packed, lane_codes)
             self.errors += len(errors)
@@ -229,12 +228,8 @@ class DeltaPacker:
         return _Encoded(n, b"".join(packed), ends, codes, errors)
 
     @staticmethod
-    def _codes(
-        tasks: Sequence[TaskRecord],
-        attr: Callable[[TaskRecord], str],
-        index: dict[str, int],
-        add: Callable[[str], int],
-    ) -> list[int]:
+    def _codes(tasks: Sequence[TaskRecord], attr: Callable[[TaskRecord], str],
+               index: dict[str, int], add: Callable[[str], int]) -> list[int]:  # fmt: skip
         """Each task's ``attr`` as its index in a table (no list of the strings in between)."""
         codes = list(map(index.get, map(attr, tasks)))
         if None in codes:  # new names: add each once (in order of appearance), then look up again

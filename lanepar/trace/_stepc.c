@@ -1069,6 +1069,8 @@ static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize
     Py_RETURN_NONE;
 }
 
+#include "_recordc.c" /* a plain traced task's record (settle_plain) */
+
 static PyMethodDef m_methods[] = {
     {"resumed", (PyCFunction)(void (*)(void))m_resumed, METH_FASTCALL,
      "The rest of a traced body's steps, to be awaited (see lanepar.trace.probe._resumed)."},
@@ -1076,6 +1078,10 @@ static PyMethodDef m_methods[] = {
      "A traced body's first step (see lanepar.trace.probe.first_step)."},
     {"setup", (PyCFunction)(void (*)(void))m_setup, METH_FASTCALL,
      "Hand over the probe's helpers for the rare branches, its constants and real clocks."},
+    {"settle_plain", (PyCFunction)(void (*)(void))m_settle_plain, METH_FASTCALL,
+     "A plain traced task's record (see lanepar.run._settle.settle_plain)."},
+    {"setup_settle", (PyCFunction)(void (*)(void))m_setup_settle, METH_FASTCALL,
+     "Hand over settle_plain's Python version and the types whose slots it fills."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1115,6 +1121,7 @@ PyMODINIT_FUNC PyInit__stepc(void) {
     INTERN(S_throw, "throw")
     INTERN(S_value, "value")
 #undef INTERN
+    if (settle_intern() < 0) return NULL;
     if (PyType_Ready(&ResumedType) < 0 || PyType_Ready(&ClockType) < 0 ||
         PyType_Ready(&StepMarkType) < 0)
         return NULL;

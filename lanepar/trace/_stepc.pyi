@@ -32,6 +32,12 @@ def setup(
     namespace: dict[str, Any],
 ) -> None: ...
 
+def setup_settle(settle_plain: Callable[..., None], probe_type: type, job_type: type,
+                 record_type: type, /) -> None: ...
+def settle_plain(
+    lane: str, recorder: Any, job: Any, slot: int, free: int, probe: Any, /
+) -> None: ...
+
 class Clock:
     w: int
     c: int

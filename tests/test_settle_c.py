@@ -1,0 +1,151 @@
+"""The C ``settle_plain`` (``lanepar/trace/_recordc.c``) is the Python one, record for record.
+
+Every probe state a plain settle can meet — its pending run open or closed, zero, one or two
+segments, a gap before the run, times unset, queued and dispatch present or not, a summary to
+encode, a live view's running entry — is settled twice, by each version, on twin objects; the
+records (bytes and fields), the probes afterwards, the recorder and the batch must agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lanepar.run import _settle
+from lanepar.run.batch import _Batch
+from lanepar.run.job import Job
+from lanepar.trace._loopclock import _stepc
+from lanepar.trace.model import KIND_CODE, TaskRecord
+from lanepar.trace.probe import TaskProbe
+from lanepar.trace.recorder import Recorder
+
+pytestmark = pytest.mark.skipif(_stepc is None, reason="the C step driver's module is not built")
+
+CPU, WAIT, GIL = KIND_CODE["cpu"], KIND_CODE["wait"], KIND_CODE["gil"]
+
+
+def twins(state: dict[str, Any]) -> tuple[Any, ...]:
+    """A recorder, job and probe built from ``state`` (a fresh set on each call)."""
+    rec = Recorder()
+    batch = _Batch(2, fail_fast=False, on_fail_fast=lambda b: None, traced=state["traced"])
+    batch.end_ns = state["batch_end"]
+    job = Job(batch, 1, print, (), {}, False, "tool", None, state["id"], state["sub"])
+    if state["summary"] is not None:
+        job.args_summary = state["summary"]
+    if state["running"]:
+        rec.running[state["id"]] = [state["id"]]
+        rec.running[state["id"] + 1] = [state["id"] + 1]  # another task's, which stays
+    p = TaskProbe(state["res"], 64)
+    p.started_ns, p.finished_ns = state["started"], state["finished"]
+    p.cpu_ns, p.wait_ns = state["cpu"], state["wait"]
+    p.segs = [list(s) for s in state["segs"]]
+    p.p_start, p.p_end, p.p_cpu, p.p_wait = state["pending"]
+    if state["p_gil"]:
+        p.p_gil = state["p_gil"]
+    return rec, job, p
+
+
+def outcome(rec: Recorder, job: Job, p: TaskProbe) -> dict[str, Any]:
+    def fields(r: TaskRecord | None) -> Any:
+        if r is None:
+            return None
+        return (r.packed, r.lane, r.name, r.outcome, r.extra, r.segments, r.args_summary)
+
+    return {
+        "tasks": [fields(r) for r in rec.tasks],
+        "recorded": rec.recorded,
+        "running": dict(rec.running),
+        "records": None if job.batch.records is None else [fields(r) for r in job.batch.records],
+        "end": job.batch.end_ns,
+        "probe": (p.segs, p.p_start, p.p_end, p.p_cpu, p.p_wait, p.cpu_ns, p.wait_ns),
+    }
+
+
+times = st.integers(min_value=0, max_value=10**12)
+seg = st.tuples(st.sampled_from([CPU, WAIT, GIL]), times, times)
+states = st.fixed_dictionaries(
+    {
+        "traced": st.booleans(),
+        "batch_end": times,
+        "id": st.integers(min_value=0, max_value=2**40),
+        "sub": times,
+        "summary": st.one_of(st.none(), st.text(max_size=12)),
+        "running": st.booleans(),
+        "res": st.integers(min_value=0, max_value=10**6),
+        "started": st.one_of(st.just(0), times),
+        "finished": st.one_of(st.just(0), times),
+        "cpu": times,
+        "wait": times,
+        "segs": st.lists(seg, max_size=2),
+        "pending": st.one_of(st.just((-1, -1, 0, 0)), st.tuples(times, times, times, times)),
+        "p_gil": st.sampled_from([0, 0, 5]),
+        "slot": st.integers(min_value=-1, max_value=64),
+        "free": times,
+    }
+)
+
+
+@settings(max_examples=400)
+@given(states)
+def test_the_c_settle_is_the_python_one(state: dict[str, Any]) -> None:
+    results = []
+    for fn in (_settle.settle_plain_py, _stepc.settle_plain):
+        rec, job, p = twins(state)
+        fn("q", rec, job, state["slot"], state["free"], p)
+        results.append(outcome(rec, job, p))
+    py, c = results
+    if not (state["started"] and state["finished"]):  # unset: the clock read then differs
+        for r in (py, c):
+            r["tasks"] = [t[1:] for t in r["tasks"]]
+            r["records"] = r["records"] and [t and t[1:] for t in r["records"]]
+            r["end"] = None
+    assert c == py
+
+
+def test_errors_are_the_python_ones() -> None:
+    """A value struct.pack refuses is refused alike (the C one hands such a case over)."""
+    state = {"traced": True, "batch_end": 0, "id": 3, "sub": 10, "summary": None,
+             "running": False, "res": 0, "started": 20, "finished": 30, "cpu": 1, "wait": 2,
+             "segs": [(CPU, 20, 30)], "pending": (-1, -1, 0, 0), "p_gil": 0}  # fmt: skip
+    for fn in (_settle.settle_plain_py, _stepc.settle_plain):
+        rec, job, p = twins(state)
+        with pytest.raises(Exception) as raised:
+            fn("q", rec, job, 2**40, 15, p)  # a slot beyond int32
+        assert "format requires" in str(raised.value) or "argument out of range" in str(
+            raised.value
+        )
+    assert _settle.settle_plain is _stepc.settle_plain
+
+
+def test_a_plain_probe_is_settled_in_c() -> None:
+    """The common cases never reach Python: one segment, or a pending run that closes into it
+    or is the whole body, with or without a live view's entry — but two segments do."""
+    handed: list[int] = []
+
+    def spy(*args: Any) -> None:
+        handed.append(1)
+        _settle.settle_plain_py(*args)
+
+    _stepc.setup_settle(spy, TaskProbe, Job, TaskRecord)
+    try:
+        base = {"traced": True, "batch_end": 0, "id": 3, "sub": 10, "summary": "a ✓",
+                "running": True, "res": 0, "started": 20, "finished": 90, "cpu": 1, "wait": 2,
+                "segs": [(CPU, 20, 50)], "pending": (-1, -1, 0, 0), "p_gil": 0}  # fmt: skip
+        cases = [
+            base,
+            {**base, "pending": (50, 90, 10, 30)},  # closes into the segment
+            {**base, "segs": [], "pending": (20, 90, 10, 30)},  # the whole body
+            {**base, "segs": [(CPU, 20, 50), (WAIT, 50, 60)]},
+        ]
+        for state in cases:
+            rec, job, p = twins(state)
+            _stepc.settle_plain("q", rec, job, 1, 15, p)
+            assert len(rec.tasks) == 1 and rec.running == {4: [4]}
+        assert handed == [1]  # only the two-segment body
+        (r,) = rec.tasks
+        assert r.args_summary == "a ✓" and r.name == "tool" and r.lane == "q"
+    finally:
+        _stepc.setup_settle(_settle.settle_plain_py, TaskProbe, Job, TaskRecord)
