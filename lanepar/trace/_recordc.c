@@ -144,9 +144,10 @@ static int into_batch(PyObject *job, PyObject *rec, long long finished) {
     }
     PyObject *records = PyObject_GetAttr(batch, S_records);
     if (records == NULL) return -1;
-    int bad = records != Py_None && PyObject_SetItem(records, index, rec) < 0;
+    int untraced = records == Py_None; /* (a batch that keeps no records) */
+    int bad = !untraced && PyObject_SetItem(records, index, rec) < 0;
     Py_DECREF(records);
-    if (bad || records == Py_None) return bad ? -1 : 0;
+    if (bad || untraced) return bad ? -1 : 0;
     long long end;
     PyObject *v = PyObject_GetAttr(batch, S_end_ns);
     if (v == NULL) return -1;
