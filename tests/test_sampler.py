@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 import psutil
 import pytest
@@ -292,8 +293,9 @@ def _ticks_by_thread(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 def test_the_loop_takes_the_ticks_while_batches_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """While a batch is in flight its loop takes the sampler's ticks (the thread would take the
     GIL from a loop that gives it up at every poll, a futex wake-up a turn): once the loop's
-    ticks come, the thread takes none until the batch ends; with a subscriber waiting for
-    flushes, or no batch in flight, the thread ticks as before."""
+    ticks come, the thread takes none until the batch ends; a live view's flushes come from
+    the loop too (the thread, starved of the GIL, delivered them hundreds of ms late); with no
+    batch in flight the thread ticks as before."""
     ticks = _ticks_by_thread(monkeypatch)
 
     async def steps() -> None:
@@ -315,12 +317,16 @@ def test_the_loop_takes_the_ticks_while_batches_run(monkeypatch: pytest.MonkeyPa
             sampler = ex._sampler
             sampler.loop_tick()
             assert sampler._delegated(0.05)
-            unsubscribe = ex.subscribe(lambda d: None)
-            assert not sampler._delegated(0.05)  # a live view: the thread flushes and ticks
+            deltas: list[Any] = []
+            unsubscribe = ex.subscribe(deltas.append)
+            assert sampler._delegated(0.05)  # a live view too: the loop ticks and flushes
             n = len(ticks)
-            sampler._last_ns = 0  # (due for a tick)
+            sampler._last_ns, sampler._next_flush = 0, 0.0  # (due for a tick and a flush)
             sampler.loop_tick()
-            assert len(ticks) == n  # ... and the loop takes none: no samples twice as often
+            assert [name for name, _ in ticks[n:]] == [loop_thread]
+            assert len(deltas) == 1 and deltas[0]["samples"]  # the tick's sample, delivered
+            sampler.loop_tick()  # (a flush 100 ms later at the earliest)
+            assert len(deltas) == 1
             unsubscribe()
             sampler.loop_ticks_end()
             assert not sampler._delegated(0.05)

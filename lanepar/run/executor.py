@@ -394,6 +394,7 @@ class LaneExecutor:
         return self.recorder.snapshot(lanes=self.lane_table())
 
     def subscribe(self, callback: Callable[[Delta], None]) -> Callable[[], None]:
-        """``callback(delta)`` at most 10 times a second with new records and samples, from a
-        background thread. Returns a function that unsubscribes."""
+        """``callback(delta)`` at most 10 times a second with new records and samples: from the
+        executor's event loop while its batches run, else from the sampler's thread. Returns a
+        function that unsubscribes."""
         return self.recorder.subscribe(callback)

@@ -125,8 +125,9 @@ class Recorder:
 
     # -- subscribers -----------------------------------------------------------------------
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(delta)`` with what is new, from a background thread; returns an
-        unsubscribe function."""
+        """Call ``callback(delta)`` with what is new, from whichever thread flushes (the
+        sampler's, or the executor's loop while batches run); returns an unsubscribe
+        function."""
         with self._lock:
             if not self._subscribers:
                 self._forget_pending()

@@ -88,6 +88,9 @@ class Sampler:
         self._last_ns = 0  # the last sample's time (0: none yet; the priming read is none)
         self._stat_fd: int | None = None
         self._tick_lock = threading.Lock()
+        #: When subscribers are next due a flush (perf_counter), whichever thread ticks.
+        self._next_flush = 0.0
+        self._flush_lock = threading.Lock()
         #: When the executor's loop last took a tick (perf_counter; 0: it does not tick).
         self._loop_beat = 0.0
         #: CPU seconds the sampler thread itself used (its cost, reported by benchmarks).
@@ -235,25 +238,40 @@ class Sampler:
 
     # -- ticks taken on the executor's loop ---------------------------------------------------
     def loop_tick(self) -> None:
-        """A tick on the executor's loop thread, while its batches run (``LoopObservers``).
+        """A tick on the executor's loop thread, while its batches run (``LoopObservers``), and
+        the subscribers' flush when it is due: whoever takes the ticks delivers the deltas.
 
         The thread's own tick takes the GIL from a loop that is running steps, and that loop
         gives the GIL up at every poll of its selector: each such release wakes the waiting
         thread, which loses the GIL again — a futex wake-up every loop turn for up to a switch
         interval (5 ms), twenty times a second (thousands of futex calls a second on the
-        sampler thread; ~2 µs a task at sixteen awaits a task, by an A/B of the two). On the
-        loop the tick costs its own ~30-150 µs and nothing more. The thread stays the sampler
-        of a loop that is stalled (:meth:`stalled`) or idle, when the GIL is not contended."""
+        sampler thread; ~2 µs a task at sixteen awaits a task, by an A/B of the two). Worse, a
+        waiting thread only forces a switch after 5 ms with none, and each poll is one: a live
+        view's flushes, left to the thread, came 130-540 ms apart during a busy batch. On the
+        loop the tick costs its own ~30-150 µs and a flush what its subscribers do. The thread
+        stays the sampler of a loop that is stalled (:meth:`stalled`) or idle."""
         self._loop_beat = time.perf_counter()
-        if self.recorder.live:  # the thread ticks and flushes at its own rate for a live view
-            return
         # (not when the thread took one this half period, as the loop's first came)
         if self.hz > 0 and time.perf_counter_ns() - self._last_ns >= 5e8 / self.hz:
             self.tick()
+        if self.recorder.live:
+            self._flush_if_due()
+
+    def _flush_if_due(self, force: bool = False) -> None:
+        """The subscribers' deltas, at ``flush_hz`` at most (``force``: now), from whichever
+        thread ticks; the lock keeps a hand-over between the two from interleaving them."""
+        with self._flush_lock:
+            now = time.perf_counter()
+            if force or now >= self._next_flush:
+                self._next_flush = now + 1.0 / self.flush_hz
+                self.recorder.flush()
 
     def loop_ticks_end(self) -> None:
-        """The loop stops taking ticks (no batch in flight): the thread takes them again."""
+        """The loop stops taking ticks (no batch in flight): the thread takes them again, and
+        a live view's last delta goes now, not at the thread's next look."""
         self._loop_beat = 0.0
+        if self.recorder.live:
+            self._wake.set()
 
     def stalled(self) -> None:
         """A step holds the loop (the loop watch): its ticks stop coming, so the thread takes
@@ -262,10 +280,10 @@ class Sampler:
         self._wake.set()
 
     def _delegated(self, period: float) -> bool:
-        """Whether the loop's ticks are coming, so the thread need not take its own (not while
-        subscribers wait for flushes: those the thread delivers at its own rate)."""
+        """Whether the loop's ticks (and flushes) are coming, so the thread need not take its
+        own."""
         beat = self._loop_beat
-        return bool(beat) and not self.recorder.live and time.perf_counter() - beat < 2 * period
+        return bool(beat) and time.perf_counter() - beat < 2 * period
 
     @property
     def idle(self) -> bool:
@@ -280,8 +298,7 @@ class Sampler:
     def _run(self) -> None:
         period = 1.0 / self.hz if self.hz > 0 else 1.0 / self.flush_hz
         idle = max(period, 1.0 / self.idle_hz) if self.idle_hz is not None else period
-        flush_every = 1.0 / self.flush_hz
-        next_flush = time.perf_counter() + flush_every
+        self._next_flush = time.perf_counter() + 1.0 / self.flush_hz
         quiet = True  # (no work before: nothing to hand over as it starts)
         while not self._stop.is_set():
             # Set, then look (``open_window`` sets its time, then looks at ``_idle``): one of
@@ -290,8 +307,7 @@ class Sampler:
             if self._idle and self._working():
                 self._idle = False
             if self._idle and not quiet:  # the work just ended: what its last ticks left goes
-                self.recorder.flush()  # to the subscribers now, not after the idle wait
-                next_flush = time.perf_counter() + flush_every
+                self._flush_if_due(force=True)  # to the subscribers now, not after the idle wait
             quiet = self._idle
             # (the loop takes the ticks while its batches run: a look now and then)
             self._wake.wait(idle if self._idle else LOOP_LOOK_S if self._delegated(period)
@@ -301,11 +317,8 @@ class Sampler:
             if self._stop.is_set():
                 break
             # (not when a window's own sample was just taken: a delta of a few µs reads 0 %)
-            if (self.hz > 0 and time.perf_counter_ns() - self._last_ns >= FRESH_NS
-                    and not self._delegated(period)):  # fmt: skip
-                self.tick()
-            now = time.perf_counter()
-            if now >= next_flush:
-                next_flush = now + flush_every
-                self.recorder.flush()
+            if not self._delegated(period):
+                if self.hz > 0 and time.perf_counter_ns() - self._last_ns >= FRESH_NS:
+                    self.tick()
+                self._flush_if_due()
         self.cpu_s += time.thread_time()
