@@ -4,9 +4,11 @@
  * bytecodes cost about 1 us a step, more than the step of a task that does little per await.
  * This is the same state machine, statement for statement (the Python version stays, as the
  * fallback where this does not build and as the reference the tests hold this one to): the
- * short steps and waits that nearly every suspension is are handled here, and every rarer
- * branch (a long step, a run to draw, the end of a body that drew segments) calls the same
- * Python helpers the Python driver calls, so the records are the same by construction.
+ * short steps and waits that nearly every suspension is are handled here, and so is a wait
+ * past the resolution on a plain probe (a tool waiting on real I/O, at every suspension:
+ * hand_wait, segments.hand_and_wait in C); every rarer branch (a long step, a probe with notes,
+ * the end of a body that drew segments) calls the same Python helpers the Python driver
+ * calls, and the tests hold the two drivers' records equal on a fake clock.
  *
  * The clocks are the ones the Python driver reads, time.perf_counter_ns (CLOCK_MONOTONIC on
  * Linux) and time.thread_time_ns (CLOCK_THREAD_CPUTIME_ID), read here directly unless the
@@ -297,6 +299,38 @@ static int hand_flush(Resumed *s, long long pe) {
     return 0;
 }
 
+/* lanepar.trace.segments.hand_and_wait(probe, ps, pe, pc, pw, ac, aw, t1): the pending run
+ * [ps, pe] handed over, then a wait [pe, t1] of at least the resolution — done here for a
+ * plain probe whose last segment is a [kind, start, end] of ints (a tool waiting on real I/O
+ * comes here at every suspension), else by the Python function */
+static int hand_wait(Resumed *s, long long ps, long long pe, long long pc, long long pw,
+                     long long ac, long long aw, long long t1) {
+    PyObject *segs = s->off_segs >= 0 ? *(PyObject **)((char *)s->probe + s->off_segs) : NULL;
+    Py_ssize_t n = (segs != NULL && PyList_CheckExact(segs)) ? PyList_GET_SIZE(segs) : -1;
+    long long last_end = 0;
+    if (n > 0 && (last_end = seg_at(PyList_GET_ITEM(segs, n - 1), 2)) < 0) n = -1;
+    if (n < 0 || s->off_max_segments < 0 || s->off_p_start < 0 || !probe_plain(s)) {
+        long long v[7] = {ps, pe, pc, pw, ac, aw, t1};
+        return drop(call_ll(g_hand_and_wait, s->probe, NULL, 7, v));
+    }
+    if (probe_add(s, s->off_cpu_ns, S_cpu_ns, ac) < 0 ||
+        probe_add(s, s->off_wait_ns, S_wait_ns, aw + t1 - pe) < 0)
+        return -1;
+    if (pe > ps || pc || pw) { /* close the run: its left neighbour takes it, else it stands */
+        if (n > 0 && last_end >= ps) {
+            PyObject *end = PyLong_FromLongLong(pe);
+            if (end == NULL) return -1;
+            PyList_SetItem(PyList_GET_ITEM(segs, n - 1), 2, end); /* (steals end) */
+        } else {
+            if (emit(s, pc >= pw ? g_cpu : g_wait, ps, pe) < 0 || PROBE_SET(s, p_start, -1) < 0 ||
+                PROBE_SET(s, p_end, -1) < 0 || PROBE_SET(s, p_cpu, 0) < 0 ||
+                PROBE_SET(s, p_wait, 0) < 0)
+                return -1;
+        }
+    }
+    return emit(s, g_wait, pe, t1);
+}
+
 static void zero_run(Resumed *s, long long start) {
     s->ps = start;
     s->pc_ = s->pw = s->ac = s->aw = 0;
@@ -461,8 +495,8 @@ static PySendResult resume(Resumed *s, PyObject *value, int thrown, PyObject **o
             zero_run(s, t0);
         }
     } else if (w > 0) {
-        long long v[7] = {s->ps, s->t1, s->pc_ + s->ac, s->pw + s->aw, s->ac, s->aw, t0};
-        if (drop(call_ll(g_hand_and_wait, s->probe, NULL, 7, v)) < 0) goto fail;
+        if (hand_wait(s, s->ps, s->t1, s->pc_ + s->ac, s->pw + s->aw, s->ac, s->aw, t0) < 0)
+            goto fail;
         zero_run(s, t0);
     }
     if (begin_step(s) < 0) goto fail;
