@@ -157,8 +157,8 @@ def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> bool:
 
 
 def running(lane: Lane, w: Worker, job: Job) -> None:
-    """A live view's entry for ``job``, starting now on ``w`` (the one ``Lane._attempt`` makes);
-    its settling takes it out (``settle_plain``, ``finish_job``)."""
+    """A live view's entry for ``job``, starting now on ``w`` (the hot paths' and
+    ``Lane._attempt``'s); its settling takes it out (``settle_plain``, ``finish_job``)."""
     lane.recorder.running[job.id] = [job.id, lane.name, job.name, job.args_summary, w.slot,
                                      job.submitted_ns, _pc()]  # fmt: skip
 

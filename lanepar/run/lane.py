@@ -34,7 +34,7 @@ from ..trace.probe import (
     start_waits,
     stepped,
 )
-from ._hotpath import CONTENTION_MIN_NS, collect_handed, drop_handed, hand_early, run_job
+from ._hotpath import CONTENTION_MIN_NS, collect_handed, drop_handed, hand_early, run_job, running
 from ._nested import BODY
 from ._settle import finish_interrupted, finish_job, settle, unstarted_probe
 from .job import FutureWake, Job, Worker, wake_factory
@@ -337,8 +337,7 @@ class Lane:
         token: contextvars.Token[Any] | None = None
         if probe is not None:
             if rec.live:
-                rec.running[job.id] = [job.id, self.name, job.name, job.args_summary, w.slot,
-                                       job.submitted_ns, _pc()]  # fmt: skip
+                running(self, w, job)
             token = activate(probe)
         try:
             if job.is_async and self.inline_async:  # the hot path: no backend frames

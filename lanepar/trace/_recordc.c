@@ -9,8 +9,8 @@
  * entry aside, which is taken out here too) calls the Python function, which stays the
  * reference: tests hold this one to it record for record.
  *
- * Included by _stepc.c (one extension module: one build, one import); it uses nothing of the
- * step driver's but its int helpers.
+ * Included by _stepc.c (one extension module: one build, one import); it uses the step
+ * driver's int and slot helpers (to_ll, cell_get, cell_set, set_ll) and interned names.
  */
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -19,7 +19,7 @@
 
 /* what lanepar.run._settle hands over once (setup_settle) */
 static PyObject *g_settle_py, *g_record_type, *S_ok, *S_running, *S_args_summary, *S_add,
-    *S_records, *S_end_ns;
+    *S_records, *S_end_ns, *S_id, *S_submitted_ns;
 /* slot offsets: the probe's, the job's and the record's (TaskProbe, Job, TaskRecord) */
 static Py_ssize_t o_p_start, o_p_end, o_p_cpu, o_p_wait, o_segs, o_started, o_finished, o_cpu,
     o_wait, o_j_id, o_j_sub, o_j_name, o_j_batch, o_j_index, o_r_p, o_r_x, o_r_lane, o_r_name,
@@ -42,16 +42,6 @@ static Py_ssize_t type_slot_offset(PyObject *type, const char *name) {
     Py_DECREF(d);
     if (off < 0) PyErr_Format(PyExc_TypeError, "%R.%s is not a __slots__ slot", type, name);
     return off;
-}
-
-/* an int held in a slot (unset: the AttributeError Python would raise) */
-static int cell_ll(PyObject *o, Py_ssize_t off, const char *name, long long *out) {
-    PyObject *v = CELL(o, off);
-    if (v == NULL) {
-        PyErr_Format(PyExc_AttributeError, "%s is not set", name);
-        return -1;
-    }
-    return to_ll(v, out);
 }
 
 static void put_i64(char *at, long long v) { memcpy(at, &v, 8); }
@@ -94,13 +84,13 @@ static PyObject *m_setup_settle(PyObject *Py_UNUSED(m), PyObject *const *args, P
  * 1 done (the probe closed as finish() closes it), 0 not that case (nothing touched), -1 error */
 static int finish_one(PyObject *probe, PyObject *segs) {
     long long p_start, p_end, p_cpu, p_wait;
-    if (cell_ll(probe, o_p_start, "p_start", &p_start) < 0) return -1;
+    if (cell_get(probe, o_p_start, S_p_start, &p_start) < 0) return -1;
     if (p_start < 0) return PyList_GET_SIZE(segs) == 1;
     PyObject **dp = _PyObject_GetDictPtr(probe);
     if (dp != NULL && *dp != NULL && PyDict_GET_SIZE(*dp) != 0) return 0; /* p_gil / p_runq */
-    if (cell_ll(probe, o_p_end, "p_end", &p_end) < 0 ||
-        cell_ll(probe, o_p_cpu, "p_cpu", &p_cpu) < 0 ||
-        cell_ll(probe, o_p_wait, "p_wait", &p_wait) < 0)
+    if (cell_get(probe, o_p_end, S_p_end, &p_end) < 0 ||
+        cell_get(probe, o_p_cpu, S_p_cpu, &p_cpu) < 0 ||
+        cell_get(probe, o_p_wait, S_p_wait, &p_wait) < 0)
         return -1;
     Py_ssize_t n = PyList_GET_SIZE(segs);
     if (n == 1) { /* _close_pending: the neighbour takes a run that starts where it ends */
@@ -122,17 +112,11 @@ static int finish_one(PyObject *probe, PyObject *segs) {
     } else {
         return 0;
     }
-    PyObject *minus = PyLong_FromLong(-1), *zero = PyLong_FromLong(0);
-    if (minus == NULL || zero == NULL) {
-        Py_XDECREF(minus);
-        Py_XDECREF(zero);
-        return -1;
-    }
-    Py_XSETREF(CELL(probe, o_p_start), Py_NewRef(minus));
-    Py_XSETREF(CELL(probe, o_p_end), minus);
-    Py_XSETREF(CELL(probe, o_p_cpu), Py_NewRef(zero));
-    Py_XSETREF(CELL(probe, o_p_wait), zero);
-    return 1;
+    return (cell_set(probe, o_p_start, S_p_start, -1) < 0 ||
+            cell_set(probe, o_p_end, S_p_end, -1) < 0 || cell_set(probe, o_p_cpu, S_p_cpu, 0) < 0 ||
+            cell_set(probe, o_p_wait, S_p_wait, 0) < 0)
+               ? -1
+               : 1;
 }
 
 /* the batch's slot for the record, and its last finish (batch.records / batch.end_ns) */
@@ -195,10 +179,10 @@ static PyObject *m_settle_plain(PyObject *Py_UNUSED(m), PyObject *const *args, P
     if (!PyList_CheckExact(seg) || PyList_GET_SIZE(seg) != 3) goto python;
     if (to_ll(args[3], &slot) < 0 || to_ll(args[4], &free_) < 0 ||
         to_ll(PyList_GET_ITEM(seg, 0), &kind) < 0 || to_ll(PyList_GET_ITEM(seg, 2), &end) < 0 ||
-        cell_ll(probe, o_started, "started_ns", &started) < 0 ||
-        cell_ll(probe, o_finished, "finished_ns", &finished) < 0 ||
-        cell_ll(probe, o_cpu, "cpu_ns", &cpu) < 0 || cell_ll(probe, o_wait, "wait_ns", &wait) < 0 ||
-        cell_ll(job, o_j_id, "id", &id) < 0 || cell_ll(job, o_j_sub, "submitted_ns", &sub) < 0)
+        cell_get(probe, o_started, S_started_ns, &started) < 0 ||
+        cell_get(probe, o_finished, S_finished_ns, &finished) < 0 ||
+        cell_get(probe, o_cpu, S_cpu_ns, &cpu) < 0 || cell_get(probe, o_wait, S_wait_ns, &wait) < 0 ||
+        cell_get(job, o_j_id, S_id, &id) < 0 || cell_get(job, o_j_sub, S_submitted_ns, &sub) < 0)
         return NULL;
     /* values struct.pack would refuse: Python raises its error */
     if (slot < INT32_MIN || slot > INT32_MAX || kind < 0 || kind > 255 || CELL(job, o_j_name) == NULL)
@@ -281,7 +265,9 @@ static int settle_intern(void) {
                    (S_args_summary = PyUnicode_InternFromString("args_summary")) == NULL ||
                    (S_add = PyUnicode_InternFromString("add")) == NULL ||
                    (S_records = PyUnicode_InternFromString("records")) == NULL ||
-                   (S_end_ns = PyUnicode_InternFromString("end_ns")) == NULL
+                   (S_end_ns = PyUnicode_InternFromString("end_ns")) == NULL ||
+                   (S_id = PyUnicode_InternFromString("id")) == NULL ||
+                   (S_submitted_ns = PyUnicode_InternFromString("submitted_ns")) == NULL
                ? -1
                : 0;
 }

@@ -281,6 +281,14 @@ static int emit(Resumed *s, PyObject *kind, long long start, long long end) {
     return 0;
 }
 
+/* the probe's pending run closed (p_start = p_end = -1, p_cpu = p_wait = 0), as _flush leaves it */
+static int clear_run(Resumed *s) {
+    return (PROBE_SET(s, p_start, -1) < 0 || PROBE_SET(s, p_end, -1) < 0 ||
+            PROBE_SET(s, p_cpu, 0) < 0 || PROBE_SET(s, p_wait, 0) < 0)
+               ? -1
+               : 0;
+}
+
 /* hand(s, pe) then TaskProbe._flush(): the pending run [ps, pe] drawn as the kind that
  * dominated it, the totals taken; done here for a plain probe (see probe_plain) */
 static int hand_flush(Resumed *s, long long pe) {
@@ -293,10 +301,7 @@ static int hand_flush(Resumed *s, long long pe) {
         return -1;
     if ((pe > s->ps || pc || pw) && emit(s, pc >= pw ? g_cpu : g_wait, s->ps, pe) < 0)
         return -1;
-    if (PROBE_SET(s, p_start, -1) < 0 || PROBE_SET(s, p_end, -1) < 0 ||
-        PROBE_SET(s, p_cpu, 0) < 0 || PROBE_SET(s, p_wait, 0) < 0)
-        return -1;
-    return 0;
+    return clear_run(s);
 }
 
 /* lanepar.trace.segments.hand_and_wait(probe, ps, pe, pc, pw, ac, aw, t1): the pending run
@@ -322,10 +327,7 @@ static int hand_wait(Resumed *s, long long ps, long long pe, long long pc, long 
             if (end == NULL) return -1;
             PyList_SetItem(PyList_GET_ITEM(segs, n - 1), 2, end); /* (steals end) */
         } else {
-            if (emit(s, pc >= pw ? g_cpu : g_wait, ps, pe) < 0 || PROBE_SET(s, p_start, -1) < 0 ||
-                PROBE_SET(s, p_end, -1) < 0 || PROBE_SET(s, p_cpu, 0) < 0 ||
-                PROBE_SET(s, p_wait, 0) < 0)
-                return -1;
+            if (emit(s, pc >= pw ? g_cpu : g_wait, ps, pe) < 0 || clear_run(s) < 0) return -1;
         }
     }
     return emit(s, g_wait, pe, t1);
@@ -414,10 +416,7 @@ static int on_return(Resumed *s) {
         }
         int r = PyObject_SetAttr(s->probe, S_segs, list);
         Py_DECREF(list);
-        if (r < 0 || PROBE_SET(s, p_start, -1) < 0 || PROBE_SET(s, p_end, -1) < 0 ||
-            PROBE_SET(s, p_cpu, 0) < 0 || PROBE_SET(s, p_wait, 0) < 0)
-            return -1;
-        return 0;
+        return (r < 0 || clear_run(s) < 0) ? -1 : 0;
     }
     if (hand(s, s->t1) < 0) return -1;
     return (s->t1 - s->ps >= s->res) ? flush(s) : 0;
