@@ -69,21 +69,3 @@ def inbox_of(loop: asyncio.AbstractEventLoop) -> Inbox:
         except AttributeError:  # a loop that takes no attribute: an inbox per job, as correct
             pass
     return box
-
-
-def loop_delivery(
-    loop: asyncio.AbstractEventLoop, afut: asyncio.Future[Any] | None = None
-) -> tuple[asyncio.Future[Any], Deliver]:
-    """An asyncio future of ``loop`` (``afut``, or a new one) and the ``deliver`` that settles
-    it from a pool thread: through the loop's :class:`Inbox` (one wake-up for
-    the results of a burst) and a plain ``set_result`` on the loop, where
-    ``asyncio.wrap_future`` chains callbacks both ways and copies the state under the concurrent
-    future's lock (about 6 µs a job more of the loop's time, here)."""
-    if afut is None:
-        afut = loop.create_future()
-    inbox = inbox_of(loop)
-
-    def deliver(box: list[Any] | None, error: BaseException | None) -> None:
-        inbox.put(afut, box, error)
-
-    return afut, deliver

@@ -28,7 +28,7 @@ import anyio
 import anyio.lowlevel
 
 from ._inbox import Deliver
-from ._inbox import loop_delivery as loop_delivery  # (backends reach the inbox here)
+from ._inbox import inbox_of as inbox_of  # (backends reach the inbox here)
 from ._poolfuture import PoolFuture
 
 _Item = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -19,12 +20,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._poolfuture import PoolFuture
-from .._threads import BodyAbandoned, DaemonPool, loop_delivery, take
+from .._threads import BodyAbandoned, DaemonPool, inbox_of, take
 from ..trace import threadstate
 from ..trace.probe import (
     LOOKUP_MIN_NS,
     TaskProbe,
-    loop_mark,
     loop_state,
     run_sync_probed,
     start_waits,
@@ -41,6 +41,11 @@ Handed = tuple[
 ]
 _NOT_HANDED = [0]
 _NO_ITEMS: list[Any] = []
+#: What a hand-off from one loop needs (``LocalBackend._handing``): (that loop, None on trio, its
+#: thread, the pool, the loop's inbox's ``put`` (None on trio), the loop thread's CPU clock id,
+#: the loop thread's state (``loop_state``)).
+_At = tuple["asyncio.AbstractEventLoop | None", int, DaemonPool, Any, "int | None", Any]
+_NOWHERE: _At = (None, -1, None, None, None, None)  # type: ignore[assignment]
 #: A sync body to hand over: (function, args, kwargs, its probe or None, the context it runs in).
 Body = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], TaskProbe | None,
              contextvars.Context]  # fmt: skip
@@ -86,8 +91,8 @@ class LocalBackend:
         # threadstate: the shared watch that splits a traced body's off-CPU time (GIL / run queue /
         # wait); taken on the first traced sync body, given back on close.
         self._watch: threadstate.ThreadWatch | None = None
-        #: (thread, its CPU clock id) of the loop thread that hands bodies over
-        self._loop_clock: tuple[int, int | None] = (0, None)
+        #: What hand-offs from the current loop need (``_handing``).
+        self._at: _At = _NOWHERE
 
     def _get_pool(self) -> DaemonPool:
         if self._pool is None:
@@ -129,30 +134,33 @@ class LocalBackend:
         one the collecting worker sleeps on, default a new one). ``then``: pool items the same
         thread runs right after this one (see :meth:`hand_off_chain`)."""
         ctx = contextvars.copy_context() if ctx is None else ctx
-        free = hand_cpu = 0
-        handed = _NOT_HANDED
-        pool = self._pool or self._get_pool()
+        if probe is not None and self._watch is None:
+            self._watched()
+        at = self._at
         loop = asyncio._get_running_loop()  # None on trio: there the future is bridged
-        afut, deliver = loop_delivery(loop, into) if loop is not None else (None, None)
+        if at[0] is not loop or at[1] != threading.get_ident():
+            at = self._handing(loop)
+        _loop, _ident, pool, put, _clk, state = at
+        if put is None:
+            afut = deliver = None
+        else:  # (``loop_delivery`` without its frame and closure)
+            afut = loop.create_future() if into is None else into  # type: ignore[union-attr]
+            deliver = functools.partial(put, afut)
         if probe is None:
-            fut = pool.submit_to(deliver, ctx.run, *self._call(pool, fn, args, kwargs, None),
-                                 then=then)  # fmt: skip
+            free = hand_cpu = 0
+            handed = _NOT_HANDED
         else:
             # threadstate: from the hand-off to the body's first instruction the worker (a new
             # one included: ``Thread.start`` waits for it to run) is waiting for the GIL.
-            if self._watch is None:
-                self._watched()
             free = probe.started_ns  # the lane's "slot free" time, set before the call
             t = time.perf_counter_ns()
             handed = [t]
             # the loop's CPU clock (a system call) only for a window worth a look at the loop's
             # waits (``start_waits``): not in a fan-out, where each hand-off follows the last
             hand_cpu = time.thread_time_ns() if t - free >= LOOKUP_MIN_NS else 0
-            loop_clock = self._clock() if self._watch is not None else None
-            probe.hand_held = loop_mark()
-            fut = pool.submit_to(deliver, ctx.run,
-                                 *self._call(pool, fn, args, kwargs, probe, handed, loop_clock),
-                                 then=then)  # fmt: skip
+            probe.hand_held = (state.held, state.held_end)  # (``loop_mark``)
+        fut = pool.submit_to(deliver, ctx.run, *self._call(at, fn, args, kwargs, probe, handed),
+                             then=then)  # fmt: skip
         self._running[slot] = fut
         return fut, afut, probe, free, handed, hand_cpu
 
@@ -171,16 +179,17 @@ class LocalBackend:
         hand-off of its own)."""
         if any(b[3] for b in then):
             self._watched()
-        pool = self._pool or self._get_pool()
-        loop = asyncio._get_running_loop()
-        loop_clock = self._clock() if self._watch is not None else None
+        at = self._handing(asyncio._get_running_loop())
+        loop, put = at[0], at[3]
         items: list[Any] = []
         handles: list[Handed] = []
         for fn, args, kwargs, probe, ctx in then:
-            fut: concurrent.futures.Future[Any] = PoolFuture(pool.condition)
-            afut, deliver = loop_delivery(loop) if loop is not None else (None, None)
-            call = self._call(pool, fn, args, kwargs, probe, None, loop_clock)
-            items.append((fut, ctx.run, call, deliver))
+            fut: concurrent.futures.Future[Any] = PoolFuture(at[2].condition)
+            afut = deliver = None
+            if put is not None:
+                afut = loop.create_future()  # type: ignore[union-attr]
+                deliver = functools.partial(put, afut)
+            items.append((fut, ctx.run, self._call(at, fn, args, kwargs, probe, None), deliver))
             handles.append((fut, afut, probe, 0, _NOT_HANDED, 0))
         return self.hand_off(slot, *first, into, items), handles
 
@@ -189,25 +198,25 @@ class LocalBackend:
         traced sync body (given back on close)."""
         if self._watch is None and threadstate.enabled():
             self._watch = threadstate.acquire()
+            self._at = _NOWHERE  # (the loop thread's clock is read for its bodies from now on)
 
     def _call(
         self,
-        pool: DaemonPool,
+        at: _At,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         probe: TaskProbe | None,
-        handed: list[int] | None = None,
-        loop_clock: int | None = None,
+        handed: list[int] | None,
     ) -> tuple[Any, ...]:
-        """``_guarded``'s arguments for a body on ``pool``: only the tool's own function runs
+        """``_guarded``'s arguments for a body on ``at``'s pool: only the tool's own function runs
         where an interrupt can reach it (``pool.body``); a traced one under ``run_sync_probed``
-        (``handed``, ``loop_clock``: see there)."""
-        inner, inner_args = pool.body, (fn, *args)
+        (``handed``, the loop thread's clock and state: see there)."""
+        inner, inner_args = at[2].body, (fn, *args)
         if probe is None:
             return _guarded, fn, inner, inner_args, kwargs
         return _guarded, fn, run_sync_probed, (probe, inner, inner_args, kwargs,
-            time.thread_time_ns, self._watch, handed, loop_clock, loop_state()), {}  # fmt: skip
+            time.thread_time_ns, self._watch, handed, at[4], at[5]), {}  # fmt: skip
 
     def adopt(self, slot: int, h: Handed) -> bool:
         """A successor (:meth:`hand_off_chain`) is now ``slot``'s job; False when it will never
@@ -246,16 +255,19 @@ class LocalBackend:
         del self._running[slot]
         return value
 
-    def _clock(self) -> int | None:
-        """The CPU clock of the calling (loop) thread, for its bodies' threads to read."""
+    def _handing(self, loop: asyncio.AbstractEventLoop | None) -> _At:
+        """What every hand-off from ``loop`` (running on the calling thread) needs, looked up once
+        per loop and thread instead of once per body: a fan-out hands sixteen over in a row."""
         ident = threading.get_ident()
-        if self._loop_clock[0] != ident:
+        clock: int | None = None
+        if self._watch is not None:  # (bodies' threads read the loop thread's CPU clock)
             try:
-                clock: int | None = time.pthread_getcpuclockid(ident)
+                clock = time.pthread_getcpuclockid(ident)
             except (AttributeError, OSError):  # not on this platform
                 clock = None
-            self._loop_clock = (ident, clock)
-        return self._loop_clock[1]
+        put = inbox_of(loop).put if loop is not None else None
+        self._at = (loop, ident, self._pool or self._get_pool(), put, clock, loop_state())
+        return self._at
 
     async def drain(self, slot: int) -> int:
         """After the job of ``slot`` was cancelled or timed out: ask its body to stop

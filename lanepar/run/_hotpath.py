@@ -95,11 +95,12 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     held0, mark = -1, NO_MARK
     late = _pc() - free
     if late > CONTENTION_MIN_NS:
-        held0, mark = w.held_at(free, job), loop_mark()
+        at_cpu, held0 = w.clocks_at(free, job)
+        mark = loop_mark()
         # the CPU clocks matter only if what other tools' steps did not fill is worth a lookup
         # (a fan-out's late start nearly never: ``start_waits``)
         if held0 < 0 or late - (mark[0] - held0) >= LOOKUP_MIN_NS:
-            cpu, free_cpu = _tt(), w.cpu_at(free, job)
+            cpu, free_cpu = _tt(), at_cpu
     # read for this job; the worker reads both afresh as the body ends (``Worker.freed``)
     w.free_cpu, w.free_held = 0, -1
     token = PROBE.set(probe)  # (``probe.activate``, without its frame)
@@ -187,14 +188,13 @@ def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> A
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
     if lane.recorder.live:  # (traced: there is a recorder)
         running(lane, w, job)
-    probe.free_cpu_ns = w.cpu_at(free, job)
-    probe.free_held = w.held_at(free, job)
+    probe.free_cpu_ns, probe.free_held = w.clocks_at(free, job)
     probe.started_ns = free
     ctx = w.ctx.copy() if w.ctx is not None else contextvars.copy_context()  # the worker's
-    first = (job.fn, job.args, job.kwargs, probe, ctx)
     run = _run_after(lane, job) if job.batch.sequence else None  # (a fan-out: no call)
     if not run:
-        return lane.backend.hand_off(w.slot, *first, into)  # type: ignore[attr-defined]
+        return lane.backend.hand_off(w.slot, job.fn, job.args, job.kwargs, probe, ctx, into)  # type: ignore[attr-defined]
+    first = (job.fn, job.args, job.kwargs, probe, ctx)
     bodies = [(j.fn, j.args, j.kwargs, TaskProbe(lane.resolution_ns, lane.max_segments),
                ctx.copy()) for j in run]  # fmt: skip
     handed, handles = lane.backend.hand_off_chain(w.slot, first, bodies, into)  # type: ignore[attr-defined]

@@ -45,6 +45,8 @@ def settle(
     finished = probe.finished_ns or _pc()
     if started < free:  # a body measured elsewhere (a child) cannot start before its slot
         free = started
+    if probe.recasts:
+        probe.apply_recasts()
     body = probe.segs if probe.p_start < 0 else probe.finish()
     sub = job.submitted_ns
     # The record's packed form straight away (head, then kind and end offset per segment):

@@ -108,20 +108,16 @@ class Worker:
         if self.free_held < 0:
             self.free_held = held
 
-    def cpu_at(self, free: int, job: Job) -> int:
-        """The loop thread's CPU clock at ``free`` (this slot's or ``job``'s queueing time), when
-        it was read then; 0 when not."""
+    def clocks_at(self, free: int, job: Job) -> tuple[int, int]:
+        """(the loop thread's CPU clock, ``probe.loop_held()``) at ``free`` (this slot's or
+        ``job``'s queueing time), when they were read then; (0, -1) when not. One call for both:
+        a fan-out asks it once per hand-off."""
         if free == self.free_at:
-            return self.free_cpu
+            return self.free_cpu, self.free_held
         batch = job.batch
-        return batch.submitted_cpu if free == job.pushed_ns == batch.submitted_ns else 0
-
-    def held_at(self, free: int, job: Job) -> int:
-        """``probe.loop_held()`` at ``free`` as :meth:`cpu_at` has it; -1 when not read then."""
-        if free == self.free_at:
-            return self.free_held
-        batch = job.batch
-        return batch.submitted_held if free == job.pushed_ns == batch.submitted_ns else -1
+        if free == job.pushed_ns == batch.submitted_ns:
+            return batch.submitted_cpu, batch.submitted_held
+        return 0, -1
 
 
 class FutureWake:

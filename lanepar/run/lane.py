@@ -304,7 +304,7 @@ class Lane:
             probe = None
             if self.recorder is not None:
                 probe = TaskProbe(self.resolution_ns, self.max_segments)
-                probe.free_cpu_ns, probe.free_held = w.cpu_at(free, job), w.held_at(free, job)
+                probe.free_cpu_ns, probe.free_held = w.clocks_at(free, job)
             error, value = await self._attempt(w, job, free, probe)
             if error is None or not self._may_retry(job):
                 break

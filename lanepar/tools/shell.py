@@ -169,7 +169,7 @@ async def _supervise(
                 await exited()
                 # Whatever the program left running would hold the pipes open: end it, then
                 # read what is already buffered.
-                await off_loop(tree.kill_all)
+                await _hop(tree.kill_all)
                 io.cancel_scope.deadline = anyio.current_time() + _DRAIN_GRACE_S
             tg.cancel_scope.cancel()
     return scope.cancelled_caught
@@ -238,6 +238,7 @@ async def _run(
     cut = [False]
     child: _PidfdChild | _AnyioChild
     child = await (_PidfdChild.start if _PIDFD else _AnyioChild.start)(args, cwd, env)
+    began = time.perf_counter_ns()
     tree = CallProcesses(child.pid, token)
     readers = (functools.partial(child.read, 0, out, max_output, cut, tree),
                functools.partial(child.read, 1, err, max_output, cut, tree))  # fmt: skip
@@ -248,11 +249,11 @@ async def _run(
     finally:
         with anyio.CancelScope(shield=True):  # (a timeout or cancel ends the call here)
             if not (tree.clean and child.returncode is not None):
-                await off_loop(tree.kill_all)  # off the loop, as when the program exits
+                await _hop(tree.kill_all)  # off the loop, as when the program exits
             tree.close()
             await child.close()
     # the child's waits for a core were this task's, not I/O (its own thread was idle)
-    note_core_wait(tree.runq_ns)
+    note_core_wait(tree.runq_ns, began, time.perf_counter_ns())
     if timed_out:
         raise TimeoutError(f"bash: {args!r} killed after timeout_s={timeout_s}")
     return {
@@ -368,15 +369,17 @@ async def _hop(fn: Callable[[], _T]) -> _T:
 
     Each system call gives the GIL up and must take it back after: beside CPU-bound threads
     that costs a switch interval (5 ms) or more every time, and on the loop every other task
-    and lane would stand still meanwhile. On a thread only this call waits, and that thread's
-    time off a CPU, from the hand-off to its return, is this task's GIL wait, not its I/O."""
+    and lane would stand still meanwhile. On a thread only this call waits. Of its time, from
+    the hand-off until this task runs again, only the thread's CPU is work the call would also
+    do alone: the rest is its thread's and then the loop's wait for the GIL (or a core), this
+    task's GIL wait, not its I/O."""
     handed = time.perf_counter_ns()
 
     def timed() -> tuple[_T, int]:
         c = time.thread_time_ns()
-        value = fn()
-        return value, time.perf_counter_ns() - handed - (time.thread_time_ns() - c)
+        return fn(), time.thread_time_ns() - c
 
-    value, off_cpu = await off_loop(timed)
-    note_gil_wait(off_cpu)
+    value, cpu = await off_loop(timed)
+    back = time.perf_counter_ns()
+    note_gil_wait(back - handed - cpu, handed, back)
     return value

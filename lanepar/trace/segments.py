@@ -71,6 +71,9 @@ class TaskProbe:
     phases: list[tuple[str, int, int]] | None = None
     #: Set by remote backends (Dask): "<worker address>/<thread id>" that ran the body.
     worker: str | None = None
+    #: Parts of its waits an async body's tool told apart itself (:mod:`lanepar.trace.notes`):
+    #: (kind, ns, start, end), applied as the task settles (:meth:`apply_recasts`).
+    recasts: list[tuple[int, int, int, int]] | None = None
 
     def __init__(
         self, resolution_ns: int = DEFAULT_RESOLUTION_NS, max_segments: int = DEFAULT_MAX_SEGMENTS
@@ -255,6 +258,57 @@ class TaskProbe:
         if self.p_start >= 0:
             self._close_pending()
         return self.segs
+
+    def recast(self, kind: int, ns: int, t0: int = 0, t1: int = 0) -> None:
+        """``ns`` of this body's wait, within ``[t0, t1]`` (0, 0: anywhere), was ``kind`` (GIL
+        or run queue), as a tool that handed work to a thread or process measured it.
+
+        Kept until the task settles rather than moved now: a tool notes it as its step resumes,
+        and the wait that step ended is not in the totals yet (a step driver accounts the wait
+        before a step with the step), so a move now found nothing to take it from."""
+        if self.recasts is None:
+            self.recasts = []
+        self.recasts.append((kind, ns, t0, t1))
+
+    def apply_recasts(self) -> None:
+        """Move what :meth:`recast` noted out of the wait totals (never more than there is) and
+        redraw the wait segments of each window as that kind (as much of them as was moved)."""
+        recasts, self.recasts = self.recasts, None
+        if not recasts:
+            return
+        self.finish()
+        for kind, ns, t0, t1 in recasts:
+            moved = min(ns, self.wait_ns)
+            if moved <= 0:
+                continue
+            self.wait_ns -= moved
+            if kind == GIL:
+                self.gil_ns += moved
+            else:
+                self.runq_ns += moved
+            if t1 > t0:
+                self._redraw(kind, moved, t0, t1)
+
+    def _redraw(self, kind: int, ns: int, t0: int, t1: int) -> None:
+        """Up to ``ns`` of the wait segments inside ``[t0, t1]`` become ``kind``, earliest first."""
+        out: list[list[int]] = []
+        for k, s, e in self.segs:
+            pieces = [(k, s, e)]
+            if k == WAIT and ns > 0 and s < t1 and e > t0:
+                a = max(s, t0)
+                b = min(e, t1, a + ns)
+                ns -= b - a
+                pieces = [(k, s, a), (kind, a, b), (k, b, e)]
+            for pk, ps, pe in pieces:
+                if pe <= ps:
+                    continue
+                if out and out[-1][0] == pk:
+                    out[-1][2] = pe
+                else:
+                    out.append([pk, ps, pe])
+        self.segs = out
+        while len(self.segs) >= self.max_segments:
+            self._coarsen()
 
     def add_phase(self, name: str, start: int, end: int) -> None:
         if self.phases is None:
