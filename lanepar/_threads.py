@@ -17,15 +17,11 @@ import asyncio
 import concurrent.futures
 import ctypes
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import anyio
-import anyio.lowlevel
+from typing import Any
 
 from ._inbox import Deliver
 from ._inbox import inbox_of as inbox_of  # (backends reach the inbox here)
@@ -135,6 +131,11 @@ class DaemonPool:
         self._asked: set[int] = set()  # told to stop (once per job)
         #: Under ``_lock``: a job's successor, run by the same thread as soon as it ends.
         self._then: dict[concurrent.futures.Future[Any], _Item] = {}
+        #: Under ``_lock``, while a fan-out holds the pool (:meth:`hold`): its jobs and requests
+        #: for workers, not yet queued; how many holds are open.
+        self._held: list[_Item] | None = None
+        self._held_grow = 0
+        self._holds = 0
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         """:meth:`submit_to` with nothing to deliver to: await the future."""
@@ -167,16 +168,56 @@ class DaemonPool:
             if then:  # (a chain; not built per plain job, which this runs on the loop for)
                 for prev, nxt in zip([fut, *(t[0] for t in then)], then):  # type: ignore[index]
                     self._then[prev] = nxt
-            self._q.put((fut, fn, args, deliver))
+            held = self._held
+            if held is None:
+                self._q.put((fut, fn, args, deliver))
+            else:
+                held.append((fut, fn, args, deliver))
             if self._idle:
                 self._idle -= 1
             else:
                 if self._spawner is None:  # the pool's first: the one start a caller waits for
                     first = self._spawner = self._thread(self._spawn, f"{self.name}_spawner")
-                self._grow.put(True)
+                if held is None:
+                    self._grow.put(True)
+                else:
+                    self._held_grow += 1
         if first is not None:
             first.start()
         return fut
+
+    def hold(self) -> None:
+        """Until the matching :meth:`release`, queue jobs without waking a thread for them.
+
+        For a batch's fan-out on the event loop: the first job queued wakes a parked worker
+        and the spawner, and on a VM a wake-up that must rouse the other (idle) core costs the
+        waking thread 10-45 µs — paid by every job handed over after it. A woken worker could
+        not start its body before the fan-out ends anyway: the loop holds the GIL throughout.
+        So the fan-out queues its jobs first and wakes the threads once, as it releases."""
+        with self._lock:
+            self._holds += 1
+            if self._held is None:
+                self._held = []
+
+    def release(self) -> None:
+        """End a :meth:`hold`: the last one queues what was held, in order, and asks for the
+        workers it needs (one wake-up each for a worker and the spawner)."""
+        with self._lock:
+            self._holds -= 1
+            if self._holds > 0 or self._held is None:
+                return
+            held, self._held = self._held, None
+            grow, self._held_grow = self._held_grow, 0
+            if not self._closed:
+                for item in held:
+                    self._q.put(item)
+                for _ in range(grow):
+                    self._grow.put(True)
+                return
+        closed = RuntimeError(f"{self.name}: the thread pool closed before this job ran")
+        for item in held:  # (closed meanwhile: as ``close`` fails what it finds queued)
+            if item is not None:
+                _fail(item, closed)
 
     def _thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -348,53 +389,3 @@ class DaemonPool:
         for _ in stuck:  # a thread still in a body finds its stop when it returns
             self._q.put(None)
         return [t.name for t in stuck]
-
-
-_T = TypeVar("_T")
-#: The threads tools hand their blocking helpers to (``bash`` starts programs and reads /proc
-#: there; see :func:`off_loop`): made on first use, kept idle between calls (a cache, like
-#: grep's workers), dropped in a fork.
-_pool: DaemonPool | None = None
-_pool_lock = threading.Lock()
-
-
-def _shared() -> DaemonPool:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = DaemonPool("lanepar-offloop")
-        return _pool
-
-
-def close_off_loop() -> None:
-    """Stop the idle threads (they are daemons: they also end with the process)."""
-    global _pool
-    with _pool_lock:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.close(0.5)
-
-
-def _forget_after_fork() -> None:
-    # the child has none of the parent's threads: a pool that counts them idle would hang
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
-
-
-async def off_loop(fn: Callable[[], _T]) -> _T:
-    """``fn()`` on a pool thread, never abandoned: a cancelled caller still gets what it
-    returned (a started program, to kill) and is cancelled at its next checkpoint.
-
-    Not ``anyio.to_thread``: its pool starts a new thread on the calling thread, and
-    ``Thread.start`` waits until that thread holds the GIL — beside CPU-bound tools a switch
-    interval or more with the event loop, and every lane, standing still. This pool's spawner
-    thread starts them instead (see ``DaemonPool.submit``)."""
-    await anyio.lowlevel.checkpoint_if_cancelled()  # nothing is started for a cancelled caller
-    fut = _shared().submit(fn)
-    with anyio.CancelScope(shield=True):
-        box = await await_future(fut)
-    return take(box)  # type: ignore[no-any-return]

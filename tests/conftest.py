@@ -148,7 +148,7 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     # grep's workers and the tools' off-loop threads stay idle for the process (a cache, not a
     # leak): stopped here so what is left is what the test itself left behind
-    from lanepar._threads import close_off_loop
+    from lanepar._offloop import close_off_loop
     from lanepar.tools import grepper
 
     grepper.close_workers()

@@ -178,3 +178,60 @@ def test_an_idle_workers_wait_swallows_a_delivered_error_but_not_its_own_end() -
             await task
 
     asyncio.run(main())
+
+
+class _Puts:
+    """A pool's job queue that notes, in ``log``, each job put on it (then puts it)."""
+
+    def __init__(self, q: Any, log: list[str]) -> None:
+        self._q, self._log = q, log
+
+    def put(self, item: Any) -> None:
+        self._log.append("(queued)")
+        self._q.put(item)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._q, name)
+
+
+def test_a_fan_out_queues_its_jobs_for_the_threads_only_once_all_are_handed_over(
+    handed_lanes: list[str],
+) -> None:
+    """Waking a parked thread costs the loop most on a VM whose other core is idle, and no
+    woken thread could run before the fan-out gives up the GIL: every hand-off comes first."""
+    lanes = {"a": lp.LaneConfig(kind="thread", max_concurrency=4),
+             "b": lp.LaneConfig(kind="thread", max_concurrency=2)}  # fmt: skip
+    calls = [lp.ToolCall(ok, i, lane="a") for i in range(4)]
+    calls += [lp.ToolCall(ok, 10 + i, lane="b") for i in range(2)]
+    with lp.LaneExecutor(lanes) as ex:
+        assert ex.run_batch(calls).ok
+        pool: Any = ex._threads.get()
+        pool._q = _Puts(pool._q, handed_lanes)
+        handed_lanes.clear()
+        b = ex.run_batch(calls)
+    assert b.results == [0, 1, 2, 3, 10, 11]
+    assert handed_lanes[:6] == ["a", "b", "a", "b", "a", "a"]
+    assert handed_lanes[6:12] == ["(queued)"] * 6
+
+
+def test_a_held_pool_queues_on_its_last_release_and_fails_what_a_close_stranded() -> None:
+    from lanepar._threads import DaemonPool, take
+
+    pool = DaemonPool("held")
+    try:
+        assert take(pool.submit(ok, 0).result(20)) == 0  # a worker, parked
+        pool.hold()
+        pool.hold()  # (two lanes sharing the pool)
+        futs = [pool.submit(ok, i) for i in (1, 2)]
+        assert pool._q.qsize() == 0 and not any(f.running() or f.done() for f in futs)
+        pool.release()
+        assert pool._q.qsize() == 0  # one hold is still open
+        pool.release()
+        assert [take(f.result(20)) for f in futs] == [1, 2]
+        pool.hold()
+        stranded = pool.submit(ok, 3)
+    finally:
+        pool.close(5)
+    pool.release()
+    with pytest.raises(RuntimeError, match="closed before this job ran"):
+        stranded.result(20)

@@ -23,6 +23,7 @@ from .._poolfuture import PoolFuture
 from .._threads import BodyAbandoned, DaemonPool, inbox_of, take
 from ..trace import threadstate
 from ..trace.probe import (
+    FRESH_NS,
     LOOKUP_MIN_NS,
     TaskProbe,
     loop_state,
@@ -155,14 +156,27 @@ class LocalBackend:
             free = probe.started_ns  # the lane's "slot free" time, set before the call
             t = time.perf_counter_ns()
             handed = [t]
-            # the loop's CPU clock (a system call) only for a window worth a look at the loop's
-            # waits (``start_waits``): not in a fan-out, where each hand-off follows the last
-            hand_cpu = time.thread_time_ns() if t - free >= LOOKUP_MIN_NS else 0
+            # the loop's CPU clock only for a window worth a look at the loop's waits
+            # (``start_waits``); a reading under FRESH_NS old is taken forward as the step
+            # driver does (the loop ran since): a fan-out's later hand-offs share one system call
+            hand_cpu = 0
+            if t - free >= LOOKUP_MIN_NS:
+                if t - state.w > FRESH_NS:
+                    state.w, state.c = t, time.thread_time_ns()
+                hand_cpu = state.c + (t - state.w)
             probe.hand_held = (state.held, state.held_end)  # (``loop_mark``)
         fut = pool.submit_to(deliver, ctx.run, *self._call(at, fn, args, kwargs, probe, handed),
                              then=then)  # fmt: skip
         self._running[slot] = fut
         return fut, afut, probe, free, handed, hand_cpu
+
+    def hold(self) -> None:
+        """A fan-out begins: queue the bodies handed over without waking threads until
+        :meth:`release` (see ``DaemonPool.hold``; lanes sharing one pool each hold it)."""
+        (self._pool or self._get_pool()).hold()
+
+    def release(self) -> None:
+        (self._pool or self._get_pool()).release()
 
     def hand_off_chain(
         self,

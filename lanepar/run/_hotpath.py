@@ -146,7 +146,8 @@ def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> bool:
     first = queue.peek()
     if first is None or not first.batch.any_sync:  # (an all-async batch's fan-out: no scan)
         return False
-    job = queue.take_first(_sync_hot, EARLY_LOOKAHEAD)
+    # (nearly always the next job itself: no scan)
+    job = queue.pop() if _sync_hot(first) else queue.take_first(_sync_hot, EARLY_LOOKAHEAD)
     if job is None:
         return False
     free = job.pushed_ns if job.pushed_ns > w.free_at else w.free_at  # (no max() call)

@@ -183,15 +183,29 @@ def push_lanes(
     a hand-off delayed that thread's (the demo's generate lane: 4-20 µs a wake-up). A batch
     without a sync job (``any_sync``) has nothing to hand over: one pass of plain wake-ups."""
     owed = {lane: lane.queue.push(items) for lane, items in per_lane}
-    for hand_only in (True, False) if any_sync else (False,):
-        turn = [lane for lane, n in owed.items() if n]
-        while turn:
-            left = []
-            for lane in turn:
-                if lane.wake_one(hand_only):
-                    owed[lane] -= 1
-                    if owed[lane]:
-                        left.append(lane)
-            turn = left
+    if any_sync:  # the hand-offs, their threads woken once they are all queued
+        # (local backends: their threads; ``LocalBackend.hold``)
+        holders: list[Any] = [lane.backend for lane in owed if hasattr(lane.backend, "hold")]
+        for b in holders:
+            b.hold()
+        try:
+            _wake_in_turn(owed, True)
+        finally:
+            for b in holders:
+                b.release()
+    _wake_in_turn(owed, False)
     for lane, n in owed.items():
         lane.pushed(n)
+
+
+def _wake_in_turn(owed: dict[Lane, int], hand_only: bool) -> None:
+    """One wake-up per lane in turn (see :func:`push_lanes`) until no lane is owed one."""
+    turn = [lane for lane, n in owed.items() if n]
+    while turn:
+        left = []
+        for lane in turn:
+            if lane.wake_one(hand_only):
+                owed[lane] -= 1
+                if owed[lane]:
+                    left.append(lane)
+        turn = left

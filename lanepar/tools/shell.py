@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
-from .._threads import off_loop
+from .._offloop import off_loop
 from ..trace.notes import note_core_wait, note_gil_wait
 from .paths import StrPath, resolve_root
 from .proctree import MARKER, CallProcesses
