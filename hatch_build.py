@@ -1,10 +1,11 @@
 """Compile lanepar's C step driver (``lanepar/trace/_stepc.c``) into the wheel, where it can.
 
 Why a hook of our own rather than setuptools or a CMake backend: the extension is one C module
-(``_stepc.c``, which includes ``_recordc.c``) with no dependency but ``Python.h``, and lanepar
-must install everywhere. Where this cannot compile it (no compiler, not Linux, not CPython),
-the wheel is built without it and ``lanepar.trace.probe`` runs the same state machine in Python
-(``DRIVER == "python"``), as ``lanepar.run._settle`` settles records in Python.
+(``_stepc.c``, which includes ``_recordc.c`` and ``_handc.c``) with no dependency but
+``Python.h``, and lanepar must install everywhere. Where this cannot compile it (no compiler,
+not Linux, not CPython), the wheel is built without it and ``lanepar.trace.probe`` runs the same
+state machine in Python (``DRIVER == "python"``), as ``lanepar.run._settle`` settles records
+and ``lanepar.run._hotpath`` hands bodies to threads in Python.
 ``LANEPAR_NO_EXT=1`` skips it on purpose.
 """
 

@@ -15,6 +15,7 @@ import pytest
 
 import lanepar as lp
 from lanepar.backends.local import LocalBackend
+from lanepar.run import _hotpath
 from lanepar.run.job import FutureWake
 
 
@@ -29,7 +30,7 @@ def ident(i: int) -> tuple[int, int, str]:
 
 @pytest.fixture
 def handed_lanes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The lane of every sync body handed to a thread, in hand-off order."""
+    """The lane of every sync body handed to a thread, in hand-off order (by Python or C)."""
     order: list[str] = []
     real = LocalBackend.hand_off
 
@@ -38,6 +39,16 @@ def handed_lanes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(LocalBackend, "hand_off", spy)
+    real_c = _hotpath._hand_c
+    if real_c is not None:  # the C hand-off of a fan-out's plain jobs (``_handc.c``)
+
+        def spy_c(backend: LocalBackend, *args: Any) -> Any:
+            handed = real_c(backend, *args)
+            if handed is not None:
+                order.append(backend.lane)
+            return handed
+
+        monkeypatch.setattr(_hotpath, "_hand_c", spy_c)
     return order
 
 

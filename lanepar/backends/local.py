@@ -320,6 +320,14 @@ class LocalBackend:
                         self.lane, len(stuck), ", ".join(stuck))  # fmt: skip
 
 
+def c_hand_parts() -> tuple[Any, ...]:
+    """What the C hand-off (``_stepc.hand_plain``, for the case a fan-out is made of) makes and
+    calls where :meth:`LocalBackend.hand_off` and ``DaemonPool.submit_to`` do, in their order
+    for ``_stepc.setup_hand``."""
+    return (TaskProbe, PoolFuture, _guarded, run_sync_probed, time.thread_time_ns,
+            functools.partial, asyncio._get_running_loop)  # fmt: skip
+
+
 def _guarded(
     tool: Callable[..., Any],
     fn: Callable[..., Any],

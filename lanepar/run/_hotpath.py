@@ -21,6 +21,8 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import tool_exit
+from ..backends.local import LocalBackend, c_hand_parts
+from ..trace._loopclock import _stepc
 from ..trace.probe import (
     LOOKUP_MIN_NS,
     NO_MARK,
@@ -31,10 +33,9 @@ from ..trace.probe import (
 )
 from ..trace.probe import _current as PROBE
 from ._settle import finish_job, settle_plain
-from .job import FutureWake
+from .job import FutureWake, Job, Worker
 
 if TYPE_CHECKING:
-    from .job import Job, Worker
     from .jobqueue import JobQueue
     from .lane import Lane
 
@@ -46,6 +47,11 @@ CHAIN_MAX = 16
 CONTENTION_MIN_NS = 200_000
 _pc = time.perf_counter_ns
 _tt = time.thread_time_ns
+#: ``hand_sync``'s fan-out case in C, where the step driver's module is built.
+_hand_c: Any = None
+if _stepc is not None:
+    _stepc.setup_hand(*c_hand_parts(), Worker, Job, LOOKUP_MIN_NS)
+    _hand_c = _stepc.hand_plain
 
 
 def run_job(lane: Lane, w: Worker, job: Job, granted: int) -> Coroutine[Any, Any, int]:
@@ -185,6 +191,13 @@ def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> A
             if into is not None and h[1] is not None:
                 h[1].add_done_callback(functools.partial(_forward, into))
                 h = (h[0], into, *h[2:])
+            return h
+    if (_hand_c is not None and not job.batch.sequence and not lane.recorder.live
+            and type(lane.backend) is LocalBackend):  # fmt: skip
+        # a fan-out's case in C (``_handc.c``: this function's, ``hand_off``'s and the pool's
+        # ``submit_to``'s statements); None where anything differs, before it touched anything
+        h = _hand_c(lane.backend, w, job, free, into, lane.resolution_ns, lane.max_segments)
+        if h is not None:
             return h
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
     if lane.recorder.live:  # (traced: there is a recorder)

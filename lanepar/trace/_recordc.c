@@ -44,6 +44,19 @@ static Py_ssize_t type_slot_offset(PyObject *type, const char *name) {
     return off;
 }
 
+/* the __slots__ offsets a setup_* call looks up once: (where to put it, the type, the name) */
+typedef struct {
+    Py_ssize_t *at;
+    PyObject *type;
+    const char *name;
+} SlotSpec;
+
+static int find_slots(const SlotSpec *specs, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((*specs[i].at = type_slot_offset(specs[i].type, specs[i].name)) < 0) return -1;
+    return 0;
+}
+
 static void put_i64(char *at, long long v) { memcpy(at, &v, 8); }
 
 static PyObject *m_setup_settle(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
@@ -57,11 +70,7 @@ static PyObject *m_setup_settle(PyObject *Py_UNUSED(m), PyObject *const *args, P
         PyErr_SetString(PyExc_TypeError, "setup_settle: TaskRecord must be a type");
         return NULL;
     }
-    struct {
-        Py_ssize_t *at;
-        PyObject *type;
-        const char *name;
-    } slots[] = {
+    SlotSpec slots[] = {
         {&o_p_start, probe_t, "p_start"},   {&o_p_end, probe_t, "p_end"},
         {&o_p_cpu, probe_t, "p_cpu"},       {&o_p_wait, probe_t, "p_wait"},
         {&o_segs, probe_t, "segs"},         {&o_started, probe_t, "started_ns"},
@@ -73,8 +82,7 @@ static PyObject *m_setup_settle(PyObject *Py_UNUSED(m), PyObject *const *args, P
         {&o_r_lane, rec_t, "lane"},         {&o_r_name, rec_t, "name"},
         {&o_r_outcome, rec_t, "outcome"},
     };
-    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
-        if ((*slots[i].at = type_slot_offset(slots[i].type, slots[i].name)) < 0) return NULL;
+    if (find_slots(slots, sizeof slots / sizeof slots[0]) < 0) return NULL;
     Py_XSETREF(g_settle_py, Py_NewRef(args[0]));
     Py_XSETREF(g_record_type, Py_NewRef(rec_t));
     Py_RETURN_NONE;

@@ -1103,6 +1103,7 @@ static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize
 }
 
 #include "_recordc.c" /* a plain traced task's record (settle_plain) */
+#include "_handc.c"   /* a traced sync body handed to a thread (hand_plain) */
 
 static PyMethodDef m_methods[] = {
     {"resumed", (PyCFunction)(void (*)(void))m_resumed, METH_FASTCALL,
@@ -1115,6 +1116,10 @@ static PyMethodDef m_methods[] = {
      "A plain traced task's record (see lanepar.run._settle.settle_plain)."},
     {"setup_settle", (PyCFunction)(void (*)(void))m_setup_settle, METH_FASTCALL,
      "Hand over settle_plain's Python version and the types whose slots it fills."},
+    {"hand_plain", (PyCFunction)(void (*)(void))m_hand_plain, METH_FASTCALL,
+     "A traced sync body handed to a thread (see lanepar.run._hotpath.hand_sync), or None."},
+    {"setup_hand", (PyCFunction)(void (*)(void))m_setup_hand, METH_FASTCALL,
+     "Hand over what hand_plain makes and calls, and the types whose slots it reads."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1154,7 +1159,7 @@ PyMODINIT_FUNC PyInit__stepc(void) {
     INTERN(S_throw, "throw")
     INTERN(S_value, "value")
 #undef INTERN
-    if (settle_intern() < 0) return NULL;
+    if (settle_intern() < 0 || hand_intern() < 0) return NULL;
     if (PyType_Ready(&ResumedType) < 0 || PyType_Ready(&ClockType) < 0 ||
         PyType_Ready(&StepMarkType) < 0)
         return NULL;

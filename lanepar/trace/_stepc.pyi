@@ -38,6 +38,11 @@ def settle_plain(
     lane: str, recorder: Any, job: Any, slot: int, free: int, probe: Any, /
 ) -> None: ...
 
+def setup_hand(*parts: Any) -> None: ...  # (TaskProbe, PoolFuture, ..., Job, LOOKUP_MIN_NS)
+def hand_plain(
+    backend: Any, w: Any, job: Any, free: int, into: Any, resolution_ns: int, max_segments: int, /
+) -> tuple[Any, ...] | None: ...
+
 class Clock:
     w: int
     c: int
