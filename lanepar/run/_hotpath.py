@@ -192,16 +192,15 @@ def hand_sync(lane: Lane, w: Worker, job: Job, free: int, into: Any = None) -> A
                 h[1].add_done_callback(functools.partial(_forward, into))
                 h = (h[0], into, *h[2:])
             return h
-    if (_hand_c is not None and not job.batch.sequence and not lane.recorder.live
-            and type(lane.backend) is LocalBackend):  # fmt: skip
+    if lane.recorder.live:  # (traced: there is a recorder)
+        running(lane, w, job)
+    if _hand_c is not None and not job.batch.sequence and type(lane.backend) is LocalBackend:
         # a fan-out's case in C (``_handc.c``: this function's, ``hand_off``'s and the pool's
         # ``submit_to``'s statements); None where anything differs, before it touched anything
         h = _hand_c(lane.backend, w, job, free, into, lane.resolution_ns, lane.max_segments)
         if h is not None:
             return h
     probe = TaskProbe(lane.resolution_ns, lane.max_segments)
-    if lane.recorder.live:  # (traced: there is a recorder)
-        running(lane, w, job)
     probe.free_cpu_ns, probe.free_held = w.clocks_at(free, job)
     probe.started_ns = free
     ctx = w.ctx.copy() if w.ctx is not None else contextvars.copy_context()  # the worker's

@@ -1,7 +1,7 @@
 /* A traced sync body handed to the executor's threads, in C: lanepar.run._hotpath.hand_sync,
  * LocalBackend.hand_off and DaemonPool.submit_to, statement for statement, for the case a
- * batch's fan-out is made of (no chain to hand along, no live view, a loop the backend has
- * handed from before, the pool's threads already under way).
+ * batch's fan-out is made of (no chain to hand along, a loop the backend has handed from
+ * before, the pool's threads already under way; a live view's entry is made before it).
  *
  * Why C: a fan-out hands its jobs over one after another on the event loop, each job waiting
  * for every hand-off before its own; in Python one cost the loop 7-15 us here (thirty calls and
