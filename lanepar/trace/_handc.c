@@ -190,9 +190,9 @@ static int hand_checks(PyObject *backend, PyObject **at_out, PyObject **pool_out
     if (to_ll(PyTuple_GET_ITEM(at, 1), &ident) < 0) goto fail;
     if ((unsigned long)ident != PyThread_get_thread_ident()) goto out;
     PyObject *pool = PyTuple_GET_ITEM(at, 2);
-    int closed_none = attr_is_none(pool, S__spawner);
-    if (closed_none != 0) { /* no spawner yet: the first job starts it (submit_to) */
-        r = closed_none < 0 ? -1 : 0;
+    int no_spawner = attr_is_none(pool, S__spawner);
+    if (no_spawner != 0) { /* no spawner yet: the first job starts it (submit_to) */
+        r = no_spawner < 0 ? -1 : 0;
         goto out;
     }
     *at_out = Py_NewRef(at);
