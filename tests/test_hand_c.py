@@ -24,6 +24,7 @@ from lanepar.backends.local import LocalBackend
 from lanepar.run import _hotpath
 from lanepar.run.batch import _Batch
 from lanepar.run.job import Job, Worker
+from lanepar.trace import threadstate
 from lanepar.trace._loopclock import _stepc
 from lanepar.trace.probe import TaskProbe
 
@@ -49,7 +50,8 @@ async def warm_up(backend: LocalBackend) -> None:
     """What a fan-out finds after an executor's first batch: the pool's spawner under way, the
     thread watch taken, and the loop's hand-off parts looked up (``_at``)."""
     await backend.collect(0, backend.hand_off(0, body, (), {}, None))
-    backend._watched()
+    if backend._watch is None:  # (taken even where LANEPAR_THREADSTATE=0 turns it off)
+        backend._watch = threadstate.acquire()
     await backend.collect(0, backend.hand_off(0, body, (), {}, TaskProbe()))
 
 
@@ -161,6 +163,7 @@ def test_a_fan_out_takes_the_c_path_and_the_rest_the_python_one(
         return real(self, *a, **k)
 
     monkeypatch.setattr(LocalBackend, "hand_off", spy)
+    monkeypatch.setenv("LANEPAR_THREADSTATE", "1")  # (the C path is for watched bodies)
     lanes = {"t": lp.LaneConfig(kind="thread", max_concurrency=4)}
     calls = [lp.ToolCall(body, i, lane="t") for i in range(4)]
     with lp.LaneExecutor(lanes) as ex:
