@@ -20,7 +20,7 @@ static long long g_lookup_min = 200000;
 static PyObject *S__watch, *S__at, *S__closed, *S__spawner, *S__lock, *S__held, *S__q,
     *S__idle, *S__grow, *S__held_grow, *S_condition, *S_body, *S_run, *S_put, *S_acquire,
     *S_release, *S_create_future, *S__running, *S_free_cpu_ns, *S_free_held, *S_hand_held,
-    *S_submitted_cpu, *S_submitted_held;
+    *S_submitted_cpu, *S_submitted_held, *S_free_at, *S_free_cpu, *S_pushed_ns;
 /* slot offsets: the worker's and the job's (Worker, Job) */
 static Py_ssize_t o_w_free_at, o_w_free_cpu, o_w_free_held, o_w_ctx, o_w_slot, o_j_fn, o_j_args,
     o_j_kwargs, o_j_pushed, o_p_res, o_p_maxseg;
@@ -51,6 +51,9 @@ static int hand_intern(void) {
     INTERN(S_hand_held, "hand_held")
     INTERN(S_submitted_cpu, "submitted_cpu")
     INTERN(S_submitted_held, "submitted_held")
+    INTERN(S_free_at, "free_at")
+    INTERN(S_free_cpu, "free_cpu")
+    INTERN(S_pushed_ns, "pushed_ns")
 #undef INTERN
     return 0;
 }
@@ -138,28 +141,18 @@ static PyObject *new_probe(PyObject *res, PyObject *maxseg, long long free_) {
     return p;
 }
 
-/* an int in a __slots__ cell (AttributeError when unset) */
-static int slot_ll(PyObject *o, Py_ssize_t off, long long *out) {
-    PyObject *v = CELL(o, off);
-    if (v == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "a slot is unset");
-        return -1;
-    }
-    return to_ll(v, out);
-}
-
 /* Worker.clocks_at(free, job) */
 static int clocks_at(PyObject *w, PyObject *job, long long free_, long long *cpu,
                      long long *held) {
     long long free_at, pushed, sub;
-    if (slot_ll(w, o_w_free_at, &free_at) < 0) return -1;
+    if (cell_get(w, o_w_free_at, S_free_at, &free_at) < 0) return -1;
     if (free_ == free_at) {
-        if (slot_ll(w, o_w_free_cpu, cpu) < 0) return -1;
-        return slot_ll(w, o_w_free_held, held);
+        if (cell_get(w, o_w_free_cpu, S_free_cpu, cpu) < 0) return -1;
+        return cell_get(w, o_w_free_held, S_free_held, held);
     }
     *cpu = 0;
     *held = -1;
-    if (slot_ll(job, o_j_pushed, &pushed) < 0) return -1;
+    if (cell_get(job, o_j_pushed, S_pushed_ns, &pushed) < 0) return -1;
     if (free_ != pushed) return 0;
     PyObject *batch = cell_obj(job, o_j_batch);
     if (batch == NULL) return -1;

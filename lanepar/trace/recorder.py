@@ -136,13 +136,18 @@ class Recorder:
 
         def unsubscribe() -> None:
             with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-                self.live = bool(self._subscribers)
-                if not self.live:
-                    self._forget_pending()
+                self._leave(callback)
 
         return unsubscribe
+
+    def _leave(self, callback: Subscriber) -> None:
+        """(Under ``_lock``.) ``callback`` no longer listens; the last to go takes the
+        pending deltas with it."""
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+        self.live = bool(self._subscribers)
+        if not self.live:
+            self._forget_pending()
 
     def _forget_pending(self) -> None:
         """Nobody listens: what no flush handed over is nobody's. Kept, it went to the next
@@ -178,11 +183,7 @@ class Recorder:
             except Exception:
                 log.exception("lanepar: subscriber %r raised; it is removed", cb)
                 with self._lock:
-                    if cb in self._subscribers:
-                        self._subscribers.remove(cb)
-                    self.live = bool(self._subscribers)
-                    if not self.live:
-                        self._forget_pending()
+                    self._leave(cb)
 
     # -- readers -----------------------------------------------------------------------------
     def window(self, lo: int, hi: int) -> tuple[list[Sample], list[dict[str, Any]]]:
