@@ -6,9 +6,10 @@ tested as such.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import _statewatch as sw
+from ._loopclock import _stepc
 from .model import KIND_CODE
 
 CPU, WAIT, GIL, RUNQ = KIND_CODE["cpu"], KIND_CODE["wait"], KIND_CODE["gil"], KIND_CODE["runq"]
@@ -150,3 +151,15 @@ def split_of(runs: list[tuple[int, int, int]], wall: int, cpu: int, runq: int) -
     gil = off * futex // (futex + other_seen) if futex + other_seen else 0
     lock = gil * lock_seen // futex if futex else 0
     return Split(cpu, gil, runq, off - gil, drawn(runs), lock)
+
+
+#: ``ThreadWatch._split`` (a slot's samples, :func:`_runs` with ``edges_ran``, :func:`split_of`)
+#: in C where the step driver's module is built (``_watchc.c``): it runs on each traced sync body
+#: that waited, as the body ends, holding the GIL the loop needs to learn the body ended (in
+#: Python ~22 µs of it here). None: the Python functions above, which stay the reference.
+split_c: Any = None
+if _stepc is not None:
+    _stepc.setup_watch(Split, CPU, WAIT, GIL, RUNQ, LOCK,
+                       tuple(_KIND_OF_CLASS[c] for c in range(len(_KIND_OF_CLASS))),
+                       sw.CLASS_BITS, sw.SLOTS_OFF, sw.SLOT_WORDS, sw.S_WIDX)  # fmt: skip
+    split_c = _stepc.watch_split

@@ -1104,6 +1104,7 @@ static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize
 
 #include "_recordc.c" /* a plain traced task's record (settle_plain) */
 #include "_handc.c"   /* a traced sync body handed to a thread (hand_plain) */
+#include "_watchc.c"  /* a thread body's off-CPU split (watch_split, read_runq) */
 
 static PyMethodDef m_methods[] = {
     {"resumed", (PyCFunction)(void (*)(void))m_resumed, METH_FASTCALL,
@@ -1116,6 +1117,12 @@ static PyMethodDef m_methods[] = {
      "A plain traced task's record (see lanepar.run._settle.settle_plain)."},
     {"setup_settle", (PyCFunction)(void (*)(void))m_setup_settle, METH_FASTCALL,
      "Hand over settle_plain's Python version and the types whose slots it fills."},
+    {"watch_split", (PyCFunction)(void (*)(void))m_watch_split, METH_FASTCALL,
+     "ThreadWatch._split over the shared sample ring."},
+    {"read_runq", (PyCFunction)m_read_runq, METH_O,
+     "A schedstat file's run-queue field, read from offset 0 with the GIL kept."},
+    {"setup_watch", (PyCFunction)(void (*)(void))m_setup_watch, METH_FASTCALL,
+     "The kind codes, class kinds and ring layout watch_split uses."},
     {"hand_plain", (PyCFunction)(void (*)(void))m_hand_plain, METH_FASTCALL,
      "A traced sync body handed to a thread (see lanepar.run._hotpath.hand_sync), or None."},
     {"setup_hand", (PyCFunction)(void (*)(void))m_setup_hand, METH_FASTCALL,

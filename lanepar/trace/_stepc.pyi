@@ -43,6 +43,12 @@ def hand_plain(
     backend: Any, w: Any, job: Any, free: int, into: Any, resolution_ns: int, max_segments: int, /
 ) -> tuple[Any, ...] | None: ...
 
+def setup_watch(*parts: Any) -> None: ...  # (Split, kind codes, class kinds, ring layout)
+def watch_split(
+    q: Any, slot: int, ring: int, t0: int, t1: int, cpu: int, runq: int | None, period: int, /
+) -> Any: ...
+def read_runq(fd: int, /) -> int: ...
+
 class Clock:
     w: int
     c: int

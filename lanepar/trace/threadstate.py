@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 
-from . import _procread
+from . import _procread, _stateruns
 from . import _statewatch as sw
 from ._gilrange import gil_range
 from ._ownsched import OwnSched as _OwnSched
@@ -346,6 +346,11 @@ class ThreadWatch:
         return out
 
     def _split(self, slot: int, t0: int, t1: int, cpu: int, runq: int | None) -> Split:
+        q, split_c = self._q, _stateruns.split_c  # (C: ``_watchc.c``; below, the reference)
+        if split_c is not None and q is not None and slot >= 0:
+            sp = split_c(q, slot, self.ring, t0, t1, cpu, runq, self.current_period_ns())
+            if sp is not None:  # (None: a sample of no known class, which Python raises on)
+                return sp  # type: ignore[no-any-return]
         wall = max(0, t1 - t0)
         cpu = min(max(cpu, 0), wall)
         smp = self.samples(slot, t0, t1)
