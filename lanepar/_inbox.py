@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -69,3 +70,18 @@ def inbox_of(loop: asyncio.AbstractEventLoop) -> Inbox:
         except AttributeError:  # a loop that takes no attribute: an inbox per job, as correct
             pass
     return box
+
+
+def deliver_safely(deliver: Deliver, box: list[Any] | None, error: BaseException | None) -> None:
+    """Never lets a delivery end the thread: the pool already counts it idle."""
+    try:
+        deliver(box, error)
+    except RuntimeError:  # the loop it was for has closed: nobody is waiting any more
+        pass
+    except Exception:
+        logging.getLogger("lanepar").exception("lanepar: delivering a thread job's result failed")
+
+
+def take(box: list[Any]) -> Any:
+    """The value a pool future carried (it leaves the box: see ``DaemonPool._work``)."""
+    return box.pop()

@@ -18,6 +18,7 @@ own future is done or their time is up.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 import time
@@ -63,3 +64,38 @@ class PoolFuture(concurrent.futures.Future[T]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._settled(timeout)
         return super().exception(0)
+
+
+def running_on_asyncio() -> bool:
+    """Whether this thread runs an asyncio loop (else trio, the other loop anyio drives).
+
+    Asked of asyncio itself because anyio no longer depends on sniffio; through the getter that
+    returns None rather than raising, because a body's hand-off asks it every time."""
+    return asyncio._get_running_loop() is not None
+
+
+async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
+    """Await a ``concurrent.futures.Future`` on whichever loop anyio is running.
+
+    anyio has no public way to await a foreign future; asyncio's ``wrap_future`` is the cheapest
+    bridge, and on trio a done-callback re-enters the loop through its token."""
+    if running_on_asyncio():
+        return await asyncio.wrap_future(fut)
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+
+    def wake(_: object) -> None:
+        try:
+            token.run_sync_soon(done.set)
+        except trio.RunFinishedError:  # the loop ended first: nobody is waiting any more
+            pass
+
+    fut.add_done_callback(wake)
+    try:
+        await done.wait()
+    except BaseException:
+        fut.cancel()
+        raise
+    return fut.result()

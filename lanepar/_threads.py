@@ -13,7 +13,6 @@ stays taken while the body runs (see ``LocalBackend``).
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import ctypes
 import logging
@@ -23,9 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._inbox import Deliver
+from ._inbox import Deliver, deliver_safely
 from ._inbox import inbox_of as inbox_of  # (backends reach the inbox here)
+from ._inbox import take as take
 from ._poolfuture import PoolFuture
+from ._poolfuture import await_future as await_future  # (backends reach these two here)
+from ._poolfuture import running_on_asyncio as running_on_asyncio
+from ._relay import Relay as Relay  # (backends reach it here)
 
 _Item = (
     tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], Deliver | None]
@@ -43,39 +46,8 @@ class BodyAbandoned(BaseException):
     ``BaseException``, like ``KeyboardInterrupt``: a tool's ``except Exception`` does not eat it."""
 
 
-def running_on_asyncio() -> bool:
-    """Whether this thread runs an asyncio loop (else trio, the other loop anyio drives).
-
-    Asked of asyncio itself because anyio no longer depends on sniffio; through the getter that
-    returns None rather than raising, because a body's hand-off asks it every time."""
-    return asyncio._get_running_loop() is not None
-
-
-async def await_future(fut: concurrent.futures.Future[Any]) -> Any:
-    """Await a ``concurrent.futures.Future`` on whichever loop anyio is running.
-
-    anyio has no public way to await a foreign future; asyncio's ``wrap_future`` is the cheapest
-    bridge, and on trio a done-callback re-enters the loop through its token."""
-    if running_on_asyncio():
-        return await asyncio.wrap_future(fut)
-    import trio
-
-    token = trio.lowlevel.current_trio_token()
-    done = trio.Event()
-
-    def wake(_: object) -> None:
-        try:
-            token.run_sync_soon(done.set)
-        except trio.RunFinishedError:  # the loop ended first: nobody is waiting any more
-            pass
-
-    fut.add_done_callback(wake)
-    try:
-        await done.wait()
-    except BaseException:
-        fut.cancel()
-        raise
-    return fut.result()
+def _take_pending() -> None:
+    """A call: the interpreter raises an async exception pending for this thread on entry."""
 
 
 def _fail(item: tuple[Any, ...], error: BaseException) -> None:
@@ -84,22 +56,7 @@ def _fail(item: tuple[Any, ...], error: BaseException) -> None:
     if fut.set_running_or_notify_cancel():
         fut.set_exception(error)
         if deliver is not None:
-            _deliver(deliver, None, error)
-
-
-def _deliver(deliver: Deliver, box: list[Any] | None, error: BaseException | None) -> None:
-    """Never lets a delivery end the thread: the pool already counts it idle."""
-    try:
-        deliver(box, error)
-    except RuntimeError:  # the loop it was for has closed: nobody is waiting any more
-        pass
-    except Exception:
-        log.exception("lanepar: delivering a thread job's result failed")
-
-
-def take(box: list[Any]) -> Any:
-    """The value a pool future carried (it leaves the box: see ``DaemonPool._work``)."""
-    return box.pop()
+            deliver_safely(deliver, None, error)
 
 
 class DaemonPool:
@@ -130,7 +87,8 @@ class DaemonPool:
         self._inside: set[int] = set()  # inside a tool's code (``body``)
         self._asked: set[int] = set()  # told to stop (once per job)
         #: Under ``_lock``: a job's successor, run by the same thread as soon as it ends.
-        self._then: dict[concurrent.futures.Future[Any], _Item] = {}
+        #: Or the lane's :class:`Relay`: the next job it offers (``offer``), if any is left.
+        self._then: dict[concurrent.futures.Future[Any], _Item | Relay] = {}
         #: Under ``_lock``, while a fan-out holds the pool (:meth:`hold`): its jobs and requests
         #: for workers, not yet queued; how many holds are open.
         self._held: list[_Item] | None = None
@@ -219,6 +177,35 @@ class DaemonPool:
             if item is not None:
                 _fail(item, closed)
 
+    def offer(
+        self, relay: Relay, futs: list[concurrent.futures.Future[Any]], items: list[Any]
+    ) -> bool:
+        """Offer ``items`` (``relay``'s, in order) to the threads running ``futs`` and those
+        that run the items themselves: each, its body ended, runs the next one left (see
+        :mod:`lanepar._relay`). False when the pool has closed (nothing offered)."""
+        with self._lock:
+            if self._closed:
+                return False
+            running = set(self._job.values())
+            for f in futs:  # (a body that ended already is no longer in ``_job``)
+                if f not in self._then and (f in running or f._state == "PENDING"):
+                    self._then[f] = relay
+            relay.items.extend(items)
+            for item in items:
+                self._then[item[0]] = relay
+        return True
+
+    def withdraw(self, relay: Relay, fut: concurrent.futures.Future[Any]) -> bool:
+        """Take back the offered item of ``fut``: True, and no thread will run it; False when
+        a thread has taken it (its body runs, or ran)."""
+        with self._lock:
+            for i, item in enumerate(relay.items):
+                if item[0] is fut:
+                    del relay.items[i]
+                    self._then.pop(fut, None)
+                    return True
+        return False
+
     def _thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         t = threading.Thread(target=target, name=name, daemon=True)
         self._threads.add(t)
@@ -267,13 +254,22 @@ class DaemonPool:
             self._leave(ident)
 
     def _leave(self, ident: int) -> None:
-        """Out of the tool's code: an interrupt sent as it returned is withdrawn (under the lock
-        that sending takes, so none can arrive after)."""
+        """Out of the tool's code (under the lock that sending takes, so no interrupt arrives
+        after): one sent as it returned, still pending, is taken here, where it is harmless.
+
+        Not withdrawn with ``PyThreadState_SetAsyncExc(ident, NULL)``: up to CPython 3.12 that
+        raises the interpreter's "async exception pending" flag again, which only the target
+        thread clears, and only when it has one to raise — so it stayed raised, and every
+        thread of the process took the interpreter's slow path at each check from then on
+        (a plain loop ran 22 % slower for the rest of the process after one tool timed out)."""
         with self._lock:
-            if ident in self._inside:
-                self._inside.discard(ident)
-                if ident in self._asked:
-                    _set_async_exc(ident, ctypes.py_object())  # NULL: clear a pending one
+            sent = ident in self._inside and ident in self._asked
+            self._inside.discard(ident)
+        if sent:
+            try:
+                _take_pending()
+            except BodyAbandoned:  # (it was pending: raised and cleared here)
+                pass
 
     def interrupt(self, fut: concurrent.futures.Future[Any]) -> bool:
         """Tell the thread working for ``fut`` to stop: :class:`BodyAbandoned` at the tool's next
@@ -301,8 +297,8 @@ class DaemonPool:
                     with self._lock:
                         self._idle += 1
                         # its successors never start either (see ``submit_to``'s ``then``)
-                        while (item := self._then.pop(fut, None)) is not None:
-                            fut = item[0]
+                        while type(succ := self._then.pop(fut, None)) is tuple:
+                            fut = succ[0]
                             fut.cancel()
                     del item, fut, fn, args
                     continue
@@ -322,14 +318,17 @@ class DaemonPool:
                     with self._lock:
                         del self._job[ident]
                         self._asked.discard(ident)
-                        nxt = self._then.pop(fut, None) if self._then and not self._closed else None
+                        then = None if self._closed else self._then.pop(fut, None)
+                        if type(then) is Relay:  # (a body that failed: the loop decides what next)
+                            then = then.take(fut, self._then) if error is None else None
+                        nxt = then  # type: ignore[assignment]
                         # idle before the result is out: the loop, woken by it, may submit this
                         # slot's next job at once, and must find this thread idle, not ask for
                         # another (unless it has its next job already)
                         if nxt is None:
                             self._idle += 1
                 if deliver is not None:  # first: the loop waits for it, drains for ``fut``
-                    _deliver(deliver, box, error)
+                    deliver_safely(deliver, box, error)
                 if error is None:
                     fut.set_result(box)
                 else:
@@ -382,9 +381,13 @@ class DaemonPool:
             if item is not None:
                 _fail(item, closed)
         with self._lock:  # successors of jobs that will not end (or ended after the close)
-            thens, self._then = list(self._then.values()), {}
+            thens: list[Any] = list(self._then.values())
+            self._then = {}
+            for relay in {t for t in thens if type(t) is Relay}:  # (offered, never taken)
+                thens += relay.items
+                relay.items.clear()
         for item in thens:
-            if item is not None:
+            if type(item) is tuple:
                 _fail(item, closed)
         for _ in stuck:  # a thread still in a body finds its stop when it returns
             self._q.put(None)

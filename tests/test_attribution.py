@@ -37,7 +37,15 @@ def _occupied_min(recs: list[TaskRecord], me: TaskRecord) -> int:
     return min(held, default=LIMIT)
 
 
-def _loop_blocked_batch() -> lp.BatchResult:
+class _Watcher:
+    """An observer of each task's end: a lane watched so never offers its next jobs to its
+    threads (they would start before the loop could tell it the one before ended)."""
+
+    def task_finished(self, record: TaskRecord) -> None:
+        pass
+
+
+def _loop_blocked_batch(watched: bool = True) -> lp.BatchResult:
     started = 0
     lock = threading.Lock()
     holding = threading.Event()
@@ -68,6 +76,8 @@ def _loop_blocked_batch() -> lp.BatchResult:
     calls = [lp.ToolCall(io_tool, i, lane="q") for i in range(2 * LIMIT)]
     calls.append(lp.ToolCall(blocks_the_loop, lane="loop"))
     with lp.LaneExecutor(lanes) as ex:
+        if watched:
+            ex.add_observer(_Watcher())
         b = ex.run_batch(calls)
     assert b.ok, b.errors
     return b
@@ -89,6 +99,22 @@ def test_waiting_behind_a_blocked_loop_is_lock_wait_not_queued() -> None:
         assert r.slot_free_ns <= max(x.finished_ns for x in first)
         assert r.lock_ns > 150 * MS > r.queued_ns
         assert r.gil_ns >= r.lock_ns > r.dispatch_ns
+
+
+def test_a_blocked_loop_does_not_hold_back_jobs_offered_to_the_lanes_threads() -> None:
+    """Unwatched, the lane offers its second wave to its threads as the first fills it: each
+    thread goes on with one as its body ends, while the loop is still held, and the job's
+    record says it waited for nothing."""
+    b = _loop_blocked_batch(watched=False)
+    assert b.trace is not None
+    recs = [r for r in b.trace.tasks if r.lane == "q"]
+    blocker = next(r for r in b.trace.tasks if r.lane == "loop")
+    for r in recs[LIMIT:]:
+        assert r.started_ns < blocker.finished_ns - 200 * MS  # started while the loop was held
+        assert r.slot_free_ns <= max(x.finished_ns for x in recs[:LIMIT])
+        assert r.lock_ns < 150 * MS and r.dispatch_ns < 150 * MS
+    for r in recs:
+        assert _occupied_min(recs, r) == LIMIT, (r, _occupied_min(recs, r))
 
 
 def test_peak_is_what_the_timeline_draws() -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._poolfuture import PoolFuture
-from .._threads import BodyAbandoned, DaemonPool, inbox_of, take
+from .._threads import BodyAbandoned, DaemonPool, Relay, inbox_of, take
 from ..trace import threadstate
 from ..trace.probe import (
     FRESH_NS,
@@ -94,6 +94,9 @@ class LocalBackend:
         self._watch: threadstate.ThreadWatch | None = None
         #: What hand-offs from the current loop need (``_handing``).
         self._at: _At = _NOWHERE
+        #: The lane's offered bodies (:meth:`offer`), and per slot the one its thread took.
+        self._relay: Relay | None = None
+        self._taken: dict[int, concurrent.futures.Future[Any]] = {}
 
     def _get_pool(self) -> DaemonPool:
         if self._pool is None:
@@ -193,19 +196,28 @@ class LocalBackend:
         hand-off of its own)."""
         if any(b[3] for b in then):
             self._watched()
-        at = self._handing(asyncio._get_running_loop())
+        items, handles = self._successors(self._handing(asyncio._get_running_loop()), then)
+        return self.hand_off(slot, *first, into, items), handles
+
+    def _successors(
+        self, at: _At, bodies: list[Body], stamps: dict[Any, list[int]] | None = None
+    ) -> tuple[list[Any], list[Handed]]:
+        """Pool items for ``bodies`` that run after another body on its thread (a chain's, or
+        offered ones), and their handles. A chain's have no hand-off time; an offered one's is
+        set as a thread takes it (``stamps``: its cell, by future: ``Relay.take``)."""
         loop, put = at[0], at[3]
         items: list[Any] = []
         handles: list[Handed] = []
-        for fn, args, kwargs, probe, ctx in then:
+        for fn, args, kwargs, probe, ctx in bodies:
             fut: concurrent.futures.Future[Any] = PoolFuture(at[2].condition)
             afut = deliver = None
             if put is not None:
                 afut = loop.create_future()  # type: ignore[union-attr]
                 deliver = functools.partial(put, afut)
-            items.append((fut, ctx.run, self._call(at, fn, args, kwargs, probe, None), deliver))
-            handles.append((fut, afut, probe, 0, _NOT_HANDED, 0))
-        return self.hand_off(slot, *first, into, items), handles
+            handed = None if stamps is None else stamps.setdefault(fut, [0])
+            items.append((fut, ctx.run, self._call(at, fn, args, kwargs, probe, handed), deliver))
+            handles.append((fut, afut, probe, 0, handed or _NOT_HANDED, 0))
+        return items, handles
 
     def _watched(self) -> None:
         """Take threadstate's watch, which splits a traced body's off-CPU time, on the first
@@ -266,8 +278,49 @@ class LocalBackend:
                 # are the tools' contention, not the executor's overhead
                 probe.prepend_contention(*start_waits(free, handed[0], probe.free_cpu_ns,
                     hand_cpu, probe.free_held, probe.hand_held))  # fmt: skip
+            if self._relay is not None and self._relay.took:
+                self._note_taken(slot, fut)
         del self._running[slot]
         return value
+
+    # -- offers: a slot's thread takes the lane's next job as its body ends (``lanepar._relay``)
+    def offer(self, limit: int, bodies: list[Body]) -> list[Handed] | None:
+        """Offer traced sync ``bodies`` (in queue order) to the threads of this lane's slots under
+        ``limit`` and of the offered ones: their handles (:meth:`taken`, :meth:`withdraw`); None
+        on trio, from a loop that handed nothing over yet, or once the pool has closed."""
+        at, loop = self._at, asyncio._get_running_loop()
+        if (loop is None or at[0] is not loop or at[1] != threading.get_ident() or at[3] is None
+                or self._watch is None):  # fmt: skip
+            return None
+        relay = self._relay = self._relay or Relay()
+        items, handles = self._successors(at, bodies, relay.handed)
+        futs = [f for s, f in self._running.items() if s < limit]
+        if at[2].offer(relay, futs, items):
+            return handles
+        for h in handles:  # (the pool closed: nothing was offered)
+            relay.handed.pop(h[0], None)
+        return None
+
+    def withdraw(self, h: Handed) -> bool:
+        """Take back an offered body: True, and it never runs; False when a thread took it."""
+        relay, pool = self._relay, self._pool
+        if relay is not None and pool is not None and not pool.withdraw(relay, h[0]):
+            return False
+        if relay is not None:
+            relay.handed.pop(h[0], None)
+        h[0].cancel()  # (and where the pool closed meanwhile, it failed the body already)
+        if h[1] is not None:
+            h[1].cancel()
+        return True
+
+    def taken(self, slot: int) -> concurrent.futures.Future[Any] | None:
+        """The offered body ``slot``'s thread took as its last body ended (collected, or
+        drained), for that slot's worker to adopt; None if none."""
+        return self._taken.pop(slot, None) if self._taken else None
+
+    def _note_taken(self, slot: int, fut: concurrent.futures.Future[Any]) -> None:
+        if (nxt := self._relay.took.pop(fut, None) if self._relay else None) is not None:
+            self._taken[slot] = nxt
 
     def _handing(self, loop: asyncio.AbstractEventLoop | None) -> _At:
         """What every hand-off from ``loop`` (running on the calling thread) needs, looked up once
@@ -288,16 +341,20 @@ class LocalBackend:
         (:class:`BodyAbandoned` at its next Python instruction), wait until its thread really
         returns (the slot stays taken meanwhile) and say how long that took, in ns."""
         fut = self._running.pop(slot, None)
-        if fut is None or fut.done():
+        if fut is None:
             return 0
-        t0 = time.perf_counter_ns()
-        if self._pool is not None:
-            self._pool.interrupt(fut)
-        try:
-            await await_future(fut)
-        except (Exception, BodyAbandoned):  # its task was already settled as timed out
-            pass
-        return time.perf_counter_ns() - t0
+        overrun = 0
+        if not fut.done():
+            t0 = time.perf_counter_ns()
+            if self._pool is not None:
+                self._pool.interrupt(fut)
+            try:
+                await await_future(fut)
+            except (Exception, BodyAbandoned):  # its task was already settled as timed out
+                pass
+            overrun = time.perf_counter_ns() - t0
+        self._note_taken(slot, fut)  # (its thread may have taken an offered body as it ended)
+        return overrun
 
     async def aclose(self) -> None:
         self.close_now()

@@ -147,7 +147,7 @@ def hand_early(lane: Lane, w: Worker, queue: JobQueue[Job]) -> bool:
     True — or False, and the worker takes the next job as usual when it wakes. The lookahead is
     short: those before it are started at once too (by the workers woken with it), and it
     never scans a long queue."""
-    if lane.recorder is None:
+    if lane.recorder is None or lane.offered:  # (offers: a worker takes them as it wakes)
         return False
     first = queue.peek()
     if first is None or not first.batch.any_sync:  # (an all-async batch's fan-out: no scan)

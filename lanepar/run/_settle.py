@@ -219,3 +219,19 @@ def finish_interrupted(lane: Lane, w: Worker, job: Job) -> None:
     if rec is not None or lane.hooks.task_finished:
         probe = interrupted_probe(start, _pc(), lane.resolution_ns, lane.max_segments)
     finish_job(lane.name, rec, lane.hooks, job, w.slot, start, probe, None, exc, outcome)
+
+
+async def drain_interrupted(lane: Lane, w: Worker, job: Job) -> None:
+    """A body that cannot be interrupted (a thread) keeps its slot until it really returns,
+    so ``active`` never exceeds the limit; how long it overran is a trace event."""
+    drain = getattr(lane.backend, "drain", None)
+    if drain is None:
+        return
+    lane.active += 1
+    try:
+        overrun = await drain(w.slot)
+    finally:
+        lane.active -= 1
+    if overrun and lane.recorder is not None:
+        lane.recorder.add_event("overrun", lane=lane.name, task=job.id, slot=w.slot,
+                                overrun_ms=overrun / 1e6)  # fmt: skip

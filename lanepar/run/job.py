@@ -47,6 +47,8 @@ class Job:
     #: A sequential batch's next sync body, handed to the thread of the one before it to run
     #: as soon as that one ends: (the backend's handle, how to give it up) (``_hotpath``).
     prehanded: tuple[Any, Callable[[], None]] | None = None
+    #: Offered to the lane's threads: the backend's handle (``_offers``), or ``_offers.OUT``.
+    offer: Any = None
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import collections
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 J = TypeVar("J")
@@ -91,6 +91,26 @@ class JobQueue(Generic[J]):
             self._prios.pop(0)
         self.n -= 1
         return job
+
+    def head(self) -> Iterator[J]:
+        """The queued jobs in the order :meth:`pop` takes them (do not push or pop meanwhile)."""
+        for prio in self._prios:
+            yield from self._buckets[prio]
+
+    def remove(self, job: J) -> bool:
+        """Take ``job`` out wherever it is (searched from the head: an offered job is near it);
+        False when it is not queued."""
+        for prio in self._prios:
+            dq = self._buckets[prio]
+            for i, j in enumerate(dq):
+                if j is job:
+                    del dq[i]
+                    if not dq:
+                        del self._buckets[prio]
+                        self._prios.remove(prio)
+                    self.n -= 1
+                    return True
+        return False
 
     def remove_if(self, pred: Callable[[J], bool]) -> list[J]:
         """Take out every queued job matching ``pred`` at once (batch cancellation)."""

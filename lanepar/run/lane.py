@@ -36,7 +36,8 @@ from ..trace.probe import (
 )
 from ._hotpath import CONTENTION_MIN_NS, collect_handed, drop_handed, hand_early, run_job, running
 from ._nested import BODY
-from ._settle import finish_interrupted, finish_job, settle, unstarted_probe
+from ._offers import adopt, claim, filled, lowered, restock
+from ._settle import drain_interrupted, finish_interrupted, finish_job, settle, unstarted_probe
 from .job import FutureWake, Job, Worker, wake_factory
 from .jobqueue import JobQueue
 
@@ -86,6 +87,8 @@ class Lane:
         self.peak_active = 0
         self.workers: dict[int, Worker] = {}
         self._idle: list[Worker] = []
+        #: Jobs offered to the lane's threads (``_offers``), by their bodies' pool futures.
+        self.offered: dict[Any, tuple[Job, Any]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         # Backends with per-slot resources (a child process, a remote worker) set them up here,
         # before a task's deadline starts.
@@ -138,6 +141,7 @@ class Lane:
         """Apply a new limit now: new slots start at once, surplus slots retire after their job."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"lane {self.name!r}: concurrency {n!r} must be an integer >= 1")
+        lowered(self, n)  # (a thread of a surplus slot must not start one more)
         self.limit = n
         self._spawn()
         for w in list(self._idle):
@@ -183,14 +187,17 @@ class Lane:
         return True
 
     def pushed(self, owed: int) -> None:
-        """After a push: workers for the ``owed`` jobs no idle one was woken for, and the budget."""
+        """After a push: workers for the ``owed`` jobs no idle one woke for, the budget, offers."""
         if owed > 0:
             self._spawn()
         if self.budget is not None:
             self.budget.work_arrived(self)
+        elif owed > 0 or self.offered:
+            restock(self)
 
     def drop(self, batch: _Batch) -> list[Job]:  # (cancellation must not wait for workers)
-        return self.queue.remove_if(lambda j: j.batch is batch)
+        dropped = self.queue.remove_if(lambda j: j.batch is batch)  # (one a thread took runs:
+        return [j for j in dropped if j.offer is None or claim(self, j)]  # its worker stops it)
 
     def cancel_running(self, batch: _Batch | None) -> None:
         for w in self.workers.values():
@@ -213,9 +220,11 @@ class Lane:
                     self.active -= 1  # (the hand-off counted it)
                 if job is not None:
                     finish_interrupted(self, w, job)
-                    await self._drain(w, job)
+                    await drain_interrupted(self, w, job)
                     del job
                 w.freed(0, _pc(), loop_held())  # the interrupted job held the slot until now
+                if self.offered:  # (its thread may have taken an offered job as it ended)
+                    adopt(self, w, 0)
         finally:
             if self.workers.get(w.slot) is w:
                 del self.workers[w.slot]
@@ -233,6 +242,8 @@ class Lane:
             if handed is not None:  # given to a thread as it was queued: collect it
                 job = w.job
                 assert job is not None
+                if job.batch.cancelled:  # (an offered job taken as its batch was cancelled)
+                    scope.cancel()
                 coro = collect_handed(self, w, job, *handed)
             else:
                 if w.slot >= self.limit:
@@ -263,11 +274,14 @@ class Lane:
                                    "cancelled")  # fmt: skip
                     del job  # an idle worker must not keep a finished batch (and its results)
                     continue
+                if job.offer is not None and not claim(self, job):
+                    continue  # (a thread has it: its slot's worker adopts it)
                 w.job = job
                 self.active += 1
                 if self.active > self.peak_active:
                     self.peak_active = self.active
                 coro = run_job(self, w, job, granted)
+                filled(self)  # (the lane may have just filled up: what waits goes to threads)
             body_end = 0
             try:
                 body_end = await coro
@@ -280,6 +294,8 @@ class Lane:
             # The slot is free from its body's end, not from when this coroutine resumed (late on
             # a GIL-bound loop): a task waiting meanwhile waited for the executor, not capacity.
             w.freed(body_end, _pc(), clock.held)
+            if self.offered:  # (its thread may have taken an offered job as the body ended)
+                adopt(self, w, body_end)
             since_yield += 1
             if since_yield >= FAIRNESS_EVERY:
                 since_yield = 0
@@ -376,21 +392,6 @@ class Lane:
             self.recorder.add_event("retry", lane=self.name, task=job.id, attempt=job.attempt,
                                     error=repr(error)[:300])  # fmt: skip
         await anyio.sleep(delay)
-
-    async def _drain(self, w: Worker, job: Job) -> None:
-        """A body that cannot be interrupted (a thread) keeps its slot until it really returns,
-        so ``active`` never exceeds the limit; how long it overran is a trace event."""
-        drain = getattr(self.backend, "drain", None)
-        if drain is None:
-            return
-        self.active += 1
-        try:
-            overrun = await drain(w.slot)
-        finally:
-            self.active -= 1
-        if overrun and self.recorder is not None:
-            self.recorder.add_event("overrun", lane=self.name, task=job.id, slot=w.slot,
-                                    overrun_ms=overrun / 1e6)  # fmt: skip
 
     def record_unstarted(self, job: Job, outcome: str) -> None:
         """A queued job dropped before it ran still shows in the trace (all queued)."""
