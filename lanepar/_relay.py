@@ -21,7 +21,6 @@ Only the pool's side is here (no lanepar imports); the lane's is ``lanepar.run._
 from __future__ import annotations
 
 import collections
-import time
 from typing import Any
 
 
@@ -43,9 +42,12 @@ class Relay:
         #: its probe draws as such rather than as dispatch (``run_sync_probed``)
         self.handed: dict[Any, list[int]] = {}
 
-    def take(self, fut: Any, then: dict[Any, Any]) -> Any:
-        """Under the pool's lock, as ``fut``'s body ended without error: the next offered item
-        for this thread to run (registered to take the one after it in turn), or None."""
+    def take(self, fut: Any, then: dict[Any, Any], ended: int) -> Any:
+        """Under the pool's lock, as ``fut``'s body ended without error (its thread left it at
+        ``ended``): the next offered item for this thread to run (registered to take the one
+        after it in turn), or None. The item is handed over at ``ended``: the thread's wait for
+        this lock and for the GIL after it (milliseconds beside CPU-bound tools) is drawn as
+        its GIL wait, not as dispatch."""
         if not self.items:
             return None
         item = self.items.popleft()
@@ -53,5 +55,5 @@ class Relay:
         then[item[0]] = self
         handed = self.handed.pop(item[0], None)
         if handed is not None:
-            handed[0] = time.perf_counter_ns()
+            handed[0] = ended
         return item

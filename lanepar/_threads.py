@@ -314,13 +314,14 @@ class DaemonPool:
                 except BaseException as e:  # the body's fault is its future's, not ours
                     error = e
                 finally:
+                    ended = time.perf_counter_ns()  # (an offer taken below is handed over now)
                     self._leave(ident)  # the tool's own ``finally`` may have been cut short
                     with self._lock:
                         del self._job[ident]
                         self._asked.discard(ident)
                         then = None if self._closed else self._then.pop(fut, None)
                         if type(then) is Relay:  # (a body that failed: the loop decides what next)
-                            then = then.take(fut, self._then) if error is None else None
+                            then = then.take(fut, self._then, ended) if error is None else None
                         nxt = then  # type: ignore[assignment]
                         # idle before the result is out: the loop, woken by it, may submit this
                         # slot's next job at once, and must find this thread idle, not ask for

@@ -55,8 +55,8 @@ def takes(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     got: list[Any] = []
     real = Relay.take
 
-    def spy(self: Relay, fut: Any, then: dict[Any, Any]) -> Any:
-        item = real(self, fut, then)
+    def spy(self: Relay, fut: Any, then: dict[Any, Any], ended: int) -> Any:
+        item = real(self, fut, then, ended)
         if item is not None:
             got.append(item)
         return item
