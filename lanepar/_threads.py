@@ -203,6 +203,7 @@ class DaemonPool:
                 if item[0] is fut:
                     del relay.items[i]
                     self._then.pop(fut, None)
+                    relay.handed.pop(fut, None)
                     return True
         return False
 

@@ -306,8 +306,6 @@ class LocalBackend:
         relay, pool = self._relay, self._pool
         if relay is not None and pool is not None and not pool.withdraw(relay, h[0]):
             return False
-        if relay is not None:
-            relay.handed.pop(h[0], None)
         h[0].cancel()  # (and where the pool closed meanwhile, it failed the body already)
         if h[1] is not None:
             h[1].cancel()

@@ -44,9 +44,9 @@ def _offerable(job: Job) -> bool:
 def top_up(lane: Lane) -> None:
     """Offer the lane's next queued jobs, up to as many as it has slots, when all are busy."""
     rec = lane.recorder
-    if (not lane.queue.n or lane._idle or lane.active < lane.limit or lane.active > lane.limit
-            or not lane._inline or lane.budget is not None or rec is None or rec.live
-            or lane.hooks.task_finished or not hasattr(lane.backend, "offer")):  # fmt: skip
+    if (not lane.queue.n or lane._idle or lane.active != lane.limit or not lane._inline
+            or lane.budget is not None or rec is None or rec.live or lane.hooks.task_finished
+            or not hasattr(lane.backend, "offer")):  # fmt: skip
         return
     room = lane.limit - len(lane.offered)
     fresh: list[Job] = []
@@ -82,27 +82,31 @@ def claim(lane: Lane, job: Job) -> bool:
     return True
 
 
-def restock(lane: Lane) -> None:
-    """After jobs were queued (perhaps ahead of the offered ones): what no thread took yet is
-    taken back, and the head of the queue offered afresh."""
+def _take_back(lane: Lane) -> None:
+    """Every offer no thread has taken yet goes back to being a plain queued job."""
     for job, _h in list(lane.offered.values()):
         if job.offer is not OUT:
             claim(lane, job)
+
+
+def restock(lane: Lane) -> None:
+    """After jobs were queued (perhaps ahead of the offered ones): what no thread took yet is
+    taken back, and the head of the queue offered afresh."""
+    _take_back(lane)
     top_up(lane)
 
 
 def filled(lane: Lane) -> None:
-    """As a worker took a job: if that took the lane's last free slot, offer what waits."""
-    if lane.active == lane.limit and lane.queue.n and not lane.offered:
+    """As a worker's job took the lane's last free slot (its caller checked): offer what
+    waits, unless that is done already."""
+    if lane.queue.n and not lane.offered:
         top_up(lane)
 
 
 def lowered(lane: Lane, limit: int) -> None:
     """Before the lane's limit goes down to ``limit``: take back every offer no thread took."""
     if limit < lane.limit:
-        for job, _h in list(lane.offered.values()):
-            if job.offer is not OUT:
-                claim(lane, job)
+        _take_back(lane)
 
 
 def adopt(lane: Lane, w: Worker, end: int) -> None:

@@ -87,8 +87,7 @@ class Lane:
         self.peak_active = 0
         self.workers: dict[int, Worker] = {}
         self._idle: list[Worker] = []
-        #: Jobs offered to the lane's threads (``_offers``), by their bodies' pool futures.
-        self.offered: dict[Any, tuple[Job, Any]] = {}
+        self.offered: dict[Any, tuple[Job, Any]] = {}  # (``_offers``: by their pool futures)
         self._tg: anyio.abc.TaskGroup | None = None
         # Backends with per-slot resources (a child process, a remote worker) set them up here,
         # before a task's deadline starts.
@@ -281,7 +280,8 @@ class Lane:
                 if self.active > self.peak_active:
                     self.peak_active = self.active
                 coro = run_job(self, w, job, granted)
-                filled(self)  # (the lane may have just filled up: what waits goes to threads)
+                if self.active == self.limit:  # (it may have just filled up: offer what waits)
+                    filled(self)
             body_end = 0
             try:
                 body_end = await coro
