@@ -82,6 +82,24 @@ def deliver_safely(deliver: Deliver, box: list[Any] | None, error: BaseException
         logging.getLogger("lanepar").exception("lanepar: delivering a thread job's result failed")
 
 
+def deliver_held(held: list[tuple[Deliver, list[Any] | None]]) -> None:
+    """A chain's held results, in order (``DaemonPool._work``): one wake-up of the loop for all
+    (:class:`Inbox`)."""
+    for deliver, box in held:
+        deliver_safely(deliver, box, None)
+    held.clear()
+
+
+def fail_item(item: tuple[Any, ...], error: BaseException) -> None:
+    """A queued pool job that will never run: its future, and whoever it delivers to, get
+    ``error``."""
+    fut, _fn, _args, deliver = item
+    if fut.set_running_or_notify_cancel():
+        fut.set_exception(error)
+        if deliver is not None:
+            deliver_safely(deliver, None, error)
+
+
 def take(box: list[Any]) -> Any:
     """The value a pool future carried (it leaves the box: see ``DaemonPool._work``)."""
     return box.pop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import logging
@@ -31,7 +32,8 @@ from ..trace.probe import (
     start_waits,
     stepped,
 )
-from .base import BackendContext, await_future, tool_exit
+from ._guarded import guarded
+from .base import BackendContext, await_future
 
 log = logging.getLogger("lanepar")
 #: A sync body handed to a thread: (its pool future, the loop's future it delivers to (None on
@@ -97,6 +99,8 @@ class LocalBackend:
         #: The lane's offered bodies (:meth:`offer`), and per slot the one its thread took.
         self._relay: Relay | None = None
         self._taken: dict[int, concurrent.futures.Future[Any]] = {}
+        #: Per slot, the bodies its last chain handed after the first (``drain`` waits for them).
+        self._chains: dict[int, list[Handed]] = {}
 
     def _get_pool(self) -> DaemonPool:
         if self._pool is None:
@@ -197,7 +201,9 @@ class LocalBackend:
         if any(b[3] for b in then):
             self._watched()
         items, handles = self._successors(self._handing(asyncio._get_running_loop()), then)
-        return self.hand_off(slot, *first, into, items), handles
+        handed = self.hand_off(slot, *first, into, items)
+        self._chains[slot] = handles
+        return handed, handles
 
     def _successors(
         self, at: _At, bodies: list[Body], stamps: dict[Any, list[int]] | None = None
@@ -235,13 +241,13 @@ class LocalBackend:
         probe: TaskProbe | None,
         handed: list[int] | None,
     ) -> tuple[Any, ...]:
-        """``_guarded``'s arguments for a body on ``at``'s pool: only the tool's own function runs
+        """``guarded``'s arguments for a body on ``at``'s pool: only the tool's own function runs
         where an interrupt can reach it (``pool.body``); a traced one under ``run_sync_probed``
         (``handed``, the loop thread's clock and state: see there)."""
         inner, inner_args = at[2].body, (fn, *args)
         if probe is None:
-            return _guarded, fn, inner, inner_args, kwargs
-        return _guarded, fn, run_sync_probed, (probe, inner, inner_args, kwargs,
+            return guarded, fn, inner, inner_args, kwargs
+        return guarded, fn, run_sync_probed, (probe, inner, inner_args, kwargs,
             time.thread_time_ns, self._watch, handed, at[4], at[5]), {}  # fmt: skip
 
     def adopt(self, slot: int, h: Handed) -> bool:
@@ -339,10 +345,8 @@ class LocalBackend:
         (:class:`BodyAbandoned` at its next Python instruction), wait until its thread really
         returns (the slot stays taken meanwhile) and say how long that took, in ns."""
         fut = self._running.pop(slot, None)
-        if fut is None:
-            return 0
         overrun = 0
-        if not fut.done():
+        if fut is not None and not fut.done():
             t0 = time.perf_counter_ns()
             if self._pool is not None:
                 self._pool.interrupt(fut)
@@ -351,7 +355,16 @@ class LocalBackend:
             except (Exception, BodyAbandoned):  # its task was already settled as timed out
                 pass
             overrun = time.perf_counter_ns() - t0
-        self._note_taken(slot, fut)  # (its thread may have taken an offered body as it ended)
+        # a chain's bodies after it run on its thread still (its results are held till the last
+        # ends): a cut chain's slot stays taken until its thread is out of them
+        for h in self._chains.pop(slot, ()):
+            if not h[0].done():
+                t0 = time.perf_counter_ns()
+                with contextlib.suppress(Exception, BodyAbandoned):
+                    await await_future(h[0])
+                overrun += time.perf_counter_ns() - t0
+        if fut is not None:  # (its thread may have taken an offered body as it ended)
+            self._note_taken(slot, fut)
         return overrun
 
     async def aclose(self) -> None:
@@ -361,6 +374,7 @@ class LocalBackend:
         pool, self._pool = self._pool, None
         running = list(self._running.values())
         self._running.clear()
+        self._chains.clear()
         if pool is None:
             stuck: list[str] = []
         elif self._threads is not None:  # shared: stop this lane's bodies, the owner the pool
@@ -373,26 +387,3 @@ class LocalBackend:
         if stuck:
             log.warning("lanepar: lane %r abandoned %d thread(s) still running a tool body: %s",
                         self.lane, len(stuck), ", ".join(stuck))  # fmt: skip
-
-
-def c_hand_parts() -> tuple[Any, ...]:
-    """What the C hand-off (``_stepc.hand_plain``, for the case a fan-out is made of) makes and
-    calls where :meth:`LocalBackend.hand_off` and ``DaemonPool.submit_to`` do, in their order
-    for ``_stepc.setup_hand``."""
-    return (TaskProbe, PoolFuture, _guarded, run_sync_probed, time.thread_time_ns,
-            functools.partial, asyncio._get_running_loop)  # fmt: skip
-
-
-def _guarded(
-    tool: Callable[..., Any],
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    """A tool's ``SystemExit`` / ``KeyboardInterrupt`` must not cross into the event loop (where
-    asyncio lets them stop the loop itself): they become the task's :class:`ToolExitError`,
-    which names ``tool`` (``fn`` is what runs it: the probe, the pool's interruptible body)."""
-    try:
-        return fn(*args, **kwargs)
-    except (SystemExit, KeyboardInterrupt) as e:
-        raise tool_exit(tool, e) from e

@@ -20,8 +20,9 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ..backends._guarded import c_hand_parts
 from ..backends.base import tool_exit
-from ..backends.local import LocalBackend, c_hand_parts
+from ..backends.local import LocalBackend
 from ..trace._loopclock import _stepc
 from ..trace.probe import (
     LOOKUP_MIN_NS,
@@ -259,6 +260,9 @@ async def collect_handed(lane: Lane, w: Worker, job: Job, free: int, handed: Any
         error = e
     except (SystemExit, KeyboardInterrupt) as e:  # raised by the tool, not by a real Ctrl-C
         error = tool_exit(job.fn, e)
+    except BaseException:  # cancelled: a body that returned meanwhile keeps its result
+        w.ended = (free, handed) if returned(handed[0]) else None
+        raise
     finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, probe, value, error,
                "ok" if error is None else "error")  # fmt: skip
     w.free_cpu, w.free_held = probe.end_loop_cpu_ns, probe.end_loop_held
@@ -269,9 +273,16 @@ def drop_handed(w: Worker) -> None:
     """A worker cancelled before it woke to collect its handed job: its loop future is given
     up, and the body never starts if no thread has taken it yet (what ``collect`` does when
     cancelled; the job itself is settled and drained as any interrupted one)."""
-    _free, handed = w.handed or (0, None)
+    free, handed = w.handed or (0, None)
     w.handed = None
     if handed is not None:
+        if returned(handed[0]):
+            w.ended = (free, handed)
         handed[0].cancel()
         if handed[1] is not None:
             handed[1].cancel()
+
+
+def returned(fut: Any) -> bool:
+    """``fut``'s body has returned a value (its result may not have reached the loop yet)."""
+    return fut.done() and not fut.cancelled() and fut.exception() is None

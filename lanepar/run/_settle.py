@@ -198,6 +198,12 @@ def finish_job(
 def finish_interrupted(lane: Lane, w: Worker, job: Job) -> None:
     """The worker's scope was cancelled mid-job: a timeout if its deadline passed. A timeout
     the call opted into retrying goes back to the lane's queue; anything else is settled."""
+    ended, w.ended = w.ended, None
+    if ended is not None:  # it returned before the cut (``Worker.ended``): its result stands
+        free, h = ended
+        value = h[0].result().pop()  # (out of its box: see ``DaemonPool._work``)
+        finish_job(lane.name, lane.recorder, lane.hooks, job, w.slot, free, h[2], value, None, "ok")
+        return
     timed_out = job.timeout_s is not None and anyio.current_time() >= w.deadline
     outcome = "timeout" if timed_out else "cancelled"
     exc: BaseException

@@ -80,8 +80,8 @@ class Job:
 
 class Worker:
     __slots__ = (
-        "ctx", "deadline", "free_at", "free_cpu", "free_held", "handed", "job", "scope", "slot",
-        "wake",
+        "ctx", "deadline", "ended", "free_at", "free_cpu", "free_held", "handed", "job", "scope",
+        "slot", "wake",
     )  # fmt: skip
 
     def __init__(self, slot: int) -> None:
@@ -98,6 +98,10 @@ class Worker:
         self.handed: tuple[int, Any] | None = None
         #: the worker task's context (its lane set), which bodies handed for it start from
         self.ctx: contextvars.Context | None = None
+        #: (slot-free time, hand-off) of a body that returned before this worker, cancelled,
+        #: learnt of it (a chain's results are held: ``DaemonPool.submit_to``): it is settled
+        #: with its result, not as cancelled (``_settle.finish_interrupted``)
+        self.ended: tuple[int, Any] | None = None
 
     def freed(self, end: int, now: int, held: int) -> None:
         """This slot is free from ``end``, its body's end (0: unknown, or later than ``now``: a
