@@ -372,7 +372,8 @@ class LocalBackend:
 
     def close_now(self) -> None:
         pool, self._pool = self._pool, None
-        running = list(self._running.values())
+        running = list(self._running.values())  # and a chain's bodies after those (``drain``)
+        running += [h[0] for hs in self._chains.values() for h in hs if not h[0].done()]
         self._running.clear()
         self._chains.clear()
         if pool is None:
