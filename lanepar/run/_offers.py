@@ -58,8 +58,10 @@ def top_up(lane: Lane) -> None:
         if not _offerable(job):
             break  # (threads take the head's run in order; a job the loop must start stops it)
         fresh.append(job)
+    if not fresh:
+        return
     ctx = next((w.ctx for w in lane.workers.values() if w.ctx is not None), None)
-    if not fresh or ctx is None:
+    if ctx is None:
         return
     bodies = [(j.fn, j.args, j.kwargs, TaskProbe(lane.resolution_ns, lane.max_segments),
                ctx.copy()) for j in fresh]  # fmt: skip
@@ -99,7 +101,8 @@ def restock(lane: Lane) -> None:
 def filled(lane: Lane) -> None:
     """As a worker's job took the lane's last free slot (its caller checked): offer what
     waits, unless that is done already."""
-    if lane.queue.n and not lane.offered:
+    head = lane.queue.peek()
+    if head is not None and head.batch.any_sync and not lane.offered:
         top_up(lane)
 
 
