@@ -8,6 +8,7 @@ through how long anything takes.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -161,6 +162,33 @@ def test_a_taken_job_whose_batch_is_cancelled_is_stopped_and_settled_once() -> N
     assert b.outcomes[1] in ("ok", "cancelled")  # (it may end before the cancel reaches it)
     assert len(b.trace.tasks) == 3
     assert not lane.offered and lane.active == 0
+
+
+def test_a_lane_filled_by_an_async_job_still_offers_the_sync_jobs_behind_it() -> None:
+    """An async job that takes the lane's last slot makes no offer of its own kind (it has
+    nothing to offer: ``_offers.filled``), but the sync jobs queued behind it in its batch
+    are offered all the same."""
+    body = Body()
+
+    async def held() -> str:
+        while not body.gate.is_set():  # (holds its slot without blocking the loop)
+            await asyncio.sleep(0.001)
+        return "async"
+
+    with executor(2) as ex:
+        assert ex.run_batch([lp.ToolCall(body, "warm", lane=LANE)]).ok
+        lane = ex._lanes[LANE]
+        calls = [lp.ToolCall(body, 0, True, lane=LANE), lp.ToolCall(held, lane=LANE),
+                 *(lp.ToolCall(body, i, lane=LANE) for i in range(1, 4))]  # fmt: skip
+        out: list[lp.BatchResult] = []
+        runner = threading.Thread(target=lambda: out.append(ex.run_batch(calls)))
+        runner.start()
+        offered = wait_until(lambda: len(lane.offered) == 2)
+        body.gate.set()
+        runner.join(60)
+    assert offered  # the two slots busy (one async): the next two sync jobs offered
+    assert out and out[0].results == [0, "async", 1, 2, 3]
+    check_slots(out[0].trace.tasks, 2)
 
 
 @settings(max_examples=25, deadline=None)
