@@ -109,8 +109,8 @@ class DaemonPool:
         start) the same thread runs one after the other as this job ends, waking nobody: a
         sequence of short sync bodies pays one hand-off, not one each (``LocalBackend``). Their
         results reach the loop together as the last one ends, or one fails: woken after each, the
-        loop took the GIL from the next body for its settling (5 instant globs on two cores: 22
-        voluntary context switches a batch, 9 held; 2.2-3.3 ms, 1.8-2.1). Held, nobody waits on
+        loop took the GIL from the next body for its settling (5 instant ops on two cores: 22-32
+        voluntary context switches a batch, 9-10 held; 2.3-3.7 ms, 1.8-2.2). Held, nobody waits on
         them: a chain's bodies have no deadline, and a cut one keeps its result (``Worker.ended``).
         """
         fut: concurrent.futures.Future[Any] = PoolFuture(self.condition)
