@@ -99,8 +99,9 @@ class LocalBackend:
         #: The lane's offered bodies (:meth:`offer`), and per slot the one its thread took.
         self._relay: Relay | None = None
         self._taken: dict[int, concurrent.futures.Future[Any]] = {}
-        #: Per slot, the bodies its last chain handed after the first (``drain`` waits for them).
-        self._chains: dict[int, list[Handed]] = {}
+        #: Chains handed over, by their first body's future: the bodies after it, which run on
+        #: its thread whichever slot adopts them (``drain`` waits for those after a cut one).
+        self._chains: dict[concurrent.futures.Future[Any], list[Handed]] = {}
 
     def _get_pool(self) -> DaemonPool:
         if self._pool is None:
@@ -202,7 +203,9 @@ class LocalBackend:
             self._watched()
         items, handles = self._successors(self._handing(asyncio._get_running_loop()), then)
         handed = self.hand_off(slot, *first, into, items)
-        self._chains[slot] = handles
+        for over in [f for f, hs in self._chains.items() if hs[-1][0].done()]:
+            del self._chains[over]
+        self._chains[handed[0]] = handles
         return handed, handles
 
     def _successors(
@@ -345,27 +348,34 @@ class LocalBackend:
         (:class:`BodyAbandoned` at its next Python instruction), wait until its thread really
         returns (the slot stays taken meanwhile) and say how long that took, in ns."""
         fut = self._running.pop(slot, None)
-        overrun = 0
-        if fut is not None and not fut.done():
-            t0 = time.perf_counter_ns()
-            if self._pool is not None:
-                self._pool.interrupt(fut)
-            try:
-                await await_future(fut)
-            except (Exception, BodyAbandoned):  # its task was already settled as timed out
-                pass
-            overrun = time.perf_counter_ns() - t0
-        # a chain's bodies after it run on its thread still (its results are held till the last
-        # ends): a cut chain's slot stays taken until its thread is out of them
-        for h in self._chains.pop(slot, ()):
+        if fut is None:
+            return 0
+        overrun = 0 if fut.done() else await self._wait_out(fut, stop=True)
+        for h in self._after(fut):  # (still on its thread, results held: the slot stays taken)
             if not h[0].done():
-                t0 = time.perf_counter_ns()
-                with contextlib.suppress(Exception, BodyAbandoned):
-                    await await_future(h[0])
-                overrun += time.perf_counter_ns() - t0
-        if fut is not None:  # (its thread may have taken an offered body as it ended)
-            self._note_taken(slot, fut)
+                overrun += await self._wait_out(h[0], stop=False)
+        self._note_taken(slot, fut)  # (its thread may have taken an offered body as it ended)
         return overrun
+
+    async def _wait_out(self, fut: concurrent.futures.Future[Any], stop: bool) -> int:
+        """Wait for ``fut``'s body to return (``stop``: asking it to first); how long, in ns."""
+        t0 = time.perf_counter_ns()
+        if stop and self._pool is not None:
+            self._pool.interrupt(fut)
+        with contextlib.suppress(Exception, BodyAbandoned):  # (its task is settled already)
+            await await_future(fut)
+        return time.perf_counter_ns() - t0
+
+    def _after(self, fut: concurrent.futures.Future[Any]) -> list[Handed]:
+        """The bodies a chain runs after ``fut``'s on its thread; none if ``fut`` is in none."""
+        if (rest := self._chains.pop(fut, None)) is not None:
+            return rest
+        for first, hs in self._chains.items():
+            for i, h in enumerate(hs):
+                if h[0] is fut:
+                    del self._chains[first]
+                    return hs[i + 1 :]
+        return []
 
     async def aclose(self) -> None:
         self.close_now()

@@ -280,8 +280,8 @@ class Lane:
                 if self.active > self.peak_active:
                     self.peak_active = self.active
                 coro = run_job(self, w, job, granted)
-                if self.active == self.limit and job.batch.any_sync:  # (just filled up: offer
-                    filled(self)  # what waits; an all-async batch's job has nothing to offer)
+                if self.active == self.limit:  # (it may have just filled up: offer what waits)
+                    filled(self)
             body_end = 0
             try:
                 body_end = await coro
