@@ -327,21 +327,19 @@ def test_the_private_loop_reads_its_self_pipe_before_the_turns_callbacks() -> No
 def test_only_the_main_thread_waits_in_short_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     """A simulated interrupt reaches only the main thread, so only its waits are sliced short;
     another thread's wake-ups would each take the GIL from the running loop for nothing."""
-    import concurrent.futures
-
-    from lanepar.run import _sync
+    from lanepar.run import _sync, _syncbatch
 
     monkeypatch.setattr(_sync, "WAIT_SLICE_S", 0.005)
     monkeypatch.setattr(_sync, "OTHER_SLICE_S", 60.0)
     slices: dict[str, int] = collections.Counter()
-    real = concurrent.futures.Future.result
+    real = _syncbatch.OneShot.result
 
     def counted(self: Any, timeout: float | None = None) -> Any:
         if timeout is not None:
             slices[threading.current_thread().name] += 1
         return real(self, timeout)
 
-    monkeypatch.setattr(concurrent.futures.Future, "result", counted)
+    monkeypatch.setattr(_syncbatch.OneShot, "result", counted)
 
     async def slow() -> None:
         await asyncio.sleep(0.3)
@@ -357,3 +355,48 @@ def test_only_the_main_thread_waits_in_short_slices(monkeypatch: pytest.MonkeyPa
         worker.join(60)
     assert slices["MainThread"] >= 10  # 300 ms in 5 ms slices (fewer on a busy machine)
     assert slices["caller"] == 1
+
+
+def test_one_shot_hands_one_result_to_every_waiter() -> None:
+    """The sync batch's hand-off (``OneShot``): a wait before the value times out the way a
+    ``Future``'s does; once set, every waiter — those blocked already, and any later call —
+    gets it, and it cannot be set twice."""
+    import concurrent.futures
+
+    from lanepar.run._syncbatch import OneShot
+
+    shot: OneShot[int] = OneShot()
+    assert not shot.done()
+    with pytest.raises(concurrent.futures.TimeoutError):
+        shot.result(timeout=0.01)
+    got: list[int] = []
+    started = threading.Barrier(4)
+
+    def wait() -> None:
+        started.wait(30)
+        got.append(shot.result(timeout=60))
+
+    waiters = [threading.Thread(target=wait) for _ in range(3)]
+    for t in waiters:
+        t.start()
+    started.wait(30)
+    shot.set_result(7)
+    for t in waiters:
+        t.join(60)
+    assert got == [7, 7, 7]
+    assert shot.done() and shot.result() == 7 and shot.result(timeout=0) == 7
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        shot.set_result(8)
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        shot.set_exception(ValueError("late"))
+    assert shot.result() == 7
+
+
+def test_one_shot_raises_the_error_it_was_given_to_each_caller() -> None:
+    from lanepar.run._syncbatch import OneShot
+
+    shot: OneShot[int] = OneShot()
+    shot.set_exception(KeyError("bad call"))
+    for _ in range(2):
+        with pytest.raises(KeyError, match="bad call"):
+            shot.result(timeout=1)

@@ -21,7 +21,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio.from_thread
 
@@ -29,6 +29,17 @@ from ..backends.base import await_future
 from ._loopthread import LoopThread
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Waitable(Protocol[T_co]):
+    """What a blocking wait needs of a result: a ``concurrent.futures.Future``, or the sync
+    batch's lighter ``OneShot``."""
+
+    def result(self, timeout: float | None = None) -> T_co: ...
+
+    def done(self) -> bool: ...
+
 
 #: How long one slice of a blocking wait lasts on the main thread: the bound on noticing a
 #: simulated interrupt.
@@ -124,7 +135,7 @@ class SyncBridge:
             raise RuntimeError("this executor is closed")
         loop.loop.call_soon_threadsafe(fn, *args)
 
-    def result(self, fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+    def result(self, fut: Waitable[T], timeout: float | None = None) -> T:
         """Wait for a future the loop thread completes (see :meth:`soon`), interruptibly; a loop
         thread that died with the future unfinished raises instead of hanging the caller."""
         loop = self._loop
@@ -180,7 +191,7 @@ class SyncBridge:
 
 
 def wait_interruptibly(
-    fut: concurrent.futures.Future[T],
+    fut: Waitable[T],
     timeout: float | None = None,
     thread: threading.Thread | None = None,
 ) -> T:
