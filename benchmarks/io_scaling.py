@@ -1,20 +1,31 @@
 """Parallel efficiency on real socket I/O: N tools against a loopback server with a fixed delay.
 
-Run: ``python benchmarks/io_scaling.py [--delay 0.2] [--concurrency 64] [--repeat 3] [--json]``.
+Run: ``python benchmarks/io_scaling.py [--delay 0.2] [--concurrency 64] [--repeat 7] [--json]``.
 Each tool opens a TCP connection to a server on 127.0.0.1, sends a line and waits for the answer,
 which the server sends after ``--delay`` seconds. Efficiency = speedup / min(N, concurrency),
 where speedup = (N x the measured single-call time) / the parallel batch time. The same batch
 through asyncio gather + Semaphore runs in the same process as the peer, and through the same
 executor untraced ("untraced x raw"): what the run's noise and the executor account for, apart
 from tracing.
+
+At 32 and 64 tools the server's own scheduling on a small machine moves a batch's wall by 10-30 %
+from one run to the next, and a best-of-three against a best-of-three reads anything from 0.9 to
+1.13 for the same code. So each repetition runs every contender back to back, in an order that
+rotates from one repetition to the next (what ran just before leaves the server more or less
+busy), with a second raw asyncio run among them: "paired" is the median over repetitions of
+lanepar's wall over the raw run's in the same repetition, and "raw noise" the median of how far
+the two raw runs of a repetition differ — what a ratio of this run can be trusted to.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
+import statistics
 import time
+from collections.abc import Callable
 
 import lanepar as lp
 from lanepar.tools.loopback import fetch, server_process
@@ -32,11 +43,19 @@ async def gather_batch(host: str, port: int, n: int, c: int) -> float:
     return time.perf_counter() - t0
 
 
+def raw_batch(host: str, port: int, n: int, c: int) -> float:
+    return asyncio.run(gather_batch(host, port, n, c))
+
+
+def executor_batch(ex: lp.LaneExecutor, calls: list[lp.ToolCall]) -> float:
+    return ex.run_batch(calls).wall_s
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--delay", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     ns = [2, 4, 8, 16, 32, 64]
@@ -55,11 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         for n in ns:
             calls = [lp.ToolCall("fetch", host, port, f"req{i}") for i in range(n)]
-            par = peer = untraced = float("inf")
-            for _ in range(a.repeat):  # interleaved: all see the same stretches of noise
-                par = min(par, ex.run_batch(calls).wall_s)
-                peer = min(peer, asyncio.run(gather_batch(host, port, n, a.concurrency)))
-                untraced = min(untraced, bare.run_batch(calls).wall_s)
+            raw = functools.partial(raw_batch, host, port, n, a.concurrency)
+            runs: dict[str, Callable[[], float]] = {
+                "lanepar": functools.partial(executor_batch, ex, calls),
+                "gather": raw,
+                "untraced": functools.partial(executor_batch, bare, calls),
+                "gather2": raw,
+            }
+            walls = measure(runs, a.repeat)
+            par, peer = min(walls["lanepar"]), min(walls["gather"])
             ideal = min(n, a.concurrency)
             speedup = n * single / par
             rows.append(
@@ -75,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
                     "vs_gather": par / peer,
                     # the same executor untraced: what the run's noise and the executor
                     # itself account for, tracing apart
-                    "untraced_vs_gather": untraced / peer,
+                    "untraced_vs_gather": min(walls["untraced"]) / peer,
+                    "paired_vs_gather": paired(walls["lanepar"], walls["gather"]),
+                    "paired_untraced_vs_gather": paired(walls["untraced"], walls["gather"]),
+                    "raw_noise": statistics.median(
+                        abs(b / g - 1) for b, g in zip(walls["gather2"], walls["gather"])
+                    ),
                 }
             )
     if a.json:
@@ -83,20 +111,41 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"loopback delay {a.delay * 1000:.0f} ms, one call {single * 1000:.1f} ms, "
-        f"lane limit {a.concurrency}, best of {a.repeat}"
+        f"lane limit {a.concurrency}, best of {a.repeat} (x raw), median of {a.repeat} pairs "
+        "(paired)"
     )
     print(
         f"{'tools':>5} {'seq s':>8} {'lanepar s':>10} {'speedup':>8} {'ideal':>6} "
-        f"{'eff':>6} {'gather s':>9} {'gather eff':>10} {'x raw':>6} {'untraced x raw':>14}"
+        f"{'eff':>6} {'gather s':>9} {'gather eff':>10} {'x raw':>6} {'untraced x raw':>14} "
+        f"{'paired':>7} {'untraced paired':>15} {'raw noise':>9}"
     )
     for r in rows:
         print(
             f"{r['tools']:>5} {r['sequential_s']:>8.3f} {r['lanepar_s']:>10.4f} "
             f"{r['speedup']:>8.2f} {r['ideal']:>6} {r['efficiency']:>6.2f} "
             f"{r['gather_s']:>9.4f} {r['gather_efficiency']:>10.2f} {r['vs_gather']:>6.3f} "
-            f"{r['untraced_vs_gather']:>14.3f}"
+            f"{r['untraced_vs_gather']:>14.3f} {r['paired_vs_gather']:>7.3f} "
+            f"{r['paired_untraced_vs_gather']:>15.3f} {r['raw_noise'] * 100:>8.1f}%"
         )
     return 0
+
+
+def measure(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """Each contender's wall per repetition; all of them back to back in each, the order
+    rotating, so that each is paired with the others in the same stretch of the machine's
+    noise and none always follows the same one."""
+    names = list(runs)
+    walls: dict[str, list[float]] = {k: [] for k in names}
+    for rep in range(repeat):
+        k = rep % len(names)
+        for name in names[k:] + names[:k]:
+            walls[name].append(runs[name]())
+    return walls
+
+
+def paired(xs: list[float], raw: list[float]) -> float:
+    """The median over repetitions of ``x / raw`` in the same repetition."""
+    return statistics.median(x / r for x, r in zip(xs, raw))
 
 
 if __name__ == "__main__":
