@@ -400,3 +400,78 @@ def test_one_shot_raises_the_error_it_was_given_to_each_caller() -> None:
     for _ in range(2):
         with pytest.raises(KeyError, match="bad call"):
             shot.result(timeout=1)
+
+
+def test_arun_batch_from_a_trio_run_resumes_on_trio() -> None:
+    """A sync-started executor awaited from trio: the batch runs on the executor's loop and the
+    awaiting trio task is woken through its token (nothing else can end this await)."""
+    import trio
+
+    def in_thread() -> str:
+        return threading.current_thread().name
+
+    with lp.LaneExecutor() as ex:
+
+        async def main() -> lp.BatchResult:
+            return await ex.arun_batch([lp.ToolCall(in_thread, lane="execute") for _ in range(3)])
+
+        b = trio.run(main)
+        assert b.ok and len(b) == 3 and threading.main_thread().name not in b.results
+
+
+def test_cancelling_a_foreign_await_cancels_its_batch() -> None:
+    """The awaiting task on another loop is cancelled while its batch runs: the batch's task is
+    cancelled on the executor's loop (the tool sees it), and the executor goes on serving."""
+    entered, cancelled = threading.Event(), threading.Event()
+
+    async def long_tool() -> None:
+        entered.set()
+        try:
+            await anyio.sleep(120)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+
+    with lp.LaneExecutor() as ex:
+
+        async def main() -> None:
+            task = asyncio.ensure_future(ex.arun_batch([lp.ToolCall(long_tool, lane="query")]))
+            while not entered.is_set():
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+        assert cancelled.wait(60)
+        assert ex.run_batch([lp.ToolCall(lambda: 3, lane="execute")]).results == [3]
+
+
+def test_a_sync_run_interrupted_before_it_starts_never_submits() -> None:
+    """A cancel that reaches the loop before the run's start (a stock loop defers the start a
+    turn) leaves nothing to run: the start sees it and submits nothing."""
+    from lanepar.run._syncbatch import SyncRun
+
+    begun: list[int] = []
+    def begin() -> tuple[Any, Any]:
+        begun.append(1)
+        return None, None
+
+    run: SyncRun[int] = SyncRun(begin, lambda s: 1, set())
+    assert run.interrupt(lambda b: None) is False
+    run.start()
+    assert begun == [] and run.fut.done()
+
+
+async def test_awaiting_a_run_whose_loop_died_raises(anyio_backend: str) -> None:
+    """The executor's loop thread gone with the run unsettled: the foreign await raises, as the
+    sync wait does, instead of waiting forever."""
+    from lanepar.run._syncbatch import SyncRun, Waker, await_run
+
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    waker = Waker()
+    run: SyncRun[int] = SyncRun(lambda: (None, None), lambda s: 1, set(), waker.wake)
+    with pytest.raises(RuntimeError, match="stopped before the call ended"):
+        await await_run(run, waker, dead, 0.01)

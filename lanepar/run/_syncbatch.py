@@ -1,9 +1,12 @@
-"""A batch run from sync code without a task on the loop: two callbacks and one hand-off.
+"""A batch run from outside the executor's loop without a task on it: two callbacks and one
+hand-off.
 
 ``run_batch`` is the call agents make per model turn, so its fixed cost is the executor's
 floor. Going through the portal (``start_task_soon``) makes an anyio task, a cancel scope and a
 task-group entry per batch — about 100 µs here; a thread-safe callback that submits the batch and
-a completion callback that builds its result cost one loop wake-up each way.
+a completion callback that builds its result cost one loop wake-up each way. ``arun_batch``
+awaited on another loop (a notebook cell's, a framework's, with the executor on its own thread)
+takes the same way, with a :class:`Waker` to resume the awaiting task on its loop.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import concurrent.futures
+import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -32,14 +36,17 @@ class OneShot(Generic[R]):
     a waiter that gets it releases it at once, so every later wait (another waiter, a second
     ``result()``) returns at once."""
 
-    __slots__ = ("_error", "_lock", "_set", "_value")
+    __slots__ = ("_error", "_lock", "_on_set", "_set", "_value")
 
-    def __init__(self) -> None:
+    def __init__(self, on_set: Callable[[], None] | None = None) -> None:
         self._lock = _thread.allocate_lock()
         self._lock.acquire()
         self._set = False
         self._value: Any = None
         self._error: BaseException | None = None
+        #: Called (on the setting thread) once the result is there: given before anyone can
+        #: set it, so no registration races the setting.
+        self._on_set = on_set
 
     def done(self) -> bool:
         return self._set
@@ -61,6 +68,8 @@ class OneShot(Generic[R]):
     def _release(self) -> None:
         self._set = True
         self._lock.release()
+        if self._on_set is not None:
+            self._on_set()
 
     def result(self, timeout: float | None = None) -> R:
         """The value (or raise the error) once set; ``concurrent.futures.TimeoutError`` if
@@ -82,21 +91,23 @@ class SyncRun(Generic[R]):
     turns the finished (or interrupted) batch into the caller's result, exactly once.
     """
 
-    __slots__ = ("_begin", "_end", "_loop", "_runs", "batch", "fut", "state")
+    __slots__ = ("_begin", "_cancelled", "_end", "_loop", "_runs", "batch", "fut", "state")
 
     def __init__(
         self,
         begin: Callable[[], tuple[_Batch, Any]],
         end: Callable[[Any], R],
         runs: set[SyncRun[Any]],
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self._begin = begin
         self._end = end
         self._runs = runs
-        self.fut: OneShot[R] = OneShot()
+        self.fut: OneShot[R] = OneShot(on_settled)
         self.batch: _Batch | None = None
         self.state: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cancelled = False  # interrupted before it started: it never will
 
     def start_soon(self) -> None:
         """:meth:`start` now on the executor's private loop, which read its self-pipe before
@@ -111,6 +122,9 @@ class SyncRun(Generic[R]):
             loop.call_soon(self.start)
 
     def start(self) -> None:
+        if self._cancelled:
+            self.fut.set_exception(concurrent.futures.CancelledError())
+            return
         try:
             self.batch, self.state = self._begin()
         except BaseException as e:  # a bad call: the caller raises it
@@ -141,6 +155,82 @@ class SyncRun(Generic[R]):
         """A Ctrl-C in the caller: ``cancel`` the batch (its result follows as it settles).
         False when nothing was submitted."""
         if self.batch is None:
+            self._cancelled = True
             return False
         cancel(self.batch)
         return True
+
+
+class Waker:
+    """Resumes a task awaiting on its own loop (asyncio or trio, whichever anyio runs there)
+    when another thread calls :meth:`wake`: how ``arun_batch`` awaited on a foreign loop learns
+    that its :class:`SyncRun` settled. Made on the awaiting loop, before the run starts."""
+
+    __slots__ = ("_event", "_fut", "_loop", "_token", "_woken")
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fut: asyncio.Future[None] | None = None
+        self._token: Any = None
+        self._event: Any = None
+        self._woken = False  # (asyncio: only ever touched on the awaiting loop)
+        loop = asyncio._get_running_loop()  # (None: trio, the other loop anyio drives)
+        if loop is not None:
+            self._loop = loop
+        else:
+            import trio
+
+            self._token = trio.lowlevel.current_trio_token()
+            self._event = trio.Event()
+
+    def wake(self) -> None:
+        """From any thread, any number of times; a loop that has ended is nobody's to wake
+        (asyncio's closed loop and trio's finished run both raise ``RuntimeError``)."""
+        try:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._resolve, True)
+            else:
+                self._token.run_sync_soon(self._event.set)
+        except RuntimeError:
+            pass
+
+    def _resolve(self, woken: bool) -> None:
+        self._woken = self._woken or woken
+        fut = self._fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def wait(self, timeout: float) -> bool:
+        """Until woken (True) or ``timeout`` seconds have passed (False); cancellable. On
+        asyncio a future and a timer of its own (``asyncio.wait`` costs a set, a waiter and
+        callbacks on top: 15-20 µs a batch here)."""
+        loop = self._loop
+        if loop is None:
+            import trio
+
+            with trio.move_on_after(timeout):
+                await self._event.wait()
+                return True
+            return False
+        if not self._woken:
+            fut = self._fut = loop.create_future()
+            timer = loop.call_later(timeout, self._resolve, False)
+            try:
+                await fut
+            finally:
+                timer.cancel()
+                self._fut = None
+        return self._woken
+
+
+async def await_run(
+    run: SyncRun[R], waker: Waker, thread: threading.Thread | None, slice_s: float
+) -> R:
+    """``run``'s result, awaited through ``waker``; a loop ``thread`` that died with the run
+    unsettled raises instead of leaving the caller waiting (as ``wait_interruptibly`` does)."""
+    while not await waker.wait(slice_s):
+        if run.fut.done():
+            break
+        if thread is not None and not thread.is_alive():
+            raise RuntimeError("the executor's event loop stopped before the call ended")
+    return run.fut.result(timeout=0)

@@ -99,10 +99,8 @@ class LaneExecutor:
         self._owner = object()  # identity token: which lanes' tasks are ours (nested batches)
         self._nested: set[_Batch] = set()
         self._budget = SharedBudget(max_total) if max_total is not None else None
-        self._lanes: dict[str, Lane] = {}
         self._threads = SharedThreads()  # the lanes' sync bodies run on these
-        for name, cfg in self._configs.items():
-            self._lanes[name] = self._make_lane(name, cfg)
+        self._lanes = {name: self._make_lane(name, cfg) for name, cfg in self._configs.items()}
         if self._budget is not None:
             self._budget.attach(list(self._lanes.values()))
         for name, cfg in self._configs.items():
@@ -303,10 +301,13 @@ class LaneExecutor:
         self, calls: Iterable[ToolCall], mode: Mode | None = None, *, fail_fast: bool = False
     ) -> BatchResult:
         """Run a batch and wait for all of it; cancelling the caller cancels the batch. Awaited
-        from a loop other than the executor's (a notebook cell with a sync executor), it runs
-        through the sync bridge."""
+        from another loop (a notebook cell with a sync executor), it runs as ``run_batch`` does."""
         nested = caller_lane(self._owner)
-        return await self._bridge.aawait(self._arun, list(calls), mode, fail_fast, nested)
+        if self._bridge.on_loop() or (self._tg is not None and not self._bridge.private):
+            return await self._bridge.aawait(self._arun, list(calls), mode, fail_fast, nested)
+        self._start_sync()
+        begin = functools.partial(self._begin, list(calls), mode, fail_fast, nested)
+        return await self._bridge.arun(begin, self._end, self._sync_runs, cancel_batch)
 
     async def _arun(
         self, calls: list[ToolCall], mode: str | None, fail_fast: bool, nested: str | None
@@ -348,9 +349,8 @@ class LaneExecutor:
             raise RuntimeError("run_batch() would block the event loop: use await arun_batch()")
         self._start_sync()
         nested = caller_lane(self._owner)
-        run: SyncRun[BatchResult] = SyncRun(
-            functools.partial(self._begin, list(calls), mode, fail_fast, nested),
-            self._end, self._sync_runs)  # fmt: skip
+        begin = functools.partial(self._begin, list(calls), mode, fail_fast, nested)
+        run: SyncRun[BatchResult] = SyncRun(begin, self._end, self._sync_runs)
         self._bridge.soon(run.start_soon)
         try:
             return self._bridge.result(run.fut)
