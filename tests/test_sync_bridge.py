@@ -436,6 +436,7 @@ def test_cancelling_a_foreign_await_cancels_its_batch() -> None:
 
         async def main() -> None:
             task = asyncio.ensure_future(ex.arun_batch([lp.ToolCall(long_tool, lane="query")]))
+            await asyncio.sleep(0)  # (the batch is submitted as the task first runs)
             while not entered.is_set():
                 await asyncio.sleep(0.001)
             task.cancel()
@@ -466,7 +467,7 @@ def test_a_sync_run_interrupted_before_it_starts_never_submits() -> None:
 async def test_awaiting_a_run_whose_loop_died_raises(anyio_backend: str) -> None:
     """The executor's loop thread gone with the run unsettled: the foreign await raises, as the
     sync wait does, instead of waiting forever."""
-    from lanepar.run._syncbatch import SyncRun, Waker, await_run
+    from lanepar.run._syncbatch import SyncRun, Waker, await_shot
 
     dead = threading.Thread(target=lambda: None)
     dead.start()
@@ -474,4 +475,59 @@ async def test_awaiting_a_run_whose_loop_died_raises(anyio_backend: str) -> None
     waker = Waker()
     run: SyncRun[int] = SyncRun(lambda: (None, None), lambda s: 1, set(), waker.wake)
     with pytest.raises(RuntimeError, match="stopped before the call ended"):
-        await await_run(run, waker, dead, 0.01)
+        await await_shot(run.fut, waker, dead, 0.01)
+
+
+def test_a_call_across_returns_or_raises_what_the_loop_did() -> None:
+    """``SyncBridge.call`` on the private loop: the value, or the very error, of the function
+    run there, from the main thread and from another."""
+    with lp.LaneExecutor() as ex:
+        on_loop: list[bool] = []
+        assert ex._bridge.call(lambda: on_loop.append(ex._bridge.on_loop()) or 5) == 5
+        assert on_loop == [True]
+        with pytest.raises(ZeroDivisionError):
+            ex._bridge.call(lambda: 1 // 0)
+        got: list[int] = []
+        t = threading.Thread(target=lambda: got.append(ex._bridge.call(lambda: 6)))
+        t.start()
+        t.join(60)
+        assert got == [6]
+
+
+def test_a_handle_awaited_on_trio_and_cancelled_from_asyncio() -> None:
+    """A submitted call's handle awaited on a foreign trio run gets its value; a foreign
+    asyncio await of another, cancelled, cancels that task on the executor's loop."""
+    import trio
+
+    entered, cancelled = threading.Event(), threading.Event()
+
+    async def long_tool() -> None:
+        entered.set()
+        try:
+            await anyio.sleep(120)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+
+    with lp.LaneExecutor() as ex:
+
+        async def on_trio() -> int:
+            value: int = await ex.submit(lp.ToolCall(lambda: 4, lane="execute"))
+            return value
+
+        assert trio.run(on_trio) == 4
+        handle = ex.submit(lp.ToolCall(long_tool, lane="query"))
+
+        async def on_asyncio() -> None:
+            task = asyncio.ensure_future(handle)
+            await asyncio.sleep(0)  # the task awaits the handle before it is cancelled
+            while not entered.is_set():
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(on_asyncio())
+        assert cancelled.wait(60)
+        with pytest.raises(lp.TaskCancelledError):
+            handle.result(timeout=60)

@@ -223,14 +223,37 @@ class Waker:
         return self._woken
 
 
-async def await_run(
-    run: SyncRun[R], waker: Waker, thread: threading.Thread | None, slice_s: float
+async def await_shot(
+    fut: OneShot[R], waker: Waker, thread: threading.Thread | None, slice_s: float
 ) -> R:
-    """``run``'s result, awaited through ``waker``; a loop ``thread`` that died with the run
-    unsettled raises instead of leaving the caller waiting (as ``wait_interruptibly`` does)."""
+    """``fut``'s result, awaited through the ``waker`` it calls as it is set; a loop ``thread``
+    that died with it unset raises instead of leaving the caller waiting (as
+    ``wait_interruptibly`` does)."""
     while not await waker.wait(slice_s):
-        if run.fut.done():
+        if fut.done():
             break
         if thread is not None and not thread.is_alive():
             raise RuntimeError("the executor's event loop stopped before the call ended")
-    return run.fut.result(timeout=0)
+    return fut.result(timeout=0)
+
+
+def fill(shot: OneShot[R], fn: Callable[..., R], args: tuple[Any, ...]) -> None:
+    """On the loop thread: ``shot`` gets what ``fn(*args)`` returns or raises."""
+    try:
+        value = fn(*args)
+    except BaseException as e:
+        shot.set_exception(e)
+        return
+    shot.set_result(value)
+
+
+def arm_done(batch: _Batch, shot: OneShot[None]) -> None:
+    """On the loop thread: ``shot`` is set once ``batch`` has ended, a loop turn after its last
+    job settled (as :meth:`SyncRun._done` does: a waiter woken inside that job's step would
+    wait for the GIL the step still holds)."""
+    loop = asyncio.get_running_loop()
+
+    def done() -> None:
+        loop.call_soon(shot.set_result, None)
+
+    batch.when_done(done)

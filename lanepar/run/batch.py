@@ -207,7 +207,15 @@ class TaskHandle:
             raise
 
     async def _result(self) -> Any:
-        await self._bridge.aawait(self._wait)
+        bridge = self._bridge
+        if bridge.on_loop() or not bridge.private:
+            await bridge.aawait(self._wait)
+            return self._value()
+        try:  # from another loop: woken on it, with no task on the executor's
+            await bridge.await_done(self._batch)
+        except BaseException:
+            bridge.soon(self._cancel, self._batch)
+            raise
         return self._value()
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -216,7 +224,7 @@ class TaskHandle:
     def result(self, timeout: float | None = None) -> Any:
         """Block until the task ends (sync code only) and return its value or raise its error."""
         try:
-            self._bridge.wait(self._batch.wait_done, timeout)
+            self._bridge.wait_done(self._batch, timeout)
         except KeyboardInterrupt:
             self.cancel()
             raise
