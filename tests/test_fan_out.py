@@ -97,6 +97,33 @@ def test_a_batch_hands_out_its_sync_jobs_before_it_wakes_any_worker(
     assert handed_lanes[:6] == ["t"] * 3 + ["(a wake-up)"] * 3, handed_lanes
 
 
+def test_the_hand_off_pass_asks_only_the_lanes_with_sync_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lane whose jobs in the batch are all async has nothing to hand a thread: it is not
+    asked in the hand-offs' pass (each ask looked through its queue, between two hand-offs),
+    only woken after it; a thread lane of the same batch is asked."""
+    from lanepar.run.lane import Lane
+
+    asked: list[tuple[str, bool]] = []
+    real = Lane.wake_one
+
+    def spy(self: Lane, hand_only: bool = False) -> bool:
+        asked.append((self.name, hand_only))
+        return real(self, hand_only)
+
+    lanes = {"a": lp.LaneConfig(kind="async", max_concurrency=3),
+             "t": lp.LaneConfig(kind="thread", max_concurrency=3)}  # fmt: skip
+    calls = [lp.ToolCall(aok, i, lane="a") for i in range(3)]
+    calls += [lp.ToolCall(ok, 10 + i, lane="t") for i in range(3)]
+    with lp.LaneExecutor(lanes) as ex:
+        assert ex.run_batch(calls).ok  # every worker now waits, idle, for the next batch
+        monkeypatch.setattr(Lane, "wake_one", spy)
+        assert ex.run_batch(calls).results == [0, 1, 2, 10, 11, 12]
+    assert ("a", True) not in asked and ("t", True) in asked, asked
+    assert ("a", False) in asked, asked
+
+
 def test_a_worker_given_a_job_as_it_is_queued_wakes_with_its_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
