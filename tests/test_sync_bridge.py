@@ -7,6 +7,7 @@ import collections
 import gc
 import threading
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -419,9 +420,8 @@ def test_arun_batch_from_a_trio_run_resumes_on_trio() -> None:
         assert b.ok and len(b) == 3 and threading.main_thread().name not in b.results
 
 
-def test_cancelling_a_foreign_await_cancels_its_batch() -> None:
-    """The awaiting task on another loop is cancelled while its batch runs: the batch's task is
-    cancelled on the executor's loop (the tool sees it), and the executor goes on serving."""
+def cancellable_tool() -> tuple[Callable[[], Awaitable[None]], threading.Event, threading.Event]:
+    """An async tool that sleeps until cancelled, and two events: it began; it was cancelled."""
     entered, cancelled = threading.Event(), threading.Event()
 
     async def long_tool() -> None:
@@ -432,18 +432,27 @@ def test_cancelling_a_foreign_await_cancels_its_batch() -> None:
             cancelled.set()
             raise
 
+    return long_tool, entered, cancelled
+
+
+async def cancel_once_entered(aw: Awaitable[Any], entered: threading.Event) -> None:
+    """Await ``aw`` in a task of this (asyncio) loop and cancel the task once the tool it runs
+    has begun: the cancellation comes out of it."""
+    task = asyncio.ensure_future(aw)
+    await asyncio.sleep(0)  # the task awaits (a batch is submitted) before it is cancelled
+    while not entered.is_set():
+        await asyncio.sleep(0.001)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_cancelling_a_foreign_await_cancels_its_batch() -> None:
+    """The awaiting task on another loop is cancelled while its batch runs: the batch's task is
+    cancelled on the executor's loop (the tool sees it), and the executor goes on serving."""
+    long_tool, entered, cancelled = cancellable_tool()
     with lp.LaneExecutor() as ex:
-
-        async def main() -> None:
-            task = asyncio.ensure_future(ex.arun_batch([lp.ToolCall(long_tool, lane="query")]))
-            await asyncio.sleep(0)  # (the batch is submitted as the task first runs)
-            while not entered.is_set():
-                await asyncio.sleep(0.001)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-
-        asyncio.run(main())
+        asyncio.run(cancel_once_entered(ex.arun_batch([lp.ToolCall(long_tool)]), entered))
         assert cancelled.wait(60)
         assert ex.run_batch([lp.ToolCall(lambda: 3, lane="execute")]).results == [3]
 
@@ -499,16 +508,7 @@ def test_a_handle_awaited_on_trio_and_cancelled_from_asyncio() -> None:
     asyncio await of another, cancelled, cancels that task on the executor's loop."""
     import trio
 
-    entered, cancelled = threading.Event(), threading.Event()
-
-    async def long_tool() -> None:
-        entered.set()
-        try:
-            await anyio.sleep(120)
-        except anyio.get_cancelled_exc_class():
-            cancelled.set()
-            raise
-
+    long_tool, entered, cancelled = cancellable_tool()
     with lp.LaneExecutor() as ex:
 
         async def on_trio() -> int:
@@ -516,18 +516,8 @@ def test_a_handle_awaited_on_trio_and_cancelled_from_asyncio() -> None:
             return value
 
         assert trio.run(on_trio) == 4
-        handle = ex.submit(lp.ToolCall(long_tool, lane="query"))
-
-        async def on_asyncio() -> None:
-            task = asyncio.ensure_future(handle)
-            await asyncio.sleep(0)  # the task awaits the handle before it is cancelled
-            while not entered.is_set():
-                await asyncio.sleep(0.001)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-
-        asyncio.run(on_asyncio())
+        handle = ex.submit(lp.ToolCall(long_tool))
+        asyncio.run(cancel_once_entered(handle, entered))
         assert cancelled.wait(60)
         with pytest.raises(lp.TaskCancelledError):
             handle.result(timeout=60)
