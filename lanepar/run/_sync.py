@@ -16,6 +16,7 @@ has the same two traps:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 import time
 import weakref
@@ -239,10 +240,8 @@ class SyncBridge:
             return await await_shot(run.fut, waker, thread, OTHER_SLICE_S)
         except BaseException:
             if not run.fut.done():
-                try:
+                with contextlib.suppress(RuntimeError):  # (closed meanwhile: closing cancelled it)
                     self.soon(run.interrupt, cancel)
-                except RuntimeError:  # closed meanwhile: closing cancelled the batch
-                    pass
             raise
 
     async def aawait(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -214,7 +215,8 @@ class TaskHandle:
         try:  # from another loop: woken on it, with no task on the executor's
             await bridge.await_done(self._batch)
         except BaseException:
-            bridge.soon(self._cancel, self._batch)
+            with contextlib.suppress(RuntimeError):  # (closed meanwhile: closing cancelled it)
+                bridge.soon(self._cancel, self._batch)
             raise
         return self._value()
 
