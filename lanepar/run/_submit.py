@@ -72,6 +72,12 @@ class Resolver:
         return out
 
 
+def async_only(resolved: Sequence[Resolved], most: int = 1000) -> bool:
+    """Whether a batch of at most ``most`` calls has only async jobs (the sampler's opening
+    read can then wait a loop turn: ``Sampler.open_window``); a larger one is not scanned."""
+    return len(resolved) <= most and all(r.is_async for r in resolved)
+
+
 def build_batch(
     calls: Sequence[ToolCall],
     resolved: Sequence[Resolved],

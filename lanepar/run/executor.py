@@ -36,7 +36,7 @@ from ._current import current as current
 from ._current import push_current
 from ._loopobs import LoopObservers
 from ._nested import caller_lane, enter_nested, leave_nested
-from ._submit import Resolver, build_batch
+from ._submit import Resolver, async_only, build_batch
 from ._sync import SyncBridge
 from ._syncbatch import SyncRun
 from .batch import BatchResult, TaskHandle, _Batch, cancel_batch, finish_batch, wind_down
@@ -150,8 +150,7 @@ class LaneExecutor:
             self._add_lane(name, config)
 
     def _add_lane(self, name: str, config: LaneConfig) -> None:
-        lane = self._make_lane(name, config)
-        self._configs[name] = config
+        self._configs[name], lane = config, self._make_lane(name, config)
         self._lanes[name] = lane
         if self._budget is not None:
             self._budget.add_lane(lane)
@@ -264,7 +263,8 @@ class LaneExecutor:
             mode = decision.mode
             if self.tracing:
                 self.recorder.add_event("decision", **decision.to_dict(), tasks=len(calls))
-        opened = self._sampler.open_window() if self.tracing and self.sample_hz > 0 else 0
+        sampled = self.tracing and self.sample_hz > 0
+        opened = self._sampler.open_window(async_only(resolved)) if sampled else 0
         build = functools.partial(build_batch, calls, resolved, self._lanes, mode=mode,
                                   routes=decision.routes if decision else {},
                                   recorder=self.recorder if self.tracing else None,
