@@ -293,15 +293,19 @@ def test_a_short_batch_has_core_utilisation_from_the_kernels_counters(kind: str)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="not Linux: no /proc/stat")
-def test_an_async_batch_opens_its_window_after_its_jobs_first_steps() -> None:
+def test_an_async_batch_opens_its_window_after_its_jobs_first_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The opening read of the kernel's counters (45-300 µs) waits a loop turn in a batch of
     async jobs, which start without it; the window still has its own samples at both ends.
-    (A slow sampler: no tick of its thread's lands in the batch.)"""
+    (The sampler's thread takes no tick here, and the loop's come every 2 s: only the batches'
+    own reads land in the batch.)"""
 
     async def two_steps() -> None:
         await asyncio.sleep(0)
         await asyncio.sleep(0.02)
 
+    monkeypatch.setattr(Sampler, "_run", lambda self: self._stop.wait())
     with lp.LaneExecutor({"a": lp.LaneConfig(kind="async")}, sample_hz=0.5) as ex:
         ex.run_batch([lp.ToolCall(two_steps, lane="a")])
         time.sleep(0.02)  # the last sample is stale: the window opens with a new one
