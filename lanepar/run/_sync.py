@@ -131,11 +131,7 @@ class SyncBridge:
         one-task ``run_batch``)."""
         if self.on_loop():
             return fn(*args)
-        self.start()
-        loop = self._loop
-        if loop is None:  # (entered on another thread's loop: no private one to call soon on)
-            assert self._portal is not None
-            return self._portal.call(fn, *args)
+        loop = self._private()
         shot: OneShot[T] = OneShot()
         loop.loop.call_soon_threadsafe(fill, shot, fn, args)
         return wait_interruptibly(shot, None, loop.thread)
@@ -144,11 +140,7 @@ class SyncBridge:
         """Block until ``batch`` has ended, at most ``timeout`` seconds (``TimeoutError``)."""
         if self.on_loop():
             raise RuntimeError("this call would block the executor's own event loop: await it")
-        self.start()
-        loop = self._loop
-        if loop is None:
-            self.wait(batch.wait_done, timeout)
-            return
+        loop = self._private()
         shot: OneShot[None] = OneShot()
         loop.loop.call_soon_threadsafe(arm_done, batch, shot)
         wait_interruptibly(shot, timeout, loop.thread)
@@ -156,8 +148,7 @@ class SyncBridge:
     async def await_done(self, batch: _Batch) -> None:
         """Await the end of ``batch`` on a loop other than the private one it runs on (see
         :meth:`arun`; only where :attr:`private`)."""
-        loop = self._loop
-        assert loop is not None
+        loop = self._private()
         waker = Waker()
         shot: OneShot[None] = OneShot(waker.wake)
         loop.loop.call_soon_threadsafe(arm_done, batch, shot)
@@ -170,11 +161,16 @@ class SyncBridge:
         if self.on_loop():
             fn(*args)
             return
+        self._private().loop.call_soon_threadsafe(fn, *args)
+
+    def _private(self) -> LoopThread:
+        """The private loop, started if need be (``start`` always makes one); a bridge closed
+        meanwhile, from another thread, has none."""
         self.start()
         loop = self._loop
         if loop is None:
             raise RuntimeError("this executor is closed")
-        loop.loop.call_soon_threadsafe(fn, *args)
+        return loop
 
     def result(self, fut: Waitable[T], timeout: float | None = None) -> T:
         """Wait for a future the loop thread completes (see :meth:`soon`), interruptibly; a loop
@@ -208,18 +204,6 @@ class SyncBridge:
             unwound.wait(UNWIND_TIMEOUT_S)
             raise
 
-    def wait(self, afn: Callable[..., Awaitable[Any]], timeout: float | None) -> None:
-        """Block until ``afn()`` returns on the loop, at most ``timeout`` seconds."""
-        if self.on_loop():
-            raise RuntimeError("this call would block the executor's own event loop: await it")
-        self.start()
-        assert self._portal is not None
-        fut = self._portal.start_task_soon(afn)
-        try:
-            wait_interruptibly(fut, timeout)
-        finally:
-            fut.cancel()
-
     async def arun(
         self,
         begin: Callable[[], tuple[Any, Any]],
@@ -234,10 +218,10 @@ class SyncBridge:
         call 100-130. Cancelling the awaiting task cancels the batch."""
         waker = Waker()
         run: SyncRun[T] = SyncRun(begin, end, runs, waker.wake)
-        self.soon(run.start_soon)
-        thread = self._loop.thread if self._loop is not None else None
+        loop = self._private()
+        loop.loop.call_soon_threadsafe(run.start_soon)
         try:
-            return await await_shot(run.fut, waker, thread, OTHER_SLICE_S)
+            return await await_shot(run.fut, waker, loop.thread, OTHER_SLICE_S)
         except BaseException:
             if not run.fut.done():
                 with contextlib.suppress(RuntimeError):  # (closed meanwhile: closing cancelled it)

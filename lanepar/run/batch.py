@@ -77,9 +77,6 @@ class _Batch:
                 ev.set()
         return ev
 
-    async def wait_done(self) -> None:
-        await self.done.wait()
-
     def when_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once the batch is done (now, if it is): how a sync caller waits
         without a task on the loop. It runs inside the last job's settling, so it must only
