@@ -219,7 +219,7 @@ class Sampler:
         if self._idle:  # (at the full rate it wakes soon anyway: no extra wake-up, no GIL)
             self._wake.set()
         with self._tick_lock:
-            if self._last_ns and time.perf_counter_ns() - self._last_ns <= fresh_ns:
+            if self._fresh(fresh_ns):
                 return self._last_ns
             loop = asyncio._get_running_loop() if later else None
             if loop is None:
@@ -231,8 +231,12 @@ class Sampler:
 
     def _open_late(self, fresh_ns: int) -> None:
         with self._tick_lock:
-            if not (self._last_ns and time.perf_counter_ns() - self._last_ns <= fresh_ns):
+            if not self._fresh(fresh_ns):
                 self._tick()
+
+    def _fresh(self, fresh_ns: int) -> bool:
+        """Whether the last sample (under ``_tick_lock``) is young enough to open a window."""
+        return bool(self._last_ns) and time.perf_counter_ns() - self._last_ns <= fresh_ns
 
     def tick(self) -> Sample:
         """Take one sample now (the executor also calls this at the end of each batch, from its
