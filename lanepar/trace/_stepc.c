@@ -4,11 +4,13 @@
  * bytecodes cost about 1 us a step, more than the step of a task that does little per await.
  * This is the same state machine, statement for statement (the Python version stays, as the
  * fallback where this does not build and as the reference the tests hold this one to): the
- * short steps and waits that nearly every suspension is are handled here, and so is a wait
+ * short steps and waits that nearly every suspension is are handled here, and so are a wait
  * past the resolution on a plain probe (a tool waiting on real I/O, at every suspension:
- * hand_wait, segments.hand_and_wait in C); every rarer branch (a long step, a probe with notes,
- * the end of a body that drew segments) calls the same Python helpers the Python driver
- * calls, and the tests hold the two drivers' records equal on a fake clock.
+ * hand_wait, segments.hand_and_wait in C) and a long step on one (a tool doing real work
+ * between awaits: long_step, probe._step and TaskProbe.step in C); every rarer branch (a step
+ * the thread watch splits or the loop watch reports, a probe with notes, the end of a body
+ * that drew segments) calls the same Python helpers the Python driver calls, and the tests
+ * hold the two drivers' records equal on a fake clock.
  *
  * The clocks are the ones the Python driver reads, time.perf_counter_ns (CLOCK_MONOTONIC on
  * Linux) and time.thread_time_ns (CLOCK_THREAD_CPUTIME_ID), read here directly unless the
@@ -29,11 +31,16 @@
 static PyObject *g_globals; /* lanepar.trace.probe's namespace: its _pc, _tt, _clock */
 static PyObject *g_step, *g_hand_and_wait, *g_cpu, *g_wait, *g_real_pc, *g_real_tt;
 static long long g_fresh = 50000;
+/* probe._long_step, and probe.LONG_STEP_OFF_NS: a long step whose off-CPU time is worth
+ * splitting with the thread watch, or that may have held the loop past the loop watch's
+ * threshold, goes to the Python function with the thread clock read here */
+static PyObject *g_long_step;
+static long long g_long_off = 2000000;
 
 static PyObject *S_held, *S_held_end, *S_w, *S_c, *S_t0, *S_parked, *S_begin, *S_p_start,
     *S_p_cpu, *S_p_wait, *S_p_end, *S_cpu_ns, *S_wait_ns, *S_segs, *S_finished_ns, *S_flush,
     *S_throw, *S_value, *S_max_segments, *S_coarsen, *S_started_ns, *S_resolution, *S_s,
-    *S__pc, *S__tt, *S__clock, *S_blocks;
+    *S__pc, *S__tt, *S__clock, *S_blocks, *S_threshold_ns, *S_close_pending;
 
 enum { FRESH, SUSPENDED, RUNNING, FINISHED };
 
@@ -338,8 +345,8 @@ static void zero_run(Resumed *s, long long start) {
     s->pc_ = s->pw = s->ac = s->aw = 0;
 }
 
-/* _step(probe, clock, blocks, t0, t1, c0) */
-static int long_step(Resumed *s) {
+/* _step(probe, clock, blocks, t0, t1, c0), in Python */
+static int py_step(Resumed *s) {
     PyObject *args[6];
     long long v[3] = {s->t0, s->t1, s->c0};
     int i;
@@ -356,6 +363,117 @@ static int long_step(Resumed *s) {
     PyObject *r = PyObject_Vectorcall(g_step, args, 6, NULL);
     for (i = 0; i < 3; i++) Py_DECREF(args[3 + i]);
     return drop(r);
+}
+
+/* _long_step(probe, clock, blocks, t0, t1, c0, c1), in Python */
+static int py_long_step(Resumed *s, long long c1) {
+    PyObject *args[7];
+    long long v[4] = {s->t0, s->t1, s->c0, c1};
+    int i;
+    args[0] = s->probe;
+    args[1] = s->clock;
+    args[2] = s->blocks ? s->blocks : Py_None;
+    for (i = 0; i < 4; i++) {
+        args[3 + i] = PyLong_FromLongLong(v[i]);
+        if (args[3 + i] == NULL) {
+            while (--i >= 0) Py_DECREF(args[3 + i]);
+            return -1;
+        }
+    }
+    PyObject *r = PyObject_Vectorcall(g_long_step, args, 7, NULL);
+    for (i = 0; i < 4; i++) Py_DECREF(args[3 + i]);
+    return drop(r);
+}
+
+/* TaskProbe._flush for a plain probe: the pending run drawn as the kind that dominated it */
+static int flush_plain(Resumed *s) {
+    long long ps, pe, pc, pw;
+    if (PROBE_GET(s, p_start, &ps) < 0) return -1;
+    if (ps < 0) return 0;
+    if (PROBE_GET(s, p_end, &pe) < 0 || PROBE_GET(s, p_cpu, &pc) < 0 ||
+        PROBE_GET(s, p_wait, &pw) < 0)
+        return -1;
+    return (emit(s, pc >= pw ? g_cpu : g_wait, ps, pe) < 0) ? -1 : clear_run(s);
+}
+
+/* TaskProbe._close_pending for a plain probe whose pending run starts at ps (>= 0): its left
+ * neighbour takes it, else it stands alone */
+static int close_pending_plain(Resumed *s, long long ps) {
+    PyObject *segs = *(PyObject **)((char *)s->probe + s->off_segs);
+    if (!PyList_CheckExact(segs))
+        return drop(PyObject_CallMethodNoArgs(s->probe, S_close_pending));
+    Py_ssize_t n = PyList_GET_SIZE(segs);
+    if (n > 0) {
+        PyObject *last = PyList_GET_ITEM(segs, n - 1);
+        long long le = seg_at(last, 2);
+        if (le < 0) return drop(PyObject_CallMethodNoArgs(s->probe, S_close_pending));
+        if (le >= ps) {
+            long long pe;
+            if (PROBE_GET(s, p_end, &pe) < 0) return -1;
+            PyObject *end = PyLong_FromLongLong(pe);
+            if (end == NULL) return -1;
+            PyList_SetItem(last, 2, end); /* (steals end) */
+            return clear_run(s);
+        }
+    }
+    return flush_plain(s);
+}
+
+/* TaskProbe.step(t0, t1, cpu) for a plain probe: the CPU share drawn first, the rest as wait */
+static int step_plain(Resumed *s, long long t0, long long t1, long long cpu) {
+    long long wall = t1 - t0, ps, v;
+    if (cpu > wall)
+        cpu = wall;
+    else if (cpu < 0)
+        cpu = 0;
+    if (probe_add(s, s->off_cpu_ns, S_cpu_ns, cpu) < 0 ||
+        probe_add(s, s->off_wait_ns, S_wait_ns, wall - cpu) < 0 || PROBE_GET(s, p_start, &ps) < 0)
+        return -1;
+    if (wall >= s->res) { /* long enough to draw as it was */
+        if (ps >= 0 && close_pending_plain(s, ps) < 0) return -1;
+        return (emit(s, g_cpu, t0, t0 + cpu) < 0) ? -1 : emit(s, g_wait, t0 + cpu, t1);
+    }
+    if (ps < 0) {
+        ps = t0;
+        if (PROBE_SET(s, p_start, t0) < 0) return -1;
+    }
+    if (PROBE_SET(s, p_end, t1) < 0 || PROBE_GET(s, p_cpu, &v) < 0 ||
+        PROBE_SET(s, p_cpu, v + cpu) < 0 || PROBE_GET(s, p_wait, &v) < 0 ||
+        PROBE_SET(s, p_wait, v + wall - cpu) < 0)
+        return -1;
+    return (t1 - ps >= s->res) ? flush_plain(s) : 0;
+}
+
+/* _step(probe, clock, blocks, t0, t1, c0). A step of FRESH_NS or more on a plain probe (a tool
+ * doing real work between awaits: a few such steps per socket call) is done here, as the
+ * Python function does it, without its call and the probe method's: the thread clock read,
+ * the step drawn, the loop's held time and the loop watch's mark. Where the thread watch has
+ * a split to make (its off-CPU part over LONG_STEP_OFF_NS) or the step may have held the loop
+ * past the loop watch's threshold, the Python function takes it with the clock read here;
+ * any other shape goes to _step itself. */
+static int long_step(Resumed *s) {
+    long long t0 = s->t0, t1 = s->t1, wall = t1 - t0, c1;
+    Clock *cc = s->cc;
+    if (wall < g_fresh || g_long_step == NULL || cc == NULL || s->off_segs < 0 ||
+        s->off_max_segments < 0 || s->off_p_start < 0 || s->off_p_end < 0 ||
+        s->off_p_cpu < 0 || s->off_p_wait < 0 || !probe_plain(s) ||
+        !PyList_CheckExact(*(PyObject **)((char *)s->probe + s->off_segs)))
+        return py_step(s);
+    if (THREAD_CPU(s, &c1) < 0) return -1;
+    long long cpu = c1 - s->c0;
+    if (cc->states != NULL && cc->states != Py_None && cc->slot >= 0 && wall - cpu >= g_long_off)
+        return py_long_step(s, c1);
+    if (s->blocks) {
+        long long threshold;
+        if (get_ll(s->blocks, S_threshold_ns, &threshold) < 0) return -1;
+        if (wall >= threshold) return py_long_step(s, c1);
+    }
+    cc->w = t1;
+    cc->c = c1;
+    if (step_plain(s, t0, t1, cpu) < 0) return -1;
+    cc->held += wall;
+    cc->held_end = t1;
+    return s->blocks ? blocks_set_t0(s, 0) : 0;
 }
 
 /* a short step: clock.held += d; clock.held_end = t1; blocks.t0 = 0 */
@@ -1085,13 +1203,15 @@ done:
     return result;
 }
 
-/* setup(step, hand_and_wait, cpu, wait, fresh_ns, perf_counter_ns, thread_time_ns, globals) */
+/* setup(step, hand_and_wait, cpu, wait, fresh_ns, perf_counter_ns, thread_time_ns, globals,
+ *       long_step, long_step_off_ns) */
 static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
-    if (n != 8 || !PyDict_Check(args[7])) {
-        PyErr_SetString(PyExc_TypeError, "setup() takes 8 arguments, the last a dict");
+    if (n != 10 || !PyDict_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError, "setup() takes 10 arguments, the eighth a dict");
         return NULL;
     }
-    if (arg_ll(args[4], &g_fresh) < 0) return NULL;
+    if (arg_ll(args[4], &g_fresh) < 0 || arg_ll(args[9], &g_long_off) < 0) return NULL;
+    Py_XSETREF(g_long_step, Py_NewRef(args[8]));
     Py_XSETREF(g_step, Py_NewRef(args[0]));
     Py_XSETREF(g_hand_and_wait, Py_NewRef(args[1]));
     Py_XSETREF(g_cpu, Py_NewRef(args[2]));
@@ -1162,6 +1282,8 @@ PyMODINIT_FUNC PyInit__stepc(void) {
     INTERN(S__tt, "_tt")
     INTERN(S__clock, "_clock")
     INTERN(S_blocks, "blocks")
+    INTERN(S_threshold_ns, "threshold_ns")
+    INTERN(S_close_pending, "_close_pending")
     INTERN(S_coarsen, "_coarsen")
     INTERN(S_throw, "throw")
     INTERN(S_value, "value")

@@ -30,6 +30,8 @@ def setup(
     perf_counter_ns: Callable[[], int],
     thread_time_ns: Callable[[], int],
     namespace: dict[str, Any],
+    long_step: Callable[..., None],
+    long_step_off_ns: int,
 ) -> None: ...
 
 def setup_settle(settle_plain: Callable[..., None], probe_type: type, job_type: type,

@@ -321,7 +321,16 @@ def _step(
         if blocks is not None:
             blocks.t0 = 0
         return
-    c1 = _tt()
+    _long_step(probe, clock, blocks, t0, t1, c0, _tt())
+
+
+def _long_step(
+    probe: TaskProbe, clock: _Clock, blocks: LoopWatch | None, t0: int, t1: int, c0: int, c1: int
+) -> None:
+    """:func:`_step` of a step of ``FRESH_NS`` or more, the thread clock read at its end
+    (``c1``). The C driver does the common case itself and calls this one for the two it
+    leaves to Python: an off-CPU part the thread watch splits, a step past the loop watch's
+    threshold."""
     clock.w, clock.c = t1, c1
     cpu = c1 - c0
     states = clock.states
@@ -382,6 +391,7 @@ _Resumed: Callable[..., Any] = _resumed
 #: A body's first step (see :func:`_first_step`, which the C one is statement for statement).
 first_step: Callable[[Coroutine[Any, Any, Any], TaskProbe], tuple[bool, Any]] = _first_step
 if _stepc is not None:
-    _stepc.setup(_step, hand_and_wait, CPU, WAIT, FRESH_NS, _pc, _tt, globals())
+    _stepc.setup(_step, hand_and_wait, CPU, WAIT, FRESH_NS, _pc, _tt, globals(), _long_step,
+                 LONG_STEP_OFF_NS)
     _Resumed = _stepc.resumed
     first_step = _stepc.first_step
