@@ -18,6 +18,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from ._loopclock import _stepc
+
 _libc: ctypes.PyDLL | None = None
 #: ``struct dirent``'s ``d_name`` (what ``readdir`` returns; glibc and musl): after d_ino and
 #: d_off (a ``long`` each), d_reclen (2) and d_type (1) — 19 on 64-bit Linux.
@@ -129,3 +131,37 @@ def stat_cpu_s(data: bytes) -> float:
     after the command name, which may itself hold spaces and parentheses)."""
     rest = data.rsplit(b")", 1)[1].split()
     return (int(rest[11]) + int(rest[12])) / _TICK
+
+
+def cores_of(data: bytes) -> list[tuple[float, float]]:
+    """(busy, total) jiffies per core from ``/proc/stat``'s ``cpuN`` lines: total is the sum of
+    the first eight fields (guest time is inside user and nice), busy what is not idle or
+    iowait. Empty when there is no such line."""
+    out: list[tuple[float, float]] = []  # (ints)
+    for line in data.split(b"\n"):
+        if line.startswith(b"cpu") and line[3:4].isdigit():
+            v = [int(x) for x in line.split()[1:9]]
+            total = sum(v)
+            out.append((total - v[3] - v[4], total))
+        elif out:
+            break
+    return out
+
+
+def read_cores(fd: int, reader: Reader) -> list[tuple[float, float]] | None:
+    """:func:`cores_of` the kept-open ``/proc/stat`` ``fd`` (None: the read failed). In C where
+    the step driver's module is built (``_procc.c``): the executor's loop takes the sampler's
+    ticks while batches run, and the split and ``int()`` of this text were most of a tick."""
+    if _stepc is not None:
+        return _stepc.proc_cores(fd)
+    data = reader.read(fd)
+    return None if data is None else cores_of(data)
+
+
+def read_stat_cpu(fd: int, reader: Reader) -> float | None:
+    """:func:`stat_cpu_s` of a kept-open ``/proc/<pid>/stat`` (None: the process has gone); in C
+    where the step driver's module is built, as :func:`read_cores`."""
+    if _stepc is not None:
+        return _stepc.proc_stat_cpu(fd, _TICK)
+    data = reader.read(fd)
+    return None if data is None else stat_cpu_s(data)

@@ -1225,6 +1225,7 @@ static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize
 #include "_recordc.c" /* a plain traced task's record (settle_plain) */
 #include "_handc.c"   /* a traced sync body handed to a thread (hand_plain) */
 #include "_watchc.c"  /* a thread body's off-CPU split (watch_split, read_runq) */
+#include "_procc.c"   /* the core sampler's /proc reads (proc_cores, proc_stat_cpu) */
 
 static PyMethodDef m_methods[] = {
     {"resumed", (PyCFunction)(void (*)(void))m_resumed, METH_FASTCALL,
@@ -1241,6 +1242,10 @@ static PyMethodDef m_methods[] = {
      "ThreadWatch._split over the shared sample ring."},
     {"read_runq", (PyCFunction)m_read_runq, METH_O,
      "A schedstat file's run-queue field, read from offset 0 with the GIL kept."},
+    {"proc_cores", (PyCFunction)m_proc_cores, METH_O,
+     "/proc/stat's (busy, total) jiffies per core, read from offset 0 with the GIL kept."},
+    {"proc_stat_cpu", (PyCFunction)(void (*)(void))m_proc_stat_cpu, METH_FASTCALL,
+     "A process's user + system CPU seconds from its stat file, read with the GIL kept."},
     {"setup_watch", (PyCFunction)(void (*)(void))m_setup_watch, METH_FASTCALL,
      "The kind codes, class kinds and ring layout watch_split uses."},
     {"hand_plain", (PyCFunction)(void (*)(void))m_hand_plain, METH_FASTCALL,

@@ -130,20 +130,11 @@ class Sampler:
         the cost of ``psutil.cpu_times``, which reopens and parses every field into tuples: this
         runs 20 times a second for as long as the executor lives); psutil elsewhere."""
         if self._stat_fd is not None:
-            data = self._reader.read(self._stat_fd)
-            if data is None:
+            out = _procread.read_cores(self._stat_fd, self._reader)
+            if out is None:
                 self._stat_fd = None
-            else:
-                out: list[tuple[float, float]] = []
-                for line in data.split(b"\n"):
-                    if line.startswith(b"cpu") and line[3:4].isdigit():
-                        v = [int(x) for x in line.split()[1:9]]  # guest is inside user/nice
-                        total = sum(v)
-                        out.append((total - v[3] - v[4], total))
-                    elif out:
-                        break
-                if out:
-                    return out
+            elif out:
+                return out
         return [_busy_idle(t) for t in psutil.cpu_times(percpu=True)]
 
     def _prime(self) -> None:
@@ -162,12 +153,12 @@ class Sampler:
         own = os.times()  # a system call, no /proc parsing, the GIL kept: costs ~nothing
         out: dict[int, float] = {self._proc.pid: own.user + own.system}
         for pid, fd in list(self._child_fds.items()):
-            data = self._reader.read(fd)
-            if data is None:  # it has gone
+            cpu = _procread.read_stat_cpu(fd, self._reader)
+            if cpu is None:  # it has gone
                 _procread.libc().close(fd)
                 del self._child_fds[pid]
             else:
-                out[pid] = _procread.stat_cpu_s(data)
+                out[pid] = cpu
         for p in self._children:
             try:
                 t = p.cpu_times()
