@@ -110,8 +110,11 @@ def test_the_c_core_parser_reads_what_the_python_one_does(tmp_path: str, data: b
     finally:
         pr.libc().close(fd)
     # the sum of the first eight fields, less idle and iowait (guest is inside user and nice)
-    rows = [[2747132, 416, 213694, 3284435, 1294, 0, 16410, 6076],
-            [3347287, 364, 270325, 2622700, 8427, 0, 16681, 6024], [12, 0, 3, 40, 1, 0, 0, 0]]  # fmt: skip
+    rows = [
+        [2747132, 416, 213694, 3284435, 1294, 0, 16410, 6076],
+        [3347287, 364, 270325, 2622700, 8427, 0, 16681, 6024],
+        [12, 0, 3, 40, 1, 0, 0, 0],
+    ]
     assert pr.cores_of(STAT) == [(sum(v) - v[3] - v[4], sum(v)) for v in rows]
 
 

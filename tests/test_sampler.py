@@ -408,3 +408,65 @@ def test_a_stalled_loop_is_sampled_by_the_thread_during_the_stall(
     assert any(t0 < t < t1 for t in told)  # the loop watch told the sampler, during the stall
     inside = [name for name, t in ticks if t0 < t < t1]
     assert inside.count("lanepar-sampler") >= 2, ticks
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="not Linux: no /proc/stat")
+@pytest.mark.parametrize("caller", ["task", "task, reading the trace at once", "thread"])
+def test_a_batchs_closing_sample_waits_for_a_caller_on_the_loop_to_have_its_result(
+    monkeypatch: pytest.MonkeyPatch, caller: str
+) -> None:
+    """The read that closes a batch's window (45-180 µs of /proc) is taken a loop turn after
+    the batch's end when its caller is a task on the executor's loop, which has its result
+    first; the trace still closes with it, and a trace read before that turn (here, by an
+    observer on the loop) takes it then. A caller on another thread would only wake to wait
+    for the GIL the read holds: its batch's sample is taken before it is woken."""
+    ticks: list[int] = []
+    real = Sampler._tick
+
+    def counted(self: Sampler) -> Sample:
+        s = real(self)
+        ticks.append(s.t_ns)
+        return s
+
+    monkeypatch.setattr(Sampler, "_run", lambda self: self._stop.wait())  # only the loop ticks
+    monkeypatch.setattr(Sampler, "_tick", counted)
+    at_end: list[int] = []
+    early: list[lp.Trace | None] = []
+
+    class Watcher:
+        def batch_finished(self, result: lp.BatchResult) -> None:
+            at_end.append(len(ticks))  # the result exists; the loop has not turned yet
+            if caller == "task, reading the trace at once":
+                early.append(result.trace)
+
+    async def two_steps() -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.02)
+
+    lanes = {"a": lp.LaneConfig(kind="async")}
+    calls = [lp.ToolCall(two_steps, lane="a") for _ in range(2)]
+    if caller == "thread":
+        with lp.LaneExecutor(lanes, sample_hz=0.5) as ex:
+            ex.run_batch(calls)
+            time.sleep(0.02)  # the last sample is stale: the window opens with a new one
+            ex.add_observer(Watcher())
+            before = len(ticks)
+            b = ex.run_batch(calls)
+    else:
+
+        async def main() -> tuple[int, lp.BatchResult]:
+            async with lp.LaneExecutor(lanes, sample_hz=0.5) as ex:
+                await ex.arun_batch(calls)
+                await asyncio.sleep(0.02)
+                ex.add_observer(Watcher())
+                n = len(ticks)
+                return n, await ex.arun_batch(calls)
+
+        before, b = asyncio.run(main())
+    # the opening sample, and the closing one only where the caller is another thread
+    assert at_end == [before + (2 if caller == "thread" else 1)]
+    tr = early[0] if early else b.trace
+    assert tr is not None
+    end = max(t.finished_ns for t in tr.tasks)
+    assert [s.t_ns for s in tr.samples if s.t_ns >= end] == [ticks[before + 1]]
+    assert b.summary()["cpu_util_source"] == "samples"

@@ -285,13 +285,13 @@ class LaneExecutor:
             cancel_batch(batch)
 
     def _result(
-        self, batch: _Batch, t0: int, mode: str, decision: _seams.Decision | None
+        self, batch: _Batch, t0: int, mode: str, decision: _seams.Decision | None, later: bool
     ) -> BatchResult:
         self._batches.discard(batch)
         if self._loop_obs is not None and not self._batches:
             self._loop_obs.idle()
         result = finish_batch(batch, t0, mode, decision, self.recorder, self.lane_table,
-                              self._sampler if self.sample_hz > 0 else None)  # fmt: skip
+                              self._sampler if self.sample_hz > 0 else None, later)  # fmt: skip
         if self._hooks.batch_finished:
             self._hooks.emit("batch_finished", result)
         return result
@@ -323,7 +323,7 @@ class LaneExecutor:
                 await batch.done.wait()
             leave_nested(self._lanes, self._nested, nested, batch)
             raise
-        return self._end(state)
+        return self._end(state, later=True)  # (the caller is a task on this loop)
 
     def _begin(
         self, calls: list[ToolCall], mode: str | None, fail_fast: bool, nested: str | None
@@ -334,10 +334,10 @@ class LaneExecutor:
         enter_nested(self._lanes, self._nested, nested, batch)
         return batch, (batch, t0, chosen, decision, nested)
 
-    def _end(self, state: tuple[Any, ...]) -> BatchResult:
+    def _end(self, state: tuple[Any, ...], later: bool = False) -> BatchResult:
         batch, t0, chosen, decision, nested = state
         leave_nested(self._lanes, self._nested, nested, batch)
-        return self._result(batch, t0, chosen, decision)
+        return self._result(batch, t0, chosen, decision, later)
 
     def run_batch(
         self, calls: Iterable[ToolCall], mode: Mode | None = None, *, fail_fast: bool = False

@@ -151,19 +151,24 @@ def finish_batch(
     recorder: Recorder,
     lane_table: Callable[[], dict[str, dict[str, Any]]],
     sampler: Sampler | None,
+    later: bool = False,
 ) -> BatchResult:
     """The user-facing result of a finished batch, with its trace when it was traced: its own
-    records in submission order, and the samples and events of its time window."""
+    records in submission order, and the samples and events of its time window (the sample
+    that closes it ``later``, a loop turn on, for a caller that is a task on this loop)."""
     t1 = time.perf_counter_ns()
     trace = None
     if batch.records is not None:
+        hi = time.perf_counter_ns()
+        closing = None
         if sampler is not None and sampler.age_ns() >= MIN_SAMPLE_SPAN_NS:
-            sampler.tick()  # a batch of a few jiffies still gets a sample of its own
+            closing = sampler.close_window(hi, later)  # (a batch of a few jiffies: its own)
         start, end = (batch.submitted_ns, batch.end_ns) if batch.end_ns else (t0, t1)
         lo = min(t0, batch.opened_ns or t0)
         # the window as the batch's end sees it, taken now; the records are final
         trace = recorder.trace_later(batch.records, lanes=lane_table(), start_ns=start,
-                                     end_ns=end, window_from_ns=lo)  # fmt: skip
+                                     end_ns=end, window_from_ns=lo, window_to_ns=hi,
+                                     closing=closing)  # fmt: skip
     return BatchResult(
         batch.results, batch.errors, batch.outcomes, trace, (t1 - t0) / 1e9, mode, decision
     )

@@ -246,14 +246,19 @@ class Recorder:
         end_ns: int,
         window_from_ns: int | None = None,
         dropped: int = 0,
+        window_to_ns: int | None = None,
+        closing: Callable[[], list[Sample]] | None = None,
     ) -> Callable[[], Trace]:
-        """:meth:`trace`, its window taken now and the object made when called: a batch's
-        result makes its trace only when it is read (``BatchResult.trace``), from a window as
-        its end saw it. ``tasks`` may hold None (a batch's slot whose job left no record)."""
+        """:meth:`trace`, its window taken now (up to ``window_to_ns``, default now) and the
+        object made when called: a batch's result makes its trace only when it is read
+        (``BatchResult.trace``), from a window as its end saw it, and ``closing``'s samples
+        (``Sampler.close_window``: the sample that closes it, taken a loop turn later).
+        ``tasks`` may hold None (a batch's slot whose job left no record)."""
         lo = start_ns if window_from_ns is None else min(start_ns, window_from_ns)
-        samples, events = self.window(lo, time.perf_counter_ns())
+        hi = time.perf_counter_ns() if window_to_ns is None else window_to_ns
+        samples, events = self.window(lo, hi)
         return functools.partial(_assemble, tasks, samples, events, lanes, start_ns, end_ns,
-                                 dropped, self._n_cores)  # fmt: skip
+                                 dropped, self._n_cores, closing)  # fmt: skip
 
     def since(
         self, base_recorded: int, t0_ns: int, *, lanes: Mapping[str, Mapping[str, Any]] | None
@@ -284,8 +289,11 @@ def _assemble(
     end_ns: int,
     dropped: int,
     n_cores: int,
+    closing: Callable[[], list[Sample]] | None = None,
 ) -> Trace:
     """The trace :meth:`Recorder.trace_later` took the window of (it holds no recorder: a
     result kept after its executor closed keeps only what its own trace needs)."""
+    if closing is not None:
+        samples = [*samples, *closing()]
     return Trace([t for t in tasks if t is not None], samples, lanes=lanes, start_ns=start_ns,
                  end_ns=end_ns, dropped=dropped, events=events, n_cores=n_cores)  # fmt: skip

@@ -51,6 +51,26 @@ def _busy_idle(t: object) -> tuple[float, float]:
     return total - idle, total
 
 
+class _Closing:
+    """A batch's closing samples (:meth:`Sampler.close_window`), taken once: by the loop's
+    turn after the batch, or by its trace if that is read first."""
+
+    __slots__ = ("_after", "_lock", "_sampler", "samples")
+
+    def __init__(self, sampler: Sampler, after_ns: int) -> None:
+        self._sampler: Sampler | None = sampler
+        self._after = after_ns
+        self._lock = threading.Lock()
+        self.samples: list[Sample] = []
+
+    def take(self) -> list[Sample]:
+        with self._lock:
+            sampler, self._sampler = self._sampler, None  # (a kept result keeps no sampler)
+            if sampler is not None:
+                self.samples = sampler._closing(self._after)
+            return self.samples
+
+
 class Sampler:
     """Samples at ``hz`` into a recorder and flushes the recorder's subscribers at ``flush_hz``;
     while no lane has work (``lane_counts``: active and queued), at ``idle_hz`` (None: never
@@ -219,6 +239,29 @@ class Sampler:
         # the batch's build queues after this call)
         loop.call_soon(loop.call_soon, self._open_late, fresh_ns)
         return 0
+
+    def close_window(self, after_ns: int, later: bool = False) -> Callable[[], list[Sample]]:
+        """A batch ends: what returns the samples that close its window — those recorded after
+        ``after_ns`` (where the window read at its end stops), the last a new one.
+
+        ``later`` (the batch's caller is a task on the executor's own loop, which it returns
+        to without a loop turn): the sample is taken a loop turn on, after the caller has its
+        result — the read (45-180 µs) was the last thing it waited for — or when the trace
+        is built, if that comes first (once the sampler has stopped, its last tick closes the
+        window). Not for a caller on another thread: it would wake as the read began and wait
+        for the GIL the read holds, then be woken a second time."""
+        pending = _Closing(self, after_ns)
+        loop = asyncio._get_running_loop() if later else None
+        if loop is None:
+            pending.take()
+        else:
+            loop.call_soon(pending.take)
+        return pending.take
+
+    def _closing(self, after_ns: int) -> list[Sample]:
+        with self._tick_lock:
+            t_ns = time.perf_counter_ns() if self._stop.is_set() else self._tick().t_ns
+        return self.recorder.window(after_ns + 1, t_ns)[0]
 
     def _open_late(self, fresh_ns: int) -> None:
         with self._tick_lock:
