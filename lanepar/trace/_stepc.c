@@ -345,44 +345,34 @@ static void zero_run(Resumed *s, long long start) {
     s->pc_ = s->pw = s->ac = s->aw = 0;
 }
 
-/* _step(probe, clock, blocks, t0, t1, c0), in Python */
-static int py_step(Resumed *s) {
-    PyObject *args[6];
-    long long v[3] = {s->t0, s->t1, s->c0};
+/* fn(probe, clock, blocks or None, v[0], ..., v[n-1]): probe._step (t0, t1, c0) or
+ * probe._long_step (t0, t1, c0, c1), in Python */
+static int call_step(PyObject *fn, Resumed *s, const long long *v, int n) {
+    PyObject *args[7];
     int i;
     args[0] = s->probe;
     args[1] = s->clock;
     args[2] = s->blocks ? s->blocks : Py_None;
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < n; i++) {
         args[3 + i] = PyLong_FromLongLong(v[i]);
         if (args[3 + i] == NULL) {
             while (--i >= 0) Py_DECREF(args[3 + i]);
             return -1;
         }
     }
-    PyObject *r = PyObject_Vectorcall(g_step, args, 6, NULL);
-    for (i = 0; i < 3; i++) Py_DECREF(args[3 + i]);
+    PyObject *r = PyObject_Vectorcall(fn, args, (size_t)(3 + n), NULL);
+    for (i = 0; i < n; i++) Py_DECREF(args[3 + i]);
     return drop(r);
 }
 
-/* _long_step(probe, clock, blocks, t0, t1, c0, c1), in Python */
+static int py_step(Resumed *s) {
+    long long v[3] = {s->t0, s->t1, s->c0};
+    return call_step(g_step, s, v, 3);
+}
+
 static int py_long_step(Resumed *s, long long c1) {
-    PyObject *args[7];
     long long v[4] = {s->t0, s->t1, s->c0, c1};
-    int i;
-    args[0] = s->probe;
-    args[1] = s->clock;
-    args[2] = s->blocks ? s->blocks : Py_None;
-    for (i = 0; i < 4; i++) {
-        args[3 + i] = PyLong_FromLongLong(v[i]);
-        if (args[3 + i] == NULL) {
-            while (--i >= 0) Py_DECREF(args[3 + i]);
-            return -1;
-        }
-    }
-    PyObject *r = PyObject_Vectorcall(g_long_step, args, 7, NULL);
-    for (i = 0; i < 4; i++) Py_DECREF(args[3 + i]);
-    return drop(r);
+    return call_step(g_long_step, s, v, 4);
 }
 
 /* TaskProbe._flush for a plain probe: the pending run drawn as the kind that dominated it */
