@@ -1,9 +1,10 @@
 """The C ``settle_plain`` (``lanepar/trace/_recordc.c``) is the Python one, record for record.
 
-Every probe state a plain settle can meet — its pending run open or closed, zero, one or two
-segments, a gap before the run, times unset, queued and dispatch present or not, a summary to
-encode, a live view's running entry — is settled twice, by each version, on twin objects; the
-records (bytes and fields), the probes afterwards, the recorder and the batch must agree.
+Every probe state a plain settle can meet — its pending run open or closed, zero to five
+segments, a gap before the run, a segment budget the run would reach, times unset, queued and
+dispatch present or not, a summary to encode, a live view's running entry — is settled twice,
+by each version, on twin objects; the records (bytes and fields), the probes afterwards, the
+recorder and the batch must agree.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def twins(state: dict[str, Any]) -> tuple[Any, ...]:
     if state["running"]:
         rec.running[state["id"]] = [state["id"]]
         rec.running[state["id"] + 1] = [state["id"] + 1]  # another task's, which stays
-    p = TaskProbe(state["res"], 64)
+    p = TaskProbe(state["res"], state.get("maxseg", 64))
     p.started_ns, p.finished_ns = state["started"], state["finished"]
     p.cpu_ns, p.wait_ns = state["cpu"], state["wait"]
     p.segs = [list(s) for s in state["segs"]]
@@ -79,7 +80,8 @@ states = st.fixed_dictionaries(
         "finished": st.one_of(st.just(0), times),
         "cpu": times,
         "wait": times,
-        "segs": st.lists(seg, max_size=2),
+        "segs": st.lists(seg, max_size=5),
+        "maxseg": st.integers(min_value=2, max_value=8),
         "pending": st.one_of(st.just((-1, -1, 0, 0)), st.tuples(times, times, times, times)),
         "p_gil": st.sampled_from([0, 0, 5]),
         "slot": st.integers(min_value=-1, max_value=64),
@@ -121,8 +123,10 @@ def test_errors_are_the_python_ones() -> None:
 
 
 def test_a_plain_probe_is_settled_in_c() -> None:
-    """The common cases never reach Python: one segment, or a pending run that closes into it
-    or is the whole body, with or without a live view's entry — but two segments do."""
+    """The common cases never reach Python: one segment or several (an async tool that waited
+    on real I/O), a pending run that closes into the last or is drawn after it (a gap taken
+    in), or that is the whole body, with or without a live view's entry. A pending run with a
+    GIL part, or one whose drawing would reach the segment budget (and coarsen), does."""
     handed: list[int] = []
 
     def spy(*args: Any) -> None:
@@ -134,17 +138,24 @@ def test_a_plain_probe_is_settled_in_c() -> None:
         base = {"traced": True, "batch_end": 0, "id": 3, "sub": 10, "summary": "a ✓",
                 "running": True, "res": 0, "started": 20, "finished": 90, "cpu": 1, "wait": 2,
                 "segs": [(CPU, 20, 50)], "pending": (-1, -1, 0, 0), "p_gil": 0}  # fmt: skip
-        cases = [
+        two = [(CPU, 20, 50), (WAIT, 50, 60)]
+        in_c = [
             base,
             {**base, "pending": (50, 90, 10, 30)},  # closes into the segment
             {**base, "segs": [], "pending": (20, 90, 10, 30)},  # the whole body
-            {**base, "segs": [(CPU, 20, 50), (WAIT, 50, 60)]},
+            {**base, "segs": two},
+            {**base, "segs": two, "pending": (60, 90, 25, 5)},  # closes into the wait
+            {**base, "segs": two, "pending": (70, 90, 25, 5)},  # drawn after a gap
         ]
-        for state in cases:
+        in_python = [
+            {**base, "segs": two, "pending": (60, 90, 25, 5), "p_gil": 5},
+            {**base, "segs": two, "pending": (70, 90, 25, 5), "maxseg": 3},
+        ]
+        for state in in_c + in_python:
             rec, job, p = twins(state)
             _stepc.settle_plain("q", rec, job, 1, 15, p)
             assert len(rec.tasks) == 1 and rec.running == {4: [4]}
-        assert handed == [1]  # only the two-segment body
+        assert handed == [1] * len(in_python)
         (r,) = rec.tasks
         assert r.args_summary == "a ✓" and r.name == "tool" and r.lane == "q"
     finally:

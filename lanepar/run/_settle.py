@@ -130,8 +130,9 @@ def settle_plain_py(
 
 
 #: :func:`settle_plain_py` in C where the step driver's module is built (``_recordc.c``: the
-#: same record, ~2 µs a task less of the loop's time; any case but the plain one calls the
-#: Python function), else the Python function itself.
+#: same record, ~2 µs a task less of the loop's time; a body of several segments, which the
+#: Python function hands to :func:`settle`, is made there too, as :func:`settle` makes it; any
+#: case but the plain one calls the Python function), else the Python function itself.
 settle_plain: Callable[[str, Recorder, Job, int, int, TaskProbe], None] = settle_plain_py
 if _stepc is not None:
     _stepc.setup_settle(settle_plain_py, TaskProbe, Job, TaskRecord)

@@ -1,6 +1,8 @@
 /* A plain traced task's record, packed in C: lanepar.run._settle.settle_plain, statement for
- * statement, for the case nearly every traced task is (it returned, its probe notes nothing
- * beyond its times, and its body is one segment once the pending run is closed).
+ * statement, for the case nearly every traced task is (it returned, and its probe notes
+ * nothing beyond its times and segments). A body of one segment is settle_plain's own case; a
+ * body of several (an async tool that waited on real I/O: cpu, wait, ...) is the record
+ * settle_plain hands to the general lanepar.run._settle.settle, made here as that makes it.
  *
  * Why C: settling is per task, and in Python (a struct pack of 17 values, a record made by
  * __new__ and five slot stores, the recorder's add, the batch's slot) it cost ~2 us of the
@@ -23,7 +25,7 @@ static PyObject *g_settle_py, *g_record_type, *S_ok, *S_running, *S_args_summary
 /* slot offsets: the probe's, the job's and the record's (TaskProbe, Job, TaskRecord) */
 static Py_ssize_t o_p_start, o_p_end, o_p_cpu, o_p_wait, o_segs, o_started, o_finished, o_cpu,
     o_wait, o_j_id, o_j_sub, o_j_name, o_j_batch, o_j_index, o_r_p, o_r_x, o_r_lane, o_r_name,
-    o_r_outcome;
+    o_r_outcome, o_maxseg;
 
 #define CELL(o, off) (*(PyObject **)((char *)(o) + (off)))
 #define KIND_CPU 2 /* layout.json's segment_kinds: queued, dispatch, cpu, wait, gil, runq */
@@ -80,7 +82,7 @@ static PyObject *m_setup_settle(PyObject *Py_UNUSED(m), PyObject *const *args, P
         {&o_j_batch, job_t, "batch"},       {&o_j_index, job_t, "index"},
         {&o_r_p, rec_t, "_p"},              {&o_r_x, rec_t, "_x"},
         {&o_r_lane, rec_t, "lane"},         {&o_r_name, rec_t, "name"},
-        {&o_r_outcome, rec_t, "outcome"},
+        {&o_r_outcome, rec_t, "outcome"},  {&o_maxseg, probe_t, "max_segments"},
     };
     if (find_slots(slots, sizeof slots / sizeof slots[0]) < 0) return NULL;
     Py_XSETREF(g_settle_py, Py_NewRef(args[0]));
@@ -88,37 +90,50 @@ static PyObject *m_setup_settle(PyObject *Py_UNUSED(m), PyObject *const *args, P
     Py_RETURN_NONE;
 }
 
-/* TaskProbe.finish() of a probe whose __dict__ is empty, where the body ends as one segment:
- * 1 done (the probe closed as finish() closes it), 0 not that case (nothing touched), -1 error */
-static int finish_one(PyObject *probe, PyObject *segs) {
-    long long p_start, p_end, p_cpu, p_wait;
+/* (kind, end) of a [kind, start, end] segment of ints that struct.pack takes (kind a byte, end
+ * an int64): 1, or 0 for any other shape (no error set: the Python path raises its own) */
+static int seg_vals(PyObject *seg, long long *kind, long long *end) {
+    if (!PyList_CheckExact(seg) || PyList_GET_SIZE(seg) != 3) return 0;
+    PyObject *k = PyList_GET_ITEM(seg, 0), *e = PyList_GET_ITEM(seg, 2);
+    if (!PyLong_CheckExact(k) || !PyLong_CheckExact(e) || !PyLong_CheckExact(PyList_GET_ITEM(seg, 1)))
+        return 0;
+    int of1, of2;
+    *kind = PyLong_AsLongLongAndOverflow(k, &of1);
+    *end = PyLong_AsLongLongAndOverflow(e, &of2);
+    return !of1 && !of2 && *kind >= 0 && *kind <= 255;
+}
+
+/* TaskProbe.finish() of a probe whose __dict__ is empty (no GIL / run-queue part in its
+ * pending run): 1 done (the probe closed as finish() closes it), 0 not that case (nothing
+ * touched: a segment of another shape, or a run whose drawing would coarsen), -1 error */
+static int finish_plain(PyObject *probe, PyObject *segs) {
+    long long p_start, p_end, p_cpu, p_wait, kind, last_end = 0, most;
+    Py_ssize_t n = PyList_GET_SIZE(segs);
+    for (Py_ssize_t i = 0; i < n; i++) /* every segment packable, before anything is touched */
+        if (!seg_vals(PyList_GET_ITEM(segs, i), &kind, &last_end)) return 0;
     if (cell_get(probe, o_p_start, S_p_start, &p_start) < 0) return -1;
-    if (p_start < 0) return PyList_GET_SIZE(segs) == 1;
+    if (p_start < 0) return 1;
     PyObject **dp = _PyObject_GetDictPtr(probe);
     if (dp != NULL && *dp != NULL && PyDict_GET_SIZE(*dp) != 0) return 0; /* p_gil / p_runq */
     if (cell_get(probe, o_p_end, S_p_end, &p_end) < 0 ||
         cell_get(probe, o_p_cpu, S_p_cpu, &p_cpu) < 0 ||
         cell_get(probe, o_p_wait, S_p_wait, &p_wait) < 0)
         return -1;
-    Py_ssize_t n = PyList_GET_SIZE(segs);
-    if (n == 1) { /* _close_pending: the neighbour takes a run that starts where it ends */
-        PyObject *last = PyList_GET_ITEM(segs, 0);
-        long long last_end;
-        if (!PyList_CheckExact(last) || PyList_GET_SIZE(last) != 3) return 0;
-        if (to_ll(PyList_GET_ITEM(last, 2), &last_end) < 0) return -1;
-        if (last_end < p_start) return 0; /* (a gap: _flush draws a second segment) */
+    if (n > 0 && last_end >= p_start) { /* _close_pending: the neighbour takes the run */
         PyObject *end = PyLong_FromLongLong(p_end);
         if (end == NULL) return -1;
-        PyList_SetItem(last, 2, end); /* (steals end) */
-    } else if (n == 0 && p_end > p_start) { /* _flush: the run as the kind that dominated it */
-        PyObject *seg = Py_BuildValue("[iLL]", p_cpu >= p_wait ? KIND_CPU : KIND_WAIT, p_start,
-                                      p_end);
+        PyList_SetItem(PyList_GET_ITEM(segs, n - 1), 2, end); /* (steals end) */
+    } else if (p_end > p_start) { /* _flush: the run as the kind that dominated it */
+        /* (_emit: a gap after the last segment goes to the new piece; the list at the
+         * segment budget is coarsened, which the Python path does) */
+        if (cell_get(probe, o_maxseg, S_max_segments, &most) < 0) return -1;
+        if (n + 1 >= most) return 0;
+        PyObject *seg = Py_BuildValue("[iLL]", p_cpu >= p_wait ? KIND_CPU : KIND_WAIT,
+                                      n > 0 ? last_end : p_start, p_end);
         if (seg == NULL) return -1;
         int bad = PyList_Append(segs, seg);
         Py_DECREF(seg);
         if (bad < 0) return -1;
-    } else {
-        return 0;
     }
     return (cell_set(probe, o_p_start, S_p_start, -1) < 0 ||
             cell_set(probe, o_p_end, S_p_end, -1) < 0 || cell_set(probe, o_p_cpu, S_p_cpu, 0) < 0 ||
@@ -180,21 +195,23 @@ static PyObject *m_settle_plain(PyObject *Py_UNUSED(m), PyObject *const *args, P
     Py_DECREF(running);
     PyObject *segs = CELL(probe, o_segs);
     if (segs == NULL || !PyList_CheckExact(segs)) goto python;
-    int one = finish_one(probe, segs);
-    if (one < 0) return NULL;
-    if (!one) goto python;
-    PyObject *seg = PyList_GET_ITEM(segs, 0);
-    if (!PyList_CheckExact(seg) || PyList_GET_SIZE(seg) != 3) goto python;
+    int plain = finish_plain(probe, segs);
+    if (plain < 0) return NULL;
+    if (!plain) goto python;
+    Py_ssize_t n_body = PyList_GET_SIZE(segs);
     if (to_ll(args[3], &slot) < 0 || to_ll(args[4], &free_) < 0 ||
-        to_ll(PyList_GET_ITEM(seg, 0), &kind) < 0 || to_ll(PyList_GET_ITEM(seg, 2), &end) < 0 ||
         cell_get(probe, o_started, S_started_ns, &started) < 0 ||
         cell_get(probe, o_finished, S_finished_ns, &finished) < 0 ||
         cell_get(probe, o_cpu, S_cpu_ns, &cpu) < 0 || cell_get(probe, o_wait, S_wait_ns, &wait) < 0 ||
         cell_get(job, o_j_id, S_id, &id) < 0 || cell_get(job, o_j_sub, S_submitted_ns, &sub) < 0)
         return NULL;
     /* values struct.pack would refuse: Python raises its error */
-    if (slot < INT32_MIN || slot > INT32_MAX || kind < 0 || kind > 255 || CELL(job, o_j_name) == NULL)
-        goto python;
+    if (slot < INT32_MIN || slot > INT32_MAX || CELL(job, o_j_name) == NULL) goto python;
+    for (Py_ssize_t i = 0; i < n_body; i++) { /* (an end offset beyond int64) */
+        seg_vals(PyList_GET_ITEM(segs, i), &kind, &end);
+        long long off;
+        if (__builtin_sub_overflow(end, sub, &off)) goto python;
+    }
     if (!started) started = free_;
     if (!finished) {
         struct timespec ts;
@@ -216,7 +233,7 @@ static PyObject *m_settle_plain(PyObject *Py_UNUSED(m), PyObject *const *args, P
     }
     Py_DECREF(summary);
     Py_ssize_t text_len = text ? PyBytes_GET_SIZE(text) : 0;
-    int n_segs = 1 + (free_ > sub) + (started > free_);
+    Py_ssize_t n_segs = n_body + (free_ > sub) + (started > free_);
     PyObject *packed = PyBytes_FromStringAndSize(NULL, HEAD_SIZE + SEG_SIZE * n_segs + text_len);
     if (packed == NULL) {
         Py_XDECREF(text);
@@ -240,9 +257,12 @@ static PyObject *m_settle_plain(PyObject *Py_UNUSED(m), PyObject *const *args, P
         put_i64(at + 1, started - sub);
         at += SEG_SIZE;
     }
-    *at = (char)kind;
-    put_i64(at + 1, end - sub);
-    at += SEG_SIZE;
+    for (Py_ssize_t i = 0; i < n_body; i++) { /* the body's segments: kind, end offset */
+        seg_vals(PyList_GET_ITEM(segs, i), &kind, &end); /* (checked by finish_plain) */
+        *at = (char)kind;
+        put_i64(at + 1, end - sub);
+        at += SEG_SIZE;
+    }
     if (text_len) memcpy(at, PyBytes_AS_STRING(text), text_len);
     Py_XDECREF(text);
     /* TaskRecord.from_packed(lane, job.name, "ok", packed, None) */
