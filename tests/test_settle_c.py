@@ -46,6 +46,8 @@ def twins(state: dict[str, Any]) -> tuple[Any, ...]:
     p.p_start, p.p_end, p.p_cpu, p.p_wait = state["pending"]
     if state["p_gil"]:
         p.p_gil = state["p_gil"]
+    if state.get("contention"):  # a late start's (TaskProbe.prepend_contention)
+        p.gil_ns, p.lock_ns, p.runq_ns = state["contention"]
     return rec, job, p
 
 
@@ -57,6 +59,7 @@ def outcome(rec: Recorder, job: Job, p: TaskProbe) -> dict[str, Any]:
 
     return {
         "tasks": [fields(r) for r in rec.tasks],
+        "contention": (p.gil_ns, p.lock_ns, p.runq_ns),
         "recorded": rec.recorded,
         "running": dict(rec.running),
         "records": None if job.batch.records is None else [fields(r) for r in job.batch.records],
@@ -84,6 +87,7 @@ states = st.fixed_dictionaries(
         "maxseg": st.integers(min_value=2, max_value=8),
         "pending": st.one_of(st.just((-1, -1, 0, 0)), st.tuples(times, times, times, times)),
         "p_gil": st.sampled_from([0, 0, 5]),
+        "contention": st.one_of(st.none(), st.tuples(times, times, times)),
         "slot": st.integers(min_value=-1, max_value=64),
         "free": times,
     }
@@ -125,8 +129,9 @@ def test_errors_are_the_python_ones() -> None:
 def test_a_plain_probe_is_settled_in_c() -> None:
     """The common cases never reach Python: one segment or several (an async tool that waited
     on real I/O), a pending run that closes into the last or is drawn after it (a gap taken
-    in), or that is the whole body, with or without a live view's entry. A pending run with a
-    GIL part, or one whose drawing would reach the segment budget (and coarsen), does."""
+    in), or that is the whole body, with or without a live view's entry or a late start's
+    contention. A pending run with a GIL part, or one whose drawing would reach the segment
+    budget (and coarsen), does."""
     handed: list[int] = []
 
     def spy(*args: Any) -> None:
@@ -146,6 +151,8 @@ def test_a_plain_probe_is_settled_in_c() -> None:
             {**base, "segs": two},
             {**base, "segs": two, "pending": (60, 90, 25, 5)},  # closes into the wait
             {**base, "segs": two, "pending": (70, 90, 25, 5)},  # drawn after a gap
+            {**base, "segs": [(GIL, 12, 20), *two], "contention": (8, 5, 0)},  # a late start
+            {**base, "contention": (8, 0, 3)},
         ]
         in_python = [
             {**base, "segs": two, "pending": (60, 90, 25, 5), "p_gil": 5},

@@ -33,7 +33,7 @@ from ..trace.probe import (
     start_waits,
 )
 from ..trace.probe import _current as PROBE
-from ._settle import finish_job, settle_plain
+from ._settle import CONTENTION, finish_job, settle_plain
 from .job import FutureWake, Job, Worker
 
 if TYPE_CHECKING:
@@ -129,7 +129,8 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
             probe.prepend_contention(*start_waits(free, probe.started_ns, free_cpu, cpu, held0,
                                                   mark))  # fmt: skip
     rec = lane.recorder  # (there, or this path would not have been taken)
-    if (error is None and not probe.__dict__ and not job.call_id and rec is not None
+    if (error is None and (not probe.__dict__ or probe.__dict__.keys() <= CONTENTION)
+            and not job.call_id and rec is not None
             and not lane.hooks.task_finished):  # fmt: skip
         # ``finish_job``'s plain case without its frame: no attempt on this path, and a live
         # view that began meanwhile still gets the record (``Recorder.add``)

@@ -84,6 +84,18 @@ def settle(
     return rec
 
 
+#: What a late start's contention leaves in a probe's ``__dict__``
+#: (``TaskProbe.prepend_contention``): beside it, the probe is still a plain one to settle.
+CONTENTION = frozenset(("gil_ns", "lock_ns", "runq_ns"))
+
+
+def plain(probe: TaskProbe) -> bool:
+    """Whether ``probe`` notes nothing a plain settle does not record: its ``__dict__``, where
+    the rarer fields' defaults are written, empty or holding a late start's contention."""
+    d = probe.__dict__
+    return not d or d.keys() <= CONTENTION
+
+
 def settle_plain_py(
     lane: str, recorder: Recorder, job: Job, slot: int, free: int, probe: TaskProbe
 ) -> None:
@@ -91,11 +103,13 @@ def settle_plain_py(
     nothing beside its times and one segment — most traced jobs — where nothing is noted (no
     GIL, run-queue or lock wait, phases, blocks or worker: the probe's ``__dict__``, where those
     defaults are written, is empty). One ``pack()`` with the values as they are: the general
-    path's flat list and checks were half of the record's cost."""
+    path's flat list and checks were half of the record's cost. Any other :func:`plain` probe
+    (several segments, a late start's contention) goes to :func:`settle`, which the C version
+    (``_recordc.c``) makes its records as."""
     if recorder.running:  # (a live view's "running now" entry)
         recorder.running.pop(job.id, None)
     body = probe.segs if probe.p_start < 0 else probe.finish()
-    if len(body) != 1:
+    if len(body) != 1 or probe.__dict__:  # (several segments, or a late start's contention)
         recorder.add(settle(lane, job, slot, free, probe, "ok", None))
         return
     started = probe.started_ns or free
@@ -170,7 +184,7 @@ def finish_job(
 ) -> None:
     """The end of a job, however it ended: its record (also for observers when untraced), the
     loop-blocking events its steps caused, its result or error in the batch, then the hook."""
-    if (error is None and recorder is not None and probe is not None and not probe.__dict__
+    if (error is None and recorder is not None and probe is not None and plain(probe)
             and not job.attempt and not job.call_id and not hooks.task_finished):  # fmt: skip
         settle_plain(lane, recorder, job, slot, free, probe)
         job.batch.succeed(job.index, value)

@@ -21,7 +21,7 @@
 
 /* what lanepar.run._settle hands over once (setup_settle) */
 static PyObject *g_settle_py, *g_record_type, *S_ok, *S_running, *S_args_summary, *S_add,
-    *S_records, *S_end_ns, *S_id, *S_submitted_ns;
+    *S_records, *S_end_ns, *S_id, *S_submitted_ns, *S_gil_ns, *S_lock_ns, *S_runq_ns;
 /* slot offsets: the probe's, the job's and the record's (TaskProbe, Job, TaskRecord) */
 static Py_ssize_t o_p_start, o_p_end, o_p_cpu, o_p_wait, o_segs, o_started, o_finished, o_cpu,
     o_wait, o_j_id, o_j_sub, o_j_name, o_j_batch, o_j_index, o_r_p, o_r_x, o_r_lane, o_r_name,
@@ -103,8 +103,8 @@ static int seg_vals(PyObject *seg, long long *kind, long long *end) {
     return !of1 && !of2 && *kind >= 0 && *kind <= 255;
 }
 
-/* TaskProbe.finish() of a probe whose __dict__ is empty (no GIL / run-queue part in its
- * pending run): 1 done (the probe closed as finish() closes it), 0 not that case (nothing
+/* TaskProbe.finish() of a probe whose __dict__ holds no GIL / run-queue part of its pending run
+ * (see contention): 1 done (the probe closed as finish() closes it), 0 not that case (nothing
  * touched: a segment of another shape, or a run whose drawing would coarsen), -1 error */
 static int finish_plain(PyObject *probe, PyObject *segs) {
     long long p_start, p_end, p_cpu, p_wait, kind, last_end = 0, most;
@@ -113,8 +113,6 @@ static int finish_plain(PyObject *probe, PyObject *segs) {
         if (!seg_vals(PyList_GET_ITEM(segs, i), &kind, &last_end)) return 0;
     if (cell_get(probe, o_p_start, S_p_start, &p_start) < 0) return -1;
     if (p_start < 0) return 1;
-    PyObject **dp = _PyObject_GetDictPtr(probe);
-    if (dp != NULL && *dp != NULL && PyDict_GET_SIZE(*dp) != 0) return 0; /* p_gil / p_runq */
     if (cell_get(probe, o_p_end, S_p_end, &p_end) < 0 ||
         cell_get(probe, o_p_cpu, S_p_cpu, &p_cpu) < 0 ||
         cell_get(probe, o_p_wait, S_p_wait, &p_wait) < 0)
@@ -140,6 +138,26 @@ static int finish_plain(PyObject *probe, PyObject *segs) {
             cell_set(probe, o_p_wait, S_p_wait, 0) < 0)
                ? -1
                : 1;
+}
+
+/* A late start's contention (TaskProbe.prepend_contention) in the probe's __dict__, the only
+ * thing a plain probe's may hold (lanepar.run._settle.CONTENTION): 1 and its values (0 where
+ * absent), 0 for a __dict__ with anything else (the Python path), -1 error */
+static int contention(PyObject *probe, long long *gil, long long *lock, long long *runq) {
+    *gil = *lock = *runq = 0;
+    PyObject **dp = _PyObject_GetDictPtr(probe);
+    if (dp == NULL || *dp == NULL || PyDict_GET_SIZE(*dp) == 0) return 1;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(*dp, &pos, &key, &value)) {
+        long long *at = key == S_gil_ns ? gil : key == S_lock_ns ? lock : key == S_runq_ns ? runq
+                                                                                          : NULL;
+        if (at == NULL || !PyLong_CheckExact(value)) return 0; /* (a key not interned: Python) */
+        int overflow;
+        *at = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow) return 0;
+    }
+    return 1;
 }
 
 /* the batch's slot for the record, and its last finish (batch.records / batch.end_ns) */
@@ -195,7 +213,9 @@ static PyObject *m_settle_plain(PyObject *Py_UNUSED(m), PyObject *const *args, P
     Py_DECREF(running);
     PyObject *segs = CELL(probe, o_segs);
     if (segs == NULL || !PyList_CheckExact(segs)) goto python;
-    int plain = finish_plain(probe, segs);
+    long long gil, lock, runq;
+    int plain = contention(probe, &gil, &lock, &runq);
+    if (plain > 0) plain = finish_plain(probe, segs);
     if (plain < 0) return NULL;
     if (!plain) goto python;
     Py_ssize_t n_body = PyList_GET_SIZE(segs);
@@ -240,7 +260,7 @@ static PyObject *m_settle_plain(PyObject *Py_UNUSED(m), PyObject *const *args, P
         return NULL;
     }
     char *b = PyBytes_AS_STRING(packed);
-    long long head[9] = {id, sub, free_, started, finished, cpu, wait, 0, 0};
+    long long head[9] = {id, sub, free_, started, finished, cpu, wait, gil, runq};
     for (int i = 0; i < 9; i++) put_i64(b + 8 * i, head[i]);
     int32_t slot32 = (int32_t)slot;
     uint32_t n32 = (uint32_t)n_segs;
@@ -265,15 +285,18 @@ static PyObject *m_settle_plain(PyObject *Py_UNUSED(m), PyObject *const *args, P
     }
     if (text_len) memcpy(at, PyBytes_AS_STRING(text), text_len);
     Py_XDECREF(text);
-    /* TaskRecord.from_packed(lane, job.name, "ok", packed, None) */
+    /* TaskRecord.from_packed(lane, job.name, "ok", packed, extra) */
     PyTypeObject *rt = (PyTypeObject *)g_record_type;
-    PyObject *rec = rt->tp_alloc(rt, 0);
+    /* settle's extra: the part of the GIL wait spent on another lock, if any */
+    PyObject *extra = lock ? Py_BuildValue("{sL}", "lock_ns", lock) : Py_NewRef(Py_None);
+    PyObject *rec = extra == NULL ? NULL : rt->tp_alloc(rt, 0);
     if (rec == NULL) {
+        Py_XDECREF(extra);
         Py_DECREF(packed);
         return NULL;
     }
     CELL(rec, o_r_p) = packed;
-    CELL(rec, o_r_x) = Py_NewRef(Py_None);
+    CELL(rec, o_r_x) = extra;
     CELL(rec, o_r_lane) = Py_NewRef(lane);
     CELL(rec, o_r_name) = Py_NewRef(CELL(job, o_j_name));
     CELL(rec, o_r_outcome) = Py_NewRef(S_ok);
@@ -295,7 +318,10 @@ static int settle_intern(void) {
                    (S_records = PyUnicode_InternFromString("records")) == NULL ||
                    (S_end_ns = PyUnicode_InternFromString("end_ns")) == NULL ||
                    (S_id = PyUnicode_InternFromString("id")) == NULL ||
-                   (S_submitted_ns = PyUnicode_InternFromString("submitted_ns")) == NULL
+                   (S_submitted_ns = PyUnicode_InternFromString("submitted_ns")) == NULL ||
+                   (S_gil_ns = PyUnicode_InternFromString("gil_ns")) == NULL ||
+                   (S_lock_ns = PyUnicode_InternFromString("lock_ns")) == NULL ||
+                   (S_runq_ns = PyUnicode_InternFromString("runq_ns")) == NULL
                ? -1
                : 0;
 }
