@@ -159,15 +159,14 @@ def finish_batch(
     t1 = time.perf_counter_ns()
     trace = None
     if batch.records is not None:
-        hi = time.perf_counter_ns()
-        closing = None
+        closing = None  # (the window read here stops at t1; the closing samples come after it)
         if sampler is not None and sampler.age_ns() >= MIN_SAMPLE_SPAN_NS:
-            closing = sampler.close_window(hi, later)  # (a batch of a few jiffies: its own)
+            closing = sampler.close_window(t1, later)  # (a batch of a few jiffies: its own)
         start, end = (batch.submitted_ns, batch.end_ns) if batch.end_ns else (t0, t1)
         lo = min(t0, batch.opened_ns or t0)
         # the window as the batch's end sees it, taken now; the records are final
         trace = recorder.trace_later(batch.records, lanes=lane_table(), start_ns=start,
-                                     end_ns=end, window_from_ns=lo, window_to_ns=hi,
+                                     end_ns=end, window_from_ns=lo, window_to_ns=t1,
                                      closing=closing)  # fmt: skip
     return BatchResult(
         batch.results, batch.errors, batch.outcomes, trace, (t1 - t0) / 1e9, mode, decision

@@ -273,8 +273,9 @@ class Sampler:
         return bool(self._last_ns) and time.perf_counter_ns() - self._last_ns <= fresh_ns
 
     def tick(self) -> Sample:
-        """Take one sample now (the executor also calls this at the end of each batch, from its
-        own thread: the lock keeps the two from interleaving their deltas)."""
+        """Take one sample now (the executor's loop also takes them, in ``loop_tick`` and as its
+        batches' windows open and close: the lock keeps the threads from interleaving their
+        deltas)."""
         with self._tick_lock:
             return self._tick()
 
