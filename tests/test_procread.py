@@ -60,12 +60,15 @@ def test_a_childs_cpu_from_its_kept_open_stat() -> None:
             # the same kernel counters, read a moment apart (ticks of 10 ms)
             assert ours == pytest.approx(theirs, abs=0.03)
             assert ours >= 0.29
+            # the sampler's read (in C where built) of the same file
+            assert pr.read_stat_cpu(fd, reader) == pytest.approx(theirs, abs=0.03)
         finally:
             assert child.stdin is not None
             child.stdin.close()
             child.wait()
         # once it has been waited for, its kept-open file reads as gone, not as a stranger's
         assert reader.read(fd) is None
+        assert pr.read_stat_cpu(fd, reader) is None
         pr.libc().close(fd)
     finally:
         if child.poll() is None:
