@@ -1,6 +1,6 @@
 """Parallel efficiency on real socket I/O: N tools against a loopback server with a fixed delay.
 
-Run: ``python benchmarks/io_scaling.py [--delay 0.2] [--concurrency 64] [--repeat 7] [--json]``.
+Run: ``python benchmarks/io_scaling.py [--delay 0.2] [--concurrency 64] [--repeat 11] [--json]``.
 Each tool opens a TCP connection to a server on 127.0.0.1, sends a line and waits for the answer,
 which the server sends after ``--delay`` seconds. Efficiency = speedup / min(N, concurrency),
 where speedup = (N x the measured single-call time) / the parallel batch time. The same batch
@@ -10,11 +10,13 @@ from tracing.
 
 At 32 and 64 tools the server's own scheduling on a small machine moves a batch's wall by 10-30 %
 from one run to the next, and a best-of-three against a best-of-three reads anything from 0.9 to
-1.13 for the same code. So each repetition runs every contender back to back, in an order that
-rotates from one repetition to the next (what ran just before leaves the server more or less
-busy), with a second raw asyncio run among them: "paired" is the median over repetitions of
-lanepar's wall over the raw run's in the same repetition, and "raw noise" the median of how far
-the two raw runs of a repetition differ — what a ratio of this run can be trusted to.
+1.13 for the same code. So each repetition runs every contender back to back, in an order
+shuffled afresh each time (seeded: a rerun repeats it), with a second raw asyncio run among them:
+"paired" is the median over repetitions of lanepar's wall over the mean of the two raw runs in the
+same repetition, and "raw noise" the median of how far those two raw runs differ — what a ratio
+of this run can be trusted to. (A fixed rotation always ran the same contender just before each
+other one, and a ratio over one raw run carries that run's whole noise: at N = 64 both moved
+the traced figure by a few per cent from run to run, in either direction.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import functools
 import json
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--delay", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=11)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     ns = [2, 4, 8, 16, 32, 64]
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 "untraced": functools.partial(executor_batch, bare, calls),
                 "gather2": raw,
             }
-            walls = measure(runs, a.repeat)
+            walls = measure(runs, a.repeat, random.Random(n))
+            raws = [(g + g2) / 2 for g, g2 in zip(walls["gather"], walls["gather2"])]
             par, peer = min(walls["lanepar"]), min(walls["gather"])
             ideal = min(n, a.concurrency)
             speedup = n * single / par
@@ -99,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                     # the same executor untraced: what the run's noise and the executor
                     # itself account for, tracing apart
                     "untraced_vs_gather": min(walls["untraced"]) / peer,
-                    "paired_vs_gather": paired(walls["lanepar"], walls["gather"]),
-                    "paired_untraced_vs_gather": paired(walls["untraced"], walls["gather"]),
+                    "paired_vs_gather": paired(walls["lanepar"], raws),
+                    "paired_untraced_vs_gather": paired(walls["untraced"], raws),
                     "raw_noise": statistics.median(
                         abs(b / g - 1) for b, g in zip(walls["gather2"], walls["gather"])
                     ),
@@ -111,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"loopback delay {a.delay * 1000:.0f} ms, one call {single * 1000:.1f} ms, "
-        f"lane limit {a.concurrency}, best of {a.repeat} (x raw), median of {a.repeat} pairs "
-        "(paired)"
+        f"lane limit {a.concurrency}, best of {a.repeat} (x raw), median of {a.repeat} "
+        "repetitions (paired: x the mean of the repetition's two raw runs)"
     )
     print(
         f"{'tools':>5} {'seq s':>8} {'lanepar s':>10} {'speedup':>8} {'ideal':>6} "
@@ -130,21 +134,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
-    """Each contender's wall per repetition; all of them back to back in each, the order
-    rotating, so that each is paired with the others in the same stretch of the machine's
-    noise and none always follows the same one."""
+def measure(
+    runs: dict[str, Callable[[], float]], repeat: int, rng: random.Random
+) -> dict[str, list[float]]:
+    """Each contender's wall per repetition; all of them back to back in each, in an order
+    shuffled each time, so that each is paired with the others in the same stretch of the
+    machine's noise and none always follows the same one."""
     names = list(runs)
     walls: dict[str, list[float]] = {k: [] for k in names}
-    for rep in range(repeat):
-        k = rep % len(names)
-        for name in names[k:] + names[:k]:
+    for _ in range(repeat):
+        order = names[:]
+        rng.shuffle(order)
+        for name in order:
             walls[name].append(runs[name]())
     return walls
 
 
 def paired(xs: list[float], raw: list[float]) -> float:
-    """The median over repetitions of ``x / raw`` in the same repetition."""
+    """The median over repetitions of ``x / raw`` in the same repetition (``raw``: the mean of
+    that repetition's raw runs)."""
     return statistics.median(x / r for x, r in zip(xs, raw))
 
 
