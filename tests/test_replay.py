@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import pytest
 
 import lanepar as lp
+from lanepar.analysis.localcpu import MAX_SHARE, local_cpu_share, untraced_cpu_ns
 from lanepar.analysis.replay import replay
-from lanepar.trace.model import KIND_CODE, TaskRecord, Trace
+from lanepar.trace.model import KIND_CODE, Sample, TaskRecord, Trace
 
 MS = 1_000_000
 
@@ -224,3 +226,80 @@ def test_replay_of_a_recorded_batch_matches_its_wall_time() -> None:
     alone = max(t.submitted_ns - b.trace.start_ns + t.dispatch_ns + t.wall_ns for t in tasks)
     assert alone - contention - 1_000 <= r8["wall_s"] * 1e9 <= alone + cpu + 1_000
     assert r8["per_lane"]["io"]["peak_active"] == 8
+
+
+# -- the local CPU in waits (analysis.localcpu) ---------------------------------------------------
+
+
+def _served_trace(share_cores: float, n: int = 8) -> Trace:
+    """``n`` tools submitted at once and run one after another (limit 1, 2 cores), each waiting
+    100 ms on a local service that used ``share_cores`` of a core meanwhile (the sampler's
+    process-tree CPU)."""
+    tasks = [
+        TaskRecord(id=i, lane="q", name="t", args_summary="", outcome="ok", submitted_ns=0,
+                   slot_free_ns=s, started_ns=s, finished_ns=s + 100 * MS, cpu_ns=0,
+                   wait_ns=100 * MS, slot=0, segments=[(KIND_CODE["wait"], s, s + 100 * MS)])
+        for i, s in enumerate(range(0, n * 100 * MS, 100 * MS))
+    ]  # fmt: skip
+    end = n * 100 * MS
+    samples = [Sample(t, (0.5, 0.5), share_cores, {}) for t in (0, end // 2, end)]
+    return Trace(tasks, samples, lanes={"q": _lane("async", 1)}, n_cores=2, start_ns=0,
+                 end_ns=end)  # fmt: skip
+
+
+def test_the_local_cpu_share_is_the_process_trees_cpu_outside_the_bodies_over_their_waits() -> None:
+    tr = _served_trace(0.5)
+    assert untraced_cpu_ns(tr) == pytest.approx(400 * MS)  # half a core over 800 ms
+    assert local_cpu_share(tr) == pytest.approx(0.5)
+    assert local_cpu_share(_served_trace(5.0)) == MAX_SHARE  # never the whole wait
+    assert local_cpu_share(_served_trace(float("nan"))) == 0.0  # a hostile sample
+    no_samples = Trace(list(tr.tasks), lanes=dict(tr.lanes), n_cores=2, start_ns=0)
+    assert local_cpu_share(no_samples) == 0.0
+    # the bodies' own CPU is not local work besides them
+    busy = [_task(i, "q", [("cpu", 50), ("wait", 50)], submitted=i * 100 * MS) for i in range(8)]
+    tr2 = Trace(busy, list(tr.samples), lanes=dict(tr.lanes), n_cores=2, start_ns=0,
+                end_ns=tr.end_ns)  # fmt: skip
+    assert untraced_cpu_ns(tr2) == pytest.approx(0.0)
+
+
+def test_a_local_service_slows_down_only_once_its_work_outgrows_the_cores() -> None:
+    """Each 100 ms wait held 50 ms of local CPU, a quarter at each end: two at once still fit
+    two cores; eight at once share them, and each end phase takes four times as long."""
+    tr = _served_trace(0.5)
+    for limit, old, new in ((1, 0.800, 0.800), (2, 0.400, 0.400), (8, 0.100, 0.250)):
+        assert replay(tr, {"q": limit}, local_cpu=False)["wall_s"] == pytest.approx(old)
+        r = replay(tr, {"q": limit}, timeline=True)
+        assert r["wall_s"] == pytest.approx(new)
+        assert r["local_cpu_share"] == pytest.approx(0.5)
+        # drawn as what the task did: it waited, from its start to its end
+        for *_, start, end, segs in r["timeline"]:
+            assert {k for k, _, _ in segs} == {"wait"}
+            assert (segs[0][1], segs[-1][2]) == (start, end)
+    assert replay(tr, {"q": 8})["cpu_util_avg"] == pytest.approx(0.400 / (0.250 * 2))
+
+
+def test_a_child_process_burning_cpu_during_a_batch_is_local_cpu_in_its_trace() -> None:
+    """A real child on the machine's cores while the tools wait: the sampler sees it among the
+    process tree, so the trace knows those waits were not free to overlap."""
+    import subprocess
+    import sys
+
+    burn = "import time\nt = time.time() + 60\nwhile time.time() < t: pass"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        lanes = {"q": lp.LaneConfig(max_concurrency=1)}
+        with lp.LaneExecutor(lanes=lanes) as ex:  # (started after the child: it sees it)
+            b = ex.run_batch([lp.ToolCall(_sleep, 0.1, lane="q") for _ in range(4)])
+        assert b.ok and b.trace is not None
+        # it burned a good part of a core over the 400 ms of waits, even on a busy machine
+        assert local_cpu_share(b.trace) > 0.15
+        assert replay(b.trace, {"q": 4}, cores=1)["wall_s"] > replay(
+            b.trace, {"q": 4}, cores=1, local_cpu=False
+        )["wall_s"]
+    finally:
+        child.kill()
+        child.wait()
+
+
+async def _sleep(s: float) -> None:
+    await asyncio.sleep(s)

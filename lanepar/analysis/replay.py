@@ -22,8 +22,9 @@ the model behind it:
   event-loop thread anyway. ``process`` and ``dask`` lanes do not take it (``dask`` CPU is counted
   against ``cores`` too: the model knows no remote machines). Pass ``gil=False`` for code that
   releases the GIL (numpy, hashing large buffers) or a free-threaded Python.
-- **Waits** (I/O, sleep, a child process) need no resource and keep their recorded length: the
-  replay assumes the outside world answers as fast under the new limits as it did when recorded.
+- **Waits** (I/O, sleep, a child process) keep their recorded length but for their share that
+  was CPU on this machine outside any traced body (``local_cpu``: ``analysis.localcpu``), two
+  ``local`` phases at a wait's ends that need a core, not the GIL: a local service packed slows.
 
 Cores are shared by a max-min fair split: GIL lanes as a group get at most one core, so with
 ``g`` GIL-bound and ``x`` free CPU phases each phase advances at a rate computed in ``_rates``.
@@ -45,6 +46,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..trace.model import Trace
+from .localcpu import local_cpu_share
 
 GIL_KINDS = frozenset({"async", "thread"})
 
@@ -54,8 +56,9 @@ def _tol(t: float) -> float:
     return 1e-9 * abs(t) + 1e-6
 
 
-def _body_phases(task: Any, include_dispatch: bool) -> list[tuple[str, float]]:
-    """The body as (kind, duration_ns) phases, totals scaled to the exact cpu_ns / wait_ns."""
+def _body_phases(task: Any, include_dispatch: bool, local: float = 0.0) -> list[tuple[str, float]]:
+    """The body as (kind, duration_ns) phases, totals scaled to the exact cpu_ns / wait_ns;
+    ``local`` of each wait split off as two ``local`` phases around the rest of it."""
     body = [(k, float(e - s)) for k, s, e in task.segments if k in ("cpu", "wait")]
     totals = {"cpu": float(task.cpu_ns), "wait": float(task.wait_ns)}
     seg_sum = {"cpu": 0.0, "wait": 0.0}
@@ -74,6 +77,9 @@ def _body_phases(task: Any, include_dispatch: bool) -> list[tuple[str, float]]:
             out[-1] = (k, out[-1][1] + d)
         else:
             out.append((k, d))
+    if local > 0:  # (a request's work at a wait's start, the response's at its end)
+        half = [("local", local / 2), ("wait", 1 - local), ("local", local / 2)]
+        out = [(k2, d * f) for k, d in out for k2, f in (half if k == "wait" else [(k, 1.0)])]
     return out
 
 
@@ -96,6 +102,7 @@ def replay(
     *,
     gil: bool = True,
     include_dispatch: bool = True,
+    local_cpu: bool = True,
     timeline: bool = False,
 ) -> dict[str, Any]:
     """Simulate ``trace``'s tasks with lane limits ``lanes`` (others keep their recorded limit),
@@ -107,7 +114,7 @@ def replay(
     start_ns, end_ns, [(kind, start_ns, end_ns), ...])`` relative to the trace start, the lowest
     free slot taken as a lanepar worker pool would, so the replay can be drawn like the run.
     """
-    rp = Replayer(trace, include_dispatch=include_dispatch)
+    rp = Replayer(trace, include_dispatch=include_dispatch, local_cpu=local_cpu)
     return rp.run(lanes, cores, max_total, gil=gil, timeline=timeline)
 
 
@@ -115,9 +122,13 @@ class Replayer:
     """``trace`` prepared once for many replays: ``Replayer(trace).run(lanes={...})`` gives what
     ``replay(trace, lanes={...})`` gives, without re-reading every record per what-if."""
 
-    def __init__(self, trace: Trace, *, include_dispatch: bool = True) -> None:
+    def __init__(
+        self, trace: Trace, *, include_dispatch: bool = True, local_cpu: bool = True
+    ) -> None:
         self.trace = trace
         self.include_dispatch = include_dispatch
+        #: The share of each wait replayed as CPU on this machine (``local`` phases; 0: off).
+        self.local_share = local_cpu_share(trace) if local_cpu else 0.0
         info = {name: dict(v) for name, v in trace.lanes.items()}
         slots_seen: dict[str, int] = {}
         rows: list[tuple[float, int, str, tuple[tuple[bool, str, float], ...]]] = []
@@ -131,9 +142,10 @@ class Replayer:
             if slot < 0:
                 skipped += 1
                 continue
-            phases = tuple((k == "cpu", k, d) for k, d in _body_phases(rec, include_dispatch))
+            body = _body_phases(rec, include_dispatch, self.local_share)
+            phases = tuple((k == "cpu" or k == "local", k, d) for k, d in body)
             rows.append((float(rec.submitted_ns - t0), rec.id, lane, phases))
-            cpu_total += float(rec.cpu_ns)
+            cpu_total += float(rec.cpu_ns) + sum(d for k, d in body if k == "local")
         rows.sort(key=lambda r: (r[0], r[1]))
         self.info = info
         self.slots_seen = slots_seen
@@ -205,8 +217,9 @@ class Replayer:
         out: dict[str, Any] = {
             "wall_s": wall / 1e9,
             "recorded_wall_s": trace.wall_ns / 1e9,
-            "cpu_s": cpu_total / 1e9,
+            "cpu_s": cpu_total / 1e9,  # (the local phases' CPU included)
             "cpu_util_avg": (cpu_total / (wall * cores)) if wall > 0 else 0.0,
+            "local_cpu_share": self.local_share,
             "per_lane": per_lane,
             "lanes": dict(limit),
             "cores": cores,
@@ -276,7 +289,7 @@ class _Sim:
                     marks[ti].append(now)
                 if not is_cpu:  # a wait or the dispatch delay: time passes, nothing is held
                     push(waits, (now + dur, seq, ti))
-                elif tcls[ti]:
+                elif tcls[ti] or _kind == "local":  # (a local phase needs no GIL)
                     push(cpu1, (v1 + dur, seq, ti))
                 else:
                     push(cpu0, (v0 + dur, seq, ti))
@@ -380,7 +393,8 @@ class _Sim:
             m = self._marks[ti]
             if m:
                 ph = phases[ti]
-                segs = [(ph[j][1], m[j], m[j + 1]) for j in range(len(m) - 1)]
+                segs = [("wait" if ph[j][1] == "local" else ph[j][1], m[j], m[j + 1])
+                        for j in range(len(m) - 1)]  # fmt: skip
                 out.append((ids[ti], names[lanes[ti]], self._slots[ti], arrive[ti],
                             self._starts[ti], m[-1], segs))  # fmt: skip
         return out

@@ -12,7 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..trace.model import OUTCOMES, Sample, TaskRecord, Trace
+from ..trace.model import OUTCOMES, TaskRecord, Trace
+from .localcpu import window_weights
 from .stats import mean, peak_overlap, percentile, union_length
 
 _S = 1e9
@@ -182,15 +183,7 @@ def _cpu_use(trace: Trace, cpu_s: float, wall_s: float) -> dict[str, Any]:
     from the tasks' own CPU time, which undercounts work outside task bodies but is the honest
     best guess for a trace recorded without the sampler.
     """
-    lo, hi = trace.start_ns, trace.end_ns
-    weighted: list[tuple[float, Sample]] = []
-    prev: int | None = None
-    for smp in sorted(trace.samples, key=lambda x: x.t_ns):
-        if prev is not None and smp.cores:
-            w = min(smp.t_ns, hi) - max(prev, lo)
-            if w > 0:
-                weighted.append((float(w), smp))
-        prev = smp.t_ns
+    weighted = window_weights(trace)
     if weighted:
         total = sum(w for w, _ in weighted)
         width = max(len(smp.cores) for _, smp in weighted)

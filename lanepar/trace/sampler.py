@@ -170,8 +170,9 @@ class Sampler:
         if now - self._children_at > CHILDREN_REFRESH_S:
             self._refresh_children()
             self._children_at = now
-        own = os.times()  # a system call, no /proc parsing, the GIL kept: costs ~nothing
-        out: dict[int, float] = {self._proc.pid: own.user + own.system}
+        # (a system call, the GIL kept, in ns: ``os.times`` and ``stat`` count 10 ms ticks, which
+        # over a short batch's window is most of what a replay reads as its local CPU)
+        out: dict[int, float] = {self._proc.pid: time.process_time()}
         for pid, fd in list(self._child_fds.items()):
             cpu = _procread.read_stat_cpu(fd, self._reader)
             if cpu is None:  # it has gone
