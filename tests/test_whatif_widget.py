@@ -78,3 +78,26 @@ def test_set_moves_several_sliders_with_one_replay(trace: lp.Trace) -> None:
 def test_an_empty_trace_is_refused() -> None:
     with pytest.raises(ValueError, match="no tasks"):
         lp.whatif_widget(lp.Trace([]))
+
+
+def test_the_prediction_says_what_share_of_the_waits_it_replays_as_local_cpu() -> None:
+    """A trace whose waits held CPU on this machine (the sampler's process-tree CPU beyond the
+    bodies') predicts a slower run once that work outgrows the cores, and says why."""
+    from lanepar.trace.model import KIND_CODE, TaskRecord
+
+    ms = 1_000_000
+    tasks = [
+        TaskRecord(id=i, lane="q", name="t", args_summary="", outcome="ok", submitted_ns=0,
+                   slot_free_ns=s, started_ns=s, finished_ns=s + 100 * ms, cpu_ns=0,
+                   wait_ns=100 * ms, slot=0, segments=[(KIND_CODE["wait"], s, s + 100 * ms)])
+        for i, s in enumerate(range(0, 800 * ms, 100 * ms))
+    ]  # fmt: skip
+    lanes = {"q": {"kind": "async", "max_concurrency": 1, "min_concurrency": 1}}
+    samples = [lp.Sample(t, (0.5, 0.5), 0.5, {}) for t in (0, 400 * ms, 800 * ms)]
+    served = lp.Trace(tasks, samples, lanes=lanes, n_cores=2, start_ns=0, end_ns=800 * ms)
+    w = lp.whatif_widget(served)
+    assert w.set(cores=2, q=8)["wall_s"] == pytest.approx(0.250)  # not 0.100: 2 cores
+    assert "50% of the waits replayed as CPU on this machine" in w.result.value
+    bare = lp.whatif_widget(lp.Trace(tasks, lanes=lanes, n_cores=2, start_ns=0))
+    assert bare.set(cores=2, q=8)["wall_s"] == pytest.approx(0.100)
+    assert "replayed as CPU" not in bare.result.value

@@ -241,6 +241,9 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
             f"<b class='lanepar-whatif-speedup'>{speedup(pred_speedup)}</b>, cores busy "
             f"{percent(r['cpu_util_avg'])}"
         )
+        if r["local_cpu_share"] > 0:  # (said, so a slower prediction at a higher limit is read)
+            figures += (f"; {percent(r['local_cpu_share'])} of the waits replayed as CPU on this "
+                        "machine (a child process or local service)")  # fmt: skip
         span = max(wall * 1e9, s["wall_s"] * 1e9, 1.0)
         svg = render(replay_lanes(r["timeline"], self.trace), span, width=self.width,
                      title="replayed timeline")  # fmt: skip
