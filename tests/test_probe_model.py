@@ -434,3 +434,27 @@ def test_contention_before_a_body_that_began_waiting_for_the_gil_is_one_wait() -
     assert (q.started_ns, q.gil_ns, q.lock_ns, q.runq_ns) == (650, 250, 50, 100)
     assert q.segs == [[gil, 650, 900], [KIND_CODE["runq"], 900, 1_000], [cpu, 1_000, 2_000]]
     assert sum(e - s for _, s, e in q.segs) == 2_000 - 650
+
+
+def test_a_loop_clock_reading_under_fresh_ns_old_is_taken_forward(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fan-out's late starts and hand-offs come right after the steps before them: the loop
+    ran since the last reading, so that reading is carried forward by the wall time since,
+    without a system call; an older one is read afresh and kept for the next."""
+    from lanepar.trace import _loopclock
+
+    reads: list[int] = []
+
+    def fake_tt() -> int:
+        reads.append(1)
+        return 7_000_000
+
+    monkeypatch.setattr(_loopclock, "_tt", fake_tt)
+    clock = _loopclock.new_clock()
+    clock.w, clock.c = 1_000_000, 5_000_000
+    assert _loopclock.cpu_at(clock, 1_000_000 + FRESH_NS) == 5_000_000 + FRESH_NS
+    assert reads == []
+    assert _loopclock.cpu_at(clock, 1_000_001 + FRESH_NS) == 7_000_000
+    assert reads == [1] and (clock.w, clock.c) == (1_000_001 + FRESH_NS, 7_000_000)
+    assert _loopclock.cpu_at(clock, clock.w + 10) == 7_000_010 and reads == [1]

@@ -23,8 +23,8 @@ from typing import Any
 from .._poolfuture import PoolFuture
 from .._threads import BodyAbandoned, DaemonPool, Relay, inbox_of, take
 from ..trace import threadstate
+from ..trace._loopclock import cpu_at
 from ..trace.probe import (
-    FRESH_NS,
     LOOKUP_MIN_NS,
     TaskProbe,
     loop_state,
@@ -169,9 +169,7 @@ class LocalBackend:
             # driver does (the loop ran since): a fan-out's later hand-offs share one system call
             hand_cpu = 0
             if t - free >= LOOKUP_MIN_NS:
-                if t - state.w > FRESH_NS:
-                    state.w, state.c = t, time.thread_time_ns()
-                hand_cpu = state.c + (t - state.w)
+                hand_cpu = cpu_at(state, t)
             probe.hand_held = (state.held, state.held_end)  # (``loop_mark``)
         fut = pool.submit_to(deliver, ctx.run, *self._call(at, fn, args, kwargs, probe, handed),
                              then=then)  # fmt: skip

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 from ..backends._guarded import c_hand_parts
 from ..backends.base import tool_exit
 from ..backends.local import LocalBackend
-from ..trace._loopclock import _stepc
+from ..trace._loopclock import _stepc, cpu_at
 from ..trace.probe import (
     LOOKUP_MIN_NS,
     NO_MARK,
     TaskProbe,
     first_step,
     loop_mark,
+    loop_state,
     start_waits,
 )
 from ..trace.probe import _current as PROBE
@@ -100,14 +101,15 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     # about contention); this body ends on the loop, so that end is no thread's to read
     cpu = free_cpu = 0
     held0, mark = -1, NO_MARK
-    late = _pc() - free
+    now = _pc()
+    late = now - free
     if late > CONTENTION_MIN_NS:
         at_cpu, held0 = w.clocks_at(free, job)
         mark = loop_mark()
         # the CPU clocks matter only if what other tools' steps did not fill is worth a lookup
-        # (a fan-out's late start nearly never: ``start_waits``)
+        # (``start_waits``): a fan-out's late starts share the last step's reading (``cpu_at``)
         if held0 < 0 or late - (mark[0] - held0) >= LOOKUP_MIN_NS:
-            cpu, free_cpu = _tt(), at_cpu
+            cpu, free_cpu = cpu_at(loop_state(), now), at_cpu
     # read for this job; the worker reads both afresh as the body ends (``Worker.freed``)
     w.free_cpu, w.free_held = 0, -1
     token = PROBE.set(probe)  # (``probe.activate``, without its frame)

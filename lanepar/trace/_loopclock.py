@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -59,3 +60,19 @@ class _LoopClock(threading.local):
 
     def __init__(self) -> None:
         self.s = new_clock()
+
+
+#: A thread-clock reading younger than this is taken forward rather than read again (see
+#: :class:`_Clock`; the C step driver gets the same value from ``probe``).
+FRESH_NS = 50_000
+_tt = time.thread_time_ns
+
+
+def cpu_at(st: _Clock, now: int) -> int:
+    """The thread CPU clock of the loop thread ``st`` records (the calling one) at ``now``: its
+    last reading taken forward when under ``FRESH_NS`` old — the loop has run since, so a
+    fan-out's late starts and hand-offs, each right after the steps before it, share one system
+    call — else read afresh and kept for the next."""
+    if now - st.w > FRESH_NS:
+        st.w, st.c = now, _tt()
+    return st.c + (now - st.w)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._cumruns import CumulativeRuns, hand_off_waits
+from ._loopclock import FRESH_NS as FRESH_NS
 from ._loopclock import _Clock, _LoopClock
 from ._loopclock import _stepc as _stepc
 from ._threadprobe import OFF_NOISE_NS as OFF_NOISE_NS
@@ -79,7 +80,6 @@ def loop_waits(t0: int, t1: int, cpu0: int, cpu1: int) -> tuple[int, int]:
     return hand_off_waits(t1 - t0, cpu1 - cpu0, loop_contention(t0, t1), states.current_period_ns())
 
 
-FRESH_NS = 50_000
 _clock = _LoopClock()
 
 
