@@ -262,6 +262,23 @@ def test_the_local_cpu_share_is_the_process_trees_cpu_outside_the_bodies_over_th
     assert untraced_cpu_ns(tr2) == pytest.approx(0.0)
 
 
+def test_the_process_trees_cpu_between_batches_is_nobodys_wait() -> None:
+    """Two tools 800 ms apart, the tree at half a core while they ran and a whole core between
+    (a notebook kernel's own work, say): only the first counts."""
+    tasks = [
+        TaskRecord(id=i, lane="q", name="t", args_summary="", outcome="ok", submitted_ns=s,
+                   slot_free_ns=s, started_ns=s, finished_ns=s + 100 * MS, cpu_ns=0,
+                   wait_ns=100 * MS, slot=0, segments=[(KIND_CODE["wait"], s, s + 100 * MS)])
+        for i, s in enumerate((0, 900 * MS))
+    ]  # fmt: skip
+    samples = [Sample(t * MS, (0.5, 0.5), c, {}) for t, c in ((0, 0.0), (100, 0.5), (900, 1.0),
+                                                              (1000, 0.5))]  # fmt: skip
+    tr = Trace(tasks, samples, lanes={"q": _lane("async", 1)}, n_cores=2, start_ns=0,
+               end_ns=1000 * MS)  # fmt: skip
+    assert untraced_cpu_ns(tr) == pytest.approx(100 * MS)
+    assert local_cpu_share(tr) == pytest.approx(0.5)
+
+
 def test_a_local_service_slows_down_only_once_its_work_outgrows_the_cores() -> None:
     """Each 100 ms wait held 50 ms of local CPU, a quarter at each end: two at once still fit
     two cores; eight at once share them, and each end phase takes four times as long."""

@@ -12,6 +12,7 @@ besides the traced bodies: the children's work, and the executor's and the event
 from __future__ import annotations
 
 from ..trace.model import Sample, Trace
+from .stats import merged
 
 #: The most of a wait replay will treat as local CPU: some of it is always really waiting.
 MAX_SHARE = 0.9
@@ -34,16 +35,33 @@ def window_weights(trace: Trace) -> list[tuple[float, Sample]]:
 
 
 def untraced_cpu_ns(trace: Trace) -> float:
-    """CPU ns the process tree used over the window outside the tasks' traced CPU (0 without
-    samples): the sampled average process-tree CPU over the whole window, less the bodies'."""
-    weighted = window_weights(trace)
-    total = sum(w for w, _ in weighted)
-    if total <= 0:
+    """CPU ns the process tree used while tools ran, outside the tasks' traced CPU (0 without
+    samples): its sampled average over the spans some body ran in, times their length, less
+    the bodies' CPU. Only those spans: between batches the tree's CPU (a notebook kernel's own
+    work, say) is nobody's wait."""
+    busy = merged((t.started_ns, t.finished_ns) for t in trace.tasks if t.slot >= 0)
+    used = seen = 0.0
+    lo, hi, j = trace.start_ns, trace.end_ns, 0
+    prev: int | None = None
+    for smp in sorted(trace.samples, key=lambda x: x.t_ns):
+        # (this sample's interval in the window: the first one only closes the interval before)
+        a, b = max(prev if prev is not None else hi, lo), min(smp.t_ns, hi)
+        if b > a and smp.cores:
+            while j < len(busy) and busy[j][1] <= a:  # (samples come in time order)
+                j += 1
+            k, overlap = j, 0
+            while k < len(busy) and busy[k][0] < b:
+                overlap += min(b, busy[k][1]) - max(a, busy[k][0])
+                k += 1
+            if overlap > 0:
+                used += smp.proc_cpu * overlap
+                seen += overlap
+        prev = smp.t_ns
+    avg = used / seen if seen > 0 else 0.0
+    if not avg > 0:  # (none seen, 0, or NaN from a hostile sample)
         return 0.0
-    avg = sum(w * smp.proc_cpu for w, smp in weighted) / total
-    if not avg > 0:  # (0, or NaN from a hostile sample)
-        return 0.0
-    return max(0.0, avg * trace.wall_ns - sum(float(t.cpu_ns) for t in trace.tasks))
+    ran = sum(e - s for s, e in busy)
+    return max(0.0, avg * ran - sum(float(t.cpu_ns) for t in trace.tasks))
 
 
 def local_cpu_share(trace: Trace) -> float:

@@ -53,21 +53,21 @@ def peak_overlap(intervals: Iterable[Interval]) -> int:
     return peak
 
 
+def merged(intervals: Iterable[Interval]) -> list[tuple[int, int]]:
+    """The intervals' union as sorted, disjoint spans (empty ones dropped)."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted((s, e) for s, e in intervals if e > s):
+        if out and s <= out[-1][1]:
+            if e > out[-1][1]:
+                out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
 def union_length(intervals: Iterable[Interval]) -> int:
     """Total length covered by at least one interval: the time a lane had anything running."""
-    spans = sorted((s, e) for s, e in intervals if e > s)
-    total = 0
-    cur_s = cur_e = None
-    for s, e in spans:
-        if cur_e is None or cur_s is None or s > cur_e:
-            if cur_e is not None and cur_s is not None:
-                total += cur_e - cur_s
-            cur_s, cur_e = s, e
-        elif e > cur_e:
-            cur_e = e
-    if cur_e is not None and cur_s is not None:
-        total += cur_e - cur_s
-    return total
+    return sum(e - s for s, e in merged(intervals))
 
 
 def mean(values: Sequence[float]) -> float:
