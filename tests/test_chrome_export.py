@@ -508,3 +508,23 @@ def test_fuzz_mutated_valid_traces_load_or_raise_format_error(data: st.DataObjec
         return
     lp.summarize(loaded)  # whatever loads must also summarise and export
     assert_nested(to_chrome_trace(loaded))
+
+
+def test_a_samples_own_cpu_survives_both_formats_and_an_older_file_reads_as_unrecorded() -> None:
+    """Replay splits the local CPU in waits by it (this process's part needs the GIL), so a
+    trace written and read back must replay alike."""
+    t1 = TaskRecord(id=1, lane="query", name="t", args_summary="", outcome="ok", submitted_ns=0,
+                    slot_free_ns=0, started_ns=0, finished_ns=10_000_000, cpu_ns=0,
+                    wait_ns=10_000_000, slot=0, segments=[(W, 0, 10_000_000)])  # fmt: skip
+    samples = [Sample(t, (0.5, 0.25), 0.75, {"query": (1, 0, 4)}, 0.5) for t in (0, 10_000_000)]
+    trace = Trace([t1], samples, lanes=LANES, start_ns=0, end_ns=10_000_000)
+    own = parse_trace(json.loads(json.dumps(trace_dict(trace))))
+    assert [s.own_cpu for s in own.samples] == [0.5, 0.5]
+    perfetto = parse_trace(json.loads(json.dumps(to_chrome_trace(trace))))
+    assert [s.own_cpu for s in perfetto.samples] == pytest.approx([0.5, 0.5])
+    doc = json.loads(json.dumps(trace_dict(trace)))
+    doc["samples"] = [s[:4] for s in doc["samples"]]  # as written before the field
+    assert [s.own_cpu for s in parse_trace(doc).samples] == [-1.0, -1.0]
+    doc["samples"][0].append(-2)
+    with pytest.raises(TraceFormatError, match=r"samples\[0\]\[4\]"):
+        parse_trace(doc)

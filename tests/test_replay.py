@@ -9,7 +9,12 @@ import time
 import pytest
 
 import lanepar as lp
-from lanepar.analysis.localcpu import MAX_SHARE, local_cpu_share, untraced_cpu_ns
+from lanepar.analysis.localcpu import (
+    MAX_SHARE,
+    local_cpu_share,
+    local_cpu_shares,
+    untraced_cpu_ns,
+)
 from lanepar.analysis.replay import replay
 from lanepar.trace.model import KIND_CODE, Sample, TaskRecord, Trace
 
@@ -215,23 +220,26 @@ def test_replay_of_a_recorded_batch_matches_its_wall_time() -> None:
     # waits for the GIL or a core are this machine's contention, which the replay re-models
     contention = sum(t.gil_ns + t.runq_ns for t in tasks)
     tail = b.trace.end_ns - max(t.finished_ns for t in tasks)
+    # the CPU on this machine inside the waits (the executor's own, here), which the replay
+    # re-models too: it may serialise it, or take the slowdown it had out of the waits
+    local = sum(untraced_cpu_ns(b.trace))
     r = b.replay()
     assert r["per_lane"]["io"]["peak_active"] == 4
     assert r["skipped"] == 0 and r["lanes"] == {"io": 4}
     recorded = b.trace.wall_ns
-    low = recorded - gaps - tail - contention - 1_000
-    assert low <= r["wall_s"] * 1e9 <= recorded + cpu + 1_000
+    low = recorded - gaps - tail - contention - local - 1_000
+    assert low <= r["wall_s"] * 1e9 <= recorded + cpu + local + 1_000
     # With 8 slots nothing queues: the replay is the longest arrival + dispatch + body.
     r8 = b.replay(lanes={"io": 8})
     alone = max(t.submitted_ns - b.trace.start_ns + t.dispatch_ns + t.wall_ns for t in tasks)
-    assert alone - contention - 1_000 <= r8["wall_s"] * 1e9 <= alone + cpu + 1_000
+    assert alone - contention - local - 1_000 <= r8["wall_s"] * 1e9 <= alone + cpu + local + 1_000
     assert r8["per_lane"]["io"]["peak_active"] == 8
 
 
 # -- the local CPU in waits (analysis.localcpu) ---------------------------------------------------
 
 
-def _served_trace(share_cores: float, n: int = 8) -> Trace:
+def _served_trace(share_cores: float, n: int = 8, own: float = -1.0) -> Trace:
     """``n`` tools submitted at once and run one after another (limit 1, 2 cores), each waiting
     100 ms on a local service that used ``share_cores`` of a core meanwhile (the sampler's
     process-tree CPU)."""
@@ -242,16 +250,17 @@ def _served_trace(share_cores: float, n: int = 8) -> Trace:
         for i, s in enumerate(range(0, n * 100 * MS, 100 * MS))
     ]  # fmt: skip
     end = n * 100 * MS
-    samples = [Sample(t, (0.5, 0.5), share_cores, {}) for t in (0, end // 2, end)]
+    samples = [Sample(t, (0.5, 0.5), share_cores, {}, own) for t in (0, end // 2, end)]
     return Trace(tasks, samples, lanes={"q": _lane("async", 1)}, n_cores=2, start_ns=0,
                  end_ns=end)  # fmt: skip
 
 
 def test_the_local_cpu_share_is_the_process_trees_cpu_outside_the_bodies_over_their_waits() -> None:
     tr = _served_trace(0.5)
-    assert untraced_cpu_ns(tr) == pytest.approx(400 * MS)  # half a core over 800 ms
+    # half a core over 800 ms, all the tree's (these samples did not record their own part)
+    assert untraced_cpu_ns(tr) == pytest.approx((0.0, 400 * MS))
     assert local_cpu_share(tr) == pytest.approx(0.5)
-    assert local_cpu_share(_served_trace(5.0)) == MAX_SHARE  # never the whole wait
+    assert local_cpu_share(_served_trace(5.0)) == pytest.approx(MAX_SHARE)  # never the whole wait
     assert local_cpu_share(_served_trace(float("nan"))) == 0.0  # a hostile sample
     no_samples = Trace(list(tr.tasks), lanes=dict(tr.lanes), n_cores=2, start_ns=0)
     assert local_cpu_share(no_samples) == 0.0
@@ -259,7 +268,7 @@ def test_the_local_cpu_share_is_the_process_trees_cpu_outside_the_bodies_over_th
     busy = [_task(i, "q", [("cpu", 50), ("wait", 50)], submitted=i * 100 * MS) for i in range(8)]
     tr2 = Trace(busy, list(tr.samples), lanes=dict(tr.lanes), n_cores=2, start_ns=0,
                 end_ns=tr.end_ns)  # fmt: skip
-    assert untraced_cpu_ns(tr2) == pytest.approx(0.0)
+    assert untraced_cpu_ns(tr2) == pytest.approx((0.0, 0.0))
 
 
 def test_the_process_trees_cpu_between_batches_is_nobodys_wait() -> None:
@@ -275,7 +284,7 @@ def test_the_process_trees_cpu_between_batches_is_nobodys_wait() -> None:
                                                               (1000, 0.5))]  # fmt: skip
     tr = Trace(tasks, samples, lanes={"q": _lane("async", 1)}, n_cores=2, start_ns=0,
                end_ns=1000 * MS)  # fmt: skip
-    assert untraced_cpu_ns(tr) == pytest.approx(100 * MS)
+    assert untraced_cpu_ns(tr) == pytest.approx((0.0, 100 * MS))
     assert local_cpu_share(tr) == pytest.approx(0.5)
 
 
@@ -293,6 +302,41 @@ def test_a_local_service_slows_down_only_once_its_work_outgrows_the_cores() -> N
             assert {k for k, _, _ in segs} == {"wait"}
             assert (segs[0][1], segs[-1][2]) == (start, end)
     assert replay(tr, {"q": 8})["cpu_util_avg"] == pytest.approx(0.400 / (0.250 * 2))
+
+
+def test_this_processs_own_part_of_the_local_cpu_waits_for_the_gil() -> None:
+    """Of half a core of local CPU, a fifth of a core was this process's own (its event loop
+    between the steps): that part needs the GIL, so eight at once take longer than when all of
+    it could spread over both cores; one at a time, nothing contends either way."""
+    split, spread = _served_trace(0.5, own=0.2), _served_trace(0.5)
+    assert untraced_cpu_ns(split) == pytest.approx((160 * MS, 240 * MS))
+    assert local_cpu_shares(split) == pytest.approx((0.2, 0.3))
+    assert local_cpu_share(split) == pytest.approx(local_cpu_share(spread))
+    r = replay(split, {"q": 8})
+    assert r["own_cpu_share"] == pytest.approx(0.2) and r["local_cpu_share"] == pytest.approx(0.5)
+    assert r["wall_s"] > replay(spread, {"q": 8})["wall_s"]
+    assert replay(split, {"q": 1})["wall_s"] == pytest.approx(0.800)
+    assert replay(split, {"q": 1}, gil=False)["wall_s"] == pytest.approx(0.800)
+
+
+def test_local_work_that_contended_in_the_recorded_run_is_not_slowed_twice() -> None:
+    """Two tools at once on one core, each waiting 100 ms on a local service that kept the
+    core busy throughout: half of each wait was its CPU, the other half was waiting for the
+    core. Replayed as recorded it takes the recorded 100 ms, not 150 (the slowdown counted
+    again); one at a time, each needs only its own 50 ms."""
+    tasks = [
+        TaskRecord(id=i, lane="q", name="t", args_summary="", outcome="ok", submitted_ns=0,
+                   slot_free_ns=0, started_ns=0, finished_ns=100 * MS, cpu_ns=0,
+                   wait_ns=100 * MS, slot=i, segments=[(KIND_CODE["wait"], 0, 100 * MS)])
+        for i in range(2)
+    ]  # fmt: skip
+    samples = [Sample(t, (1.0,), 1.0, {}) for t in (0, 100 * MS)]
+    tr = Trace(tasks, samples, lanes={"q": _lane("thread", 2)}, n_cores=1, start_ns=0,
+               end_ns=100 * MS)  # fmt: skip
+    assert local_cpu_share(tr) == pytest.approx(0.5)
+    assert replay(tr)["wall_s"] == pytest.approx(0.100)
+    assert replay(tr, {"q": 1})["wall_s"] == pytest.approx(0.100)
+    assert replay(tr, {"q": 1}, local_cpu=False)["wall_s"] == pytest.approx(0.200)
 
 
 def test_a_child_process_burning_cpu_during_a_batch_is_local_cpu_in_its_trace() -> None:

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 import lanepar as lp
+from lanepar.analysis.localcpu import untraced_cpu_ns
 
 
 async def _nap(i: int) -> int:
@@ -32,7 +33,8 @@ def _wave_bounds(trace: lp.Trace, limit: int) -> tuple[float, float]:
     """What a replay of ``trace`` with ``limit`` slots for lane q can last (ns): the 12 naps,
     submitted at once, run in ``12 / limit`` waves, each as long as its naps as the replay sees
     them (dispatch, CPU and wait: GIL and run-queue waits it models itself), beside the x nap;
-    CPU pieces may serialise on the GIL."""
+    CPU pieces may serialise on the GIL, as may the local CPU in the waits (the executor's own),
+    whose recorded slowdown the replay may also take out of them."""
     q = [t for t in trace.tasks if t.lane == "q"]
     spans = [t.dispatch_ns + t.cpu_ns + t.wait_ns for t in q]
     assert len(q) % limit == 0  # whole waves
@@ -40,7 +42,9 @@ def _wave_bounds(trace: lp.Trace, limit: int) -> tuple[float, float]:
     x_span = max(t.dispatch_ns + t.cpu_ns + t.wait_ns for t in trace.tasks if t.lane == "x")
     offset = max(t.submitted_ns for t in trace.tasks) - trace.start_ns
     cpu = sum(t.cpu_ns for t in trace.tasks)
-    return waves * min(spans) - 1e3, offset + max(waves * max(spans), x_span) + cpu + 1e3
+    local = sum(untraced_cpu_ns(trace))
+    return (waves * min(spans) - local - 1e3,
+            offset + max(waves * max(spans), x_span) + cpu + local + 1e3)  # fmt: skip
 
 
 def test_sliders_start_at_the_recorded_limits_and_moving_one_replays(trace: lp.Trace) -> None:

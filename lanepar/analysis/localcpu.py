@@ -34,13 +34,16 @@ def window_weights(trace: Trace) -> list[tuple[float, Sample]]:
     return weighted
 
 
-def untraced_cpu_ns(trace: Trace) -> float:
-    """CPU ns the process tree used while tools ran, outside the tasks' traced CPU (0 without
-    samples): its sampled average over the spans some body ran in, times their length, less
-    the bodies' CPU. Only those spans: between batches the tree's CPU (a notebook kernel's own
-    work, say) is nobody's wait."""
+#: Lanes whose bodies run in this process (their CPU is in its own clock); the others' run in
+#: child processes (``process``) or elsewhere (``dask``).
+IN_PROCESS = frozenset({"async", "thread"})
+
+
+def _busy_avgs(trace: Trace) -> tuple[list[tuple[int, int]], float, float]:
+    """The spans some body ran in, and over them the sampled average process-tree CPU and own
+    CPU in cores (own -1 where a sample did not record it)."""
     busy = merged((t.started_ns, t.finished_ns) for t in trace.tasks if t.slot >= 0)
-    used = seen = 0.0
+    used = own = seen = 0.0
     lo, hi, j = trace.start_ns, trace.end_ns, 0
     prev: int | None = None
     for smp in sorted(trace.samples, key=lambda x: x.t_ns):
@@ -55,19 +58,46 @@ def untraced_cpu_ns(trace: Trace) -> float:
                 k += 1
             if overlap > 0:
                 used += smp.proc_cpu * overlap
+                own = own + smp.own_cpu * overlap if smp.own_cpu >= 0 and own >= 0 else -1.0
                 seen += overlap
         prev = smp.t_ns
-    avg = used / seen if seen > 0 else 0.0
-    if not avg > 0:  # (none seen, 0, or NaN from a hostile sample)
-        return 0.0
-    ran = sum(e - s for s, e in busy)
-    return max(0.0, avg * ran - sum(float(t.cpu_ns) for t in trace.tasks))
+    if not seen > 0:
+        return busy, 0.0, -1.0
+    return busy, used / seen, own / seen if own >= 0 else -1.0
+
+
+def untraced_cpu_ns(trace: Trace) -> tuple[float, float]:
+    """CPU ns used while tools ran outside the tasks' traced CPU: (this process's own — its
+    event loop and threads, which need the GIL —, the rest of the tree's — children, a local
+    server). Each is its sampled average over the spans some body ran in, times their length,
+    less the CPU of the bodies that ran there. Only those spans: between batches the tree's CPU
+    (a notebook kernel's own work, say) is nobody's wait. Without the own CPU in the samples
+    all of it is the tree's; without samples, (0, 0)."""
+    busy, tree, own = _busy_avgs(trace)
+    if not tree > 0:  # (none seen, 0, or NaN from a hostile sample)
+        return 0.0, 0.0
+    ran = float(sum(e - s for s, e in busy))
+    mine = sum(float(t.cpu_ns) for t in trace.tasks
+               if trace.lanes.get(t.lane, {}).get("kind", "async") in IN_PROCESS)  # fmt: skip
+    total = sum(float(t.cpu_ns) for t in trace.tasks)
+    if not own >= 0:
+        return 0.0, max(0.0, tree * ran - total)
+    own = min(own, tree)
+    return max(0.0, own * ran - mine), max(0.0, (tree - own) * ran - (total - mine))
+
+
+def local_cpu_shares(trace: Trace) -> tuple[float, float]:
+    """The shares of the tasks' wait time that were CPU on this machine outside any traced
+    body, (this process's, the rest of the tree's) as :func:`untraced_cpu_ns` splits it; both
+    together at most ``MAX_SHARE``."""
+    waits = sum(float(t.wait_ns) for t in trace.tasks if t.slot >= 0)
+    if waits <= 0:
+        return 0.0, 0.0
+    own, rest = (x / waits for x in untraced_cpu_ns(trace))
+    scale = min(1.0, MAX_SHARE / (own + rest)) if own + rest > 0 else 1.0
+    return own * scale, rest * scale
 
 
 def local_cpu_share(trace: Trace) -> float:
-    """The share of the tasks' wait time that was CPU on this machine outside any traced body
-    (:func:`untraced_cpu_ns` over the waits of the tasks that ran), at most ``MAX_SHARE``."""
-    waits = sum(float(t.wait_ns) for t in trace.tasks if t.slot >= 0)
-    if waits <= 0:
-        return 0.0
-    return min(MAX_SHARE, untraced_cpu_ns(trace) / waits)
+    """Both of :func:`local_cpu_shares` together."""
+    return sum(local_cpu_shares(trace))

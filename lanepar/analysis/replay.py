@@ -10,10 +10,9 @@ the model behind it:
   a lanepar worker. With ``max_total`` the lanes share a budget as ``lanepar.budget`` does: each
   lane's ``min_concurrency`` slots are reserved, the rest go to the lane with the lowest
   ``priority`` number that has work waiting.
-- **Body.** The body is the recorded sequence of ``cpu`` and ``wait`` segments, each kind scaled
-  so the totals equal the exact ``cpu_ns`` and ``wait_ns`` (segments are merged at a resolution,
-  totals are not). Without segments the body is its CPU, then its wait. With ``include_dispatch``
-  the recorded dispatch delay comes first and, like a wait, needs no core.
+- **Body.** The body is the recorded sequence of ``cpu`` and ``wait`` segments, scaled to the
+  exact totals (``analysis.replaybody``); with ``include_dispatch`` the recorded dispatch delay
+  comes first and, like a wait, needs no core.
 - **Cores: processor sharing.** Every CPU phase in progress shares the cores fairly (each gets at
   most one core), because that is what the OS scheduler approximates over a millisecond; FIFO
   cores would model a run-to-completion scheduler that lanepar does not have.
@@ -23,8 +22,9 @@ the model behind it:
   against ``cores`` too: the model knows no remote machines). Pass ``gil=False`` for code that
   releases the GIL (numpy, hashing large buffers) or a free-threaded Python.
 - **Waits** (I/O, sleep, a child process) keep their recorded length but for their share that
-  was CPU on this machine outside any traced body (``local_cpu``: ``analysis.localcpu``), two
-  ``local`` phases at a wait's ends that need a core, not the GIL: a local service packed slows.
+  was CPU on this machine outside any traced body (``local_cpu``: ``analysis.localcpu``):
+  phases at a wait's ends, ``own`` (this process's, on the GIL) and ``local`` (its children's,
+  on a core), less the slowdown they had in the recorded run. A local service packed slows.
 
 Cores are shared by a max-min fair split: GIL lanes as a group get at most one core, so with
 ``g`` GIL-bound and ``x`` free CPU phases each phase advances at a rate computed in ``_rates``.
@@ -46,7 +46,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..trace.model import Trace
-from .localcpu import local_cpu_share
+from .localcpu import local_cpu_shares
+from .replaybody import CPU_KINDS, body_phases, without_recorded_stretch
 
 GIL_KINDS = frozenset({"async", "thread"})
 
@@ -54,33 +55,6 @@ GIL_KINDS = frozenset({"async", "thread"})
 def _tol(t: float) -> float:
     """Event times are float ns: two events closer than this (well under 1 ns) coincide."""
     return 1e-9 * abs(t) + 1e-6
-
-
-def _body_phases(task: Any, include_dispatch: bool, local: float = 0.0) -> list[tuple[str, float]]:
-    """The body as (kind, duration_ns) phases, totals scaled to the exact cpu_ns / wait_ns;
-    ``local`` of each wait split off as two ``local`` phases around the rest of it."""
-    body = [(k, float(e - s)) for k, s, e in task.segments if k in ("cpu", "wait")]
-    totals = {"cpu": float(task.cpu_ns), "wait": float(task.wait_ns)}
-    seg_sum = {"cpu": 0.0, "wait": 0.0}
-    for k, d in body:
-        seg_sum[k] += d
-    for kind in ("cpu", "wait"):
-        if seg_sum[kind] <= 0 and totals[kind] > 0:
-            body.append((kind, totals[kind]))  # lost to merging: CPU first, then wait
-            seg_sum[kind] = totals[kind]
-    scaled = [(k, d * totals[k] / seg_sum[k]) for k, d in body if d > 0 and seg_sum[k] > 0]
-    out: list[tuple[str, float]] = []
-    if include_dispatch and task.dispatch_ns > 0:
-        out.append(("dispatch", float(task.dispatch_ns)))  # needs no resource, like a wait
-    for k, d in scaled:
-        if out and out[-1][0] == k:
-            out[-1] = (k, out[-1][1] + d)
-        else:
-            out.append((k, d))
-    if local > 0:  # (a request's work at a wait's start, the response's at its end)
-        half = [("local", local / 2), ("wait", 1 - local), ("local", local / 2)]
-        out = [(k2, d * f) for k, d in out for k2, f in (half if k == "wait" else [(k, 1.0)])]
-    return out
 
 
 def _rates(g: int, x: int, cores: int) -> tuple[float, float]:
@@ -127,8 +101,8 @@ class Replayer:
     ) -> None:
         self.trace = trace
         self.include_dispatch = include_dispatch
-        #: The share of each wait replayed as CPU on this machine (``local`` phases; 0: off).
-        self.local_share = local_cpu_share(trace) if local_cpu else 0.0
+        #: The shares of each wait replayed as this process's CPU and its children's (0: off).
+        self.own_share, self.local_share = local_cpu_shares(trace) if local_cpu else (0.0, 0.0)
         info = {name: dict(v) for name, v in trace.lanes.items()}
         slots_seen: dict[str, int] = {}
         rows: list[tuple[float, int, str, tuple[tuple[bool, str, float], ...]]] = []
@@ -142,10 +116,10 @@ class Replayer:
             if slot < 0:
                 skipped += 1
                 continue
-            body = _body_phases(rec, include_dispatch, self.local_share)
-            phases = tuple((k == "cpu" or k == "local", k, d) for k, d in body)
+            body = body_phases(rec, include_dispatch, self.own_share, self.local_share)
+            phases = tuple((k in CPU_KINDS, k, d) for k, d in body)
             rows.append((float(rec.submitted_ns - t0), rec.id, lane, phases))
-            cpu_total += float(rec.cpu_ns) + sum(d for k, d in body if k == "local")
+            cpu_total += float(rec.cpu_ns) + sum(d for k, d in body if k in ("own", "local"))
         rows.sort(key=lambda r: (r[0], r[1]))
         self.info = info
         self.slots_seen = slots_seen
@@ -157,6 +131,9 @@ class Replayer:
         self.ids = [r[1] for r in rows]
         self.lane_of = [index[r[2]] for r in rows]
         self.phases = [r[3] for r in rows]
+        if self.own_share + self.local_share > 0:  # (a replay as recorded says by how much)
+            as_recorded = self._sim(None, None, None, True, True)[0]
+            self.phases = without_recorded_stretch(self.phases, as_recorded._marks)
 
     def run(
         self,
@@ -168,6 +145,45 @@ class Replayer:
         timeline: bool = False,
     ) -> dict[str, Any]:
         """One replay under these limits (see ``replay`` for the model and the result)."""
+        sim, limit, cores = self._sim(lanes, cores, max_total, gil, timeline)
+        names, trace = self.names, self.trace
+        wall = sim.wall
+        cpu_total = self.cpu_total
+        per_lane = {
+            n: {
+                "tasks": sim.tasks[i],
+                "busy_s": sim.busy[i] / 1e9,
+                "slot_s": sim.slot[i] / 1e9,
+                "queued_s": sim.queued[i] / 1e9,
+                "peak_active": sim.peak[i],
+                "max_concurrency": limit[n],
+            }
+            for i, n in enumerate(names)
+        }
+        out: dict[str, Any] = {
+            "wall_s": wall / 1e9,
+            "recorded_wall_s": trace.wall_ns / 1e9,
+            "cpu_s": cpu_total / 1e9,  # (the local phases' CPU included)
+            "cpu_util_avg": (cpu_total / (wall * cores)) if wall > 0 else 0.0,
+            "local_cpu_share": self.own_share + self.local_share,
+            "own_cpu_share": self.own_share,  # (of it, the part on the GIL)
+            "per_lane": per_lane,
+            "lanes": dict(limit),
+            "cores": cores,
+            "max_total": max_total,
+            "gil": gil,
+            "tasks": len(self.arrive),
+            "skipped": self.skipped,
+        }
+        if timeline:
+            out["timeline"] = sim.timeline(self, names)
+        return out
+
+    def _sim(
+        self, lanes: Mapping[str, int] | None, cores: int | None, max_total: int | None,
+        gil: bool, timeline: bool,
+    ) -> tuple[_Sim, dict[str, int], int]:  # fmt: skip
+        """The limits checked and filled in from the trace, and one simulation under them."""
         info, trace = self.info, self.trace
         overrides = dict(lanes or {})
         for name, n in overrides.items():
@@ -200,37 +216,8 @@ class Replayer:
         order = [names.index(n) for n in by_priority]
         free = [not gil or info[n].get("kind", "async") not in GIL_KINDS for n in names]
         sim = _Sim(self, [limit[n] for n in names], [reserve[n] for n in names], shared_cap,
-                   order, [1 if f else 0 for f in free], cores, timeline)  # fmt: skip
-        wall = sim.wall
-        cpu_total = self.cpu_total
-        per_lane = {
-            n: {
-                "tasks": sim.tasks[i],
-                "busy_s": sim.busy[i] / 1e9,
-                "slot_s": sim.slot[i] / 1e9,
-                "queued_s": sim.queued[i] / 1e9,
-                "peak_active": sim.peak[i],
-                "max_concurrency": limit[n],
-            }
-            for i, n in enumerate(names)
-        }
-        out: dict[str, Any] = {
-            "wall_s": wall / 1e9,
-            "recorded_wall_s": trace.wall_ns / 1e9,
-            "cpu_s": cpu_total / 1e9,  # (the local phases' CPU included)
-            "cpu_util_avg": (cpu_total / (wall * cores)) if wall > 0 else 0.0,
-            "local_cpu_share": self.local_share,
-            "per_lane": per_lane,
-            "lanes": dict(limit),
-            "cores": cores,
-            "max_total": max_total,
-            "gil": gil,
-            "tasks": len(self.arrive),
-            "skipped": self.skipped,
-        }
-        if timeline:
-            out["timeline"] = sim.timeline(self, names)
-        return out
+                   order, [1 if f else 0 for f in free], cores, timeline, gil)  # fmt: skip
+        return sim, limit, cores
 
 
 class _Sim:
@@ -252,6 +239,7 @@ class _Sim:
         lane_cls: list[int],
         cores: int,
         timeline: bool,
+        gil: bool = True,
     ) -> None:
         arrive, lane_of, phases = rp.arrive, rp.lane_of, rp.phases
         n, n_lanes = len(arrive), len(limit)
@@ -289,7 +277,9 @@ class _Sim:
                     marks[ti].append(now)
                 if not is_cpu:  # a wait or the dispatch delay: time passes, nothing is held
                     push(waits, (now + dur, seq, ti))
-                elif tcls[ti] or _kind == "local":  # (a local phase needs no GIL)
+                elif _kind == "own" and gil:  # (this process's own work: on the GIL)
+                    push(cpu0, (v0 + dur, seq, ti))
+                elif tcls[ti] or _kind == "local" or _kind == "own":  # (local: no GIL)
                     push(cpu1, (v1 + dur, seq, ti))
                 else:
                     push(cpu0, (v0 + dur, seq, ti))
@@ -393,7 +383,7 @@ class _Sim:
             m = self._marks[ti]
             if m:
                 ph = phases[ti]
-                segs = [("wait" if ph[j][1] == "local" else ph[j][1], m[j], m[j + 1])
+                segs = [("wait" if ph[j][1] in ("own", "local") else ph[j][1], m[j], m[j + 1])
                         for j in range(len(m) - 1)]  # fmt: skip
                 out.append((ids[ti], names[lanes[ti]], self._slots[ti], arrive[ti],
                             self._starts[ti], m[-1], segs))  # fmt: skip

@@ -165,8 +165,8 @@ class TraceFields(Checker):
         return out
 
     def sample(self, v: Any, where: str) -> Sample:
-        if not isinstance(v, list) or len(v) != 4:
-            self.fail(where, "expected [t_ns, cores, proc_cpu, lanes]")
+        if not isinstance(v, list) or len(v) not in (4, 5):
+            self.fail(where, "expected [t_ns, cores, proc_cpu, lanes, own_cpu (optional)]")
         t = self.time(v[0], f"{where}[0]")
         if not isinstance(v[1], list) or len(v[1]) > MAX_CORES:
             self.fail(f"{where}[1]", f"expected an array of at most {MAX_CORES} numbers")
@@ -175,7 +175,9 @@ class TraceFields(Checker):
         if not isinstance(v[3], dict):
             self.fail(f"{where}[3]", f"expected an object, got {_tname(v[3])}")
         lanes = {name: self.counts(c, f"{where}[3][{name!r}]") for name, c in v[3].items()}
-        return Sample(t, cores, proc, lanes)
+        # (a file of before the field, or a sample that did not record it: -1)
+        own = self.number(v[4], f"{where}[4]", lo=-1.0, hi=MAX_UTIL) if len(v) == 5 else -1.0
+        return Sample(t, cores, proc, lanes, own)
 
     def counts(self, v: Any, where: str) -> tuple[int, int, int]:
         if not isinstance(v, list) or len(v) != 3:

@@ -49,7 +49,9 @@ def trace_dict(trace: Trace) -> dict[str, Any]:
         "lanes": trace.lanes,
         "events": trace.events,
         "tasks": [task_dict(t) for t in trace.tasks],
-        "samples": [[s.t_ns, list(s.cores), s.proc_cpu, dict(s.lanes)] for s in trace.samples],
+        "samples": [
+            [s.t_ns, list(s.cores), s.proc_cpu, dict(s.lanes), s.own_cpu] for s in trace.samples
+        ],
     }
 
 

@@ -296,12 +296,14 @@ class RunningTask(NamedTuple):
 
 
 class Sample(NamedTuple):
-    """One sampler tick: per-core utilisation (0..1), process-tree CPU in cores, lane counts."""
+    """One sampler tick: per-core utilisation (0..1), process-tree CPU in cores, lane counts,
+    and of the tree's CPU this process's own (its event loop, its threads; -1: not recorded)."""
 
     t_ns: int
     cores: tuple[float, ...]
     proc_cpu: float
     lanes: Mapping[str, tuple[int, int, int]]  # lane -> (active, pending, limit)
+    own_cpu: float = -1.0
 
 
 class Delta(TypedDict):

@@ -291,9 +291,12 @@ class Sampler:
         wall = t_ns / 1e9 - self._prev_t
         used = sum(v - self._prev_proc.get(pid, v) for pid, v in proc_now.items())
         proc_cpu = max(0.0, used / wall) if wall > 0 else 0.0
+        pid = self._proc.pid
+        own = proc_now[pid] - self._prev_proc.get(pid, proc_now[pid])
+        own_cpu = min(max(0.0, own / wall), proc_cpu) if wall > 0 else 0.0
         self._prev_cores, self._prev_proc, self._prev_t = cores_now, proc_now, t_ns / 1e9
         self._last_ns = t_ns
-        sample = Sample(t_ns, tuple(cores), proc_cpu, dict(self.lane_counts()))
+        sample = Sample(t_ns, tuple(cores), proc_cpu, dict(self.lane_counts()), own_cpu)
         self.recorder.add_sample(sample)
         return sample
 

@@ -133,6 +133,8 @@ class ChromeReader(TraceFields):
         elif name == "process cpu" and ev.get("pid") == MACHINE_PID:
             proc = self.field(args, "cores", f"{w}.args")
             slot["proc"] = self.number(proc, f"{w}.args.cores", hi=MAX_UTIL)
+            if "own" in args:
+                slot["own"] = self.number(args["own"], f"{w}.args.own", hi=MAX_UTIL)
         elif name.startswith("lane "):
             slot["lanes"][name[5:]] = tuple(
                 self.integer(self.field(args, k, f"{w}.args"), f"{w}.args.{k}", hi=I32)
@@ -141,4 +143,4 @@ class ChromeReader(TraceFields):
 
     @staticmethod
     def counter_sample(t: int, c: dict[str, Any]) -> Sample:
-        return Sample(t, c["cores"], c["proc"], c["lanes"])
+        return Sample(t, c["cores"], c["proc"], c["lanes"], c.get("own", -1.0))

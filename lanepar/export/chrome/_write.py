@@ -78,7 +78,9 @@ def to_chrome_trace(trace: Trace, path: str | os.PathLike[str] | None = None) ->
                 "pid": MACHINE_PID,
                 "tid": 0,
                 "ts": ts,
-                "args": {"cores": _finite(s.proc_cpu)},
+                # (of which this process's own, where recorded: a second series)
+                "args": {"cores": _finite(s.proc_cpu)}
+                | ({"own": _finite(s.own_cpu)} if s.own_cpu >= 0 else {}),
             }
         )
         for lane, (active, pending, limit) in s.lanes.items():
