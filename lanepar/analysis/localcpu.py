@@ -11,6 +11,8 @@ besides the traced bodies: the children's work, and the executor's and the event
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ..trace.model import Sample, Trace
 from .stats import merged
 
@@ -18,20 +20,23 @@ from .stats import merged
 MAX_SHARE = 0.9
 
 
-def window_weights(trace: Trace) -> list[tuple[float, Sample]]:
-    """Each sample with the ns of its interval inside the trace window. A sample holds the
-    utilisation since the sample before it, so the first one only closes the interval before
-    it, and the executor's samples at each batch's start and end cover even a 30 ms batch."""
+def _intervals(trace: Trace) -> Iterator[tuple[int, int, Sample]]:
+    """Each sample with its interval inside the trace window. A sample holds the utilisation
+    since the sample before it, so the first one only closes the interval before it."""
     lo, hi = trace.start_ns, trace.end_ns
-    weighted: list[tuple[float, Sample]] = []
     prev: int | None = None
     for smp in sorted(trace.samples, key=lambda x: x.t_ns):
         if prev is not None and smp.cores:
-            w = min(smp.t_ns, hi) - max(prev, lo)
-            if w > 0:
-                weighted.append((float(w), smp))
+            a, b = max(prev, lo), min(smp.t_ns, hi)
+            if b > a:
+                yield a, b, smp
         prev = smp.t_ns
-    return weighted
+
+
+def window_weights(trace: Trace) -> list[tuple[float, Sample]]:
+    """Each sample with the ns of its interval inside the trace window (see ``_intervals``):
+    the executor's samples at each batch's start and end cover even a 30 ms batch."""
+    return [(float(b - a), smp) for a, b, smp in _intervals(trace)]
 
 
 #: Lanes whose bodies run in this process (their CPU is in its own clock); the others' run in
@@ -44,23 +49,18 @@ def _busy_avgs(trace: Trace) -> tuple[list[tuple[int, int]], float, float]:
     CPU in cores (own -1 where a sample did not record it)."""
     busy = merged((t.started_ns, t.finished_ns) for t in trace.tasks if t.slot >= 0)
     used = own = seen = 0.0
-    lo, hi, j = trace.start_ns, trace.end_ns, 0
-    prev: int | None = None
-    for smp in sorted(trace.samples, key=lambda x: x.t_ns):
-        # (this sample's interval in the window: the first one only closes the interval before)
-        a, b = max(prev if prev is not None else hi, lo), min(smp.t_ns, hi)
-        if b > a and smp.cores:
-            while j < len(busy) and busy[j][1] <= a:  # (samples come in time order)
-                j += 1
-            k, overlap = j, 0
-            while k < len(busy) and busy[k][0] < b:
-                overlap += min(b, busy[k][1]) - max(a, busy[k][0])
-                k += 1
-            if overlap > 0:
-                used += smp.proc_cpu * overlap
-                own = own + smp.own_cpu * overlap if smp.own_cpu >= 0 and own >= 0 else -1.0
-                seen += overlap
-        prev = smp.t_ns
+    j = 0
+    for a, b, smp in _intervals(trace):
+        while j < len(busy) and busy[j][1] <= a:  # (samples come in time order)
+            j += 1
+        k, overlap = j, 0
+        while k < len(busy) and busy[k][0] < b:
+            overlap += min(b, busy[k][1]) - max(a, busy[k][0])
+            k += 1
+        if overlap > 0:
+            used += smp.proc_cpu * overlap
+            own = own + smp.own_cpu * overlap if smp.own_cpu >= 0 and own >= 0 else -1.0
+            seen += overlap
     if not seen > 0:
         return busy, 0.0, -1.0
     return busy, used / seen, own / seen if own >= 0 else -1.0

@@ -47,7 +47,7 @@ from typing import Any
 
 from ..trace.model import Trace
 from .localcpu import local_cpu_shares
-from .replaybody import CPU_KINDS, body_phases, without_recorded_stretch
+from .replaybody import CPU_KINDS, LOCAL_KINDS, body_phases, without_recorded_stretch
 
 GIL_KINDS = frozenset({"async", "thread"})
 
@@ -119,7 +119,7 @@ class Replayer:
             body = body_phases(rec, include_dispatch, self.own_share, self.local_share)
             phases = tuple((k in CPU_KINDS, k, d) for k, d in body)
             rows.append((float(rec.submitted_ns - t0), rec.id, lane, phases))
-            cpu_total += float(rec.cpu_ns) + sum(d for k, d in body if k in ("own", "local"))
+            cpu_total += float(rec.cpu_ns) + sum(d for k, d in body if k in LOCAL_KINDS)
         rows.sort(key=lambda r: (r[0], r[1]))
         self.info = info
         self.slots_seen = slots_seen
@@ -279,7 +279,7 @@ class _Sim:
                     push(waits, (now + dur, seq, ti))
                 elif _kind == "own" and gil:  # (this process's own work: on the GIL)
                     push(cpu0, (v0 + dur, seq, ti))
-                elif tcls[ti] or _kind == "local" or _kind == "own":  # (local: no GIL)
+                elif tcls[ti] or _kind in LOCAL_KINDS:  # (a core, no GIL: a child's, or gil=False)
                     push(cpu1, (v1 + dur, seq, ti))
                 else:
                     push(cpu0, (v0 + dur, seq, ti))
@@ -383,7 +383,7 @@ class _Sim:
             m = self._marks[ti]
             if m:
                 ph = phases[ti]
-                segs = [("wait" if ph[j][1] in ("own", "local") else ph[j][1], m[j], m[j + 1])
+                segs = [("wait" if ph[j][1] in LOCAL_KINDS else ph[j][1], m[j], m[j + 1])
                         for j in range(len(m) - 1)]  # fmt: skip
                 out.append((ids[ti], names[lanes[ti]], self._slots[ti], arrive[ti],
                             self._starts[ti], m[-1], segs))  # fmt: skip

@@ -20,7 +20,9 @@ from typing import Any
 
 #: A phase: (whether it needs a core, kind, duration ns).
 Phase = tuple[bool, str, float]
-CPU_KINDS = frozenset({"cpu", "own", "local"})
+#: The kinds a wait's local CPU is split off as (this process's, the rest of the tree's).
+LOCAL_KINDS = frozenset({"own", "local"})
+CPU_KINDS = LOCAL_KINDS | {"cpu"}
 
 
 def body_phases(
@@ -62,7 +64,7 @@ def without_recorded_stretch(
     out = []
     for ph, m in zip(phases, marks):
         stretch = sum(m[j + 1] - m[j] - ph[j][2] for j in range(min(len(ph), len(m) - 1))
-                      if ph[j][1] in ("own", "local"))  # fmt: skip
+                      if ph[j][1] in LOCAL_KINDS)  # fmt: skip
         waits = sum(d for _c, k, d in ph if k == "wait")
         if stretch > 0 and waits > 0:
             f = max(0.0, 1.0 - stretch / waits)
