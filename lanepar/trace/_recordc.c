@@ -24,8 +24,8 @@ static PyObject *g_settle_py, *g_record_type, *S_ok, *S_running, *S_args_summary
     *S_records, *S_end_ns, *S_id, *S_submitted_ns, *S_gil_ns, *S_lock_ns, *S_runq_ns;
 /* slot offsets: the probe's, the job's and the record's (TaskProbe, Job, TaskRecord) */
 static Py_ssize_t o_p_start, o_p_end, o_p_cpu, o_p_wait, o_segs, o_started, o_finished, o_cpu,
-    o_wait, o_j_id, o_j_sub, o_j_name, o_j_batch, o_j_index, o_r_p, o_r_x, o_r_lane, o_r_name,
-    o_r_outcome, o_maxseg;
+    o_wait, o_j_id, o_j_sub, o_j_name, o_j_batch, o_j_index, o_r_p, o_r_o, o_r_lane, o_r_name,
+    o_maxseg;
 
 #define CELL(o, off) (*(PyObject **)((char *)(o) + (off)))
 #define KIND_CPU 2 /* layout.json's segment_kinds: queued, dispatch, cpu, wait, gil, runq */
@@ -80,9 +80,9 @@ static PyObject *m_setup_settle(PyObject *Py_UNUSED(m), PyObject *const *args, P
         {&o_wait, probe_t, "wait_ns"},      {&o_j_id, job_t, "id"},
         {&o_j_sub, job_t, "submitted_ns"},  {&o_j_name, job_t, "name"},
         {&o_j_batch, job_t, "batch"},       {&o_j_index, job_t, "index"},
-        {&o_r_p, rec_t, "_p"},              {&o_r_x, rec_t, "_x"},
+        {&o_r_p, rec_t, "_p"},              {&o_r_o, rec_t, "_o"},
         {&o_r_lane, rec_t, "lane"},         {&o_r_name, rec_t, "name"},
-        {&o_r_outcome, rec_t, "outcome"},  {&o_maxseg, probe_t, "max_segments"},
+        {&o_maxseg, probe_t, "max_segments"},
     };
     if (find_slots(slots, sizeof slots / sizeof slots[0]) < 0) return NULL;
     Py_XSETREF(g_settle_py, Py_NewRef(args[0]));
@@ -287,19 +287,19 @@ static PyObject *m_settle_plain(PyObject *Py_UNUSED(m), PyObject *const *args, P
     Py_XDECREF(text);
     /* TaskRecord.from_packed(lane, job.name, "ok", packed, extra) */
     PyTypeObject *rt = (PyTypeObject *)g_record_type;
-    /* settle's extra: the part of the GIL wait spent on another lock, if any */
-    PyObject *extra = lock ? Py_BuildValue("{sL}", "lock_ns", lock) : Py_NewRef(Py_None);
-    PyObject *rec = extra == NULL ? NULL : rt->tp_alloc(rt, 0);
+    /* the outcome slot: "ok", or ("ok", extra) with settle's extra, the part of the GIL wait
+     * spent on another lock, if any (TaskRecord._o) */
+    PyObject *outcome = lock ? Py_BuildValue("(O{sL})", S_ok, "lock_ns", lock) : Py_NewRef(S_ok);
+    PyObject *rec = outcome == NULL ? NULL : rt->tp_alloc(rt, 0);
     if (rec == NULL) {
-        Py_XDECREF(extra);
+        Py_XDECREF(outcome);
         Py_DECREF(packed);
         return NULL;
     }
     CELL(rec, o_r_p) = packed;
-    CELL(rec, o_r_x) = extra;
+    CELL(rec, o_r_o) = outcome;
     CELL(rec, o_r_lane) = Py_NewRef(lane);
     CELL(rec, o_r_name) = Py_NewRef(CELL(job, o_j_name));
-    CELL(rec, o_r_outcome) = Py_NewRef(S_ok);
     PyObject *added = PyObject_CallMethodOneArg(recorder, S_add, rec);
     int bad = added == NULL || into_batch(job, rec, finished) < 0;
     Py_XDECREF(added);
