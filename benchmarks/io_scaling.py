@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--delay", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--repeat", type=int, default=None,
-                    help="repetitions (default: about 1.2 s of delays, 11 to 41)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="repetitions (default: about 1.2 s of delays, 11 to 41)",
+    )
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.repeat is None:

@@ -347,7 +347,8 @@ def test_whatif_replays_the_last_run(ip: Any) -> None:
     trace = magics_of(ip).last_trace
     assert trace is not None and len(trace.tasks) == 16
     assert [r["predicted_s"] for r in rows] == [
-        replay(trace)["wall_s"], *(replay(trace, {"query": n})["wall_s"] for n in (4, 8))
+        replay(trace)["wall_s"],
+        *(replay(trace, {"query": n})["wall_s"] for n in (4, 8)),
     ]
     # The recorded bodies alone: 16 tasks submitted at once, each a recorded dispatch + body; at
     # limit L the replay runs ceil(16 / L) waves, each as long as its tasks (CPU pieces may
