@@ -1,6 +1,6 @@
 """Per-task cost and memory as a batch grows to a million no-op tasks, next to asyncio.
 
-Run: ``python benchmarks/scaling.py [--sizes 20000,200000,1000000] [--repeat 1] [--json]``.
+Run: ``python benchmarks/scaling.py [--sizes 20000,200000,1000000] [--repeat 3] [--json]``.
 
 At each size, in this one process and interleaved: asyncio gather + Semaphore(16); lanepar traced
 ``run_batch`` (sync) and ``arun_batch`` (async); lanepar untraced ``run_batch``. Memory is the
@@ -9,6 +9,11 @@ and the results list, 8 B a task, is subtracted), its trace looked at (``BatchRe
 assembled on first look: timed and measured here as a user who reads it pays), and what stays
 once the result is dropped, for the default recorder (keeps a million records) and one capped
 at 10 000.
+
+Each contender runs ``--repeat`` times at each size, in turn, each on a fresh executor; times are
+the best of them and memory the most any of them grew by. In single runs the sync / async ratio
+read 0.87–1.21 for the same code (a 20k batch takes ~0.1 s), more than the 10 % the two paths
+are held to.
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ def async_batch(n: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="20000,200000,1000000")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
@@ -103,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                 s = out["s"] if isinstance(out, dict) else out
                 best[name] = min(best.get(name, float("inf")), s)
                 if isinstance(out, dict):
-                    mem[name + "_grown_b"] = out["grown_b_per_task"]
-                    mem[name + "_kept_mb"] = out["kept_after_result_dropped_mb"]
+                    for key, v in (
+                        (name + "_grown_b", out["grown_b_per_task"]),
+                        (name + "_kept_mb", out["kept_after_result_dropped_mb"]),
+                    ):
+                        mem[key] = max(mem.get(key, v), v)  # (the most of any repetition)
         us = {k: v / n * 1e6 for k, v in best.items()}
         rows.append({"tasks": n, "us_per_task": us, "memory": mem,
                      "traced_vs_gather": us["traced_sync"] / us["gather"],
