@@ -250,41 +250,42 @@ class TaskRecord:
         o = self._o
         return o[0] if isinstance(o, tuple) else o
 
-    @property
-    def _x(self) -> dict[str, Any] | None:
+    def _get(self, key: str, default: Any = None) -> Any:
+        """One of the extra fields, read through the shared slot once."""
         o = self._o
-        return o[1] if isinstance(o, tuple) else None
+        return o[1].get(key, default) if isinstance(o, tuple) else default
 
     @property
     def error(self) -> str | None:
-        return self._x.get("error") if self._x else None
+        return self._get("error")  # type: ignore[no-any-return]
 
     @property
     def phases(self) -> list[tuple[str, int, int]]:
         """Named phases a tool marked with ``lanepar.phase(name)``: (name, start_ns, end_ns)."""
-        return list(self._x.get("phases", ())) if self._x else []
+        return list(self._get("phases", ()))
 
     @property
     def worker(self) -> str | None:
         """The remote worker that ran the task (Dask lanes), else None."""
-        return self._x.get("worker") if self._x else None
+        return self._get("worker")  # type: ignore[no-any-return]
 
     @property
     def lock_ns(self) -> int:
         """The part of ``gil_ns`` spent waiting for a lock other than the GIL (a
         ``threading.Lock``, an ``Event``, a queue: another thread's work), where the thread
         watch can tell the GIL's address apart; 0 elsewhere."""
-        v = self._x.get("lock_ns", 0) if self._x else 0
+        v = self._get("lock_ns", 0)
         return min(max(v, 0), self.gil_ns) if isinstance(v, int) else 0
 
     @property
     def call_id(self) -> str | None:
         """The id an agent framework gave this call (``ToolCall.options(call_id=...)``)."""
-        return self._x.get("call_id") if self._x else None
+        return self._get("call_id")  # type: ignore[no-any-return]
 
     @property
     def extra(self) -> Mapping[str, Any]:
-        return self._x or {}
+        o = self._o
+        return o[1] if isinstance(o, tuple) else {}
 
     def __repr__(self) -> str:
         return (
