@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ..analysis import format as fmt
-from ..analysis.replay import replay
+from ..analysis.replay import Replayer
 from ..config import parse_lane_values
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ def run_whatif(trace: Trace | None, arg: str) -> list[dict[str, Any]]:
     if lane not in trace.lanes and all(t.lane != lane for t in trace.tasks):
         raise UsageError(f"%lanepar whatif: the last run used no lane {lane!r}")
     current = trace.lanes.get(lane, {}).get("max_concurrency")
-    baseline = replay(trace, cores=cores)
+    rp = Replayer(trace)  # the trace read once (and its recorded slowdown found once) per sweep
+    baseline = rp.run(cores=cores)
     rows = [
         {
             "limit": f"{current} (current)",
@@ -57,7 +58,7 @@ def run_whatif(trace: Trace | None, arg: str) -> list[dict[str, Any]]:
         }
     ]
     for n in limits:
-        r = replay(trace, lanes={lane: n}, cores=cores)
+        r = rp.run({lane: n}, cores)
         rows.append({"limit": n, "predicted_s": r["wall_s"], "cpu_util_avg": r["cpu_util_avg"]})
     recorded = trace.wall_ns / 1e9
     where = f", {cores} cores" if cores else ""
@@ -131,7 +132,6 @@ class WhatIf(_whatif_base()):  # type: ignore[misc]
         import ipywidgets as w
 
         from ..analysis.format import SPEEDUP_MEANING, duration_s, speedup
-        from ..analysis.replay import Replayer
         from ..analysis.summary import summarize
 
         if not trace.tasks:
