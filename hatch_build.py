@@ -1,9 +1,9 @@
 """Compile lanepar's C step driver (``lanepar/trace/_stepc.c``) into the wheel, where it can.
 
 Why a hook of our own rather than setuptools or a CMake backend: the extension is one C module
-(``_stepc.c``, which includes ``_recordc.c``, ``_handc.c``, ``_watchc.c`` and ``_procc.c``) with no
-dependency but ``Python.h``, and lanepar must install everywhere. Where this cannot compile it
-(no compiler, not Linux, not CPython), the wheel is built without it and
+(``_stepc.c``, which includes ``_recordc.c``, ``_handc.c``, ``_watchc.c``, ``_procc.c`` and
+``_latec.c``) with no dependency but ``Python.h``, and lanepar must install everywhere. Where
+this cannot compile it (no compiler, not Linux, not CPython), the wheel is built without it and
 ``lanepar.trace.probe`` runs the same state machine in Python (``DRIVER == "python"``), as
 ``lanepar.run._settle`` settles records, ``lanepar.run._hotpath`` hands bodies to threads and
 ``lanepar.trace.threadstate`` splits a body's off-CPU time in Python.

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends._guarded import c_hand_parts
 from ..backends.base import tool_exit
 from ..backends.local import LocalBackend
+from ..trace._late import late_start
 from ..trace._loopclock import _stepc, cpu_at
 from ..trace.probe import (
     LOOKUP_MIN_NS,
@@ -31,7 +32,6 @@ from ..trace.probe import (
     first_step,
     loop_mark,
     loop_state,
-    start_waits,
 )
 from ..trace.probe import _current as PROBE
 from ._settle import CONTENTION, finish_job, settle_plain
@@ -107,7 +107,7 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
         at_cpu, held0 = w.clocks_at(free, job)
         mark = loop_mark()
         # the CPU clocks matter only if what other tools' steps did not fill is worth a lookup
-        # (``start_waits``): a fan-out's late starts share the last step's reading (``cpu_at``)
+        # (``late_start``): a fan-out's late starts share the last step's reading (``cpu_at``)
         if held0 < 0 or late - (mark[0] - held0) >= LOOKUP_MIN_NS:
             cpu, free_cpu = cpu_at(loop_state(), now), at_cpu
     # read for this job; the worker reads both afresh as the body ends (``Worker.freed``)
@@ -128,8 +128,7 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
         # waking this worker waited for other tools' steps, or on the loop thread's GIL or a
         # core: not overhead
         if probe.started_ns - free > CONTENTION_MIN_NS:
-            probe.prepend_contention(*start_waits(free, probe.started_ns, free_cpu, cpu, held0,
-                                                  mark))  # fmt: skip
+            late_start(probe, free, free_cpu, cpu, held0, mark)
     rec = lane.recorder  # (there, or this path would not have been taken)
     if (error is None and (not probe.__dict__ or probe.__dict__.keys() <= CONTENTION)
             and not job.call_id and rec is not None

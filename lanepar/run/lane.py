@@ -23,6 +23,7 @@ import anyio.abc
 from .._exceptions import TaskCancelledError
 from ..backends.base import Backend, tool_exit
 from ..config import LaneConfig
+from ..trace._late import late_start
 from ..trace.hooks import Observers
 from ..trace.probe import (
     TaskProbe,
@@ -31,7 +32,6 @@ from ..trace.probe import (
     loop_held,
     loop_mark,
     loop_state,
-    start_waits,
     stepped,
 )
 from ._hotpath import CONTENTION_MIN_NS, collect_handed, drop_handed, hand_early, run_job, running
@@ -364,8 +364,7 @@ class Lane:
                     return None, await stepped(job.fn(*job.args, **job.kwargs), probe)
                 finally:  # waking this worker waited for other tools or the GIL: not overhead
                     if probe.started_ns - free > CONTENTION_MIN_NS:
-                        probe.prepend_contention(*start_waits(free, probe.started_ns,
-                            probe.free_cpu_ns, cpu, probe.free_held, mark))  # fmt: skip
+                        late_start(probe, free, probe.free_cpu_ns, cpu, probe.free_held, mark)
             if probe is not None:
                 probe.started_ns = free  # what the backend may measure its hand-off from
             return None, await self.backend.run(

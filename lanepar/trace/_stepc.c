@@ -1216,6 +1216,7 @@ static PyObject *m_setup(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize
 #include "_handc.c"   /* a traced sync body handed to a thread (hand_plain) */
 #include "_watchc.c"  /* a thread body's off-CPU split (watch_split, read_runq) */
 #include "_procc.c"   /* the core sampler's /proc reads (proc_cores, proc_stat_cpu) */
+#include "_latec.c"   /* a late start's contention (late_start) */
 
 static PyMethodDef m_methods[] = {
     {"resumed", (PyCFunction)(void (*)(void))m_resumed, METH_FASTCALL,
@@ -1242,6 +1243,10 @@ static PyMethodDef m_methods[] = {
      "A traced sync body handed to a thread (see lanepar.run._hotpath.hand_sync), or None."},
     {"setup_hand", (PyCFunction)(void (*)(void))m_setup_hand, METH_FASTCALL,
      "Hand over what hand_plain makes and calls, and the types whose slots it reads."},
+    {"late_start", (PyCFunction)(void (*)(void))m_late_start, METH_FASTCALL,
+     "A late start's contention, put in front of the body (see lanepar.trace._late)."},
+    {"setup_late", (PyCFunction)(void (*)(void))m_setup_late, METH_FASTCALL,
+     "Hand over late_start's look-up, the loop clock's thread-local and its constants."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -68,3 +68,16 @@ class StepMark:
     parked: bool
     def watch(self, threshold_ns: int, park_after_ns: int, last_begin: int, /) -> int: ...
     def stop_watch(self) -> None: ...
+
+def setup_late(
+    loop_waits: Callable[[int, int, int, int], tuple[int, int]],
+    clock_local: Any,
+    lookup_min_ns: int,
+    off_noise_ns: int,
+    gil: int,
+    runq: int,
+    /,
+) -> None: ...
+def late_start(
+    probe: Any, t0: int, cpu0: int, cpu1: int, held0: int, mark: tuple[int, int], /
+) -> None: ...

@@ -1,0 +1,36 @@
+"""A late start's contention: what held a task back between its slot coming free and its body's
+first step — other tools' steps on the loop (a lock held by them), the loop thread's own waits
+for the GIL or a core — put in front of the body, out of dispatch (the executor's own overhead).
+
+A batch's fan-out starts its tasks one after another on the loop, so nearly every task of a wide
+batch starts late and asks this as its body ends, in the burst of replies where the loop is the
+bottleneck. Where the step driver's module is built, :func:`late_start` is its C version
+(``_latec.c``): the same arithmetic without two calls and their helpers per task, calling back
+into :func:`~lanepar.trace.probe.loop_waits` only for a window the samples must split. The
+Python version stays the reference the tests hold it to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._loopclock import _stepc
+from .probe import LOOKUP_MIN_NS, OFF_NOISE_NS, _clock, loop_waits, start_waits
+from .segments import GIL, RUNQ, TaskProbe
+
+
+def late_start_py(
+    probe: TaskProbe, t0: int, cpu0: int, cpu1: int, held0: int, mark: tuple[int, int]
+) -> None:
+    """Move the late start of ``probe``'s body — its window from ``t0`` (the slot free) to its
+    first step, ``cpu0`` / ``cpu1`` the loop thread's CPU clock at either end (0: not read),
+    ``held0`` / ``mark`` :func:`~lanepar.trace.probe.loop_held` at ``t0`` and
+    :func:`~lanepar.trace.probe.loop_mark` at its end — from dispatch to its waits
+    (:func:`~lanepar.trace.probe.start_waits`, :meth:`TaskProbe.prepend_contention`)."""
+    probe.prepend_contention(*start_waits(t0, probe.started_ns, cpu0, cpu1, held0, mark))
+
+
+late_start: Callable[[TaskProbe, int, int, int, int, tuple[int, int]], None] = late_start_py
+if _stepc is not None:
+    _stepc.setup_late(loop_waits, _clock, LOOKUP_MIN_NS, OFF_NOISE_NS, GIL, RUNQ)
+    late_start = _stepc.late_start
