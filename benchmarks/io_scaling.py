@@ -18,11 +18,15 @@ of this run can be trusted to. (A fixed rotation always ran the same contender j
 other one, and a ratio over one raw run carries that run's whole noise: at N = 64 both moved
 the traced figure by a few per cent from run to run, in either direction.)
 
-How many repetitions: a median over R pairs whose single ratios scatter by the raw noise s is
-good to about 1.25 s / sqrt(R). With s at 5-10 % for N >= 32, eleven repetitions read the same
-code anywhere within +-3 % — more than the 5 % budget's margin — so the default takes as many as
-fit in about 1.2 s of delays per contender and N (``--delay 0.03``: 40; 0.2 s: 11, the least).
-The spread column gives the middle half of the paired ratios, for the reader to judge.
+How many repetitions: a median over R pairs whose single ratios scatter by s is good to about
+1.25 s / sqrt(R) (its standard error). With s at 5-10 % for N >= 32, eleven repetitions read the
+same code anywhere within +-3 % — more than the 5 % budget's margin — so each N starts with as
+many as fit in about 1.2 s of delays per contender (``--delay 0.03``: 40; 0.2 s: 11, the least)
+and then adds ten at a time until the paired median's standard error, estimated from the run's
+own ratios (their interquartile range / 1.35 as s), is under ``--precision`` (default 1 %), up
+to four times the first count. The table prints how many it took and the error reached: a
+figure whose error is still over the precision says so, rather than reading as settled. The
+spread column gives the middle half of the paired ratios, for the reader to judge.
 """
 
 from __future__ import annotations
@@ -68,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat",
         type=int,
         default=None,
-        help="repetitions (default: about 1.2 s of delays, 11 to 41)",
+        help="first repetitions (default: about 1.2 s of delays, 11 to 41)",
+    )
+    ap.add_argument(
+        "--precision",
+        type=float,
+        default=0.01,
+        help="add repetitions until the paired median's standard error is under this (0: never)",
     )
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
@@ -97,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
                 "untraced": functools.partial(executor_batch, bare, calls),
                 "gather2": raw,
             }
-            walls = measure(runs, a.repeat, random.Random(n))
+            rng = random.Random(n)
+            walls = measure(runs, a.repeat, rng)
+            while (
+                paired_se(walls) > a.precision and len(walls["lanepar"]) < 4 * a.repeat
+            ):  # (noise left to average out: ten more of each)
+                for k, v in measure(runs, 10, rng).items():
+                    walls[k] += v
             raws = [(g + g2) / 2 for g, g2 in zip(walls["gather"], walls["gather2"])]
             par, peer = min(walls["lanepar"]), min(walls["gather"])
             ideal = min(n, a.concurrency)
@@ -118,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                     "untraced_vs_gather": min(walls["untraced"]) / peer,
                     "paired_vs_gather": paired(walls["lanepar"], raws),
                     "paired_quartiles": quartiles(walls["lanepar"], raws),
+                    "paired_se": paired_se(walls),
+                    "repetitions": len(raws),
                     "paired_untraced_vs_gather": paired(walls["untraced"], raws),
                     "raw_noise": statistics.median(
                         abs(b / g - 1) for b, g in zip(walls["gather2"], walls["gather"])
@@ -129,13 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"loopback delay {a.delay * 1000:.0f} ms, one call {single * 1000:.1f} ms, "
-        f"lane limit {a.concurrency}, best of {a.repeat} (x raw), median of {a.repeat} "
-        "repetitions (paired: x the mean of the repetition's two raw runs)"
+        f"lane limit {a.concurrency}, best of R (x raw) and median of R repetitions (paired: x "
+        f"the mean of the repetition's two raw runs), R from {a.repeat} until the paired "
+        f"median's standard error (+-) is under {a.precision:.1%}, at most {4 * a.repeat}"
     )
     print(
         f"{'tools':>5} {'seq s':>8} {'lanepar s':>10} {'speedup':>8} {'ideal':>6} "
         f"{'eff':>6} {'gather s':>9} {'gather eff':>10} {'x raw':>6} {'untraced x raw':>14} "
-        f"{'paired':>7} {'(middle half)':>13} {'untraced paired':>15} {'raw noise':>9}"
+        f"{'paired':>7} {'+-':>5} {'(middle half)':>13} {'untraced paired':>15} "
+        f"{'raw noise':>9} {'R':>4}"
     )
     for r in rows:
         print(
@@ -143,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['speedup']:>8.2f} {r['ideal']:>6} {r['efficiency']:>6.2f} "
             f"{r['gather_s']:>9.4f} {r['gather_efficiency']:>10.2f} {r['vs_gather']:>6.3f} "
             f"{r['untraced_vs_gather']:>14.3f} {r['paired_vs_gather']:>7.3f} "
-            f"{'{:.3f}-{:.3f}'.format(*r['paired_quartiles']):>13} "
-            f"{r['paired_untraced_vs_gather']:>15.3f} {r['raw_noise'] * 100:>8.1f}%"
+            f"{r['paired_se']:>5.3f} {'{:.3f}-{:.3f}'.format(*r['paired_quartiles']):>13} "
+            f"{r['paired_untraced_vs_gather']:>15.3f} {r['raw_noise'] * 100:>8.1f}% "
+            f"{r['repetitions']:>4}"
         )
     return 0
 
@@ -169,6 +190,15 @@ def paired(xs: list[float], raw: list[float]) -> float:
     """The median over repetitions of ``x / raw`` in the same repetition (``raw``: the mean of
     that repetition's raw runs)."""
     return statistics.median(x / r for x, r in zip(xs, raw))
+
+
+def paired_se(walls: dict[str, list[float]]) -> float:
+    """The standard error of lanepar's paired median: 1.25 s / sqrt(R), s the ratios' scatter
+    read robustly (their interquartile range / 1.35, which a few stalled repetitions do not
+    inflate)."""
+    raws = [(g + g2) / 2 for g, g2 in zip(walls["gather"], walls["gather2"])]
+    q1, q3 = quartiles(walls["lanepar"], raws)
+    return 1.2533 * (q3 - q1) / 1.349 / len(raws) ** 0.5
 
 
 def quartiles(xs: list[float], raw: list[float]) -> tuple[float, float]:
