@@ -12,8 +12,10 @@ Two tables, both in this one run:
 * **after a warm-up**: every mode runs each shape after the same warm-up (auto mode learns its
   tool profiles from the traces of the warm-up runs, as it would in an agent that calls the same
   tools again and again), the modes taking turns trial by trial so they share the machine's
-  noise, in each of their six orders in turn; the median of ``--trials`` runs counts (18: the
-  tiny shape lasts 1 ms, where one noisy run is 10%);
+  noise, in each of their six orders in turn; the median of ``--trials`` runs counts (18), five
+  times as many for the tiny shape: a batch of 1-2 ms moves by 0.1-0.3 ms from one executor or
+  minute to the next, and 18 of them read auto at anything from 0.97 to 1.08 of the best mode
+  for the same code; 90 cost under a second;
 * **alternating, no warm-up**: a fresh executor per shape, whose very first batch is auto's,
   then auto and the fixed modes in turn (auto, sequential, parallel, auto, parallel, sequential)
   for ``--trials`` rounds, an order in which every mode follows each other mode equally often
@@ -38,6 +40,8 @@ import lanepar as lp
 from lanepar.tools.loopback import server_process
 from lanepar.tools.workload import default_root
 
+#: Shapes short enough to take more trials of (see the docstring): how many times more.
+MORE_TRIALS = {"tiny": 5}
 #: Every order of the three modes: over six trials each mode follows each other mode equally
 #: often, and comes first, second and third equally often.
 ORDERS = list(itertools.permutations(("sequential", "parallel", "auto")))
@@ -76,7 +80,7 @@ def run(trials: int) -> dict[str, Any]:
                 decision = None
                 # the modes take turns, so they share the noise, in each of the six orders in
                 # turn: a batch's time depends on the one before it (see the docstring)
-                for trial in range(trials):
+                for trial in range(trials * MORE_TRIALS.get(name, 1)):
                     for mode in ORDERS[trial % len(ORDERS)]:
                         b = ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]
                         assert b.ok, b.errors
@@ -92,7 +96,7 @@ def run(trials: int) -> dict[str, Any]:
                 times = {"sequential": [], "parallel": [], "auto": []}
                 # every ordered pair of different modes once a round (see the docstring)
                 modes = ("auto", "sequential", "parallel", "auto", "parallel", "sequential")
-                for _ in range(trials):
+                for _ in range(trials * MORE_TRIALS.get(name, 1)):
                     for mode in modes:
                         b = ex.run_batch(calls, mode=mode)  # type: ignore[arg-type]
                         assert b.ok, b.errors
@@ -110,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(r, indent=2))
         return 0
-    print(f"median of {a.trials} runs after warm-up, modes in turn; auto/best < 1.05 is the target")
+    print(f"median of {a.trials} runs after warm-up ({a.trials * MORE_TRIALS['tiny']} for tiny), "
+          "modes in turn; auto/best < 1.05 is the target")  # fmt: skip
     print(f"{'shape':6} {'sequential s':>12} {'parallel s':>11} {'auto s':>9} {'auto/best':>9}  "
           "auto decided")  # fmt: skip
     for name, row in r["shapes"].items():
@@ -121,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['auto_vs_best']:>9.2f}  {d.get('reason', '')}{routes}"
         )
     print(f"\nalternating on one fresh executor, no warm-up (auto, sequential, parallel, auto, "
-          f"parallel, sequential) x {a.trials}; medians")  # fmt: skip
+          f"parallel, sequential) x {a.trials} (x {a.trials * MORE_TRIALS['tiny']} for tiny); "
+          "medians")  # fmt: skip
     print(f"{'shape':6} {'sequential s':>12} {'parallel s':>11} {'auto s':>9} {'auto/best':>9} "
           f"{'auto/seq':>9}")  # fmt: skip
     for name, row in r["alternating"].items():
