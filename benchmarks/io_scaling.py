@@ -1,6 +1,7 @@
 """Parallel efficiency on real socket I/O: N tools against a loopback server with a fixed delay.
 
-Run: ``python benchmarks/io_scaling.py [--delay 0.2] [--concurrency 64] [--repeat R] [--json]``.
+Run: ``python benchmarks/io_scaling.py [--delay 0.2] [--concurrency 64] [--repeat R]
+[--precision 0.01] [--json]``.
 Each tool opens a TCP connection to a server on 127.0.0.1, sends a line and waits for the answer,
 which the server sends after ``--delay`` seconds. Efficiency = speedup / min(N, concurrency),
 where speedup = (N x the measured single-call time) / the parallel batch time. The same batch
