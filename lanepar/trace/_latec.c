@@ -9,8 +9,9 @@
  * watch's samples, which few windows need (the loop thread was off its CPU in the window),
  * stays Python (lanepar.trace.probe.loop_waits); tests hold this one to the Python one.
  *
- * Included by _stepc.c; it uses the step driver's int helpers (to_ll, set_ll, get_ll) and the
- * probe's slot offsets that setup_settle found (o_started, o_segs), where it ran.
+ * Included by _stepc.c; it uses the step driver's int and slot helpers (to_ll, get_ll, set_ll,
+ * cell_get, cell_set) and the probe's slot offsets that setup_settle found (o_started, o_segs),
+ * where it ran.
  */
 
 /* what lanepar.trace._late hands over once (setup_late) */
@@ -24,40 +25,24 @@ static long long muldiv_floor(long long a, long long b, long long c) {
     return (long long)q;
 }
 
-/* the probe's started_ns / segs (its slot, where setup_settle found it) */
-static int late_started(PyObject *probe, long long *out) {
-    if (o_started > 0) return cell_get(probe, o_started, S_started_ns, out);
-    return get_ll(probe, S_started_ns, out);
-}
+/* the probe's started_ns slot where setup_settle found it, else -1: cell_get / cell_set then
+ * go through the attribute */
+#define STARTED_OFF (o_started > 0 ? o_started : -1)
 
 /* whether loop_waits(t0, t1, cpu0, cpu1) would look at the samples rather than return (0, 0)
- * on its own tests: 1 yes, 0 no, -1 error */
+ * on its own tests: 1 yes (or not knowable here: it decides), 0 no, -1 error */
 static int needs_lookup(long long t0, long long t1, long long cpu0, long long cpu1) {
     PyObject *local = PyObject_GetAttr(g_clock_local, S_s); /* (this thread's _clock.s) */
     if (local == NULL) return -1;
-    PyObject *states, *contention;
+    int need = 1; /* (a record that is not the C Clock: loop_waits reads it itself) */
     if (Py_IS_TYPE(local, &ClockType)) {
-        states = ((Clock *)local)->states;
-        contention = ((Clock *)local)->contention;
-        Py_INCREF(states);
-        Py_INCREF(contention);
-    } else { /* (a Python _Clock: the attributes) */
-        states = PyObject_GetAttrString(local, "states");
-        contention = states ? PyObject_GetAttrString(local, "contention") : NULL;
-        if (contention == NULL) {
-            Py_XDECREF(states);
-            Py_DECREF(local);
-            return -1;
-        }
+        PyObject *states = ((Clock *)local)->states, *contention = ((Clock *)local)->contention;
+        if (!(cpu0 && cpu1) || states == Py_None || t1 - t0 < g_lookup_min)
+            need = contention != Py_None && t1 - t0 >= g_lookup_min; /* loop_contention's */
+        else
+            need = (t1 - t0) - (cpu1 - cpu0) >= g_off_noise;
     }
     Py_DECREF(local);
-    int need;
-    if (!(cpu0 && cpu1) || states == Py_None || t1 - t0 < g_lookup_min)
-        need = contention != Py_None && t1 - t0 >= g_lookup_min; /* loop_contention's test */
-    else
-        need = (t1 - t0) - (cpu1 - cpu0) >= g_off_noise;
-    Py_DECREF(states);
-    Py_DECREF(contention);
     return need;
 }
 
@@ -127,8 +112,7 @@ static int prepend(PyObject *probe, long long started, long long gil, long long 
         get_ll(probe, S_lock_ns, &l0) < 0 || set_ll(probe, S_lock_ns, l0 + lock) < 0 ||
         get_ll(probe, S_runq_ns, &r0) < 0 || set_ll(probe, S_runq_ns, r0 + runq) < 0)
         return -1;
-    return o_started > 0 ? cell_set(probe, o_started, S_started_ns, start)
-                         : set_ll(probe, S_started_ns, start);
+    return cell_set(probe, STARTED_OFF, S_started_ns, start);
 }
 
 /* late_start(probe, t0, cpu0, cpu1, held0, mark) */
@@ -148,7 +132,8 @@ static PyObject *m_late_start(PyObject *Py_UNUSED(m), PyObject *const *args, Py_
         return NULL;
     }
     if (to_ll(PyTuple_GET_ITEM(mark, 0), &held1) < 0 ||
-        to_ll(PyTuple_GET_ITEM(mark, 1), &end) < 0 || late_started(probe, &t1) < 0)
+        to_ll(PyTuple_GET_ITEM(mark, 1), &end) < 0 ||
+        cell_get(probe, STARTED_OFF, S_started_ns, &t1) < 0)
         return NULL;
     /* start_waits: other tools' steps held the loop for ``lock``; of the rest, the samples */
     long long lock = 0, gil = 0, runq = 0;
