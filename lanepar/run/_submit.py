@@ -8,6 +8,7 @@ that builds a new closure or ``functools.partial`` per call would otherwise grow
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import gc
 import time
@@ -15,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..tools.registry import Resolved, ToolCall, resolve, summarize_args
+from ..trace._idleturn import call_when_idle
 from ..trace.probe import loop_held
 from ..trace.recorder import Recorder
 from .batch import _Batch
@@ -27,6 +29,12 @@ _pc = time.perf_counter_ns
 RESOLVE_CACHE_SIZE = 1024
 #: A batch at least this large is built with the cyclic GC paused (see ``build_batch``).
 GC_PAUSE_MIN = 1000
+#: A traced batch up to this large has its argument summaries made at the loop's idle turns,
+#: this many a turn, the rest (or all of a larger one's) as each record is made.
+SUMMARIZE_AHEAD_MAX = 4096
+SUMMARIZE_CHUNK = 16
+#: The idle turns looked for up to this long after submission (then the summaries are made).
+SUMMARIZE_WITHIN_NS = 20_000_000
 
 
 class Resolver:
@@ -147,8 +155,6 @@ def _build(
             # a lane's retries apply only to tools declared idempotent: re-running a bash
             # command or a write because it failed once is not the scheduler's call to make
             job.retries = lane.config.retries
-        if recorder is not None and (call.args or call.kwargs):
-            job.args_summary = summarize_args(call.args, call.kwargs)
         if mode == "sequential":
             ordered.append((lane, call.priority, job))
         else:
@@ -177,7 +183,27 @@ def _build(
     else:
         batch.lanes = set(per_lane)
         push_lanes(per_lane.items(), sync_lanes)
+    if recorder is not None and len(calls) <= SUMMARIZE_AHEAD_MAX:
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            jobs = [j for _, _, j in ordered] or [j for it in per_lane.values() for _, j in it]
+            until = _pc() + SUMMARIZE_WITHIN_NS
+            loop.call_soon(call_when_idle, loop, until, summarize_when_idle, loop, until, jobs, 0)
     return batch
+
+
+def summarize_when_idle(loop: asyncio.AbstractEventLoop, until: int, jobs: list[Job],
+                        at: int) -> None:  # fmt: skip
+    """The argument summaries of a traced batch's ``jobs`` from ``at`` on (``Job.args_summary``),
+    ``SUMMARIZE_CHUNK`` at a time, each at a loop turn with nothing else ready (or past
+    ``until``): made at submission they were in front of every job's start; made as each job's
+    record is, in a burst of replies at a batch's end, in front of every reply after it."""
+    end = min(at + SUMMARIZE_CHUNK, len(jobs))
+    for job in jobs[at:end]:
+        if "args_summary" not in job.__dict__:
+            job.args_summary = summarize_args(job.args, job.kwargs)
+    if end < len(jobs):  # (the rest from the next turn on: I/O that came meanwhile goes first)
+        loop.call_soon(call_when_idle, loop, until, summarize_when_idle, loop, until, jobs, end)
 
 
 def push_lanes(

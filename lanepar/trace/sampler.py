@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 import psutil
 
 from . import _procread
+from ._idleturn import call_when_idle
 from .model import Sample
 from .recorder import Recorder
 
@@ -219,14 +220,16 @@ class Sampler:
         last (the end of the batch before) is younger than ``fresh_ns`` and can serve. An idle
         sampler goes back to its full rate.
 
-        ``later`` (a batch of async jobs only, on an asyncio loop): the new sample is taken one
-        loop turn on, after the jobs' first steps, and 0 is returned (the window opens with the
-        batch). The reading is ``/proc/stat`` and the children's ``stat``: 45 µs on an idle
-        machine, 85-300 µs beside a busy loopback server, all of it ahead of every job's start;
-        a turn later it falls where the jobs wait on their first I/O. A batch with sync jobs
-        takes it now: later it would hold the GIL the threads just handed their bodies need.
-        The window's first piece then comes from a sample of before the batch, weighed by
-        the time it overlaps the batch (see ``analysis.summary``): a turn's worth."""
+        ``later`` (a batch of async jobs only, on an asyncio loop): the new sample is taken at
+        the first loop turn after the jobs' first steps with nothing else to run (within
+        ``fresh_ns``: ``call_when_idle``), and 0 is returned (the window opens with the batch).
+        The reading is ``/proc/stat`` and the children's ``stat``: 45 µs on an idle machine,
+        85-300 µs beside a busy loopback server, all of it ahead of every job's start; later it
+        falls where the jobs wait on their I/O, not among their connections' first replies. A
+        batch with sync jobs takes it now: later it would hold the GIL the threads just handed
+        their bodies need. The window's first piece then comes from a sample of before the
+        batch, weighed by the time it overlaps the batch (see ``analysis.summary``): a few
+        turns' worth."""
         self._hot_until = time.perf_counter() + HOT_S
         if self._idle:  # (at the full rate it wakes soon anyway: no extra wake-up, no GIL)
             self._wake.set()
@@ -236,9 +239,10 @@ class Sampler:
             loop = asyncio._get_running_loop() if later else None
             if loop is None:
                 return self._tick().t_ns
-        # (queued from the next turn: this turn's callbacks include the jobs' first steps, which
-        # the batch's build queues after this call)
-        loop.call_soon(loop.call_soon, self._open_late, fresh_ns)
+        # (looked at from the next turn: this turn's callbacks include the jobs' first steps,
+        # which the batch's build queues after this call)
+        until = time.perf_counter_ns() + fresh_ns
+        loop.call_soon(loop.call_soon, call_when_idle, loop, until, self._open_late, fresh_ns)
         return 0
 
     def close_window(self, after_ns: int, later: bool = False) -> Callable[[], list[Sample]]:
