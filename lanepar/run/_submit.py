@@ -183,10 +183,11 @@ def _build(
     else:
         batch.lanes = set(per_lane)
         push_lanes(per_lane.items(), sync_lanes)
-    if recorder is not None and len(calls) <= SUMMARIZE_AHEAD_MAX:
+    if recorder is not None and 0 < len(calls) <= SUMMARIZE_AHEAD_MAX:
         loop = asyncio._get_running_loop()
-        if loop is not None:
-            jobs = [j for _, _, j in ordered] or [j for it in per_lane.values() for _, j in it]
+        every = [j for _, _, j in ordered] or [j for it in per_lane.values() for _, j in it]
+        jobs = [j for j in every if j.args or j.kwargs]
+        if loop is not None and jobs:
             until = _pc() + SUMMARIZE_WITHIN_NS
             loop.call_soon(call_when_idle, loop, until, summarize_when_idle, loop, until, jobs, 0)
     return batch
@@ -194,10 +195,13 @@ def _build(
 
 def summarize_when_idle(loop: asyncio.AbstractEventLoop, until: int, jobs: list[Job],
                         at: int) -> None:  # fmt: skip
-    """The argument summaries of a traced batch's ``jobs`` from ``at`` on (``Job.args_summary``),
-    ``SUMMARIZE_CHUNK`` at a time, each at a loop turn with nothing else ready (or past
-    ``until``): made at submission they were in front of every job's start; made as each job's
-    record is, in a burst of replies at a batch's end, in front of every reply after it."""
+    """The argument summaries of a traced batch's ``jobs`` (those with arguments) from ``at`` on
+    (``Job.args_summary``), ``SUMMARIZE_CHUNK`` at a time, each at a loop turn with nothing
+    else ready (or past ``until``): made at submission they were in front of every job's start;
+    made as each job's record is, in a burst of replies at a batch's end, in front of every
+    reply after it. A finished batch's records have made their own."""
+    if jobs[0].batch.finished:
+        return
     end = min(at + SUMMARIZE_CHUNK, len(jobs))
     for job in jobs[at:end]:
         if "args_summary" not in job.__dict__:

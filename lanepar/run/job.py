@@ -34,6 +34,8 @@ class _ArgsSummary:
     def __get__(self, job: Job | None, owner: type | None = None) -> Any:
         if job is None:
             return self
+        if not (job.args or job.kwargs):  # (most no-op benchmarks' calls: no __dict__ made)
+            return ""
         text = job.__dict__["args_summary"] = summarize_args(job.args, job.kwargs)
         return text
 
