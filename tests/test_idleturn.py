@@ -164,17 +164,39 @@ def test_a_traced_batchs_summaries_are_made_while_its_tools_wait(
 def test_summaries_not_made_ahead_are_made_with_each_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Past ``SUMMARIZE_AHEAD_MAX`` calls (or off asyncio: a sync batch's records are the same
-    path) each record makes its own summary; an untraced batch makes none."""
-    monkeypatch.setattr(_submit, "SUMMARIZE_AHEAD_MAX", 2)
+    """Past ``SUMMARIZE_AHEAD_MAX`` calls, or in a batch with sync jobs (whose threads would want
+    the GIL the idle turns hold), no summary is made ahead: a sync job's is made at submission,
+    an async job's with its record; an untraced batch makes none."""
+    monkeypatch.setattr(_submit, "SUMMARIZE_AHEAD_MAX", 3)
     called: list[int] = []
     monkeypatch.setattr(_submit, "summarize_when_idle", lambda *a: called.append(1))
+    made: list[str] = []
+    real = _submit.summarize_args
 
-    def tool(i: int) -> int:
+    def noting(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        made.append(real(args, kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(_submit, "summarize_args", noting)
+
+    def sync_tool(i: int) -> int:
+        assert made == ["0", "2"]  # the batch's sync jobs', at its submission
+        return i
+
+    async def async_tool(i: int) -> int:
         return i
 
     with lp.LaneExecutor() as ex, lp.LaneExecutor(trace=False) as bare:
-        b = ex.run_batch([lp.ToolCall(tool, i, lane="query") for i in range(5)])
+        mixed = [lp.ToolCall(sync_tool if i % 2 == 0 else async_tool, i, lane="query")
+                 for i in range(3)]  # fmt: skip
+        b = ex.run_batch(mixed)
+        assert b.ok, b.errors
+        assert [r.args_summary for r in b.trace.tasks] == ["0", "1", "2"]
+        big = [lp.ToolCall(async_tool, i, lane="query") for i in range(5)]
+        b = ex.run_batch(big)
         assert [r.args_summary for r in b.trace.tasks] == [str(i) for i in range(5)]
-        assert bare.run_batch([lp.ToolCall(tool, i, lane="query") for i in range(5)]).ok
+        made.clear()
+        plain = [lp.ToolCall(int, str(i), lane="query") for i in range(3)]  # (sync)
+        assert bare.run_batch(big).ok and bare.run_batch(plain).ok
     assert not called
+    assert not made  # (the untraced batches': none)

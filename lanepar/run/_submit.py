@@ -147,6 +147,10 @@ def _build(
             last_sync = lane
         if call.call_id is not None:
             job.call_id = call.call_id
+        if recorder is not None and not r.is_async and (call.args or call.kwargs):
+            # a sync job's now: its body goes to a thread as it is queued, and a summary made
+            # later on the loop would hold the GIL that body needs (``Job.args_summary``)
+            job.args_summary = summarize_args(call.args, call.kwargs)
         retries = call.retries
         if retries is not None:  # the call opted in (or out) explicitly
             job.retries = retries
@@ -183,7 +187,8 @@ def _build(
     else:
         batch.lanes = set(per_lane)
         push_lanes(per_lane.items(), sync_lanes)
-    if recorder is not None and 0 < len(calls) <= SUMMARIZE_AHEAD_MAX:
+    if recorder is not None and not batch.any_sync and 0 < len(calls) <= SUMMARIZE_AHEAD_MAX:
+        # (an all-async batch's: its loop's idle turns are time no body is waiting for)
         loop = asyncio._get_running_loop()
         every = [j for _, _, j in ordered] or [j for it in per_lane.values() for _, j in it]
         jobs = [j for j in every if j.args or j.kwargs]

@@ -25,11 +25,13 @@ class _ArgsSummary:
     """``Job.args_summary``: the call's arguments in short, for a trace's hover text, made the
     first time it is read and kept in the job's ``__dict__`` (a plain attribute from then on).
 
-    Not at submission: summarising each call cost 2-3 µs of a batch's build inside the batch,
-    which is in front of every job's start — 0.1-0.2 ms before a 64-call fan-out's first one.
-    A traced batch on asyncio has its summaries made at the loop's idle turns meanwhile
-    (``_submit.summarize_when_idle``); a record made before that reads it here. An argument a
-    tool changes while it runs is summarised as it was when that happened."""
+    Not at submission for an async job: summarising each call cost 2-3 µs of a batch's build
+    inside the batch, which is in front of every job's start — 0.1-0.2 ms before a 64-call
+    fan-out's first one. An all-async traced batch on asyncio has its summaries made at the
+    loop's idle turns meanwhile (``_submit.summarize_when_idle``); a record made before that
+    (or in a batch with sync jobs, whose threads need the GIL those turns would hold) reads it
+    here. A sync job's is made at submission, before its hand-off. An argument a tool changes
+    while it runs is summarised as it was when that happened."""
 
     def __get__(self, job: Job | None, owner: type | None = None) -> Any:
         if job is None:
