@@ -190,11 +190,13 @@ def _build(
     if recorder is not None and not batch.any_sync and 0 < len(calls) <= SUMMARIZE_AHEAD_MAX:
         # (an all-async batch's: its loop's idle turns are time no body is waiting for)
         loop = asyncio._get_running_loop()
-        every = [j for _, _, j in ordered] or [j for it in per_lane.values() for _, j in it]
-        jobs = [j for j in every if j.args or j.kwargs]
-        if loop is not None and jobs:
-            until = _pc() + SUMMARIZE_WITHIN_NS
-            loop.call_soon(call_when_idle, loop, until, summarize_when_idle, loop, until, jobs, 0)
+        if loop is not None:
+            every = [j for _, _, j in ordered] or [j for it in per_lane.values() for _, j in it]
+            jobs = [j for j in every if j.args or j.kwargs]
+            if jobs:
+                until = _pc() + SUMMARIZE_WITHIN_NS
+                loop.call_soon(call_when_idle, loop, until, summarize_when_idle, loop, until,
+                               jobs, 0)  # fmt: skip
     return batch
 
 

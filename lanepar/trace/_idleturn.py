@@ -4,9 +4,9 @@ to run, so it delays no task.
 Why: the core sampler's ticks taken on the executor's loop (``Sampler.loop_tick``, and the
 sample that opens an async batch's window) cost 30-130 µs each inside a batch. Taken on a
 fixed turn, they landed in a fan-out's connect completions or in the burst of replies at a
-batch's end, where the loop is what every task waits for: 64 loopback fetches read 1-2 % slower
-with the sampler on than off. A tick a few milliseconds later misses nothing (the samples carry
-their own times), so it waits for a turn with nothing else ready, looking again every
+batch's end, where the loop is what every task waits for: 64 loopback fetches read about 1 %
+slower with the sampler on than off. A tick a few milliseconds later misses nothing (the samples
+carry their own times), so it waits for a turn with nothing else ready, looking again every
 ``RETRY_S``, up to a deadline (a loop never idle is still sampled).
 
 "Nothing else ready" is asyncio's ready queue (``loop._ready``), which holds, while a callback
