@@ -23,16 +23,9 @@ from typing import TYPE_CHECKING, Any
 from ..backends._guarded import c_hand_parts
 from ..backends.base import tool_exit
 from ..backends.local import LocalBackend
-from ..trace._late import late_start
-from ..trace._loopclock import _stepc, cpu_at
-from ..trace.probe import (
-    LOOKUP_MIN_NS,
-    NO_MARK,
-    TaskProbe,
-    first_step,
-    loop_mark,
-    loop_state,
-)
+from ..trace._late import late_begin, late_start
+from ..trace._loopclock import _stepc
+from ..trace.probe import LOOKUP_MIN_NS, NO_MARK, TaskProbe, first_step
 from ..trace.probe import _current as PROBE
 from ._settle import CONTENTION, finish_job, settle_plain
 from .job import FutureWake, Job, Worker
@@ -103,13 +96,8 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     held0, mark = -1, NO_MARK
     now = _pc()
     late = now - free
-    if late > CONTENTION_MIN_NS:
-        at_cpu, held0 = w.clocks_at(free, job)
-        mark = loop_mark()
-        # the CPU clocks matter only if what other tools' steps did not fill is worth a lookup
-        # (``late_start``): a fan-out's late starts share the last step's reading (``cpu_at``)
-        if held0 < 0 or late - (mark[0] - held0) >= LOOKUP_MIN_NS:
-            cpu, free_cpu = cpu_at(loop_state(), now), at_cpu
+    if late > CONTENTION_MIN_NS:  # (the CPU clocks only where a lookup may be worth it)
+        cpu, free_cpu, held0, mark = late_begin(w, job, free, now)
     # read for this job; the worker reads both afresh as the body ends (``Worker.freed``)
     w.free_cpu, w.free_held = 0, -1
     token = PROBE.set(probe)  # (``probe.activate``, without its frame)

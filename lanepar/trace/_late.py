@@ -13,10 +13,36 @@ Python version stays the reference the tests hold it to.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from ._loopclock import _stepc
-from .probe import LOOKUP_MIN_NS, OFF_NOISE_NS, _clock, loop_waits, start_waits
+from ._loopclock import _stepc, cpu_at
+from .probe import (
+    LOOKUP_MIN_NS,
+    OFF_NOISE_NS,
+    _clock,
+    loop_mark,
+    loop_state,
+    loop_waits,
+    start_waits,
+)
 from .segments import GIL, RUNQ, TaskProbe
+
+#: What a late start reads as its body begins (``late_begin``).
+Begun = tuple[int, int, int, tuple[int, int]]
+
+
+def late_begin_py(w: Any, job: Any, free: int, now: int) -> Begun:
+    """What a task that starts late (``now``, its slot free since ``free``) reads as its body
+    begins, for :func:`late_start` as the body ends: ``(cpu, free_cpu, held0, mark)`` — the
+    loop thread's CPU clock now and at ``free`` (``w.clocks_at``: a worker's ``Worker``), both 0
+    where what other tools' steps held of the window leaves too little to look up (a fan-out's
+    late starts share the last step's reading: ``cpu_at``), ``loop_held()`` at ``free`` (-1:
+    unknown) and ``loop_mark()`` now."""
+    at_cpu, held0 = w.clocks_at(free, job)
+    mark = loop_mark()
+    if held0 < 0 or (now - free) - (mark[0] - held0) >= LOOKUP_MIN_NS:
+        return cpu_at(loop_state(), now), at_cpu, held0, mark
+    return 0, 0, held0, mark
 
 
 def late_start_py(
@@ -31,6 +57,9 @@ def late_start_py(
 
 
 late_start: Callable[[TaskProbe, int, int, int, int, tuple[int, int]], None] = late_start_py
+#: (the C one needs the worker's and job's slots, which ``_hotpath``'s ``setup_hand`` gives it)
+late_begin: Callable[[Any, Any, int, int], Begun] = late_begin_py
 if _stepc is not None:
     _stepc.setup_late(loop_waits, _clock, LOOKUP_MIN_NS, OFF_NOISE_NS, GIL, RUNQ)
     late_start = _stepc.late_start
+    late_begin = _stepc.late_begin

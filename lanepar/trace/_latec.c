@@ -160,6 +160,48 @@ static PyObject *m_late_start(PyObject *Py_UNUSED(m), PyObject *const *args, Py_
     Py_RETURN_NONE;
 }
 
+/* late_begin(w, job, free, now): lanepar.trace._late.late_begin_py, what a late start reads as
+ * its body begins: (cpu, free_cpu, held0, mark) — the loop's CPU clock now and at ``free``
+ * (both 0 where what other tools' steps held of the window leaves too little to look up),
+ * loop_held() at ``free`` (-1 unknown) and loop_mark() now. Worker.clocks_at (_handc.c's),
+ * loop_mark and cpu_at in one call: in Python, four calls of the fan-out's every task. */
+static PyObject *m_late_begin(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
+    if (n != 4 || g_clock_local == NULL || o_w_free_at <= 0 || o_j_pushed <= 0 ||
+        o_j_batch <= 0) {
+        PyErr_SetString(PyExc_TypeError, n != 4 ? "late_begin() takes 4 arguments"
+                                                : "late_begin() before setup_late() and setup_hand()");
+        return NULL;
+    }
+    long long free_, now, at_cpu, held0;
+    if (to_ll(args[2], &free_) < 0 || to_ll(args[3], &now) < 0 ||
+        clocks_at(args[0], args[1], free_, &at_cpu, &held0) < 0)
+        return NULL;
+    PyObject *local = PyObject_GetAttr(g_clock_local, S_s); /* (this thread's _clock.s) */
+    if (local == NULL) return NULL;
+    if (!Py_IS_TYPE(local, &ClockType)) {
+        Py_DECREF(local);
+        PyErr_SetString(PyExc_TypeError, "late_begin: the loop clock is not the C Clock");
+        return NULL;
+    }
+    Clock *c = (Clock *)local;
+    long long held1 = c->held, end = c->held_end, cpu = 0, free_cpu = 0;
+    if (held0 < 0 || (now - free_) - (held1 - held0) >= g_lookup_min) {
+        if (now - c->w > g_fresh) { /* _loopclock.cpu_at: a reading too old is taken afresh */
+            long long t;
+            if (read_clock(NULL, CLOCK_THREAD_CPUTIME_ID, &t) < 0) {
+                Py_DECREF(local);
+                return NULL;
+            }
+            c->w = now;
+            c->c = t;
+        }
+        cpu = c->c + (now - c->w);
+        free_cpu = at_cpu;
+    }
+    Py_DECREF(local);
+    return Py_BuildValue("LLL(LL)", cpu, free_cpu, held0, held1, end);
+}
+
 /* setup_late(loop_waits, clock_local, LOOKUP_MIN_NS, OFF_NOISE_NS, GIL, RUNQ) */
 static PyObject *m_setup_late(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
     if (n != 6) {

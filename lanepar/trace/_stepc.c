@@ -1245,6 +1245,8 @@ static PyMethodDef m_methods[] = {
      "Hand over what hand_plain makes and calls, and the types whose slots it reads."},
     {"late_start", (PyCFunction)(void (*)(void))m_late_start, METH_FASTCALL,
      "A late start's contention, put in front of the body (see lanepar.trace._late)."},
+    {"late_begin", (PyCFunction)(void (*)(void))m_late_begin, METH_FASTCALL,
+     "What a late start reads as its body begins (see lanepar.trace._late.late_begin_py)."},
     {"setup_late", (PyCFunction)(void (*)(void))m_setup_late, METH_FASTCALL,
      "Hand over late_start's look-up, the loop clock's thread-local and its constants."},
     {NULL, NULL, 0, NULL},

@@ -81,3 +81,6 @@ def setup_late(
 def late_start(
     probe: Any, t0: int, cpu0: int, cpu1: int, held0: int, mark: tuple[int, int], /
 ) -> None: ...
+def late_begin(
+    w: Any, job: Any, free: int, now: int, /
+) -> tuple[int, int, int, tuple[int, int]]: ...
