@@ -5,9 +5,12 @@
  * of a wide batch starts late and asks, as its body ends, what held it back (other tools' steps,
  * the GIL, a core). In Python that was two calls and their helpers — a few µs of the loop's time
  * a task, taken in the burst of replies at the batch's end, where the loop is the bottleneck
- * (at 64 loopback fetches, about 1 % of the batch's wall). Only the look-up in the thread
- * watch's samples, which few windows need (the loop thread was off its CPU in the window),
- * stays Python (lanepar.trace.probe.loop_waits); tests hold this one to the Python one.
+ * (at 64 loopback fetches, about 1 % of the batch's wall). The look-up in the thread watch's
+ * samples, which few windows need (the loop thread was off its CPU in the window), is C too
+ * where the samples' running sums are up to date (c_loop_waits: two bisections); taking new
+ * samples in stays Python (lanepar.trace.probe.loop_waits, once a batch or so). late_begin
+ * reads, as the body begins, what late_start needs at its end. Tests hold each to the Python
+ * one (tests/test_late_c.py, test_late_begin_c.py, test_loop_waits_c.py).
  *
  * Included by _stepc.c; it uses the step driver's int and slot helpers (to_ll, get_ll, set_ll,
  * cell_get, cell_set) and the probe's slot offsets that setup_settle found (o_started, o_segs),
@@ -29,6 +32,199 @@ static long long muldiv_floor(long long a, long long b, long long c) {
  * go through the attribute */
 #define STARTED_OFF (o_started > 0 ? o_started : -1)
 
+/* -- the look-up itself: loop_waits over a CumulativeRuns whose picture is up to date ---------- */
+/* what setup_runs hands over: the CumulativeRuns type and _cumruns' _GIL / _RUNQ codes */
+static PyTypeObject *g_runs_type;
+static long long g_run_gil = 1, g_run_runq = 2;
+static PyObject *S__last, *S__bounds, *S__cg, *S__cr, *S__kinds, *S__seen, *S__slot, *S__written,
+    *S__period, *S_current_period_ns;
+
+/* a list's item as an int (-2: not a list of that length, for the Python path to meet) */
+static int item_ll(PyObject *list, Py_ssize_t i, long long *out) {
+    if (!PyList_CheckExact(list) || i < 0 || i >= PyList_GET_SIZE(list)) return -2;
+    return to_ll(PyList_GET_ITEM(list, i), out) < 0 ? -1 : 0;
+}
+
+/* CumulativeRuns._at(t) for a picture with bounds: 0, -1 error, -2 leave it to Python */
+static int runs_at(PyObject *bounds, PyObject *cg, PyObject *cr, PyObject *kinds, long long t,
+                   long long *g, long long *r) {
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(bounds);
+    while (lo < hi) { /* bisect_right */
+        Py_ssize_t mid = (lo + hi) / 2;
+        long long b;
+        int k = item_ll(bounds, mid, &b);
+        if (k < 0) return k;
+        if (t < b) hi = mid;
+        else lo = mid + 1;
+    }
+    long long bg = 0, br = 0, start, kind;
+    int k = item_ll(bounds, lo ? lo - 1 : 0, &start);
+    if (k == 0 && lo) k = item_ll(cg, lo - 1, &bg);
+    if (k == 0 && lo) k = item_ll(cr, lo - 1, &br);
+    if (k == 0) k = item_ll(kinds, lo, &kind);
+    if (k < 0) return k;
+    long long d = t - start;
+    *g = bg + (kind == g_run_gil ? d : 0);
+    *r = br + (kind == g_run_runq ? d : 0);
+    return 0;
+}
+
+/* o.name() as an int */
+static int call_ll0(PyObject *o, PyObject *name, long long *out) {
+    return own_ll(PyObject_CallMethodNoArgs(o, name), out);
+}
+
+/* CumulativeRuns.between(t0, t1) where no sample came since its last look (its picture is up to
+ * date): 1 done, 0 leave it to Python (a first look, a stale window, new samples, another
+ * type), -1 error. Only the watch's pure reads are called (_written, _period). */
+static int fast_between(PyObject *runs, long long t0, long long t1, long long *g, long long *r) {
+    if (t1 <= t0) {
+        *g = *r = 0;
+        return 1;
+    }
+    if (g_runs_type == NULL || !Py_IS_TYPE(runs, g_runs_type)) return 0;
+    PyObject *last = NULL, *bounds = NULL, *written_fn = NULL, *cg = NULL, *cr = NULL,
+             *kinds = NULL, *slot = NULL;
+    int out = -1;
+    long long b0, written, seen, last_t, period, g0, r0, g1, r1;
+    if ((last = PyObject_GetAttr(runs, S__last)) == NULL ||
+        (bounds = PyObject_GetAttr(runs, S__bounds)) == NULL ||
+        (written_fn = PyObject_GetAttr(runs, S__written)) == NULL)
+        goto done;
+    out = 0;
+    if (!PyTuple_Check(last) || PyTuple_GET_SIZE(last) < 1 || !PyList_CheckExact(bounds) ||
+        PyList_GET_SIZE(bounds) == 0 || written_fn == Py_None)
+        goto done;
+    out = -1;
+    if (to_ll(PyList_GET_ITEM(bounds, 0), &b0) < 0 || to_ll(PyTuple_GET_ITEM(last, 0), &last_t) < 0)
+        goto done;
+    out = 0;
+    if (b0 > t0) goto done; /* (stale: Python starts its picture afresh) */
+    out = -1;
+    if ((slot = PyObject_GetAttr(runs, S__slot)) == NULL) goto done;
+    if (own_ll(PyObject_CallOneArg(written_fn, slot), &written) < 0 ||
+        get_ll(runs, S__seen, &seen) < 0)
+        goto done;
+    out = 0;
+    if (written < 0 || written != seen) goto done; /* (new samples: Python takes them in) */
+    out = -1;
+    if (call_ll0(runs, S__period, &period) < 0) goto done;
+    if (last_t < t0 - 2 * period) {
+        *g = *r = 0;
+        out = 1;
+        goto done;
+    }
+    if ((cg = PyObject_GetAttr(runs, S__cg)) == NULL || (cr = PyObject_GetAttr(runs, S__cr)) == NULL ||
+        (kinds = PyObject_GetAttr(runs, S__kinds)) == NULL)
+        goto done;
+    int k = runs_at(bounds, cg, cr, kinds, t0, &g0, &r0);
+    if (k == 0) k = runs_at(bounds, cg, cr, kinds, t1, &g1, &r1);
+    out = k == 0 ? 1 : k == -2 ? 0 : -1;
+    if (out == 1) {
+        *g = g1 - g0;
+        *r = r1 - r0;
+    }
+done:
+    Py_XDECREF(last);
+    Py_XDECREF(bounds);
+    Py_XDECREF(written_fn);
+    Py_XDECREF(slot);
+    Py_XDECREF(cg);
+    Py_XDECREF(cr);
+    Py_XDECREF(kinds);
+    return out;
+}
+
+/* lanepar.trace.probe.loop_waits, where the picture is up to date: 1 done, 0 leave it to
+ * Python, -1 error (hand_off_waits in _cumruns, loop_contention in probe: the references) */
+static int c_loop_waits(long long t0, long long t1, long long cpu0, long long cpu1, long long *gil,
+                        long long *runq) {
+    if (g_runs_type == NULL) return 0;
+    PyObject *local = PyObject_GetAttr(g_clock_local, S_s);
+    if (local == NULL) return -1;
+    int out = 0;
+    if (!Py_IS_TYPE(local, &ClockType)) goto done;
+    PyObject *states = ((Clock *)local)->states, *runs = ((Clock *)local)->contention;
+    long long wall = t1 - t0, sg = 0, sr = 0;
+    if (!(cpu0 && cpu1) || states == Py_None || wall < g_lookup_min) { /* loop_contention */
+        if (runs == Py_None || wall < g_lookup_min) {
+            *gil = *runq = 0;
+            out = 1;
+        } else {
+            out = fast_between(runs, t0, t1, gil, runq);
+        }
+        goto done;
+    }
+    long long cpu = cpu1 - cpu0;
+    if (wall - cpu < g_off_noise) {
+        *gil = *runq = 0;
+        out = 1;
+        goto done;
+    }
+    if (runs != Py_None && (out = fast_between(runs, t0, t1, &sg, &sr)) <= 0) goto done;
+    long long period;
+    out = -1;
+    if (call_ll0(states, S_current_period_ns, &period) < 0) goto done;
+    out = 1;
+    long long off = wall - (cpu > 0 ? cpu : 0), seen = sg + sr; /* hand_off_waits */
+    if (off <= 0) {
+        *gil = *runq = 0;
+    } else if (seen <= 0) {
+        *gil = wall < 2 * period ? off : 0;
+        *runq = 0;
+    } else {
+        long long total = off < seen + 2 * period ? off : seen + 2 * period;
+        *gil = muldiv_floor(total, sg, seen);
+        *runq = total - *gil;
+    }
+done:
+    Py_DECREF(local);
+    return out;
+}
+
+/* setup_runs(CumulativeRuns, _GIL, _RUNQ) */
+static PyObject *m_setup_runs(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
+    long long gil, runq;
+    if (n != 3 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "setup_runs(CumulativeRuns, _GIL, _RUNQ)");
+        return NULL;
+    }
+    if (to_ll(args[1], &gil) < 0 || to_ll(args[2], &runq) < 0) return NULL;
+#define INTERN_RUNS(var, text) \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+    INTERN_RUNS(S__last, "_last")
+    INTERN_RUNS(S__bounds, "_bounds")
+    INTERN_RUNS(S__cg, "_cg")
+    INTERN_RUNS(S__cr, "_cr")
+    INTERN_RUNS(S__kinds, "_kinds")
+    INTERN_RUNS(S__seen, "_seen")
+    INTERN_RUNS(S__slot, "_slot")
+    INTERN_RUNS(S__written, "_written")
+    INTERN_RUNS(S__period, "_period")
+    INTERN_RUNS(S_current_period_ns, "current_period_ns")
+#undef INTERN_RUNS
+    Py_XSETREF(g_runs_type, (PyTypeObject *)Py_NewRef(args[0]));
+    g_run_gil = gil;
+    g_run_runq = runq;
+    Py_RETURN_NONE;
+}
+
+/* loop_waits(t0, t1, cpu0, cpu1): the C look-up (the Python one where it leaves it), for tests */
+static int lookup(long long t0, long long t1, long long cpu0, long long cpu1, long long *gil,
+                  long long *runq);
+static PyObject *m_loop_waits(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
+    long long t[4], g, r;
+    if (n != 4 || g_loop_waits == NULL) {
+        PyErr_SetString(PyExc_TypeError, n != 4 ? "loop_waits() takes 4 arguments"
+                                                : "loop_waits() before setup_late()");
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++)
+        if (to_ll(args[i], &t[i]) < 0) return NULL;
+    if (lookup(t[0], t[1], t[2], t[3], &g, &r) < 0) return NULL;
+    return Py_BuildValue("(LL)", g, r);
+}
+
 /* whether loop_waits(t0, t1, cpu0, cpu1) would look at the samples rather than return (0, 0)
  * on its own tests: 1 yes (or not knowable here: it decides), 0 no, -1 error */
 static int needs_lookup(long long t0, long long t1, long long cpu0, long long cpu1) {
@@ -46,9 +242,11 @@ static int needs_lookup(long long t0, long long t1, long long cpu0, long long cp
     return need;
 }
 
-/* loop_waits' (gil, runq) pair */
+/* loop_waits' (gil, runq) pair: in C where the samples' picture is up to date, else Python's */
 static int lookup(long long t0, long long t1, long long cpu0, long long cpu1, long long *gil,
                   long long *runq) {
+    int done = c_loop_waits(t0, t1, cpu0, cpu1, gil, runq);
+    if (done != 0) return done < 0 ? -1 : 0;
     PyObject *r = PyObject_CallFunction(g_loop_waits, "LLLL", t0, t1, cpu0, cpu1);
     if (r == NULL) return -1;
     int bad = !PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2;

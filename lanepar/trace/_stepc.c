@@ -117,12 +117,16 @@ static int read_clock(PyObject *fn, clockid_t id, long long *out) {
 #define NOW(s, out) read_clock((s)->pc, CLOCK_MONOTONIC, (out))
 #define THREAD_CPU(s, out) read_clock((s)->tt, CLOCK_THREAD_CPUTIME_ID, (out))
 
-static int get_ll(PyObject *o, PyObject *name, long long *out) {
-    PyObject *v = PyObject_GetAttr(o, name);
+/* a new reference's int value, the reference dropped (NULL: the error already set) */
+static int own_ll(PyObject *v, long long *out) {
     if (v == NULL) return -1;
     int bad = to_ll(v, out);
     Py_DECREF(v);
     return bad;
+}
+
+static int get_ll(PyObject *o, PyObject *name, long long *out) {
+    return own_ll(PyObject_GetAttr(o, name), out);
 }
 
 static int set_ll(PyObject *o, PyObject *name, long long value) {
@@ -1247,6 +1251,10 @@ static PyMethodDef m_methods[] = {
      "A late start's contention, put in front of the body (see lanepar.trace._late)."},
     {"late_begin", (PyCFunction)(void (*)(void))m_late_begin, METH_FASTCALL,
      "What a late start reads as its body begins (see lanepar.trace._late.late_begin_py)."},
+    {"setup_runs", (PyCFunction)(void (*)(void))m_setup_runs, METH_FASTCALL,
+     "Hand over the CumulativeRuns type and its GIL / run-queue codes (loop_waits' C path)."},
+    {"loop_waits", (PyCFunction)(void (*)(void))m_loop_waits, METH_FASTCALL,
+     "lanepar.trace.probe.loop_waits in C where the samples' picture is up to date."},
     {"setup_late", (PyCFunction)(void (*)(void))m_setup_late, METH_FASTCALL,
      "Hand over late_start's look-up, the loop clock's thread-local and its constants."},
     {NULL, NULL, 0, NULL},
