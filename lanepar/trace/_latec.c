@@ -135,11 +135,11 @@ done:
     return out;
 }
 
-/* lanepar.trace.probe.loop_waits, where the picture is up to date: 1 done, 0 leave it to
- * Python, -1 error (hand_off_waits in _cumruns, loop_contention in probe: the references) */
+/* lanepar.trace.probe.loop_waits: its own early answers (nothing to look up), and the look-up
+ * where the picture is up to date: 1 done, 0 leave it to Python, -1 error (hand_off_waits in
+ * _cumruns, loop_contention in probe: the references) */
 static int c_loop_waits(long long t0, long long t1, long long cpu0, long long cpu1, long long *gil,
                         long long *runq) {
-    if (g_runs_type == NULL) return 0;
     PyObject *local = PyObject_GetAttr(g_clock_local, S_s);
     if (local == NULL) return -1;
     int out = 0;
@@ -209,39 +209,6 @@ static PyObject *m_setup_runs(PyObject *Py_UNUSED(m), PyObject *const *args, Py_
     Py_RETURN_NONE;
 }
 
-/* loop_waits(t0, t1, cpu0, cpu1): the C look-up (the Python one where it leaves it), for tests */
-static int lookup(long long t0, long long t1, long long cpu0, long long cpu1, long long *gil,
-                  long long *runq);
-static PyObject *m_loop_waits(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
-    long long t[4], g, r;
-    if (n != 4 || g_loop_waits == NULL) {
-        PyErr_SetString(PyExc_TypeError, n != 4 ? "loop_waits() takes 4 arguments"
-                                                : "loop_waits() before setup_late()");
-        return NULL;
-    }
-    for (int i = 0; i < 4; i++)
-        if (to_ll(args[i], &t[i]) < 0) return NULL;
-    if (lookup(t[0], t[1], t[2], t[3], &g, &r) < 0) return NULL;
-    return Py_BuildValue("(LL)", g, r);
-}
-
-/* whether loop_waits(t0, t1, cpu0, cpu1) would look at the samples rather than return (0, 0)
- * on its own tests: 1 yes (or not knowable here: it decides), 0 no, -1 error */
-static int needs_lookup(long long t0, long long t1, long long cpu0, long long cpu1) {
-    PyObject *local = PyObject_GetAttr(g_clock_local, S_s); /* (this thread's _clock.s) */
-    if (local == NULL) return -1;
-    int need = 1; /* (a record that is not the C Clock: loop_waits reads it itself) */
-    if (Py_IS_TYPE(local, &ClockType)) {
-        PyObject *states = ((Clock *)local)->states, *contention = ((Clock *)local)->contention;
-        if (!(cpu0 && cpu1) || states == Py_None || t1 - t0 < g_lookup_min)
-            need = contention != Py_None && t1 - t0 >= g_lookup_min; /* loop_contention's */
-        else
-            need = (t1 - t0) - (cpu1 - cpu0) >= g_off_noise;
-    }
-    Py_DECREF(local);
-    return need;
-}
-
 /* loop_waits' (gil, runq) pair: in C where the samples' picture is up to date, else Python's */
 static int lookup(long long t0, long long t1, long long cpu0, long long cpu1, long long *gil,
                   long long *runq) {
@@ -256,6 +223,20 @@ static int lookup(long long t0, long long t1, long long cpu0, long long cpu1, lo
         bad = to_ll(PyTuple_GET_ITEM(r, 0), gil) < 0 || to_ll(PyTuple_GET_ITEM(r, 1), runq) < 0;
     Py_DECREF(r);
     return bad ? -1 : 0;
+}
+
+/* loop_waits(t0, t1, cpu0, cpu1): the C look-up (the Python one where it leaves it), for tests */
+static PyObject *m_loop_waits(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
+    long long t[4], g, r;
+    if (n != 4 || g_loop_waits == NULL) {
+        PyErr_SetString(PyExc_TypeError, n != 4 ? "loop_waits() takes 4 arguments"
+                                                : "loop_waits() before setup_late()");
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++)
+        if (to_ll(args[i], &t[i]) < 0) return NULL;
+    if (lookup(t[0], t[1], t[2], t[3], &g, &r) < 0) return NULL;
+    return Py_BuildValue("(LL)", g, r);
 }
 
 /* a new [kind, start, end] segment */
@@ -342,8 +323,7 @@ static PyObject *m_late_start(PyObject *Py_UNUSED(m), PyObject *const *args, Py_
     if (lock < 0) lock = 0;
     long long room = t1 - t0 - lock;
     if (room >= g_lookup_min) {
-        int need = needs_lookup(t0, t1, cpu0, cpu1);
-        if (need < 0 || (need && lookup(t0, t1, cpu0, cpu1, &gil, &runq) < 0)) return NULL;
+        if (lookup(t0, t1, cpu0, cpu1, &gil, &runq) < 0) return NULL;
         long long both = gil + runq;
         if (both > room) {
             if (room > 0) {
