@@ -192,3 +192,43 @@ def test_a_record_is_four_slots_with_its_outcome_and_extras_in_one() -> None:
             )
     failed = TaskRecord.from_packed("q", "tool", "error", r.packed, {"error": "boom"})
     assert (failed.outcome, failed.error, failed.lock_ns) == ("error", "boom", 0)
+
+
+def test_kept_records_are_out_of_the_cyclic_gc() -> None:
+    """A record closes no cycle (strings, bytes, an outcome tuple), so the records a recorder
+    keeps are untracked: a full collection no longer visits each of a long-lived executor's
+    million. Every path that makes one (the C settle, Python's, a failure's) ends untracked;
+    what is not a TaskRecord is left as it was, and a dropped record is still freed at once."""
+    import gc
+    import sys
+
+    import lanepar as lp
+
+    async def fast() -> int:
+        return 1
+
+    def slow() -> int:
+        return 2
+
+    with lp.LaneExecutor() as ex:
+        calls = [lp.ToolCall(fast, lane="query"), lp.ToolCall(slow, lane="execute"),
+                 lp.ToolCall("ls", "/nonexistent/dir")]  # fmt: skip
+        result = ex.run_batch(calls)
+        kept = list(ex.recorder.tasks)
+    assert sorted(r.outcome for r in kept) == ["error", "ok", "ok"], result.errors
+    assert not any(gc.is_tracked(r) for r in kept)
+
+    class Sub(TaskRecord):
+        __slots__ = ()
+
+    sub = Sub.from_packed("q", "tool", "ok", kept[0].packed, None)
+    box: list[Any] = []
+    _stepc.untrack(sub)
+    _stepc.untrack(box)
+    assert gc.is_tracked(sub) and gc.is_tracked(box)
+    ring = Recorder(max_tasks=1)
+    first = TaskRecord.from_packed("q", "tool", "ok", kept[0].packed, None)
+    ring.add(first)
+    assert not gc.is_tracked(first)
+    ring.add(TaskRecord.from_packed("q", "tool", "ok", kept[1].packed, None))
+    assert sys.getrefcount(first) == 2  # (this name and the call's argument: the ring let go)

@@ -1231,6 +1231,8 @@ static PyMethodDef m_methods[] = {
      "Hand over the probe's helpers for the rare branches, its constants and real clocks."},
     {"settle_plain", (PyCFunction)(void (*)(void))m_settle_plain, METH_FASTCALL,
      "A plain traced task's record (see lanepar.run._settle.settle_plain)."},
+    {"untrack", (PyCFunction)m_untrack, METH_O,
+     "A kept TaskRecord taken out of the cyclic GC's lists (it closes no cycle)."},
     {"setup_settle", (PyCFunction)(void (*)(void))m_setup_settle, METH_FASTCALL,
      "Hand over settle_plain's Python version and the types whose slots it fills."},
     {"watch_split", (PyCFunction)(void (*)(void))m_watch_split, METH_FASTCALL,

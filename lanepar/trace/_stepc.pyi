@@ -39,6 +39,7 @@ def setup_settle(settle_plain: Callable[..., None], probe_type: type, job_type: 
 def settle_plain(
     lane: str, recorder: Any, job: Any, slot: int, free: int, probe: Any, /
 ) -> None: ...
+def untrack(record: Any, /) -> None: ...
 
 def setup_hand(*parts: Any) -> None: ...  # (TaskProbe, PoolFuture, ..., Job, LOOKUP_MIN_NS)
 def hand_plain(

@@ -18,11 +18,16 @@ from typing import Any
 
 import psutil
 
+from ._loopclock import _stepc
 from .model import Delta, RunningTask, Sample, TaskRecord, Trace
 
 log = logging.getLogger("lanepar")
 
 Subscriber = Callable[[Delta], None]
+#: Takes a kept record out of the cyclic GC's lists (``_recordc.c``'s ``untrack``: a record
+#: closes no cycle, and a full collection visited each of a million kept ones), where the step
+#: driver's module is built.
+_untrack: Callable[[TaskRecord], None] | None = None if _stepc is None else _stepc.untrack
 
 
 def _t_of(item: Any) -> int:
@@ -76,6 +81,8 @@ class Recorder:
         return first
 
     def add(self, rec: TaskRecord) -> None:
+        if _untrack is not None:
+            _untrack(rec)
         self.tasks.append(rec)
         self.recorded += 1
         if self.live:
