@@ -8,7 +8,8 @@ growth of the process's resident set across a traced ``run_batch`` (the calls ar
 and the results list, 8 B a task, is subtracted), its trace looked at (``BatchResult.trace`` is
 assembled on first look: timed and measured here as a user who reads it pays), and what stays
 once the result is dropped, for the default recorder (keeps a million records) and one capped
-at 10 000.
+at 10 000; and how long a full collection takes while the recorder keeps the batch's records
+(the records are out of the cyclic GC, so it is about what it takes with no executor alive).
 
 Each contender runs ``--repeat`` times at each size, in turn, each on a fresh executor; times are
 the best of them, and memory the first one's: a later repetition of a large size starts from a
@@ -73,7 +74,13 @@ def sync_batch(n: int, trace: bool = True, max_tasks: int = 1_000_000) -> dict[s
         del b
         gc.collect()
         kept = rss() - r0
-    return {"s": s, "grown_b_per_task": grown / n, "kept_after_result_dropped_mb": kept / 1e6}
+        del calls  # (the caller's: a million tracked ToolCalls would be most of what is visited)
+        gc.collect()
+        t0 = time.perf_counter()  # a full collection while the recorder keeps the records
+        gc.collect()
+        pause = time.perf_counter() - t0
+    return {"s": s, "grown_b_per_task": grown / n, "kept_after_result_dropped_mb": kept / 1e6,
+            "full_gc_ms": pause * 1e3}  # fmt: skip
 
 
 def async_batch(n: int) -> float:
@@ -98,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
+    gc.collect()
+    t0 = time.perf_counter()
+    gc.collect()
+    bare_gc_ms = (time.perf_counter() - t0) * 1e3  # (the same with no executor alive)
     for n in [int(x) for x in a.sizes.split(",")]:
         best: dict[str, float] = {}
         mem: dict[str, float] = {}
@@ -117,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     for key, v in (
                         (name + "_grown_b", out["grown_b_per_task"]),
                         (name + "_kept_mb", out["kept_after_result_dropped_mb"]),
+                        (name + "_full_gc_ms", out["full_gc_ms"]),
                     ):
                         mem.setdefault(key, v)  # (the first repetition's: see the docstring)
         us = {k: v / n * 1e6 for k, v in best.items()}
@@ -129,11 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             r["traced_vs_first_size"] = r["us_per_task"]["traced_sync"] / base
     if a.json:
+        for r in rows:
+            r["full_gc_ms_no_executor"] = bare_gc_ms
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'tasks':>8} {'gather':>7} {'sync':>7} {'async':>7} {'untr.':>7} {'capped':>7}  µs/task"
           f" | {'tr/g':>5} {'un/g':>5} {'s/a':>5} {'vs 1st':>6} | B/task grown, MB kept "
-          "(default / capped)")  # fmt: skip
+          f"(default / capped) | full GC ms, records kept (none: {bare_gc_ms:.1f})")  # fmt: skip
     for r in rows:
         u, m = r["us_per_task"], r["memory"]
         print(f"{r['tasks']:>8} {u['gather']:7.2f} {u['traced_sync']:7.2f} {u['traced_async']:7.2f}"
@@ -141,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
               f"  | {r['traced_vs_gather']:5.2f} {r['untraced_vs_gather']:5.2f}"
               f" {r['sync_vs_async']:5.2f} {r['traced_vs_first_size']:6.2f}"
               f" | {m['traced_sync_grown_b']:.0f} / {m['capped_sync_grown_b']:.0f} B,"
-              f" {m['traced_sync_kept_mb']:.0f} / {m['capped_sync_kept_mb']:.0f} MB")  # fmt: skip
+              f" {m['traced_sync_kept_mb']:.0f} / {m['capped_sync_kept_mb']:.0f} MB"
+              f" | {m['traced_sync_full_gc_ms']:.1f}"
+              f" / {m['capped_sync_full_gc_ms']:.1f}")  # fmt: skip
     return 0
 
 
