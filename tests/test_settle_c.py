@@ -232,3 +232,44 @@ def test_kept_records_are_out_of_the_cyclic_gc() -> None:
     assert not gc.is_tracked(first)
     ring.add(TaskRecord.from_packed("q", "tool", "ok", kept[1].packed, None))
     assert sys.getrefcount(first) == 2  # (this name and the call's argument: the ring let go)
+
+
+def test_a_traced_task_s_probe_made_and_checked_in_c_is_the_python_one() -> None:
+    """``probe_new`` is ``TaskProbe(resolution, max_segments)`` slot for slot (the segment
+    budget clamped to 2 alike), its class defaults and rarer fields work as on one made in
+    Python, and ``probe_plain`` answers ``_settle.plain`` for every probe shape a settle meets —
+    without making the empty ``__dict__`` that reading ``probe.__dict__`` makes."""
+    import gc
+
+    from lanepar.run import _hotpath  # (sets up the hand-off's types probe_new makes)
+
+    assert _hotpath._new_probe is _stepc.probe_new and _hotpath._plain is _stepc.probe_plain
+    names = [n for n in TaskProbe.__slots__ if n != "__dict__"]
+    for res, most in ((500_000, 64), (1, 0), (7, 2), (10**12, 3)):
+        c, py = _stepc.probe_new(res, most), TaskProbe(res, most)
+        assert type(c) is TaskProbe
+        assert [getattr(c, n) for n in names] == [getattr(py, n) for n in names]
+        assert c.segs is not py.segs and (c.gil_ns, c.phases, c.free_held) == (0, None, -1)
+
+    def has_dict(p: TaskProbe) -> bool:
+        return any(isinstance(r, dict) for r in gc.get_referents(p))
+
+    def shapes() -> list[TaskProbe]:
+        out = []
+        for note in (None, "contention", "phases", "p_gil", "both"):
+            p = _stepc.probe_new(500_000, 64)
+            p.started_ns = 1_000_000
+            if note in ("contention", "both"):
+                p.prepend_contention(300, 200, 100)
+            if note in ("phases", "both"):
+                p.phases = [("connect", 1, 2)]
+            if note == "p_gil":
+                p.p_gil = 5
+            out.append(p)
+        return out
+
+    answers = [_stepc.probe_plain(p) for p in shapes()]
+    assert answers == [_settle.plain(p) for p in shapes()] == [True, True, False, False, False]
+    fresh = _stepc.probe_new(500_000, 64)
+    assert _stepc.probe_plain(fresh) and not has_dict(fresh)
+    assert _settle.plain(fresh) and has_dict(fresh)  # (what the C check spares)

@@ -17,7 +17,7 @@ import contextvars
 import functools
 import itertools
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..backends._guarded import c_hand_parts
@@ -27,7 +27,7 @@ from ..trace._late import late_begin, late_start
 from ..trace._loopclock import _stepc
 from ..trace.probe import LOOKUP_MIN_NS, NO_MARK, TaskProbe, first_step
 from ..trace.probe import _current as PROBE
-from ._settle import CONTENTION, finish_job, settle_plain
+from ._settle import finish_job, plain, settle_plain
 from .job import FutureWake, Job, Worker
 
 if TYPE_CHECKING:
@@ -44,9 +44,16 @@ _pc = time.perf_counter_ns
 _tt = time.thread_time_ns
 #: ``hand_sync``'s fan-out case in C, where the step driver's module is built.
 _hand_c: Any = None
+#: ``TaskProbe(resolution, max_segments)`` and ``_settle.plain(probe)`` for ``run_traced``: in C
+#: where the module is built (``probe_new``, ``probe_plain``), which spares each traced task the
+#: Python ``__init__`` in the fan-out and, in the reply burst, the empty ``__dict__`` that reading
+#: ``probe.__dict__`` makes for a probe without one.
+_new_probe: Callable[[int, int], TaskProbe] = TaskProbe
+_plain: Callable[[TaskProbe], bool] = plain
 if _stepc is not None:
     _stepc.setup_hand(*c_hand_parts(), Worker, Job, LOOKUP_MIN_NS)
     _hand_c = _stepc.hand_plain
+    _new_probe, _plain = _stepc.probe_new, _stepc.probe_plain
 
 
 def run_job(lane: Lane, w: Worker, job: Job, granted: int) -> Coroutine[Any, Any, int]:
@@ -87,7 +94,7 @@ async def run_bare(job: Job) -> int:
 
 async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
     """Traced, one attempt: the body under a probe, then its record. Returns when it ended."""
-    probe = TaskProbe(lane.resolution_ns, lane.max_segments)
+    probe = _new_probe(lane.resolution_ns, lane.max_segments)
     if lane.recorder.live:  # (traced: there is a recorder)
         running(lane, w, job)
     # the loop's CPU clock now and when the slot came free, for a late start (the one that asks
@@ -118,9 +125,8 @@ async def run_traced(lane: Lane, w: Worker, job: Job, free: int) -> int:
         if probe.started_ns - free > CONTENTION_MIN_NS:
             late_start(probe, free, free_cpu, cpu, held0, mark)
     rec = lane.recorder  # (there, or this path would not have been taken)
-    if (error is None and (not probe.__dict__ or probe.__dict__.keys() <= CONTENTION)
-            and not job.call_id and rec is not None
-            and not lane.hooks.task_finished):  # fmt: skip
+    if (error is None and not job.call_id and rec is not None and not lane.hooks.task_finished
+            and _plain(probe)):  # fmt: skip
         # ``finish_job``'s plain case without its frame: no attempt on this path, and a live
         # view that began meanwhile still gets the record (``Recorder.add``)
         settle_plain(lane.name, rec, job, w.slot, free, probe)

@@ -141,6 +141,19 @@ static PyObject *new_probe(PyObject *res, PyObject *maxseg, long long free_) {
     return p;
 }
 
+/* probe_new(resolution_ns, max_segments): TaskProbe(resolution_ns, max_segments), for a traced
+ * async body's start (run/_hotpath.run_traced) as for a hand-off: the Python __init__'s frame
+ * and stores ran in every task's fan-out; and a probe made here gets no inline attribute values
+ * (object_new's), so checking its __dict__ in C (probe_plain) makes none either. */
+static PyObject *m_probe_new(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
+    if (n != 2 || g_probe_type == NULL) {
+        PyErr_SetString(PyExc_TypeError, n != 2 ? "probe_new(resolution_ns, max_segments)"
+                                                : "probe_new() before setup_hand()");
+        return NULL;
+    }
+    return new_probe(args[0], args[1], 0);
+}
+
 /* Worker.clocks_at(free, job) */
 static int clocks_at(PyObject *w, PyObject *job, long long free_, long long *cpu,
                      long long *held) {

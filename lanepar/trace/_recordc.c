@@ -160,6 +160,16 @@ static int contention(PyObject *probe, long long *gil, long long *lock, long lon
     return 1;
 }
 
+/* probe_plain(probe): lanepar.run._settle.plain, without making the __dict__ it looks at: in
+ * Python, reading probe.__dict__ makes an empty one for a probe that has none (every plain
+ * probe), an allocation and a free a traced task */
+static PyObject *m_probe_plain(PyObject *Py_UNUSED(m), PyObject *probe) {
+    long long gil, lock, runq;
+    int r = contention(probe, &gil, &lock, &runq);
+    if (r < 0) return NULL;
+    return PyBool_FromLong(r);
+}
+
 /* the batch's slot for the record, and its last finish (batch.records / batch.end_ns) */
 static int into_batch(PyObject *job, PyObject *rec, long long finished) {
     PyObject *batch = CELL(job, o_j_batch), *index = CELL(job, o_j_index);
