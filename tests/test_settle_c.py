@@ -240,6 +240,7 @@ def test_a_traced_task_s_probe_made_and_checked_in_c_is_the_python_one() -> None
     Python, and ``probe_plain`` answers ``_settle.plain`` for every probe shape a settle meets —
     without making the empty ``__dict__`` that reading ``probe.__dict__`` makes."""
     import gc
+    import sys
 
     from lanepar.run import _hotpath  # (sets up the hand-off's types probe_new makes)
 
@@ -271,5 +272,7 @@ def test_a_traced_task_s_probe_made_and_checked_in_c_is_the_python_one() -> None
     answers = [_stepc.probe_plain(p) for p in shapes()]
     assert answers == [_settle.plain(p) for p in shapes()] == [True, True, False, False, False]
     fresh = _stepc.probe_new(500_000, 64)
-    assert _stepc.probe_plain(fresh) and not has_dict(fresh)
+    assert _stepc.probe_plain(fresh)
+    if sys.version_info < (3, 13):  # (3.13 gives every instance inline values as it is made)
+        assert not has_dict(fresh)
     assert _settle.plain(fresh) and has_dict(fresh)  # (what the C check spares)
