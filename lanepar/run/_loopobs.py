@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..trace import threadstate
-from ..trace._idleturn import RETRY_S, loop_busy
+from ..trace._idleturn import RETRY_S, still_busy
 from ..trace.loopwatch import LoopWatch
 from ..trace.probe import watch_loop
 from ..trace.recorder import Recorder
@@ -132,13 +132,11 @@ class LoopObservers:
             self._ticker = None
             sampler.loop_ticks_end()
             return
-        if loop_busy(loop):
-            now = time.perf_counter_ns()
-            if not until:
-                until = now + int(period * 5e8)
-            if now < until:
-                self._ticker = loop.call_later(RETRY_S, self._tick, loop, period, until)
-                return
+        if not until:  # (its deadline: half a period after it fell due)
+            until = time.perf_counter_ns() + int(period * 5e8)
+        if still_busy(loop, until):
+            self._ticker = loop.call_later(RETRY_S, self._tick, loop, period, until)
+            return
         sampler.loop_tick()
         self._ticker = loop.call_later(period, self._tick, loop, period)
 

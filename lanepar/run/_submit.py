@@ -211,8 +211,7 @@ def summarize_when_idle(loop: asyncio.AbstractEventLoop, until: int, jobs: list[
         return
     end = min(at + SUMMARIZE_CHUNK, len(jobs))
     for job in jobs[at:end]:
-        if "args_summary" not in job.__dict__:
-            job.args_summary = summarize_args(job.args, job.kwargs)
+        job.args_summary  # noqa: B018 (read: ``Job.args_summary`` makes it once and keeps it)
     if end < len(jobs):  # (the rest from the next turn on: I/O that came meanwhile goes first)
         loop.call_soon(call_when_idle, loop, until, summarize_when_idle, loop, until, jobs, end)
 

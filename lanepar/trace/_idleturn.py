@@ -32,13 +32,19 @@ def loop_busy(loop: asyncio.AbstractEventLoop) -> bool:
     return bool(getattr(loop, "_ready", None))
 
 
+def still_busy(loop: asyncio.AbstractEventLoop, until_ns: int) -> bool:
+    """Whether work waiting for an idle turn of ``loop`` should look again (``RETRY_S`` on):
+    other callbacks are ready and its deadline ``until_ns`` (perf_counter_ns) has not passed."""
+    return loop_busy(loop) and _pc() < until_ns
+
+
 def call_when_idle(
     loop: asyncio.AbstractEventLoop, until_ns: int, fn: Callable[..., Any], *args: Any
 ) -> None:
     """``fn(*args)`` now if ``loop`` has nothing else ready, else at its first look
     (``RETRY_S`` apart) with nothing ready, or its first past ``until_ns`` (perf_counter_ns).
     Called on the loop's thread, from one of its callbacks."""
-    if loop_busy(loop) and _pc() < until_ns:
+    if still_busy(loop, until_ns):
         loop.call_later(RETRY_S, call_when_idle, loop, until_ns, fn, *args)
         return
     fn(*args)
