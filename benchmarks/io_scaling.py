@@ -19,6 +19,17 @@ of this run can be trusted to. (A fixed rotation always ran the same contender j
 other one, and a ratio over one raw run carries that run's whole noise: at N = 64 both moved
 the traced figure by a few per cent from run to run, in either direction.)
 
+What ran just before a batch matters as much. At N = 64 a batch right after one of its own kind
+is 2-7 % faster than the same batch right after another contender — raw asyncio after raw
+asyncio, lanepar after the same executor — and a plain shuffle of four contenders, two of them
+raw, puts raw after raw in a third of its runs and lanepar after lanepar almost never: a bias of
+about 2 % against lanepar (a scratch count over 300 shuffled repetitions, twice: raw after raw
+54.7 / 52.4 ms, after an executor 57.6 / 53.6; traced after traced 56.7 / 52.1, after raw
+59.5 / 55.8). So each contender runs twice in a row in its turn: "paired" takes the second run
+(warm, as a caller's batches follow each other), "switched" the first (right after another
+contender), and the order keeps the two raw runs apart, so that a switched raw run is always
+a switch from an executor, as a switched lanepar run is.
+
 How many repetitions: a median over R pairs whose single ratios scatter by s is good to about
 1.25 s / sqrt(R) (its standard error). With s at 5-10 % for N >= 32, eleven repetitions read the
 same code anywhere within +-3 % — more than the 5 % budget's margin — so each N starts with as
@@ -48,6 +59,8 @@ from lanepar.tools.loopback import fetch, server_process
 
 #: Repetitions stop at this many times the first count, whatever the error reached.
 MAX_FACTOR = 8
+#: The two raw asyncio contenders.
+RAW = ("gather", "gather2")
 
 
 async def gather_batch(host: str, port: int, n: int, c: int) -> float:
@@ -92,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         a.repeat = max(11, min(41, round(1.2 / a.delay)))
     ns = [2, 4, 8, 16, 32, 64]
     rows = []
+    after: list[str] = []
     lanes = {"query": lp.LaneConfig(min_concurrency=1, max_concurrency=a.concurrency)}
     with (
         server_process(delay_s=a.delay) as (host, port),
@@ -114,13 +128,16 @@ def main(argv: list[str] | None = None) -> int:
                 "gather2": raw,
             }
             rng = random.Random(n)
-            walls = measure(runs, a.repeat, rng)
+            walls, switched = measure(runs, a.repeat, rng, after)
             while (
                 paired_se(walls) > a.precision and len(walls["lanepar"]) < MAX_FACTOR * a.repeat
             ):  # (noise left to average out: ten more of each)
-                for k, v in measure(runs, 10, rng).items():
-                    walls[k] += v
+                more, more_switched = measure(runs, 10, rng, after)
+                for k in runs:
+                    walls[k] += more[k]
+                    switched[k] += more_switched[k]
             raws = [(g + g2) / 2 for g, g2 in zip(walls["gather"], walls["gather2"])]
+            raws_switched = [(g + g2) / 2 for g, g2 in zip(switched["gather"], switched["gather2"])]
             par, peer = min(walls["lanepar"]), min(walls["gather"])
             ideal = min(n, a.concurrency)
             speedup = n * single / par
@@ -143,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                     "paired_se": paired_se(walls),
                     "repetitions": len(raws),
                     "paired_untraced_vs_gather": paired(walls["untraced"], raws),
+                    # each contender's first run of its pair, right after another one's
+                    "switched_vs_gather": paired(switched["lanepar"], raws_switched),
+                    "switched_untraced_vs_gather": paired(switched["untraced"], raws_switched),
                     "raw_noise": statistics.median(
                         abs(b / g - 1) for b, g in zip(walls["gather2"], walls["gather"])
                     ),
@@ -161,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'tools':>5} {'seq s':>8} {'lanepar s':>10} {'speedup':>8} {'ideal':>6} "
         f"{'eff':>6} {'gather s':>9} {'gather eff':>10} {'x raw':>6} {'untraced x raw':>14} "
         f"{'paired':>7} {'+-':>5} {'(middle half)':>13} {'untraced paired':>15} "
-        f"{'raw noise':>9} {'R':>4}"
+        f"{'raw noise':>9} {'R':>4} {'switched':>8} {'untraced switched':>17}"
     )
     for r in rows:
         print(
@@ -171,25 +191,39 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['untraced_vs_gather']:>14.3f} {r['paired_vs_gather']:>7.3f} "
             f"{r['paired_se']:>5.3f} {'{:.3f}-{:.3f}'.format(*r['paired_quartiles']):>13} "
             f"{r['paired_untraced_vs_gather']:>15.3f} {r['raw_noise'] * 100:>8.1f}% "
-            f"{r['repetitions']:>4}"
+            f"{r['repetitions']:>4} {r['switched_vs_gather']:>8.3f} "
+            f"{r['switched_untraced_vs_gather']:>17.3f}"
         )
     return 0
 
 
 def measure(
-    runs: dict[str, Callable[[], float]], repeat: int, rng: random.Random
-) -> dict[str, list[float]]:
-    """Each contender's wall per repetition; all of them back to back in each, in an order
-    shuffled each time, so that each is paired with the others in the same stretch of the
-    machine's noise and none always follows the same one."""
-    names = list(runs)
-    walls: dict[str, list[float]] = {k: [] for k in names}
+    runs: dict[str, Callable[[], float]], repeat: int, rng: random.Random, after: list[str]
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each contender's wall per repetition, warm and switched: all of them in each repetition,
+    in an order shuffled each time (``order``), each run twice in a row — the second run, right
+    after one of its own, is its warm wall; the first, right after another contender, its
+    switched wall. ``after``: the contender that ran last (updated)."""
+    warm: dict[str, list[float]] = {k: [] for k in runs}
+    switched: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(repeat):
-        order = names[:]
-        rng.shuffle(order)
-        for name in order:
-            walls[name].append(runs[name]())
-    return walls
+        for name in order(list(runs), rng, after[0] if after else None):
+            switched[name].append(runs[name]())
+            warm[name].append(runs[name]())
+            after[:] = [name]
+    return warm, switched
+
+
+def order(names: list[str], rng: random.Random, after: str | None) -> list[str]:
+    """``names`` shuffled so that neither raw run comes right after the other (nor after
+    ``after``, the last of the repetition before): a switched raw run is then always a switch
+    from another executor, as every switched lanepar run is."""
+    while True:
+        out = names[:]
+        rng.shuffle(out)
+        seq = [after, *out]
+        if not any(a in RAW and b in RAW for a, b in zip(seq, seq[1:])):
+            return out
 
 
 def paired(xs: list[float], raw: list[float]) -> float:
