@@ -163,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
                     # each contender's first run of its pair, right after another one's
                     "switched_vs_gather": paired(switched["lanepar"], raws_switched),
                     "switched_untraced_vs_gather": paired(switched["untraced"], raws_switched),
+                    # what a switch costs each: its switched run over its warm one
+                    "switch_cost_raw": paired(
+                        switched["gather"] + switched["gather2"], walls["gather"] + walls["gather2"]
+                    )
+                    - 1,
+                    "switch_cost_lanepar": paired(switched["lanepar"], walls["lanepar"]) - 1,
                     "raw_noise": statistics.median(
                         abs(b / g - 1) for b, g in zip(walls["gather2"], walls["gather"])
                     ),
@@ -181,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'tools':>5} {'seq s':>8} {'lanepar s':>10} {'speedup':>8} {'ideal':>6} "
         f"{'eff':>6} {'gather s':>9} {'gather eff':>10} {'x raw':>6} {'untraced x raw':>14} "
         f"{'paired':>7} {'+-':>5} {'(middle half)':>13} {'untraced paired':>15} "
-        f"{'raw noise':>9} {'R':>4} {'switched':>8} {'untraced switched':>17}"
+        f"{'raw noise':>9} {'R':>4} {'switched':>8} {'untraced switched':>17} "
+        f"{'switch cost raw / lanepar':>25}"
     )
     for r in rows:
         print(
@@ -192,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['paired_se']:>5.3f} {'{:.3f}-{:.3f}'.format(*r['paired_quartiles']):>13} "
             f"{r['paired_untraced_vs_gather']:>15.3f} {r['raw_noise'] * 100:>8.1f}% "
             f"{r['repetitions']:>4} {r['switched_vs_gather']:>8.3f} "
-            f"{r['switched_untraced_vs_gather']:>17.3f}"
+            f"{r['switched_untraced_vs_gather']:>17.3f} "
+            f"{'{:+.1%} / {:+.1%}'.format(r['switch_cost_raw'], r['switch_cost_lanepar']):>25}"
         )
     return 0
 
