@@ -22,13 +22,14 @@ the traced figure by a few per cent from run to run, in either direction.)
 What ran just before a batch matters as much. At N = 64 a batch right after one of its own kind
 is 2-7 % faster than the same batch right after another contender — raw asyncio after raw
 asyncio, lanepar after the same executor — and a plain shuffle of four contenders, two of them
-raw, puts raw after raw in a third of its runs and lanepar after lanepar almost never: a bias of
-about 2 % against lanepar (a scratch count over 300 shuffled repetitions, twice: raw after raw
-54.7 / 52.4 ms, after an executor 57.6 / 53.6; traced after traced 56.7 / 52.1, after raw
-59.5 / 55.8). So each contender runs twice in a row in its turn: "paired" takes the second run
-(warm, as a caller's batches follow each other), "switched" the first (right after another
-contender), and the order keeps the two raw runs apart, so that a switched raw run is always
-a switch from an executor, as a switched lanepar run is.
+raw, put raw after raw in two of five of its runs and lanepar after lanepar in one of fifteen:
+a bias of about 2 % against lanepar (a scratch count over 300 shuffled repetitions, twice: raw
+after raw 54.7 / 52.4 ms, after an executor 57.6 / 53.6; traced after traced 56.7 / 52.1, after
+raw 59.5 / 55.8). So each contender runs twice in a row in its turn: "paired" takes the second
+run (warm, as a caller's batches follow each other), "switched" the first (right after another
+contender), and the order keeps the two raw runs apart, so that a switched raw run is always a
+switch from an executor, as a switched lanepar run is. "switch cost" is each one's switched
+run over its warm one: the effect itself, measured in every run.
 
 How many repetitions: a median over R pairs whose single ratios scatter by s is good to about
 1.25 s / sqrt(R) (its standard error). With s at 5-10 % for N >= 32, eleven repetitions read the
