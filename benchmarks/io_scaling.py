@@ -20,16 +20,19 @@ other one, and a ratio over one raw run carries that run's whole noise: at N = 6
 the traced figure by a few per cent from run to run, in either direction.)
 
 What ran just before a batch matters as much. At N = 64 a batch right after one of its own kind
-is 2-7 % faster than the same batch right after another contender — raw asyncio after raw
+is mostly faster than the same batch right after another contender — raw asyncio after raw
 asyncio, lanepar after the same executor — and a plain shuffle of four contenders, two of them
 raw, put raw after raw in two of five of its runs and lanepar after lanepar in one of fifteen:
-a bias of about 2 % against lanepar (a scratch count over 300 shuffled repetitions, twice: raw
-after raw 54.7 / 52.4 ms, after an executor 57.6 / 53.6; traced after traced 56.7 / 52.1, after
-raw 59.5 / 55.8). So each contender runs twice in a row in its turn: "paired" takes the second
-run (warm, as a caller's batches follow each other), "switched" the first (right after another
+a bias of 2-3 % against lanepar (a scratch count over 300 shuffled repetitions, twice: raw after
+raw 54.7 / 52.4 ms, after an executor 57.6 / 53.6; traced after traced 56.7 / 52.1, after raw
+59.5 / 55.8). So each contender runs twice in a row in its turn: "paired" takes the second run
+(warm, as a caller's batches follow each other), "switched" the first (right after another
 contender), and the order keeps the two raw runs apart, so that a switched raw run is always a
 switch from an executor, as a switched lanepar run is. "switch cost" is each one's switched
-run over its warm one: the effect itself, measured in every run.
+run over its warm one, the effect itself, in every run: at N = 64, +3 % for lanepar and -0.3 to
++4 % for raw asyncio in three runs. The switched ratio is shown, not judged: what a switch costs
+differs between the contenders and from run to run, and at N = 64 it read 0.92-1.02, below the
+warm ratio in five runs of six.
 
 How many repetitions: a median over R pairs whose single ratios scatter by s is good to about
 1.25 s / sqrt(R) (its standard error). With s at 5-10 % for N >= 32, eleven repetitions read the
@@ -41,7 +44,8 @@ up to ``MAX_FACTOR`` times the first count. The table prints how many it took an
 reached: a figure whose error is still over the precision says so, rather than reading as
 settled. The spread column gives the middle half of the paired ratios, for the reader to judge.
 (At N = 64 s is 8-10 %: to 1 % took 100-160 repetitions, and eleven runs of nearly the same
-code read 1.015-1.051 against a 5 % budget; to 0.7 % takes about 300, two minutes in all.)
+code read 1.015-1.051 against a 5 % budget; to 0.7 % takes about 300. With each contender
+run twice a repetition, the whole table takes four to five minutes.)
 """
 
 from __future__ import annotations
