@@ -29,10 +29,10 @@ raw 54.7 / 52.4 ms, after an executor 57.6 / 53.6; traced after traced 56.7 / 52
 (warm, as a caller's batches follow each other), "switched" the first (right after another
 contender), and the order keeps the two raw runs apart, so that a switched raw run is always a
 switch from an executor, as a switched lanepar run is. "switch cost" is each one's switched
-run over its warm one, the effect itself, in every run: at N = 64, +3 % for lanepar and -0.3 to
-+4 % for raw asyncio in three runs. The switched ratio is shown, not judged: what a switch costs
-differs between the contenders and from run to run, and at N = 64 it read 0.92-1.02, below the
-warm ratio in five runs of six.
+run over its warm one, the effect itself, in every run: at N = 64, +2 to +3 % for lanepar and
+-0.3 to +4 % for raw asyncio in four runs. The switched ratio is shown, not judged: what a switch
+costs differs between the contenders and from run to run, and at N = 64 it read 0.92-1.02, below
+the warm ratio in five runs of seven.
 
 How many repetitions: a median over R pairs whose single ratios scatter by s is good to about
 1.25 s / sqrt(R) (its standard error). With s at 5-10 % for N >= 32, eleven repetitions read the
