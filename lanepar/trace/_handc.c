@@ -289,15 +289,7 @@ static PyObject *m_hand_plain(PyObject *Py_UNUSED(m), PyObject *const *args, Py_
     PyObject *tv = PyLong_FromLongLong(t);
     if (tv == NULL) goto done;
     PyList_SET_ITEM(handed, 0, tv);
-    if (t - free_ >= g_lookup_min) { /* a reading under FRESH_NS old taken forward */
-        if (t - st->w > g_fresh) {
-            struct timespec ts;
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-            st->w = t;
-            st->c = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-        }
-        hand_cpu = st->c + (t - st->w);
-    }
+    if (t - free_ >= g_lookup_min) hand_cpu = clock_cpu_at(st, t);
     PyObject *hh = Py_BuildValue("(LL)", st->held, st->held_end);
     if (hh == NULL || PyObject_SetAttr(probe, S_hand_held, hh) < 0) {
         Py_XDECREF(hh);

@@ -364,16 +364,7 @@ static PyObject *m_late_begin(PyObject *Py_UNUSED(m), PyObject *const *args, Py_
     Clock *c = (Clock *)local;
     long long held1 = c->held, end = c->held_end, cpu = 0, free_cpu = 0;
     if (held0 < 0 || (now - free_) - (held1 - held0) >= g_lookup_min) {
-        if (now - c->w > g_fresh) { /* _loopclock.cpu_at: a reading too old is taken afresh */
-            long long t;
-            if (read_clock(NULL, CLOCK_THREAD_CPUTIME_ID, &t) < 0) {
-                Py_DECREF(local);
-                return NULL;
-            }
-            c->w = now;
-            c->c = t;
-        }
-        cpu = c->c + (now - c->w);
+        cpu = clock_cpu_at(c, now);
         free_cpu = at_cpu;
     }
     Py_DECREF(local);

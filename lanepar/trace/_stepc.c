@@ -117,6 +117,17 @@ static int read_clock(PyObject *fn, clockid_t id, long long *out) {
 #define NOW(s, out) read_clock((s)->pc, CLOCK_MONOTONIC, (out))
 #define THREAD_CPU(s, out) read_clock((s)->tt, CLOCK_THREAD_CPUTIME_ID, (out))
 
+/* _loopclock.cpu_at on the calling loop thread's C Clock: its CPU clock at ``now``, the last
+ * reading taken forward when under FRESH_NS old, else read afresh and kept for the next (a
+ * fan-out's hand-offs and late starts, each right after the steps before it, share one read) */
+static long long clock_cpu_at(Clock *c, long long now) {
+    if (now - c->w > g_fresh) {
+        read_clock(NULL, CLOCK_THREAD_CPUTIME_ID, &c->c);
+        c->w = now;
+    }
+    return c->c + (now - c->w);
+}
+
 /* a new reference's int value, the reference dropped (NULL: the error already set) */
 static int own_ll(PyObject *v, long long *out) {
     if (v == NULL) return -1;
