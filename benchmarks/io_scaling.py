@@ -145,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 for k in runs:
                     walls[k] += more[k]
                     switched[k] += more_switched[k]
-            raws = [(g + g2) / 2 for g, g2 in zip(walls["gather"], walls["gather2"])]
-            raws_switched = [(g + g2) / 2 for g, g2 in zip(switched["gather"], switched["gather2"])]
+            raws, raws_switched = raw_means(walls), raw_means(switched)
             par, peer = min(walls["lanepar"]), min(walls["gather"])
             ideal = min(n, a.concurrency)
             speedup = n * single / par
@@ -261,9 +260,13 @@ def paired_se(walls: dict[str, list[float]]) -> float:
     """The standard error of lanepar's paired median: 1.25 s / sqrt(R), s the ratios' scatter
     read robustly (their interquartile range / 1.35, which a few stalled repetitions do not
     inflate)."""
-    raws = [(g + g2) / 2 for g, g2 in zip(walls["gather"], walls["gather2"])]
-    q1, q3 = quartiles(walls["lanepar"], raws)
-    return 1.2533 * (q3 - q1) / 1.349 / len(raws) ** 0.5
+    q1, q3 = quartiles(walls["lanepar"], raw_means(walls))
+    return 1.2533 * (q3 - q1) / 1.349 / len(walls["lanepar"]) ** 0.5
+
+
+def raw_means(walls: dict[str, list[float]]) -> list[float]:
+    """Each repetition's mean of its two raw runs: what lanepar's run is paired with."""
+    return [(g + g2) / 2 for g, g2 in zip(walls["gather"], walls["gather2"])]
 
 
 def quartiles(xs: list[float], raw: list[float]) -> tuple[float, float]:
