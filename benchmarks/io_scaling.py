@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.repeat is None:
         a.repeat = max(11, min(41, round(1.2 / a.delay)))
+    if a.repeat < 2:  # (the quartiles of the paired ratios need two)
+        ap.error(f"--repeat {a.repeat}: at least 2 repetitions")
     ns = [2, 4, 8, 16, 32, 64]
     rows = []
     after: list[str] = []
